@@ -1,0 +1,117 @@
+"""The command line: thin Typer commands that gather options, call the library and print.
+
+Each command lives in ``cgraph_cli/commands/`` and registers itself here. All
+errors leave through :func:`main`: one ``error:`` message on stderr, exit 2
+(1 for a failed check or ``--strict``), never a traceback unless CGRAPH_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from cgraph_cli import __version__
+from cgraph_cli.errors import CgraphError
+
+app = typer.Typer(
+    name="cgraph",
+    help=(
+        "Evaluate, differentiate and draw computation graphs.\n\n"
+        "Write a small program such as 'x = a + b; y = b + c; z = x * y' and run\n\n"
+        "  cgraph eval lecture.cg --at a=-1,b=3,c=4\n\n"
+        "to see every node's value and its gradient ∂z/∂node (backpropagation)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"cgraph {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Evaluate, differentiate and draw computation graphs."""
+
+
+def _register() -> None:
+    from cgraph_cli.commands import check_cmd, eval_cmd, explain_cmd, ir_cmd, render_cmd
+
+    for mod in (eval_cmd, render_cmd, check_cmd, explain_cmd, ir_cmd):
+        mod.register(app)
+
+
+_register()
+
+
+def _fail(message: str, code: int) -> None:
+    try:
+        sys.stderr.write(message.rstrip("\n") + "\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError):
+        pass
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``cgraph`` command."""
+    from typer.exceptions import Abort, Exit, TyperException
+
+    debug = bool(os.environ.get("CGRAPH_DEBUG"))
+    code = 0
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="cgraph")
+        code = rv if isinstance(rv, int) else 0
+        sys.stdout.flush()
+    except CgraphError as err:
+        if debug:
+            raise
+        _fail(err.render(), err.exit_code)
+    except Exit as e:
+        code = e.exit_code
+    except Abort:
+        _fail("", 130)
+    except TyperException as e:  # click's usage errors, vendored by typer
+        if type(e).__name__ == "NoArgsIsHelpError":
+            sys.stdout.write(e.format_message() + "\n")
+            raise SystemExit(0) from None
+        ctx = getattr(e, "ctx", None)
+        hint = f"\nhint: see '{ctx.command_path} --help'" if ctx is not None else ""
+        _fail(f"error: {e.format_message()}{hint}", 2)
+    except KeyboardInterrupt:
+        _fail("", 130)
+    except BrokenPipeError:
+        # the reader went away (cgraph eval ... | head -1): end quietly
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+        raise SystemExit(0) from None
+    except RecursionError:
+        if debug:
+            raise
+        _fail("error: the program is nested too deeply to process", 2)
+    except MemoryError:
+        _fail("error: out of memory", 2)
+    except Exception as e:  # an internal error: a bug in cgraph, reported briefly
+        if debug:
+            raise
+        _fail(
+            f"error: internal error: {type(e).__name__}: {e}\n"
+            "hint: this is a bug in cgraph; run with CGRAPH_DEBUG=1 for the traceback",
+            3,
+        )
+    raise SystemExit(code)

@@ -1,0 +1,43 @@
+"""Options shared by the commands, and the printing helpers they use."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+import typer
+
+FILE_ARG = typer.Argument(None, metavar="FILE|-", help="Program file, or '-' for stdin.", show_default=False)
+EXPR_OPT = typer.Option(None, "-e", "--expr", help="The program inline, e.g. -e 'z = (a + b) * (b + c)'.")
+AT_OPT = typer.Option(
+    None, "--at", help="Input values: name=value pairs, e.g. --at a=-1,b=3 --at x=[1,2,3]. Repeatable."
+)
+AT_FILE_OPT = typer.Option(None, "--at-file", help="Input values from a JSON object or a .npz file.")
+SEED_OPT = typer.Option(0, "--seed", help="Seed for randn()/rand() in the program.")
+DTYPE_OPT = typer.Option("float64", "--dtype", help="Number type: float64 or float32.")
+
+
+def check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
+    from cgraph_cli.errors import CgraphError
+
+    if value not in choices:
+        raise CgraphError(f"{option}: '{value}' is not one of: {', '.join(choices)}")
+    return value
+
+
+def out(text: str) -> None:
+    """Print to stdout (plain text)."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def warn(text: str) -> None:
+    sys.stderr.write(text.rstrip("\n") + "\n")
+
+
+def print_rich(renderable: Any) -> None:
+    from rich.console import Console
+
+    Console(highlight=False, soft_wrap=False).print(renderable)
+
+
+__all__ = ["Optional", "FILE_ARG", "EXPR_OPT", "AT_OPT", "AT_FILE_OPT", "SEED_OPT", "DTYPE_OPT"]

@@ -1,0 +1,116 @@
+"""The project's one error type and its rendering with source context."""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Source:
+    """A program's text and where it came from, with offset -> line/column mapping."""
+
+    text: str
+    filename: str = "<expr>"
+    _line_starts: list[int] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        starts = [0]
+        find = self.text.find
+        i = find("\n")
+        while i != -1:
+            starts.append(i + 1)
+            i = find("\n", i + 1)
+        self._line_starts = starts
+
+    def line_col(self, offset: int) -> tuple[int, int]:
+        """1-based line and column of a character offset."""
+        line = bisect.bisect_right(self._line_starts, offset) - 1
+        return line + 1, offset - self._line_starts[line] + 1
+
+    def line_text(self, line: int) -> str:
+        start = self._line_starts[line - 1]
+        end = self.text.find("\n", start)
+        if end == -1:
+            end = len(self.text)
+        return self.text[start:end].rstrip("\r")
+
+    def snippet(self, start: int, end: int) -> str:
+        return self.text[start:end]
+
+
+class CgraphError(Exception):
+    """Any error a user can cause. ``span`` is (start, end) character offsets in ``source``."""
+
+    def __init__(
+        self,
+        message: str,
+        span: tuple[int, int] | None = None,
+        *,
+        hint: str | None = None,
+        source: Source | None = None,
+        exit_code: int = 2,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.hint = hint
+        self.source = source
+        self.exit_code = exit_code
+
+    def with_source(self, source: Source) -> CgraphError:
+        if self.source is None:
+            self.source = source
+        return self
+
+    def render(self) -> str:
+        """The full message: ``error: FILE:LINE:COL: message``, source line, caret, hint."""
+        return "error: " + format_located(self.message, self.span, self.source, self.hint)
+
+
+def format_located(
+    message: str,
+    span: tuple[int, int] | None,
+    source: Source | None,
+    hint: str | None = None,
+) -> str:
+    """``FILE:LINE:COL: message`` followed by the source line and a caret (no prefix)."""
+    lines = []
+    if span is not None and source is not None:
+        start, end = span
+        start = max(0, min(start, len(source.text)))
+        line, col = source.line_col(start)
+        lines.append(f"{source.filename}:{line}:{col}: {message}")
+        text = source.line_text(line)
+        # caret covers the span on this line (at least one character)
+        end_line, end_col = source.line_col(max(start, end - 1)) if end > start else (line, col)
+        width = (end_col - col + 1) if end_line == line else max(1, len(text) - col + 1)
+        width = max(1, min(width, max(1, len(text) - col + 1)))
+        shown = text.expandtabs(1)
+        if len(shown) > 200:  # keep very long lines readable around the spot
+            lo = max(0, col - 100)
+            shown = ("..." if lo else "") + shown[lo : lo + 200]
+            col = col - lo + (3 if lo else 0)
+            width = min(width, 200)
+        lines.append(f"  {line} | {shown}")
+        pad = " " * (len(str(line)) + 1)
+        lines.append(f"  {pad}| {' ' * (col - 1)}{'^' * width}")
+    elif source is not None and source.filename not in ("<expr>",):
+        lines.append(f"{source.filename}: {message}")
+    else:
+        lines.append(message)
+    if hint:
+        lines.append(f"hint: {hint}")
+    return "\n".join(lines)
+
+
+def closest(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str | None:
+    """The closest spelling among ``choices`` (for 'did you mean' hints), or None."""
+    match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def did_you_mean(word: str, choices) -> str:
+    best = closest(word, choices)
+    return f"; did you mean '{best}'?" if best else ""

@@ -1,0 +1,614 @@
+"""The graph IR and its builder.
+
+A :class:`Graph` stores nodes in topological order as parallel lists (op,
+operand ids, attributes, shape, name, source span, call frame), so a large
+program costs a few list slots per node rather than an object.  The
+:class:`Builder` lowers the parser's statement list into a Graph with
+sequential semantics (a name refers to its newest assignment; a name used
+before any assignment is an input), inlines ``def`` functions at each call,
+and infers shapes as it goes so that a shape error points at its source.
+Nothing here recurses over the program.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cgraph_cli.errors import CgraphError, Source, closest
+from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS, OPS, fmt_index, fmt_shape
+
+Span = tuple[int, int]
+MAX_NODES = 10_000_000
+
+
+@dataclass
+class Frame:
+    """One inlined call of a user function (drawn as a cluster)."""
+
+    name: str
+    span: Span
+    parent: int  # -1: top level
+    defs: dict = field(default_factory=dict, repr=False)  # functions visible inside
+
+
+@dataclass
+class Graph:
+    source: Source
+    ops: list[str] = field(default_factory=list)
+    args: list[tuple[int, ...]] = field(default_factory=list)
+    attrs: list[dict | None] = field(default_factory=list)
+    shapes: list[tuple[int, ...] | None] = field(default_factory=list)
+    names: list[str | None] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
+    frames_of: list[int] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
+    # program-level facts
+    inputs: dict[str, int] = field(default_factory=dict)  # in order of first appearance
+    declared_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    defaults: dict[str, np.ndarray] = field(default_factory=dict)
+    outputs: list[int] = field(default_factory=list)
+    bindings: dict[str, int] = field(default_factory=dict)  # every name's newest node at the end
+    dtype: Any = np.float64
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def text(self, i: int) -> str:
+        """The node's source text."""
+        s, e = self.spans[i]
+        return self.source.text[s:e]
+
+    def line_col(self, i: int) -> tuple[int, int]:
+        return self.source.line_col(self.spans[i][0])
+
+    def label(self, i: int) -> str:
+        """A deterministic display name: the node's name or ``%i``."""
+        return self.names[i] or f"%{i}"
+
+    @property
+    def output(self) -> int:
+        return self.outputs[0]
+
+    def named_nodes(self) -> list[int]:
+        return [i for i, n in enumerate(self.names) if n is not None]
+
+    def needs_grad(self) -> list[bool]:
+        """Which nodes depend on an input (only those get gradients)."""
+        need = [False] * len(self.ops)
+        for i, (op, args) in enumerate(zip(self.ops, self.args)):
+            need[i] = op == "input" or any(need[j] for j in args)
+        return need
+
+
+# -- the builder -------------------------------------------------------------------
+
+
+@dataclass
+class _Def:
+    name: str
+    span: Span
+    params: list[tuple[str, Span]]
+    body: tuple
+    defs: dict[str, _Def]  # the functions visible to the body (earlier definitions)
+
+
+def subexprs(e: tuple) -> tuple:
+    """The direct sub-expressions of an AST expression."""
+    k = e[0]
+    if k == "bin":
+        return (e[4], e[5])
+    if k == "neg":
+        return (e[3],)
+    if k in ("call", "tensor"):
+        return e[4] if k == "call" else e[3]
+    if k == "index":
+        return (e[3],) + tuple(x for sub in e[4] for x in sub[1:] if x is not None)
+    return ()
+
+
+def _static_int(expr: tuple, what: str) -> int:
+    if expr[0] == "num" and float(expr[3]).is_integer():
+        return int(expr[3])
+    raise CgraphError(f"{what} must be a whole-number constant", (expr[1], expr[2]))
+
+
+def _const_tensor(expr: tuple) -> list | float | None:
+    """A tensor literal made only of numbers, as nested lists; None if it has expressions."""
+    if expr[0] == "num":
+        return expr[3]
+    if expr[0] != "tensor":
+        return None
+    out: list = []
+    stack = [(expr, out)]
+    while stack:
+        e, dest = stack.pop()
+        for item in e[3]:
+            if item[0] == "num":
+                dest.append(item[3])
+            elif item[0] == "tensor":
+                sub: list = []
+                dest.append(sub)
+                stack.append((item, sub))
+            else:
+                return None
+    return out
+
+
+class Builder:
+    """Lowers statements to a Graph. ``values`` gives input values (for their shapes)."""
+
+    def __init__(
+        self,
+        source: Source,
+        values: dict[str, np.ndarray] | None = None,
+        *,
+        seed: int = 0,
+        dtype: Any = np.float64,
+        constants_only: bool = False,
+        rng: np.random.Generator | None = None,
+        max_nodes: int = MAX_NODES,
+    ) -> None:
+        self.g = Graph(source, dtype=dtype)
+        self.values = values or {}
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
+        self.seed = seed
+        self.dtype = dtype
+        self.constants_only = constants_only
+        self.max_nodes = max_nodes
+        self.defs: dict[str, _Def] = {}
+        self.last_assigned: int | None = None
+        self.declared: set[str] = set()
+
+    # -- nodes ---------------------------------------------------------------------
+    def node(self, op: str, args: tuple[int, ...], span: Span, frame: int, attrs: dict | None = None) -> int:
+        g = self.g
+        shapes = [g.shapes[j] for j in args]
+        if op in ("input", "const"):
+            shape = None  # set by the caller
+        elif any(s is None for s in shapes):
+            shape = None
+        else:
+            try:
+                shape = OPS[op].shape(shapes, **(attrs or {}))
+            except ValueError as e:
+                raise CgraphError(str(e), span) from None
+        i = len(g.ops)
+        if i >= self.max_nodes:
+            raise CgraphError(
+                f"the program expands to more than {self.max_nodes:,} nodes",
+                span,
+                hint="a function that calls others many times multiplies the graph; simplify the program",
+            )
+        g.ops.append(op)
+        g.args.append(args)
+        g.attrs.append(attrs)
+        g.shapes.append(shape)
+        g.names.append(None)
+        g.spans.append(span)
+        g.frames_of.append(frame)
+        return i
+
+    def const(self, value: Any, span: Span, frame: int) -> int:
+        arr = np.asarray(value, dtype=self.dtype)
+        i = self.node("const", (), span, frame, {"value": arr})
+        self.g.shapes[i] = arr.shape
+        return i
+
+    def new_input(self, name: str, span: Span) -> int:
+        if self.constants_only:
+            raise CgraphError(f"a default value may use only constants and constructors, not the name '{name}'", span)
+        i = self.node("input", (), span, -1)
+        g = self.g
+        g.names[i] = name
+        g.inputs[name] = i
+        value = self.values.get(name)
+        if value is not None:
+            g.shapes[i] = tuple(np.shape(value))
+        elif name in g.declared_shapes:
+            g.shapes[i] = g.declared_shapes[name]
+        elif name in g.defaults:
+            g.shapes[i] = tuple(np.shape(g.defaults[name]))
+        return i
+
+    # -- statements ----------------------------------------------------------------
+    def build(self, stmts: list[tuple]) -> Graph:
+        g = self.g
+        if not stmts:
+            raise CgraphError("the program is empty", hint="write at least one assignment, such as: z = x * y")
+        last = len(stmts) - 1
+        bare_out: int | None = None
+        for k, st in enumerate(stmts):
+            kind = st[0]
+            if kind == "assign":
+                self.assign(st[3], st[4], st[5], (st[1], st[2]))
+            elif kind == "input":
+                self.declare_inputs(st[3])
+            elif kind == "output":
+                for name, span in st[3]:
+                    if name not in g.bindings:
+                        raise CgraphError(f"output '{name}' is not defined" + _suggest(name, g.bindings), span)
+                    g.outputs.append(g.bindings[name])
+            elif kind == "def":
+                self.define(st)
+            elif kind == "bare":
+                if k != last:
+                    raise CgraphError(
+                        "an expression on its own is only allowed as the last statement",
+                        (st[1], st[2]),
+                        hint="give it a name, such as: t = ...",
+                    )
+                bare_out = self.assign("out", (st[1], st[2]), st[3], (st[1], st[2]))
+        if not g.outputs:
+            if bare_out is not None:
+                g.outputs.append(bare_out)
+            elif self.last_assigned is not None:
+                g.outputs.append(self.last_assigned)
+            elif g.inputs:
+                g.outputs.append(next(iter(g.inputs.values())))
+            else:
+                raise CgraphError("the program computes nothing", hint="write an assignment, such as: z = x * y")
+        return g
+
+    def assign(self, name: str, name_span: Span, expr: tuple, stmt_span: Span) -> int:
+        g = self.g
+        if name in self.declared:
+            raise CgraphError(f"cannot assign to '{name}': it is declared as an input", name_span)
+        before = len(g.ops)
+        i = self.lower(expr, None, -1)
+        if i < before or g.names[i] is not None:  # an existing node: the assignment makes a copy
+            i = self.node("id", (i,), (expr[1], expr[2]), -1)
+        g.names[i] = name
+        g.bindings[name] = i
+        self.last_assigned = i
+        return i
+
+    def declare_inputs(self, items: list) -> None:
+        g = self.g
+        for name, span, kind, payload in items:
+            if name in self.declared:
+                raise CgraphError(f"input '{name}' is declared twice", span)
+            if name in g.bindings:
+                raise CgraphError(
+                    f"input '{name}' is declared after '{name}' is used or assigned",
+                    span,
+                    hint="declare inputs before the statements that use them",
+                )
+            if name == "pi":
+                raise CgraphError("'pi' is a constant and cannot be an input", span)
+            self.declared.add(name)
+            if kind == "shape":
+                g.declared_shapes[name] = payload
+            elif kind == "default":
+                g.defaults[name] = self.constant_value(payload)
+            i = self.new_input(name, span)
+            g.bindings[name] = i
+
+    def constant_value(self, expr: tuple) -> np.ndarray:
+        """Evaluate a constant expression (an input's default) now."""
+        from cgraph_cli.engine import forward
+
+        sub = Builder(self.g.source, dtype=self.dtype, constants_only=True, rng=self.rng)
+        sub.defs = self.defs
+        i = sub.lower(expr, None, -1)
+        vals = forward(sub.g, {}, upto=i)
+        return np.asarray(vals[i], dtype=self.dtype)
+
+    def define(self, st: tuple) -> None:
+        _, s, e, fname, fspan, params, body = st
+        if fname in FUNCTIONS or fname in CONSTRUCTORS:
+            raise CgraphError(f"cannot redefine the built-in function '{fname}'", fspan)
+        if fname in self.defs:
+            raise CgraphError(f"function '{fname}' is defined twice", fspan)
+        seen: set[str] = set()
+        for p, pspan in params:
+            if p in seen:
+                raise CgraphError(f"parameter '{p}' appears twice in '{fname}'", pspan)
+            seen.add(p)
+        # check the body now: only parameters, earlier functions, no recursion
+        stack = [body]
+        while stack:
+            x = stack.pop()
+            if x[0] == "name" and x[3] not in seen and x[3] != "pi":
+                raise CgraphError(
+                    f"unknown name '{x[3]}' in function '{fname}'",
+                    (x[1], x[2]),
+                    hint="a function sees only its parameters" + _suggest_plain(x[3], seen),
+                )
+            if x[0] == "call":
+                callee = x[3]
+                if callee == fname:
+                    raise CgraphError(f"function '{fname}' calls itself; recursion is not allowed", (x[1], x[5]))
+                if callee not in self.defs and callee not in FUNCTIONS and callee not in CONSTRUCTORS:
+                    known = sorted(set(FUNCTIONS) | set(CONSTRUCTORS) | set(self.defs))
+                    raise CgraphError(f"unknown function '{callee}'" + _suggest(callee, known), (x[1], x[5]))
+            stack.extend(subexprs(x))
+        self.defs[fname] = _Def(fname, fspan, params, body, dict(self.defs))
+
+    # -- expressions ---------------------------------------------------------------
+    def lookup(self, name: str, span: Span, env: dict[str, int] | None, frame: int) -> int:
+        if env is not None:  # inside a function body
+            if name in env:
+                return env[name]
+            if name == "pi":
+                return self.const(math.pi, span, frame)
+            fname = self.g.frames[frame].name
+            raise CgraphError(
+                f"unknown name '{name}' in function '{fname}'",
+                span,
+                hint="a function sees only its parameters" + _suggest_plain(name, env),
+            )
+        g = self.g
+        i = g.bindings.get(name)
+        if i is not None:
+            return i
+        if name == "pi":
+            return self.const(math.pi, span, frame)
+        i = self.new_input(name, span)
+        g.bindings[name] = i
+        return i
+
+    def _operands(self, e: tuple) -> list[tuple]:
+        kind = e[0]
+        if kind == "bin":
+            return [e[4], e[5]]
+        if kind == "neg":
+            return [e[3]]
+        if kind == "index":
+            return [e[3]]
+        if kind == "tensor":
+            return [] if _const_tensor(e) is not None else list(e[3])
+        if kind == "call":
+            fname, args = e[3], e[4]
+            fn = FUNCTIONS.get(fname)
+            if fn is not None and fn.static is not None:
+                n = 1 if fn.static == "dims" else min(len(args), fn.min_args)
+                return list(args[:n])
+            if fname in CONSTRUCTORS:
+                return []
+            return list(args)
+        return []
+
+    def lower(self, expr: tuple, env: dict[str, int] | None, frame: int) -> int:
+        """Lower an expression to nodes (post-order, with an explicit stack)."""
+        results: list[int] = []
+        stack: list[tuple] = [(expr, env, frame, False)]
+        while stack:
+            e, env, frame, done = stack.pop()
+            kind = e[0]
+            if kind == "num":
+                results.append(self.const(e[3], (e[1], e[2]), frame))
+            elif kind == "name":
+                results.append(self.lookup(e[3], (e[1], e[2]), env, frame))
+            elif kind == "callend":  # a user function's body has been lowered
+                root = results[-1]
+                if root >= e[2]:
+                    self.g.spans[root] = e[1]
+            elif not done:
+                stack.append((e, env, frame, True))
+                for c in reversed(self._operands(e)):
+                    stack.append((c, env, frame, False))
+            else:
+                n = len(self._operands(e))
+                ids = tuple(results[len(results) - n :]) if n else ()
+                if n:
+                    del results[len(results) - n :]
+                r = self.combine(e, ids, env, frame, stack)
+                if r is not None:
+                    results.append(r)
+        return results[-1]
+
+    def combine(self, e: tuple, ids: tuple[int, ...], env, frame: int, stack: list) -> int | None:
+        kind = e[0]
+        span = (e[1], e[2])
+        if kind == "bin":
+            return self.node(e[3], ids, span, frame)
+        if kind == "neg":
+            return self.node("neg", ids, span, frame)
+        if kind == "index":
+            idx = []
+            for sub in e[4]:
+                if sub[0] == "i":
+                    idx.append(_static_int(sub[1], "an index"))
+                else:
+                    parts = [None if p is None else _static_int(p, "a slice bound") for p in sub[1:]]
+                    if parts[2] == 0:
+                        raise CgraphError("a slice step cannot be zero", span)
+                    idx.append(slice(*parts))
+            return self.node("index", ids, span, frame, {"idx": tuple(idx)})
+        if kind == "tensor":
+            if not ids:
+                data = _const_tensor(e)
+                try:
+                    arr = np.array(data, dtype=self.dtype)
+                except ValueError:
+                    raise CgraphError("tensor literal rows have different lengths", span) from None
+                return self.const(arr, span, frame)
+            if len(ids) == 0:
+                raise CgraphError("empty tensor literal", span)
+            return self.node("stack", ids, span, frame)
+        if kind == "call":
+            return self.call(e, ids, env, frame, stack)
+        raise CgraphError(f"internal error: cannot lower {kind}", span)
+
+    def call(self, e: tuple, ids: tuple[int, ...], env, frame: int, stack: list) -> int | None:
+        fname, args = e[3], e[4]
+        span = (e[1], e[2])
+        name_span = (e[1], e[5])
+        visible = self.defs if env is None else self.g.frames[frame].defs
+        user = visible.get(fname)
+        if user is not None:
+            if len(args) != len(user.params):
+                raise CgraphError(f"{fname}() takes {_n_args(len(user.params))}, got {len(args)}", span)
+            fr = len(self.g.frames)
+            self.g.frames.append(Frame(fname, span, frame, user.defs))
+            new_env = {p: i for (p, _), i in zip(user.params, ids)}
+            stack.append((("callend", span, len(self.g.ops)), new_env, fr, False))
+            stack.append((user.body, new_env, fr, False))
+            return None
+        if fname in CONSTRUCTORS:
+            return self.construct(fname, args, span, frame)
+        fn = FUNCTIONS.get(fname)
+        if fn is None:
+            if fname in self.defs:
+                raise CgraphError(f"function '{fname}' is defined after the function that calls it", name_span)
+            known = sorted(set(FUNCTIONS) | set(CONSTRUCTORS) | set(visible))
+            raise CgraphError(f"unknown function '{fname}'" + _suggest(fname, known), name_span)
+        n = len(args)
+        if n < fn.min_args or (fn.max_args is not None and n > fn.max_args):
+            if fn.max_args is None:
+                want = f"at least {_n_args(fn.min_args)}"
+            elif fn.min_args == fn.max_args:
+                want = _n_args(fn.min_args)
+            else:
+                want = f"{fn.min_args} to {fn.max_args} arguments"
+            raise CgraphError(f"{fname}() takes {want}, got {n}", span)
+        op = fn.op
+        attrs: dict | None = None
+        if fname in ("max", "min") and n == 1:
+            op = "amax" if fname == "max" else "amin"
+        elif fn.static == "axis" and n == 2:
+            attrs = {"axis": _static_int(args[1], f"the axis of {fname}()")}
+        elif fn.static == "dims":
+            attrs = {"dims": tuple(_static_int(a, f"a dimension of {fname}()") for a in args[1:])}
+        elif fname == "dot":
+            shapes = [self.g.shapes[i] for i in ids]
+            if any(s == () for s in shapes):
+                op = "mul"
+        return self.node(op, ids, span, frame, attrs)
+
+    def construct(self, fname: str, args: tuple, span: Span, frame: int) -> int:
+        dims = tuple(_static_int(a, f"a dimension of {fname}()") for a in args)
+        if any(d < 0 for d in dims):
+            raise CgraphError(f"{fname}() needs non-negative dimensions", span)
+        if fname == "eye":
+            if len(dims) != 1:
+                raise CgraphError(f"eye() takes 1 argument, got {len(dims)}", span)
+            shape: tuple[int, ...] = (dims[0], dims[0])
+        else:
+            shape = dims
+        size = int(np.prod(shape, dtype=np.float64))
+        if size > 2**27:
+            raise CgraphError(
+                f"{fname}{fmt_shape(shape)} would hold {size:,} values, more than the limit of {2**27:,}", span
+            )
+        if fname == "zeros":
+            v = np.zeros(shape)
+        elif fname == "ones":
+            v = np.ones(shape)
+        elif fname == "eye":
+            v = np.eye(dims[0])
+        elif fname == "randn":
+            v = self.rng.standard_normal(shape)
+        else:
+            v = self.rng.random(shape)
+        return self.const(v, span, frame)
+
+
+def _n_args(n: int) -> str:
+    return f"{n} argument{'s' * (n != 1)}"
+
+
+def _suggest(name: str, choices) -> str:
+    best = closest(name, list(choices))
+    return f"; did you mean '{best}'?" if best else ""
+
+
+def _suggest_plain(name: str, choices) -> str:
+    best = closest(name, list(choices))
+    return f" (did you mean '{best}'?)" if best else ""
+
+
+def build_graph(
+    stmts: list[tuple],
+    source: Source,
+    values: dict[str, np.ndarray] | None = None,
+    *,
+    seed: int = 0,
+    dtype: Any = np.float64,
+) -> Graph:
+    """Lower parsed statements into a Graph (see :class:`Builder`)."""
+    try:
+        return Builder(source, values, seed=seed, dtype=dtype).build(stmts)
+    except CgraphError as err:
+        raise err.with_source(source) from None
+
+
+# -- printing ----------------------------------------------------------------------
+
+
+def format_ir(g: Graph) -> str:
+    """One line per node in topological order, in the spirit of a jaxpr listing."""
+    lines = []
+    width = len(str(len(g) - 1)) + 1
+    for i in range(len(g)):
+        op = g.ops[i]
+        lhs = f"%{i}".rjust(width)
+        shape = "?" if g.shapes[i] is None else fmt_shape(g.shapes[i])
+        if op == "const":
+            v = g.attrs[i]["value"]
+            operands = _short(v)
+        elif op == "input":
+            operands = ""
+        else:
+            operands = " ".join(f"%{j}" for j in g.args[i])
+            if g.attrs[i]:
+                operands += " " + " ".join(f"{k}={_fmt_attr(v)}" for k, v in sorted(g.attrs[i].items()))
+        line, col = g.line_col(i)
+        name = f" {g.names[i]}" if g.names[i] else ""
+        lines.append(f"{lhs}{name} = {op} {operands}".rstrip() + f" : {shape}  @{line}:{col}")
+    outs = ", ".join(g.label(i) for i in g.outputs)
+    lines.append(f"output {outs}")
+    return "\n".join(lines)
+
+
+def _fmt_attr(v: Any) -> str:
+    if isinstance(v, tuple) and any(isinstance(x, slice) for x in v):
+        return fmt_index(v)
+    if isinstance(v, tuple):
+        return fmt_shape(v)
+    return str(v)
+
+
+def _short(v: np.ndarray) -> str:
+    if v.ndim == 0:
+        return format(float(v), ".6g")
+    return np.array2string(v, precision=4, threshold=6, edgeitems=2, separator=", ").replace("\n", "")
+
+
+def ir_data(g: Graph) -> dict[str, Any]:
+    """The IR as JSON-ready data."""
+    nodes = []
+    for i in range(len(g)):
+        line, col = g.line_col(i)
+        attrs = {}
+        for k, v in sorted((g.attrs[i] or {}).items()):
+            if k == "value":
+                attrs[k] = np.asarray(v).tolist()
+            elif k == "idx":
+                attrs[k] = fmt_index(v)
+            else:
+                attrs[k] = list(v) if isinstance(v, tuple) else v
+        nodes.append(
+            {
+                "id": i,
+                "name": g.names[i],
+                "op": g.ops[i],
+                "args": list(g.args[i]),
+                "attrs": attrs,
+                "shape": None if g.shapes[i] is None else list(g.shapes[i]),
+                "expr": g.text(i),
+                "line": line,
+                "column": col,
+                "frame": g.frames_of[i],
+            }
+        )
+    return {
+        "inputs": list(g.inputs),
+        "outputs": [g.label(i) for i in g.outputs],
+        "nodes": nodes,
+        "frames": [{"id": k, "name": f.name, "parent": f.parent} for k, f in enumerate(g.frames)],
+    }

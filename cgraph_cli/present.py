@@ -1,0 +1,209 @@
+"""Presenters: turn a Result into data, text or renderables. Only the CLI prints."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from cgraph_cli.engine import Result
+from cgraph_cli.errors import format_located
+from cgraph_cli.ir import Graph
+from cgraph_cli.ops import fmt_shape
+
+
+def fmt_number(x: float) -> str:
+    """Short, exact-looking numbers: 14, -1, 0.5, 1.2346e-05, NaN, inf."""
+    x = float(x)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0:
+        return "0"
+    return format(x, ".6g")
+
+
+def fmt_value(v: Any, *, limit: int = 4) -> str:
+    """A scalar as a number; a tensor abbreviated to its first and last entries."""
+    if v is None:
+        return "—"
+    a = np.asarray(v)
+    if a.ndim == 0:
+        return fmt_number(a)
+    with np.printoptions(precision=4, threshold=limit, edgeitems=2, suppress=False):
+        text = np.array2string(a, separator=", ", formatter={"float_kind": lambda x: fmt_number(x)})
+    return " ".join(text.split())
+
+
+def json_number(x: Any) -> Any:
+    """Strict JSON: non-finite numbers become the strings NaN / Infinity / -Infinity."""
+    x = float(x)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return x
+
+
+def json_value(v: Any) -> Any:
+    if v is None:
+        return None
+    a = np.asarray(v, dtype=np.float64)
+    if a.ndim == 0:
+        return json_number(a)
+    if np.all(np.isfinite(a)):
+        return a.tolist()
+    flat = [json_number(x) for x in a.ravel()]
+    out: Any = flat
+    for d in reversed(a.shape[1:]):
+        out = [out[i : i + d] for i in range(0, len(out), d)]
+    return out
+
+
+def rows(result: Result, all_nodes: bool = False) -> list[int]:
+    g = result.graph
+    return list(range(len(g))) if all_nodes else g.named_nodes()
+
+
+def to_data(result: Result) -> dict[str, Any]:
+    """The JSON document of SPEC §3."""
+    g = result.graph
+    vals, grads = result.values, result.grads
+    nodes = []
+    for i in range(len(g)):
+        line, col = g.line_col(i)
+        nodes.append(
+            {
+                "id": i,
+                "name": g.names[i],
+                "op": g.ops[i],
+                "args": list(g.args[i]),
+                "shape": list(np.shape(vals[i])),
+                "value": json_value(vals[i]),
+                "grad": json_value(grads[i]),
+                "expr": g.text(i),
+                "line": line,
+                "column": col,
+            }
+        )
+    nonfinite = [
+        {
+            "pass": where,
+            "id": i,
+            "name": g.names[i],
+            "op": g.ops[i],
+            "line": g.line_col(i)[0],
+            "column": g.line_col(i)[1],
+        }
+        for where, i in result.nonfinite
+    ]
+    return {
+        "output": g.label(result.out),
+        "value": json_value(vals[result.out]),
+        "inputs": {k: json_value(v) for k, v in result.inputs.items()},
+        "gradients": {k: json_value(grads[i]) for k, i in g.inputs.items()},
+        "outputs": {g.label(i): json_value(vals[i]) for i in g.outputs},
+        "nodes": nodes,
+        "nonfinite": nonfinite,
+    }
+
+
+def to_json(result: Result) -> str:
+    return json.dumps(to_data(result), indent=2, allow_nan=False)
+
+
+def to_csv(result: Result, all_nodes: bool = False) -> str:
+    """One row per node: node,op,expr,shape,value,grad (tensors as JSON lists)."""
+    g = result.graph
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["node", "op", "expr", "shape", "value", "grad"])
+    for i in rows(result, all_nodes):
+        v, gr = result.values[i], result.grads[i]
+        w.writerow(
+            [
+                g.label(i),
+                g.ops[i],
+                g.text(i),
+                "x".join(str(d) for d in np.shape(v)),
+                _csv_cell(v),
+                _csv_cell(gr),
+            ]
+        )
+    return buf.getvalue()
+
+
+def _csv_cell(v: Any) -> str:
+    if v is None:
+        return ""
+    a = np.asarray(v)
+    if a.ndim == 0:
+        return repr(float(a)) if np.isfinite(a) else fmt_number(a)
+    return json.dumps(json_value(a), separators=(",", ":"))
+
+
+def grad_header(g: Graph, out: int) -> str:
+    return f"∂{g.label(out)}/∂node"
+
+
+def to_table(result: Result, all_nodes: bool = False):
+    """A rich Table: node, op, expression, shape, value, gradient."""
+    from rich.table import Table
+
+    g = result.graph
+    t = Table(title=f"{g.label(result.out)} = {fmt_value(result.values[result.out])}", title_justify="left")
+    t.add_column("node", style="bold")
+    t.add_column("op", style="dim")
+    t.add_column("expression")
+    t.add_column("shape", style="dim")
+    t.add_column("value", justify="right", style="cyan", no_wrap=True)
+    t.add_column(grad_header(g, result.out), justify="right", style="magenta", no_wrap=True)
+    for i in rows(result, all_nodes):
+        t.add_row(
+            g.label(i),
+            g.ops[i],
+            g.text(i),
+            fmt_shape(tuple(np.shape(result.values[i]))) if np.ndim(result.values[i]) else "()",
+            fmt_value(result.values[i]),
+            fmt_value(result.grads[i]),
+        )
+    return t
+
+
+def nonfinite_warnings(result: Result) -> list[str]:
+    """One warning per pass naming the first node where a non-finite number appeared."""
+    g = result.graph
+    out = []
+    for where, i in result.nonfinite:
+        items = result.values if where == "forward" else result.grads
+        what = "value" if where == "forward" else "gradient"
+        operands = ", ".join(f"{g.label(j)} = {fmt_value(result.values[j])}" for j in g.args[i])
+        detail = f" from {operands}" if operands else ""
+        msg = (
+            f"non-finite {what} {fmt_value(items[i])} first appears in the {where} pass at "
+            f"node {g.label(i)} ({g.ops[i]}){detail}"
+        )
+        hint = domain_hint(g, i, result.values)
+        out.append("warning: " + format_located(msg, g.spans[i], g.source, hint))
+    return out
+
+
+def domain_hint(g: Graph, i: int, vals: list[Any]) -> str | None:
+    op = g.ops[i]
+    xs = [np.asarray(vals[j]) for j in g.args[i]]
+    if op == "log" and np.any(xs[0] <= 0):
+        return "log is defined only for positive values"
+    if op == "sqrt" and np.any(xs[0] < 0):
+        return "sqrt is defined only for non-negative values"
+    if op == "div" and np.any(xs[1] == 0):
+        return "division by zero"
+    if op == "pow" and np.any((xs[0] < 0) & (np.mod(xs[1], 1) != 0)):
+        return "a negative base to a non-integer power is not a real number"
+    if op == "pow" and np.any((xs[0] == 0) & (xs[1] < 0)):
+        return "zero to a negative power is infinite"
+    return None

@@ -1,0 +1,82 @@
+"""The library's front door: source -> graph -> values and gradients."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cgraph_cli.engine import Result, evaluate
+from cgraph_cli.errors import CgraphError, Source
+from cgraph_cli.ir import Graph, build_graph
+from cgraph_cli.parser import parse
+from cgraph_cli.values import bind_inputs
+
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+def load_source(file: str | None, expr: str | None) -> Source:
+    """The program from ``-e``, a file, or stdin (``-``)."""
+    if expr is not None:
+        if file not in (None, "-"):
+            raise CgraphError("give either a FILE or -e/--expr, not both")
+        return Source(expr, "<expr>")
+    if file is None:
+        raise CgraphError("no program given", hint="pass a FILE, '-' for stdin, or -e 'z = x * y'")
+    if file == "-":
+        data = sys.stdin.buffer.read()
+        name = "<stdin>"
+    else:
+        p = Path(file)
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            raise CgraphError(f"no such file: {file}") from None
+        except IsADirectoryError:
+            raise CgraphError(f"{file} is a folder, not a program file") from None
+        except OSError as e:
+            raise CgraphError(f"cannot read {file}: {e.strerror or e}") from None
+        name = file
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CgraphError(f"{name} is not UTF-8 text (byte {e.start} cannot be decoded)") from None
+    if "\x00" in text:
+        raise CgraphError(f"{name} is not a text file (it contains a NUL byte)")
+    return Source(text, name)
+
+
+def compile_program(
+    source: Source, values: dict[str, Any] | None = None, *, seed: int = 0, dtype: str = "float64"
+) -> Graph:
+    """Parse and lower a program; input shapes come from ``values`` where given."""
+    stmts = parse(source)
+    return build_graph(stmts, source, values, seed=seed, dtype=DTYPES[dtype])
+
+
+def pick_output(g: Graph, of: str | None) -> int:
+    if of is None:
+        return g.output
+    if of not in g.bindings:
+        names = ", ".join(sorted(g.bindings))
+        from cgraph_cli.errors import did_you_mean
+
+        raise CgraphError(f"--of: '{of}' is not a name in the program{did_you_mean(of, g.bindings)} (names: {names})")
+    return g.bindings[of]
+
+
+def run(
+    source: Source,
+    given: dict[str, Any],
+    *,
+    of: str | None = None,
+    seed: int = 0,
+    dtype: str = "float64",
+) -> Result:
+    """Compile, bind inputs, run forward and backward passes."""
+    g = compile_program(source, given, seed=seed, dtype=dtype)
+    inputs = bind_inputs(g, given)
+    out = pick_output(g, of)
+    return evaluate(g, inputs, out)
