@@ -46,7 +46,7 @@ def backward(g: Graph, vals: list[Any], out: int) -> list[Any]:
     if not need[out]:
         return _zero_grads(g, need, grads)
     grads[out] = np.ones_like(vals[out])
-    ops, args, attrs, shapes = g.ops, g.args, g.attrs, g.shapes
+    ops, args, attrs = g.ops, g.args, g.attrs
     with np.errstate(all="ignore"):
         for i in range(out, -1, -1):
             gi = grads[i]
