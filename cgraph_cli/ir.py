@@ -208,6 +208,13 @@ class Builder:
         value = self.values.get(name)
         if value is not None:
             g.shapes[i] = tuple(np.shape(value))
+            want = g.declared_shapes.get(name)
+            if want is not None and want != g.shapes[i]:
+                raise CgraphError(
+                    f"input '{name}' is declared with shape {fmt_shape(want)}, "
+                    f"but the value given has shape {fmt_shape(g.shapes[i])}",
+                    span,
+                )
         elif name in g.declared_shapes:
             g.shapes[i] = g.declared_shapes[name]
         elif name in g.defaults:
