@@ -94,6 +94,7 @@ class _Def:
     params: list[tuple[str, Span]]
     body: tuple
     defs: dict[str, _Def]  # the functions visible to the body (earlier definitions)
+    size: int = 0  # nodes one call adds when inlined (estimated at definition, capped)
 
 
 def subexprs(e: tuple) -> tuple:
@@ -112,6 +113,8 @@ def subexprs(e: tuple) -> tuple:
 
 def _static_int(expr: tuple, what: str) -> int:
     if expr[0] == "num" and float(expr[3]).is_integer():
+        if abs(expr[3]) > 2**53:
+            raise CgraphError(f"{what} is too large", (expr[1], expr[2]))
         return int(expr[3])
     raise CgraphError(f"{what} must be a whole-number constant", (expr[1], expr[2]))
 
@@ -151,7 +154,10 @@ class Builder:
         constants_only: bool = False,
         rng: np.random.Generator | None = None,
         max_nodes: int = MAX_NODES,
+        max_memory: int | None = None,
     ) -> None:
+        from cgraph_cli.limits import DEFAULT_MAX_MEMORY
+
         self.g = Graph(source, dtype=dtype)
         self.values = values or {}
         self.rng = rng if rng is not None else np.random.default_rng(seed)
@@ -159,6 +165,9 @@ class Builder:
         self.dtype = dtype
         self.constants_only = constants_only
         self.max_nodes = max_nodes
+        self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
+        self.itemsize = np.dtype(dtype).itemsize
+        self.n_values = 0  # values held by all nodes so far (from their shapes)
         self.defs: dict[str, _Def] = {}
         self.last_assigned: int | None = None
         self.declared: set[str] = set()
@@ -176,6 +185,10 @@ class Builder:
                 shape = OPS[op].shape(shapes, **(attrs or {}))
             except ValueError as e:
                 raise CgraphError(str(e), span) from None
+        if shape:  # a tensor: check the memory limit before anything is allocated
+            self.count_values(math.prod(shape) or max(shape), span, f"the result of this '{op}'")
+        else:
+            self.n_values += 1
         i = len(g.ops)
         if i >= self.max_nodes:
             raise CgraphError(
@@ -192,10 +205,28 @@ class Builder:
         g.frames_of.append(frame)
         return i
 
+    def count_values(self, size: int, span: Span, what: str) -> None:
+        """Refuse a node whose value, or the program's values in all, would pass the memory limit."""
+        self.n_values += size
+        if self.n_values * self.itemsize > self.max_memory:
+            from cgraph_cli.limits import fmt_bytes
+
+            alone = size * self.itemsize > self.max_memory
+            total = fmt_bytes(size * self.itemsize if alone else self.n_values * self.itemsize)
+            what = f"{what} would hold {size:,} values ({total})" if alone else f"the values would take {total}"
+            raise CgraphError(
+                f"{what}, more than the memory limit of {fmt_bytes(self.max_memory)}",
+                span,
+                hint="use smaller shapes, or raise the limit with --max-memory (e.g. --max-memory 4G)",
+            )
+
     def const(self, value: Any, span: Span, frame: int) -> int:
         arr = np.asarray(value, dtype=self.dtype)
         i = self.node("const", (), span, frame, {"value": arr})
         self.g.shapes[i] = arr.shape
+        if arr.ndim:
+            self.n_values -= 1
+            self.count_values(arr.size, span, "the tensor literal")
         return i
 
     def new_input(self, name: str, span: Span) -> int:
@@ -208,6 +239,7 @@ class Builder:
         value = self.values.get(name)
         if value is not None:
             g.shapes[i] = tuple(np.shape(value))
+            self.n_values += np.size(value) - 1
             want = g.declared_shapes.get(name)
             if want is not None and want != g.shapes[i]:
                 raise CgraphError(
@@ -333,7 +365,28 @@ class Builder:
                     known = sorted(set(FUNCTIONS) | set(CONSTRUCTORS) | set(self.defs))
                     raise CgraphError(f"unknown function '{callee}'" + _suggest(callee, known), (x[1], x[5]))
             stack.extend(subexprs(x))
-        self.defs[fname] = _Def(fname, fspan, params, body, dict(self.defs))
+        self.defs[fname] = _Def(fname, fspan, params, body, dict(self.defs), self.expanded_size(body))
+
+    def expanded_size(self, body: tuple) -> int:
+        """How many nodes one call of a body adds when inlined (capped just above max_nodes).
+
+        Known when the function is defined, so an exponential tower of functions
+        (f2(x) = f1(f1(x)), f3(x) = f2(f2(x)), ...) is refused at its call, before building.
+        """
+        cap = self.max_nodes + 1
+        n = 0
+        stack = [body]
+        while stack:
+            x = stack.pop()
+            k = x[0]
+            if k == "call" and x[3] in self.defs:
+                n += self.defs[x[3]].size
+            elif k != "name" or x[3] == "pi":
+                n += 1
+            if n >= cap:
+                return cap
+            stack.extend(subexprs(x))
+        return n
 
     # -- expressions ---------------------------------------------------------------
     def lookup(self, name: str, span: Span, env: dict[str, int] | None, frame: int) -> int:
@@ -450,6 +503,15 @@ class Builder:
         if user is not None:
             if len(args) != len(user.params):
                 raise CgraphError(f"{fname}() takes {_n_args(len(user.params))}, got {len(args)}", span)
+            if len(self.g.ops) + user.size > self.max_nodes:
+                about = f"over {self.max_nodes:,}" if user.size > self.max_nodes else f"about {user.size:,}"
+                raise CgraphError(
+                    f"this call of {fname}() would add {about} nodes when inlined, "
+                    f"taking the program past the limit of {self.max_nodes:,} nodes",
+                    span,
+                    hint="each call of a function is inlined, so functions that call others several times "
+                    "grow exponentially; simplify the program",
+                )
             fr = len(self.g.frames)
             self.g.frames.append(Frame(fname, span, frame, user.defs))
             new_env = {p: i for (p, _), i in zip(user.params, ids)}
@@ -497,11 +559,9 @@ class Builder:
             shape: tuple[int, ...] = (dims[0], dims[0])
         else:
             shape = dims
-        size = int(np.prod(shape, dtype=np.float64))
-        if size > 2**27:
-            raise CgraphError(
-                f"{fname}{fmt_shape(shape)} would hold {size:,} values, more than the limit of {2**27:,}", span
-            )
+        size = math.prod(shape) or max(shape, default=0)  # (0, 10**30) is refused too
+        self.count_values(size, span, f"{fname}{fmt_shape(shape)}")  # before allocating
+        self.n_values -= size  # counted again by const()
         if fname == "zeros":
             v = np.zeros(shape)
         elif fname == "ones":
@@ -536,10 +596,11 @@ def build_graph(
     *,
     seed: int = 0,
     dtype: Any = np.float64,
+    max_memory: int | None = None,
 ) -> Graph:
     """Lower parsed statements into a Graph (see :class:`Builder`)."""
     try:
-        return Builder(source, values, seed=seed, dtype=dtype).build(stmts)
+        return Builder(source, values, seed=seed, dtype=dtype, max_memory=max_memory).build(stmts)
     except CgraphError as err:
         raise err.with_source(source) from None
 

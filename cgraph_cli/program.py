@@ -19,18 +19,23 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 
 def load_source(file: str | None, expr: str | None) -> Source:
     """The program from ``-e``, a file, or stdin (``-``)."""
+    from cgraph_cli.limits import MAX_FILE_BYTES, check_size, check_text
+
     if expr is not None:
         if file not in (None, "-"):
             raise CgraphError("give either a FILE or -e/--expr, not both")
+        check_text(expr, "<expr>")
         return Source(expr, "<expr>")
     if file is None:
         raise CgraphError("no program given", hint="pass a FILE, '-' for stdin, or -e 'z = x * y'")
     if file == "-":
-        data = sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
         name = "<stdin>"
     else:
         p = Path(file)
         try:
+            if p.is_file() and p.stat().st_size > MAX_FILE_BYTES:
+                check_size(p.stat().st_size, file)  # refused without reading it
             data = p.read_bytes()
         except FileNotFoundError:
             raise CgraphError(f"no such file: {file}") from None
@@ -45,15 +50,24 @@ def load_source(file: str | None, expr: str | None) -> Source:
         raise CgraphError(f"{name} is not UTF-8 text (byte {e.start} cannot be decoded)") from None
     if "\x00" in text:
         raise CgraphError(f"{name} is not a text file (it contains a NUL byte)")
+    check_text(text, name)
     return Source(text, name)
 
 
 def compile_program(
-    source: Source, values: dict[str, Any] | None = None, *, seed: int = 0, dtype: str = "float64"
+    source: Source,
+    values: dict[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    dtype: str = "float64",
+    max_memory: int | None = None,
 ) -> Graph:
-    """Parse and lower a program; input shapes come from ``values`` where given."""
+    """Parse and lower a program; input shapes come from ``values`` where given.
+
+    ``max_memory`` (bytes, default 1 GiB) bounds the values the program may create.
+    """
     stmts = parse(source)
-    return build_graph(stmts, source, values, seed=seed, dtype=DTYPES[dtype])
+    return build_graph(stmts, source, values, seed=seed, dtype=DTYPES[dtype], max_memory=max_memory)
 
 
 def pick_output(g: Graph, of: str | None) -> int:
@@ -74,9 +88,10 @@ def run(
     of: str | None = None,
     seed: int = 0,
     dtype: str = "float64",
+    max_memory: int | None = None,
 ) -> Result:
     """Compile, bind inputs, run forward and backward passes."""
-    g = compile_program(source, given, seed=seed, dtype=dtype)
+    g = compile_program(source, given, seed=seed, dtype=dtype, max_memory=max_memory)
     inputs = bind_inputs(g, given)
     out = pick_output(g, of)
     return evaluate(g, inputs, out)

@@ -15,6 +15,20 @@ AT_OPT = typer.Option(
 AT_FILE_OPT = typer.Option(None, "--at-file", help="Input values from a JSON object or a .npz file.")
 SEED_OPT = typer.Option(0, "--seed", help="Seed for randn()/rand() in the program.")
 DTYPE_OPT = typer.Option("float64", "--dtype", help="Number type: float64 or float32.")
+MAX_MEMORY_OPT = typer.Option(
+    None,
+    "--max-memory",
+    metavar="SIZE",
+    help="Refuse programs whose values would take more than SIZE (default 1G; e.g. 512M, 4G).",
+    show_default=False,
+)
+
+
+def max_memory_bytes(text: str | None) -> int:
+    """The --max-memory option in bytes (default 1 GiB)."""
+    from cgraph_cli.limits import parse_size
+
+    return parse_size(text)
 
 
 def check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
@@ -40,4 +54,4 @@ def print_rich(renderable: Any) -> None:
     Console(highlight=False, soft_wrap=False).print(renderable)
 
 
-__all__ = ["Optional", "FILE_ARG", "EXPR_OPT", "AT_OPT", "AT_FILE_OPT", "SEED_OPT", "DTYPE_OPT"]
+__all__ = ["Optional", "FILE_ARG", "EXPR_OPT", "AT_OPT", "AT_FILE_OPT", "SEED_OPT", "DTYPE_OPT", "MAX_MEMORY_OPT"]

@@ -12,8 +12,10 @@ from cgraph_cli.commands.common import (
     DTYPE_OPT,
     EXPR_OPT,
     FILE_ARG,
+    MAX_MEMORY_OPT,
     SEED_OPT,
     check_choice,
+    max_memory_bytes,
     out,
     print_rich,
     warn,
@@ -45,19 +47,21 @@ def eval_command(
     seed: int = SEED_OPT,
     dtype: str = DTYPE_OPT,
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when a value or gradient is not finite."),
+    max_memory: Optional[str] = MAX_MEMORY_OPT,
 ) -> None:
     from cgraph_cli.program import load_source, run
     from cgraph_cli.values import gather_values
 
     check_choice(fmt, ("table", "json", "csv"), "--format")
     check_choice(dtype, ("float64", "float32"), "--dtype")
+    limit = max_memory_bytes(max_memory)
     source = load_source(file, expr)
     if batch is not None:
         from cgraph_cli.batch import run_batch
 
         run_batch(source, batch, gather_values(at, at_file), of=of, seed=seed, dtype=dtype)
         return
-    result = run(source, gather_values(at, at_file), of=of, seed=seed, dtype=dtype)
+    result = run(source, gather_values(at, at_file), of=of, seed=seed, dtype=dtype, max_memory=limit)
     from cgraph_cli import present
 
     if fmt == "json":

@@ -6,7 +6,17 @@ from typing import List, Optional
 
 import typer
 
-from cgraph_cli.commands.common import AT_FILE_OPT, AT_OPT, EXPR_OPT, FILE_ARG, SEED_OPT, check_choice, out
+from cgraph_cli.commands.common import (
+    AT_FILE_OPT,
+    AT_OPT,
+    EXPR_OPT,
+    FILE_ARG,
+    MAX_MEMORY_OPT,
+    SEED_OPT,
+    check_choice,
+    max_memory_bytes,
+    out,
+)
 
 HELP = """Print the graph IR: one line per node in topological order.
 
@@ -27,6 +37,7 @@ def ir_command(
     at_file: Optional[str] = AT_FILE_OPT,
     fmt: str = typer.Option("text", "--format", "-f", help="text, json or dot."),
     seed: int = SEED_OPT,
+    max_memory: Optional[str] = MAX_MEMORY_OPT,
 ) -> None:
     from cgraph_cli.ir import format_ir
     from cgraph_cli.program import compile_program, load_source
@@ -34,7 +45,7 @@ def ir_command(
 
     check_choice(fmt, ("text", "json", "dot"), "--format")
     source = load_source(file, expr)
-    g = compile_program(source, gather_values(at, at_file), seed=seed)
+    g = compile_program(source, gather_values(at, at_file), seed=seed, max_memory=max_memory_bytes(max_memory))
     if fmt == "text":
         out(format_ir(g))
     elif fmt == "json":

@@ -1,0 +1,82 @@
+"""Resource limits: whatever a program says, cgraph answers within bounded time and memory.
+
+- ``max_memory``: the bytes of values a program may create (constructors, literals and every
+  node's value counted by its inferred shape), checked before anything is allocated;
+  ``--max-memory`` changes it (``512M``, ``2G``, ``1e9``...).
+- ``MAX_FILE_BYTES`` / ``MAX_LINE_CHARS``: a program file (or stdin, or ``-e``) larger than this,
+  or with a longer line, is refused before it is parsed.
+- the node cap of the IR builder (``ir.MAX_NODES``) is enforced before a ``def`` call is inlined,
+  from each function's expanded size estimated when it is defined.
+"""
+
+from __future__ import annotations
+
+import re
+
+from cgraph_cli.errors import CgraphError
+
+DEFAULT_MAX_MEMORY = 1 << 30  # 1 GiB of values
+MAX_FILE_BYTES = 64 << 20  # 64 MiB of program text
+MAX_LINE_CHARS = 4_000_000  # one line: a 20,000-term sum is ~200 kB, a generated one-liner may be more
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*\Z")
+
+
+def parse_size(text: str | int | None, option: str = "--max-memory") -> int:
+    """``1G``, ``512M``, ``64KiB``, ``1e9`` or a plain number of bytes -> bytes."""
+    if text is None:
+        return DEFAULT_MAX_MEMORY
+    if isinstance(text, int):
+        return text
+    m = _SIZE.match(text)
+    if m is None:
+        raise CgraphError(
+            f"{option}: cannot read {text!r} as a size", hint="write a number of bytes or use a unit: 512M, 2G, 64K"
+        )
+    value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not value >= 1 or value > 1 << 62:
+        raise CgraphError(f"{option}: {text!r} is out of range (at least 1 byte)")
+    return int(value)
+
+
+def fmt_bytes(n: float) -> str:
+    """``1 GiB``, ``76.3 MiB``, ``512 bytes``."""
+    if n < 1024:
+        return f"{int(n)} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        n /= 1024
+        if n < 1024 or unit == "EiB":
+            return f"{n:.3g} {unit}" if n < 1000 else f"{n:,.0f} {unit}"
+    return f"{n:.3g} EiB"  # pragma: no cover
+
+
+def check_size(nbytes: int, name: str) -> None:
+    """Refuse a program text of more than MAX_FILE_BYTES."""
+    if nbytes > MAX_FILE_BYTES:
+        raise CgraphError(
+            f"{name} is too large ({fmt_bytes(nbytes)}); the limit is {fmt_bytes(MAX_FILE_BYTES)} per program",
+            hint="split the program, or pass large values with --at-file",
+        )
+
+
+def check_text(text: str, name: str) -> None:
+    """Refuse a program over the size limit or with a line over the length limit."""
+    check_size(len(text), name)
+    if len(text) <= MAX_LINE_CHARS:
+        return
+    start = 0
+    line = 1
+    while True:
+        end = text.find("\n", start)
+        stop = len(text) if end == -1 else end
+        if stop - start > MAX_LINE_CHARS:
+            raise CgraphError(
+                f"{name}:{line}: the line is too long ({stop - start:,} characters); "
+                f"the limit is {MAX_LINE_CHARS:,} characters per line",
+                hint="break long expressions over several lines with intermediate names",
+            )
+        if end == -1:
+            return
+        start = end + 1
+        line += 1
