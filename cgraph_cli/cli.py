@@ -13,7 +13,7 @@ import sys
 import typer
 
 from cgraph_cli import __version__
-from cgraph_cli.errors import CgraphError
+from cgraph_cli.errors import CgraphError, OutputClosed
 
 app = typer.Typer(
     name="cgraph",
@@ -65,8 +65,42 @@ def _fail(message: str, code: int) -> None:
     raise SystemExit(code)
 
 
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler so that cleanup (``finally``, temp files) runs; exit 143."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _quiet_exit(code: int) -> None:
+    """End on a signal: no message, no traceback, and no complaint about a closed stdout at shutdown."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+    raise SystemExit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``cgraph`` command."""
+    import signal
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        previous = None
+    try:
+        _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> None:
     from typer.exceptions import Abort, Exit, TyperException
 
     debug = bool(os.environ.get("CGRAPH_DEBUG"))
@@ -82,7 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exit as e:
         code = e.exit_code
     except Abort:
-        _fail("", 130)
+        _quiet_exit(130)
+    except Terminated:
+        _quiet_exit(143)
     except TyperException as e:  # click's usage errors, vendored by typer
         if type(e).__name__ == "NoArgsIsHelpError":
             sys.stdout.write(e.format_message() + "\n")
@@ -91,8 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         hint = f"\nhint: see '{ctx.command_path} --help'" if ctx is not None else ""
         _fail(f"error: {e.format_message()}{hint}", 2)
     except KeyboardInterrupt:
-        _fail("", 130)
-    except BrokenPipeError:
+        _quiet_exit(130)
+    except (BrokenPipeError, OutputClosed):
         # the reader went away (cgraph eval ... | head -1): end quietly
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)

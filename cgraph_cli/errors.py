@@ -105,6 +105,10 @@ def format_located(
     return "\n".join(lines)
 
 
+class OutputClosed(Exception):
+    """Standard output's reader went away (``cgraph eval ... | head -1``): end quietly."""
+
+
 def closest(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str | None:
     """The closest spelling among ``choices`` (for 'did you mean' hints), or None."""
     match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)

@@ -41,7 +41,12 @@ def check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
 
 def out(text: str) -> None:
     """Print to stdout (plain text)."""
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    from cgraph_cli.errors import OutputClosed
+
+    try:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    except BrokenPipeError:  # not an OSError any more, so that cli.main ends quietly (exit 0)
+        raise OutputClosed() from None
 
 
 def warn(text: str) -> None:
@@ -51,7 +56,12 @@ def warn(text: str) -> None:
 def print_rich(renderable: Any) -> None:
     from rich.console import Console
 
-    Console(highlight=False, soft_wrap=False).print(renderable)
+    from cgraph_cli.errors import OutputClosed
+
+    try:
+        Console(highlight=False, soft_wrap=False).print(renderable)
+    except BrokenPipeError:
+        raise OutputClosed() from None
 
 
 __all__ = ["Optional", "FILE_ARG", "EXPR_OPT", "AT_OPT", "AT_FILE_OPT", "SEED_OPT", "DTYPE_OPT", "MAX_MEMORY_OPT"]
