@@ -89,18 +89,22 @@ def to_data(result: Result) -> dict[str, Any]:
                 "expr": g.text(i),
                 "line": line,
                 "column": col,
+                "nonfinite": not (_finite(vals[i]) and _finite(grads[i])),
             }
         )
-    nonfinite = [
+    from cgraph_cli.anomaly import find
+
+    nonfinite = [  # backward: the op whose local derivative made it, and the operand it flowed to
         {
-            "pass": where,
-            "id": i,
-            "name": g.names[i],
-            "op": g.ops[i],
-            "line": g.line_col(i)[0],
-            "column": g.line_col(i)[1],
+            "pass": a.where,
+            "id": a.node,
+            "name": g.names[a.node],
+            "op": g.ops[a.node],
+            "line": g.line_col(a.node)[0],
+            "column": g.line_col(a.node)[1],
+            **({"operand": a.operand} if a.where == "backward" else {}),
         }
-        for where, i in result.nonfinite
+        for a in find(result)
     ]
     return {
         "output": g.label(result.out),
@@ -111,6 +115,10 @@ def to_data(result: Result) -> dict[str, Any]:
         "nodes": nodes,
         "nonfinite": nonfinite,
     }
+
+
+def _finite(v: Any) -> bool:
+    return v is None or bool(np.all(np.isfinite(v)))
 
 
 def to_json(result: Result) -> str:
@@ -177,6 +185,12 @@ def to_table(result: Result, all_nodes: bool = False):
 
 def nonfinite_warnings(result: Result) -> list[str]:
     """One warning per pass naming the first node where a non-finite number appeared."""
+    from cgraph_cli import anomaly
+
+    return anomaly.warnings(result)
+
+
+def _nonfinite_warnings_v1(result: Result) -> list[str]:
     g = result.graph
     out = []
     for where, i in result.nonfinite:

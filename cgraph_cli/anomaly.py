@@ -1,0 +1,171 @@
+"""Numerical diagnostics, in the spirit of PyTorch's anomaly mode.
+
+When a value or a gradient is not finite, name the node where it first appeared:
+
+- forward: the first node in topological order whose value is NaN/inf, with its op, its
+  operands' values, its source line and a caret;
+- backward: the first node, in the order the backward pass visits them, whose local derivative
+  turned a finite incoming gradient into a non-finite one (``sqrt(a)`` at ``a = 0``), i.e. the
+  forward op to blame, not the input the bad number finally lands on;
+
+plus a domain hint where one applies (``log`` of a non-positive value, ``sqrt`` of a negative
+one, a negative base to a non-integer power, division by zero, overflow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cgraph_cli.engine import Result
+from cgraph_cli.errors import format_located
+from cgraph_cli.ir import Graph
+
+
+@dataclass
+class Anomaly:
+    where: str  # "forward" | "backward"
+    node: int  # the op node to blame
+    operand: int | None = None  # backward: the operand the non-finite gradient flowed to
+    bad: Any = None  # the non-finite value or gradient contribution
+
+
+def _finite(v: Any) -> bool:
+    return v is None or bool(np.all(np.isfinite(v)))
+
+
+def find(result: Result) -> list[Anomaly]:
+    """The first non-finite value (forward) and the first op whose backward made one."""
+    vals = result.values
+    found: list[Anomaly] = []
+    kinds = {where for where, _ in result.nonfinite}
+    if "forward" in kinds:
+        i = next(i for where, i in result.nonfinite if where == "forward")
+        found.append(Anomaly("forward", i, None, vals[i]))
+    if "backward" in kinds:
+        found.append(_backward_origin(result) or _fallback(result))
+    return found
+
+
+def _fallback(result: Result) -> Anomaly:
+    i = next(i for where, i in result.nonfinite if where == "backward")
+    return Anomaly("backward", i, None, result.grads[i])
+
+
+def _backward_origin(result: Result) -> Anomaly | None:
+    """Replay the local derivatives in backward order; the first that is non-finite from finite inputs."""
+    from cgraph_cli.ops import OPS, unbroadcast
+
+    g, vals, grads = result.graph, result.values, result.grads
+    need = g.needs_grad()
+    with np.errstate(all="ignore"):
+        for i in range(result.out, -1, -1):
+            gi = grads[i]
+            op = g.ops[i]
+            if gi is None or op in ("input", "const") or not _finite(gi):
+                continue
+            spec = OPS[op]
+            attrs = g.attrs[i] or {}
+            xs = [vals[j] for j in g.args[i]]
+            for k, j in enumerate(g.args[i]):
+                if not need[j]:
+                    continue
+                rule = spec.vjp_for(k)
+                if rule is None:
+                    continue
+                try:
+                    gk = unbroadcast(rule(gi, vals[i], *xs, **attrs), np.shape(vals[j]), op)
+                except Exception:  # a diagnostic must never fail the run
+                    return None
+                if not _finite(gk):
+                    return Anomaly("backward", i, j, gk)
+    return None
+
+
+def warnings(result: Result) -> list[str]:
+    """One warning per pass, each with the source line, a caret and a hint where one applies."""
+    from cgraph_cli.present import fmt_value
+
+    g, vals, grads = result.graph, result.values, result.grads
+    out = []
+    for a in find(result):
+        i = a.node
+        node = f"node {g.label(i)} ({g.ops[i]})"
+        operands = ", ".join(f"{g.label(j)} = {fmt_value(vals[j])}" for j in g.args[i])
+        if a.where == "forward":
+            msg = f"non-finite value {fmt_value(a.bad)} first appears in the forward pass at {node}"
+            if operands:
+                msg += f" from {operands}"
+            hint = domain_hint(g, i, vals)
+        elif a.operand is None:  # the input or node itself (no op to blame was found)
+            msg = f"non-finite gradient {fmt_value(a.bad)} first appears in the backward pass at {node}"
+            hint = None
+        else:
+            out_name = g.label(result.out)
+            msg = (
+                f"non-finite gradient first appears in the backward pass at {node}: its local derivative "
+                f"turns ∂{out_name}/∂{g.label(i)} = {fmt_value(grads[i])} into "
+                f"{fmt_value(a.bad)} for {g.label(a.operand)}"
+            )
+            if operands:
+                msg += f" (at {operands})"
+            hint = backward_hint(g, i, a.operand, vals)
+        out.append("warning: " + format_located(msg, g.spans[i], g.source, hint))
+    return out
+
+
+def _largest(g: Graph) -> str:
+    return "3.4e38" if np.dtype(g.dtype) == np.float32 else "1.8e308"
+
+
+def domain_hint(g: Graph, i: int, vals: list[Any]) -> str | None:
+    """Why an op's value is not finite: a domain error, division by zero or overflow."""
+    op = g.ops[i]
+    xs = [np.asarray(vals[j]) for j in g.args[i]]
+    big = _largest(g)
+    if op == "const":
+        return f"the number {g.text(i)} is beyond the range of {np.dtype(g.dtype).name} (about ±{big})"
+    if op == "input":
+        return f"the value given for input '{g.label(i)}' is not finite"
+    if any(not _finite(x) for x in xs):
+        return None  # the non-finite number came in from an operand
+    if op == "log" and np.any(xs[0] <= 0):
+        return "log is defined only for positive values"
+    if op == "sqrt" and np.any(xs[0] < 0):
+        return "sqrt is defined only for non-negative values"
+    if op == "div" and np.any(xs[1] == 0):
+        return "division by zero"
+    if op == "pow" and np.any((xs[0] < 0) & (np.mod(xs[1], 1) != 0)):
+        return "a negative base to a non-integer power is not a real number"
+    if op == "pow" and np.any((xs[0] == 0) & (xs[1] < 0)):
+        return "zero to a negative power is infinite"
+    v = np.asarray(vals[i])
+    if np.any(np.isinf(v)):
+        return f"overflow: the result is beyond the range of {np.dtype(g.dtype).name} (about ±{big})"
+    if op in ("sub", "add") and np.any(np.isnan(v)):
+        return "inf - inf is not a number"
+    return None
+
+
+def backward_hint(g: Graph, i: int, j: int, vals: list[Any]) -> str | None:
+    """Why an op's local derivative is not finite although its value is."""
+    op = g.ops[i]
+    args = g.args[i]
+    xs = [np.asarray(vals[k]) for k in args]
+    k = args.index(j)
+    if op == "sqrt" and np.any(xs[0] == 0):
+        return "the derivative of sqrt, 1/(2·sqrt(x)), is infinite at x = 0"
+    if op == "log" and np.any(xs[0] == 0):
+        return "the derivative of log, 1/x, is infinite at x = 0"
+    if op == "div" and np.any(xs[1] == 0):
+        return "division by zero in the derivative of a / b (b = 0)"
+    if op == "pow":
+        if k == 1 and np.any(xs[0] <= 0):
+            return "the derivative of a^b with respect to b is a^b·log(a), which needs a > 0"
+        if k == 0 and np.any((xs[0] == 0) & (xs[1] < 1)):
+            return "the derivative of a^b with respect to a, b·a^(b-1), is infinite at a = 0 when b < 1"
+    if op == "norm":
+        return "the derivative of norm(x) is x/norm(x), undefined at x = 0"
+    return None
