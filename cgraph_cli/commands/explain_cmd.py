@@ -1,9 +1,82 @@
-"""cgraph explain (registered when implemented)."""
+"""cgraph explain: the forward and backward passes step by step, as a teacher writes them."""
 
 from __future__ import annotations
 
+import sys
+from typing import List, Optional
+
 import typer
+
+from cgraph_cli.commands.common import (
+    AT_FILE_OPT,
+    AT_OPT,
+    EXPR_OPT,
+    FILE_ARG,
+    MAX_MEMORY_OPT,
+    SEED_OPT,
+    check_choice,
+    max_memory_bytes,
+    out,
+    print_rich,
+    warn,
+)
+
+HELP = """Explain backpropagation step by step: the forward pass, then the backward pass.
+
+The forward pass shows each node's formula, then with the numbers, then its value:
+'x = a + b = -1 + 3 = 2'. The backward pass, in reverse topological order, shows each
+gradient as the sum over the node's successors of (successor's gradient) · (local
+derivative), first symbolically, then with the numbers, then the result:
+'∂z/∂b = ∂z/∂x · ∂x/∂b + ∂z/∂y · ∂y/∂b = 7 · 1 + 2 · 1 = 9', and the local
+derivatives it used. Tensors are shown with their shapes (by their norm when they
+have more than 6 entries) and their gradients as matrix products such as
+'∂L/∂W = ∂L/∂u · xᵀ'.
+
+Anonymous intermediate nodes are named by their source text in parentheses, such as
+'(w * x)', or by their id '%5' (as in 'cgraph ir') when the text is long, repeated, or
+inside a user function. A name assigned several times gets subscripts: s₁, s₂, ...
+
+Examples:
+
+  cgraph explain examples/lecture.cg --at a=-1,b=3,c=4
+
+  cgraph explain -e 'y = relu(w * x + b)' --at w=2,x=3,b=-1
+
+  cgraph explain examples/mlp.cg --format json
+"""
+
+
+def explain_command(
+    file: Optional[str] = FILE_ARG,
+    expr: Optional[str] = EXPR_OPT,
+    at: Optional[List[str]] = AT_OPT,
+    at_file: Optional[str] = AT_FILE_OPT,
+    of: Optional[str] = typer.Option(None, "--of", help="The output to differentiate (default: the first output)."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text or json (the steps as data)."),
+    seed: int = SEED_OPT,
+    max_memory: Optional[str] = MAX_MEMORY_OPT,
+) -> None:
+    from cgraph_cli.program import load_source, run
+    from cgraph_cli.values import gather_values
+
+    check_choice(fmt, ("text", "json"), "--format")
+    limit = max_memory_bytes(max_memory)
+    source = load_source(file, expr)
+    result = run(source, gather_values(at, at_file), of=of, seed=seed, max_memory=limit)
+    from cgraph_cli import explain, present
+
+    ex = explain.explain(result)
+    if fmt == "json":
+        import json
+
+        out(json.dumps(explain.to_data(ex), indent=2, ensure_ascii=False, allow_nan=False))
+    elif sys.stdout.isatty():
+        print_rich(explain.to_rich(ex))
+    else:
+        sys.stdout.write(explain.to_text(ex))
+    for w in present.nonfinite_warnings(result):
+        warn(w)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("explain", help=HELP)(explain_command)
