@@ -4,10 +4,27 @@ The backward pass is reverse-mode autodiff: each node's gradient
 ``∂out/∂node`` is the sum over its successors of the successor's gradient
 times the local derivative, accumulated on write as successors are visited in
 reverse topological order.
+
+:func:`evaluate` picks one of three strategies that give the same numbers:
+
+- ``generic``: one numpy call per node (any shapes; the reference);
+- ``scalar``: every node a float64 scalar and the graph narrow (chains, running
+  sums): a tight loop over Python floats with small per-op kernels;
+- ``levels``: every node a float64 scalar and the graph wide: nodes grouped by
+  (depth, op) and each group evaluated with one numpy call over index arrays.
+
+The fast strategies are exact: the same IEEE operations as the generic path in
+the same order (operands' gradients are accumulated in decreasing order of the
+consumer, as the generic loop does), and Python's ``math`` is used only where
+it agrees bit for bit with numpy; everything else calls numpy on the scalar.
+A Python float exception (division by zero, a math domain error) makes the
+scalar loop hand the graph to a numpy strategy, which follows numpy's rules.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +33,10 @@ import numpy as np
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.ir import Graph
 from cgraph_cli.ops import OPS, fmt_shape, unbroadcast
+
+STRATEGIES = ("auto", "generic", "scalar", "levels")
+# A graph whose average level holds at least this many nodes runs level-batched.
+WIDE = 48
 
 
 def forward(g: Graph, inputs: dict[str, np.ndarray], upto: int | None = None) -> list[Any]:
@@ -98,19 +119,45 @@ def first_nonfinite(items: list[Any], order) -> int | None:
     return None
 
 
-def evaluate(g: Graph, inputs: dict[str, np.ndarray], out: int | None = None) -> Result:
-    """Forward and backward pass; the output must be a scalar (one element)."""
-    out = g.output if out is None else out
-    vals = forward(g, inputs)
-    v = vals[out]
-    if np.size(v) != 1:
+def _check_scalar_output(g: Graph, out: int, shape: tuple) -> None:
+    if int(np.prod(shape, dtype=np.int64)) != 1:
         name = g.label(out)
         raise CgraphError(
-            f"output '{name}' has shape {fmt_shape(np.shape(v))}; only a scalar can be differentiated",
+            f"output '{name}' has shape {fmt_shape(shape)}; only a scalar can be differentiated",
             g.spans[out],
             hint=f"differentiate a scalar such as sum({name}) or mean({name})",
             source=g.source,
         )
+
+
+def evaluate(g: Graph, inputs: dict[str, np.ndarray], out: int | None = None, *, strategy: str | None = None) -> Result:
+    """Forward and backward pass; the output must be a scalar (one element).
+
+    ``strategy`` forces one of :data:`STRATEGIES` (default: ``$CGRAPH_ENGINE`` or ``auto``);
+    a fast strategy that does not apply to the graph falls back to the generic one.
+    """
+    out = g.output if out is None else out
+    strategy = strategy or os.environ.get("CGRAPH_ENGINE") or "auto"
+    if strategy not in STRATEGIES:
+        raise CgraphError(f"unknown engine strategy '{strategy}' (one of: {', '.join(STRATEGIES)})")
+    if strategy != "generic":
+        plan = scalar_plan(g, inputs)
+        if plan is not None:
+            kind = strategy
+            if kind == "auto":
+                kind = "levels" if plan.wide(out) else "scalar"
+            res = None
+            if kind == "scalar":
+                res = plan.run_scalar(inputs, out)
+                if res is not None:
+                    return res
+                # a Python float exception (x / 0, math domain): numpy's rules apply
+                if strategy == "scalar" or not plan.wide(out):
+                    kind = "generic"
+            if kind == "levels" and plan.arrays()[2].max(initial=0) <= 2:
+                return plan.run_levels(inputs, out)
+    vals = forward(g, inputs)
+    _check_scalar_output(g, out, np.shape(vals[out]))
     grads = backward(g, vals, out)
     bad: list[tuple[str, int]] = []
     fi = first_nonfinite(vals, range(len(vals)))
@@ -120,3 +167,573 @@ def evaluate(g: Graph, inputs: dict[str, np.ndarray], out: int | None = None) ->
     if bi is not None:
         bad.append(("backward", bi))
     return Result(g, vals, grads, out, inputs, bad)
+
+
+# -- scalar graphs ---------------------------------------------------------------------------------------------------
+#
+# Kernels that act elementwise on 1-D float64 arrays, each element exactly as the op table acts on one 0-d value.
+# They serve the level-batched strategy and ``eval --batch`` (one element per CSV row).  Reductions and shape ops
+# of a scalar are the identity (or its elementwise equivalent) here, since they must not reduce over the batch.
+
+
+def _lse_fwd(x):
+    m = np.where(np.isfinite(x), x, 0)
+    return np.log(np.exp(x - m)) + m
+
+
+def _amax_vjp(g, ans, x, axis=None):
+    mask = x == ans
+    return g * mask / mask.astype(np.int64)
+
+
+def _power_rows(a, b):
+    """np.power elementwise as numpy computes it for one 0-d pair: its scalar loop treats the exponents
+    2, 0.5 and -1 as square, sqrt and reciprocal, which differ in the last bit from its vector pow."""
+    r = np.power(a, b)
+    if np.ndim(b) == 0:
+        return r
+    a, b = np.broadcast_arrays(a, b)
+    r = np.array(r, copy=True) if np.ndim(r) == 0 else r
+    for e, f in ((2.0, np.square), (0.5, np.sqrt), (-1.0, np.reciprocal)):
+        m = b == e
+        if m.any():
+            r[m] = f(a[m])
+    return r
+
+
+def _pow_vjp_base_rows(g, ans, a, b):
+    return g * b * _power_rows(a, b - 1)
+
+
+def _norm_fwd(x):
+    return np.sqrt(np.square(x))
+
+
+ROW_FWD: dict[str, Any] = {
+    "sum": lambda x, axis=None: x,
+    "mean": lambda x, axis=None: x / 1,
+    "transpose": lambda x: x,
+    "reshape": lambda x, dims=(): x,
+    "amax": lambda x, axis=None: x,
+    "amin": lambda x, axis=None: x,
+    "logsumexp": lambda x, axis=None: _lse_fwd(x),
+    "norm": _norm_fwd,
+    "softmax": lambda x, axis=-1: np.ones_like(x),
+    "pow": _power_rows,
+}
+ROW_VJP: dict[str, Any] = {
+    "sum": (lambda g, ans, x, axis=None: g,),
+    "mean": (lambda g, ans, x, axis=None: g / 1,),
+    "transpose": (lambda g, ans, x: g,),
+    "reshape": (lambda g, ans, x, dims=(): g,),
+    "amax": (_amax_vjp,),
+    "amin": (_amax_vjp,),
+    "logsumexp": (lambda g, ans, x, axis=None: g * np.exp(x - ans),),
+    "norm": OPS["norm"].vjp,
+    "softmax": (lambda g, ans, x, axis=-1: np.zeros_like(g),),
+    "pow": (_pow_vjp_base_rows, OPS["pow"].vjp[1]),
+}
+# ops whose table entries already act elementwise on arrays
+_ELEMENTWISE = {
+    name
+    for name, op in OPS.items()
+    if name not in ("matmul", "stack", "index") and (op.arity in (1, 2) or op.arity is None)
+}
+ROW_OPS = _ELEMENTWISE | set(ROW_FWD)
+
+
+def row_fwd(op: str):
+    return ROW_FWD.get(op) or OPS[op].fwd
+
+
+def row_vjp(op: str, k: int):
+    v = ROW_VJP.get(op)
+    if v is not None:
+        return v[k]
+    return OPS[op].vjp_for(k)
+
+
+# opcodes of the Python float loop
+(C_LEAF, C_ID, C_ADD, C_SUB, C_MUL, C_DIV, C_NEG, C_SIN, C_COS, C_SQRT, C_ABS, C_SQUARE, C_RELU, C_NP1, C_NP) = range(
+    15
+)
+_FAST_CODES = {
+    "id": C_ID,
+    "sum": C_ID,
+    "transpose": C_ID,
+    "reshape": C_ID,
+    "add": C_ADD,
+    "sub": C_SUB,
+    "mul": C_MUL,
+    "div": C_DIV,
+    "neg": C_NEG,
+    "sin": C_SIN,
+    "cos": C_COS,
+    "sqrt": C_SQRT,
+    "abs": C_ABS,
+    "square": C_SQUARE,
+    "relu": C_RELU,
+}
+# unary ops computed by numpy on the Python float (bit-identical to the generic path), with their derivative
+# expressed through numpy too
+_NP_UNARY = {
+    "exp": (np.exp, lambda g, ans, a: g * ans),
+    "log": (np.log, lambda g, ans, a: g / a),
+    "tanh": (np.tanh, lambda g, ans, a: g * (1 - ans * ans)),
+    "tan": (np.tan, lambda g, ans, a: g * (1 + ans * ans)),
+}
+_NAN = float("nan")
+
+
+def _sign(a: float) -> float:
+    return 1.0 if a > 0 else (-1.0 if a < 0 else (0.0 if a == 0 else _NAN))
+
+
+class ScalarPlan:
+    """A scalar float64 graph compiled for the fast strategies (cached on the Graph)."""
+
+    def __init__(self, g: Graph) -> None:
+        self.g = g
+        n = len(g.ops)
+        self.n = n
+        ops = g.ops
+        self.need = g.needs_grad()
+        self.leaves = [i for i in range(n) if ops[i] in ("input", "const")]
+        self._levels: Any = None
+        self._code: Any = None
+
+    # -- shape of the graph ---------------------------------------------------------------------------------------
+    def arrays(self):
+        """Operands as arrays: a0, a1 (-1 when absent), arity, op ids."""
+        if self._levels is None:
+            g = self.g
+            n = self.n
+            ops = g.ops
+            names = sorted(set(ops))
+            code = {name: k for k, name in enumerate(names)}
+            opid = np.fromiter((code[o] for o in ops), dtype=np.int32, count=n)
+            ar = np.fromiter(map(len, g.args), dtype=np.int32, count=n)
+            a0 = np.full(n, -1, dtype=np.int64)
+            a1 = np.full(n, -1, dtype=np.int64)
+            m1 = ar >= 1
+            m2 = ar >= 2
+            if ar.max(initial=0) <= 2:
+                flat = np.fromiter((j for t in g.args for j in t), dtype=np.int64, count=int(ar.sum()))
+                starts = np.cumsum(ar) - ar
+                a0[m1] = flat[starts[m1]]
+                a1[m2] = flat[starts[m2] + 1]
+            else:
+                for i, t in enumerate(g.args):
+                    if t:
+                        a0[i] = t[0]
+                        if len(t) > 1:
+                            a1[i] = t[1]
+            self._levels = (names, opid, ar, a0, a1)
+        return self._levels
+
+    def wide(self, out: int) -> bool:
+        """Whether the graph is wide enough for level batching (its levels are found on the way)."""
+        names, opid, ar, a0, a1 = self.arrays()
+        if self.n < 4 * WIDE or ar.max(initial=0) > 2:
+            return False
+        return self.depths(give_up=True) is not None
+
+    def depths(self, give_up: bool = False):
+        """Each node's level (longest path from a leaf), by Kahn's algorithm one level at a time.
+
+        With ``give_up``, stop (return None) once the levels seen so far hold fewer than WIDE nodes on
+        average: the graph is deep and the Python float loop suits it better.
+        """
+        cached = getattr(self, "_depth", None)
+        if cached is not None:
+            return cached
+        names, opid, ar, a0, a1 = self.arrays()
+        n = self.n
+        src = np.concatenate((np.nonzero(a0 >= 0)[0], np.nonzero(a1 >= 0)[0]))
+        tgt = np.concatenate((a0[a0 >= 0], a1[a1 >= 0]))
+        order = np.argsort(tgt, kind="stable")
+        cons = src[order]
+        start = np.searchsorted(tgt[order], np.arange(n + 1))
+        indeg = (a0 >= 0).astype(np.int64) + (a1 >= 0)
+        lvl = np.zeros(n, dtype=np.int64)
+        frontier = np.nonzero(indeg == 0)[0]
+        level = 0
+        done = 0
+        while frontier.size:
+            lvl[frontier] = level
+            done += frontier.size
+            s = start[frontier]
+            cnt = start[frontier + 1] - s
+            total = int(cnt.sum())
+            if total == 0:
+                break
+            offs = np.repeat(s - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
+            c = cons[offs]
+            np.subtract.at(indeg, c, 1)
+            c = c[indeg[c] == 0]
+            frontier = np.unique(c)
+            level += 1
+            if give_up and level >= 8 and done < WIDE * level:
+                return None
+        self._depth = lvl
+        return lvl
+
+    # -- the Python float loop --------------------------------------------------------------------------------------
+    def _compile_scalar(self):
+        if self._code is None:
+            g = self.g
+            n = self.n
+            codes = [C_LEAF] * n
+            a0 = [-1] * n
+            a1 = [-1] * n
+            extra: list[Any] = [None] * n
+            for i in range(n):
+                op = g.ops[i]
+                t = g.args[i]
+                if op == "input" or op == "const":
+                    continue
+                c = _FAST_CODES.get(op)
+                at = g.attrs[i]
+                if c is not None and not (op == "reshape" and at and at.get("dims")):
+                    codes[i] = c
+                elif op in _NP_UNARY:
+                    codes[i] = C_NP1
+                    extra[i] = _NP_UNARY[op]
+                else:
+                    codes[i] = C_NP
+                    extra[i] = (OPS[op], at or {})
+                if t:
+                    a0[i] = t[0]
+                    if len(t) > 1:
+                        a1[i] = t[1]
+            self._code = (codes, a0, a1, extra)
+        return self._code
+
+    def leaf_values(self, inputs: dict[str, Any]) -> list[float]:
+        g = self.g
+        v = [0.0] * self.n
+        for i in self.leaves:
+            if g.ops[i] == "const":
+                v[i] = float(g.attrs[i]["value"])  # type: ignore[index]
+            else:
+                v[i] = float(inputs[g.names[i]])  # type: ignore[index]
+        return v
+
+    def run_scalar(self, inputs: dict[str, Any], out: int) -> Result | None:
+        codes, A0, A1, extra = self._compile_scalar()
+        v = self.leaf_values(inputs)
+        g = self.g
+        sin, cos, sqrt = math.sin, math.cos, math.sqrt
+        try:
+            with np.errstate(all="ignore"):
+                for i in range(self.n):
+                    c = codes[i]
+                    if c == C_LEAF:
+                        continue
+                    if c == C_MUL:
+                        v[i] = v[A0[i]] * v[A1[i]]
+                    elif c == C_ADD:
+                        v[i] = v[A0[i]] + v[A1[i]]
+                    elif c == C_SUB:
+                        v[i] = v[A0[i]] - v[A1[i]]
+                    elif c == C_DIV:
+                        v[i] = v[A0[i]] / v[A1[i]]
+                    elif c == C_ID:
+                        v[i] = v[A0[i]]
+                    elif c == C_NEG:
+                        v[i] = -v[A0[i]]
+                    elif c == C_SIN:
+                        v[i] = sin(v[A0[i]])
+                    elif c == C_COS:
+                        v[i] = cos(v[A0[i]])
+                    elif c == C_SQRT:
+                        v[i] = sqrt(v[A0[i]])
+                    elif c == C_ABS:
+                        v[i] = abs(v[A0[i]])
+                    elif c == C_SQUARE:
+                        x = v[A0[i]]
+                        v[i] = x * x
+                    elif c == C_RELU:
+                        x = v[A0[i]]
+                        v[i] = x if (x > 0.0 or x != x) else 0.0
+                    elif c == C_NP1:
+                        v[i] = float(extra[i][0](v[A0[i]]))
+                    else:
+                        spec, at = extra[i]
+                        xs = [np.float64(v[j]) for j in g.args[i]]
+                        v[i] = float(spec.fwd(*xs, **at))
+                G = self._backward_scalar(v, out)
+        except (ArithmeticError, ValueError):
+            return None
+        return self._result(inputs, out, v, G)
+
+    def _backward_scalar(self, v: list[float], out: int) -> list[Any]:
+        codes, A0, A1, extra = self._compile_scalar()
+        need = self.need
+        g = self.g
+        G: list[Any] = [None] * self.n
+        if not need[out]:
+            return G
+        G[out] = 1.0
+        sin, cos = math.sin, math.cos
+        for i in range(out, -1, -1):
+            gi = G[i]
+            if gi is None:
+                continue
+            c = codes[i]
+            if c == C_LEAF:
+                continue
+            a = A0[i]
+            b = A1[i]
+            # contributions for operand 0 (and 1), in operand order, only to operands that need a gradient
+            if c == C_ADD:
+                if need[a]:
+                    x = G[a]
+                    G[a] = gi if x is None else x + gi
+                if need[b]:
+                    x = G[b]
+                    G[b] = gi if x is None else x + gi
+                continue
+            if c == C_MUL:
+                if need[a]:
+                    x = G[a]
+                    d = gi * v[b]
+                    G[a] = d if x is None else x + d
+                if need[b]:
+                    x = G[b]
+                    d = gi * v[a]
+                    G[b] = d if x is None else x + d
+                continue
+            if c == C_SUB:
+                if need[a]:
+                    x = G[a]
+                    G[a] = gi if x is None else x + gi
+                if need[b]:
+                    x = G[b]
+                    d = -gi
+                    G[b] = d if x is None else x + d
+                continue
+            if c == C_DIV:
+                if need[a]:
+                    x = G[a]
+                    d = gi / v[b]
+                    G[a] = d if x is None else x + d
+                if need[b]:
+                    x = G[b]
+                    vb = v[b]
+                    d = -gi * v[a] / (vb * vb)
+                    G[b] = d if x is None else x + d
+                continue
+            if c == C_NP:
+                spec, at = extra[i]
+                ans = np.float64(v[i])
+                xs = [np.float64(v[j]) for j in g.args[i]]
+                gg = np.float64(gi)
+                for k, j in enumerate(g.args[i]):
+                    if not need[j]:
+                        continue
+                    rule = spec.vjp_for(k)
+                    if rule is None:
+                        continue
+                    d = float(rule(gg, ans, *xs, **at))
+                    x = G[j]
+                    G[j] = d if x is None else x + d
+                continue
+            if not need[a]:
+                continue
+            if c == C_ID:
+                d = gi
+            elif c == C_NEG:
+                d = -gi
+            elif c == C_SIN:
+                d = gi * cos(v[a])
+            elif c == C_COS:
+                d = -gi * sin(v[a])
+            elif c == C_SQRT:
+                d = gi / (2 * v[i])
+            elif c == C_ABS:
+                d = gi * _sign(v[a])
+            elif c == C_SQUARE:
+                d = 2 * gi * v[a]
+            elif c == C_RELU:
+                d = gi * (1.0 if v[a] > 0 else 0.0)
+            else:  # C_NP1
+                d = float(extra[i][1](np.float64(gi), np.float64(v[i]), np.float64(v[a])))
+            x = G[a]
+            G[a] = d if x is None else x + d
+        return G
+
+    # -- level batching -----------------------------------------------------------------------------------------------
+    def _compile_levels(self):
+        cached = getattr(self, "_lv", None)
+        if cached is not None:
+            return cached
+        names, opid, ar, a0, a1 = self.arrays()
+        lvl = self.depths()
+        n = self.n
+        leaf_ops = {k for k, name in enumerate(names) if name in ("input", "const")}
+        isleaf = np.isin(opid, list(leaf_ops))
+        nodes = np.nonzero(~isleaf)[0]
+        order = nodes[np.lexsort((opid[nodes], lvl[nodes]))]
+        key_l = lvl[order]
+        key_o = opid[order]
+        cut = np.nonzero((np.diff(key_l) != 0) | (np.diff(key_o) != 0))[0] + 1
+        bounds = np.concatenate(([0], cut, [len(order)]))
+        groups = []
+        for s, e in zip(bounds[:-1], bounds[1:]):
+            idx = np.sort(order[s:e])
+            op = names[opid[idx[0]]]
+            k = int(ar[idx[0]])
+            groups.append((int(lvl[idx[0]]), op, k, idx, a0[idx], a1[idx] if k > 1 else None))
+        # edges (consumer i, operand slot k, target j) for the backward pass, sorted so that each target
+        # receives its contributions in decreasing consumer order (as the generic loop adds them)
+        ei = np.concatenate((np.nonzero(a0 >= 0)[0], np.nonzero(a1 >= 0)[0]))
+        ek = np.concatenate((np.zeros(int((a0 >= 0).sum()), np.int64), np.ones(int((a1 >= 0).sum()), np.int64)))
+        ej = np.where(ek == 0, a0[ei], a1[ei])
+        eo = np.lexsort((ek, -ei, ej))  # by target, then consumer descending, then operand slot
+        ei, ek, ej = ei[eo], ek[eo], ej[eo]
+        elvl = lvl[ej]
+        # position of each edge's contribution in the per-edge buffer, found from (consumer, slot)
+        slot = np.full((n, 2), -1, dtype=np.int64)
+        slot[ei, ek] = np.arange(len(ei))
+        by_level = np.argsort(elvl, kind="stable")
+        lcut = np.searchsorted(elvl[by_level], np.arange(int(lvl.max(initial=0)) + 2))
+        self._lv = (groups, ei, ek, ej, slot, by_level, lcut, lvl)
+        return self._lv
+
+    def run_levels(self, inputs: dict[str, Any], out: int) -> Result:
+        groups, ei, ek, ej, slot, by_level, lcut, lvl = self._compile_levels()
+        n = self.n
+        g = self.g
+        V = np.empty(n, dtype=np.float64)
+        leaves = self.leaves
+        if leaves:
+            V[leaves] = self.leaf_values_array(inputs)
+        with np.errstate(all="ignore"):
+            for _, op, k, idx, b0, b1 in groups:
+                f = row_fwd(op)
+                at = _attrs_of(g, idx[0], op)
+                V[idx] = f(V[b0], V[b1], **at) if k == 2 else f(V[b0], **at)
+            G = self._backward_levels(V, out)
+        return self._result_arrays(inputs, out, V, G)
+
+    def leaf_values_array(self, inputs: dict[str, Any]) -> np.ndarray:
+        return np.asarray(self.leaf_values(inputs), dtype=np.float64)[self.leaves]
+
+    def _backward_levels(self, V: np.ndarray, out: int):
+        groups, ei, ek, ej, slot, by_level, lcut, lvl = self._compile_levels()
+        n = self.n
+        g = self.g
+        need = np.fromiter(self.need, dtype=bool, count=n)
+        G = np.zeros(n, dtype=np.float64)
+        reached = np.zeros(n, dtype=bool)
+        if not need[out]:
+            return G, reached
+        reached[out] = True
+        G[out] = 1.0
+        contrib = np.zeros(len(ei), dtype=np.float64)
+        valid = np.zeros(len(ei), dtype=bool)
+        top = int(lvl[out])
+        # groups in decreasing level; before a level runs, its nodes' gradients are summed from their edges
+        gi_by_level: dict[int, list] = {}
+        for grp in groups:
+            gi_by_level.setdefault(grp[0], []).append(grp)
+        for L in range(top, 0, -1):
+            self._gather(L, G, reached, contrib, valid, need, out)
+            for _, op, k, idx, b0, b1 in gi_by_level.get(L, ()):
+                r = reached[idx]
+                if not r.any():
+                    continue
+                ii = idx[r]
+                gi = G[ii]
+                ans = V[ii]
+                xs = (V[b0[r]], V[b1[r]]) if k == 2 else (V[b0[r]],)
+                at = _attrs_of(g, ii[0], op)
+                for kk in range(k):
+                    rule = row_vjp(op, kk)
+                    pos = slot[ii, kk]
+                    if rule is None:
+                        continue
+                    d = rule(gi, ans, *xs, **at)
+                    contrib[pos] = np.broadcast_to(d, ii.shape) if np.ndim(d) == 0 else d
+                    valid[pos] = True
+        self._gather(0, G, reached, contrib, valid, need, out)
+        return G, reached
+
+    def _gather(self, L, G, reached, contrib, valid, need, out):
+        groups, ei, ek, ej, slot, by_level, lcut, lvl = self._compile_levels()
+        if L + 1 >= len(lcut):
+            return
+        sel = by_level[lcut[L] : lcut[L + 1]]  # edges whose target is at level L, in (target, consumer desc) order
+        if len(sel) == 0:
+            return
+        ok = valid[sel] & need[ej[sel]]
+        sel = sel[ok]
+        if len(sel) == 0:
+            return
+        tj = ej[sel]
+        c = contrib[sel]
+        first = np.ones(len(sel), dtype=bool)
+        first[1:] = tj[1:] != tj[:-1]
+        # the first contribution is assigned (keeps -0.0 as the generic path does), the rest added in order
+        G[tj[first]] = c[first]
+        rest = ~first
+        if rest.any():
+            np.add.at(G, tj[rest], c[rest])
+        reached[tj] = True
+
+    # -- results ----------------------------------------------------------------------------------------------------
+    def _result(self, inputs, out, v: list[float], G: list[Any]) -> Result:
+        V = np.array(v, dtype=np.float64)
+        reached = np.fromiter((x is not None for x in G), dtype=bool, count=self.n)
+        Ga = np.array([0.0 if x is None else x for x in G], dtype=np.float64)
+        return self._result_arrays(inputs, out, V, (Ga, reached))
+
+    def _result_arrays(self, inputs, out, V: np.ndarray, GR) -> Result:
+        G, reached = GR
+        g = self.g
+        n = self.n
+        _check_scalar_output(g, out, ())
+        need = np.fromiter(self.need, dtype=bool, count=n)
+        values: list[Any] = list(V)
+        for i in self.leaves:
+            values[i] = g.attrs[i]["value"] if g.ops[i] == "const" else inputs[g.names[i]]  # type: ignore[index]
+        G = np.where(reached, G, 0.0)
+        grads: list[Any] = list(G)
+        for i in np.nonzero(~need)[0].tolist():
+            grads[i] = None
+        bad: list[tuple[str, int]] = []
+        fin = np.isfinite(V)
+        if not fin.all():
+            bad.append(("forward", int(np.argmin(fin))))
+        gfin = np.isfinite(G) | ~need
+        if not gfin.all():
+            bad.append(("backward", int(n - 1 - np.argmin(gfin[::-1]))))
+        return Result(g, values, grads, out, inputs, bad)
+
+
+def _attrs_of(g: Graph, i, op: str) -> dict:
+    a = g.attrs[int(i)]
+    return a or {}
+
+
+def scalar_plan(g: Graph, inputs: dict[str, Any]) -> ScalarPlan | None:
+    """The graph's fast-path plan if every node is a float64 scalar, else None."""
+    if g.dtype is not np.float64 and g.dtype != np.float64:
+        return None
+    plan = getattr(g, "_cgraph_plan", None)
+    if plan is None:
+        if any(s != () for s in g.shapes):
+            plan = False
+        elif any(op not in ROW_OPS and op not in ("input", "const") for op in set(g.ops)):
+            plan = False
+        else:
+            plan = ScalarPlan(g)
+        g._cgraph_plan = plan  # type: ignore[attr-defined]
+    if plan is False:
+        return None
+    for name in g.inputs:
+        v = inputs.get(name)
+        if v is None or np.shape(v) != ():
+            return None
+    return plan
