@@ -108,6 +108,10 @@ def read_at_file(path: str) -> dict[str, np.ndarray]:
     p = Path(path)
     try:
         if p.suffix == ".npz":
+            import zipfile
+
+            if p.is_file() and not zipfile.is_zipfile(p):  # numpy would call it "pickled data"
+                raise CgraphError(f"--at-file: {path} is not a .npz archive (numpy.savez writes one)")
             with np.load(p, allow_pickle=False) as z:
                 return {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
         data = json.loads(p.read_text(encoding="utf-8"))
