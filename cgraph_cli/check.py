@@ -1,0 +1,409 @@
+"""``cgraph check``: reverse-mode gradients against central finite differences.
+
+For every checked entry ``x[i]`` of an input, the numeric derivative is
+
+    n = (f(x + eps·e_i) - f(x - eps·e_i)) / (2·eps)
+
+computed in float64 by re-running only the forward pass (:func:`cgraph_cli.engine.forward`) of the
+graph, which is built once. The analytic derivative ``a`` is the engine's backward pass. An entry
+passes when ``|a - n| <= atol + rtol·|n|`` (SPEC §3; NaN never passes).
+
+At a kink (relu or abs at 0, a tie of max/min, a zero vector under norm, sqrt at 0) the function is
+not differentiable: the engine follows PyTorch's convention there while finite differences see the
+average of the two one-sided slopes, so the check fails honestly, and :func:`find_kinks` names each
+node whose operand sits on (within ``eps`` of) its op's kink so the report can say why.
+
+Large inputs: ``samples`` checks that many randomly chosen entries per input (seeded), so the cost is
+``2·samples`` forward passes per input instead of two per entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from cgraph_cli.engine import Result, evaluate, forward
+from cgraph_cli.errors import CgraphError, closest
+from cgraph_cli.ir import Graph
+
+
+@dataclass
+class InputCheck:
+    """The checked entries of one input."""
+
+    name: str
+    shape: tuple[int, ...]
+    index: np.ndarray  # flat indices checked
+    analytic: np.ndarray
+    numeric: np.ndarray
+    abs_error: np.ndarray
+    rel_error: np.ndarray
+    ok: np.ndarray  # bool per entry
+    sampled: bool = False
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def failed(self) -> int:
+        return int(np.sum(~self.ok))
+
+    def entry_name(self, k: int) -> str:
+        if not self.shape:
+            return self.name
+        idx = np.unravel_index(int(self.index[k]), self.shape)
+        return f"{self.name}[{', '.join(str(int(i)) for i in idx)}]"
+
+
+@dataclass
+class Kink:
+    node: int
+    label: str
+    op: str
+    message: str
+    span: tuple[int, int]
+    line: int
+    column: int
+
+
+@dataclass
+class CheckReport:
+    result: Result
+    eps: float
+    rtol: float
+    atol: float
+    inputs: list[InputCheck] = field(default_factory=list)
+    kinks: list[Kink] = field(default_factory=list)
+
+    @property
+    def checked(self) -> int:
+        return sum(len(c.index) for c in self.inputs)
+
+    @property
+    def failed(self) -> int:
+        return sum(c.failed for c in self.inputs)
+
+    @property
+    def passed(self) -> bool:
+        return self.failed == 0
+
+
+# -- kinks ----------------------------------------------------------------------------
+# KINKS[op](operand values, value, eps) -> why the node is not differentiable here, or None.
+
+
+def _near_zero(x: Any, eps: float) -> bool:
+    return bool(np.any(np.abs(np.asarray(x, dtype=np.float64)) <= eps))
+
+
+def _ties(xs: list[Any], ans: Any, eps: float) -> bool:
+    arrs = np.broadcast_arrays(*[np.asarray(x, dtype=np.float64) for x in xs])
+    for p in range(len(arrs)):
+        for q in range(p + 1, len(arrs)):
+            if np.any(np.abs(arrs[p] - arrs[q]) <= eps):
+                return True
+    return False
+
+
+def _reduce_ties(x: Any, ans: Any, eps: float, axis: int | None) -> bool:
+    x = np.asarray(x, dtype=np.float64)
+    a = np.asarray(ans, dtype=np.float64)
+    if axis is not None and x.ndim:
+        a = np.expand_dims(a, axis % x.ndim)
+    close = np.abs(x - a) <= eps
+    return bool(np.any(np.sum(close, axis=axis) > 1))
+
+
+Detector = Callable[[list[Any], Any, float, dict], "str | None"]
+
+KINKS: dict[str, Detector] = {
+    "relu": lambda xs, ans, eps, at: (
+        "relu is not differentiable at 0 (cgraph takes relu'(0) = 0)" if _near_zero(xs[0], eps) else None
+    ),
+    "abs": lambda xs, ans, eps, at: (
+        "abs is not differentiable at 0 (cgraph takes abs'(0) = 0)" if _near_zero(xs[0], eps) else None
+    ),
+    "maximum": lambda xs, ans, eps, at: (
+        "max is not differentiable at a tie (cgraph splits the gradient evenly)" if _ties(xs, ans, eps) else None
+    ),
+    "minimum": lambda xs, ans, eps, at: (
+        "min is not differentiable at a tie (cgraph splits the gradient evenly)" if _ties(xs, ans, eps) else None
+    ),
+    "amax": lambda xs, ans, eps, at: (
+        "max is not differentiable at a tie (cgraph splits the gradient evenly)"
+        if _reduce_ties(xs[0], ans, eps, at.get("axis"))
+        else None
+    ),
+    "amin": lambda xs, ans, eps, at: (
+        "min is not differentiable at a tie (cgraph splits the gradient evenly)"
+        if _reduce_ties(xs[0], ans, eps, at.get("axis"))
+        else None
+    ),
+    "norm": lambda xs, ans, eps, at: (
+        "norm is not differentiable at the zero vector (cgraph takes its gradient as 0)"
+        if float(np.abs(ans)) <= eps
+        else None
+    ),
+    "sqrt": lambda xs, ans, eps, at: (
+        "sqrt is not differentiable at 0 (its derivative is infinite)" if _near_zero(xs[0], eps) else None
+    ),
+}
+
+
+def find_kinks(result: Result, eps: float) -> list[Kink]:
+    """Nodes on the way to the output whose operand sits on (within eps of) their op's kink."""
+    from cgraph_cli.explain import node_labels
+
+    g = result.graph
+    out = result.out
+    need = g.needs_grad()
+    anc = [False] * len(g)
+    anc[out] = True
+    for i in range(out, -1, -1):
+        if anc[i]:
+            for j in g.args[i]:
+                anc[j] = True
+    labels: list[str] | None = None
+    kinks = []
+    for i in range(out + 1):
+        det = KINKS.get(g.ops[i])
+        if det is None or not (anc[i] and need[i]):
+            continue
+        xs = [result.values[j] for j in g.args[i]]
+        why = det(xs, result.values[i], eps, g.attrs[i] or {})
+        if why is None:
+            continue
+        labels = labels or node_labels(g)
+        from cgraph_cli.present import fmt_value
+
+        operands = ", ".join(f"{labels[j]} = {fmt_value(result.values[j])}" for j in g.args[i])
+        line, col = g.line_col(i)
+        msg = f"{labels[i]} sits on a kink ({operands}): {why}; finite differences cannot agree there"
+        kinks.append(Kink(i, labels[i], g.ops[i], msg, g.spans[i], line, col))
+    return kinks
+
+
+# -- the check ------------------------------------------------------------------------
+
+
+def pick_inputs(g: Graph, wrt: list[str] | None) -> list[str]:
+    if not wrt:
+        return list(g.inputs)
+    unknown = [w for w in wrt if w not in g.inputs]
+    if unknown:
+        best = closest(unknown[0], list(g.inputs))
+        verb = "is not an input" if len(unknown) == 1 else "are not inputs"
+        raise CgraphError(
+            f"--wrt: {', '.join(repr(u) for u in unknown)} {verb} of the program;"
+            f" its inputs are: {', '.join(g.inputs) or 'none'}",
+            hint=f"did you mean '{best}'?" if best else None,
+        )
+    return list(dict.fromkeys(wrt))
+
+
+def check_gradients(
+    g: Graph,
+    inputs: dict[str, np.ndarray],
+    out: int | None = None,
+    *,
+    eps: float = 1e-6,
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    wrt: list[str] | None = None,
+    samples: int | None = None,
+    seed: int = 0,
+) -> CheckReport:
+    """Compare the engine's gradient of ``out`` with central finite differences, entry by entry."""
+    if not eps > 0:
+        raise CgraphError(f"--eps must be a positive number, got {eps:g}")
+    if rtol < 0 or atol < 0:
+        raise CgraphError("--rtol and --atol must not be negative")
+    if samples is not None and samples < 1:
+        raise CgraphError(f"--samples must be at least 1, got {samples}")
+    names = pick_inputs(g, wrt)
+    base = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
+    result = evaluate(g, base, out)
+    out = result.out
+    report = CheckReport(result, eps, rtol, atol)
+    rng = np.random.default_rng(seed)
+    for name in names:
+        x = base[name]
+        size = x.size
+        if samples is not None and samples < size:
+            index = np.sort(rng.choice(size, samples, replace=False))
+            sampled = True
+        else:
+            index = np.arange(size)
+            sampled = False
+        grad = result.grads[g.inputs[name]]
+        analytic = np.asarray(grad, dtype=np.float64).reshape(-1)[index] if grad is not None else np.zeros(len(index))
+        numeric = _central_differences(g, base, name, index, out, eps)
+        diff = np.abs(analytic - numeric)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(numeric != 0, diff / np.abs(numeric), np.where(diff == 0, 0.0, np.inf))
+        ok = diff <= atol + rtol * np.abs(numeric)  # False for NaN
+        report.inputs.append(InputCheck(name, tuple(x.shape), index, analytic, numeric, diff, rel, ok, sampled))
+    report.kinks = find_kinks(result, eps)
+    return report
+
+
+def _central_differences(
+    g: Graph, base: dict[str, np.ndarray], name: str, index: np.ndarray, out: int, eps: float
+) -> np.ndarray:
+    """(f(x + eps) - f(x - eps)) / 2eps for each flat index, perturbing one working copy in place."""
+    work = np.array(base[name], dtype=np.float64, copy=True)
+    flat = work.reshape(-1)  # a view: writing it perturbs work
+    values = dict(base)
+    values[name] = work
+    res = np.empty(len(index), dtype=np.float64)
+    with np.errstate(all="ignore"):
+        for k, fi in enumerate(index):
+            orig = flat[fi]
+            flat[fi] = orig + eps
+            fp = float(np.asarray(forward(g, values, upto=out)[out], dtype=np.float64).reshape(-1)[0])
+            flat[fi] = orig - eps
+            fm = float(np.asarray(forward(g, values, upto=out)[out], dtype=np.float64).reshape(-1)[0])
+            flat[fi] = orig
+            res[k] = (fp - fm) / (2 * eps)
+    return res
+
+
+# -- presentation ---------------------------------------------------------------------
+
+MAX_ROWS = 20  # rows per input table; beyond, failures first and a summary row
+
+
+def rows_to_show(c: InputCheck) -> list[int]:
+    n = len(c.index)
+    if n <= MAX_ROWS:
+        return list(range(n))
+    bad = [k for k in range(n) if not c.ok[k]]
+    good = [k for k in range(n) if c.ok[k]]
+    return sorted(bad[:MAX_ROWS] + good[: max(0, MAX_ROWS // 2 - len(bad))])
+
+
+def summary(report: CheckReport) -> str:
+    r = report.result
+    from cgraph_cli.explain import node_labels
+
+    out = node_labels(r.graph)[r.out]
+    n, bad = report.checked, report.failed
+    tol = f"eps {report.eps:g}, rtol {report.rtol:g}, atol {report.atol:g}"
+    sampled = " (sampled)" if any(c.sampled for c in report.inputs) else ""
+    if bad == 0:
+        return f"ok: all {n} gradient entries of {out} match finite differences{sampled} ({tol})"
+    worst = max(
+        ((c, k) for c in report.inputs for k in range(len(c.index)) if not c.ok[k]),
+        key=lambda ck: np.nan_to_num(ck[0].abs_error[ck[1]], nan=np.inf),
+    )
+    c, k = worst
+    from cgraph_cli.present import fmt_number
+
+    where = f"worst {c.entry_name(k)}: analytic {fmt_number(c.analytic[k])}, numeric {fmt_number(c.numeric[k])}"
+    kink = f"; {len(report.kinks)} non-differentiable point{'s' * (len(report.kinks) != 1)}" if report.kinks else ""
+    return f"FAILED: {bad} of {n} gradient entries of {out} differ from finite differences ({where}; {tol}){kink}"
+
+
+def to_tables(report: CheckReport) -> list[Any]:
+    """One rich Table per input."""
+    from rich.table import Table
+
+    from cgraph_cli.explain import node_labels
+    from cgraph_cli.ops import fmt_shape
+    from cgraph_cli.present import fmt_number
+
+    r = report.result
+    outl = node_labels(r.graph)[r.out]
+    tables = []
+    for c in report.inputs:
+        what = (
+            f"{len(c.index)} of {c.size} entries, sampled"
+            if c.sampled
+            else f"{c.size} entr{'y' if c.size == 1 else 'ies'}"
+        )
+        status = "ok" if c.failed == 0 else f"{c.failed} failed"
+        t = Table(title=f"∂{outl}/∂{c.name}  shape {fmt_shape(c.shape)}, {what}: {status}", title_justify="left")
+        t.add_column("entry", style="bold")
+        t.add_column("analytic", justify="right", style="cyan", no_wrap=True)
+        t.add_column("numeric", justify="right", style="magenta", no_wrap=True)
+        t.add_column("|a - n|", justify="right", no_wrap=True)
+        t.add_column("rel. error", justify="right", no_wrap=True)
+        t.add_column("", no_wrap=True)
+        shown = rows_to_show(c)
+        for k in shown:
+            t.add_row(
+                c.entry_name(k),
+                fmt_number(c.analytic[k]),
+                fmt_number(c.numeric[k]),
+                f"{c.abs_error[k]:.2e}",
+                f"{c.rel_error[k]:.2e}" if np.isfinite(c.rel_error[k]) else fmt_number(c.rel_error[k]),
+                "pass" if c.ok[k] else "FAIL",
+                style=None if c.ok[k] else "red",
+            )
+        hidden = len(c.index) - len(shown)
+        if hidden:
+            t.add_row(
+                f"… {hidden} more",
+                "",
+                "",
+                f"max {np.max(c.abs_error):.2e}",
+                "",
+                "pass" if c.failed <= len(shown) else "",
+            )
+        tables.append(t)
+    return tables
+
+
+def to_data(report: CheckReport) -> dict[str, Any]:
+    from cgraph_cli.explain import node_labels
+    from cgraph_cli.present import json_number, json_value
+
+    r = report.result
+    return {
+        "output": node_labels(r.graph)[r.out],
+        "value": json_value(r.values[r.out]),
+        "eps": report.eps,
+        "rtol": report.rtol,
+        "atol": report.atol,
+        "passed": report.passed,
+        "checked": report.checked,
+        "failed": report.failed,
+        "inputs": [
+            {
+                "name": c.name,
+                "shape": list(c.shape),
+                "size": c.size,
+                "checked": len(c.index),
+                "sampled": c.sampled,
+                "failed": c.failed,
+                "max_abs_error": json_number(np.max(c.abs_error)) if len(c.index) else 0.0,
+                "entries": [
+                    {
+                        "entry": c.entry_name(k),
+                        "index": [int(i) for i in np.unravel_index(int(c.index[k]), c.shape)] if c.shape else [],
+                        "analytic": json_number(c.analytic[k]),
+                        "numeric": json_number(c.numeric[k]),
+                        "abs_error": json_number(c.abs_error[k]),
+                        "rel_error": json_number(c.rel_error[k]),
+                        "ok": bool(c.ok[k]),
+                    }
+                    for k in range(len(c.index))
+                ],
+            }
+            for c in report.inputs
+        ],
+        "kinks": [
+            {"node": k.node, "name": k.label, "op": k.op, "line": k.line, "column": k.column, "message": k.message}
+            for k in report.kinks
+        ],
+    }
+
+
+def kink_warnings(report: CheckReport) -> list[str]:
+    from cgraph_cli.errors import format_located
+
+    g = report.result.graph
+    return ["warning: " + format_located(k.message, k.span, g.source) for k in report.kinks]
