@@ -45,7 +45,8 @@ def ir_command(
 
     check_choice(fmt, ("text", "json", "dot"), "--format")
     source = load_source(file, expr)
-    g = compile_program(source, gather_values(at, at_file), seed=seed, max_memory=max_memory_bytes(max_memory))
+    given = gather_values(at, at_file)
+    g = compile_program(source, given, seed=seed, max_memory=max_memory_bytes(max_memory))
     if fmt == "text":
         out(format_ir(g))
     elif fmt == "json":
@@ -57,7 +58,7 @@ def ir_command(
     else:
         from cgraph_cli.dot import ir_dot
 
-        out(ir_dot(g))
+        out(ir_dot(g, given))
 
 
 def register(app: typer.Typer) -> None:

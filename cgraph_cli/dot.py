@@ -1,0 +1,640 @@
+"""DOT source for the annotated computation graph (the picture `cgraph render` draws).
+
+A small builder of our own rather than a library, so that the text is
+byte-for-byte stable: nodes are ``n<id>`` in topological order, edges ``e<k>``
+in the order of their consumers' operands, attributes are sorted, and every
+piece of text that comes from a program (names, source text, numbers) goes
+through :func:`html_text` or :func:`quote`, so it cannot inject Graphviz
+attributes.
+
+Layout choices, each for the reader of the picture:
+
+- one box per IR node: its name (or op symbol), its value in one colour and its
+  gradient ``∂out/∂node`` in another, with a legend;
+- a node used twice by one op (``x * x``) gets two edges; the operands of
+  non-commutative ops enter through labelled ports (``+``/``−`` for ``a - b``,
+  ``num``/``den`` for ``/``, ...), so ``a - b`` and ``b - a`` look different;
+- ``--edge-labels local`` writes the local derivative ``∂child/∂parent`` on each
+  edge (a number for scalars, the operand's shape for tensors);
+- calls of user functions are (nested) clusters;
+- a leaf used by more than :data:`FANOUT` nodes is drawn once with its value and
+  gradient and then as one small dashed copy per use, so that hundreds of edges
+  from one node do not wreck the layout.
+
+Nothing here imports Graphviz; :mod:`cgraph_cli.render` lays the text out.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from cgraph_cli.ir import Graph
+from cgraph_cli.ops import OPS, fmt_index, fmt_shape
+
+FANOUT = 8  # a leaf with more uses than this is drawn as one copy per use
+
+VALUE_COLOR = "#0b5cad"  # forward pass: blue
+GRAD_COLOR = "#c2410c"  # backward pass: vermillion (the pair reads in colour-blind palettes too)
+EDGE_LABEL_COLOR = "#6b6b6b"
+MUTED = "#8a8a8a"
+FONT = "DejaVu Sans"
+
+FILL = {"input": "#fdf6e3", "const": "#f1f1f1", "op": "#ffffff"}
+BORDER = {"input": "#b08d3c", "const": "#a8a8a8", "op": "#4d4d4d"}
+
+PORT_NAMES = {
+    "sub": ("+", "−"),
+    "div": ("num", "den"),
+    "pow": ("base", "exp"),
+    "matmul": ("A", "B"),
+}
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+
+
+# -- escaping ----------------------------------------------------------------------
+
+
+def html_text(s: str) -> str:
+    """Text for the inside of an HTML-like label: XML-escaped, one line, no control characters."""
+    s = _CONTROL.sub("", str(s).replace("\r\n", " ").replace("\n", " ").replace("\t", " "))
+    return html.escape(s, quote=True)
+
+
+def quote(s: str) -> str:
+    """A double-quoted DOT string whose text is exactly ``s`` (one line)."""
+    s = _CONTROL.sub("", str(s).replace("\r\n", " ").replace("\n", " ").replace("\t", " "))
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Html(str):
+    """An HTML-like label built here from escaped pieces; written between ``<`` and ``>``."""
+
+
+def _attrs(d: dict[str, Any]) -> str:
+    """``[k1=v1 k2=v2]`` with sorted keys; :class:`Html` values as ``<...>``, the rest quoted."""
+    parts = []
+    for k in sorted(d):
+        v = d[k]
+        parts.append(f"{k}=<{v}>" if isinstance(v, Html) else f"{k}={quote(v)}")
+    return "[" + " ".join(parts) + "]"
+
+
+# -- numbers -----------------------------------------------------------------------
+
+
+def fmt_num(x: Any) -> str:
+    """A short number for a picture: 4 significant digits, integers without a point."""
+    x = float(x)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    if x == 0:
+        return "0"
+    s = format(x, ".4g")
+    if "e" in s:
+        mant, exp = s.split("e")
+        s = f"{mant}e{int(exp)}"
+    return s.replace("-", "−")
+
+
+def fmt_array(v: Any) -> str:
+    """A value for a node: scalars in full, small tensors in full, larger ones abbreviated or as a norm."""
+    a = np.asarray(v)
+    if a.size == 1:
+        return fmt_num(a.reshape(()))
+    if a.size == 0:
+        return "[]"
+    if a.ndim == 1:
+        if a.size <= 4:
+            return "[" + ", ".join(fmt_num(x) for x in a) + "]"
+        return f"[{fmt_num(a[0])}, {fmt_num(a[1])}, …, {fmt_num(a[-1])}]"
+    if a.ndim == 2 and a.size <= 4:
+        return "[" + ", ".join("[" + ", ".join(fmt_num(x) for x in row) + "]" for row in a) + "]"
+    with np.errstate(all="ignore"):
+        n = float(np.sqrt(np.sum(np.square(a.astype(np.float64)))))
+    return f"‖·‖ = {fmt_num(n)}"
+
+
+# -- the model ----------------------------------------------------------------------
+
+
+@dataclass
+class DotOptions:
+    rankdir: str = "LR"
+    edge_labels: str = "local"  # local | none
+    fanout: int = FANOUT
+
+
+@dataclass
+class Edge:
+    id: str
+    src: int  # the operand (parent) node
+    dst: int  # the consumer (child) node
+    k: int  # operand index
+    copy: int | None = None  # the use number when the leaf is drawn as copies
+
+
+@dataclass
+class State:
+    """What a picture shows: all values and gradients, or one step of the animation."""
+
+    values: set[int] | None = None  # None: every value known
+    grads: set[int] | None = None  # None: every gradient known
+    active: int | None = None
+    active_edges: set[str] = field(default_factory=set)
+    phase: str = ""  # "forward" | "backward" while stepping
+    caption: str | None = None  # the step's explanation under the picture (None: no caption row)
+    caption_width: int = 0  # points: the caption cell has one size in every frame
+
+
+class GraphPicture:
+    """The picture of one graph, with values and gradients if known; ``dot(state)`` gives DOT text."""
+
+    def __init__(
+        self,
+        g: Graph,
+        values: list[Any] | None = None,
+        grads: list[Any] | None = None,
+        out: int | None = None,
+        opts: DotOptions | None = None,
+    ) -> None:
+        self.g = g
+        self.values = values
+        self.grads = grads
+        self.out = g.output if out is None else out
+        self.opts = opts or DotOptions()
+        n = len(g)
+        uses = [0] * n
+        for args in g.args:
+            for j in args:
+                uses[j] += 1
+        self.uses = uses
+        self.copied = [g.ops[i] in ("input", "const") and uses[i] > self.opts.fanout for i in range(n)]
+        self.edges: list[Edge] = []
+        self.in_edges: list[list[Edge]] = [[] for _ in range(n)]
+        self.out_edges: list[list[Edge]] = [[] for _ in range(n)]
+        seen = [0] * n
+        for i, args in enumerate(g.args):
+            for k, j in enumerate(args):
+                copy = None
+                if self.copied[j]:
+                    copy = seen[j]
+                    seen[j] += 1
+                e = Edge(f"e{len(self.edges)}", j, i, k, copy)
+                self.edges.append(e)
+                self.in_edges[i].append(e)
+                self.out_edges[j].append(e)
+        self.edge_label_text = [self._edge_label(e) for e in self.edges]
+
+    # -- text pieces ----------------------------------------------------------------
+    @property
+    def out_name(self) -> str:
+        return self.g.names[self.out] or "out"
+
+    def title(self, i: int) -> str:
+        """The node's headline, as HTML: name in bold and op symbol, or the op symbol alone."""
+        g = self.g
+        op = g.ops[i]
+        name = g.names[i]
+        if op == "const":
+            return "<B>" + html_text(fmt_array(g.attrs[i]["value"])) + "</B>"  # type: ignore[index]
+        sym = "" if op == "input" else _op_text(op, g.attrs[i])
+        if name is None:
+            return "<B>" + html_text(sym) + "</B>"
+        head = "<B>" + html_text(name) + "</B>"
+        if sym:
+            head += f' <FONT COLOR="{MUTED}">' + html_text(sym) + "</FONT>"
+        return head
+
+    def shape_text(self, i: int) -> str:
+        s = self.g.shapes[i]
+        if self.values is not None and self.values[i] is not None:
+            s = tuple(np.shape(self.values[i]))
+        if s is None or s == () or self.g.ops[i] == "const" and s == ():
+            return ""
+        return fmt_shape(s)
+
+    def _edge_label(self, e: Edge) -> str:
+        if self.opts.edge_labels != "local":
+            return ""
+        return self.local(e)
+
+    def local(self, e: Edge) -> str:
+        """The local derivative ∂child/∂parent of an edge: a number for scalars, the operand's shape otherwise."""
+        if self.values is None or self.grads is None:
+            return ""
+        if self.grads[e.src] is None:  # no gradient flows into a constant
+            return ""
+        vals = self.values
+        i, j = e.dst, e.src
+        if vals[i] is None or vals[j] is None:
+            return ""
+        if np.size(vals[i]) != 1 or np.size(vals[j]) != 1 or np.ndim(vals[j]) != np.ndim(vals[i]):
+            return fmt_shape(np.shape(vals[j]))
+        rule = OPS[self.g.ops[i]].vjp_for(e.k)
+        if rule is None:
+            return ""
+        xs = [vals[a] for a in self.g.args[i]]
+        try:
+            with np.errstate(all="ignore"):
+                d = rule(np.ones_like(vals[i]), vals[i], *xs, **(self.g.attrs[i] or {}))
+            return fmt_num(np.asarray(d).reshape(()))
+        except Exception:  # a rule that cannot run on this value: leave the edge unlabelled
+            return ""
+
+    # -- DOT --------------------------------------------------------------------------
+    def dot(self, state: State | None = None) -> str:
+        st = state or State()
+        g = self.g
+        o = self.opts
+        lr = o.rankdir == "LR"
+        lines = [
+            "digraph cgraph {",
+            "  graph "
+            + _attrs(
+                {
+                    "bgcolor": "white",
+                    "fontname": FONT,
+                    "fontsize": "11",
+                    "label": self.legend(st),
+                    "labeljust": "l",
+                    "labelloc": "b",
+                    "nodesep": "0.3",
+                    "pad": "0.25",
+                    "rankdir": o.rankdir,
+                    "ranksep": "0.45",
+                }
+            )
+            + ";",
+            "  node "
+            + _attrs(
+                {
+                    "fontname": FONT,
+                    "fontsize": "12",
+                    "margin": "0.06,0.03",
+                    "penwidth": "1.2",
+                    "shape": "box",
+                    "style": "rounded,filled",
+                }
+            )
+            + ";",
+            "  edge "
+            + _attrs(
+                {
+                    "arrowsize": "0.7",
+                    "color": "#555555",
+                    "fontcolor": EDGE_LABEL_COLOR,
+                    "fontname": FONT,
+                    "fontsize": "10",
+                    "penwidth": "1.1",
+                }
+            )
+            + ";",
+        ]
+        # clusters: children lists, emitted with an explicit stack (frames nest)
+        frames = g.frames
+        members: dict[int, list[int]] = {}
+        for i, f in enumerate(g.frames_of):
+            members.setdefault(f, []).append(i)
+        kids: dict[int, list[int]] = {}
+        for k, fr in enumerate(frames):
+            kids.setdefault(fr.parent, []).append(k)
+        body: list[str] = []
+        stack: list[tuple[str, int, int]] = [("open", -1, 0)]
+        while stack:
+            what, f, depth = stack.pop()
+            ind = "  " * (depth + 1)
+            if what == "close":
+                body.append(ind[:-2] + "}")
+                continue
+            if f >= 0:
+                body.append(ind[:-2] + f"subgraph cluster_f{f} {{")
+                body.append(
+                    ind
+                    + "graph "
+                    + _attrs(
+                        {
+                            "color": "#9aa5b1",
+                            "fontcolor": "#52606d",
+                            "label": Html("<I>" + html_text(frames[f].name) + "</I>"),
+                            "labeljust": "l",
+                            "style": "rounded,dashed",
+                        }
+                    )
+                    + ";"
+                )
+            for i in members.get(f, []):
+                body.extend(ind + line for line in self._node_lines(i, st, lr))
+            if f >= 0:
+                stack.append(("close", f, depth))
+            for k in reversed(kids.get(f, [])):
+                stack.append(("open", k, depth + 1))
+        lines.extend(body)
+        for e, text in zip(self.edges, self.edge_label_text):
+            lines.append("  " + self._edge_line(e, text, st, lr))
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def legend(self, st: State | None = None) -> Html:
+        known = self.values is not None
+        cells = []
+        if known:
+            cells.append(f'<TD><FONT COLOR="{VALUE_COLOR}">■ value</FONT></TD>')
+            if self.grads is not None:
+                cells.append(f'<TD><FONT COLOR="{GRAD_COLOR}">■ gradient ∂{html_text(self.out_name)}/∂node</FONT></TD>')
+            if self.opts.edge_labels == "local" and self.grads is not None:
+                cells.append(f'<TD><FONT COLOR="{EDGE_LABEL_COLOR}">edge: local derivative ∂child/∂parent</FONT></TD>')
+        else:
+            cells.append(f'<TD><FONT COLOR="{MUTED}">structure only (no input values)</FONT></TD>')
+        table = '<TABLE ALIGN="LEFT" BORDER="0" CELLSPACING="6" CELLPADDING="0"><TR>' + "".join(cells) + "</TR></TABLE>"
+        if st is None or st.caption is None:
+            return Html(table)
+        color = GRAD_COLOR if st.phase == "backward" else VALUE_COLOR
+        caption = (
+            f'<TABLE BORDER="0" CELLSPACING="6" CELLPADDING="0"><TR><TD ALIGN="LEFT" FIXEDSIZE="TRUE" '
+            f'WIDTH="{st.caption_width}" HEIGHT="20"><FONT COLOR="{color}" POINT-SIZE="13">'
+            + html_text(st.caption)
+            + "</FONT></TD></TR></TABLE>"
+        )
+        return Html(
+            '<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="0">'
+            f'<TR><TD ALIGN="LEFT">{caption}</TD></TR><TR><TD ALIGN="LEFT">{table}</TD></TR></TABLE>'
+        )
+
+    def _node_lines(self, i: int, st: State, lr: bool) -> list[str]:
+        g = self.g
+        op = g.ops[i]
+        kind = op if op in ("input", "const") else "op"
+        attrs = {
+            "color": BORDER[kind],
+            "fillcolor": FILL[kind],
+            "id": f"n{i}",
+            "label": self._label(i, st, lr),
+            "tooltip": self._tooltip(i),
+        }
+        if i == self.out:
+            attrs["penwidth"] = "2.4"
+        if kind == "const":
+            attrs["fontsize"] = "10"
+        if st.active == i:
+            attrs["color"] = GRAD_COLOR if st.phase == "backward" else VALUE_COLOR
+            attrs["penwidth"] = "3.2"
+        out = [f"n{i} {_attrs(attrs)};"]
+        if self.copied[i]:
+            name = html_text(g.label(i) if op == "input" else fmt_array(g.attrs[i]["value"]))  # type: ignore[index]
+            for e in self.out_edges[i]:
+                cattrs = {
+                    "color": BORDER[kind],
+                    "fillcolor": FILL[kind],
+                    "fontsize": "10",
+                    "id": f"n{i}_{e.copy}",
+                    "label": Html(name),
+                    "style": "rounded,filled,dashed",
+                    "tooltip": f"one use of {g.label(i)} (drawn once per use)",
+                }
+                if e.id in st.active_edges:
+                    cattrs["penwidth"] = "2.4"
+                    cattrs["color"] = GRAD_COLOR if st.phase == "backward" else VALUE_COLOR
+                out.append(f"n{i}_{e.copy} {_attrs(cattrs)};")
+        return out
+
+    def _tooltip(self, i: int) -> str:
+        g = self.g
+        line, col = g.line_col(i)
+        text = " ".join(g.text(i).split())
+        if len(text) > 80:
+            text = text[:77] + "..."
+        return f"{g.label(i)}: {g.ops[i]}  {text}  (line {line}, column {col})"
+
+    def _label(self, i: int, st: State, lr: bool) -> Html:
+        g = self.g
+        op = g.ops[i]
+        rows = []
+        head = self.title(i)
+        shape = self.shape_text(i)
+        if shape:
+            head += f' <FONT COLOR="{MUTED}" POINT-SIZE="10">' + html_text(shape) + "</FONT>"
+        if self.copied[i]:
+            head += f' <FONT COLOR="{MUTED}" POINT-SIZE="10">(×{self.uses[i]} uses)</FONT>'
+        rows.append(f"<TR><TD>{head}</TD></TR>")
+        fill = FILL["const" if op == "const" else "input" if op == "input" else "op"]
+        if self.values is not None and op != "const":
+            v = self.values[i]
+            if v is not None:
+                color = VALUE_COLOR if st.values is None or i in st.values else fill
+                rows.append(f'<TR><TD><FONT COLOR="{color}">{html_text(fmt_array(v))}</FONT></TD></TR>')
+        if self.grads is not None and self.grads[i] is not None:
+            color = GRAD_COLOR if st.grads is None or i in st.grads else fill
+            text = "∂ " + fmt_array(self.grads[i])
+            rows.append(f'<TR><TD><FONT COLOR="{color}">{html_text(text)}</FONT></TD></TR>')
+        content = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">' + "".join(rows) + "</TABLE>"
+        names = self._port_names(i)
+        if not names:
+            return Html(content)
+        cell = '<TD PORT="p{k}" BGCOLOR="#eeeeee"><FONT POINT-SIZE="9" COLOR="#444444">{t}</FONT></TD>'
+        ports = [cell.format(k=k, t=html_text(t)) for k, t in enumerate(names)]
+        if lr:
+            port_table = (
+                '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2" CELLPADDING="1">'
+                + "".join(f"<TR>{p}</TR>" for p in ports)
+                + "</TABLE>"
+            )
+            outer = f"<TR><TD>{port_table}</TD><TD>{content}</TD></TR>"
+        else:
+            port_table = (
+                '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2" CELLPADDING="1"><TR>'
+                + "".join(ports)
+                + "</TR></TABLE>"
+            )
+            outer = f"<TR><TD>{port_table}</TD></TR><TR><TD>{content}</TD></TR>"
+        return Html('<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0">' + outer + "</TABLE>")
+
+    def _port_names(self, i: int) -> tuple[str, ...]:
+        op = self.g.ops[i]
+        n = len(self.g.args[i])
+        if op in ("input", "const") or n < 2 or OPS[op].commutative:
+            return ()
+        named = PORT_NAMES.get(op)
+        if named is not None and len(named) == n:
+            return named
+        return tuple(str(k + 1) for k in range(n))
+
+    def _edge_line(self, e: Edge, text: str, st: State, lr: bool) -> str:
+        src = f"n{e.src}" if e.copy is None else f"n{e.src}_{e.copy}"
+        dst = f"n{e.dst}"
+        if self._port_names(e.dst):
+            dst += f":p{e.k}:{'w' if lr else 'n'}"
+        attrs = {"id": e.id}
+        if text:
+            shown = st.values is None or e.dst in st.values
+            attrs["label"] = Html(html_text(text) if shown else _blank(text))
+        if e.id in st.active_edges:
+            attrs["color"] = GRAD_COLOR if st.phase == "backward" else VALUE_COLOR
+            attrs["penwidth"] = "2.6"
+            if st.phase == "backward":
+                attrs["fontcolor"] = GRAD_COLOR
+        return f"{src} -> {dst} {_attrs(attrs)};"
+
+    # -- the animation -----------------------------------------------------------------
+    def steps(self) -> list[tuple[str, int, State]]:
+        """The frames of ``--steps``: (phase, node, state), forward in topological order, then backward."""
+        n = len(self.g)
+        frames: list[tuple[str, int, State]] = []
+        known: set[int] = set()
+        for i in range(n):
+            known = known | {i}
+            edges = {e.id for e in self.in_edges[i]}
+            st = State(values=known, grads=set(), active=i, active_edges=edges, phase="forward")
+            frames.append(("forward", i, st))
+        if self.grads is not None:
+            have: set[int] = set()
+            for i in range(n - 1, -1, -1):
+                if self.grads[i] is None:
+                    continue
+                have = have | {i}
+                edges = {e.id for e in self.out_edges[i]}
+                st = State(values=None, grads=have, active=i, active_edges=edges, phase="backward")
+                frames.append(("backward", i, st))
+        total = {"forward": n, "backward": len(frames) - n}
+        count = {"forward": 0, "backward": 0}
+        for phase, i, st in frames:
+            count[phase] += 1
+            body = self.forward_text(i) if phase == "forward" else self.backward_text(i)
+            st.caption = f"{phase} {count[phase]}/{total[phase]}:  {body}"
+        width = max([len(st.caption or "") for _, _, st in frames] + [20])
+        for _, _, st in frames:
+            st.caption_width = int(width * 7.6) + 12
+        return frames
+
+    def base_state(self, frames: list[tuple[str, int, State]]) -> State:
+        """The state whose layout every frame of ``frames`` reuses: everything shown, the caption row reserved."""
+        if not frames:
+            return State()
+        longest = max((st.caption or "" for _, _, st in frames), key=len)
+        return State(caption=longest, caption_width=frames[0][2].caption_width)
+
+    def forward_text(self, i: int) -> str:
+        g = self.g
+        op = g.ops[i]
+        v = fmt_array(self.values[i]) if self.values is not None else "?"
+        if op == "input":
+            return f"input {g.label(i)} = {v}"
+        if op == "const":
+            return f"constant {v}"
+        text = " ".join(g.text(i).split())
+        if len(text) > 48:
+            text = text[:45] + "..."
+        return f"{g.label(i)} = {text} = {v}" if g.names[i] else f"{text} = {v}"
+
+    def backward_text(self, i: int) -> str:
+        z = self.out_name
+        g = self.g
+        grads = self.grads
+        assert grads is not None
+        d = f"∂{z}/∂{g.label(i)}"
+        if i == self.out:
+            return f"{d} = 1"
+        total = fmt_array(grads[i])
+        edges = self.out_edges[i]
+        live = [e for e in edges if grads[e.dst] is not None]
+        if not live:
+            return f"{d} = {total}  ({g.label(i)} does not reach {z})"
+        scalar = np.size(grads[i]) == 1 and all(np.size(grads[e.dst]) == 1 for e in live)
+        if not scalar:
+            n = len(live)
+            return f"{d} = {total}  (sum over {n} use{'s' * (n != 1)})"
+        symbolic = " + ".join(f"∂{z}/∂{g.label(e.dst)} · ∂{g.label(e.dst)}/∂{g.label(i)}" for e in live)
+        numbers = " + ".join(f"{fmt_array(grads[e.dst])} · {self.local(e) or '?'}" for e in live)
+        if len(live) == 1 and len(symbolic) + len(numbers) > 70:
+            return f"{d} = {numbers} = {total}"
+        return f"{d} = {symbolic} = {numbers} = {total}"
+
+
+def _blank(text: str) -> str:
+    """Invisible text of the same width: the label keeps its place in every frame."""
+    return f'<FONT COLOR="white">{html_text(text)}</FONT>'
+
+
+DISPLAY = {"mul": "×", "sub": "−", "neg": "−"}  # typographic symbols for the picture
+
+
+def _op_text(op: str, attrs: dict | None) -> str:
+    sym = DISPLAY.get(op, OPS[op].symbol)
+    if not attrs:
+        return sym
+    if op == "index":
+        return fmt_index(attrs["idx"])
+    extra = []
+    for k, v in sorted(attrs.items()):
+        extra.append(f"{k}={fmt_shape(v) if isinstance(v, tuple) else v}")
+    return f"{sym} " + " ".join(extra)
+
+
+def graph_dot(
+    g: Graph,
+    values: list[Any] | None = None,
+    grads: list[Any] | None = None,
+    out: int | None = None,
+    *,
+    rankdir: str = "LR",
+    edge_labels: str = "local",
+) -> str:
+    """The DOT text `cgraph render --format dot` writes."""
+    return GraphPicture(g, values, grads, out, DotOptions(rankdir=rankdir, edge_labels=edge_labels)).dot()
+
+
+def ir_dot(g: Graph, given: dict[str, Any] | None = None) -> str:
+    """`cgraph ir --format dot`: the structure, or with values and gradients when every input has one."""
+    if given:
+        values, grads, out = evaluate_for_picture(g, given)
+        return graph_dot(g, values, grads, out)
+    return graph_dot(g)
+
+
+def evaluate_for_picture(
+    g: Graph, given: dict[str, Any], of: int | None = None, notes: list[str] | None = None
+) -> tuple[list[Any] | None, list[Any] | None, int]:
+    """Values and gradients for a picture; (None, None, out) when an input has no value.
+
+    A non-scalar output gets values but no gradients. Each such case adds a line to ``notes``.
+    """
+    from cgraph_cli.engine import backward, forward
+    from cgraph_cli.values import bind_inputs
+
+    out = g.output if of is None else of
+    notes = notes if notes is not None else []
+    inputs = bind_inputs(g, given, require=False)
+    missing = [name for name in g.inputs if name not in inputs]
+    if missing:
+        word = "input" if len(missing) == 1 else "inputs"
+        notes.append(
+            f"note: no value for {word} {', '.join(missing)}; drawing the structure only "
+            f"(give values with --at, e.g. --at {missing[0]}=1)"
+        )
+        return None, None, out
+    values = forward(g, inputs)
+    if np.size(values[out]) != 1:
+        notes.append(
+            f"note: output '{g.label(out)}' has shape {fmt_shape(np.shape(values[out]))}, not a scalar; "
+            "drawing values without gradients"
+        )
+        return values, None, out
+    return values, backward(g, values, out), out
+
+
+def node_ids(lines: Iterable[str]) -> list[str]:
+    """The node ids declared in DOT text made by this module (for tests and tools)."""
+    out = []
+    for line in lines:
+        m = re.match(r"\s*(n\d+(?:_\d+)?) \[", line)
+        if m:
+            out.append(m.group(1))
+    return out
