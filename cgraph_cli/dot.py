@@ -89,20 +89,20 @@ def _attrs(d: dict[str, Any]) -> str:
 # -- numbers -----------------------------------------------------------------------
 
 
-def fmt_num(x: Any) -> str:
+def fmt_num(x: Any, digits: int = 4) -> str:
     """A short number for a picture: 4 significant digits, integers without a point."""
     x = float(x)
     if math.isnan(x):
         return "NaN"
     if math.isinf(x):
-        return "∞" if x > 0 else "−∞"
+        return "∞" if x > 0 else "-∞"
     if x == 0:
         return "0"
-    s = format(x, ".4g")
+    s = format(x, f".{digits}g")
     if "e" in s:
         mant, exp = s.split("e")
         s = f"{mant}e{int(exp)}"
-    return s.replace("-", "−")
+    return s
 
 
 def fmt_array(v: Any) -> str:
@@ -114,10 +114,10 @@ def fmt_array(v: Any) -> str:
         return "[]"
     if a.ndim == 1:
         if a.size <= 4:
-            return "[" + ", ".join(fmt_num(x) for x in a) + "]"
-        return f"[{fmt_num(a[0])}, {fmt_num(a[1])}, …, {fmt_num(a[-1])}]"
+            return "[" + ", ".join(fmt_num(x, 3) for x in a) + "]"
+        return f"[{fmt_num(a[0], 3)}, {fmt_num(a[1], 3)}, …, {fmt_num(a[-1], 3)}]"
     if a.ndim == 2 and a.size <= 4:
-        return "[" + ", ".join("[" + ", ".join(fmt_num(x) for x in row) + "]" for row in a) + "]"
+        return "[" + ", ".join("[" + ", ".join(fmt_num(x, 3) for x in row) + "]" for row in a) + "]"
     with np.errstate(all="ignore"):
         n = float(np.sqrt(np.sum(np.square(a.astype(np.float64)))))
     return f"‖·‖ = {fmt_num(n)}"

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Regenerate the README's pictures (docs/images/) and the golden DOT files (tests/golden/).
+
+Run through `make images`, or directly: `.venv/bin/python scripts/make_images.py [--golden-only]`.
+Everything goes through the real `cgraph` command, so the files show exactly what users get.
+The tests compare against tests/golden/*.dot and never rewrite them: after an intended change
+to the pictures, run this script and review the diff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+GOLDEN = ROOT / "tests" / "golden"
+IMAGES = ROOT / "docs" / "images"
+
+# golden DOT files: (file name, cgraph render arguments); values are the examples' defaults
+GOLDEN_CASES = [(f"{p.stem}.dot", [str(p.relative_to(ROOT))]) for p in sorted(EXAMPLES.glob("*.cg"))] + [
+    ("lecture-at.dot", ["examples/lecture.cg", "--at", "a=-1,b=3,c=4"]),
+    ("lecture-structure.dot", ["examples/lecture.cg", "--no-values"]),
+    ("lecture-tb-nolabels.dot", ["examples/lecture.cg", "--rankdir", "TB", "--edge-labels", "none"]),
+]
+
+PICTURES = [
+    ("lecture.png", ["examples/lecture.cg", "--at", "a=-1,b=3,c=4"]),
+    ("lecture.svg", ["examples/lecture.cg", "--at", "a=-1,b=3,c=4"]),
+    ("functions.png", ["examples/functions.cg"]),
+    ("mlp.png", ["examples/mlp.cg", "--rankdir", "TB"]),
+]
+
+STEPS = [("lecture-steps.gif", ["examples/lecture.cg", "--at", "a=-1,b=3,c=4"])]
+
+
+def cgraph(*args: str) -> None:
+    exe = Path(sys.executable).parent / "cgraph"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cgraph_cli"]
+    proc = subprocess.run(cmd + list(args), cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"cgraph {' '.join(args)} failed:\n{proc.stderr}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--golden-only", action="store_true", help="only the golden DOT files")
+    opts = ap.parse_args()
+    GOLDEN.mkdir(parents=True, exist_ok=True)
+    for name, args in GOLDEN_CASES:
+        cgraph("render", *args, "--format", "dot", "-o", str(GOLDEN / name))
+        print(f"tests/golden/{name}")
+    if opts.golden_only:
+        return
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    for name, args in PICTURES:
+        cgraph("render", *args, "-o", str(IMAGES / name))
+        print(f"docs/images/{name}")
+    for name, args in STEPS:
+        cgraph("render", *args, "--steps", str(IMAGES / name))
+        print(f"docs/images/{name}")
+
+
+if __name__ == "__main__":
+    main()
