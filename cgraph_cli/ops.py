@@ -102,6 +102,15 @@ def _norm_axis(axis: int | None, ndim: int) -> int | None:
     return axis % ndim
 
 
+def extreme_shape(shapes: list[Shape], axis: int | None = None, **_: Any) -> Shape:
+    """max(x)/min(x): like any reduction, but an empty one has no value (as in numpy and PyTorch)."""
+    s = shapes[0]
+    ax = _norm_axis(axis, len(s))
+    if (0 in s) if ax is None else s[ax] == 0:
+        raise ValueError(f"max/min of an empty tensor of shape {fmt_shape(s)} has no value")
+    return reduce_shape(shapes, axis)
+
+
 def reduce_shape(shapes: list[Shape], axis: int | None = None, **_: Any) -> Shape:
     s = shapes[0]
     ax = _norm_axis(axis, len(s))
@@ -175,7 +184,9 @@ def _expand_reduced(g, shape: Shape, axis: int | None):
 
 
 def _logsumexp(x, axis=None):
-    m = np.max(x, axis=axis, keepdims=True) if np.size(x) else np.zeros_like(x)
+    if np.size(x) == 0:  # an empty sum: log(0) = -inf (scipy's logsumexp agrees)
+        return np.log(np.sum(np.exp(x), axis=axis))
+    m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
     s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return s.reshape(reduce_shape([np.shape(x)], axis=axis))
@@ -184,6 +195,8 @@ def _logsumexp(x, axis=None):
 def _softmax(x, axis=-1):
     if np.ndim(x) == 0:
         return np.ones_like(x)
+    if np.size(x) == 0:
+        return np.zeros_like(x)
     m = np.max(x, axis=axis, keepdims=True)
     e = np.exp(x - np.where(np.isfinite(m), m, 0))
     return e / np.sum(e, axis=axis, keepdims=True)
@@ -357,7 +370,7 @@ _TABLE = [
     ),
     Op(
         "mean",
-        lambda x, axis=None: np.mean(x, axis=axis),
+        lambda x, axis=None: np.sum(x, axis=axis) / (np.size(x) if axis is None else np.shape(x)[axis]),
         (_mean_vjp,),
         reduce_shape,
         1,
@@ -369,7 +382,7 @@ _TABLE = [
         "amax",
         lambda x, axis=None: np.max(x, axis=axis),
         (_reduce_extreme_vjp,),
-        reduce_shape,
+        extreme_shape,
         1,
         "max",
         test_shapes=((4,),),
@@ -378,7 +391,7 @@ _TABLE = [
         "amin",
         lambda x, axis=None: np.min(x, axis=axis),
         (_reduce_extreme_vjp,),
-        reduce_shape,
+        extreme_shape,
         1,
         "min",
         test_shapes=((4,),),
