@@ -126,11 +126,18 @@ def test_engine_reports_a_missing_rule_by_op_name(monkeypatch):
     mul = OPS["mul"]
     broken = Op("mul", mul.fwd, mul.vjp[:1], mul.shape, 2, "*", True, True)
     monkeypatch.setitem(OPS, "mul", broken)
-    with pytest.raises(KeyError, match="'mul'"):
-        run(Source("y = a * b"), {"a": np.array(1.0), "b": np.array(2.0)})
+    with pytest.raises(KeyError, match="'mul'"):  # tensors: the op table's rules are used
+        run(Source("y = sum(a * b)"), {"a": np.ones(2), "b": np.ones(2)})
 
 
 # -- kinks (SPEC §2: PyTorch conventions) -------------------------------------------------------
+
+
+@pytest.fixture(params=["auto", "generic"], autouse=False)
+def strategy(request, monkeypatch):
+    """Run under the engine's default strategy (scalar fast paths) and its generic reference path."""
+    monkeypatch.setenv("CGRAPH_ENGINE", request.param)
+    return request.param
 
 
 def grads_of(src: str, **at) -> dict[str, np.ndarray]:
@@ -138,18 +145,18 @@ def grads_of(src: str, **at) -> dict[str, np.ndarray]:
     return {name: res.grads[i] for name, i in res.graph.inputs.items()}
 
 
-def test_relu_at_zero_has_gradient_zero():
+def test_relu_at_zero_has_gradient_zero(strategy):
     assert grads_of("y = relu(x)", x=0.0)["x"] == 0.0
     np.testing.assert_array_equal(grads_of("y = sum(relu(x))", x=[-1.0, 0.0, 2.0])["x"], [0, 0, 1])
 
 
-def test_abs_at_zero_has_gradient_zero():
+def test_abs_at_zero_has_gradient_zero(strategy):
     assert grads_of("y = abs(x)", x=0.0)["x"] == 0.0
     np.testing.assert_array_equal(grads_of("y = sum(abs(x))", x=[-1.0, 0.0, 2.0])["x"], [-1, 0, 1])
 
 
 @pytest.mark.parametrize("fn", ["max", "min"])
-def test_binary_max_min_split_ties_evenly(fn):
+def test_binary_max_min_split_ties_evenly(fn, strategy):
     g = grads_of(f"y = {fn}(a, b)", a=2.0, b=2.0)
     assert g["a"] == 0.5 and g["b"] == 0.5
     g = grads_of(f"y = {fn}(a, b, c)", a=1.0, b=1.0, c=1.0)
@@ -162,14 +169,14 @@ def test_binary_max_min_split_ties_evenly(fn):
     assert (g["a"], g["b"]) == want
 
 
-def test_elementwise_max_ties_with_broadcasting():
+def test_elementwise_max_ties_with_broadcasting(strategy):
     g = grads_of("y = sum(max(x, c))", x=[1.0, 2.0, 3.0], c=2.0)
     np.testing.assert_allclose(g["x"], [0, 0.5, 1])
     assert g["c"] == 1.5
 
 
 @pytest.mark.parametrize("fn", ["max", "min"])
-def test_reduction_max_min_split_among_ties(fn):
+def test_reduction_max_min_split_among_ties(fn, strategy):
     x = [3.0, 1.0, 3.0, 3.0] if fn == "max" else [1.0, 3.0, 1.0, 2.0]
     g = grads_of(f"y = {fn}(x)", x=x)["x"]
     want = np.array([1 / 3, 0, 1 / 3, 1 / 3]) if fn == "max" else np.array([0.5, 0, 0.5, 0])
@@ -177,7 +184,7 @@ def test_reduction_max_min_split_among_ties(fn):
     assert np.isclose(np.sum(g), 1.0)
 
 
-def test_norm_at_zero_is_finite():
+def test_norm_at_zero_is_finite(strategy):
     np.testing.assert_array_equal(grads_of("y = norm(x)", x=[0.0, 0.0])["x"], [0, 0])
 
 
@@ -266,3 +273,22 @@ def test_nonscalar_output_is_refused():
     with pytest.raises(CgraphError, match="scalar") as info:
         run(Source("y = x * 2"), {"x": np.array([1.0, 2.0])})
     assert "sum(y)" in info.value.render()
+
+
+# -- empty tensors (found by the random tensor programs in test_properties.py) ----------------
+
+
+def test_empty_reductions():
+    empty = {"x": np.zeros((0,))}
+    assert run(Source("y = logsumexp(x)"), empty).values[-1] == -np.inf  # log of an empty sum
+    assert run(Source("y = sum(softmax(x))"), empty).values[-1] == 0.0
+    assert run(Source("y = sum(x)"), empty).values[-1] == 0.0
+    with np.errstate(all="raise"):  # no numpy RuntimeWarning escapes to the user's terminal
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert np.isnan(run(Source("y = mean(x)"), empty).values[-1])
+    for fn in ("max", "min"):
+        with pytest.raises(CgraphError, match="empty"):
+            run(Source(f"y = {fn}(x)"), empty)
