@@ -581,6 +581,8 @@ class ScalarPlan:
         bounds = np.concatenate(([0], cut, [len(order)]))
         groups = []
         for s, e in zip(bounds[:-1], bounds[1:]):
+            if e == s:  # no operation nodes at all (a program of constants and inputs)
+                continue
             idx = np.sort(order[s:e])
             op = names[opid[idx[0]]]
             k = int(ar[idx[0]])
