@@ -181,7 +181,7 @@ def find_kinks(result: Result, eps: float) -> list[Kink]:
 
         operands = ", ".join(f"{labels[j]} = {fmt_value(result.values[j])}" for j in g.args[i])
         line, col = g.line_col(i)
-        msg = f"{labels[i]} sits on a kink ({operands}): {why}; finite differences cannot agree there"
+        msg = f"{labels[i]} sits on a kink ({operands}): {why}; finite differences may not match there"
         kinks.append(Kink(i, labels[i], g.ops[i], msg, g.spans[i], line, col))
     return kinks
 

@@ -498,8 +498,9 @@ def _term(g: Graph, labels: list[str], vals: list[Any], grads: list[Any], i: int
     spec = OPS.get(op)
     elementwise = spec is not None and spec.shape in ELEMENTWISE_SHAPES
     tmpl = LOCAL.get(op)
-    local_parts = [tmpl(k, L, A, at, shapes) if tmpl else f"∂{A}/∂{labels[i]}" for k in slots]
-    local_formula = local_parts[0] if len(local_parts) == 1 else " + ".join(_p(s) for s in local_parts)
+    # no template: the local derivative is known only by its number ("" here)
+    local_parts = [tmpl(k, L, A, at, shapes) if tmpl else "" for k in slots]
+    local_formula = local_parts[0] if len(local_parts) == 1 else " + ".join(_p(s) for s in local_parts if s)
     scalar = np.size(vals[i]) == 1 and np.size(vals[j]) == 1
     local = None
     if np.size(vals[j]) == 1:
@@ -516,17 +517,17 @@ def _term(g: Graph, labels: list[str], vals: list[Any], grads: list[Any], i: int
     shp = None
     for k in slots:
         if elementwise or op not in VJP:
-            if tmpl is None and op not in VJP:
+            if tmpl is None and not elementwise:
                 f = f"vjp_{op}[{k}]({U})"
             else:
-                loc = tmpl(k, L, A, at, shapes)  # type: ignore[misc]
+                loc = tmpl(k, L, A, at, shapes) if tmpl else f"∂{A}/∂{labels[i]}"
                 if loc == "1":
                     f = U
                 elif loc == "-1":
                     f = f"-{U}"
                 else:
                     prod = "·" if (np.size(vals[j]) == 1 or np.size(vals[args[k]]) == 1) else "⊙"
-                    f = f"{U} {prod} {_p(loc)}"
+                    f = f"{U} {prod} {_p(loc) if tmpl else loc}"
             if elementwise and shapes[k] != shapes[-1]:
                 f = f"unbroadcast({f}, {fmt_shape(shapes[k])})"
         else:
@@ -597,12 +598,9 @@ def _backward_lines(ex: Explanation, g: Graph, st: BackwardStep, lhs: str) -> li
     if scalar:
         if len(st.terms) == 1 and st.terms[0].successor == out:
             t = st.terms[0]
-            parts = [t.local_formula]
-            lt = _small(t.local)
-            if lt != t.local_formula:
-                parts.append(lt)
-            head += [(" = ", None), (" = ".join(parts[:-1]) + (" = " if len(parts) > 1 else ""), None)]
-            head += [(_small(st.grad), "cyan")]
+            if t.local_formula and t.local_formula != _small(st.grad):
+                head += [(" = ", None), (t.local_formula, None)]
+            head += [(" = ", None), (_small(st.grad), "cyan")]
             if t.note:
                 notes.append(t.note)
             res = [head]
@@ -614,10 +612,11 @@ def _backward_lines(ex: Explanation, g: Graph, st: BackwardStep, lhs: str) -> li
         )
         head += [(" = ", None), (sym, None), (" = ", None), (nums, None), (" = ", None), (_small(st.grad), "cyan")]
         for t in st.terms:
-            d = f"∂{labels[t.successor]}/∂{lab} = {t.local_formula}"
             lt = _small(t.local)
-            if lt != t.local_formula:
-                d += f" = {lt}"
+            d = f"∂{labels[t.successor]}/∂{lab}"
+            if t.local_formula and t.local_formula != lt:
+                d += f" = {t.local_formula}"
+            d += f" = {lt}"
             where.append(d)
             if t.note:
                 notes.append(f"{labels[t.successor]}: {t.note}")
