@@ -42,6 +42,14 @@ class InputCheck:
     rel_error: np.ndarray
     ok: np.ndarray  # bool per entry
     sampled: bool = False
+    roundoff: np.ndarray | None = None  # the finite difference's round-off level per entry
+
+    @property
+    def noisy(self) -> int:
+        """Failed entries whose error is within the finite differences' own round-off."""
+        if self.roundoff is None:
+            return 0
+        return int(np.sum(~self.ok & (self.abs_error <= self.roundoff)))
 
     @property
     def size(self) -> int:
@@ -240,25 +248,30 @@ def check_gradients(
             sampled = False
         grad = result.grads[g.inputs[name]]
         analytic = np.asarray(grad, dtype=np.float64).reshape(-1)[index] if grad is not None else np.zeros(len(index))
-        numeric = _central_differences(g, base, name, index, out, eps)
+        numeric, roundoff = _central_differences(g, base, name, index, out, eps)
         diff = np.abs(analytic - numeric)
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.where(numeric != 0, diff / np.abs(numeric), np.where(diff == 0, 0.0, np.inf))
         ok = diff <= atol + rtol * np.abs(numeric)  # False for NaN
-        report.inputs.append(InputCheck(name, tuple(x.shape), index, analytic, numeric, diff, rel, ok, sampled))
+        report.inputs.append(
+            InputCheck(name, tuple(x.shape), index, analytic, numeric, diff, rel, ok, sampled, roundoff)
+        )
     report.kinks = find_kinks(result, eps)
     return report
 
 
 def _central_differences(
     g: Graph, base: dict[str, np.ndarray], name: str, index: np.ndarray, out: int, eps: float
-) -> np.ndarray:
-    """(f(x + eps) - f(x - eps)) / 2eps for each flat index, perturbing one working copy in place."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(f(x + eps) - f(x - eps)) / 2eps for each flat index, perturbing one working copy in place.
+
+    Also returns the round-off level of each quotient (4 ulp of f over 2 eps)."""
     work = np.array(base[name], dtype=np.float64, copy=True)
     flat = work.reshape(-1)  # a view: writing it perturbs work
     values = dict(base)
     values[name] = work
     res = np.empty(len(index), dtype=np.float64)
+    noise = np.empty(len(index), dtype=np.float64)
     with np.errstate(all="ignore"):
         for k, fi in enumerate(index):
             orig = flat[fi]
@@ -268,7 +281,9 @@ def _central_differences(
             fm = float(np.asarray(forward(g, values, upto=out)[out], dtype=np.float64).reshape(-1)[0])
             flat[fi] = orig
             res[k] = (fp - fm) / (2 * eps)
-    return res
+            # f is known to about 2 ulp each side: the quotient cannot resolve less than this
+            noise[k] = 4 * np.finfo(np.float64).eps * max(abs(fp), abs(fm)) / (2 * eps)
+    return res, noise
 
 
 # -- presentation ---------------------------------------------------------------------
@@ -304,7 +319,15 @@ def summary(report: CheckReport) -> str:
 
     where = f"worst {c.entry_name(k)}: analytic {fmt_number(c.analytic[k])}, numeric {fmt_number(c.numeric[k])}"
     kink = f"; {len(report.kinks)} non-differentiable point{'s' * (len(report.kinks) != 1)}" if report.kinks else ""
-    return f"FAILED: {bad} of {n} gradient entries of {out} differ from finite differences ({where}; {tol}){kink}"
+    text = f"FAILED: {bad} of {n} gradient entries of {out} differ from finite differences ({where}; {tol}){kink}"
+    noisy = sum(c.noisy for c in report.inputs)
+    if noisy:
+        level = max(float(np.max(c.roundoff)) for c in report.inputs if c.roundoff is not None and len(c.index))
+        text += (
+            f"\nnote: {noisy} of these differ by less than the finite differences' own round-off"
+            f" (up to {level:.1e} here, from |{out}| / eps): a larger --eps or --atol may settle them"
+        )
+    return text
 
 
 def to_tables(report: CheckReport) -> list[Any]:
@@ -379,6 +402,7 @@ def to_data(report: CheckReport) -> dict[str, Any]:
                 "checked": len(c.index),
                 "sampled": c.sampled,
                 "failed": c.failed,
+                "failed_within_roundoff": c.noisy,
                 "max_abs_error": json_number(np.max(c.abs_error)) if len(c.index) else 0.0,
                 "entries": [
                     {
@@ -388,6 +412,7 @@ def to_data(report: CheckReport) -> dict[str, Any]:
                         "numeric": json_number(c.numeric[k]),
                         "abs_error": json_number(c.abs_error[k]),
                         "rel_error": json_number(c.rel_error[k]),
+                        "roundoff": json_number(c.roundoff[k]) if c.roundoff is not None else None,
                         "ok": bool(c.ok[k]),
                     }
                     for k in range(len(c.index))

@@ -171,3 +171,16 @@ def test_usage_errors_exit_2():
 def test_help_has_examples():
     r = run_cli("check", "--help")
     assert r.returncode == 0 and "cgraph check -e 'y = relu(a)' --at a=0" in r.stdout
+
+
+def test_roundoff_limited_failures_are_explained():
+    # f = 1000 + 1e-7 a: f is known to ~1e-13, so (f+ - f-) / 2e-6 cannot resolve 1e-7 to within atol
+    prog = "y = 1000 + 0.0000001 * a"
+    r = run_cli("check", "-e", prog, "--at", "a=1")
+    assert r.returncode == 1
+    assert "differ by less than the finite differences' own round-off" in r.stdout
+    assert "larger --eps" in r.stdout
+    r = run_cli("check", "-e", prog, "--at", "a=1", "--eps", "1e-2", "--format", "json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["passed"]
+    assert abs(doc["inputs"][0]["entries"][0]["numeric"] - 1e-7) < 1e-11
