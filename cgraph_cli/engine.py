@@ -384,16 +384,14 @@ class ScalarPlan:
             g = self.g
             n = self.n
             codes = [C_LEAF] * n
-            a0 = [-1] * n
-            a1 = [-1] * n
+            a0 = [0] * n
+            a1 = [0] * n
             extra: list[Any] = [None] * n
-            for i in range(n):
-                op = g.ops[i]
-                t = g.args[i]
+            fast = _FAST_CODES
+            for i, (op, t, at) in enumerate(zip(g.ops, g.args, g.attrs)):
                 if op == "input" or op == "const":
                     continue
-                c = _FAST_CODES.get(op)
-                at = g.attrs[i]
+                c = fast.get(op)
                 if c is not None and not (op == "reshape" and at and at.get("dims")):
                     codes[i] = c
                 elif op in _NP_UNARY:
@@ -404,8 +402,7 @@ class ScalarPlan:
                     extra[i] = (OPS[op], at or {})
                 if t:
                     a0[i] = t[0]
-                    if len(t) > 1:
-                        a1[i] = t[1]
+                    a1[i] = t[-1]
             self._code = (codes, a0, a1, extra)
         return self._code
 
@@ -426,38 +423,37 @@ class ScalarPlan:
         sin, cos, sqrt = math.sin, math.cos, math.sqrt
         try:
             with np.errstate(all="ignore"):
-                for i in range(self.n):
-                    c = codes[i]
+                for i, c, a, b in zip(range(self.n), codes, A0, A1):
                     if c == C_LEAF:
                         continue
                     if c == C_MUL:
-                        v[i] = v[A0[i]] * v[A1[i]]
+                        v[i] = v[a] * v[b]
                     elif c == C_ADD:
-                        v[i] = v[A0[i]] + v[A1[i]]
+                        v[i] = v[a] + v[b]
                     elif c == C_SUB:
-                        v[i] = v[A0[i]] - v[A1[i]]
-                    elif c == C_DIV:
-                        v[i] = v[A0[i]] / v[A1[i]]
-                    elif c == C_ID:
-                        v[i] = v[A0[i]]
-                    elif c == C_NEG:
-                        v[i] = -v[A0[i]]
+                        v[i] = v[a] - v[b]
                     elif c == C_SIN:
-                        v[i] = sin(v[A0[i]])
+                        v[i] = sin(v[a])
+                    elif c == C_ID:
+                        v[i] = v[a]
+                    elif c == C_DIV:
+                        v[i] = v[a] / v[b]
+                    elif c == C_NEG:
+                        v[i] = -v[a]
                     elif c == C_COS:
-                        v[i] = cos(v[A0[i]])
+                        v[i] = cos(v[a])
                     elif c == C_SQRT:
-                        v[i] = sqrt(v[A0[i]])
+                        v[i] = sqrt(v[a])
                     elif c == C_ABS:
-                        v[i] = abs(v[A0[i]])
+                        v[i] = abs(v[a])
                     elif c == C_SQUARE:
-                        x = v[A0[i]]
+                        x = v[a]
                         v[i] = x * x
                     elif c == C_RELU:
-                        x = v[A0[i]]
+                        x = v[a]
                         v[i] = x if (x > 0.0 or x != x) else 0.0
                     elif c == C_NP1:
-                        v[i] = float(extra[i][0](v[A0[i]]))
+                        v[i] = float(extra[i][0](v[a]))
                     else:
                         spec, at = extra[i]
                         xs = [np.float64(v[j]) for j in g.args[i]]
@@ -476,24 +472,11 @@ class ScalarPlan:
             return G
         G[out] = 1.0
         sin, cos = math.sin, math.cos
-        for i in range(out, -1, -1):
+        for i, c, a, b in zip(range(out, -1, -1), codes[out::-1], A0[out::-1], A1[out::-1]):
             gi = G[i]
-            if gi is None:
+            if gi is None or c == C_LEAF:
                 continue
-            c = codes[i]
-            if c == C_LEAF:
-                continue
-            a = A0[i]
-            b = A1[i]
-            # contributions for operand 0 (and 1), in operand order, only to operands that need a gradient
-            if c == C_ADD:
-                if need[a]:
-                    x = G[a]
-                    G[a] = gi if x is None else x + gi
-                if need[b]:
-                    x = G[b]
-                    G[b] = gi if x is None else x + gi
-                continue
+            # contributions in operand order, only to operands that need a gradient
             if c == C_MUL:
                 if need[a]:
                     x = G[a]
@@ -503,6 +486,14 @@ class ScalarPlan:
                     x = G[b]
                     d = gi * v[a]
                     G[b] = d if x is None else x + d
+                continue
+            if c == C_ADD:
+                if need[a]:
+                    x = G[a]
+                    G[a] = gi if x is None else x + gi
+                if need[b]:
+                    x = G[b]
+                    G[b] = gi if x is None else x + gi
                 continue
             if c == C_SUB:
                 if need[a]:
@@ -529,10 +520,10 @@ class ScalarPlan:
                 ans = np.float64(v[i])
                 xs = [np.float64(v[j]) for j in g.args[i]]
                 gg = np.float64(gi)
-                for k, j in enumerate(g.args[i]):
+                for kk, j in enumerate(g.args[i]):
                     if not need[j]:
                         continue
-                    rule = spec.vjp_for(k)
+                    rule = spec.vjp_for(kk)
                     if rule is None:
                         continue
                     d = float(rule(gg, ans, *xs, **at))
@@ -541,12 +532,12 @@ class ScalarPlan:
                 continue
             if not need[a]:
                 continue
-            if c == C_ID:
+            if c == C_SIN:
+                d = gi * cos(v[a])
+            elif c == C_ID:
                 d = gi
             elif c == C_NEG:
                 d = -gi
-            elif c == C_SIN:
-                d = gi * cos(v[a])
             elif c == C_COS:
                 d = -gi * sin(v[a])
             elif c == C_SQRT:
@@ -687,8 +678,11 @@ class ScalarPlan:
     # -- results ----------------------------------------------------------------------------------------------------
     def _result(self, inputs, out, v: list[float], G: list[Any]) -> Result:
         V = np.array(v, dtype=np.float64)
-        reached = np.fromiter((x is not None for x in G), dtype=bool, count=self.n)
-        Ga = np.array([0.0 if x is None else x for x in G], dtype=np.float64)
+        Ga = np.array(G, dtype=np.float64)  # None -> NaN
+        reached = ~np.isnan(Ga)
+        for i in np.nonzero(~reached)[0].tolist():
+            if G[i] is not None:  # a real NaN gradient
+                reached[i] = True
         return self._result_arrays(inputs, out, V, (Ga, reached))
 
     def _result_arrays(self, inputs, out, V: np.ndarray, GR) -> Result:
@@ -725,7 +719,8 @@ def scalar_plan(g: Graph, inputs: dict[str, Any]) -> ScalarPlan | None:
         return None
     plan = getattr(g, "_cgraph_plan", None)
     if plan is None:
-        if any(s != () for s in g.shapes):
+        # unknown shapes (inputs given only now) are scalar when the inputs are, except after a reshape
+        if any(s != () and (s is not None or op == "reshape") for s, op in zip(g.shapes, g.ops)):
             plan = False
         elif any(op not in ROW_OPS and op not in ("input", "const") for op in set(g.ops)):
             plan = False

@@ -1,0 +1,361 @@
+"""``cgraph eval FILE --batch points.csv``: one forward and one backward pass over all rows at once.
+
+The CSV's header names inputs (scalars); every other input takes its ``--at`` value or its default.
+Rows are read, evaluated and written in chunks, so memory stays constant however long the file is.
+Each node holds one value per row (a 1-D array), and every op runs its elementwise row kernel
+(:data:`cgraph_cli.engine.ROW_FWD`), which computes each element exactly as the op table computes a
+single 0-d value, so the output is identical, digit for digit, to running ``cgraph eval`` row by row.
+A program whose nodes are not all scalars (tensors inside) is evaluated row by row instead.
+
+Output: the CSV columns, then the output, then ``d<out>/d<input>`` for every input of the program;
+numbers as ``repr`` (shortest round-trip), non-finite numbers as ``NaN``, ``inf``, ``-inf``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from typing import Any, Iterator
+
+import numpy as np
+
+from cgraph_cli.engine import ROW_OPS, evaluate, row_fwd, row_vjp
+from cgraph_cli.errors import CgraphError, Source, closest
+from cgraph_cli.ir import Graph
+
+CHUNK_ROWS = 1 << 16
+_READ_BYTES = 1 << 22
+
+
+def run_batch(
+    source: Source,
+    batch_path: str,
+    given_values: dict[str, Any],
+    *,
+    of: str | None = None,
+    seed: int = 0,
+    dtype: str = "float64",
+    out: Any = None,
+) -> int:
+    """Evaluate ``source`` at every row of the CSV ``batch_path``; write CSV to ``out`` (stdout). Returns rows."""
+    from cgraph_cli.program import DTYPES, compile_program, pick_output
+    from cgraph_cli.values import bind_inputs
+
+    stream = out if out is not None else sys.stdout
+    f = _open(batch_path)
+    with f:
+        header, first_line = _read_header(f, batch_path)
+        placeholder = dict(given_values)
+        for name in header:
+            placeholder[name] = np.zeros((), dtype=np.float64)
+        g = compile_program(source, placeholder, seed=seed, dtype=dtype)
+        unknown = [c for c in header if c not in g.inputs]
+        if unknown:
+            listed = ", ".join(g.inputs) or "none"
+            best = closest(unknown[0], list(g.inputs))
+            raise CgraphError(
+                f"{batch_path}: column{'s' * (len(unknown) > 1)} {', '.join(repr(u) for u in unknown)} "
+                f"{'is not an input' if len(unknown) == 1 else 'are not inputs'} of the program; "
+                f"the program's inputs are: {listed}",
+                hint=f"did you mean '{best}'?" if best else None,
+            )
+        clash = [c for c in header if c in given_values]
+        if clash:
+            raise CgraphError(f"input '{clash[0]}' is given both as a column of {batch_path} and by --at/--at-file")
+        out_node = pick_output(g, of)
+        fixed = bind_inputs(g, placeholder)  # checks missing inputs and declared shapes
+        np_dtype = DTYPES[dtype]
+        vectorised = _row_vectorisable(g, fixed)
+        label = g.label(out_node)
+        names = list(g.inputs)
+        cols = header + [label] + [f"d{label}/d{name}" for name in names]
+        head = _csv_line(cols) + "\n"  # written with the first rows, after they have been read
+        nrows = 0
+        bad_row: int | None = None
+        for line0, block in _blocks(f, batch_path, header, first_line):
+            if vectorised:
+                table = _eval_rows(g, out_node, header, block.astype(np_dtype, copy=False), fixed, names)
+            else:
+                table = _eval_one_by_one(g, out_node, header, block, fixed, names)
+            if bad_row is None:
+                fin = np.isfinite(table[:, len(header) :]).all(axis=1) if table.dtype != object else None
+                if fin is not None and not fin.all():
+                    bad_row = line0 + int(np.argmin(fin))
+            stream.write(head + _format_rows(block, table, len(header)))
+            head = ""
+            nrows += len(block)
+        if head:
+            stream.write(head)
+        if bad_row is not None:
+            sys.stderr.write(f"warning: {batch_path}:{bad_row}: a value or gradient is not finite (first such row)\n")
+    return nrows
+
+
+# -- reading ---------------------------------------------------------------------------------------------------------
+
+
+def _open(path: str):
+    try:
+        if path == "-":
+            return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+        return open(path, encoding="utf-8-sig", newline="")
+    except FileNotFoundError:
+        raise CgraphError(f"--batch: no such file: {path}") from None
+    except IsADirectoryError:
+        raise CgraphError(f"--batch: {path} is a folder, not a CSV file") from None
+    except OSError as e:
+        raise CgraphError(f"--batch: cannot read {path}: {e.strerror or e}") from None
+
+
+def _read_header(f, path: str) -> tuple[list[str], int]:
+    try:
+        line = f.readline()
+    except UnicodeDecodeError:
+        raise CgraphError(f"--batch: {path} is not UTF-8 text") from None
+    lineno = 1
+    while line and not line.strip():
+        line = f.readline()
+        lineno += 1
+    if not line:
+        raise CgraphError(f"--batch: {path} is empty; it needs a header row of input names, such as: a,b,c")
+    header = [c.strip() for c in next(csv.reader([line]))]
+    for k, name in enumerate(header):
+        if not name:
+            raise CgraphError(f"{path}:{lineno}: column {k + 1} of the header has no name")
+        if not (name.isidentifier() and name.isascii()):
+            raise CgraphError(f"{path}:{lineno}: column {k + 1} of the header, {name!r}, is not an input name")
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise CgraphError(f"{path}:{lineno}: column '{name}' appears twice in the header")
+        seen.add(name)
+    return header, lineno + 1
+
+
+def _blocks(f, path: str, header: list[str], first_line: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(line number of the block's first row, rows x columns float64 array), CHUNK_ROWS rows at a time."""
+    ncols = len(header)
+    rest = ""
+    lineno = first_line
+    pending: list[str] = []
+    npending = 0
+    while True:
+        try:
+            data = f.read(_READ_BYTES)
+        except UnicodeDecodeError:
+            raise CgraphError(f"--batch: {path} is not UTF-8 text") from None
+        if data:
+            data = rest + data
+            cut = data.rfind("\n")
+            if cut < 0:
+                rest = data
+                continue
+            rest = data[cut + 1 :]
+            text = data[: cut + 1]
+        else:
+            text = rest + ("\n" if rest and not rest.endswith("\n") else "")
+            rest = ""
+        if text:
+            pending.append(text)
+            npending += text.count("\n")
+        if npending >= CHUNK_ROWS or (not data and pending):
+            chunk = "".join(pending)
+            pending = []
+            npending = 0
+            arr = _parse_chunk(chunk, ncols, path, header, lineno)
+            if len(arr):
+                yield lineno, arr
+            lineno += chunk.count("\n")
+        if not data:
+            return
+
+
+def _parse_chunk(text: str, ncols: int, path: str, header: list[str], lineno: int) -> np.ndarray:
+    """Parse complete lines into floats; any irregularity (quotes, blank lines, errors) takes the careful path."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    body = text[:-1] if text.endswith("\n") else text
+    if '"' not in body and "\n\n" not in body and not body.startswith("\n") and "\r" not in body:
+        lines = body.split("\n")
+        cells = body.replace("\n", ",").split(",")
+        if len(cells) == len(lines) * ncols:
+            try:
+                arr = np.array(cells, dtype=np.float64).reshape(len(lines), ncols)
+            except ValueError:
+                arr = None
+            if arr is not None and _commas_ok(body, len(lines), ncols):
+                return arr
+    return _parse_careful(text, ncols, path, header, lineno)
+
+
+def _commas_ok(body: str, nlines: int, ncols: int) -> bool:
+    """Every line has exactly ncols - 1 commas (a total count alone could hide two ragged rows)."""
+    if ncols == 1:
+        return "," not in body
+    b = np.frombuffer(body.encode("utf-8"), dtype=np.uint8)
+    nl = np.flatnonzero(b == 10)
+    cm = np.flatnonzero(b == 44)
+    per = np.bincount(np.searchsorted(nl, cm), minlength=nlines)
+    return bool((per == ncols - 1).all())
+
+
+def _parse_careful(text: str, ncols: int, path: str, header: list[str], lineno: int) -> np.ndarray:
+    rows: list[list[float]] = []
+    for k, row in enumerate(csv.reader(io.StringIO(text))):
+        line = lineno + k
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # a blank line
+        if len(row) != ncols:
+            raise CgraphError(
+                f"{path}:{line}: this row has {len(row)} cell{'s' * (len(row) != 1)} but the header has {ncols}"
+            )
+        vals = []
+        for c, cell in enumerate(row):
+            try:
+                vals.append(float(cell))
+            except ValueError:
+                shown = cell.strip()
+                raise CgraphError(
+                    f"{path}:{line}:{c + 1}: {shown!r} in column '{header[c]}' is not a number"
+                    if shown
+                    else f"{path}:{line}:{c + 1}: the cell in column '{header[c]}' is empty"
+                ) from None
+        rows.append(vals)
+    return np.array(rows, dtype=np.float64).reshape(len(rows), ncols)
+
+
+# -- evaluating ------------------------------------------------------------------------------------------------------
+
+
+def _row_vectorisable(g: Graph, fixed: dict[str, np.ndarray]) -> bool:
+    if any(np.shape(v) != () for v in fixed.values()):
+        return False
+    for s, op in zip(g.shapes, g.ops):
+        if s != ():
+            return False
+        if op not in ROW_OPS and op not in ("input", "const"):
+            return False
+    return True
+
+
+def _eval_rows(
+    g: Graph, out: int, header: list[str], block: np.ndarray, fixed: dict[str, np.ndarray], names: list[str]
+) -> np.ndarray:
+    """Values and gradients for all rows: (rows, 1 + inputs) array."""
+    n = len(g.ops)
+    m = len(block)
+    dt = g.dtype
+    col = {name: k for k, name in enumerate(header)}
+    vals: list[Any] = [None] * n
+    ops, args, attrs = g.ops, g.args, g.attrs
+    with np.errstate(all="ignore"):
+        for i in range(n):
+            op = ops[i]
+            if op == "const":
+                vals[i] = attrs[i]["value"]  # type: ignore[index]
+            elif op == "input":
+                name = g.names[i]
+                k = col.get(name)  # type: ignore[arg-type]
+                if k is not None:
+                    vals[i] = np.ascontiguousarray(block[:, k])
+                else:  # a fixed input: one value per row, so that its gradient is per row
+                    vals[i] = np.full(m, fixed[name], dtype=dt)  # type: ignore[index]
+            else:
+                a = attrs[i]
+                xs = [vals[j] for j in args[i]]
+                f = row_fwd(op)
+                vals[i] = f(*xs, **a) if a else f(*xs)
+        need = g.needs_grad()
+        grads: list[Any] = [None] * n
+        if need[out]:
+            grads[out] = np.ones(m, dtype=dt)
+            for i in range(out, -1, -1):
+                gi = grads[i]
+                if gi is None:
+                    continue
+                op = ops[i]
+                if op == "input" or op == "const":
+                    continue
+                a = attrs[i] or {}
+                xs = [vals[j] for j in args[i]]
+                for k, j in enumerate(args[i]):
+                    if not need[j]:
+                        continue
+                    rule = row_vjp(op, k)
+                    if rule is None:
+                        continue
+                    gk = rule(gi, vals[i], *xs, **a)
+                    if np.ndim(gk) == 0:
+                        gk = np.full(m, gk, dtype=dt)
+                    grads[j] = gk if grads[j] is None else grads[j] + gk
+    table = np.empty((m, 1 + len(names)), dtype=np.float64)  # results keep their precision
+    table[:, 0] = vals[out]
+    for k, name in enumerate(names):
+        gr = grads[g.inputs[name]]
+        table[:, 1 + k] = 0.0 if gr is None else gr
+    return np.concatenate((block.astype(dt).astype(np.float64), table), axis=1)
+
+
+def _eval_one_by_one(
+    g: Graph, out: int, header: list[str], block: np.ndarray, fixed: dict[str, np.ndarray], names: list[str]
+) -> np.ndarray:
+    """The general case (tensors inside the program): one evaluation per row; cells may be tensors."""
+    rows = []
+    for r in range(len(block)):
+        inputs = dict(fixed)
+        for k, name in enumerate(header):
+            inputs[name] = np.asarray(block[r, k], dtype=g.dtype)
+        res = evaluate(g, inputs, out)
+        cells: list[Any] = [float(x) for x in block[r]]
+        cells.append(res.values[out])
+        for name in names:
+            gr = res.grads[g.inputs[name]]
+            cells.append(0.0 if gr is None else gr)
+        rows.append(cells)
+    if all(np.ndim(c) == 0 for row in rows for c in row):
+        return np.array([[float(np.asarray(c).reshape(())) for c in row] for row in rows], dtype=np.float64)
+    table = np.empty((len(rows), len(rows[0]) if rows else 0), dtype=object)
+    for r, row in enumerate(rows):
+        for c, cell in enumerate(row):
+            table[r, c] = cell
+    return table
+
+
+# -- writing ---------------------------------------------------------------------------------------------------------
+
+
+def _csv_line(cells: list[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(cells)
+    return buf.getvalue()
+
+
+def _format_rows(block: np.ndarray, table: np.ndarray, ninputs: int) -> str:
+    """Rows of the output CSV, each number as ``repr`` of the float (as ``eval --format csv`` writes it)."""
+    if table.dtype == object:
+        out = []
+        for row in table:
+            out.append(",".join(_cell(c) for c in row))
+        return "\n".join(out) + "\n" if out else ""
+    width = table.shape[1]
+    if table.size == 0:
+        return ""
+    flat = table.astype(np.float64, copy=False).ravel().tolist()
+    text = repr(flat)[1:-1]
+    if "n" in text:  # nan, inf
+        text = text.replace("nan", "NaN")
+    parts = text.split(", ")
+    lines = [",".join(parts[k : k + width]) for k in range(0, len(parts), width)]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(v: Any) -> str:
+    a = np.asarray(v, dtype=np.float64)
+    if a.ndim == 0:
+        x = float(a)
+        return "NaN" if x != x else repr(x)
+    from cgraph_cli.present import json_value
+
+    return _csv_line([json.dumps(json_value(a), separators=(",", ":"))])
