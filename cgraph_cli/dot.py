@@ -344,30 +344,24 @@ class GraphPicture:
         return "\n".join(lines) + "\n"
 
     def legend(self, st: State | None = None) -> Html:
-        known = self.values is not None
-        cells = []
-        if known:
-            cells.append(f'<TD><FONT COLOR="{VALUE_COLOR}">■ value</FONT></TD>')
+        """The key under the picture (and the step's caption while stepping)."""
+        parts = []
+        if self.values is not None:
+            parts.append(f'<FONT COLOR="{VALUE_COLOR}">■ value</FONT>')
             if self.grads is not None:
-                cells.append(f'<TD><FONT COLOR="{GRAD_COLOR}">■ gradient ∂{html_text(self.out_name)}/∂node</FONT></TD>')
+                parts.append(f'<FONT COLOR="{GRAD_COLOR}">■ gradient ∂{html_text(self.out_name)}/∂node</FONT>')
             if self.opts.edge_labels == "local" and self.grads is not None:
-                cells.append(f'<TD><FONT COLOR="{EDGE_LABEL_COLOR}">edge: local derivative ∂child/∂parent</FONT></TD>')
+                parts.append(f'<FONT COLOR="{EDGE_LABEL_COLOR}">edge: local derivative ∂child/∂parent</FONT>')
         else:
-            cells.append(f'<TD><FONT COLOR="{MUTED}">structure only (no input values)</FONT></TD>')
-        table = '<TABLE ALIGN="LEFT" BORDER="0" CELLSPACING="6" CELLPADDING="0"><TR>' + "".join(cells) + "</TR></TABLE>"
-        if st is None or st.caption is None:
-            return Html(table)
-        color = GRAD_COLOR if st.phase == "backward" else VALUE_COLOR
-        caption = (
-            f'<TABLE BORDER="0" CELLSPACING="6" CELLPADDING="0"><TR><TD ALIGN="LEFT" FIXEDSIZE="TRUE" '
-            f'WIDTH="{st.caption_width}" HEIGHT="20"><FONT COLOR="{color}" POINT-SIZE="13">'
-            + html_text(st.caption)
-            + "</FONT></TD></TR></TABLE>"
-        )
-        return Html(
-            '<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="0">'
-            f'<TR><TD ALIGN="LEFT">{caption}</TD></TR><TR><TD ALIGN="LEFT">{table}</TD></TR></TABLE>'
-        )
+            parts.append(f'<FONT COLOR="{MUTED}">structure only (no input values)</FONT>')
+        rows = '<TR><TD ALIGN="LEFT">' + "&#160;&#160;&#160;&#160;".join(parts) + "</TD></TR>"
+        if st is not None and st.caption is not None:
+            color = GRAD_COLOR if st.phase == "backward" else VALUE_COLOR
+            rows = (
+                f'<TR><TD ALIGN="LEFT" FIXEDSIZE="TRUE" WIDTH="{st.caption_width}" HEIGHT="22">'
+                f'<FONT COLOR="{color}" POINT-SIZE="13">' + html_text(st.caption) + "</FONT></TD></TR>" + rows
+            )
+        return Html('<TABLE BORDER="0" CELLSPACING="6" CELLPADDING="0">' + rows + "</TABLE>")
 
     def _node_lines(self, i: int, st: State, lr: bool) -> list[str]:
         g = self.g
@@ -511,7 +505,7 @@ class GraphPicture:
             st.caption = f"{phase} {count[phase]}/{total[phase]}:  {body}"
         width = max([len(st.caption or "") for _, _, st in frames] + [20])
         for _, _, st in frames:
-            st.caption_width = int(width * 7.6) + 12
+            st.caption_width = int(width * 6.7) + 16
         return frames
 
     def base_state(self, frames: list[tuple[str, int, State]]) -> State:
