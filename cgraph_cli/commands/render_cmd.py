@@ -35,19 +35,22 @@ or -e), or to -o OUT, whose suffix picks the format unless --format is given.
 
 Examples:
 
-  cgraph render examples/lecture.cg --at a=-1,b=3,c=4          # writes lecture.png
+  cgraph render examples/lecture.cg --at a=-1,b=3,c=4
 
-  cgraph render examples/mlp.cg -o mlp.svg
+  cgraph render examples/mlp.cg --rankdir TB -o mlp.svg
 
   cgraph render -e 'z = (a + b) * (b + c)' --no-values -o z.pdf
 
-  cgraph render examples/lecture.cg --steps frames/             # 000-forward-a.png, ...
+Step by step (one frame per forward and backward step, or an animated GIF):
 
-  cgraph render examples/lecture.cg --steps lecture.gif         # an animated GIF
+  cgraph render examples/lecture.cg --steps frames/
+
+  cgraph render examples/lecture.cg --steps lecture.gif
 """
 
 FORMATS = ("png", "svg", "pdf", "dot")
 MAX_STEP_NODES = 300
+_FRAME = re.compile(r"\d{3,}-(forward|backward)-[A-Za-z0-9_]+\.(png|svg)\Z")
 
 
 class _TooBig(Exception):
@@ -221,8 +224,17 @@ def _write_steps(picture: Any, steps: str, fmt: str, timeout: float, no_values: 
         folder.mkdir(exist_ok=True)
     except OSError as e:
         raise CgraphError(f"--steps: cannot create the folder {steps}: {e.strerror or e}") from None
-    for k, ((phase, i, _), data) in enumerate(zip(plan, images)):
-        atomic_write(folder / _frame_name(k, phase, g.label(i) if g.names[i] else g.ops[i], fmt), data)
+    names = [_frame_name(k, phase, g.label(i) if g.names[i] else g.ops[i], fmt) for k, (phase, i, _) in enumerate(plan)]
+    for name, data in zip(names, images):
+        atomic_write(folder / name, data)
+    # frames of an earlier, longer run would be mistaken for part of this one
+    keep = set(names)
+    for old in folder.iterdir():
+        if old.name not in keep and _FRAME.match(old.name) and old.is_file():
+            try:
+                old.unlink()
+            except OSError:
+                pass
     out(f"wrote {len(images)} frames to {folder}")
 
 
