@@ -308,6 +308,8 @@ def summary(report: CheckReport) -> str:
     n, bad = report.checked, report.failed
     tol = f"eps {report.eps:g}, rtol {report.rtol:g}, atol {report.atol:g}"
     sampled = " (sampled)" if any(c.sampled for c in report.inputs) else ""
+    if n == 0:
+        return f"ok: nothing to check: {out} has no inputs to differentiate with respect to"
     if bad == 0:
         return f"ok: all {n} gradient entries of {out} match finite differences{sampled} ({tol})"
     worst = max(

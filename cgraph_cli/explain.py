@@ -65,7 +65,7 @@ def _p(s: str) -> str:
         return s
     if re.fullmatch(r"[\w.%₀-₉σ]*\(.*\)", s) and _balanced_outer(s):
         return s
-    if re.fullmatch(r"\[[^\[\]]*\]", s):  # [a > 0]
+    if s.startswith("[") and s.endswith("]") and _balanced_outer(s, "[]"):  # [a > 0], [[1, 2], [3, 4]]
         return s
     return f"({s})"
 
@@ -77,16 +77,17 @@ def _c(name: str, s: str) -> str:
     return f"{name}({s})"
 
 
-def _balanced_outer(s: str) -> bool:
+def _balanced_outer(s: str, pair: str = "()") -> bool:
     """False for text like '(a) + (b)' whose first '(' closes before the end."""
-    if "(" not in s:
+    op, cl = pair
+    if op not in s:
         return True
     depth = 0
-    start = s.index("(")
+    start = s.index(op)
     for i, ch in enumerate(s[start:], start):
-        if ch == "(":
+        if ch == op:
             depth += 1
-        elif ch == ")":
+        elif ch == cl:
             depth -= 1
             if depth == 0 and i != len(s) - 1:
                 return False
@@ -551,96 +552,121 @@ def _vtext(label: str, v: Any) -> list[Seg]:
 
 def lines(ex: Explanation) -> list[list[Seg]]:
     """The explanation as lines of styled segments (plain text is their concatenation)."""
-    g = ex.result.graph
     outl = ex.out_label
     res: list[list[Seg]] = [[("Forward pass: each node's value, in topological order", "bold underline")]]
-    for st in ex.forward:
-        if st.op == "input":
-            if is_small(st.value):
-                line: list[Seg] = [("  ", None), (st.label, "bold")] + _vtext(st.label, st.value)
-            else:
-                line = [("  ‖", None), (st.label, "bold"), ("‖ = ", None), (norm_text(st.value), "cyan")]
-        else:
-            line = [("  ", None), (st.label, "bold")]
-            shown = [st.label]
-            if st.expr and st.expr not in (st.label, st.label[1:-1]):
-                line += [(" = ", None), (st.expr, None)]
-                shown.append(st.expr)
-            value = _small(st.value) if is_small(st.value) else None
-            if st.numbers is not None and st.numbers not in shown and st.numbers != value and value is not None:
-                line += [(" = ", None), (st.numbers, None)]
-            line += _vtext(st.label, st.value)
-        if st.shapes:
-            line.append((f"    shapes {st.shapes}", "dim"))
-        elif np.ndim(st.value):
-            line.append((f"    shape {fmt_shape(np.shape(st.value))}", "dim"))
-        res.append(line)
+    res += [_forward_line(st) for st in ex.forward]
     res.append([])
     title = f"Backward pass: ∂{outl}/∂node, from {outl} back to the inputs (reverse topological order)"
     res.append([(title, "bold underline")])
+    if not ex.backward:
+        res.append([(f"  {outl} does not depend on any input: there is nothing to differentiate", "dim")])
     for st in ex.backward:
-        lhs = ex.d(st.node)
-        if st.seed:
-            res.append([("  ", None), (lhs, "bold"), (" = ", None), ("1", "cyan")])
-            continue
-        res.extend(_backward_lines(ex, g, st, lhs))
+        main, extra = _backward_lines(ex, st)
+        res.extend(main + extra)
     return res
 
 
-def _backward_lines(ex: Explanation, g: Graph, st: BackwardStep, lhs: str) -> list[list[Seg]]:
+def _forward_line(st: ForwardStep) -> list[Seg]:
+    if st.op == "input":
+        if is_small(st.value):
+            line: list[Seg] = [("  ", None), (st.label, "bold")] + _vtext(st.label, st.value)
+        else:
+            line = [("  ‖", None), (st.label, "bold"), ("‖ = ", None), (norm_text(st.value), "cyan")]
+    else:
+        line = [("  ", None), (st.label, "bold")]
+        shown = [st.label]
+        if st.expr and st.expr not in (st.label, st.label[1:-1]):
+            line += [(" = ", None), (st.expr, None)]
+            shown.append(st.expr)
+        value = _small(st.value) if is_small(st.value) else None
+        if st.numbers is not None and st.numbers not in shown and st.numbers != value and value is not None:
+            line += [(" = ", None), (st.numbers, None)]
+        line += _vtext(st.label, st.value)
+    if st.shapes:
+        line.append((f"    shapes {st.shapes}", "dim"))
+    elif np.ndim(st.value):
+        line.append((f"    shape {fmt_shape(np.shape(st.value))}", "dim"))
+    return line
+
+
+WIDE = 110  # a backward step longer than this is written one term per line
+
+
+def _plain(line: list[Seg]) -> str:
+    return "".join(s for s, _ in line)
+
+
+def _backward_lines(ex: Explanation, st: BackwardStep) -> tuple[list[list[Seg]], list[list[Seg]]]:
+    """The step's chain-rule lines, and its 'where'/'note' lines."""
     out = ex.result.out
     labels = ex.labels
     lab = labels[st.node]
+    lhs = ex.d(st.node)
     scalar = all(t.scalar for t in st.terms)
     head: list[Seg] = [("  ", None), (lhs, "bold")]
     where: list[str] = []
     notes: list[str] = []
+    for t in st.terms:
+        if t.note:
+            notes.append(t.note if len(st.terms) == 1 and t.successor == out else f"{labels[t.successor]}: {t.note}")
+    extra_lines = [[("      note: ", "yellow"), (n, "yellow")] for n in notes]
+    if st.seed:
+        return [head + [(" = ", None), ("1", "cyan")]], []
+    if scalar and len(st.terms) == 1 and st.terms[0].successor == out:
+        t = st.terms[0]
+        if t.local_formula and t.local_formula != _small(st.grad):
+            head += [(" = ", None), (t.local_formula, None)]
+        head += [(" = ", None), (_small(st.grad), "cyan")]
+        return [head], extra_lines
+    # the chain rule: one symbolic term per successor, then the numbers, then the result
+    shape_note: list[Seg] = []
     if scalar:
-        if len(st.terms) == 1 and st.terms[0].successor == out:
-            t = st.terms[0]
-            if t.local_formula and t.local_formula != _small(st.grad):
-                head += [(" = ", None), (t.local_formula, None)]
-            head += [(" = ", None), (_small(st.grad), "cyan")]
-            if t.note:
-                notes.append(t.note)
-            res = [head]
-            res += [[("      note: ", "yellow"), (n, "yellow")] for n in notes]
-            return res
-        sym = " + ".join(f"{ex.d(t.successor)} · ∂{labels[t.successor]}/∂{lab}" for t in st.terms)
-        nums = " + ".join(
-            f"{num(t.upstream, first=(k == 0))} · {num(t.local, first=False)}" for k, t in enumerate(st.terms)
-        )
-        head += [(" = ", None), (sym, None), (" = ", None), (nums, None), (" = ", None), (_small(st.grad), "cyan")]
+        syms = [f"{ex.d(t.successor)} · ∂{labels[t.successor]}/∂{lab}" for t in st.terms]
+        nums = [f"{num(t.upstream, first=(k == 0))} · {num(t.local, first=False)}" for k, t in enumerate(st.terms)]
+        number_line = " + ".join(nums)
+        result = [(" = ", None), (_small(st.grad), "cyan")]
         for t in st.terms:
             lt = _small(t.local)
             d = f"∂{labels[t.successor]}/∂{lab}"
             if t.local_formula and t.local_formula != lt:
                 d += f" = {t.local_formula}"
-            d += f" = {lt}"
-            where.append(d)
-            if t.note:
-                notes.append(f"{labels[t.successor]}: {t.note}")
+            where.append(d + f" = {lt}")
     else:
-        forms = [t.formula for t in st.terms]
-        sym = " + ".join(forms)
-        head += [(" = ", None), (sym, None)]
+        syms = [t.formula for t in st.terms]
+        number_line = None
         if len(st.terms) > 1 and all(is_small(t.contribution) for t in st.terms) and is_small(st.grad):
-            nums = " + ".join(num(t.contribution, first=(k == 0)) for k, t in enumerate(st.terms))
-            head += [(" = ", None), (nums, None)]
-        head += _vtext(lhs, st.grad)
-        shp = [t.shapes for t in st.terms if t.shapes]
-        if shp:
-            head.append((f"    shapes {'; '.join(shp)}", "dim"))
+            number_line = " + ".join(num(t.contribution, first=(k == 0)) for k, t in enumerate(st.terms))
+        result = _vtext(lhs, st.grad)
+        if len(st.terms) == 1 and st.terms[0].shapes:
+            shape_note = [(f"    shapes {st.terms[0].shapes}", "dim")]
         elif np.ndim(st.grad):
-            head.append((f"    shape {fmt_shape(np.shape(st.grad))}", "dim"))
-        for t in st.terms:
-            if t.note:
-                notes.append(f"{labels[t.successor]}: {t.note}")
-    res = [head]
+            shape_note = [(f"    shape {fmt_shape(np.shape(st.grad))}", "dim")]
+    one = head + [(" = ", None), (" + ".join(syms), None)]
+    if number_line is not None:
+        one += [(" = ", None), (number_line, None)]
+    one += result + shape_note
+    if len(_plain(one)) <= WIDE or len(st.terms) == 1:
+        main = [one]
+    else:  # one term per line, as on a board
+        pad = " " * (2 + len(lhs) + 1)
+        sh = [[(f"    shapes {t.shapes}", "dim")] if t.shapes and not scalar else [] for t in st.terms]
+        main = [head + [(" = ", None), (syms[0], None)] + sh[0]]
+        main += [[(pad + "+ ", None), (s, None)] + x for s, x in zip(syms[1:], sh[1:])]
+        if number_line is not None and len(pad) + len(number_line) <= WIDE:
+            main.append([(pad + "= ", None), (number_line, None)])
+        if result[0][0] == " = ":
+            main.append([(pad + "= ", None)] + result[1:] + shape_note)
+        else:  # a large tensor: its norm
+            main.append([(pad + "‖" + lhs + "‖ = ", None)] + result[1:] + shape_note)
     if where:
-        res.append([("      where ", "dim"), (", ".join(where), "dim")])
-    res += [[("      note: ", "yellow"), (n, "yellow")] for n in notes]
-    return res
+        joined = ", ".join(where)
+        if len(joined) + 12 <= WIDE:
+            extra_lines.insert(0, [("      where ", "dim"), (joined, "dim")])
+        else:
+            rows = [[("      where ", "dim"), (where[0], "dim")]]
+            rows += [[("            ", "dim"), (w, "dim")] for w in where[1:]]
+            extra_lines[:0] = rows
+    return main, extra_lines
 
 
 def to_text(ex: Explanation) -> str:
@@ -665,25 +691,15 @@ def to_data(ex: Explanation) -> dict[str, Any]:
     """The steps as JSON-ready data; the numbers are the engine's (as in ``eval --format json``)."""
     r = ex.result
     g = r.graph
-    text = lines(ex)
-    fw_lines = text[1 : 1 + len(ex.forward)]
-    bw_text: dict[int, str] = {}
-    # find each backward step's first line: lines starting with "  ∂"
-    k = 3 + len(ex.forward)
-    for st in ex.backward:
-        bw_text[st.node] = "".join(s for s, _ in text[k]).strip()
-        k += 1
-        while k < len(text) and "".join(s for s, _ in text[k]).startswith("      "):
-            k += 1
     forward = []
-    for st, ln in zip(ex.forward, fw_lines):
+    for st in ex.forward:
         forward.append(
             {
                 "node": st.node,
                 "name": st.label,
                 "op": st.op,
                 "expr": st.expr,
-                "formula": "".join(s for s, _ in ln).strip(),
+                "formula": _plain(_forward_line(st)).split("    shape")[0].strip(),
                 "shape": list(np.shape(st.value)),
                 "value": json_value(st.value),
             }
@@ -695,7 +711,7 @@ def to_data(ex: Explanation) -> dict[str, Any]:
                 "node": st.node,
                 "name": st.label,
                 "seed": st.seed,
-                "formula": bw_text[st.node],
+                "formula": " ".join(_plain(ln).split("    shape")[0].strip() for ln in _backward_lines(ex, st)[0]),
                 "shape": list(np.shape(st.grad)),
                 "terms": [
                     {

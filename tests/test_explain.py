@@ -216,3 +216,20 @@ def test_help_has_examples():
     r = run_cli("explain", "--help")
     assert r.returncode == 0
     assert "cgraph explain examples/lecture.cg --at a=-1,b=3,c=4" in r.stdout
+
+
+def test_long_steps_are_written_one_term_per_line():
+    r = run_cli("explain", str(EXAMPLES / "unrolled.cg"))
+    lines = r.stdout.splitlines()
+    k = lines.index("  ∂loss/∂w = ∂loss/∂(w * h) · ∂(w * h)/∂w")
+    assert lines[k + 1 : k + 5] == [
+        "           + ∂loss/∂%9 · ∂%9/∂w",
+        "           + ∂loss/∂%12 · ∂%12/∂w",
+        "           = 0.0376205 · 0 + 0.179156 · 0.761594 + 0.363428 · (-0.118642)",
+        "           = 0.0933267",
+    ]
+    doc = json.loads(run_cli("explain", str(EXAMPLES / "unrolled.cg"), "--format", "json").stdout)
+    step = next(s for s in doc["backward"] if s["name"] == "w")
+    assert step["formula"].startswith("∂loss/∂w = ∂loss/∂(w * h) · ∂(w * h)/∂w + ∂loss/∂%9")
+    assert step["formula"].endswith("= 0.0933267")
+    assert [t["successor"] for t in step["terms"]] == ["(w * h)", "%9", "%12"]
