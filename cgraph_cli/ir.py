@@ -62,6 +62,17 @@ class Graph:
         s, e = self.spans[i]
         return self.source.text[s:e]
 
+    def short_text(self, i: int, limit: int = 160) -> str:
+        """The node's source text, its middle elided beyond ``limit`` characters.
+
+        Each node of a long left-associative sum covers a prefix of the line, so the full
+        texts of all nodes grow quadratically; listings and JSON use this instead."""
+        s, e = self.spans[i]
+        if e - s <= limit:
+            return self.source.text[s:e]
+        half = limit // 2
+        return self.source.text[s : s + half] + " … " + self.source.text[e - half : e]
+
     def line_col(self, i: int) -> tuple[int, int]:
         return self.source.line_col(self.spans[i][0])
 
@@ -668,7 +679,7 @@ def ir_data(g: Graph) -> dict[str, Any]:
                 "args": list(g.args[i]),
                 "attrs": attrs,
                 "shape": None if g.shapes[i] is None else list(g.shapes[i]),
-                "expr": g.text(i),
+                "expr": g.short_text(i),
                 "line": line,
                 "column": col,
                 "frame": g.frames_of[i],

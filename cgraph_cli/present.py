@@ -86,7 +86,7 @@ def to_data(result: Result) -> dict[str, Any]:
                 "shape": list(np.shape(vals[i])),
                 "value": json_value(vals[i]),
                 "grad": json_value(grads[i]),
-                "expr": g.text(i),
+                "expr": g.short_text(i),
                 "line": line,
                 "column": col,
                 "nonfinite": not (_finite(vals[i]) and _finite(grads[i])),
@@ -137,7 +137,7 @@ def to_csv(result: Result, all_nodes: bool = False) -> str:
             [
                 g.label(i),
                 g.ops[i],
-                g.text(i),
+                g.short_text(i),
                 "x".join(str(d) for d in np.shape(v)),
                 _csv_cell(v),
                 _csv_cell(gr),
@@ -175,7 +175,7 @@ def to_table(result: Result, all_nodes: bool = False):
         t.add_row(
             g.label(i),
             g.ops[i],
-            g.text(i),
+            g.short_text(i),
             fmt_shape(tuple(np.shape(result.values[i]))) if np.ndim(result.values[i]) else "()",
             fmt_value(result.values[i]),
             fmt_value(result.grads[i]),
