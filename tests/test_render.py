@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import EXAMPLES, ROOT, run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cgraph_cli.dot import GraphPicture, html_text, quote
 from cgraph_cli.errors import Source
@@ -392,3 +394,77 @@ def test_steps_needs_values(tmp_path):
     r = run_cli("render", "-e", "z = x * y", "--steps", str(tmp_path / "f"))
     assert r.returncode == 2 and "--steps" in r.stderr
     assert not (tmp_path / "f").exists()
+
+
+def test_steps_replace_the_frames_of_an_earlier_run(tmp_path):
+    d = tmp_path / "frames"
+    d.mkdir()
+    (d / "099-forward-old.png").write_bytes(b"old")
+    (d / "notes.txt").write_text("mine")
+    r = run_cli("render", "-e", "y = 2 * x", "--at", "x=3", "--steps", str(d))
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in d.iterdir())
+    assert names == ["000-forward-const.png", "001-forward-x.png", "002-forward-y.png"] + [
+        "003-backward-y.png",
+        "004-backward-x.png",
+        "notes.txt",
+    ]
+
+
+@pytest.mark.slow
+def test_a_1000_node_chain_with_a_heavily_shared_input_renders(tmp_path):
+    """One input used by 250 nodes makes plain dot hang or crash; drawn as copies it lays out quickly."""
+    lines = ["input x, w", "h0 = x"]
+    i = 1
+    while len(lines) < 1000:
+        lines.append(f"h{i} = sin(h{i - 1}) * w" if i % 3 == 0 else f"h{i} = sin(h{i - 1})")
+        i += 1
+    prog = tmp_path / "chain.cg"
+    prog.write_text("\n".join(lines) + "\n")
+    code, text, err = cli_inproc(
+        "render", str(prog), "--at", "x=0.1,w=0.9", "--max-nodes", "2000", "-f", "dot", "-o", "-"
+    )
+    assert code == 0, err
+    w_uses = sum(1 for line in lines if "* w" in line)
+    assert len(re.findall(r"^\s*n1_\d+ \[", text, re.M)) == w_uses > 200
+    out = tmp_path / "chain.png"
+    r = run_cli("render", str(prog), "--at", "x=0.1,w=0.9", "--max-nodes", "2000", "-o", str(out), "--timeout", "100")
+    assert r.returncode == 0, r.stderr
+    w, h = png_size(out.read_bytes())
+    assert max(w, h) <= 12_100  # large pictures are scaled to fit a bitmap
+
+
+# -- property: any program's DOT is well-formed and complete ---------------------------------
+
+_leaf = st.sampled_from(["a", "b", "c", "2", "0.5"])
+_expr = st.recursive(
+    _leaf,
+    lambda sub: st.one_of(
+        st.tuples(sub, st.sampled_from(["+", "-", "*", "/", "^"]), sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(st.sampled_from(["exp", "sin", "tanh", "sigmoid", "-"]), sub).map(lambda t: f"{t[0]}({t[1]})"),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_expr, st.booleans())
+def test_random_programs_give_well_formed_complete_dot(expr, with_values):
+    g = graph_of(f"input a, b, c\nz = {expr}\n")
+    if g.ops[g.output] == "input":
+        return
+    from cgraph_cli.dot import evaluate_for_picture
+
+    values = grads = None
+    if with_values:
+        values, grads, _ = evaluate_for_picture(g, {"a": 0.7, "b": 1.3, "c": -0.4})
+    pic = GraphPicture(g, values, grads)
+    A = agraph(pic.dot())
+    copies = sum(len(pic.out_edges[i]) for i in range(len(g)) if pic.copied[i])
+    assert len(A.nodes()) == len(g) + copies
+    assert len(A.edges()) == sum(len(a) for a in g.args)
+    # every gradient shown is the engine's gradient
+    if grads is not None:
+        for i in range(len(g)):
+            if grads[i] is not None:
+                assert "∂ " in A.get_node(f"n{i}").attr["label"]
