@@ -27,10 +27,9 @@ Statements:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-
-from lark import Lark, Token
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from typing import Any
 
 from cgraph_cli.errors import CgraphError, Source
 
@@ -71,8 +70,8 @@ def grammar_path() -> Path:
 
 
 def _kept(children):
-    """Children that are AST values, without punctuation tokens and empty optionals."""
-    return [c for c in children if c is not None and not isinstance(c, Token)]
+    """Children that are AST values (tuples), without punctuation tokens (str) and empty optionals."""
+    return [c for c in children if c is not None and not isinstance(c, str)]
 
 
 class AstBuilder:
@@ -119,7 +118,7 @@ class AstBuilder:
     def def_(self, c):
         kw, fname = c[0], c[1]
         body = c[-1]
-        params = [(str(t), (t.start_pos, t.end_pos)) for t in c[2:-1] if isinstance(t, Token) and t.type == "NAME"]
+        params = [(str(t), (t.start_pos, t.end_pos)) for t in c[2:-1] if isinstance(t, str) and t.type == "NAME"]
         return ("def", kw.start_pos, body[2], str(fname), (fname.start_pos, fname.end_pos), params, body)
 
     def bare(self, c):
@@ -172,14 +171,14 @@ class AstBuilder:
         parts: list = [None, None, None]
         k = 0
         for item in c:
-            if isinstance(item, Token) and item.type == "COLON":
+            if isinstance(item, str) and item.type == "COLON":
                 k += 1
             elif item is not None:
                 parts[k] = item
         return ("s", parts[0], parts[1], parts[2])
 
 
-_PARSER: Lark | None = None
+_PARSER: Any = None
 
 
 def _cache_file() -> str | bool:
@@ -194,9 +193,12 @@ def _cache_file() -> str | bool:
     return os.path.join(folder, f"grammar-{__version__}.lark-cache")
 
 
-def get_parser() -> Lark:
+def get_parser() -> Any:
+    """The Lark LALR parser (built once; its tables cached in the user's cache folder)."""
     global _PARSER
     if _PARSER is None:
+        from lark import Lark
+
         path = grammar_path()
         cache = _cache_file()
         try:
@@ -233,7 +235,9 @@ def _syntax(what: str, span: tuple[int, int], expected) -> CgraphError:
     return CgraphError(f"syntax error: {what}" + (f"; {exp}" if exp else ""), span)
 
 
-def _translate(err: UnexpectedInput, text: str) -> CgraphError:
+def _translate(err: Any, text: str) -> CgraphError:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
     if isinstance(err, UnexpectedCharacters):
         pos = err.pos_in_stream
         ch = text[pos] if pos < len(text) else ""
@@ -257,7 +261,26 @@ def _translate(err: UnexpectedInput, text: str) -> CgraphError:
 
 
 def parse(source: Source) -> list[tuple]:
-    """Parse a program into its statement list; raise CgraphError on a syntax error."""
+    """Parse a program into its statement list; raise CgraphError on a syntax error.
+
+    The hand-written fast path (:func:`parse_fast`) handles well-formed programs; anything it does not
+    accept, every syntax error among them, is parsed by Lark, whose grammar is the definition of the
+    language and whose errors are the ones reported.  ``CGRAPH_PARSER=lark`` skips the fast path.
+    """
+    text = source.text
+    if not text.endswith("\n"):
+        text += "\n"
+    if os.environ.get("CGRAPH_PARSER") != "lark":
+        stmts = parse_fast(text)
+        if stmts is not None:
+            return stmts
+    return parse_lark(source)
+
+
+def parse_lark(source: Source) -> list[tuple]:
+    """Parse with Lark's LALR parser (the reference)."""
+    from lark.exceptions import UnexpectedInput
+
     text = source.text
     if not text.endswith("\n"):
         text += "\n"
@@ -268,3 +291,293 @@ def parse(source: Source) -> list[tuple]:
     except CgraphError as err:
         raise err.with_source(source) from None
     return stmts
+
+
+# -- the fast path ----------------------------------------------------------------------------------------------------
+#
+# A tokenizer made of one regular expression and a recursive-descent parser over the grammar's rules, building the
+# same AST tuples as AstBuilder.  It gives up (returns None) on anything unusual: a syntax error, a token it does not
+# expect, nesting deeper than _MAX_DEPTH (so it never recurses far), a non-integer declared dimension.  Lark then
+# parses the text and reports the error.  tests/test_parser_fast.py checks the two agree on generated programs.
+
+_TOKEN_RE = re.compile(
+    r"(?P<ws>[ \t\f]+|#[^\n]*|\\[ \t]*\r?\n)"
+    r"|(?P<sep>\r?\n|;)"
+    r"|(?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
+    r"|(?P<name>[A-Za-z_][A-Za-z_0-9]*)"
+    r"|(?P<op>\*\*|[-+*/@^()\[\],:=])"
+)
+_KEYWORDS = {"input": "INPUT", "output": "OUTPUT", "def": "DEF"}
+_OPKIND = {"**": "^"}
+_MAX_DEPTH = 60
+
+
+class _GiveUp(Exception):
+    pass
+
+
+def _tokens(text: str) -> tuple[list[str], list[str], list[int], list[int]]:
+    kinds: list[str] = []
+    vals: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    pos = 0
+    n = len(text)
+    for m in _TOKEN_RE.finditer(text):
+        s = m.start()
+        if s != pos:
+            raise _GiveUp
+        pos = m.end()
+        g = m.lastgroup
+        if g == "ws":
+            continue
+        v = m.group()
+        if g == "name":
+            k = _KEYWORDS.get(v, "NAME")
+        elif g == "num":
+            k = "NUMBER"
+        elif g == "sep":
+            k = ";"
+        else:
+            k = _OPKIND.get(v, v)
+        kinds.append(k)
+        vals.append(v)
+        starts.append(s)
+        ends.append(pos)
+    if pos != n:
+        raise _GiveUp
+    kinds.append("$END")
+    vals.append("")
+    starts.append(n)
+    ends.append(n)
+    return kinds, vals, starts, ends
+
+
+def parse_fast(text: str) -> list[tuple] | None:
+    """The statement list, or None when the fast path does not accept the text (Lark decides then)."""
+    try:
+        return _FastParser(text).program()
+    except (_GiveUp, RecursionError, IndexError):
+        return None
+
+
+class _FastParser:
+    __slots__ = ("k", "v", "s", "e", "p", "depth")
+
+    def __init__(self, text: str) -> None:
+        self.k, self.v, self.s, self.e = _tokens(text)
+        self.p = 0
+        self.depth = 0
+
+    def expect(self, kind: str) -> int:
+        p = self.p
+        if self.k[p] != kind:
+            raise _GiveUp
+        self.p = p + 1
+        return p
+
+    def program(self) -> list[tuple]:
+        k = self.k
+        out: list[tuple] = []
+        while True:
+            t = k[self.p]
+            if t == ";":
+                self.p += 1
+                continue
+            if t == "$END":
+                return out
+            if t == "NAME" and k[self.p + 1] == "=":
+                p = self.p
+                self.p += 2
+                x = self.expr()
+                out.append(("assign", self.s[p], x[2], self.v[p], (self.s[p], self.e[p]), x))
+            elif t == "INPUT":
+                out.append(self.input_decl())
+            elif t == "OUTPUT":
+                out.append(self.output_decl())
+            elif t == "DEF":
+                out.append(self.def_())
+            else:
+                x = self.expr()
+                out.append(("bare", x[1], x[2], x))
+            self.expect(";")
+
+    def input_decl(self) -> tuple:
+        kw = self.expect("INPUT")
+        items = []
+        while True:
+            p = self.expect("NAME")
+            name, span = self.v[p], (self.s[p], self.e[p])
+            t = self.k[self.p]
+            if t == "=":
+                self.p += 1
+                items.append((name, span, "default", self.expr()))
+            elif t == "[":
+                self.p += 1
+                dims = []
+                while True:
+                    q = self.expect("NUMBER")
+                    if not self.v[q].isdigit():
+                        raise _GiveUp
+                    dims.append(int(self.v[q]))
+                    if self.k[self.p] != ",":
+                        break
+                    self.p += 1
+                r = self.expect("]")
+                items.append((name, (self.s[p], self.e[r]), "shape", tuple(dims)))
+            else:
+                items.append((name, span, "name", None))
+            if self.k[self.p] != ",":
+                break
+            self.p += 1
+        return ("input", self.s[kw], items[-1][1][1], items)
+
+    def output_decl(self) -> tuple:
+        kw = self.expect("OUTPUT")
+        names = []
+        while True:
+            p = self.expect("NAME")
+            names.append((self.v[p], (self.s[p], self.e[p])))
+            if self.k[self.p] != ",":
+                break
+            self.p += 1
+        return ("output", self.s[kw], names[-1][1][1], names)
+
+    def def_(self) -> tuple:
+        kw = self.expect("DEF")
+        f = self.expect("NAME")
+        self.expect("(")
+        params = []
+        if self.k[self.p] != ")":
+            while True:
+                p = self.expect("NAME")
+                params.append((self.v[p], (self.s[p], self.e[p])))
+                if self.k[self.p] != ",":
+                    break
+                self.p += 1
+        self.expect(")")
+        self.expect("=")
+        body = self.expr()
+        return ("def", self.s[kw], body[2], self.v[f], (self.s[f], self.e[f]), params, body)
+
+    # -- expressions ------------------------------------------------------------------------------------------------
+    def expr(self) -> tuple:
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise _GiveUp
+        k = self.k
+        lhs = self.product()
+        t = k[self.p]
+        while t == "+" or t == "-":
+            p = self.p
+            self.p += 1
+            rhs = self.product()
+            lhs = ("bin", lhs[1], rhs[2], "add" if t == "+" else "sub", lhs, rhs, self.s[p])
+            t = k[self.p]
+        self.depth -= 1
+        return lhs
+
+    def product(self) -> tuple:
+        k = self.k
+        lhs = self.unary()
+        t = k[self.p]
+        while t == "*" or t == "/" or t == "@":
+            p = self.p
+            self.p += 1
+            rhs = self.unary()
+            lhs = ("bin", lhs[1], rhs[2], "mul" if t == "*" else ("div" if t == "/" else "matmul"), lhs, rhs, self.s[p])
+            t = k[self.p]
+        return lhs
+
+    def unary(self) -> tuple:
+        t = self.k[self.p]
+        if t == "-" or t == "+":
+            p = self.p
+            self.p += 1
+            self.depth += 1
+            if self.depth > _MAX_DEPTH:
+                raise _GiveUp
+            x = self.unary()
+            self.depth -= 1
+            if t == "+":
+                return (x[0], self.s[p]) + x[2:]
+            if x[0] == "num" and x[1] == self.e[p]:  # fold "-3" into a literal
+                return ("num", self.s[p], x[2], -x[3])
+            return ("neg", self.s[p], x[2], x)
+        base = self.postfix()
+        if self.k[self.p] == "^":
+            p = self.p
+            self.p += 1
+            self.depth += 1
+            if self.depth > _MAX_DEPTH:
+                raise _GiveUp
+            e = self.unary()
+            self.depth -= 1
+            return ("bin", base[1], e[2], "pow", base, e, self.s[p])
+        return base
+
+    def postfix(self) -> tuple:
+        k = self.k
+        p = self.p
+        t = k[p]
+        if t == "NAME":
+            if k[p + 1] == "(":
+                self.p = p + 2
+                args = self.items(")")
+                r = self.expect(")")
+                x = ("call", self.s[p], self.e[r], self.v[p], args, self.e[p])
+            else:
+                self.p = p + 1
+                x = ("name", self.s[p], self.e[p], self.v[p])
+        elif t == "NUMBER":
+            self.p = p + 1
+            x = ("num", self.s[p], self.e[p], float(self.v[p]))
+        elif t == "(":
+            self.p = p + 1
+            inner = self.expr()
+            r = self.expect(")")
+            x = (inner[0], self.s[p], self.e[r]) + inner[3:]
+        elif t == "[":
+            self.p = p + 1
+            items = self.items("]")
+            r = self.expect("]")
+            x = ("tensor", self.s[p], self.e[r], items)
+        else:
+            raise _GiveUp
+        while k[self.p] == "[":
+            self.p += 1
+            subs = []
+            while True:
+                subs.append(self.subscript())
+                if k[self.p] != ",":
+                    break
+                self.p += 1
+            r = self.expect("]")
+            x = ("index", x[1], self.e[r], x, tuple(subs))
+        return x
+
+    def items(self, close: str) -> tuple:
+        if self.k[self.p] == close:
+            return ()
+        out = [self.expr()]
+        while self.k[self.p] == ",":
+            self.p += 1
+            out.append(self.expr())
+        return tuple(out)
+
+    def subscript(self) -> tuple:
+        k = self.k
+        parts: list = [None, None, None]
+        if k[self.p] != ":":
+            first = self.expr()
+            if k[self.p] != ":":
+                return ("i", first)
+            parts[0] = first
+        self.p += 1  # the first ':'
+        if k[self.p] not in (":", ",", "]"):
+            parts[1] = self.expr()
+        if k[self.p] == ":":
+            self.p += 1
+            if k[self.p] not in (",", "]"):
+                parts[2] = self.expr()
+        return ("s", parts[0], parts[1], parts[2])
