@@ -249,10 +249,12 @@ def check_gradients(
         grad = result.grads[g.inputs[name]]
         analytic = np.asarray(grad, dtype=np.float64).reshape(-1)[index] if grad is not None else np.zeros(len(index))
         numeric, roundoff = _central_differences(g, base, name, index, out, eps)
-        diff = np.abs(analytic - numeric)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(all="ignore"):
+            same = analytic == numeric  # also the same infinity
+            diff = np.where(same, 0.0, np.abs(analytic - numeric))
             rel = np.where(numeric != 0, diff / np.abs(numeric), np.where(diff == 0, 0.0, np.inf))
-        ok = diff <= atol + rtol * np.abs(numeric)  # False for NaN
+            rel = np.where(same, 0.0, rel)
+            ok = same | (diff <= atol + rtol * np.abs(numeric))  # False for NaN
         report.inputs.append(
             InputCheck(name, tuple(x.shape), index, analytic, numeric, diff, rel, ok, sampled, roundoff)
         )
@@ -363,7 +365,7 @@ def to_tables(report: CheckReport) -> list[Any]:
                 c.entry_name(k),
                 fmt_number(c.analytic[k]),
                 fmt_number(c.numeric[k]),
-                f"{c.abs_error[k]:.2e}",
+                f"{c.abs_error[k]:.2e}" if np.isfinite(c.abs_error[k]) else fmt_number(c.abs_error[k]),
                 f"{c.rel_error[k]:.2e}" if np.isfinite(c.rel_error[k]) else fmt_number(c.rel_error[k]),
                 "pass" if c.ok[k] else "FAIL",
                 style=None if c.ok[k] else "red",

@@ -26,9 +26,13 @@ For each entry x[i] of each input (or of the inputs given by --wrt), the numeric
 derivative (f(x + eps) - f(x - eps)) / 2eps, in float64, is compared with the
 reverse-mode gradient. An entry passes when |a - n| <= atol + rtol * |n|. Prints one
 table per input (analytic, numeric, absolute and relative error) and a summary line.
-Exits 0 when every entry passes and 1 when any differs. At a point where the program
-is not differentiable (relu or abs at 0, a tie of max/min) the check fails and a
-warning names the node and its line.
+Exits 0 when every entry passes and 1 when any differs. --samples N checks N
+random entries per input, for large tensors.
+
+At a point where the program is not differentiable (relu or abs at 0, a tie of
+max/min, sqrt at 0) a warning names the node and its line; where cgraph's
+convention there differs from finite differences (relu'(0) = 0, they see 1/2)
+the check fails.
 
 Examples:
 
@@ -81,7 +85,9 @@ def check_command(
         for t in check.to_tables(report):
             print_rich(t)
         out(check.summary(report))
-    for w in check.kink_warnings(report):
+    from cgraph_cli.present import nonfinite_warnings
+
+    for w in nonfinite_warnings(report.result) + check.kink_warnings(report):
         warn(w)
     if not report.passed:
         raise typer.Exit(1)
