@@ -177,6 +177,40 @@ def test_wrong_arity(src, needle):
     assert re.match(r"error: <expr>:\d+:\d+: ", err)
 
 
+def _arity_cases():
+    from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS
+
+    cases = []
+    for name, fn in sorted(FUNCTIONS.items()):
+        if fn.min_args > 0:
+            cases.append((name, fn.min_args - 1))
+        if fn.max_args is not None:
+            cases.append((name, fn.max_args + 1))
+    cases.append(("eye", 0))
+    cases.append(("eye", 2))
+    assert {n for n, _ in cases} >= set(FUNCTIONS) - {"max", "min", "reshape"} | set(CONSTRUCTORS) - {
+        "zeros",
+        "ones",
+        "randn",
+        "rand",
+    }
+    return cases
+
+
+@pytest.mark.parametrize("fname,n", _arity_cases())
+def test_every_builtin_checks_its_arity(fname, n):
+    """Generated from the function table: one argument too few and one too many."""
+    args = ", ".join(["1"] * n)
+    err = fails("eval", "-e", f"y = {fname}({args})")
+    assert re.search(rf"{fname}\(\) takes .*argument.*, got {n}", err), err
+    caret_under(err, f"{fname}(")
+
+
+def test_pow_takes_two_arguments():
+    # Python's pow(a, b, m) is modular; a fold would be ambiguous: refuse a third argument
+    assert "pow() takes 2 arguments, got 3" in fails("eval", "-e", "y = pow(2, 3, 2)")
+
+
 def test_recursion_is_an_error():
     err = fails("eval", "-e", "def f(u) = f(u) + 1\ny = f(2)")
     assert "recursion" in err
@@ -361,6 +395,12 @@ def test_missing_file(tmp_path):
 def test_folder_instead_of_file(tmp_path):
     err = fails("eval", str(tmp_path))
     assert "folder" in err
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="needs Linux /proc")
+def test_unreadable_file_even_for_root():
+    err = fails("eval", "/proc/self/mem", runner=run_subprocess)  # reading it fails with EIO
+    assert "cannot read /proc/self/mem" in err
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can read any file")
