@@ -600,7 +600,7 @@ def evaluate_for_picture(
 
     A non-scalar output gets values but no gradients. Each such case adds a line to ``notes``.
     """
-    from cgraph_cli.engine import backward, forward
+    from cgraph_cli.engine import evaluate, forward
     from cgraph_cli.values import bind_inputs
 
     out = g.output if of is None else of
@@ -621,7 +621,11 @@ def evaluate_for_picture(
             "drawing values without gradients"
         )
         return values, None, out
-    return values, backward(g, values, out), out
+    result = evaluate(g, inputs, out)
+    from cgraph_cli.present import nonfinite_warnings
+
+    notes.extend(nonfinite_warnings(result))
+    return result.values, result.grads, out
 
 
 def node_ids(lines: Iterable[str]) -> list[str]:
