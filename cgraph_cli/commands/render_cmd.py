@@ -136,8 +136,8 @@ def render_command(
         raise CgraphError(
             f"the graph has more than {max_nodes:,} nodes (--max-nodes {max_nodes}); "
             "a picture that large is unreadable and Graphviz may take minutes",
-            hint="draw a smaller program, or raise the limit with --max-nodes N "
-            "(with --format dot to write the DOT source only)",
+            hint="draw a smaller program, raise the limit with --max-nodes N, "
+            "or write only the DOT source with --format dot --max-nodes N",
         ) from None
     out_node = pick_output(g, of)
 
