@@ -1,0 +1,149 @@
+"""Numerical diagnostics: the first node where a NaN/inf appears, forward then backward, as anomaly mode does."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.test_fuzz import at_for, programs, render_program, run_inprocess
+
+
+def run(prog: str, *at: str, fmt: str = "table", strict: bool = False):
+    argv = ["eval", "-e", prog, "--format", fmt] + [x for a in at for x in ("--at", a)]
+    return run_inprocess(argv + (["--strict"] if strict else []))
+
+
+def warnings_of(prog: str, *at: str) -> list[str]:
+    code, out, err = run(prog, *at)
+    assert code == 0, err
+    return [w for w in err.split("warning: ") if w]
+
+
+def test_forward_names_first_node_op_operands_line_and_caret():
+    prog = "input a\nb = a - 1\nc = log(b)\nd = c * 2\nz = d + a"
+    (fw, bw) = warnings_of(prog, "a=1")
+    lines = fw.splitlines()
+    assert lines[0] == "<expr>:3:5: non-finite value -inf first appears in the forward pass at node c (log) from b = 0"
+    assert lines[1] == "  3 | c = log(b)"
+    assert lines[2] == "    |     ^^^^^^"
+    assert lines[3] == "hint: log is defined only for positive values"
+    # backward: log's local derivative 1/b is infinite at b = 0 (the op to blame, not the input)
+    assert bw.startswith("<expr>:3:5: non-finite gradient first appears in the backward pass at node c (log)")
+    assert "∂z/∂c = 2 into inf for b (at b = 0)" in bw
+    assert "hint: the derivative of log, 1/x, is infinite at x = 0" in bw
+
+
+def test_backward_only_anomaly_names_the_op_not_the_input():
+    """sqrt(a) at a = 0 is finite forward; its derivative 1/(2 sqrt a) is not."""
+    ws = warnings_of("s = sqrt(a)\nz = s * 0 + 1", "a=0")
+    assert len(ws) == 1
+    assert ws[0].startswith("<expr>:1:5: non-finite gradient first appears in the backward pass at node s (sqrt)")
+    assert "∂z/∂s = 0 into NaN for a (at a = 0)" in ws[0]
+    assert "hint: the derivative of sqrt, 1/(2·sqrt(x)), is infinite at x = 0" in ws[0]
+
+
+@pytest.mark.parametrize(
+    "prog,at,hint",
+    [
+        ("z = log(a)", "a=-1", "log is defined only for positive values"),
+        ("z = log(a)", "a=0", "log is defined only for positive values"),
+        ("z = sqrt(a)", "a=-4", "sqrt is defined only for non-negative values"),
+        ("z = a ^ 0.5", "a=-2", "a negative base to a non-integer power is not a real number"),
+        ("z = pow(a, 1.5)", "a=-2", "a negative base to a non-integer power is not a real number"),
+        ("z = 1 / a", "a=0", "division by zero"),
+        ("z = a / (a - 2)", "a=2", "division by zero"),
+        ("z = a ^ -1", "a=0", "zero to a negative power is infinite"),
+        ("z = exp(a)", "a=1000", "overflow: the result is beyond the range of float64 (about ±1.8e308)"),
+        ("z = a * 1e999", "a=1", "the number 1e999 is beyond the range of float64"),
+    ],
+)
+def test_forward_domain_hints(prog, at, hint):
+    ws = warnings_of(prog, at)
+    assert "forward pass" in ws[0] and f"hint: {hint}" in ws[0]
+
+
+@pytest.mark.parametrize(
+    "prog,at,hint",
+    [
+        ("z = sqrt(a) * 0", "a=0", "the derivative of sqrt, 1/(2·sqrt(x)), is infinite at x = 0"),
+        ("z = (-2) ^ a", "a=2", "the derivative of a^b with respect to b is a^b·log(a), which needs a > 0"),
+        ("z = a ^ 0.5", "a=0", "the derivative of a^b with respect to a, b·a^(b-1), is infinite at a = 0 when b < 1"),
+    ],
+)
+def test_backward_domain_hints(prog, at, hint):
+    ws = [w for w in warnings_of(prog, at) if "backward pass" in w]
+    assert ws and f"hint: {hint}" in ws[0]
+
+
+def test_float32_overflow_range():
+    code, out, err = run_inprocess(["eval", "-e", "z = a * 1e20 * 1e20", "--at", "a=1", "--dtype", "float32"])
+    assert code == 0 and "float32 (about ±3.4e38)" in err
+
+
+def test_strict_exits_1_and_still_prints():
+    code, out, err = run("z = log(a)", "a=0", strict=True)
+    assert code == 1 and "z" in out and "warning:" in err
+    assert run("z = log(a)", "a=1", strict=True)[0] == 0
+
+
+def test_json_marks_nonfinite_nodes():
+    code, out, err = run("b = a * 2\nc = log(b)\nz = c + a", "a=0", fmt="json")
+    data = json.loads(out)
+    flags = {n["name"]: n["nonfinite"] for n in data["nodes"] if n["name"]}
+    assert flags == {"a": True, "b": True, "c": True, "z": True}  # c=-inf; b and a get inf gradients
+    code, out, err = run("b = a * 2\nz = b + 1", "a=0", fmt="json")
+    assert not any(n["nonfinite"] for n in json.loads(out)["nodes"])
+    assert json.loads(out)["nonfinite"] == []
+
+
+def test_json_nonfinite_list_names_origins():
+    code, out, _ = run("s = sqrt(a)\nz = s * 0 + 1", "a=0", fmt="json")
+    data = json.loads(out)
+    (entry,) = data["nonfinite"]
+    s_id = next(n["id"] for n in data["nodes"] if n["name"] == "s")
+    a_id = next(n["id"] for n in data["nodes"] if n["name"] == "a")
+    assert entry == {"pass": "backward", "id": s_id, "name": "s", "op": "sqrt", "line": 1, "column": 5, "operand": a_id}
+    assert data["gradients"]["a"] == "NaN"
+
+
+def test_given_nonfinite_input_is_named():
+    ws = warnings_of("z = a * 2", "a=nan")
+    assert "at node a (input)" in ws[0] and "the value given for input 'a' is not finite" in ws[0]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(stmts=programs(), fill=st.sampled_from(["0", "-1", "1e308", "1"]))
+def test_first_nonfinite_is_really_first(stmts, fill):
+    """Against the JSON nodes: the forward entry is the first non-finite value in topological
+    order; the backward entry's op has a finite gradient and passes a non-finite one on."""
+    text = render_program(stmts)
+    at = at_for(text)
+    if at:
+        at[1] = ",".join(p.split("=")[0] + "=" + fill if "[" not in p else p for p in at[1].split(","))
+    code, out, err = run_inprocess(["eval", "-e", text, "--format", "json", *at])
+    if code != 0:
+        return
+    data = json.loads(out)
+
+    def bad(x) -> bool:
+        if isinstance(x, list):
+            return any(bad(y) for y in x)
+        return isinstance(x, str) or (x is not None and not math.isfinite(x))
+
+    nodes = data["nodes"]
+    for n in nodes:
+        assert n["nonfinite"] == (bad(n["value"]) or bad(n["grad"]))
+    entries = {e["pass"]: e for e in data["nonfinite"]}
+    first_value = next((n["id"] for n in nodes if bad(n["value"])), None)
+    assert (entries["forward"]["id"] if "forward" in entries else None) == first_value
+    assert ("forward pass" in err) == (first_value is not None)
+    if "backward" in entries:
+        e = entries["backward"]
+        assert not bad(nodes[e["id"]]["grad"]) and bad(nodes[e["operand"]]["grad"])
+        assert e["operand"] in nodes[e["id"]]["args"]
+    else:
+        assert not any(bad(n["grad"]) for n in nodes)
