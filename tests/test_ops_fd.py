@@ -32,10 +32,10 @@ def default_shapes(op: Op) -> tuple[tuple[int, ...], ...]:
     return ((3,),) * op.arity
 
 
-def sample_operands(op: Op) -> list[np.ndarray]:
+def sample_operands(op: Op, shapes=None) -> list[np.ndarray]:
     rng = np.random.default_rng(zlib.crc32(op.name.encode()))
     lo, hi = op.domain
-    return [rng.uniform(lo, hi, size=s).astype(np.float64) for s in default_shapes(op)]
+    return [rng.uniform(lo, hi, size=s).astype(np.float64) for s in (shapes or default_shapes(op))]
 
 
 def numeric_vjp(op: Op, xs: list[np.ndarray], k: int, cot: np.ndarray, attrs: dict) -> np.ndarray:
@@ -53,10 +53,10 @@ def numeric_vjp(op: Op, xs: list[np.ndarray], k: int, cot: np.ndarray, attrs: di
     return out
 
 
-def check_op(op: Op) -> None:
+def check_op(op: Op, shapes=None, attrs=None) -> None:
     """Assert the op's shape rule and every operand's VJP (raises AssertionError naming the op)."""
-    attrs = dict(op.test_attrs or {})
-    xs = sample_operands(op)
+    attrs = dict(op.test_attrs or {}) if attrs is None else attrs
+    xs = sample_operands(op, shapes)
     ans = np.asarray(op.fwd(*xs, **attrs))
     inferred = op.shape([np.shape(x) for x in xs], **attrs)
     assert tuple(inferred) == ans.shape, f"op '{op.name}': shape rule gives {inferred}, forward gives {ans.shape}"
@@ -74,6 +74,51 @@ def check_op(op: Op) -> None:
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_vjp_matches_finite_differences(name):
     check_op(OPS[name])
+
+
+@pytest.mark.parametrize(
+    "name,shapes,attrs",
+    [
+        ("matmul", ((3,), (3,)), {}),
+        ("matmul", ((2, 3), (3,)), {}),
+        ("matmul", ((3,), (3, 4)), {}),
+        ("matmul", ((5, 2, 3), (3, 4)), {}),
+        ("matmul", ((2, 3), (5, 3, 4)), {}),
+        ("matmul", ((2, 1, 2, 3), (4, 3, 2)), {}),
+        ("matmul", ((3,), (2, 3, 4)), {}),
+        ("sum", ((2, 3, 4),), {"axis": -2}),
+        ("sum", ((2, 3),), {}),
+        ("sum", ((),), {}),
+        ("mean", ((2, 3, 4),), {"axis": 2}),
+        ("mean", ((2, 3),), {}),
+        ("logsumexp", ((2, 3),), {"axis": 0}),
+        ("logsumexp", ((2, 3),), {"axis": -1}),
+        ("softmax", ((2, 3),), {"axis": 0}),
+        ("softmax", ((2, 3, 2),), {"axis": 1}),
+        ("softmax", ((4,),), {}),
+        ("softmax", ((),), {}),
+        ("amax", ((2, 3),), {}),
+        ("amin", ((5,),), {}),
+        ("norm", ((4,),), {}),
+        ("norm", ((),), {}),
+        ("transpose", ((2, 3, 4),), {}),
+        ("transpose", ((3,),), {}),
+        ("reshape", ((2, 3),), {"dims": (-1,)}),
+        ("reshape", ((6,),), {"dims": (3, -1)}),
+        ("reshape", ((1,),), {"dims": ()}),
+        ("index", ((3, 4),), {"idx": (-1,)}),
+        ("index", ((3, 4),), {"idx": (slice(None, None, -1), slice(1, None, 2))}),
+        ("index", ((3, 4),), {"idx": (2, -3)}),
+        ("index", ((5,),), {"idx": (slice(4, 0, -2),)}),
+        ("maximum", ((3,), ()), {}),
+        ("minimum", ((2, 1), (3,), (1, 3), ()), {}),
+        ("pow", ((), (3,)), {}),
+        ("stack", ((2, 2), (2, 2), (2, 2)), {}),
+        ("stack", ((), ()), {}),
+    ],
+)
+def test_vjp_at_more_shapes(name, shapes, attrs):
+    check_op(OPS[name], shapes, attrs)
 
 
 def test_every_op_has_a_gradient_rule_for_every_operand():
@@ -133,9 +178,9 @@ def test_engine_reports_a_missing_rule_by_op_name(monkeypatch):
 # -- kinks (SPEC §2: PyTorch conventions) -------------------------------------------------------
 
 
-@pytest.fixture(params=["auto", "generic"], autouse=False)
+@pytest.fixture(params=["auto", "generic", "scalar", "levels"])
 def strategy(request, monkeypatch):
-    """Run under the engine's default strategy (scalar fast paths) and its generic reference path."""
+    """Run under each engine strategy: default, the generic reference path, the scalar fast paths."""
     monkeypatch.setenv("CGRAPH_ENGINE", request.param)
     return request.param
 
