@@ -418,6 +418,8 @@ class GraphPicture:
             head += f' <FONT COLOR="{MUTED}" POINT-SIZE="10">' + html_text(shape) + "</FONT>"
         if self.copied[i]:
             head += f' <FONT COLOR="{MUTED}" POINT-SIZE="10">(×{self.uses[i]} uses)</FONT>'
+        if st.caption is not None and g.names[i] is None and op != "const":
+            head += f' <FONT COLOR="{MUTED}" POINT-SIZE="9">%{i}</FONT>'  # the captions name it so
         rows.append(f"<TR><TD>{head}</TD></TR>")
         fill = FILL["const" if op == "const" else "input" if op == "input" else "op"]
         if self.values is not None and op != "const":
