@@ -38,6 +38,8 @@ def run_batch(
     seed: int = 0,
     dtype: str = "float64",
     out: Any = None,
+    max_memory: int | None = None,
+    use_cache: bool = True,
 ) -> int:
     """Evaluate ``source`` at every row of the CSV ``batch_path``; write CSV to ``out`` (stdout). Returns rows."""
     from cgraph_cli.program import DTYPES, compile_program, pick_output
@@ -50,7 +52,7 @@ def run_batch(
         placeholder = dict(given_values)
         for name in header:
             placeholder[name] = np.zeros((), dtype=np.float64)
-        g = compile_program(source, placeholder, seed=seed, dtype=dtype)
+        g = compile_program(source, placeholder, seed=seed, dtype=dtype, max_memory=max_memory, use_cache=use_cache)
         unknown = [c for c in header if c not in g.inputs]
         if unknown:
             listed = ", ".join(g.inputs) or "none"

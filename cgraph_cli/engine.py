@@ -294,40 +294,24 @@ class ScalarPlan:
 
     def __init__(self, g: Graph) -> None:
         self.g = g
-        n = len(g.ops)
-        self.n = n
-        ops = g.ops
-        self.need = g.needs_grad()
-        self.leaves = [i for i in range(n) if ops[i] in ("input", "const")]
+        self.n = len(g.ops)
         self._levels: Any = None
         self._code: Any = None
+        self._compile_scalar()  # one pass over the nodes: op codes, operands, which nodes need a gradient
 
     # -- shape of the graph ---------------------------------------------------------------------------------------
     def arrays(self):
-        """Operands as arrays: a0, a1 (-1 when absent), arity, op ids."""
+        """Operands as arrays: op names, op ids, arity, a0, a1 (-1 when absent)."""
         if self._levels is None:
             g = self.g
-            n = self.n
-            ops = g.ops
-            names = sorted(set(ops))
+            names = sorted(set(g.ops))
             code = {name: k for k, name in enumerate(names)}
-            opid = np.fromiter((code[o] for o in ops), dtype=np.int32, count=n)
-            ar = np.fromiter(map(len, g.args), dtype=np.int32, count=n)
-            a0 = np.full(n, -1, dtype=np.int64)
-            a1 = np.full(n, -1, dtype=np.int64)
-            m1 = ar >= 1
-            m2 = ar >= 2
-            if ar.max(initial=0) <= 2:
-                flat = np.fromiter((j for t in g.args for j in t), dtype=np.int64, count=int(ar.sum()))
-                starts = np.cumsum(ar) - ar
-                a0[m1] = flat[starts[m1]]
-                a1[m2] = flat[starts[m2] + 1]
-            else:
-                for i, t in enumerate(g.args):
-                    if t:
-                        a0[i] = t[0]
-                        if len(t) > 1:
-                            a1[i] = t[1]
+            opid = np.array([code[o] for o in g.ops], dtype=np.int32)
+            ar = np.array(self._arity, dtype=np.int32)
+            a0 = np.array(self._code[1], dtype=np.int64)
+            a1 = np.array(self._code[2], dtype=np.int64)
+            a0[ar < 1] = -1
+            a1[ar < 2] = -1
             self._levels = (names, opid, ar, a0, a1)
         return self._levels
 
@@ -386,10 +370,15 @@ class ScalarPlan:
             codes = [C_LEAF] * n
             a0 = [0] * n
             a1 = [0] * n
+            arity = [0] * n
+            need = [False] * n
+            leaves = []
             extra: list[Any] = [None] * n
             fast = _FAST_CODES
             for i, (op, t, at) in enumerate(zip(g.ops, g.args, g.attrs)):
                 if op == "input" or op == "const":
+                    leaves.append(i)
+                    need[i] = op == "input"
                     continue
                 c = fast.get(op)
                 if c is not None and not (op == "reshape" and at and at.get("dims")):
@@ -400,10 +389,16 @@ class ScalarPlan:
                 else:
                     codes[i] = C_NP
                     extra[i] = (OPS[op], at or {})
-                if t:
-                    a0[i] = t[0]
-                    a1[i] = t[-1]
+                k = len(t)
+                arity[i] = k
+                if k:
+                    x = a0[i] = t[0]
+                    y = a1[i] = t[-1]
+                    need[i] = need[x] or need[y] or (k > 2 and any(need[j] for j in t))
             self._code = (codes, a0, a1, extra)
+            self._arity = arity
+            self.need = need
+            self.leaves = leaves
         return self._code
 
     def leaf_values(self, inputs: dict[str, Any]) -> list[float]:

@@ -1,0 +1,99 @@
+"""The compiled-program cache: a graph read back equals the graph built, the key covers what shapes the
+build, entries hold no pickle, and a damaged entry is ignored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cgraph_cli import cache
+from cgraph_cli.engine import evaluate
+from cgraph_cli.errors import Source
+from cgraph_cli.ir import format_ir, ir_data
+from cgraph_cli.program import compile_program
+from cgraph_cli.values import bind_inputs
+from tests.conftest import EXAMPLES
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("CGRAPH_CACHE_DIR", str(tmp_path / "ir"))
+    monkeypatch.delenv("CGRAPH_NO_CACHE", raising=False)
+    monkeypatch.setattr(cache, "MIN_CHARS", 0)
+    return tmp_path / "ir"
+
+
+PROGRAMS = [p.read_text() for p in sorted(EXAMPLES.glob("*.cg"))] + [
+    "input W[2, 3]\nv = W[0, 1:3] + W[:, ::2][1]\ny = sum(reshape(W, 3, 2), 0)\nz = sum(v) + sum(y) + max(W)\n",
+    "def f(u) = u * u\nx = f(a) + f(f(b))\nx = x + 1\ny = softmax([x, a, 2], 0)\nout = sum(y * [1, 2, 3])\n",
+    "r = randn(3, 2)\nq = sum(r @ transpose(r) * c)\n",
+]
+
+
+@pytest.mark.parametrize("k", range(len(PROGRAMS)))
+def test_round_trip_gives_the_same_graph_and_numbers(k: int, cache_dir) -> None:
+    src = Source(PROGRAMS[k], "p.cg")
+    values = {"a": np.array(0.7), "b": np.array(-1.25), "c": np.array(2.0)}
+    if "input W[" in PROGRAMS[k]:
+        values["W"] = np.arange(6.0).reshape(2, 3)
+    probe = compile_program(src, {}, use_cache=False)
+    values = {n: v for n, v in values.items() if n in probe.inputs and n not in probe.defaults}
+    fresh = compile_program(src, values, seed=3, use_cache=False)
+    first = compile_program(src, values, seed=3)  # builds and stores
+    assert len(list(cache_dir.glob("*.npz"))) == 1
+    again = compile_program(src, values, seed=3)  # loads
+    assert again is not first
+    assert format_ir(again) == format_ir(fresh)
+    assert ir_data(again) == ir_data(fresh)
+    assert again.inputs == fresh.inputs and again.outputs == fresh.outputs and again.bindings == fresh.bindings
+    assert [f.name for f in again.frames] == [f.name for f in fresh.frames]
+    assert again.declared_shapes == fresh.declared_shapes
+    assert set(again.defaults) == set(fresh.defaults)
+    given = {k: v for k, v in values.items() if k in fresh.inputs}
+    r1 = evaluate(fresh, bind_inputs(fresh, given))
+    r2 = evaluate(again, bind_inputs(again, given))
+    for x, y in zip(r1.values + r1.grads, r2.values + r2.grads):
+        assert (x is None and y is None) or np.array_equal(x, y, equal_nan=True)
+
+
+def test_key_covers_seed_dtype_shapes_and_text() -> None:
+    src = Source("y = sum(randn(2) * x)\n", "p.cg")
+    base = cache.key(src, {"x": np.zeros(2)}, 0, "float64")
+    assert cache.key(src, {"x": np.ones(2)}, 0, "float64") == base  # values do not matter, shapes do
+    assert cache.key(src, {"x": np.zeros(3)}, 0, "float64") != base
+    assert cache.key(src, {"x": np.zeros(2)}, 1, "float64") != base
+    assert cache.key(src, {"x": np.zeros(2)}, 0, "float32") != base
+    assert cache.key(Source("y = sum(randn(2) * x) \n", "p.cg"), {"x": np.zeros(2)}, 0, "float64") != base
+
+
+def test_entries_load_without_pickle_and_damage_is_ignored(cache_dir) -> None:
+    src = Source("y = a * b + 1\n", "p.cg")
+    compile_program(src, {})
+    (entry,) = cache_dir.glob("*.npz")
+    with np.load(entry, allow_pickle=False) as z:  # raises if anything needed pickle
+        assert all(z[name].dtype != object for name in z.files)
+    entry.write_bytes(b"not an npz")
+    g = compile_program(src, {})  # damaged: ignored, rebuilt and rewritten
+    assert g.ops[-1] == "add"
+    with np.load(entry, allow_pickle=False) as z:
+        assert "meta" in z.files
+
+
+def test_no_cache_and_small_programs_write_nothing(cache_dir, monkeypatch) -> None:
+    src = Source("y = a * b\n", "p.cg")
+    compile_program(src, {}, use_cache=False)
+    assert not cache_dir.exists() or not list(cache_dir.glob("*.npz"))
+    monkeypatch.setattr(cache, "MIN_CHARS", 1000)
+    compile_program(src, {})
+    assert not cache_dir.exists() or not list(cache_dir.glob("*.npz"))
+
+
+def test_cli_repeated_eval_is_identical(cli, tmp_path) -> None:
+    prog = tmp_path / "big.cg"
+    prog.write_text("x = a\n" + "x = sin(x) * 0.9 + b\n" * 3000)
+    env = {"CGRAPH_CACHE_DIR": str(tmp_path / "c")}
+    runs = [cli("eval", str(prog), "--at", "a=0.5,b=0.1", "--format", "csv", env=env) for _ in range(2)]
+    nocache = cli("eval", str(prog), "--at", "a=0.5,b=0.1", "--format", "csv", "--no-cache", env=env)
+    assert runs[0].returncode == 0, runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout == nocache.stdout
+    assert len(list((tmp_path / "c").glob("*.npz"))) == 1
