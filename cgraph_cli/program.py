@@ -61,13 +61,26 @@ def compile_program(
     seed: int = 0,
     dtype: str = "float64",
     max_memory: int | None = None,
+    use_cache: bool = True,
 ) -> Graph:
     """Parse and lower a program; input shapes come from ``values`` where given.
 
     ``max_memory`` (bytes, default 1 GiB) bounds the values the program may create.
+    A large program's graph is cached by content (see :mod:`cgraph_cli.cache`) unless ``use_cache`` is off.
     """
+    from cgraph_cli import cache
+
+    key = None
+    if cache.enabled(source, use_cache):
+        key = cache.key(source, values, seed, f"{dtype}|{max_memory}")
+        g = cache.load(key, source)
+        if g is not None:
+            return g
     stmts = parse(source)
-    return build_graph(stmts, source, values, seed=seed, dtype=DTYPES[dtype], max_memory=max_memory)
+    g = build_graph(stmts, source, values, seed=seed, dtype=DTYPES[dtype], max_memory=max_memory)
+    if key is not None:
+        cache.store(key, g)
+    return g
 
 
 def pick_output(g: Graph, of: str | None) -> int:
@@ -89,9 +102,10 @@ def run(
     seed: int = 0,
     dtype: str = "float64",
     max_memory: int | None = None,
+    use_cache: bool = True,
 ) -> Result:
     """Compile, bind inputs, run forward and backward passes."""
-    g = compile_program(source, given, seed=seed, dtype=dtype, max_memory=max_memory)
+    g = compile_program(source, given, seed=seed, dtype=dtype, max_memory=max_memory, use_cache=use_cache)
     inputs = bind_inputs(g, given)
     out = pick_output(g, of)
     return evaluate(g, inputs, out)

@@ -48,6 +48,7 @@ def eval_command(
     dtype: str = DTYPE_OPT,
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when a value or gradient is not finite."),
     max_memory: Optional[str] = MAX_MEMORY_OPT,
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the compiled-program cache."),
 ) -> None:
     from cgraph_cli.program import load_source, run
     from cgraph_cli.values import gather_values
@@ -59,9 +60,20 @@ def eval_command(
     if batch is not None:
         from cgraph_cli.batch import run_batch
 
-        run_batch(source, batch, gather_values(at, at_file), of=of, seed=seed, dtype=dtype)
+        run_batch(
+            source,
+            batch,
+            gather_values(at, at_file),
+            of=of,
+            seed=seed,
+            dtype=dtype,
+            max_memory=limit,
+            use_cache=not no_cache,
+        )
         return
-    result = run(source, gather_values(at, at_file), of=of, seed=seed, dtype=dtype, max_memory=limit)
+    result = run(
+        source, gather_values(at, at_file), of=of, seed=seed, dtype=dtype, max_memory=limit, use_cache=not no_cache
+    )
     from cgraph_cli import present
 
     if fmt == "json":
