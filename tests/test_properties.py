@@ -259,3 +259,79 @@ def test_random_tensor_programs_raise_only_cgraph_error(expr, sx, sy):
     for i, shape in enumerate(res.graph.shapes):
         if shape is not None:
             assert tuple(shape) == np.shape(res.values[i]), (text, i, res.graph.ops[i])
+
+
+# -- random smooth tensor programs: gradients vs finite differences -----------------------------
+
+TENSOR_INPUTS = {"X": (2, 3), "v": (3,), "s": ()}
+
+
+@st.composite
+def typed(draw, kind: str, depth: int):
+    """A smooth expression of shape () ("S"), (3,) ("V") or (2, 3) ("M")."""
+    leaf = {"S": ["s", "0.5", "2"], "V": ["v", "[1, -0.5, 2]"], "M": ["X", "[[1, 2, 3], [0.5, -1, 0]]"]}
+    if depth == 0 or draw(st.integers(0, 3)) == 0:
+        return draw(st.sampled_from(leaf[kind]))
+    sub = lambda k: "(" + draw(typed(k, depth - 1)) + ")"  # noqa: E731
+    choices = {
+        "S": [
+            lambda: f"sum({sub('V')})",
+            lambda: f"mean({sub('M')})",
+            lambda: f"norm(1 + square({sub('V')}))",
+            lambda: f"logsumexp({sub('V')})",
+            lambda: f"dot({sub('V')}, {sub('V')})",
+            lambda: f"({sub('V')} @ {sub('V')})",
+            lambda: f"{sub('M')}[1, -1]",
+            lambda: f"{sub('V')}[0]",
+            lambda: f"sum({sub('M')} * {sub('M')})",
+        ],
+        "V": [
+            lambda: f"[{sub('S')}, {sub('S')}, {sub('S')}]",
+            lambda: f"{sub('M')}[0]",
+            lambda: f"{sub('M')}[1, ::-1]",
+            lambda: f"sum({sub('M')}, 0)",
+            lambda: f"mean({sub('M')}, -2)",
+            lambda: f"softmax({sub('V')})",
+            lambda: f"transpose({sub('M')}) @ [1, -2]",
+            lambda: f"reshape({sub('M')}, -1)[::2]",
+            lambda: f"({sub('V')} * {sub('S')})",
+        ],
+        "M": [
+            lambda: f"({sub('M')} + {sub('V')})",
+            lambda: f"({sub('M')} * {sub('S')})",
+            lambda: f"softmax({sub('M')}, 0)",
+            lambda: f"reshape(transpose({sub('M')}), 2, 3)",
+            lambda: f"[{sub('V')}, {sub('V')}]",
+            lambda: f"[[1, 0], [0.5, 2]] @ {sub('M')}",
+        ],
+    }[kind]
+    which = draw(st.integers(0, len(choices) + 2))
+    if which < len(choices):
+        return choices[which]()
+    if which == len(choices):
+        return draw(st.sampled_from(UNARY)).format(sub(kind))
+    return draw(st.sampled_from(BINARY[:4])).format(sub(kind), sub(kind))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(typed("S", 4), st.integers(0, 2**32 - 1))
+def test_random_tensor_programs_gradients_match_finite_differences(expr, seed):
+    src = f"y = {expr}"
+    rng = np.random.default_rng(seed)
+    vals = {k: rng.uniform(-1, 1, size=shape) for k, shape in TENSOR_INPUTS.items()}
+    g = compile_program(Source(src), vals)
+    vals = {k: v for k, v in vals.items() if k in g.inputs}
+    res = evaluate(g, bind_inputs(g, vals))
+    f0 = float(res.values[res.out])
+    assert math.isfinite(f0), src
+    h = 1e-6
+    for name, i in g.inputs.items():
+        assert np.shape(res.grads[i]) == np.shape(vals[name])
+        for idx in np.ndindex(*np.shape(vals[name])):
+            plus = {k: np.array(v, copy=True) for k, v in vals.items()}
+            minus = {k: np.array(v, copy=True) for k, v in vals.items()}
+            plus[name][idx] += h
+            minus[name][idx] -= h
+            numeric = (float(forward(g, plus)[res.out]) - float(forward(g, minus)[res.out])) / (2 * h)
+            analytic = float(np.asarray(res.grads[i])[idx])
+            assert abs(analytic - numeric) <= 1e-5 * max(1.0, abs(f0), abs(numeric)), (src, name, idx)
