@@ -93,7 +93,7 @@ def render_command(
     at: Optional[List[str]] = AT_OPT,
     at_file: Optional[str] = AT_FILE_OPT,
     output: Optional[str] = typer.Option(
-        None, "-o", "--output", help="Output file (default: FILE's stem + .png here; '-' for stdout)."
+        None, "-o", "--output", metavar="OUT", help="Output file (default: FILE's stem + .png here; '-' for stdout)."
     ),
     fmt: Optional[str] = typer.Option(
         None, "--format", "-f", help="png, svg, pdf or dot (default: from -o, else png)."
@@ -104,11 +104,16 @@ def render_command(
         "local", "--edge-labels", help="local: label edges with ∂child/∂parent; none: no edge labels."
     ),
     no_values: bool = typer.Option(False, "--no-values", help="Draw the structure only (needs no input values)."),
-    max_nodes: int = typer.Option(1000, "--max-nodes", help="Refuse graphs with more nodes than this."),
+    max_nodes: int = typer.Option(1000, "--max-nodes", metavar="N", help="Refuse graphs with more nodes than this."),
     steps: Optional[str] = typer.Option(
-        None, "--steps", help="Write one frame per forward and backward step into DIR (or an animated DIR.gif)."
+        None,
+        "--steps",
+        metavar="DIR",
+        help="Write one frame per forward and backward step into DIR (or an animated DIR.gif).",
     ),
-    timeout: float = typer.Option(30.0, "--timeout", help="Seconds Graphviz may take before cgraph gives up."),
+    timeout: float = typer.Option(
+        30.0, "--timeout", metavar="SECONDS", help="Seconds Graphviz may take before cgraph gives up."
+    ),
     seed: int = SEED_OPT,
     max_memory: Optional[str] = MAX_MEMORY_OPT,
 ) -> None:
