@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -320,7 +321,11 @@ class ScalarPlan:
         names, opid, ar, a0, a1 = self.arrays()
         if self.n < 4 * WIDE or ar.max(initial=0) > 2:
             return False
-        return self.depths(give_up=True) is not None
+        if getattr(self, "_narrow", False):
+            return False
+        wide = self.depths(give_up=True) is not None
+        self._narrow = not wide
+        return wide
 
     def depths(self, give_up: bool = False):
         """Each node's level (longest path from a leaf), by Kahn's algorithm one level at a time.
@@ -419,35 +424,35 @@ class ScalarPlan:
         try:
             with np.errstate(all="ignore"):
                 for i, c, a, b in zip(range(self.n), codes, A0, A1):
-                    if c == C_LEAF:
+                    if c == 0:
                         continue
-                    if c == C_MUL:
+                    if c == 4:
                         v[i] = v[a] * v[b]
-                    elif c == C_ADD:
+                    elif c == 2:
                         v[i] = v[a] + v[b]
-                    elif c == C_SUB:
+                    elif c == 3:
                         v[i] = v[a] - v[b]
-                    elif c == C_SIN:
+                    elif c == 7:
                         v[i] = sin(v[a])
-                    elif c == C_ID:
+                    elif c == 1:
                         v[i] = v[a]
-                    elif c == C_DIV:
+                    elif c == 5:
                         v[i] = v[a] / v[b]
-                    elif c == C_NEG:
+                    elif c == 6:
                         v[i] = -v[a]
-                    elif c == C_COS:
+                    elif c == 8:
                         v[i] = cos(v[a])
-                    elif c == C_SQRT:
+                    elif c == 9:
                         v[i] = sqrt(v[a])
-                    elif c == C_ABS:
+                    elif c == 10:
                         v[i] = abs(v[a])
-                    elif c == C_SQUARE:
+                    elif c == 11:
                         x = v[a]
                         v[i] = x * x
-                    elif c == C_RELU:
+                    elif c == 12:
                         x = v[a]
                         v[i] = x if (x > 0.0 or x != x) else 0.0
-                    elif c == C_NP1:
+                    elif c == 13:
                         v[i] = float(extra[i][0](v[a]))
                     else:
                         spec, at = extra[i]
@@ -469,10 +474,10 @@ class ScalarPlan:
         sin, cos = math.sin, math.cos
         for i, c, a, b in zip(range(out, -1, -1), codes[out::-1], A0[out::-1], A1[out::-1]):
             gi = G[i]
-            if gi is None or c == C_LEAF:
+            if gi is None or c == 0:
                 continue
             # contributions in operand order, only to operands that need a gradient
-            if c == C_MUL:
+            if c == 4:
                 if need[a]:
                     x = G[a]
                     d = gi * v[b]
@@ -482,7 +487,7 @@ class ScalarPlan:
                     d = gi * v[a]
                     G[b] = d if x is None else x + d
                 continue
-            if c == C_ADD:
+            if c == 2:
                 if need[a]:
                     x = G[a]
                     G[a] = gi if x is None else x + gi
@@ -490,7 +495,7 @@ class ScalarPlan:
                     x = G[b]
                     G[b] = gi if x is None else x + gi
                 continue
-            if c == C_SUB:
+            if c == 3:
                 if need[a]:
                     x = G[a]
                     G[a] = gi if x is None else x + gi
@@ -499,7 +504,7 @@ class ScalarPlan:
                     d = -gi
                     G[b] = d if x is None else x + d
                 continue
-            if c == C_DIV:
+            if c == 5:
                 if need[a]:
                     x = G[a]
                     d = gi / v[b]
@@ -510,7 +515,7 @@ class ScalarPlan:
                     d = -gi * v[a] / (vb * vb)
                     G[b] = d if x is None else x + d
                 continue
-            if c == C_NP:
+            if c == 14:
                 spec, at = extra[i]
                 ans = np.float64(v[i])
                 xs = [np.float64(v[j]) for j in g.args[i]]
@@ -527,21 +532,21 @@ class ScalarPlan:
                 continue
             if not need[a]:
                 continue
-            if c == C_SIN:
+            if c == 7:
                 d = gi * cos(v[a])
-            elif c == C_ID:
+            elif c == 1:
                 d = gi
-            elif c == C_NEG:
+            elif c == 6:
                 d = -gi
-            elif c == C_COS:
+            elif c == 8:
                 d = -gi * sin(v[a])
-            elif c == C_SQRT:
+            elif c == 9:
                 d = gi / (2 * v[i])
-            elif c == C_ABS:
+            elif c == 10:
                 d = gi * _sign(v[a])
-            elif c == C_SQUARE:
+            elif c == 11:
                 d = 2 * gi * v[a]
-            elif c == C_RELU:
+            elif c == 12:
                 d = gi * (1.0 if v[a] > 0 else 0.0)
             else:  # C_NP1
                 d = float(extra[i][1](np.float64(gi), np.float64(v[i]), np.float64(v[a])))
@@ -672,13 +677,25 @@ class ScalarPlan:
 
     # -- results ----------------------------------------------------------------------------------------------------
     def _result(self, inputs, out, v: list[float], G: list[Any]) -> Result:
-        V = np.array(v, dtype=np.float64)
-        Ga = np.array(G, dtype=np.float64)  # None -> NaN
-        reached = ~np.isnan(Ga)
-        for i in np.nonzero(~reached)[0].tolist():
-            if G[i] is not None:  # a real NaN gradient
-                reached[i] = True
-        return self._result_arrays(inputs, out, V, (Ga, reached))
+        """Values and gradients as Python floats (leaves keep their given arrays)."""
+        g = self.g
+        _check_scalar_output(g, out, ())
+        need = self.need
+        if G.count(None) != need.count(False):  # a node that needs a gradient was not reached: 0
+            G = [0.0 if (x is None and nd) else x for x, nd in zip(G, need)]
+        bad: list[tuple[str, int]] = []
+        if not math.isfinite(sum(v)):  # rare: find the first non-finite value exactly
+            fin = np.isfinite(np.array(v, dtype=np.float64))
+            if not fin.all():
+                bad.append(("forward", int(np.argmin(fin))))
+        if not math.isfinite(sum(compress(G, need))):
+            ga = np.array([0.0 if x is None else x for x in G], dtype=np.float64)
+            fin = np.isfinite(ga)
+            if not fin.all():
+                bad.append(("backward", int(self.n - 1 - np.argmin(fin[::-1]))))
+        for i in self.leaves:
+            v[i] = g.attrs[i]["value"] if g.ops[i] == "const" else inputs[g.names[i]]  # type: ignore[index]
+        return Result(g, v, G, out, inputs, bad)
 
     def _result_arrays(self, inputs, out, V: np.ndarray, GR) -> Result:
         G, reached = GR
@@ -686,11 +703,11 @@ class ScalarPlan:
         n = self.n
         _check_scalar_output(g, out, ())
         need = np.fromiter(self.need, dtype=bool, count=n)
-        values: list[Any] = list(V)
+        values: list[Any] = V.tolist()
         for i in self.leaves:
             values[i] = g.attrs[i]["value"] if g.ops[i] == "const" else inputs[g.names[i]]  # type: ignore[index]
         G = np.where(reached, G, 0.0)
-        grads: list[Any] = list(G)
+        grads: list[Any] = G.tolist()
         for i in np.nonzero(~need)[0].tolist():
             grads[i] = None
         bad: list[tuple[str, int]] = []
