@@ -225,14 +225,26 @@ def _describe_expected(expected) -> str:
     names = sorted({_TERMINAL_NAMES.get(t, t.lower()) for t in expected if not t.startswith("__")})
     if not names:
         return ""
-    if len(names) > 6:
-        names = names[:6] + ["..."]
+    if len(names) > 10:
+        names = names[:10] + ["..."]
     return "expected " + (names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1])
 
 
 def _syntax(what: str, span: tuple[int, int], expected) -> CgraphError:
     exp = _describe_expected(expected)
     return CgraphError(f"syntax error: {what}" + (f"; {exp}" if exp else ""), span)
+
+
+def _accepted(err: Any, fallback) -> Any:
+    """The terminals the parser would really accept at the error (LALR's merged states list more,
+    such as ')' after `y = 3` at the top level)."""
+    ip = getattr(err, "interactive_parser", None)
+    if ip is not None:
+        try:
+            return ip.accepts()
+        except Exception:
+            pass
+    return fallback
 
 
 def _translate(err: Any, text: str) -> CgraphError:
@@ -242,18 +254,19 @@ def _translate(err: Any, text: str) -> CgraphError:
         pos = err.pos_in_stream
         ch = text[pos] if pos < len(text) else ""
         what = "unexpected character " + (repr(ch) if ch.strip() else f"{ch!r}")
-        return _syntax(what, (pos, pos + 1), err.allowed)
+        return _syntax(what, (pos, pos + 1), _accepted(err, err.allowed))
     if isinstance(err, UnexpectedToken):
         tok = err.token
+        expected = _accepted(err, err.expected)
         if tok.type == "$END":
             pos = len(text)
-            return _syntax("unexpected end of input", (pos, pos), err.expected)
+            return _syntax("unexpected end of input", (pos, pos), expected)
         if tok.type == "_SEP":
             what = "unexpected end of statement" if str(tok).strip() == ";" else "unexpected end of line"
             pos = tok.start_pos + len(str(tok)) - len(str(tok).lstrip(" \t"))
-            return _syntax(what, (pos, pos + 1), err.expected)
+            return _syntax(what, (pos, pos + 1), expected)
         shown = str(tok)
-        return _syntax(f"unexpected '{shown}'", (tok.start_pos, tok.end_pos), err.expected)
+        return _syntax(f"unexpected '{shown}'", (tok.start_pos, tok.end_pos), expected)
     if isinstance(err, UnexpectedEOF):
         pos = len(text)
         return _syntax("unexpected end of input", (pos, pos), err.expected)
