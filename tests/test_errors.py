@@ -126,6 +126,15 @@ def test_syntax_errors_point_at_the_spot(src, where, expected):
     assert caret.index("^") == bar + col - 1, err
 
 
+def test_syntax_error_lists_only_what_can_follow():
+    # LALR's merged states would also offer ')' and ',' after `y = 3` at the top level
+    first = fails("eval", "-e", "y = 3 4").splitlines()[0]
+    assert "end of statement" in first and "'^'" in first
+    assert "')'" not in first and "','" not in first and "..." not in first
+    first = fails("eval", "-e", "y = x[1:2:3:4]").splitlines()[0]
+    assert first.endswith("expected ',' or ']'")
+
+
 # -- names, functions, arity ---------------------------------------------------------------------
 
 
