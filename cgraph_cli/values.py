@@ -121,6 +121,8 @@ def read_at_file(path: str) -> dict[str, np.ndarray]:
         raise CgraphError(f"--at-file: cannot read {path}: {e}") from None
     except json.JSONDecodeError as e:
         raise CgraphError(f"--at-file: {path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except RecursionError:
+        raise CgraphError(f"--at-file: {path} is nested too deeply to be a tensor") from None
     except (ValueError, TypeError) as e:  # a bad .npz (object arrays, not a zip, ...)
         raise CgraphError(f"--at-file: cannot read {path}: {e}") from None
     if not isinstance(data, dict):
