@@ -354,6 +354,13 @@ def test_bad_at_file_json(tmp_path, name, content, needle):
     assert "--at-file" in err and needle in err
 
 
+def test_at_file_nested_too_deeply(tmp_path):
+    p = tmp_path / "deep.json"
+    p.write_text('{"a": ' + "[" * 100_000 + "1" + "]" * 100_000 + "}")
+    err = fails("eval", "-e", "y = sum(a)", "--at-file", str(p))
+    assert "--at-file" in err and "nested too deeply" in err and "program" not in err
+
+
 def test_at_file_npz_with_objects_is_refused(tmp_path):
     p = tmp_path / "obj.npz"
     np.savez(p, a=np.array([{"p": 1}], dtype=object))
