@@ -136,6 +136,9 @@ def test_table_contains_the_numbers():
         cells = [c.strip() for c in line.strip().strip("│").split("│")]
         assert cells[0] == name and cells[-2] == value and cells[-1] == grad, line
     assert "14" in out and "a + b" in out
+    header = next(ln for ln in out.splitlines() if "node" in ln and "op" in ln)
+    cols = [c.strip() for c in header.strip().strip("┃").split("┃")]
+    assert cols == ["node", "op", "expression", "shape", "value", "∂z/∂node"]
 
 
 def test_table_all_adds_anonymous_nodes():

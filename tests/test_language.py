@@ -403,6 +403,11 @@ def test_outputs_first_is_differentiated_and_of_picks_another():
         pick_output(compile_program(Source(src), {}), "w")
 
 
+def test_output_names_the_binding_at_that_point():
+    y, g, res = ev("z = a * 2\noutput z\nz = a * 3", a=1)
+    assert y == 2 and g["a"] == 2
+
+
 def test_default_output_is_the_last_assignment():
     y, _, res = ev("x = 1 + a\ny = x * 3\nz = y - 1\n# nothing", a=1)
     assert res.graph.label(res.out) == "z" and y == 5
