@@ -7,8 +7,8 @@ Each node holds one value per row (a 1-D array), and every op runs its elementwi
 single 0-d value, so the output is identical, digit for digit, to running ``cgraph eval`` row by row.
 A program whose nodes are not all scalars (tensors inside) is evaluated row by row instead.
 
-Output: the CSV columns, then the output, then ``d<out>/d<input>`` for every input of the program;
-numbers as ``repr`` (shortest round-trip), non-finite numbers as ``NaN``, ``inf``, ``-inf``.
+Output: the CSV columns (each row's cells as given), then the output, then ``d<out>/d<input>`` for every
+input of the program; numbers as ``repr`` (shortest round-trip), non-finite ones as ``NaN``, ``inf``, ``-inf``.
 """
 
 from __future__ import annotations
@@ -76,16 +76,16 @@ def run_batch(
         head = _csv_line(cols) + "\n"  # written with the first rows, after they have been read
         nrows = 0
         bad_row: int | None = None
-        for line0, block in _blocks(f, batch_path, header, first_line):
+        for line0, block, lines in _blocks(f, batch_path, header, first_line):
             if vectorised:
                 table = _eval_rows(g, out_node, header, block.astype(np_dtype, copy=False), fixed, names)
             else:
                 table = _eval_one_by_one(g, out_node, header, block, fixed, names)
             if bad_row is None:
-                fin = np.isfinite(table[:, len(header) :]).all(axis=1) if table.dtype != object else None
+                fin = np.isfinite(table).all(axis=1) if table.dtype != object else None
                 if fin is not None and not fin.all():
                     bad_row = line0 + int(np.argmin(fin))
-            stream.write(head + _format_rows(block, table, len(header)))
+            stream.write(head + _format_rows(lines, table))
             head = ""
             nrows += len(block)
         if head:
@@ -136,8 +136,9 @@ def _read_header(f, path: str) -> tuple[list[str], int]:
     return header, lineno + 1
 
 
-def _blocks(f, path: str, header: list[str], first_line: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(line number of the block's first row, rows x columns float64 array), CHUNK_ROWS rows at a time."""
+def _blocks(f, path: str, header: list[str], first_line: int) -> Iterator[tuple[int, np.ndarray, list[str]]]:
+    """(line number of the block's first row, rows x columns float64 array, the rows' text), CHUNK_ROWS rows
+    at a time."""
     ncols = len(header)
     rest = ""
     lineno = first_line
@@ -166,15 +167,15 @@ def _blocks(f, path: str, header: list[str], first_line: int) -> Iterator[tuple[
             chunk = "".join(pending)
             pending = []
             npending = 0
-            arr = _parse_chunk(chunk, ncols, path, header, lineno)
+            arr, lines = _parse_chunk(chunk, ncols, path, header, lineno)
             if len(arr):
-                yield lineno, arr
+                yield lineno, arr, lines
             lineno += chunk.count("\n")
         if not data:
             return
 
 
-def _parse_chunk(text: str, ncols: int, path: str, header: list[str], lineno: int) -> np.ndarray:
+def _parse_chunk(text: str, ncols: int, path: str, header: list[str], lineno: int) -> tuple[np.ndarray, list[str]]:
     """Parse complete lines into floats; any irregularity (quotes, blank lines, errors) takes the careful path."""
     if "\r" in text:
         text = text.replace("\r\n", "\n")
@@ -188,7 +189,7 @@ def _parse_chunk(text: str, ncols: int, path: str, header: list[str], lineno: in
             except ValueError:
                 arr = None
             if arr is not None and _commas_ok(body, len(lines), ncols):
-                return arr
+                return arr, lines
     return _parse_careful(text, ncols, path, header, lineno)
 
 
@@ -203,8 +204,9 @@ def _commas_ok(body: str, nlines: int, ncols: int) -> bool:
     return bool((per == ncols - 1).all())
 
 
-def _parse_careful(text: str, ncols: int, path: str, header: list[str], lineno: int) -> np.ndarray:
+def _parse_careful(text: str, ncols: int, path: str, header: list[str], lineno: int) -> tuple[np.ndarray, list[str]]:
     rows: list[list[float]] = []
+    lines: list[str] = []
     for k, row in enumerate(csv.reader(io.StringIO(text))):
         line = lineno + k
         if not row or (len(row) == 1 and not row[0].strip()):
@@ -225,7 +227,8 @@ def _parse_careful(text: str, ncols: int, path: str, header: list[str], lineno: 
                     else f"{path}:{line}:{c + 1}: the cell in column '{header[c]}' is empty"
                 ) from None
         rows.append(vals)
-    return np.array(rows, dtype=np.float64).reshape(len(rows), ncols)
+        lines.append(",".join(cell.strip() for cell in row))
+    return np.array(rows, dtype=np.float64).reshape(len(rows), ncols), lines
 
 
 # -- evaluating ------------------------------------------------------------------------------------------------------
@@ -297,7 +300,7 @@ def _eval_rows(
     for k, name in enumerate(names):
         gr = grads[g.inputs[name]]
         table[:, 1 + k] = 0.0 if gr is None else gr
-    return np.concatenate((block.astype(dt).astype(np.float64), table), axis=1)
+    return table
 
 
 def _eval_one_by_one(
@@ -310,8 +313,7 @@ def _eval_one_by_one(
         for k, name in enumerate(header):
             inputs[name] = np.asarray(block[r, k], dtype=g.dtype)
         res = evaluate(g, inputs, out)
-        cells: list[Any] = [float(x) for x in block[r]]
-        cells.append(res.values[out])
+        cells: list[Any] = [res.values[out]]
         for name in names:
             gr = res.grads[g.inputs[name]]
             cells.append(0.0 if gr is None else gr)
@@ -334,23 +336,24 @@ def _csv_line(cells: list[str]) -> str:
     return buf.getvalue()
 
 
-def _format_rows(block: np.ndarray, table: np.ndarray, ninputs: int) -> str:
-    """Rows of the output CSV, each number as ``repr`` of the float (as ``eval --format csv`` writes it)."""
-    if table.dtype == object:
-        out = []
-        for row in table:
-            out.append(",".join(_cell(c) for c in row))
-        return "\n".join(out) + "\n" if out else ""
-    width = table.shape[1]
-    if table.size == 0:
+def _format_rows(lines: list[str], table: np.ndarray) -> str:
+    """Rows of the output CSV: each row's input cells as given, then its numbers as ``repr`` of the float
+    (as ``eval --format csv`` writes them; non-finite ones as NaN, inf, -inf)."""
+    if not lines:
         return ""
-    flat = table.astype(np.float64, copy=False).ravel().tolist()
-    text = repr(flat)[1:-1]
-    if "n" in text:  # nan, inf
-        text = text.replace("nan", "NaN")
-    parts = text.split(", ")
-    lines = [",".join(parts[k : k + width]) for k in range(0, len(parts), width)]
-    return "\n".join(lines) + "\n"
+    if table.dtype == object:
+        outs = [",".join(_cell(c) for c in r) for r in table]
+    else:
+        width = table.shape[1]
+        text = repr(table.astype(np.float64, copy=False).ravel().tolist())[1:-1]
+        if "n" in text:  # nan, inf
+            text = text.replace("nan", "NaN")
+        parts = text.split(", ")
+        if width == 1:
+            outs = parts
+        else:
+            outs = [",".join(parts[k : k + width]) for k in range(0, len(parts), width)]
+    return "\n".join([a + "," + b for a, b in zip(lines, outs)]) + "\n"
 
 
 def _cell(v: Any) -> str:
