@@ -203,7 +203,7 @@ def _power_rows(a, b):
 
 
 def _pow_vjp_base_rows(g, ans, a, b):
-    return g * b * _power_rows(a, b - 1)
+    return np.where(b == 0, 0.0, g * b * _power_rows(a, b - 1))  # as ops._pow_vjp_base: 0 for a^0
 
 
 def _norm_fwd(x):

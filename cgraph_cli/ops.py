@@ -209,7 +209,8 @@ def _softmax_vjp(g, ans, x, axis=-1):
 
 
 def _pow_vjp_base(g, ans, a, b):
-    return g * b * np.power(a, b - 1)
+    # PyTorch: d/da a^0 = 0 everywhere, also at a = 0 (where b * a^(b-1) would be 0 * inf)
+    return np.where(b == 0, 0.0, g * b * np.power(a, b - 1))
 
 
 def _pow_vjp_exp(g, ans, a, b):
