@@ -229,6 +229,15 @@ def test_reduction_max_min_split_among_ties(fn, strategy):
     assert np.isclose(np.sum(g), 1.0)
 
 
+def test_power_zero_at_zero_has_gradient_zero(strategy):
+    # PyTorch: d/dx x^0 = 0 also at x = 0, so a polynomial's gradient at 0 is finite
+    g = grads_of("y = 3 * x^0 + 2 * x^1 + x^2", x=0.0)
+    assert g["x"] == 2.0
+    np.testing.assert_array_equal(grads_of("y = sum(x^0 + x^n)", x=[0.0, 1.0, 2.0], n=0.0)["x"], [0, 0, 0])
+    assert grads_of("y = sum(x^n)", x=[0.0, 1.0], n=0.0)["n"] == 0.0  # d/dn 0^n = 0 for n >= 0
+    assert grads_of("y = x^0.5", x=0.0)["x"] == np.inf
+
+
 def test_norm_at_zero_is_finite(strategy):
     np.testing.assert_array_equal(grads_of("y = norm(x)", x=[0.0, 0.0])["x"], [0, 0])
 
