@@ -471,3 +471,14 @@ def test_statement_errors(src, needle):
 def test_inputs_in_order_of_first_appearance():
     _, _, res = ev("y = c * a + b", a=1, b=2, c=3)
     assert list(res.graph.inputs) == ["c", "a", "b"]
+
+
+def test_float32_computes_in_float32():
+    res = run(Source("y = exp(x) * sin(x) + x^2 / 3"), {"x": np.array(0.7)}, dtype="float32")
+    x = np.float32(0.7)
+    want = np.exp(x) * np.sin(x) + x ** np.float32(2) / np.float32(3)
+    dwant = np.exp(x) * np.sin(x) + np.exp(x) * np.cos(x) + np.float32(2) * x / np.float32(3)
+    assert res.values[res.out].dtype == np.float32 and res.grads[0].dtype == np.float32
+    np.testing.assert_allclose(res.values[res.out], want, rtol=1e-6)
+    np.testing.assert_allclose(res.grads[0], dwant, rtol=1e-6)
+    assert res.values[res.out] != float(np.exp(0.7) * np.sin(0.7) + 0.49 / 3)  # not float64 precision
