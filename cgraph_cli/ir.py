@@ -23,6 +23,7 @@ from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS, OPS, fmt_index, fmt_shape
 
 Span = tuple[int, int]
 MAX_NODES = 10_000_000
+MAX_DIMS = 32  # numpy 1.x's limit on dimensions (2.x allows 64)
 
 
 @dataclass
@@ -179,6 +180,7 @@ class Builder:
         self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
         self.itemsize = np.dtype(dtype).itemsize
         self.n_values = 0  # values held by all nodes so far (from their shapes)
+        self.tensors_checked: set[int] = set()  # ids of tensor literals whose nesting depth is known to be fine
         self.defs: dict[str, _Def] = {}
         self.last_assigned: int | None = None
         self.declared: set[str] = set()
@@ -197,6 +199,8 @@ class Builder:
             except ValueError as e:
                 raise CgraphError(str(e), span) from None
         if shape:  # a tensor: check the memory limit before anything is allocated
+            if len(shape) > MAX_DIMS:
+                raise CgraphError(f"the result of this '{op}' has {len(shape)} dimensions (at most {MAX_DIMS})", span)
             self.count_values(math.prod(shape) or max(shape), span, f"the result of this '{op}'")
         else:
             self.n_values += 1
@@ -431,6 +435,8 @@ class Builder:
         if kind == "index":
             return [e[3]]
         if kind == "tensor":
+            if id(e) not in self.tensors_checked:
+                self.check_tensor_depth(e)
             return [] if _const_tensor(e) is not None else list(e[3])
         if kind == "call":
             fname, args = e[3], e[4]
@@ -442,6 +448,16 @@ class Builder:
                 return []
             return list(args)
         return []
+
+    def check_tensor_depth(self, e: tuple) -> None:
+        """Refuse a tensor literal nested deeper than MAX_DIMS, once per outermost literal (O(size))."""
+        stack = [(e, 1)]
+        while stack:
+            x, depth = stack.pop()
+            if depth > MAX_DIMS:
+                raise CgraphError(f"a tensor literal may nest at most {MAX_DIMS} levels deep", (x[1], x[2]))
+            self.tensors_checked.add(id(x))
+            stack.extend((item, depth + 1) for item in x[3] if item[0] == "tensor")
 
     def lower(self, expr: tuple, env: dict[str, int] | None, frame: int) -> int:
         """Lower an expression to nodes (post-order, with an explicit stack)."""
@@ -570,6 +586,8 @@ class Builder:
             shape: tuple[int, ...] = (dims[0], dims[0])
         else:
             shape = dims
+        if len(shape) > MAX_DIMS:
+            raise CgraphError(f"{fname}() can make at most {MAX_DIMS} dimensions, not {len(shape)}", span)
         size = math.prod(shape) or max(shape, default=0)  # (0, 10**30) is refused too
         self.count_values(size, span, f"{fname}{fmt_shape(shape)}")  # before allocating
         self.n_values -= size  # counted again by const()

@@ -17,7 +17,7 @@ from cgraph_cli.errors import CgraphError
 
 DEFAULT_MAX_MEMORY = 1 << 30  # 1 GiB of values
 MAX_FILE_BYTES = 64 << 20  # 64 MiB of program text
-MAX_LINE_CHARS = 4_000_000  # one line: a 20,000-term sum is ~200 kB, a generated one-liner may be more
+MAX_LINE_CHARS = 1_000_000  # one line: a 20,000-term sum is ~200 kB; parsing 1 MB takes seconds
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*\Z")

@@ -360,6 +360,25 @@ def test_fuzz_other_commands(stmts: list[list[str]], command: str, fmt: str) -> 
     check_answer(code, out, err, text, f"{command} -e {text!r} {extra}")
 
 
+@FUZZ
+@given(text=st.one_of(programs().map(render_program), broken_programs(), text_soup))
+def test_fuzz_fast_parser_agrees_with_lark(text: str) -> None:
+    """Differential: whatever the hand-written fast parser accepts, Lark parses to the same statements."""
+    from cgraph_cli import parser
+    from cgraph_cli.errors import CgraphError, Source
+
+    if not hasattr(parser, "parse_fast"):
+        return
+    fast = parser.parse_fast(text if text.endswith("\n") else text + "\n")
+    if fast is None:
+        return
+    try:
+        reference = parser.parse_lark(Source(text))
+    except CgraphError as e:
+        raise AssertionError(f"the fast parser accepts {text!r}; Lark says: {e.render()}") from None
+    assert fast == reference, text
+
+
 _at_value = st.recursive(
     st.one_of(
         st.sampled_from(NUMBERS + ["inf", "-nan", "pi", "-pi", "1e", "e3", "--1", "0x10", ""]), st.text(max_size=4)

@@ -204,3 +204,28 @@ def test_node_cap_without_defs():
     src = Source("y = a + a\n" * 50)
     with pytest.raises(CgraphError, match="more than 40 nodes"):
         Builder(src, {"a": np.float64(1)}, max_nodes=40).build(parse(src))
+
+
+# -- dimensions and nesting ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("leaf", ["1", "a"])
+def test_deeply_nested_tensor_literal_is_refused_quickly(leaf):
+    """Numpy allows 32 (1.x) or 64 (2.x) dimensions; a deeper literal is an error at the literal,
+    found in one pass (not once per level)."""
+    n = 20000
+    prog = "z = sum(" + "[" * n + leaf + "]" * n + ")"
+    err = err_of("eval", "-e", prog, "--at", "a=1")
+    assert "a tensor literal may nest at most 32 levels deep" in err
+
+
+def test_32_levels_are_fine():
+    prog = "z = sum(" + "[" * 32 + "a" + "]" * 32 + ")"
+    code, out, err = run_inprocess(["eval", "-e", prog, "--at", "a=2", "--format", "json"])
+    assert code == 0 and json.loads(out)["gradients"]["a"] == 1.0
+
+
+def test_too_many_dimensions_from_ops_and_constructors():
+    ones = ", ".join(["1"] * 33)
+    assert "has 34 dimensions (at most 32)" in err_of("eval", "-e", f"z = sum(reshape(ones(1), {ones}, 1))")
+    assert "at most 32 dimensions, not 33" in err_of("eval", "-e", f"z = sum(zeros({ones}))")
