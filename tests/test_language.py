@@ -481,4 +481,4 @@ def test_float32_computes_in_float32():
     assert res.values[res.out].dtype == np.float32 and res.grads[0].dtype == np.float32
     np.testing.assert_allclose(res.values[res.out], want, rtol=1e-6)
     np.testing.assert_allclose(res.grads[0], dwant, rtol=1e-6)
-    assert res.values[res.out] != float(np.exp(0.7) * np.sin(0.7) + 0.49 / 3)  # not float64 precision
+    assert float(res.values[res.out]) != float(np.exp(0.7) * np.sin(0.7) + 0.49 / 3)  # not float64 precision
