@@ -10,50 +10,65 @@ from __future__ import annotations
 import os
 import sys
 
-import typer
-
 from cgraph_cli import __version__
 from cgraph_cli.errors import CgraphError, OutputClosed
 
-app = typer.Typer(
-    name="cgraph",
-    help=(
-        "Evaluate, differentiate and draw computation graphs.\n\n"
-        "Write a small program such as 'x = a + b; y = b + c; z = x * y' and run\n\n"
-        "  cgraph eval lecture.cg --at a=-1,b=3,c=4\n\n"
-        "to see every node's value and its gradient ∂z/∂node (backpropagation)."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+_APP = None
 
 
-def _version(value: bool) -> None:
-    if value:
-        print(f"cgraph {__version__}")
-        raise typer.Exit()
+def _get_app():
+    """The Typer app, built on first use (``cgraph eval ... --format json|csv`` runs without Typer)."""
+    global _APP
+    if _APP is None:
+        _APP = _build_app()
+    return _APP
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
-    ),
-) -> None:
-    """Evaluate, differentiate and draw computation graphs."""
+def __getattr__(name: str):
+    if name == "app":  # ``from cgraph_cli.cli import app`` keeps working
+        return _get_app()
+    raise AttributeError(name)
 
 
-def _register() -> None:
-    from cgraph_cli.commands import check_cmd, eval_cmd, explain_cmd, ir_cmd, render_cmd
+def _build_app():
+    import typer
 
-    for mod in (eval_cmd, render_cmd, check_cmd, explain_cmd, ir_cmd):
-        mod.register(app)
+    app = typer.Typer(
+        name="cgraph",
+        help=(
+            "Evaluate, differentiate and draw computation graphs.\n\n"
+            "Write a small program such as 'x = a + b; y = b + c; z = x * y' and run\n\n"
+            "  cgraph eval lecture.cg --at a=-1,b=3,c=4\n\n"
+            "to see every node's value and its gradient ∂z/∂node (backpropagation)."
+        ),
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
 
+    def _version(value: bool) -> None:
+        if value:
+            print(f"cgraph {__version__}")
+            raise typer.Exit()
 
-_register()
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(
+            False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ) -> None:
+        """Evaluate, differentiate and draw computation graphs."""
+
+    def _register() -> None:
+        from cgraph_cli.commands import check_cmd, eval_cmd, explain_cmd, ir_cmd, render_cmd
+
+        for mod in (eval_cmd, render_cmd, check_cmd, explain_cmd, ir_cmd):
+            mod.register(app)
+
+    _register()
+    return app
 
 
 def _fail(message: str, code: int) -> None:
@@ -100,13 +115,27 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _main(argv: list[str] | None) -> None:
-    from typer.exceptions import Abort, Exit, TyperException
+class _NotRaised(Exception):
+    """Stands in for Typer's exception classes when the fast path runs without Typer."""
 
+
+def _main(argv: list[str] | None) -> None:
+    from cgraph_cli.fastpath import parse_eval_args
+
+    fast = parse_eval_args(list(sys.argv[1:] if argv is None else argv))
+    if fast is None:
+        from typer.exceptions import Abort, Exit, TyperException
+    else:
+        Abort = Exit = TyperException = _NotRaised  # noqa: N806
     debug = bool(os.environ.get("CGRAPH_DEBUG"))
     code = 0
     try:
-        rv = app(args=argv, standalone_mode=False, prog_name="cgraph")
+        if fast is not None:
+            from cgraph_cli.fastpath import run_eval
+
+            rv = run_eval(fast)
+        else:
+            rv = _get_app()(args=argv, standalone_mode=False, prog_name="cgraph")
         code = rv if isinstance(rv, int) else 0
         sys.stdout.flush()
     except CgraphError as err:
