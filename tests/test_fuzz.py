@@ -346,16 +346,21 @@ def _commands() -> list[str]:
     from cgraph_cli.cli import app
 
     names = {c.name for c in app.registered_commands}
-    return [c for c in ("ir", "check", "explain") if c in names]
+    return [c for c in ("ir", "check", "explain", "render") if c in names]
 
 
 @FUZZ
 @given(stmts=programs(), command=st.sampled_from(_commands()), fmt=st.sampled_from(["", "json", "dot"]))
 def test_fuzz_other_commands(stmts: list[list[str]], command: str, fmt: str) -> None:
+    """ir, check, explain and render (DOT to stdout: no Graphviz child) on random programs."""
     text = render_program(stmts, sep=";")
     extra = at_for(text) if command != "ir" else []
     if command == "ir" and fmt:
         extra = ["--format", fmt]
+    elif command == "render":
+        extra += ["--format", "dot", "-o", "-"] + (["--no-values"] if fmt == "" else [])
+    elif command in ("check", "explain") and fmt == "json":
+        extra += ["--format", "json"]
     code, out, err = run_inprocess([command, "-e", text, *extra])
     check_answer(code, out, err, text, f"{command} -e {text!r} {extra}")
 
@@ -431,6 +436,31 @@ def test_fuzz_at_file(tmp_path_factory, doc, raw) -> None:
     path.write_bytes(raw if raw is not None else json.dumps(doc).encode())
     code, out, err = run_inprocess(["eval", "-e", "z = sum(a * x) + b", "--at-file", str(path), "--at", "b=1"])
     check_answer(code, out, err, None, f"--at-file {path.read_bytes()!r}")
+
+
+csv_cells = st.one_of(
+    st.sampled_from(["1", "-2.5", "0", "1e999", "nan", "inf", "", " 3 ", "x", "[1,2]", '"4"']), st.text(max_size=4)
+)
+
+
+@FUZZ
+@given(
+    header=st.lists(st.sampled_from(["a", "b", "x", "z", "", "a b", "1", "a"]), min_size=0, max_size=4),
+    rows=st.lists(st.lists(csv_cells, max_size=5), max_size=6),
+    raw=st.one_of(st.none(), st.text(max_size=60), st.binary(max_size=30)),
+    fmt=st.sampled_from(["table", "json", "csv"]),
+)
+def test_fuzz_batch_csv(tmp_path_factory, header, rows, raw, fmt) -> None:
+    """eval --batch with random CSV files."""
+    path = tmp_path_factory.mktemp("batch") / "points.csv"
+    if isinstance(raw, bytes):
+        path.write_bytes(raw)
+    elif isinstance(raw, str):
+        path.write_text(raw, encoding="utf-8")
+    else:
+        path.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
+    code, out, err = run_inprocess(["eval", "-e", "z = a * b + sin(a)", "--batch", str(path), "--format", fmt])
+    check_answer(code, out, err, None, f"--batch {path.read_bytes()!r}")
 
 
 # -- a few through the real entry point ------------------------------------------------------
