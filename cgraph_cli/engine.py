@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -677,25 +676,36 @@ class ScalarPlan:
 
     # -- results ----------------------------------------------------------------------------------------------------
     def _result(self, inputs, out, v: list[float], G: list[Any]) -> Result:
-        """Values and gradients as Python floats (leaves keep their given arrays)."""
+        """Values and gradients as numpy float64 scalars (so that arithmetic on them follows numpy's rules,
+        as on the generic path's); leaves keep their given arrays; None where no gradient is defined."""
         g = self.g
         _check_scalar_output(g, out, ())
         need = self.need
-        if G.count(None) != need.count(False):  # a node that needs a gradient was not reached: 0
-            G = [0.0 if (x is None and nd) else x for x, nd in zip(G, need)]
+        V = np.array(v, dtype=np.float64)
+        Ga = np.array(G, dtype=np.float64)  # None -> NaN
+        nones = G.count(None)
+        if nones != need.count(False):  # a node that needs a gradient was not reached: 0
+            for i in np.flatnonzero(np.isnan(Ga)).tolist():
+                if G[i] is None and need[i]:
+                    Ga[i] = 0.0
         bad: list[tuple[str, int]] = []
-        if not math.isfinite(sum(v)):  # rare: find the first non-finite value exactly
-            fin = np.isfinite(np.array(v, dtype=np.float64))
-            if not fin.all():
-                bad.append(("forward", int(np.argmin(fin))))
-        if not math.isfinite(sum(compress(G, need))):
-            ga = np.array([0.0 if x is None else x for x in G], dtype=np.float64)
-            fin = np.isfinite(ga)
-            if not fin.all():
-                bad.append(("backward", int(self.n - 1 - np.argmin(fin[::-1]))))
+        fin = np.isfinite(V)
+        if not fin.all():
+            bad.append(("forward", int(np.argmin(fin))))
+        values: list[Any] = list(V)
+        grads: list[Any] = list(Ga)
+        if nones:
+            for i in np.flatnonzero(np.isnan(Ga)).tolist():
+                if G[i] is None:
+                    grads[i] = None
+        gf = np.isfinite(Ga)
+        if not gf.all():
+            gf |= ~np.array(need, dtype=bool)
+            if not gf.all():
+                bad.append(("backward", int(self.n - 1 - np.argmin(gf[::-1]))))
         for i in self.leaves:
-            v[i] = g.attrs[i]["value"] if g.ops[i] == "const" else inputs[g.names[i]]  # type: ignore[index]
-        return Result(g, v, G, out, inputs, bad)
+            values[i] = g.attrs[i]["value"] if g.ops[i] == "const" else inputs[g.names[i]]  # type: ignore[index]
+        return Result(g, values, grads, out, inputs, bad)
 
     def _result_arrays(self, inputs, out, V: np.ndarray, GR) -> Result:
         G, reached = GR
@@ -703,11 +713,11 @@ class ScalarPlan:
         n = self.n
         _check_scalar_output(g, out, ())
         need = np.fromiter(self.need, dtype=bool, count=n)
-        values: list[Any] = V.tolist()
+        values: list[Any] = list(V)
         for i in self.leaves:
             values[i] = g.attrs[i]["value"] if g.ops[i] == "const" else inputs[g.names[i]]  # type: ignore[index]
         G = np.where(reached, G, 0.0)
-        grads: list[Any] = G.tolist()
+        grads: list[Any] = list(G)
         for i in np.nonzero(~need)[0].tolist():
             grads[i] = None
         bad: list[tuple[str, int]] = []
