@@ -335,3 +335,17 @@ def test_random_tensor_programs_gradients_match_finite_differences(expr, seed):
             numeric = (float(forward(g, plus)[res.out]) - float(forward(g, minus)[res.out])) / (2 * h)
             analytic = float(np.asarray(res.grads[i])[idx])
             assert abs(analytic - numeric) <= 1e-5 * max(1.0, abs(f0), abs(numeric)), (src, name, idx)
+
+
+@SETTINGS
+@given(st.lists(st.text(alphabet="ab=,[]-+.e1 0pinfa_x;", max_size=20), max_size=3))
+def test_random_at_values_raise_only_cgraph_error(specs):
+    from cgraph_cli.values import parse_at
+
+    try:
+        values = parse_at(specs)
+    except CgraphError as e:
+        assert e.render().startswith("error: --at")
+        return
+    for v in values.values():
+        assert v.dtype == np.float64
