@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from cgraph_cli.errors import CgraphError, Source, closest
-from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS, OPS, fmt_index, fmt_shape
+from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS, OPS, broadcast_shape, fmt_index, fmt_shape, same_shape
 
 Span = tuple[int, int]
+_SAME_SHAPE_RULES = (broadcast_shape, same_shape)
 MAX_NODES = 10_000_000
 MAX_DIMS = 32  # numpy 1.x's limit on dimensions (2.x allows 64)
 
@@ -193,6 +194,8 @@ class Builder:
             shape = None  # set by the caller
         elif any(s is None for s in shapes):
             shape = None
+        elif not attrs and shapes and shapes.count(shapes[0]) == len(shapes) and OPS[op].shape in _SAME_SHAPE_RULES:
+            shape = shapes[0]  # elementwise on equal shapes (the common case): no broadcasting to work out
         else:
             try:
                 shape = OPS[op].shape(shapes, **(attrs or {}))
