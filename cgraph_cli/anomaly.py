@@ -30,6 +30,12 @@ class Anomaly:
     node: int  # the op node to blame
     operand: int | None = None  # backward: the operand the non-finite gradient flowed to
     bad: Any = None  # the non-finite value or gradient contribution
+    overflow: bool = False  # backward: finite contributions whose sum overflowed
+
+
+def _np(v: Any) -> Any:
+    """numpy semantics (1/0 is inf, not ZeroDivisionError) for values a fast engine keeps as floats."""
+    return np.float64(v) if isinstance(v, (float, int)) else v
 
 
 def _finite(v: Any) -> bool:
@@ -55,11 +61,13 @@ def _fallback(result: Result) -> Anomaly:
 
 
 def _backward_origin(result: Result) -> Anomaly | None:
-    """Replay the local derivatives in backward order; the first that is non-finite from finite inputs."""
+    """Replay the local derivatives in backward order; the first that is non-finite from finite inputs,
+    or the first sum of finite contributions (the chain rule's sum over successors) that overflows."""
     from cgraph_cli.ops import OPS, unbroadcast
 
     g, vals, grads = result.graph, result.values, result.grads
     need = g.needs_grad()
+    acc: dict[int, Any] = {}
     with np.errstate(all="ignore"):
         for i in range(result.out, -1, -1):
             gi = grads[i]
@@ -68,7 +76,8 @@ def _backward_origin(result: Result) -> Anomaly | None:
                 continue
             spec = OPS[op]
             attrs = g.attrs[i] or {}
-            xs = [vals[j] for j in g.args[i]]
+            gi = _np(gi)
+            xs = [_np(vals[j]) for j in g.args[i]]
             for k, j in enumerate(g.args[i]):
                 if not need[j]:
                     continue
@@ -76,11 +85,15 @@ def _backward_origin(result: Result) -> Anomaly | None:
                 if rule is None:
                     continue
                 try:
-                    gk = unbroadcast(rule(gi, vals[i], *xs, **attrs), np.shape(vals[j]), op)
+                    gk = unbroadcast(rule(gi, _np(vals[i]), *xs, **attrs), np.shape(vals[j]), op)
                 except Exception:  # a diagnostic must never fail the run
                     return None
                 if not _finite(gk):
                     return Anomaly("backward", i, j, gk)
+                total = gk if j not in acc else acc[j] + gk
+                if not _finite(total):
+                    return Anomaly("backward", i, j, total, overflow=True)
+                acc[j] = total
     return None
 
 
@@ -102,6 +115,12 @@ def warnings(result: Result) -> list[str]:
         elif a.operand is None:  # the input or node itself (no op to blame was found)
             msg = f"non-finite gradient {fmt_value(a.bad)} first appears in the backward pass at {node}"
             hint = None
+        elif a.overflow:
+            msg = (
+                f"non-finite gradient first appears in the backward pass at {node}: adding its contribution "
+                f"to ∂{g.label(result.out)}/∂{g.label(a.operand)} makes the sum {fmt_value(a.bad)}"
+            )
+            hint = f"overflow: the sum is beyond the range of {np.dtype(g.dtype).name} (about ±{_largest(g)})"
         else:
             out_name = g.label(result.out)
             msg = (

@@ -143,7 +143,16 @@ def test_first_nonfinite_is_really_first(stmts, fill):
     assert ("forward pass" in err) == (first_value is not None)
     if "backward" in entries:
         e = entries["backward"]
-        assert not bad(nodes[e["id"]]["grad"]) and bad(nodes[e["operand"]]["grad"])
+        assert not bad(nodes[e["id"]]["grad"]) and bad(nodes[e["operand"]]["grad"])  # the op passes it on
         assert e["operand"] in nodes[e["id"]]["args"]
     else:
         assert not any(bad(n["grad"]) for n in nodes)
+
+
+def test_gradient_sum_overflow_is_named():
+    """y = a * a at a = 1e308: each contribution a·1 = 1e308 is finite, their sum is not."""
+    ws = warnings_of("y = a * a", "a=1e308")
+    assert ws[0].startswith("<expr>:1:5: non-finite value inf first appears in the forward pass at node y (mul)")
+    assert ws[1].startswith("<expr>:1:5: non-finite gradient first appears in the backward pass at node y (mul)")
+    assert "adding its contribution to ∂y/∂a makes the sum inf" in ws[1]
+    assert "hint: overflow: the sum is beyond the range of float64" in ws[1]
