@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -27,7 +28,7 @@ from cgraph_cli.errors import Source
 from cgraph_cli.ir import Frame, Graph
 
 MIN_CHARS = 20_000
-FORMAT = 1
+FORMAT = 2
 _MODULES = ("ir.py", "ops.py", "parser.py", "cache.py", "errors.py")
 
 
@@ -117,6 +118,9 @@ def _to_arrays(g: Graph) -> dict[str, np.ndarray]:
         "frames_of": np.array(g.frames_of, dtype=np.int32),
     }
     scalar_idx, scalar_val, other_attrs = [], [], []
+    tidx: list[int] = []
+    tshapes: list[tuple[int, ...]] = []
+    tvals: list[np.ndarray] = []
     for i, a in enumerate(g.attrs):
         if not a:
             continue
@@ -125,12 +129,18 @@ def _to_arrays(g: Graph) -> dict[str, np.ndarray]:
             if np.ndim(v) == 0:
                 scalar_idx.append(i)
                 scalar_val.append(v)
-            else:
-                arrays[f"t{i}"] = np.asarray(v)
+            else:  # tensor constants: one flat array for all, with their shapes
+                tidx.append(i)
+                tshapes.append(np.shape(v))
+                tvals.append(np.asarray(v, dtype=g.dtype).ravel())
         else:
             other_attrs.append([i, {k: _jsonable_attr(k, v) for k, v in a.items()}])
     arrays["cidx"] = np.array(scalar_idx, dtype=np.int64)
     arrays["cval"] = np.array(scalar_val, dtype=g.dtype).reshape(-1)
+    arrays["tidx"] = np.array(tidx, dtype=np.int64)
+    arrays["tndim"] = np.array([len(s) for s in tshapes], dtype=np.int64)
+    arrays["tdims"] = np.array([d for s in tshapes for d in s], dtype=np.int64)
+    arrays["tflat"] = np.concatenate(tvals) if tvals else np.zeros(0, dtype=g.dtype)
     for name, v in g.defaults.items():
         arrays[f"d_{name}"] = np.asarray(v)
     meta = {
@@ -215,9 +225,15 @@ def _from_arrays(z: dict[str, np.ndarray], source: Source) -> Graph:
     attrs: list[Any] = [None] * n
     for i, v in zip(z["cidx"].tolist(), z["cval"]):
         attrs[i] = {"value": np.asarray(v, dtype=dtype)}
-    for name, arr in z.items():
-        if name.startswith("t") and name[1:].isdigit():
-            attrs[int(name[1:])] = {"value": np.asarray(arr, dtype=dtype)}
+    tflat = z["tflat"].astype(dtype, copy=False)
+    tdims = z["tdims"].tolist()
+    p = q = 0
+    for i, nd in zip(z["tidx"].tolist(), z["tndim"].tolist()):
+        shape = tuple(tdims[q : q + nd])
+        q += nd
+        size = math.prod(shape)
+        attrs[i] = {"value": tflat[p : p + size].reshape(shape).copy()}
+        p += size
     for i, a in meta["attrs"]:
         attrs[i] = {k: _attr_from_json(k, v) for k, v in a.items()}
     sp = z["spans"].reshape(-1, 2)
