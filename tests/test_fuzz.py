@@ -463,6 +463,29 @@ def test_fuzz_batch_csv(tmp_path_factory, header, rows, raw, fmt) -> None:
     check_answer(code, out, err, None, f"--batch {path.read_bytes()!r}")
 
 
+ARGV_WORDS = [
+    "eval", "ir", "check", "explain", "render", "-e", "--expr", "--at", "--at-file", "--of", "--format", "-f", "--all",
+    "--strict", "--seed", "--dtype", "--max-memory", "--batch", "--no-cache", "--help", "-h", "--version", "--",
+    "-", "json", "csv", "table", "text", "dot", "float32", "float64", "z = a * b", "a=1,b=2", "a=-1", "z", "q", "1G",
+    "-3", "1e3", "--format=json", "--at=a=1", "--seed=1", "-ez=1", "nosuch.cg", "/", "", "=", "--of=",
+]  # fmt: skip
+
+
+@FUZZ
+@given(argv=st.lists(st.one_of(st.sampled_from(ARGV_WORDS), st.text(max_size=6)), max_size=8))
+def test_fuzz_argv(argv: list[str]) -> None:
+    """Random command lines: the same answer with and without the Typer-free fast path of eval."""
+    assume("--batch" not in argv and "--at-file" not in argv and "-" not in argv)  # no files, no stdin
+    with pytest.MonkeyPatch.context() as m:
+        m.chdir(CORPUS)
+        code, out, err = run_inprocess(argv)
+        check_answer(code, out, err, None, f"argv {argv!r}")
+        m.setenv("CGRAPH_NO_FASTPATH", "1")
+        code2, out2, err2 = run_inprocess(argv)
+        check_answer(code2, out2, err2, None, f"argv {argv!r} (no fast path)")
+    assert (code, out) == (code2, out2), argv
+
+
 # -- a few through the real entry point ------------------------------------------------------
 
 
