@@ -289,6 +289,37 @@ def _sign(a: float) -> float:
     return 1.0 if a > 0 else (-1.0 if a < 0 else (0.0 if a == 0 else _NAN))
 
 
+_BINARY_BCODES = {C_ADD: (2, 3, 4), C_SUB: (5, 6, 7), C_MUL: (8, 9, 10), C_DIV: (11, 12, 13)}
+_UNARY_BCODES = {
+    C_ID: 1,
+    C_NEG: 14,
+    C_SIN: 15,
+    C_COS: 16,
+    C_SQRT: 17,
+    C_ABS: 18,
+    C_SQUARE: 19,
+    C_RELU: 20,
+    C_NP1: 21,
+}
+
+
+def _backward_codes(codes: list[int], a0: list[int], a1: list[int], need: list[bool]) -> list[int]:
+    """Backward op codes: 0 = nothing to pass on; binary ops split by which operands need a gradient."""
+    out = [0] * len(codes)
+    for i, (c, a, b) in enumerate(zip(codes, a0, a1)):
+        if c == C_LEAF or not need[i]:
+            continue
+        if c == C_NP:
+            out[i] = 22
+        elif c in _BINARY_BCODES:
+            both, first, second = _BINARY_BCODES[c]
+            na, nb = need[a], need[b]
+            out[i] = both if (na and nb) else (first if na else (second if nb else 0))
+        elif need[a]:
+            out[i] = _UNARY_BCODES[c]
+    return out
+
+
 class ScalarPlan:
     """A scalar float64 graph compiled for the fast strategies (cached on the Graph)."""
 
@@ -298,6 +329,12 @@ class ScalarPlan:
         self._levels: Any = None
         self._code: Any = None
         self._compile_scalar()  # one pass over the nodes: op codes, operands, which nodes need a gradient
+
+    def need_array(self) -> np.ndarray:
+        arr = getattr(self, "_need_arr", None)
+        if arr is None:
+            arr = self._need_arr = np.array(self.need, dtype=bool)
+        return arr
 
     # -- shape of the graph ---------------------------------------------------------------------------------------
     def arrays(self):
@@ -400,6 +437,7 @@ class ScalarPlan:
                     y = a1[i] = t[-1]
                     need[i] = need[x] or need[y] or (k > 2 and any(need[j] for j in t))
             self._code = (codes, a0, a1, extra)
+            self._bcodes = _backward_codes(codes, a0, a1, need)
             self._arity = arity
             self.need = need
             self.leaves = leaves
@@ -464,6 +502,7 @@ class ScalarPlan:
 
     def _backward_scalar(self, v: list[float], out: int) -> list[Any]:
         codes, A0, A1, extra = self._compile_scalar()
+        bcodes = self._bcodes
         need = self.need
         g = self.g
         G: list[Any] = [None] * self.n
@@ -471,50 +510,67 @@ class ScalarPlan:
             return G
         G[out] = 1.0
         sin, cos = math.sin, math.cos
-        for i, c, a, b in zip(range(out, -1, -1), codes[out::-1], A0[out::-1], A1[out::-1]):
+        # bcodes (see _backward_codes) fold in which operands need a gradient; contributions go in operand order
+        for i, c, a, b in zip(range(out, -1, -1), bcodes[out::-1], A0[out::-1], A1[out::-1]):
+            if c == 0:
+                continue
             gi = G[i]
-            if gi is None or c == 0:
+            if gi is None:
                 continue
-            # contributions in operand order, only to operands that need a gradient
-            if c == 4:
-                if need[a]:
-                    x = G[a]
-                    d = gi * v[b]
-                    G[a] = d if x is None else x + d
-                if need[b]:
-                    x = G[b]
-                    d = gi * v[a]
-                    G[b] = d if x is None else x + d
-                continue
-            if c == 2:
-                if need[a]:
-                    x = G[a]
-                    G[a] = gi if x is None else x + gi
-                if need[b]:
-                    x = G[b]
-                    G[b] = gi if x is None else x + gi
-                continue
-            if c == 3:
-                if need[a]:
-                    x = G[a]
-                    G[a] = gi if x is None else x + gi
-                if need[b]:
-                    x = G[b]
-                    d = -gi
-                    G[b] = d if x is None else x + d
-                continue
-            if c == 5:
-                if need[a]:
+            if c == 8:  # mul, both operands
+                x = G[a]
+                d = gi * v[b]
+                G[a] = d if x is None else x + d
+                x = G[b]
+                d = gi * v[a]
+                G[b] = d if x is None else x + d
+            elif c == 9:  # mul, operand 0
+                x = G[a]
+                d = gi * v[b]
+                G[a] = d if x is None else x + d
+            elif c == 10:  # mul, operand 1
+                x = G[b]
+                d = gi * v[a]
+                G[b] = d if x is None else x + d
+            elif c == 2:  # add, both
+                x = G[a]
+                G[a] = gi if x is None else x + gi
+                x = G[b]
+                G[b] = gi if x is None else x + gi
+            elif c == 3:
+                x = G[a]
+                G[a] = gi if x is None else x + gi
+            elif c == 4:
+                x = G[b]
+                G[b] = gi if x is None else x + gi
+            elif c == 15:  # sin
+                x = G[a]
+                d = gi * cos(v[a])
+                G[a] = d if x is None else x + d
+            elif c == 5:  # sub, both
+                x = G[a]
+                G[a] = gi if x is None else x + gi
+                x = G[b]
+                d = -gi
+                G[b] = d if x is None else x + d
+            elif c == 6:
+                x = G[a]
+                G[a] = gi if x is None else x + gi
+            elif c == 7:
+                x = G[b]
+                d = -gi
+                G[b] = d if x is None else x + d
+            elif c == 11 or c == 12 or c == 13:  # div
+                if c != 13:
                     x = G[a]
                     d = gi / v[b]
                     G[a] = d if x is None else x + d
-                if need[b]:
+                if c != 12:
                     x = G[b]
                     vb = v[b]
                     d = -gi * v[a] / (vb * vb)
                     G[b] = d if x is None else x + d
-                continue
-            if c == 14:
+            elif c == 22:  # any op, through the op table on numpy scalars
                 spec, at = extra[i]
                 ans = np.float64(v[i])
                 xs = [np.float64(v[j]) for j in g.args[i]]
@@ -528,29 +584,25 @@ class ScalarPlan:
                     d = float(rule(gg, ans, *xs, **at))
                     x = G[j]
                     G[j] = d if x is None else x + d
-                continue
-            if not need[a]:
-                continue
-            if c == 7:
-                d = gi * cos(v[a])
-            elif c == 1:
-                d = gi
-            elif c == 6:
-                d = -gi
-            elif c == 8:
-                d = -gi * sin(v[a])
-            elif c == 9:
-                d = gi / (2 * v[i])
-            elif c == 10:
-                d = gi * _sign(v[a])
-            elif c == 11:
-                d = 2 * gi * v[a]
-            elif c == 12:
-                d = gi * (1.0 if v[a] > 0 else 0.0)
-            else:  # C_NP1
-                d = float(extra[i][1](np.float64(gi), np.float64(v[i]), np.float64(v[a])))
-            x = G[a]
-            G[a] = d if x is None else x + d
+            else:  # unary ops whose operand needs a gradient
+                if c == 1:
+                    d = gi
+                elif c == 14:
+                    d = -gi
+                elif c == 16:
+                    d = -gi * sin(v[a])
+                elif c == 17:
+                    d = gi / (2 * v[i])
+                elif c == 18:
+                    d = gi * _sign(v[a])
+                elif c == 19:
+                    d = 2 * gi * v[a]
+                elif c == 20:
+                    d = gi * (1.0 if v[a] > 0 else 0.0)
+                else:  # 21: numpy unary
+                    d = float(extra[i][1](np.float64(gi), np.float64(v[i]), np.float64(v[a])))
+                x = G[a]
+                G[a] = d if x is None else x + d
         return G
 
     # -- level batching -----------------------------------------------------------------------------------------------
@@ -610,13 +662,17 @@ class ScalarPlan:
         return self._result_arrays(inputs, out, V, G)
 
     def leaf_values_array(self, inputs: dict[str, Any]) -> np.ndarray:
-        return np.asarray(self.leaf_values(inputs), dtype=np.float64)[self.leaves]
+        g = self.g
+        return np.array(
+            [float(g.attrs[i]["value"]) if g.ops[i] == "const" else float(inputs[g.names[i]]) for i in self.leaves],
+            dtype=np.float64,
+        )
 
     def _backward_levels(self, V: np.ndarray, out: int):
         groups, ei, ek, ej, slot, by_level, lcut, lvl = self._compile_levels()
         n = self.n
         g = self.g
-        need = np.fromiter(self.need, dtype=bool, count=n)
+        need = self.need_array()
         G = np.zeros(n, dtype=np.float64)
         reached = np.zeros(n, dtype=bool)
         if not need[out]:
@@ -712,7 +768,7 @@ class ScalarPlan:
         g = self.g
         n = self.n
         _check_scalar_output(g, out, ())
-        need = np.fromiter(self.need, dtype=bool, count=n)
+        need = self.need_array()
         values: list[Any] = list(V)
         for i in self.leaves:
             values[i] = g.attrs[i]["value"] if g.ops[i] == "const" else inputs[g.names[i]]  # type: ignore[index]
