@@ -227,15 +227,16 @@ class Builder:
         """Refuse a node whose value, or the program's values in all, would pass the memory limit."""
         self.n_values += size
         if self.n_values * self.itemsize > self.max_memory:
-            from cgraph_cli.limits import fmt_bytes
+            from cgraph_cli.limits import fmt_bytes, suggest_size
 
             alone = size * self.itemsize > self.max_memory
-            total = fmt_bytes(size * self.itemsize if alone else self.n_values * self.itemsize)
+            needed = size * self.itemsize if alone else self.n_values * self.itemsize
+            total = fmt_bytes(needed)
             what = f"{what} would hold {size:,} values ({total})" if alone else f"the values would take {total}"
             raise CgraphError(
                 f"{what}, more than the memory limit of {fmt_bytes(self.max_memory)}",
                 span,
-                hint="use smaller shapes, or raise the limit with --max-memory (e.g. --max-memory 4G)",
+                hint=f"use smaller shapes, or raise the limit: --max-memory {suggest_size(needed)}",
             )
 
     def const(self, value: Any, span: Span, frame: int) -> int:

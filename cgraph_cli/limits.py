@@ -51,6 +51,17 @@ def fmt_bytes(n: float) -> str:
     return f"{n:.3g} EiB"  # pragma: no cover
 
 
+def suggest_size(nbytes: int) -> str:
+    """A round --max-memory value of at least ``nbytes``: 16M, 512M, 4G, 128G..."""
+    for unit, scale in (("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40)):
+        k = 1
+        while k * scale < nbytes and k < 1024:
+            k *= 2
+        if k * scale >= nbytes:
+            return f"{k}{unit}"
+    return f"{-(-nbytes // (1 << 40))}T"
+
+
 def check_size(nbytes: int, name: str) -> None:
     """Refuse a program text of more than MAX_FILE_BYTES."""
     if nbytes > MAX_FILE_BYTES:

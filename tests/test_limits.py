@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -229,3 +230,19 @@ def test_too_many_dimensions_from_ops_and_constructors():
     ones = ", ".join(["1"] * 33)
     assert "has 34 dimensions (at most 32)" in err_of("eval", "-e", f"z = sum(reshape(ones(1), {ones}, 1))")
     assert "at most 32 dimensions, not 33" in err_of("eval", "-e", f"z = sum(zeros({ones}))")
+
+
+@pytest.mark.parametrize(
+    "nbytes,text", [(1, "1M"), (5 << 20, "8M"), (1 << 30, "1G"), ((1 << 30) + 1, "2G"), (80 * 10**9, "128G")]
+)
+def test_suggested_limit_is_enough_and_round(nbytes, text):
+    assert limits.suggest_size(nbytes) == text
+    assert limits.parse_size(text) >= nbytes
+
+
+def test_error_suggests_a_limit_that_works():
+    prog = "z = sum(ones(1000, 1000))"
+    err = err_of("eval", "-e", prog, "--max-memory", "4M")
+    suggested = re.search(r"--max-memory (\S+)$", err, re.M).group(1)
+    assert suggested == "8M"
+    assert run_inprocess(["eval", "-e", prog, "--max-memory", suggested])[0] == 0
