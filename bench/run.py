@@ -555,7 +555,7 @@ r = evaluate(g, {{"a": np.asarray(0.5)}})
 cur, peak = tracemalloc.get_traced_memory()
 tracemalloc.stop()
 end = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(nodes, peak, (built - base) * 1024, (end - base) * 1024)
+print(nodes, peak, built * 1024, end * 1024)
 """
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "mem.py"
