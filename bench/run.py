@@ -572,9 +572,9 @@ print(nodes, peak, built * 1024, end * 1024)
     )
     row(
         label,
-        "  whole process max RSS growth (parse+build+evaluate)",
+        "  whole process max RSS (interpreter, parse, build, evaluate)",
         f"{total_rss / nodes:.0f} B/node",
-        f"of which parse+build {build_rss / nodes:.0f}",
+        f"after parse+build {build_rss / nodes:.0f} B/node",
     )
 
 
