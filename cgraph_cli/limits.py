@@ -57,7 +57,7 @@ def suggest_size(nbytes: int) -> str:
         k = 1
         while k * scale < nbytes and k < 1024:
             k *= 2
-        if k * scale >= nbytes:
+        if k * scale >= nbytes and (k < 1024 or unit == "T"):
             return f"{k}{unit}"
     return f"{-(-nbytes // (1 << 40))}T"
 
