@@ -8,6 +8,7 @@ A large program is parsed and lowered once; a later run of the unchanged program
 - Entries are ``.npz`` archives of plain arrays plus one JSON document (no pickle anywhere: they are
   loaded with ``allow_pickle=False``), written to a temporary file and renamed into place, so concurrent
   runs never see half an entry.  A damaged or unreadable entry is ignored and the program compiled.
+  The folder keeps the newest :data:`MAX_ENTRIES` entries.
 - Only programs of at least :data:`MIN_CHARS` characters are cached: below that, compiling is faster
   than reading a file.  ``--no-cache`` (or ``CGRAPH_NO_CACHE=1``) skips the cache.
 """
@@ -28,6 +29,7 @@ from cgraph_cli.errors import Source
 from cgraph_cli.ir import Frame, Graph
 
 MIN_CHARS = 20_000
+MAX_ENTRIES = 32  # older entries are removed
 FORMAT = 2
 _MODULES = ("ir.py", "ops.py", "parser.py", "cache.py", "errors.py")
 
@@ -90,6 +92,7 @@ def store(k: str, g: Graph) -> None:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)
             os.replace(tmp, folder / f"{k}.npz")
+            _trim(folder)
         except BaseException:
             try:
                 os.unlink(tmp)
@@ -98,6 +101,25 @@ def store(k: str, g: Graph) -> None:
             raise
     except (OSError, ValueError, TypeError):
         pass
+
+
+def _trim(folder: Path) -> None:
+    """Keep the newest MAX_ENTRIES entries (a concurrent run may remove the same file: that is fine)."""
+    entries = list(folder.glob("*.npz"))
+    if len(entries) <= MAX_ENTRIES:
+        return
+
+    def mtime(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    for p in sorted(entries, key=mtime)[: len(entries) - MAX_ENTRIES]:
+        try:
+            p.unlink()
+        except OSError:
+            pass
 
 
 def _to_arrays(g: Graph) -> dict[str, np.ndarray]:

@@ -97,3 +97,10 @@ def test_cli_repeated_eval_is_identical(cli, tmp_path) -> None:
     assert runs[0].returncode == 0, runs[0].stderr
     assert runs[0].stdout == runs[1].stdout == nocache.stdout
     assert len(list((tmp_path / "c").glob("*.npz"))) == 1
+
+
+def test_folder_keeps_the_newest_entries(cache_dir, monkeypatch) -> None:
+    monkeypatch.setattr(cache, "MAX_ENTRIES", 3)
+    for k in range(5):
+        compile_program(Source(f"y = a * {k}\n", "p.cg"), {})
+    assert len(list(cache_dir.glob("*.npz"))) == 3
