@@ -109,12 +109,20 @@ class Result:
     nonfinite: list[tuple[str, int]]  # ("forward"|"backward", node) first occurrences
 
 
+def _all_finite(v: Any) -> bool:
+    if np.size(v) > 64:  # one fast reduction: a finite sum means every entry is finite (inf/NaN propagate)
+        with np.errstate(all="ignore"):
+            if np.isfinite(np.sum(v)):
+                return True
+    return bool(np.all(np.isfinite(v)))
+
+
 def first_nonfinite(items: list[Any], order) -> int | None:
     for i in order:
         v = items[i]
         if v is None:
             continue
-        if not np.all(np.isfinite(v)):
+        if not _all_finite(v):
             return i
     return None
 
