@@ -384,11 +384,15 @@ def test_fuzz_fast_parser_agrees_with_lark(text: str) -> None:
     assert fast == reference, text
 
 
+def _bracketed(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.lists(inner, max_size=3).map(",".join).map("[{}]".format)
+
+
 _at_value = st.recursive(
     st.one_of(
         st.sampled_from(NUMBERS + ["inf", "-nan", "pi", "-pi", "1e", "e3", "--1", "0x10", ""]), st.text(max_size=4)
     ),
-    lambda inner: st.lists(inner, max_size=3).map(lambda xs: "[" + ",".join(xs) + "]"),
+    _bracketed,
     max_leaves=8,
 )
 at_strings = st.one_of(
@@ -484,6 +488,49 @@ def test_fuzz_argv(argv: list[str]) -> None:
         code2, out2, err2 = run_inprocess(argv)
         check_answer(code2, out2, err2, None, f"argv {argv!r} (no fast path)")
     assert (code, out) == (code2, out2), argv
+
+
+@st.composite
+def pathological(draw) -> str:
+    """Extreme shapes of otherwise ordinary programs: deep nesting, long chains, huge numbers and dimensions."""
+    n = draw(st.sampled_from([10, 31, 32, 33, 64, 65, 500, 3000]))
+    big = draw(st.sampled_from(["1e15", "1e30", "1e300", "1e999", "4294967296", "2147483648", "-1e15", "65536"]))
+    kind = draw(st.integers(0, 11))
+    if kind == 0:
+        return "z = " + "(" * n + "a" + ")" * n
+    if kind == 1:
+        return "z = sum(" + "[" * n + draw(st.sampled_from(["1", "a", "a, 1", "[a]"])) + "]" * n + ")"
+    if kind == 2:
+        return "z = " + draw(st.sampled_from(["-", "+", "- ", "-+"])) * n + "a"
+    if kind == 3:
+        return "z = " + draw(st.sampled_from(["exp(", "sin(", "sqrt(", "-(", "sum("])) * n + "a" + ")" * n
+    if kind == 4:
+        return "z = " + draw(st.sampled_from(["^", "**", "+", "*", "/", "-", "@"])).join(["a"] * n)
+    if kind == 5:
+        ctor = draw(st.sampled_from(["zeros", "ones", "randn", "rand", "eye"]))
+        dims = draw(st.lists(st.sampled_from(["0", "1", "3", big]), min_size=1, max_size=4))
+        return f"z = sum({ctor}({', '.join(dims)}))"
+    if kind == 6:
+        return f"z = sum(reshape(zeros({draw(st.sampled_from(['0', '6', big]))}), {big}, 0))"
+    if kind == 7:
+        return f"z = sum(zeros(6)[{big}:{draw(st.sampled_from(['', big, '-' + big]))}:{big}]) + a"
+    if kind == 8:
+        return f"z = sum(softmax(zeros(3, 3), {big})) + a" if draw(st.booleans()) else f"z = sum(zeros(3), {big}) + a"
+    if kind == 9:
+        return "\n".join(f"def f{i}(x) = f{i - 1}(x) * f{i - 1}(x)" if i else "def f0(x) = x * x" for i in range(n)) + (
+            f"\nz = f{n - 1}(a)"
+        )
+    if kind == 10:
+        return (
+            f"input x[{big}, 0]\nz = sum(x) + a" if draw(st.booleans()) else f"input x[{', '.join(['1'] * n)}]\nz = a"
+        )
+    return "z = a" + " + a" * n + (f" * {big}" * draw(st.integers(0, 3)))
+
+
+@settings(FUZZ, max_examples=max(40, EXAMPLES // 5))
+@given(text=pathological())
+def test_fuzz_pathological(text: str) -> None:
+    run_program(text, "--at", "a=0.5", "--format", "json")
 
 
 # -- a few through the real entry point ------------------------------------------------------
