@@ -329,14 +329,15 @@ class _GiveUp(Exception):
     pass
 
 
-def _tokens(text: str) -> tuple[list[str], list[str], list[int], list[int]]:
+def _tokens(text: str, pos: int = 0, n: int | None = None) -> tuple[list[str], list[str], list[int], list[int]]:
+    """Tokens of text[pos:n] (offsets into the whole text), ending with "$END"."""
     kinds: list[str] = []
     vals: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
-    pos = 0
-    n = len(text)
-    for m in _TOKEN_RE.finditer(text):
+    if n is None:
+        n = len(text)
+    for m in _TOKEN_RE.finditer(text, pos, n):
         s = m.start()
         if s != pos:
             raise _GiveUp
@@ -366,19 +367,44 @@ def _tokens(text: str) -> tuple[list[str], list[str], list[int], list[int]]:
     return kinds, vals, starts, ends
 
 
+_BLOCK = 1 << 16  # characters tokenized at a time (whole lines), so that tokens never pile up
+
+
 def parse_fast(text: str) -> list[tuple] | None:
-    """The statement list, or None when the fast path does not accept the text (Lark decides then)."""
+    """The statement list, or None when the fast path does not accept the text (Lark decides then).
+
+    The text (which ends with a newline) is parsed in blocks of whole statements, so only one block's tokens
+    exist at a time; the garbage collector is paused meanwhile, as the AST is made of acyclic tuples only.
+    """
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        return _FastParser(text).program()
+        out: list[tuple] = []
+        start = 0
+        n = len(text)
+        while start < n:
+            end = text.find("\n", min(start + _BLOCK, n - 1))
+            while end != -1 and text[text.rfind("\n", 0, end) + 1 : end].rstrip(" \t\r").endswith("\\"):
+                # a line continued by a backslash: the statement goes on
+                end = text.find("\n", end + 1)
+            end = n if end == -1 else end + 1
+            _FastParser(text, start, end).program(out)
+            start = end
+        return out
     except (_GiveUp, RecursionError, IndexError):
         return None
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _FastParser:
     __slots__ = ("k", "v", "s", "e", "p", "depth")
 
-    def __init__(self, text: str) -> None:
-        self.k, self.v, self.s, self.e = _tokens(text)
+    def __init__(self, text: str, start: int = 0, end: int | None = None) -> None:
+        self.k, self.v, self.s, self.e = _tokens(text, start, end)
         self.p = 0
         self.depth = 0
 
@@ -389,9 +415,8 @@ class _FastParser:
         self.p = p + 1
         return p
 
-    def program(self) -> list[tuple]:
+    def program(self, out: list[tuple]) -> list[tuple]:
         k = self.k
-        out: list[tuple] = []
         while True:
             t = k[self.p]
             if t == ";":

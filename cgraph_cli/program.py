@@ -76,8 +76,17 @@ def compile_program(
         g = cache.load(key, source)
         if g is not None:
             return g
-    stmts = parse(source)
-    g = build_graph(stmts, source, values, seed=seed, dtype=DTYPES[dtype], max_memory=max_memory)
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()  # the AST and the IR are acyclic: collections while building them are pure cost
+    try:
+        stmts = parse(source)
+        g = build_graph(stmts, source, values, seed=seed, dtype=DTYPES[dtype], max_memory=max_memory)
+        del stmts
+    finally:
+        if enabled:
+            gc.enable()
     if key is not None:
         cache.store(key, g)
     return g

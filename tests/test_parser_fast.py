@@ -166,3 +166,12 @@ def test_deep_nesting_goes_to_lark() -> None:
     check(text)
     text = "y = " + " ^ ".join(["a"] * 200) + "\n"
     check(text)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_small_blocks_agree(seed: int, monkeypatch) -> None:
+    from cgraph_cli import parser
+
+    monkeypatch.setattr(parser, "_BLOCK", 1 + seed % 7)
+    text = gen_program(random.Random(5000 + seed)) + "\ny = a + \\\n  b\n# c \\\nz = 1\n"
+    check(text)
