@@ -533,6 +533,37 @@ def test_fuzz_pathological(text: str) -> None:
     run_program(text, "--at", "a=0.5", "--format", "json")
 
 
+@settings(FUZZ, max_examples=max(30, EXAMPLES // 10))
+@given(data=st.data())
+def test_fuzz_damaged_cache(tmp_path_factory, data) -> None:
+    """A truncated or corrupted graph-cache entry is rebuilt, never an error or a wrong answer."""
+    from cgraph_cli import cache
+
+    folder = tmp_path_factory.mktemp("cache")
+    prog = "\n".join(f"x{i} = a * {i} + b" for i in range(cache.MIN_CHARS // 12)) + "\nz = x1 + x2\n"
+    argv = ["eval", "-e", prog, "--at", "a=1,b=2", "--format", "csv"]
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("CGRAPH_CACHE_DIR", str(folder))
+        m.delenv("CGRAPH_NO_CACHE", raising=False)
+        reference = run_inprocess(argv)
+        (entry,) = folder.glob("*.npz")
+        good = entry.read_bytes()
+        how = data.draw(st.sampled_from(["truncate", "flip", "garbage"]))
+        if how == "truncate":
+            bad = good[: data.draw(st.integers(0, len(good) - 1))]
+        elif how == "flip":
+            raw = bytearray(good)
+            for k in data.draw(st.lists(st.integers(0, len(good) - 1), min_size=1, max_size=4)):
+                raw[k] ^= data.draw(st.integers(1, 255))
+            bad = bytes(raw)
+        else:
+            bad = data.draw(st.binary(max_size=200))
+        entry.write_bytes(bad)
+        code, out, err = run_inprocess(argv)
+    check_answer(code, out, err, prog, f"damaged cache ({how})")
+    assert (code, out) == reference[:2]
+
+
 # -- a few through the real entry point ------------------------------------------------------
 
 
