@@ -112,14 +112,14 @@ def _open(path: str):
 
 
 def _read_header(f, path: str) -> tuple[list[str], int]:
+    lineno = 1
     try:
         line = f.readline()
+        while line and not line.strip():  # blank lines before the header
+            line = f.readline()
+            lineno += 1
     except UnicodeDecodeError:
         raise CgraphError(f"--batch: {path} is not UTF-8 text") from None
-    lineno = 1
-    while line and not line.strip():
-        line = f.readline()
-        lineno += 1
     if not line:
         raise CgraphError(f"--batch: {path} is empty; it needs a header row of input names, such as: a,b,c")
     header = [c.strip() for c in next(csv.reader([line]))]

@@ -590,12 +590,18 @@ def corpus_cases() -> list[Path]:
 
 
 @pytest.mark.parametrize("case", corpus_cases(), ids=lambda p: p.name)
-def test_corpus(case: Path) -> None:
+def test_corpus(case: Path, tmp_path: Path) -> None:
     """Every input that ever failed: a .cg program (its `# argv:` line gives extra arguments), or a
-    .json case {"argv": [...], "text": "..." } run in-process."""
+    .json case {"argv": [...], "text": "...", "files": {"name": "base64"}} run in-process; the files are
+    written to a temporary folder that ``{dir}`` in argv stands for."""
     if case.suffix == ".json":
+        import base64
+
         spec = json.loads(case.read_text(encoding="utf-8"))
-        argv, text = spec["argv"], spec.get("text")
+        for name, b64 in spec.get("files", {}).items():
+            (tmp_path / name).write_bytes(base64.b64decode(b64))
+        argv = [a.replace("{dir}", str(tmp_path)) for a in spec["argv"]]
+        text = spec.get("text")
     else:
         text = case.read_text(encoding="utf-8")
         m = re.search(r"^# argv: (.*)$", text, re.M)
