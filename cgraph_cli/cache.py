@@ -20,7 +20,6 @@ import json
 import math
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -200,8 +199,8 @@ def load(k: str, source: Source) -> Graph | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             return _from_arrays({name: z[name] for name in z.files}, source)
-    except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile):
-        return None  # missing, truncated or damaged: rebuild (json.JSONDecodeError is a ValueError)
+    except Exception:  # missing, truncated or damaged in any way (BadZipFile, numpy's header TokenError...): rebuild
+        return None
 
 
 def _args_from_flat(arity: np.ndarray, flat: np.ndarray) -> list[tuple[int, ...]]:

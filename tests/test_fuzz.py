@@ -564,6 +564,24 @@ def test_fuzz_damaged_cache(tmp_path_factory, data) -> None:
     assert (code, out) == reference[:2]
 
 
+def test_damaged_cache_header_regression(tmp_path) -> None:
+    """Found by test_fuzz_damaged_cache: one flipped bit in an array's .npy header made numpy's header
+    parser raise tokenize.TokenError (exit 3)."""
+    from cgraph_cli import cache
+
+    prog = "\n".join(f"x{i} = a * {i} + b" for i in range(cache.MIN_CHARS // 12)) + "\nz = x1 + x2\n"
+    argv = ["eval", "-e", prog, "--at", "a=1,b=2", "--format", "csv"]
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("CGRAPH_CACHE_DIR", str(tmp_path))
+        m.delenv("CGRAPH_NO_CACHE", raising=False)
+        reference = run_inprocess(argv)
+        (entry,) = tmp_path.glob("*.npz")
+        raw = bytearray(entry.read_bytes())
+        raw[65] ^= 64
+        entry.write_bytes(bytes(raw))
+        assert run_inprocess(argv) == reference
+
+
 # -- a few through the real entry point ------------------------------------------------------
 
 
