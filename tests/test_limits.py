@@ -16,6 +16,12 @@ from cgraph_cli.program import compile_program
 from tests.test_fuzz import run_inprocess
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Large test programs would be cached under ~/.cache: keep them in a temporary folder."""
+    monkeypatch.setenv("CGRAPH_CACHE_DIR", str(tmp_path_factory.mktemp("ir-cache")))
+
+
 def err_of(*argv: str) -> str:
     code, out, err = run_inprocess(list(argv))
     assert code == 2, (code, out, err)

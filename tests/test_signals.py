@@ -20,6 +20,12 @@ from tests.test_fuzz import run_inprocess
 EXE = [str(CGRAPH)] if CGRAPH.exists() else [sys.executable, "-m", "cgraph_cli"]
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Large test programs would be cached under ~/.cache: keep them in a temporary folder."""
+    monkeypatch.setenv("CGRAPH_CACHE_DIR", str(tmp_path_factory.mktemp("ir-cache")))
+
+
 def slow_program(folder: Path, n: int = 300) -> Path:
     """A program whose picture takes Graphviz seconds to lay out (about 4 nodes per line)."""
     lines = ["input a = 1, b = 2", "x1 = a + b"] + [f"x{i} = sin(x{i - 1}) * a + b" for i in range(2, n)]
