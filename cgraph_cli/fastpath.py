@@ -117,7 +117,7 @@ def run_eval(opts: dict[str, Any]) -> int:
     check_choice(opts["dtype"], ("float64", "float32"), "--dtype")
     limit = parse_size(opts["max_memory"])
     source = load_source(opts["file"], opts["expr"])
-    values = gather_values(opts["at"], opts["at_file"])
+    values = gather_values(opts["at"], opts["at_file"], limit)
     common = dict(of=opts["of"], seed=opts["seed"], dtype=opts["dtype"], max_memory=limit)
     if opts["batch"] is not None:
         from cgraph_cli.batch import run_batch

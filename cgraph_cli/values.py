@@ -103,8 +103,15 @@ def parse_at(specs: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def read_at_file(path: str) -> dict[str, np.ndarray]:
-    """Values from a JSON object or a ``.npz`` archive (never unpickled)."""
+def read_at_file(path: str, max_memory: int | None = None) -> dict[str, np.ndarray]:
+    """Values from a JSON object or a ``.npz`` archive (never unpickled).
+
+    Bounded before reading: a JSON file over the program-size limit, or a .npz whose arrays would
+    take more than ``max_memory`` bytes once decompressed (a zip bomb), is refused.
+    """
+    from cgraph_cli.limits import DEFAULT_MAX_MEMORY, MAX_FILE_BYTES, fmt_bytes
+
+    limit = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
     p = Path(path)
     try:
         if p.suffix == ".npz":
@@ -113,7 +120,20 @@ def read_at_file(path: str) -> dict[str, np.ndarray]:
             if p.is_file() and not zipfile.is_zipfile(p):  # numpy would call it "pickled data"
                 raise CgraphError(f"--at-file: {path} is not a .npz archive (numpy.savez writes one)")
             with np.load(p, allow_pickle=False) as z:
+                size = sum(info.file_size for info in z.zip.infolist())
+                if size > limit:
+                    raise CgraphError(
+                        f"--at-file: the arrays in {path} take {fmt_bytes(size)}, "
+                        f"more than the memory limit of {fmt_bytes(limit)}",
+                        hint="raise the limit with --max-memory",
+                    )
                 return {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
+        if p.is_file() and p.stat().st_size > MAX_FILE_BYTES:
+            raise CgraphError(
+                f"--at-file: {path} is too large ({fmt_bytes(p.stat().st_size)}); "
+                f"a JSON file of values may hold at most {fmt_bytes(MAX_FILE_BYTES)}",
+                hint="save large arrays with numpy.savez and pass the .npz file",
+            )
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CgraphError(f"--at-file: no such file: {path}") from None
@@ -141,11 +161,11 @@ def read_at_file(path: str) -> dict[str, np.ndarray]:
     return out
 
 
-def gather_values(at: list[str] | None, at_file: str | None) -> dict[str, np.ndarray]:
+def gather_values(at: list[str] | None, at_file: str | None, max_memory: int | None = None) -> dict[str, np.ndarray]:
     """``--at-file`` first, then ``--at`` on top of it."""
     values: dict[str, np.ndarray] = {}
     if at_file:
-        values.update(read_at_file(at_file))
+        values.update(read_at_file(at_file, max_memory))
     if at:
         values.update(parse_at(at))
     return values

@@ -205,3 +205,26 @@ def test_program_text_cannot_inject_dot(prog, command):
                 "style",
             }
     assert sum(f"n{i}" in drawn for i, n in enumerate(ir.names) if n) == len([n for n in ir.names if n])
+
+
+def test_npz_zip_bomb_is_refused_before_decompressing(tmp_path):
+    """1.5 MB on disk, 1.5 GiB of zeros once decompressed: refused from the archive's directory."""
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, a=np.zeros((20000, 10000)))
+    assert path.stat().st_size < 5 << 20
+    code, out, err = run_inprocess(["eval", "-e", "z = sum(a)", "--at-file", str(path), "--format", "json"])
+    assert code == 2 and "take 1.49 GiB, more than the memory limit of 1 GiB" in err
+    small = tmp_path / "small.npz"
+    np.savez_compressed(small, a=np.ones(1000))
+    assert run_inprocess(["eval", "-e", "z = sum(a)", "--at-file", str(small), "--max-memory", "4K"])[0] == 2
+    assert run_inprocess(["eval", "-e", "z = sum(a)", "--at-file", str(small), "--max-memory", "16K"])[0] == 0
+
+
+def test_huge_json_at_file_is_refused_unread(tmp_path, monkeypatch):
+    from cgraph_cli import limits
+
+    monkeypatch.setattr(limits, "MAX_FILE_BYTES", 100)
+    path = tmp_path / "vals.json"
+    path.write_text('{"a": [' + ", ".join(["1"] * 100) + "]}")
+    code, out, err = run_inprocess(["eval", "-e", "z = sum(a)", "--at-file", str(path)])
+    assert code == 2 and "is too large" in err and ".npz" in err

@@ -67,7 +67,7 @@ def check_command(
     check_choice(fmt, ("table", "json"), "--format")
     limit = max_memory_bytes(max_memory)
     source = load_source(file, expr)
-    given = gather_values(at, at_file)
+    given = gather_values(at, at_file, limit)
     g = compile_program(source, given, seed=seed, dtype="float64", max_memory=limit)
     inputs = bind_inputs(g, given)
     target = pick_output(g, of)

@@ -63,7 +63,7 @@ def eval_command(
         run_batch(
             source,
             batch,
-            gather_values(at, at_file),
+            gather_values(at, at_file, limit),
             of=of,
             seed=seed,
             dtype=dtype,
@@ -71,9 +71,8 @@ def eval_command(
             use_cache=not no_cache,
         )
         return
-    result = run(
-        source, gather_values(at, at_file), of=of, seed=seed, dtype=dtype, max_memory=limit, use_cache=not no_cache
-    )
+    given = gather_values(at, at_file, limit)
+    result = run(source, given, of=of, seed=seed, dtype=dtype, max_memory=limit, use_cache=not no_cache)
     from cgraph_cli import present
 
     if fmt == "json":

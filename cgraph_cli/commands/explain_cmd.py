@@ -62,7 +62,7 @@ def explain_command(
     check_choice(fmt, ("text", "json"), "--format")
     limit = max_memory_bytes(max_memory)
     source = load_source(file, expr)
-    result = run(source, gather_values(at, at_file), of=of, seed=seed, max_memory=limit)
+    result = run(source, gather_values(at, at_file, limit), of=of, seed=seed, max_memory=limit)
     from cgraph_cli import explain, present
 
     ex = explain.explain(result)
