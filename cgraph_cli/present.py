@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from cgraph_cli.engine import Result
-from cgraph_cli.errors import format_located
 from cgraph_cli.ir import Graph
 from cgraph_cli.ops import fmt_shape
 
@@ -190,34 +189,8 @@ def nonfinite_warnings(result: Result) -> list[str]:
     return anomaly.warnings(result)
 
 
-def _nonfinite_warnings_v1(result: Result) -> list[str]:
-    g = result.graph
-    out = []
-    for where, i in result.nonfinite:
-        items = result.values if where == "forward" else result.grads
-        what = "value" if where == "forward" else "gradient"
-        operands = ", ".join(f"{g.label(j)} = {fmt_value(result.values[j])}" for j in g.args[i])
-        detail = f" from {operands}" if operands else ""
-        msg = (
-            f"non-finite {what} {fmt_value(items[i])} first appears in the {where} pass at "
-            f"node {g.label(i)} ({g.ops[i]}){detail}"
-        )
-        hint = domain_hint(g, i, result.values)
-        out.append("warning: " + format_located(msg, g.spans[i], g.source, hint))
-    return out
-
-
 def domain_hint(g: Graph, i: int, vals: list[Any]) -> str | None:
-    op = g.ops[i]
-    xs = [np.asarray(vals[j]) for j in g.args[i]]
-    if op == "log" and np.any(xs[0] <= 0):
-        return "log is defined only for positive values"
-    if op == "sqrt" and np.any(xs[0] < 0):
-        return "sqrt is defined only for non-negative values"
-    if op == "div" and np.any(xs[1] == 0):
-        return "division by zero"
-    if op == "pow" and np.any((xs[0] < 0) & (np.mod(xs[1], 1) != 0)):
-        return "a negative base to a non-integer power is not a real number"
-    if op == "pow" and np.any((xs[0] == 0) & (xs[1] < 0)):
-        return "zero to a negative power is infinite"
-    return None
+    """Why node ``i``'s value is not finite (see :func:`cgraph_cli.anomaly.domain_hint`)."""
+    from cgraph_cli import anomaly
+
+    return anomaly.domain_hint(g, i, vals)
