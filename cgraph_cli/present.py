@@ -158,26 +158,66 @@ def grad_header(g: Graph, out: int) -> str:
     return f"∂{g.label(out)}/∂node"
 
 
+def fmt_cell(v: Any) -> str:
+    """A table cell: scalars in full, tensors as a few entries with 4 significant digits."""
+    if v is None:
+        return "—"
+    a = np.asarray(v)
+    if a.ndim == 0:
+        return fmt_number(a)
+    if a.size == 0:
+        return "[]"
+    if a.size <= 3:
+        with np.printoptions(threshold=1000):
+            text = np.array2string(a, separator=", ", formatter={"float_kind": lambda x: format(float(x), ".4g")})
+        return " ".join(text.split())
+    flat = a.ravel()
+    return f"[{format(float(flat[0]), '.4g')}, {format(float(flat[1]), '.4g')}, ..., {format(float(flat[-1]), '.4g')}]"
+
+
+def display_names(g: Graph) -> list[str]:
+    """Labels for people: a name assigned several times gets subscripts (s₁, s₂, …)."""
+    counts: dict[str, int] = {}
+    for n in g.names:
+        if n is not None:
+            counts[n] = counts.get(n, 0) + 1
+    seen: dict[str, int] = {}
+    out = []
+    for i, n in enumerate(g.names):
+        if n is None:
+            out.append(f"%{i}")
+        elif counts[n] > 1:
+            seen[n] = seen.get(n, 0) + 1
+            out.append(n + str(seen[n]).translate(_SUBSCRIPTS))
+        else:
+            out.append(n)
+    return out
+
+
+_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
 def to_table(result: Result, all_nodes: bool = False):
     """A rich Table: node, op, expression, shape, value, gradient."""
     from rich.table import Table
 
     g = result.graph
+    labels = display_names(g)
     t = Table(title=f"{g.label(result.out)} = {fmt_value(result.values[result.out])}", title_justify="left")
-    t.add_column("node", style="bold")
-    t.add_column("op", style="dim")
-    t.add_column("expression")
-    t.add_column("shape", style="dim")
-    t.add_column("value", justify="right", style="cyan", no_wrap=True)
-    t.add_column(grad_header(g, result.out), justify="right", style="magenta", no_wrap=True)
+    t.add_column("node", style="bold", no_wrap=True)
+    t.add_column("op", style="dim", no_wrap=True)
+    t.add_column("expression", overflow="fold", min_width=6)
+    t.add_column("shape", style="dim", no_wrap=True)
+    t.add_column("value", justify="right", style="cyan", overflow="fold")
+    t.add_column(grad_header(g, result.out), justify="right", style="magenta", overflow="fold")
     for i in rows(result, all_nodes):
         t.add_row(
-            g.label(i),
+            labels[i],
             g.ops[i],
             g.short_text(i),
             fmt_shape(tuple(np.shape(result.values[i]))) if np.ndim(result.values[i]) else "()",
-            fmt_value(result.values[i]),
-            fmt_value(result.grads[i]),
+            fmt_cell(result.values[i]),
+            fmt_cell(result.grads[i]),
         )
     return t
 
