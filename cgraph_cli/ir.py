@@ -251,6 +251,10 @@ class Builder:
     def new_input(self, name: str, span: Span) -> int:
         if self.constants_only:
             raise CgraphError(f"a default value may use only constants and constructors, not the name '{name}'", span)
+        s, e = span
+        k = self.g.source.text.find(name, s, e)  # '((x))' -> the name itself
+        if k >= 0:
+            span = (k, k + len(name))
         i = self.node("input", (), span, -1)
         g = self.g
         g.names[i] = name
