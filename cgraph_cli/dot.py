@@ -205,7 +205,10 @@ class GraphPicture:
         op = g.ops[i]
         name = g.names[i]
         if op == "const":
-            return "<B>" + html_text(fmt_array(g.attrs[i]["value"])) + "</B>"  # type: ignore[index]
+            value = html_text(fmt_array(g.attrs[i]["value"]))  # type: ignore[index]
+            if name is not None:  # a named constant, such as x = [1, 2, 3]
+                return "<B>" + html_text(name) + "</B> " + f'<FONT COLOR="{MUTED}">' + value + "</FONT>"
+            return "<B>" + value + "</B>"
         sym = "" if op == "input" else _op_text(op, g.attrs[i])
         if name is None:
             return "<B>" + html_text(sym) + "</B>"
@@ -351,7 +354,8 @@ class GraphPicture:
             if self.grads is not None:
                 parts.append(f'<FONT COLOR="{GRAD_COLOR}">■ gradient ∂{html_text(self.out_name)}/∂node</FONT>')
             if self.opts.edge_labels == "local" and self.grads is not None:
-                parts.append(f'<FONT COLOR="{EDGE_LABEL_COLOR}">edge: local derivative ∂child/∂parent</FONT>')
+                shapes = "" if all(not sh for sh in self.g.shapes if sh is not None) else " (its shape for tensors)"
+                parts.append(f'<FONT COLOR="{EDGE_LABEL_COLOR}">edge: local derivative ∂child/∂parent{shapes}</FONT>')
         else:
             parts.append(f'<FONT COLOR="{MUTED}">structure only (no input values)</FONT>')
         rows = '<TR><TD ALIGN="LEFT">' + "&#160;&#160;&#160;&#160;".join(parts) + "</TD></TR>"

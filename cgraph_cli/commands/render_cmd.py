@@ -146,6 +146,11 @@ def render_command(
         ) from None
     out_node = pick_output(g, of)
 
+    if steps is not None and Path(steps).suffix.lower() in (".png", ".svg", ".pdf", ".dot", ".jpg", ".jpeg"):
+        raise CgraphError(
+            f"--steps writes many frames: give it a folder or a .gif file, not {steps}",
+            hint="for example --steps frames/ or --steps lecture.gif",
+        )
     notes: list[str] = []
     values = grads = None
     if not no_values:
@@ -154,13 +159,18 @@ def render_command(
         from cgraph_cli.values import bind_inputs
 
         bind_inputs(g, given, require=False)  # still reject unknown names
+    if steps is not None and values is None:
+        raise CgraphError(
+            "--steps shows values and gradients appearing step by step, so it needs every input's value",
+            hint="give them with --at, or declare defaults with 'input a = 1'",
+        )
     for note in notes:
         warn(note)
     picture = GraphPicture(g, values, grads, out_node, DotOptions(rankdir=rankdir, edge_labels=edge_labels))
 
     stem = "graph" if file in (None, "-") or expr is not None else Path(file).stem
     if steps is not None:
-        _write_steps(picture, steps, fmt or "png", timeout, values is None)
+        _write_steps(picture, steps, fmt or "png", timeout)
         return
 
     if output is None:
@@ -190,7 +200,7 @@ def render_command(
     out(f"wrote {target}")
 
 
-def _write_steps(picture: Any, steps: str, fmt: str, timeout: float, no_values: bool) -> None:
+def _write_steps(picture: Any, steps: str, fmt: str, timeout: float) -> None:
     from cgraph_cli.fsutil import atomic_write
     from cgraph_cli.render import render_frames
 
@@ -199,11 +209,6 @@ def _write_steps(picture: Any, steps: str, fmt: str, timeout: float, no_values: 
         raise CgraphError("an animated GIF is made of PNG frames; drop --format or write frames to a folder")
     if fmt not in ("png", "svg"):
         raise CgraphError(f"--steps draws png or svg frames, not {fmt}")
-    if no_values:
-        raise CgraphError(
-            "--steps shows values and gradients appearing step by step, so it needs every input's value",
-            hint="give them with --at, or declare defaults with 'input a = 1'",
-        )
     g = picture.g
     if len(g) > MAX_STEP_NODES:
         raise CgraphError(
