@@ -592,11 +592,10 @@ def graph_dot(
 
 
 def ir_dot(g: Graph, given: dict[str, Any] | None = None) -> str:
-    """`cgraph ir --format dot`: the structure, or with values and gradients when every input has one."""
-    if given:
-        values, grads, out = evaluate_for_picture(g, given)
-        return graph_dot(g, values, grads, out)
-    return graph_dot(g)
+    """`cgraph ir --format dot`: what `render --format dot` writes: values and gradients when every input
+    has one (from ``given`` or its default), else the structure."""
+    values, grads, out = evaluate_for_picture(g, given or {})
+    return graph_dot(g, values, grads, out)
 
 
 def evaluate_for_picture(

@@ -97,7 +97,9 @@ def test_dot_is_deterministic_across_runs():
 def test_ir_format_dot_is_render_dot():
     r = run_cli("ir", LECTURE, "--format", "dot")
     assert r.returncode == 0, r.stderr
-    assert r.stdout == dot_of(LECTURE, "--no-values")
+    assert r.stdout == dot_of(LECTURE)  # the declared defaults give values, as in render
+    code, out, _ = cli_inproc("ir", "-e", "z = x * y", "--format", "dot")  # no values: the structure
+    assert code == 0 and out == dot_of("-e", "z = x * y", "--no-values")
     code, out, _ = cli_inproc("ir", LECTURE, "--format", "dot", "--at", AT)
     assert code == 0 and out == dot_of(LECTURE, "--at", AT)
     assert "∂ 9" in out
