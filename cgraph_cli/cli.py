@@ -38,7 +38,7 @@ def _build_app():
         help=(
             "Evaluate, differentiate and draw computation graphs.\n\n"
             "Write a small program such as 'x = a + b; y = b + c; z = x * y' and run\n\n"
-            "  cgraph eval lecture.cg --at a=-1,b=3,c=4\n\n"
+            "  cgraph eval examples/lecture.cg --at a=-1,b=3,c=4\n\n"
             "to see every node's value and its gradient ∂z/∂node (backpropagation)."
         ),
         no_args_is_help=True,

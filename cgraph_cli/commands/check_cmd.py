@@ -49,15 +49,17 @@ def check_command(
     expr: Optional[str] = EXPR_OPT,
     at: Optional[List[str]] = AT_OPT,
     at_file: Optional[str] = AT_FILE_OPT,
-    of: Optional[str] = typer.Option(None, "--of", help="The output to differentiate (default: the first output)."),
-    eps: float = typer.Option(1e-6, "--eps", help="Finite-difference step."),
-    rtol: float = typer.Option(1e-5, "--rtol", help="Relative tolerance."),
-    atol: float = typer.Option(1e-8, "--atol", help="Absolute tolerance."),
+    of: Optional[str] = typer.Option(
+        None, "--of", metavar="NAME", help="The output to differentiate (default: the first output)."
+    ),
+    eps: float = typer.Option(1e-6, "--eps", metavar="X", help="Finite-difference step."),
+    rtol: float = typer.Option(1e-5, "--rtol", metavar="X", help="Relative tolerance."),
+    atol: float = typer.Option(1e-8, "--atol", metavar="X", help="Absolute tolerance."),
     wrt: Optional[str] = typer.Option(None, "--wrt", metavar="NAME,...", help="Check only these inputs."),
     samples: Optional[int] = typer.Option(
         None, "--samples", metavar="N", help="Check N random entries per input (seeded by --seed); default: all."
     ),
-    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+    fmt: str = typer.Option("table", "--format", "-f", metavar="table|json", help="table or json."),
     seed: int = SEED_OPT,
     max_memory: Optional[str] = MAX_MEMORY_OPT,
 ) -> None:

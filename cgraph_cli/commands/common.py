@@ -8,13 +8,18 @@ from typing import Any, Optional
 import typer
 
 FILE_ARG = typer.Argument(None, metavar="FILE|-", help="Program file, or '-' for stdin.", show_default=False)
-EXPR_OPT = typer.Option(None, "-e", "--expr", help="The program inline, e.g. -e 'z = (a + b) * (b + c)'.")
-AT_OPT = typer.Option(
-    None, "--at", help="Input values: name=value pairs, e.g. --at a=-1,b=3 --at x=[1,2,3]. Repeatable."
+EXPR_OPT = typer.Option(
+    None, "-e", "--expr", metavar="PROGRAM", help="The program inline, e.g. -e 'z = (a + b) * (b + c)'."
 )
-AT_FILE_OPT = typer.Option(None, "--at-file", help="Input values from a JSON object or a .npz file.")
-SEED_OPT = typer.Option(0, "--seed", help="Seed for randn()/rand() in the program.")
-DTYPE_OPT = typer.Option("float64", "--dtype", help="Number type: float64 or float32.")
+AT_OPT = typer.Option(
+    None,
+    "--at",
+    metavar="NAME=VALUE,...",
+    help="Input values: name=value pairs, e.g. --at a=-1,b=3 --at x=[1,2,3]. Repeatable.",
+)
+AT_FILE_OPT = typer.Option(None, "--at-file", metavar="FILE", help="Input values from a JSON object or a .npz file.")
+SEED_OPT = typer.Option(0, "--seed", metavar="N", help="Seed for randn()/rand() in the program.")
+DTYPE_OPT = typer.Option("float64", "--dtype", metavar="float64|float32", help="Number type: float64 or float32.")
 MAX_MEMORY_OPT = typer.Option(
     None,
     "--max-memory",

@@ -38,11 +38,13 @@ def eval_command(
     expr: Optional[str] = EXPR_OPT,
     at: Optional[List[str]] = AT_OPT,
     at_file: Optional[str] = AT_FILE_OPT,
-    of: Optional[str] = typer.Option(None, "--of", help="The output to differentiate (default: the first output)."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
+    of: Optional[str] = typer.Option(
+        None, "--of", metavar="NAME", help="The output to differentiate (default: the first output)."
+    ),
+    fmt: str = typer.Option("table", "--format", "-f", metavar="table|json|csv", help="table, json or csv."),
     all_nodes: bool = typer.Option(False, "--all", help="Also show anonymous intermediate nodes."),
     batch: Optional[str] = typer.Option(
-        None, "--batch", help="CSV of points (header = input names): one output row per point."
+        None, "--batch", metavar="POINTS.CSV", help="CSV of points (header = input names): one output row per point."
     ),
     seed: int = SEED_OPT,
     dtype: str = DTYPE_OPT,

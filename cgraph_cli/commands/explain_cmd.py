@@ -51,8 +51,10 @@ def explain_command(
     expr: Optional[str] = EXPR_OPT,
     at: Optional[List[str]] = AT_OPT,
     at_file: Optional[str] = AT_FILE_OPT,
-    of: Optional[str] = typer.Option(None, "--of", help="The output to differentiate (default: the first output)."),
-    fmt: str = typer.Option("text", "--format", "-f", help="text or json (the steps as data)."),
+    of: Optional[str] = typer.Option(
+        None, "--of", metavar="NAME", help="The output to differentiate (default: the first output)."
+    ),
+    fmt: str = typer.Option("text", "--format", "-f", metavar="text|json", help="text or json (the steps as data)."),
     seed: int = SEED_OPT,
     max_memory: Optional[str] = MAX_MEMORY_OPT,
 ) -> None:

@@ -35,7 +35,7 @@ def ir_command(
     expr: Optional[str] = EXPR_OPT,
     at: Optional[List[str]] = AT_OPT,
     at_file: Optional[str] = AT_FILE_OPT,
-    fmt: str = typer.Option("text", "--format", "-f", help="text, json or dot."),
+    fmt: str = typer.Option("text", "--format", "-f", metavar="text|json|dot", help="text, json or dot."),
     seed: int = SEED_OPT,
     max_memory: Optional[str] = MAX_MEMORY_OPT,
 ) -> None:

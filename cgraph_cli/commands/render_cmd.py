@@ -96,12 +96,19 @@ def render_command(
         None, "-o", "--output", metavar="OUT", help="Output file (default: FILE's stem + .png here; '-' for stdout)."
     ),
     fmt: Optional[str] = typer.Option(
-        None, "--format", "-f", help="png, svg, pdf or dot (default: from -o, else png)."
+        None, "--format", "-f", metavar="png|svg|pdf|dot", help="png, svg, pdf or dot (default: from -o, else png)."
     ),
-    of: Optional[str] = typer.Option(None, "--of", help="The output to differentiate (default: the first output)."),
-    rankdir: str = typer.Option("LR", "--rankdir", help="LR: inputs left, output right; TB: top to bottom."),
+    of: Optional[str] = typer.Option(
+        None, "--of", metavar="NAME", help="The output to differentiate (default: the first output)."
+    ),
+    rankdir: str = typer.Option(
+        "LR", "--rankdir", metavar="LR|TB", help="LR: inputs left, output right; TB: top to bottom."
+    ),
     edge_labels: str = typer.Option(
-        "local", "--edge-labels", help="local: label edges with ∂child/∂parent; none: no edge labels."
+        "local",
+        "--edge-labels",
+        metavar="local|none",
+        help="local: label edges with ∂child/∂parent; none: no edge labels.",
     ),
     no_values: bool = typer.Option(False, "--no-values", help="Draw the structure only (needs no input values)."),
     max_nodes: int = typer.Option(1000, "--max-nodes", metavar="N", help="Refuse graphs with more nodes than this."),
