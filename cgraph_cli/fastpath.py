@@ -103,7 +103,7 @@ def _numberish(text: str) -> bool:
 
 
 def run_eval(opts: dict[str, Any]) -> int:
-    """What ``eval_command`` does, without Typer; returns the exit code."""
+    """The one implementation of ``cgraph eval`` (Typer's command calls it too); returns the exit code."""
     from cgraph_cli.errors import CgraphError, OutputClosed
     from cgraph_cli.limits import parse_size
     from cgraph_cli.program import load_source, run
@@ -115,6 +115,11 @@ def run_eval(opts: dict[str, Any]) -> int:
 
     check_choice(opts["fmt"], ("table", "json", "csv"), "--format")
     check_choice(opts["dtype"], ("float64", "float32"), "--dtype")
+    if opts["batch"] is not None and (opts["fmt"] == "json" or opts["all_nodes"]):
+        raise CgraphError(
+            "--batch writes CSV (one row per point); it cannot be combined with "
+            + ("--format json" if opts["fmt"] == "json" else "--all")
+        )
     limit = parse_size(opts["max_memory"])
     source = load_source(opts["file"], opts["expr"])
     values = gather_values(opts["at"], opts["at_file"], limit)
@@ -127,9 +132,14 @@ def run_eval(opts: dict[str, Any]) -> int:
     result = run(source, values, use_cache=not opts["no_cache"], **common)
     from cgraph_cli import present
 
-    text = present.to_json(result) if opts["fmt"] == "json" else present.to_csv(result, opts["all_nodes"])
     try:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        if opts["fmt"] == "table":
+            from rich.console import Console
+
+            Console(highlight=False, soft_wrap=False).print(present.to_table(result, opts["all_nodes"]))
+        else:
+            text = present.to_json(result) if opts["fmt"] == "json" else present.to_csv(result, opts["all_nodes"])
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
     except BrokenPipeError:
         raise OutputClosed() from None
     for w in present.nonfinite_warnings(result):

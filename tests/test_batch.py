@@ -130,3 +130,14 @@ def test_cli_batch_end_to_end(cli, tmp_path) -> None:
     assert r.stdout == ""
     r = cli("eval", str(EXAMPLES / "lecture.cg"), "--batch", str(tmp_path / "nope.csv"))
     assert r.returncode == 2 and "no such file" in r.stderr
+
+
+@pytest.mark.parametrize("extra, named", [(["--format", "json"], "--format json"), (["--all"], "--all")])
+def test_batch_refuses_options_it_cannot_honour(cli, tmp_path, extra: list[str], named: str) -> None:
+    points = tmp_path / "p.csv"
+    points.write_text("a,b,c\n-1,3,4\n")
+    for env in ({}, {"CGRAPH_NO_FASTPATH": "1"}):  # the fast path and Typer's path agree
+        r = cli("eval", str(EXAMPLES / "lecture.cg"), "--batch", str(points), *extra, env=env)
+        assert r.returncode == 2
+        assert r.stdout == ""
+        assert r.stderr == f"error: --batch writes CSV (one row per point); it cannot be combined with {named}\n"

@@ -14,11 +14,6 @@ from cgraph_cli.commands.common import (
     FILE_ARG,
     MAX_MEMORY_OPT,
     SEED_OPT,
-    check_choice,
-    max_memory_bytes,
-    out,
-    print_rich,
-    warn,
 )
 
 HELP = """Evaluate a program: every node's value and its gradient ∂out/∂node.
@@ -52,41 +47,27 @@ def eval_command(
     max_memory: Optional[str] = MAX_MEMORY_OPT,
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the compiled-program cache."),
 ) -> None:
-    from cgraph_cli.program import load_source, run
-    from cgraph_cli.values import gather_values
+    from cgraph_cli.fastpath import run_eval
 
-    check_choice(fmt, ("table", "json", "csv"), "--format")
-    check_choice(dtype, ("float64", "float32"), "--dtype")
-    limit = max_memory_bytes(max_memory)
-    source = load_source(file, expr)
-    if batch is not None:
-        from cgraph_cli.batch import run_batch
-
-        run_batch(
-            source,
-            batch,
-            gather_values(at, at_file, limit),
-            of=of,
-            seed=seed,
-            dtype=dtype,
-            max_memory=limit,
-            use_cache=not no_cache,
-        )
-        return
-    given = gather_values(at, at_file, limit)
-    result = run(source, given, of=of, seed=seed, dtype=dtype, max_memory=limit, use_cache=not no_cache)
-    from cgraph_cli import present
-
-    if fmt == "json":
-        out(present.to_json(result))
-    elif fmt == "csv":
-        out(present.to_csv(result, all_nodes))
-    else:
-        print_rich(present.to_table(result, all_nodes))
-    for w in present.nonfinite_warnings(result):
-        warn(w)
-    if strict and result.nonfinite:
-        raise typer.Exit(1)
+    code = run_eval(
+        {
+            "file": file,
+            "expr": expr,
+            "at": at or None,
+            "at_file": at_file,
+            "of": of,
+            "fmt": fmt,
+            "batch": batch,
+            "seed": seed,
+            "dtype": dtype,
+            "max_memory": max_memory,
+            "all_nodes": all_nodes,
+            "strict": strict,
+            "no_cache": no_cache,
+        }
+    )
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
