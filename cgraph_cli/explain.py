@@ -22,7 +22,8 @@ function (where it would name the function's parameters), the node is shown as `
 Tensors. A node whose value or gradient has more than :data:`SMALL` entries is summarised by its
 L2 norm (``‖W1‖ = 3.07``); every tensor line ends with its shapes. Backward steps through tensors
 are written as vector-Jacobian products in matrix form (``∂L/∂W = ∂L/∂u · xᵀ``), with ``⊙`` for an
-elementwise product and ``unbroadcast(..., shape)`` where numpy broadcasting is summed back.
+elementwise product and ``sum_to(..., shape)`` where a broadcast operand's gradient is summed back
+over the broadcast axes to the operand's shape.
 
 Local derivatives come from :data:`LOCAL` (symbolic templates keyed by op name) and, for tensors,
 :data:`VJP`; an op with no template still explains: its local derivative is shown as ``∂u/∂a``
@@ -530,7 +531,7 @@ def _term(g: Graph, labels: list[str], vals: list[Any], grads: list[Any], i: int
                     prod = "·" if (np.size(vals[j]) == 1 or np.size(vals[args[k]]) == 1) else "⊙"
                     f = f"{U} {prod} {_p(loc) if tmpl else loc}"
             if elementwise and shapes[k] != shapes[-1]:
-                f = f"unbroadcast({f}, {fmt_shape(shapes[k])})"
+                f = f"sum_to({f}, {fmt_shape(shapes[k])})"
         else:
             f, shp = VJP[op](k, U, L, A, at, shapes)
         parts.append(f)

@@ -204,6 +204,6 @@ def bind_inputs(g: Graph, given: dict[str, Any], *, require: bool = True) -> dic
         example = ",".join(f"{m}=1" for m in missing[:3])
         raise CgraphError(
             f"missing value{'s' * (len(missing) > 1)} for input{'s' * (len(missing) > 1)}: {', '.join(missing)}",
-            hint=f"give them with --at, for example: --at {example}",
+            hint=f"give {'them' if len(missing) > 1 else 'it'} with --at, for example: --at {example}",
         )
     return out
