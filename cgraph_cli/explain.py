@@ -47,7 +47,6 @@ from cgraph_cli.present import fmt_number, json_value
 
 SMALL = 6  # tensors with more entries are shown by their norm
 MAX_LABEL = 20  # longer source text is shown as %ID
-SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 # function-style names of ops (the language's spelling)
 CALL_NAMES = {"maximum": "max", "minimum": "min", "amax": "max", "amin": "min", "sigmoid": "σ"}
@@ -290,22 +289,13 @@ class Explanation:
 
 def node_labels(g: Graph) -> list[str]:
     """The readable name of every node (see the module's docstring)."""
-    n = len(g)
-    counts: dict[str, int] = {}
-    for name in g.names:
-        if name is not None:
-            counts[name] = counts.get(name, 0) + 1
-    seen: dict[str, int] = {}
-    labels: list[str] = [""] * n
-    for i in range(n):
-        name = g.names[i]
-        if name is not None:
-            if counts[name] > 1:
-                seen[name] = seen.get(name, 0) + 1
-                labels[i] = name + str(seen[name]).translate(SUBSCRIPTS)
-            else:
-                labels[i] = name
-        elif g.ops[i] == "const":
+    from cgraph_cli.present import display_names
+
+    labels = display_names(g)  # names, with subscripts for reassigned ones (as in eval's table)
+    for i in range(len(g)):
+        if g.names[i] is not None:
+            continue
+        if g.ops[i] == "const":
             v = np.asarray(g.attrs[i]["value"])  # type: ignore[index]
             labels[i] = _const_text(v) if v.size <= SMALL else f"%{i}"
         else:
