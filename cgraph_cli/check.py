@@ -168,12 +168,7 @@ def find_kinks(result: Result, eps: float) -> list[Kink]:
     g = result.graph
     out = result.out
     need = g.needs_grad()
-    anc = [False] * len(g)
-    anc[out] = True
-    for i in range(out, -1, -1):
-        if anc[i]:
-            for j in g.args[i]:
-                anc[j] = True
+    anc = g.ancestors(out)
     labels: list[str] | None = None
     kinks = []
     for i in range(out + 1):

@@ -364,7 +364,7 @@ def explain(result: Result) -> Explanation:
     ex = Explanation(result, labels)
     vals, grads, out = result.values, result.grads, result.out
     # the forward pass: every node up to the output that it depends on
-    anc = _ancestors(g, out)
+    anc = g.ancestors(out)
     for i in range(out + 1):
         if not anc[i] or g.ops[i] == "const":
             continue
@@ -388,16 +388,6 @@ def explain(result: Result) -> Explanation:
         terms = [_term(g, labels, vals, grads, i, j, out) for j in succ.get(i, [])]
         ex.backward.append(BackwardStep(i, labels[i], terms, grads[i], shape=np.shape(vals[i])))
     return ex
-
-
-def _ancestors(g: Graph, out: int) -> list[bool]:
-    anc = [False] * len(g)
-    anc[out] = True
-    for i in range(out, -1, -1):
-        if anc[i]:
-            for j in g.args[i]:
-                anc[j] = True
-    return anc
 
 
 def _formula(g: Graph, i: int, L: list[str]) -> str:

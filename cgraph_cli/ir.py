@@ -89,6 +89,16 @@ class Graph:
     def named_nodes(self) -> list[int]:
         return [i for i, n in enumerate(self.names) if n is not None]
 
+    def ancestors(self, out: int) -> list[bool]:
+        """Which nodes ``out`` depends on (itself included)."""
+        anc = [False] * len(self.ops)
+        anc[out] = True
+        for i in range(out, -1, -1):
+            if anc[i]:
+                for j in self.args[i]:
+                    anc[j] = True
+        return anc
+
     def needs_grad(self) -> list[bool]:
         """Which nodes depend on an input (only those get gradients)."""
         need = [False] * len(self.ops)

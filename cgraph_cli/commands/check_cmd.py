@@ -12,6 +12,7 @@ from cgraph_cli.commands.common import (
     EXPR_OPT,
     FILE_ARG,
     MAX_MEMORY_OPT,
+    OF_OPT,
     SEED_OPT,
     check_choice,
     max_memory_bytes,
@@ -49,9 +50,7 @@ def check_command(
     expr: Optional[str] = EXPR_OPT,
     at: Optional[List[str]] = AT_OPT,
     at_file: Optional[str] = AT_FILE_OPT,
-    of: Optional[str] = typer.Option(
-        None, "--of", metavar="NAME", help="The output to differentiate (default: the first output)."
-    ),
+    of: Optional[str] = OF_OPT,
     eps: float = typer.Option(1e-6, "--eps", metavar="X", help="Finite-difference step."),
     rtol: float = typer.Option(1e-5, "--rtol", metavar="X", help="Relative tolerance."),
     atol: float = typer.Option(1e-8, "--atol", metavar="X", help="Absolute tolerance."),

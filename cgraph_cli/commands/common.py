@@ -18,6 +18,7 @@ AT_OPT = typer.Option(
     help="Input values: name=value pairs, e.g. --at a=-1,b=3 --at x=[1,2,3]. Repeatable.",
 )
 AT_FILE_OPT = typer.Option(None, "--at-file", metavar="FILE", help="Input values from a JSON object or a .npz file.")
+OF_OPT = typer.Option(None, "--of", metavar="NAME", help="The output to differentiate (default: the first output).")
 SEED_OPT = typer.Option(0, "--seed", metavar="N", help="Seed for randn()/rand() in the program.")
 DTYPE_OPT = typer.Option("float64", "--dtype", metavar="float64|float32", help="Number type: float64 or float32.")
 MAX_MEMORY_OPT = typer.Option(

@@ -13,6 +13,7 @@ from cgraph_cli.commands.common import (
     EXPR_OPT,
     FILE_ARG,
     MAX_MEMORY_OPT,
+    OF_OPT,
     SEED_OPT,
 )
 
@@ -33,9 +34,7 @@ def eval_command(
     expr: Optional[str] = EXPR_OPT,
     at: Optional[List[str]] = AT_OPT,
     at_file: Optional[str] = AT_FILE_OPT,
-    of: Optional[str] = typer.Option(
-        None, "--of", metavar="NAME", help="The output to differentiate (default: the first output)."
-    ),
+    of: Optional[str] = OF_OPT,
     fmt: str = typer.Option("table", "--format", "-f", metavar="table|json|csv", help="table, json or csv."),
     all_nodes: bool = typer.Option(False, "--all", help="Also show anonymous intermediate nodes."),
     batch: Optional[str] = typer.Option(

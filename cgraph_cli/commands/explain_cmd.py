@@ -13,6 +13,7 @@ from cgraph_cli.commands.common import (
     EXPR_OPT,
     FILE_ARG,
     MAX_MEMORY_OPT,
+    OF_OPT,
     SEED_OPT,
     check_choice,
     max_memory_bytes,
@@ -51,9 +52,7 @@ def explain_command(
     expr: Optional[str] = EXPR_OPT,
     at: Optional[List[str]] = AT_OPT,
     at_file: Optional[str] = AT_FILE_OPT,
-    of: Optional[str] = typer.Option(
-        None, "--of", metavar="NAME", help="The output to differentiate (default: the first output)."
-    ),
+    of: Optional[str] = OF_OPT,
     fmt: str = typer.Option("text", "--format", "-f", metavar="text|json", help="text or json (the steps as data)."),
     seed: int = SEED_OPT,
     max_memory: Optional[str] = MAX_MEMORY_OPT,

@@ -45,8 +45,9 @@ def ir_command(
 
     check_choice(fmt, ("text", "json", "dot"), "--format")
     source = load_source(file, expr)
-    given = gather_values(at, at_file)
-    g = compile_program(source, given, seed=seed, max_memory=max_memory_bytes(max_memory))
+    limit = max_memory_bytes(max_memory)
+    given = gather_values(at, at_file, limit)
+    g = compile_program(source, given, seed=seed, max_memory=limit)
     if fmt == "text":
         out(format_ir(g))
     elif fmt == "json":

@@ -15,6 +15,7 @@ from cgraph_cli.commands.common import (
     EXPR_OPT,
     FILE_ARG,
     MAX_MEMORY_OPT,
+    OF_OPT,
     SEED_OPT,
     check_choice,
     max_memory_bytes,
@@ -98,9 +99,7 @@ def render_command(
     fmt: Optional[str] = typer.Option(
         None, "--format", "-f", metavar="png|svg|pdf|dot", help="png, svg, pdf or dot (default: from -o, else png)."
     ),
-    of: Optional[str] = typer.Option(
-        None, "--of", metavar="NAME", help="The output to differentiate (default: the first output)."
-    ),
+    of: Optional[str] = OF_OPT,
     rankdir: str = typer.Option(
         "LR", "--rankdir", metavar="LR|TB", help="LR: inputs left, output right; TB: top to bottom."
     ),
