@@ -366,7 +366,7 @@ def explain(result: Result) -> Explanation:
     # the forward pass: every node up to the output that it depends on
     anc = g.ancestors(out)
     for i in range(out + 1):
-        if not anc[i] or g.ops[i] == "const":
+        if not anc[i] or (g.ops[i] == "const" and g.names[i] is None):
             continue
         ex.forward.append(_forward_step(g, labels, vals, i))
     # the backward pass: reverse topological order, nodes that depend on an input and reach the output
@@ -423,7 +423,7 @@ def _formula(g: Graph, i: int, L: list[str]) -> str:
 def _forward_step(g: Graph, labels: list[str], vals: list[Any], i: int) -> ForwardStep:
     op = g.ops[i]
     v = vals[i]
-    if op == "input":
+    if op in ("input", "const"):  # a leaf: its value (a named constant such as x = [1, 2, 3])
         return ForwardStep(i, labels[i], op, None, None, v, None)
     args = g.args[i]
     expr = _formula(g, i, [labels[j] for j in args])
