@@ -237,3 +237,15 @@ def test_long_steps_are_written_one_term_per_line():
     assert step["formula"].startswith("∂loss/∂w = ∂loss/∂(w * h) · ∂(w * h)/∂w + ∂loss/∂%9")
     assert step["formula"].endswith("= 0.0933267")
     assert [t["successor"] for t in step["terms"]] == ["(w * h)", "%9", "%12"]
+
+
+def test_named_constants_are_leaves_of_the_forward_pass():
+    r = run_cli("explain", "-e", "x = [1, 2, 3]; w = 2; y = sum(w * x)")
+    assert r.returncode == 0, r.stderr
+    lines = [line.strip() for line in r.stdout.splitlines()]
+    assert lines[1:5] == [
+        "x = [1, 2, 3]    shape (3,)",
+        "w = 2",
+        "(w * x) = 2 * [1, 2, 3] = [2, 4, 6]    shapes () * (3,) → (3,)",
+        "y = sum(w * x) = sum([2, 4, 6]) = 12    shapes (3,) → ()",
+    ]
