@@ -482,3 +482,12 @@ def test_float32_computes_in_float32():
     np.testing.assert_allclose(res.values[res.out], want, rtol=1e-6)
     np.testing.assert_allclose(res.grads[0], dwant, rtol=1e-6)
     assert float(res.values[res.out]) != float(np.exp(0.7) * np.sin(0.7) + 0.49 / 3)  # not float64 precision
+
+
+def test_an_input_first_used_in_parentheses_is_located_at_its_name():
+    from cgraph_cli.errors import Source
+    from cgraph_cli.program import compile_program
+
+    g = compile_program(Source("y = ((x)) + 1"), {"x": 2.0})
+    i = g.inputs["x"]
+    assert g.text(i) == "x" and g.line_col(i) == (1, 7)

@@ -470,3 +470,23 @@ def test_random_programs_give_well_formed_complete_dot(expr, with_values):
         for i in range(len(g)):
             if grads[i] is not None:
                 assert "∂ " in A.get_node(f"n{i}").attr["label"]
+
+
+def test_named_constant_keeps_its_name():
+    text = dot_of("-e", "x = [1, 2, 3]; w = 2; y = sum(w * x)")
+    line = next(line for line in text.splitlines() if "[1, 2, 3]</FONT>" in line)
+    assert "<B>x</B>" in line
+
+
+@pytest.mark.parametrize("target", ["out.png", "frames.svg", "f.pdf"])
+def test_steps_refuses_an_image_name(tmp_path, target):
+    code, out, err = cli_inproc("render", LECTURE, "--steps", str(tmp_path / target))
+    assert code == 2 and out == ""
+    assert err.startswith("error: --steps writes many frames: give it a folder or a .gif file")
+    assert not (tmp_path / target).exists()
+
+
+def test_steps_without_values_is_one_error():
+    code, out, err = cli_inproc("render", "-e", "z = x * y", "--steps", "frames.gif")
+    assert code == 2
+    assert err.startswith("error: --steps shows values and gradients") and "note:" not in err
