@@ -109,6 +109,8 @@ def _open(path: str):
         raise CgraphError(f"--batch: {path} is a folder, not a CSV file") from None
     except OSError as e:
         raise CgraphError(f"--batch: cannot read {path}: {e.strerror or e}") from None
+    except ValueError:  # a NUL byte in the name
+        raise CgraphError(f"--batch: cannot read {path!r}: a file name cannot contain a NUL byte") from None
 
 
 def _read_header(f, path: str) -> tuple[list[str], int]:

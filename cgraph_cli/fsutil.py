@@ -12,6 +12,8 @@ from cgraph_cli.errors import CgraphError
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
     shown = p = Path(path)
+    if "\x00" in str(p):
+        raise CgraphError(f"cannot write {str(p)!r}: a file name cannot contain a NUL byte")
     raw = data.encode("utf-8") if isinstance(data, str) else data
     if p.is_symlink() and p.resolve().is_file():  # write through the link, atomically at its target
         p = p.resolve()

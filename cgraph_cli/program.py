@@ -43,6 +43,8 @@ def load_source(file: str | None, expr: str | None) -> Source:
             raise CgraphError(f"{file} is a folder, not a program file") from None
         except OSError as e:
             raise CgraphError(f"cannot read {file}: {e.strerror or e}") from None
+        except ValueError:  # a NUL byte in the name (possible through the Python API, not a shell)
+            raise CgraphError(f"cannot read {file!r}: a file name cannot contain a NUL byte") from None
         name = file
     try:
         text = data.decode("utf-8-sig")
