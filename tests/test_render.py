@@ -490,3 +490,9 @@ def test_steps_without_values_is_one_error():
     code, out, err = cli_inproc("render", "-e", "z = x * y", "--steps", "frames.gif")
     assert code == 2
     assert err.startswith("error: --steps shows values and gradients") and "note:" not in err
+
+
+def test_image_to_dev_stdout_is_not_followed_by_a_message(tmp_path):
+    r = run_cli("render", LECTURE, "--format", "svg", "-o", "/dev/stdout")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.lstrip().startswith("<?xml") and r.stdout.rstrip().endswith("</svg>")

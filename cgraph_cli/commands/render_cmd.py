@@ -203,7 +203,8 @@ def render_command(
         sys.stdout.flush()
         return
     atomic_write(target, data)
-    out(f"wrote {target}")
+    if Path(target).is_file():  # not for -o /dev/stdout, a pipe or a device: the image is the output
+        out(f"wrote {target}")
 
 
 def _write_steps(picture: Any, steps: str, fmt: str, timeout: float) -> None:
