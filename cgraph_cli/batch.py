@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from cgraph_cli.engine import ROW_OPS, evaluate, row_fwd, row_vjp
+from cgraph_cli.engine import ROW_OPS, backward, evaluate, forward, row_fwd, row_vjp
 from cgraph_cli.errors import CgraphError, Source, closest
 from cgraph_cli.ir import Graph
 
@@ -250,53 +250,17 @@ def _row_vectorisable(g: Graph, fixed: dict[str, np.ndarray]) -> bool:
 def _eval_rows(
     g: Graph, out: int, header: list[str], block: np.ndarray, fixed: dict[str, np.ndarray], names: list[str]
 ) -> np.ndarray:
-    """Values and gradients for all rows: (rows, 1 + inputs) array."""
-    n = len(g.ops)
+    """Values and gradients for all rows: (rows, 1 + inputs) array (the engine's passes, row-wise ops)."""
     m = len(block)
     dt = g.dtype
     col = {name: k for k, name in enumerate(header)}
-    vals: list[Any] = [None] * n
-    ops, args, attrs = g.ops, g.args, g.attrs
-    with np.errstate(all="ignore"):
-        for i in range(n):
-            op = ops[i]
-            if op == "const":
-                vals[i] = attrs[i]["value"]  # type: ignore[index]
-            elif op == "input":
-                name = g.names[i]
-                k = col.get(name)  # type: ignore[arg-type]
-                if k is not None:
-                    vals[i] = np.ascontiguousarray(block[:, k])
-                else:  # a fixed input: one value per row, so that its gradient is per row
-                    vals[i] = np.full(m, fixed[name], dtype=dt)  # type: ignore[index]
-            else:
-                a = attrs[i]
-                xs = [vals[j] for j in args[i]]
-                f = row_fwd(op)
-                vals[i] = f(*xs, **a) if a else f(*xs)
-        need = g.needs_grad()
-        grads: list[Any] = [None] * n
-        if need[out]:
-            grads[out] = np.ones(m, dtype=dt)
-            for i in range(out, -1, -1):
-                gi = grads[i]
-                if gi is None:
-                    continue
-                op = ops[i]
-                if op == "input" or op == "const":
-                    continue
-                a = attrs[i] or {}
-                xs = [vals[j] for j in args[i]]
-                for k, j in enumerate(args[i]):
-                    if not need[j]:
-                        continue
-                    rule = row_vjp(op, k)
-                    if rule is None:
-                        continue
-                    gk = rule(gi, vals[i], *xs, **a)
-                    if np.ndim(gk) == 0:
-                        gk = np.full(m, gk, dtype=dt)
-                    grads[j] = gk if grads[j] is None else grads[j] + gk
+    inputs = {
+        # a fixed input gets one value per row too, so that its gradient is per row
+        name: np.ascontiguousarray(block[:, col[name]]) if name in col else np.full(m, fixed[name], dtype=dt)
+        for name in g.inputs
+    }
+    vals = forward(g, inputs, fwd_of=row_fwd)
+    grads = backward(g, vals, out, vjp_of=row_vjp)
     table = np.empty((m, 1 + len(names)), dtype=np.float64)  # results keep their precision
     table[:, 0] = vals[out]
     for k, name in enumerate(names):

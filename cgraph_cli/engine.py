@@ -39,12 +39,23 @@ STRATEGIES = ("auto", "generic", "scalar", "levels")
 WIDE = 48
 
 
-def forward(g: Graph, inputs: dict[str, np.ndarray], upto: int | None = None) -> list[Any]:
-    """Every node's value, in topological order (nodes after ``upto`` are skipped)."""
+def _table_fwd(op: str) -> Any:
+    return OPS[op].fwd
+
+
+def _table_vjp(op: str, k: int) -> Any:
+    return OPS[op].vjp_for(k)
+
+
+def forward(g: Graph, inputs: dict[str, np.ndarray], upto: int | None = None, *, fwd_of: Any = None) -> list[Any]:
+    """Every node's value, in topological order (nodes after ``upto`` are skipped).
+
+    ``fwd_of(op)`` gives an op's forward function (default: the op table's; the batch mode passes
+    its row-wise variants)."""
     n = len(g.ops) if upto is None else upto + 1
     vals: list[Any] = [None] * n
     ops, args, attrs, names = g.ops, g.args, g.attrs, g.names
-    table = OPS
+    fwd_of = fwd_of or _table_fwd
     with np.errstate(all="ignore"):
         for i in range(n):
             op = ops[i]
@@ -55,12 +66,15 @@ def forward(g: Graph, inputs: dict[str, np.ndarray], upto: int | None = None) ->
             else:
                 a = attrs[i]
                 xs = [vals[j] for j in args[i]]
-                vals[i] = table[op].fwd(*xs, **a) if a else table[op].fwd(*xs)
+                f = fwd_of(op)
+                vals[i] = f(*xs, **a) if a else f(*xs)
     return vals
 
 
-def backward(g: Graph, vals: list[Any], out: int) -> list[Any]:
-    """``∂out/∂node`` for every node that depends on an input (None elsewhere)."""
+def backward(g: Graph, vals: list[Any], out: int, *, vjp_of: Any = None) -> list[Any]:
+    """``∂out/∂node`` for every node that depends on an input (None elsewhere).
+
+    ``vjp_of(op, k)`` gives the VJP of an op's operand k (default: the op table's)."""
     n = len(g.ops)
     need = g.needs_grad()
     grads: list[Any] = [None] * n
@@ -68,6 +82,7 @@ def backward(g: Graph, vals: list[Any], out: int) -> list[Any]:
         return _zero_grads(g, need, grads)
     grads[out] = np.ones_like(vals[out])
     ops, args, attrs = g.ops, g.args, g.attrs
+    vjp_of = vjp_of or _table_vjp
     with np.errstate(all="ignore"):
         for i in range(out, -1, -1):
             gi = grads[i]
@@ -76,13 +91,12 @@ def backward(g: Graph, vals: list[Any], out: int) -> list[Any]:
             op = ops[i]
             if op == "input" or op == "const":
                 continue
-            spec = OPS[op]
             a = attrs[i] or {}
             xs = [vals[j] for j in args[i]]
             for k, j in enumerate(args[i]):
                 if not need[j]:
                     continue
-                rule = spec.vjp_for(k)
+                rule = vjp_of(op, k)
                 if rule is None:
                     continue
                 gk = unbroadcast(rule(gi, vals[i], *xs, **a), np.shape(vals[j]), op)
