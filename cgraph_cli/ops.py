@@ -224,12 +224,12 @@ def _extreme_vjp(k, g, ans, *args):
     """max/min over several operands: split the gradient evenly among ties."""
     masks = [(np.asarray(a) == ans) for a in args]
     count = np.sum(np.broadcast_arrays(*masks), axis=0) if len(masks) > 1 else masks[0]
-    return g * masks[k] / np.maximum(count, 1)
+    return g * masks[k] / np.maximum(count, 1).astype(np.result_type(g))  # keep float32 float32
 
 
 def _reduce_extreme_vjp(g, ans, x, axis=None):
     mask = x == (ans if axis is None else np.expand_dims(ans, axis))
-    count = np.sum(mask, axis=axis, keepdims=axis is not None)
+    count = np.sum(mask, axis=axis, keepdims=axis is not None).astype(np.result_type(g))
     return _expand_reduced(g, np.shape(x), axis) * mask / count
 
 

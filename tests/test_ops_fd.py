@@ -346,3 +346,18 @@ def test_empty_reductions():
     for fn in ("max", "min"):
         with pytest.raises(CgraphError, match="empty"):
             run(Source(f"y = {fn}(x)"), empty)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_float32_stays_float32(name):
+    """--dtype float32: every op's forward value and every operand's VJP keep float32."""
+    op = OPS[name]
+    attrs = op.test_attrs or {}
+    xs = [x.astype(np.float32) for x in sample_operands(op)]
+    ans = op.fwd(*xs, **attrs)
+    assert np.result_type(ans) == np.float32, name
+    g = np.ones_like(ans, dtype=np.float32)
+    for k in range(len(xs)):
+        rule = op.vjp_for(k)
+        if rule is not None:
+            assert np.result_type(rule(g, ans, *xs, **attrs)) == np.float32, (name, k)
