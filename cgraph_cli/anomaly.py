@@ -106,7 +106,10 @@ def warnings(result: Result) -> list[str]:
     for a in find(result):
         i = a.node
         node = f"node {g.label(i)} ({g.ops[i]})"
-        operands = ", ".join(f"{g.label(j)} = {fmt_value(vals[j])}" for j in g.args[i])
+        operands = ", ".join(  # a constant operand is shown as its value alone
+            fmt_value(vals[j]) if g.ops[j] == "const" and g.names[j] is None else f"{g.label(j)} = {fmt_value(vals[j])}"
+            for j in g.args[i]
+        )
         if a.where == "forward":
             msg = f"non-finite value {fmt_value(a.bad)} first appears in the forward pass at {node}"
             if operands:

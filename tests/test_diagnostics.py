@@ -156,3 +156,11 @@ def test_gradient_sum_overflow_is_named():
     assert ws[1].startswith("<expr>:1:5: non-finite gradient first appears in the backward pass at node y (mul)")
     assert "adding its contribution to ∂y/∂a makes the sum inf" in ws[1]
     assert "hint: overflow: the sum is beyond the range of float64" in ws[1]
+
+
+def test_constant_operands_are_shown_by_value():
+    from tests.conftest import run_cli
+
+    r = run_cli("eval", "-e", "y = 1/x", "--at", "x=0", "--format", "csv")
+    assert r.returncode == 0
+    assert "at node y (div) from 1, x = 0" in r.stderr and "%" not in r.stderr
