@@ -205,7 +205,7 @@ def _lse_fwd(x):
 
 def _amax_vjp(g, ans, x, axis=None):
     mask = x == ans
-    return g * mask / mask.astype(np.int64)
+    return g * mask / mask.astype(np.result_type(g))  # float32 stays float32, as in ops._reduce_extreme_vjp
 
 
 def _power_rows(a, b):
