@@ -496,3 +496,8 @@ def test_image_to_dev_stdout_is_not_followed_by_a_message(tmp_path):
     r = run_cli("render", LECTURE, "--format", "svg", "-o", "/dev/stdout")
     assert r.returncode == 0, r.stderr
     assert r.stdout.lstrip().startswith("<?xml") and r.stdout.rstrip().endswith("</svg>")
+
+
+def test_steps_folder_with_a_nul_byte_is_a_clear_error():
+    code, out, err = cli_inproc("render", LECTURE, "--steps", "a\x00b")
+    assert code == 2 and err.startswith("error: --steps: cannot write") and "NUL" in err

@@ -152,6 +152,8 @@ def render_command(
         ) from None
     out_node = pick_output(g, of)
 
+    if steps is not None and "\x00" in steps:
+        raise CgraphError(f"--steps: cannot write {steps!r}: a file name cannot contain a NUL byte")
     if steps is not None and Path(steps).suffix.lower() in (".png", ".svg", ".pdf", ".dot", ".jpg", ".jpeg"):
         raise CgraphError(
             f"--steps writes many frames: give it a folder or a .gif file, not {steps}",
