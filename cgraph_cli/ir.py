@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cgraph_cli.errors import CgraphError, Source, closest
+from cgraph_cli.errors import CgraphError, Source, closest, did_you_mean
 from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS, OPS, broadcast_shape, fmt_index, fmt_shape, same_shape
 
 Span = tuple[int, int]
@@ -302,7 +302,7 @@ class Builder:
             elif kind == "output":
                 for name, span in st[3]:
                     if name not in g.bindings:
-                        raise CgraphError(f"output '{name}' is not defined" + _suggest(name, g.bindings), span)
+                        raise CgraphError(f"output '{name}' is not defined" + did_you_mean(name, g.bindings), span)
                     g.outputs.append(g.bindings[name])
             elif kind == "def":
                 self.define(st)
@@ -395,8 +395,7 @@ class Builder:
                 if callee == fname:
                     raise CgraphError(f"function '{fname}' calls itself; recursion is not allowed", (x[1], x[5]))
                 if callee not in self.defs and callee not in FUNCTIONS and callee not in CONSTRUCTORS:
-                    known = sorted(set(FUNCTIONS) | set(CONSTRUCTORS) | set(self.defs))
-                    raise CgraphError(f"unknown function '{callee}'" + _suggest(callee, known), (x[1], x[5]))
+                    raise _unknown_function(callee, (x[1], x[5]), self.defs)
             stack.extend(subexprs(x))
         self.defs[fname] = _Def(fname, fspan, params, body, dict(self.defs), self.expanded_size(body))
 
@@ -569,8 +568,7 @@ class Builder:
         if fn is None:
             if fname in self.defs:
                 raise CgraphError(f"function '{fname}' is defined after the function that calls it", name_span)
-            known = sorted(set(FUNCTIONS) | set(CONSTRUCTORS) | set(visible))
-            raise CgraphError(f"unknown function '{fname}'" + _suggest(fname, known), name_span)
+            raise _unknown_function(fname, name_span, visible)
         n = len(args)
         if n < fn.min_args or (fn.max_args is not None and n > fn.max_args):
             if fn.max_args is None:
@@ -626,9 +624,9 @@ def _n_args(n: int) -> str:
     return f"{n} argument{'s' * (n != 1)}"
 
 
-def _suggest(name: str, choices) -> str:
-    best = closest(name, list(choices))
-    return f"; did you mean '{best}'?" if best else ""
+def _unknown_function(name: str, span: Span, defs: dict) -> CgraphError:
+    known = set(FUNCTIONS) | set(CONSTRUCTORS) | set(defs)
+    return CgraphError(f"unknown function '{name}'" + did_you_mean(name, known), span)
 
 
 def _suggest_plain(name: str, choices) -> str:

@@ -71,8 +71,10 @@ def parse_value(text: str, where: str) -> np.ndarray:
         else:
             if not expect_item:
                 raise CgraphError(f"{where}: expected ',' between numbers")
-            tok = m.group("num") or m.group("pi")
-            stack[-1].append(float(tok.lower().replace("pi", str(np.pi))) if "pi" in tok.lower() else float(tok))
+            if m.group("pi"):
+                stack[-1].append(-np.pi if m.group("pi").startswith("-") else np.pi)
+            else:
+                stack[-1].append(float(m.group("num")))
             expect_item = False
     if len(stack) != 1:
         raise CgraphError(f"{where}: unbalanced '['")
