@@ -27,7 +27,6 @@ Nothing here imports Graphviz; :mod:`cgraph_cli.render` lays the text out.
 from __future__ import annotations
 
 import html
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -36,6 +35,7 @@ import numpy as np
 
 from cgraph_cli.ir import Graph
 from cgraph_cli.ops import OPS, fmt_index, fmt_shape
+from cgraph_cli.present import fmt_number
 
 FANOUT = 8  # a leaf with more uses than this is drawn as one copy per use
 
@@ -90,15 +90,10 @@ def _attrs(d: dict[str, Any]) -> str:
 
 
 def fmt_num(x: Any, digits: int = 4) -> str:
-    """A short number for a picture: 4 significant digits, integers without a point."""
-    x = float(x)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "∞" if x > 0 else "-∞"
-    if x == 0:
-        return "0"
-    s = format(x, f".{digits}g")
+    """A short number for a picture: 4 significant digits, integers without a point, ∞, 1e-5."""
+    s = fmt_number(x, digits)
+    if s in ("inf", "-inf"):
+        return s.replace("inf", "∞")
     if "e" in s:
         mant, exp = s.split("e")
         s = f"{mant}e{int(exp)}"

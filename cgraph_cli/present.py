@@ -15,7 +15,7 @@ from cgraph_cli.ir import Graph
 from cgraph_cli.ops import fmt_shape
 
 
-def fmt_number(x: float) -> str:
+def fmt_number(x: float, digits: int = 6) -> str:
     """Short, exact-looking numbers: 14, -1, 0.5, 1.2346e-05, NaN, inf."""
     x = float(x)
     if math.isnan(x):
@@ -24,7 +24,7 @@ def fmt_number(x: float) -> str:
         return "inf" if x > 0 else "-inf"
     if x == 0:
         return "0"
-    return format(x, ".6g")
+    return format(x, f".{digits}g")
 
 
 def fmt_value(v: Any, *, limit: int = 4) -> str:
