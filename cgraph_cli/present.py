@@ -70,7 +70,12 @@ def rows(result: Result, all_nodes: bool = False) -> list[int]:
 
 
 def to_data(result: Result) -> dict[str, Any]:
-    """The JSON document of SPEC §3."""
+    """The JSON document of SPEC §3 (tensors as nested lists; :func:`write_json` streams it instead)."""
+    return _document(result, json_value)
+
+
+def _document(result: Result, value: Any) -> dict[str, Any]:
+    """The JSON document, with every value and gradient passed through ``value``."""
     g = result.graph
     vals, grads = result.values, result.grads
     nodes = []
@@ -83,8 +88,8 @@ def to_data(result: Result) -> dict[str, Any]:
                 "op": g.ops[i],
                 "args": list(g.args[i]),
                 "shape": list(np.shape(vals[i])),
-                "value": json_value(vals[i]),
-                "grad": json_value(grads[i]),
+                "value": value(vals[i]),
+                "grad": value(grads[i]),
                 "expr": g.short_text(i),
                 "line": line,
                 "column": col,
@@ -107,42 +112,247 @@ def to_data(result: Result) -> dict[str, Any]:
     ]
     return {
         "output": g.label(result.out),
-        "value": json_value(vals[result.out]),
-        "inputs": {k: json_value(v) for k, v in result.inputs.items()},
-        "gradients": {k: json_value(grads[i]) for k, i in g.inputs.items()},
-        "outputs": {g.label(i): json_value(vals[i]) for i in g.outputs},
+        "value": value(vals[result.out]),
+        "inputs": {k: value(v) for k, v in result.inputs.items()},
+        "gradients": {k: value(grads[i]) for k, i in g.inputs.items()},
+        "outputs": {g.label(i): value(vals[i]) for i in g.outputs},
         "nodes": nodes,
         "nonfinite": nonfinite,
     }
 
 
 def _finite(v: Any) -> bool:
-    return v is None or bool(np.all(np.isfinite(v)))
+    if v is None:
+        return True
+    from cgraph_cli.engine import _all_finite
+
+    return _all_finite(v)
 
 
 def to_json(result: Result) -> str:
-    return json.dumps(to_data(result), indent=2, allow_nan=False)
+    """The JSON document as one string (:func:`write_json` writes the same bytes without holding them)."""
+    buf = io.StringIO()
+    write_json(result, buf)
+    return buf.getvalue()
+
+
+def write_json(result: Result, stream: Any) -> None:
+    """Write the JSON document of :func:`to_json` to ``stream``, tensors chunk by chunk.
+
+    The bytes are exactly ``json.dumps(to_data(result), indent=2, allow_nan=False)`` (no final newline),
+    but the memory used beyond the values themselves is a few chunks of text, not a Python float and a
+    string per entry."""
+    dump_json(_document(result, lazy_value), stream)
+
+
+# -- streaming JSON --------------------------------------------------------------------------------------------------
+#
+# ``json.dumps(doc, indent=2)`` builds a Python list of every number (to_data) and a string piece per entry, about
+# 400 bytes per tensor entry.  The writer below produces the same text: small parts through the json module's own
+# encoders, tensors (wrapped in :class:`Tensor` by :func:`lazy_value`) one chunk of entries at a time, each entry's
+# text being its surrounding brackets and separators (a function of how many dimensions end before it) followed by
+# ``float.__repr__`` of the entry, as json writes floats.
+
+CHUNK = 1 << 15  # tensor entries formatted at a time
+_FLUSH = 1 << 16  # characters buffered before a write
+
+
+class Tensor:
+    """A tensor to be written as nested JSON lists of numbers (float64 values; non-finite as strings)."""
+
+    __slots__ = ("a",)
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.a = a
+
+
+def lazy_value(v: Any) -> Any:
+    """:func:`json_value`, but a tensor stays a :class:`Tensor` to be written chunk by chunk."""
+    if v is None:
+        return None
+    a = np.asarray(v)
+    if a.ndim == 0:
+        return json_number(a)
+    return Tensor(a)
+
+
+def _number_texts(chunk: np.ndarray, quote: str = '"') -> list[str]:
+    """The JSON text of each entry (float64 repr, as json writes it; non-finite as quoted strings)."""
+    c = np.asarray(chunk, dtype=np.float64)
+    texts = list(map(float.__repr__, c.tolist()))
+    fin = np.isfinite(c)
+    if not fin.all():
+        for k in np.flatnonzero(~fin).tolist():
+            x = c[k]
+            word = "NaN" if x != x else ("Infinity" if x > 0 else "-Infinity")
+            texts[k] = quote + word + quote
+    return texts
+
+
+def _flat_chunks(a: np.ndarray):
+    """(start, entries) chunks of a tensor in C order, copying at most a chunk at a time."""
+    flat = a.reshape(-1) if a.flags.c_contiguous else a.flat
+    for s in range(0, a.size, CHUNK):
+        yield s, np.asarray(flat[s : s + CHUNK])
+
+
+def _tensor_text(a: np.ndarray, write, level: int | None, indent: str = "  ", quote: str = '"') -> None:
+    """Write a tensor as nested lists: json.dumps' layout with ``indent`` at list depth ``level`` (a list whose
+    own bracket is written at ``level`` has its entries at ``level + 1``), or compact (``level`` None, separators
+    ',' and ':')."""
+    shape = a.shape
+    k = len(shape)
+
+    def nl(depth: int) -> str:
+        return "" if level is None else "\n" + indent * (level + depth)
+
+    if a.size == 0:  # no numbers: brackets only (an empty list is '[]' in either layout)
+        write(_empty_text(shape, nl))
+        return
+    # before an entry whose flat index is a multiple of the last o suffix products (o < k), the innermost o
+    # lists close, the list above them takes a separator and o new lists open
+    suffix = [int(np.prod(shape[j:], dtype=np.int64)) for j in range(k)]  # P_1 .. P_k
+    opens = ["".join("[" + nl(j) for j in range(k - o + 1, k + 1)) for o in range(k + 1)]
+    closes = ["".join(nl(j - 1) + "]" for j in range(k, k - o, -1)) for o in range(k + 1)]
+    pre = [closes[o] + "," + nl(k - o) + opens[o] for o in range(k)]
+    pre.append(opens[k])  # the first entry
+    for s, chunk in _flat_chunks(a):
+        texts = _number_texts(chunk, quote)
+        n = len(texts)
+        idx = np.arange(s, s + n, dtype=np.int64)
+        o = np.zeros(n, dtype=np.int64)
+        for p in suffix[1:] if k > 1 else ():
+            o += idx % p == 0
+        if s == 0:
+            o[0] = k
+        if not o.any():
+            write(pre[0] + pre[0].join(texts))
+        elif k == 1 or not (o > 0).sum() * 4 < n:
+            write("".join(map(str.__add__, [pre[x] for x in o.tolist()], texts)))
+        else:  # a few row boundaries in a long chunk: join the runs between them
+            cuts = np.flatnonzero(o).tolist() + [n]
+            parts = [pre[0] + pre[0].join(texts[: cuts[0]])] if cuts[0] else []
+            for c0, c1 in zip(cuts[:-1], cuts[1:]):
+                parts.append(pre[int(o[c0])] + pre[0].join(texts[c0:c1]))
+            write("".join(parts))
+    write(closes[k])
+
+
+def _empty_text(shape: tuple[int, ...], nl) -> str:
+    def rec(depth: int) -> str:
+        d = shape[depth - 1]
+        if d == 0:
+            return "[]"
+        if depth == len(shape):  # pragma: no cover - a non-empty last dimension has numbers
+            raise AssertionError
+        inner = rec(depth + 1)
+        return "[" + nl(depth) + ("," + nl(depth)).join([inner] * d) + nl(depth - 1) + "]"
+
+    return rec(1)
+
+
+def dump_json(doc: Any, stream: Any, *, indent: str = "  ", ensure_ascii: bool = True) -> None:
+    """Write ``json.dumps(doc, indent=len(indent), ensure_ascii=ensure_ascii, allow_nan=False)`` to ``stream``,
+    with :class:`Tensor` values written chunk by chunk (buffered: a write per ~64k characters)."""
+    from json import encoder
+
+    enc_str = encoder.encode_basestring_ascii if ensure_ascii else encoder.encode_basestring
+    buf: list[str] = []
+    size = 0
+
+    def write(text: str) -> None:
+        nonlocal size
+        buf.append(text)
+        size += len(text)
+        if size >= _FLUSH:
+            stream.write("".join(buf))
+            buf.clear()
+            size = 0
+
+    def enc(o: Any, level: int) -> None:
+        if isinstance(o, str):
+            write(enc_str(o))
+        elif o is None:
+            write("null")
+        elif o is True:
+            write("true")
+        elif o is False:
+            write("false")
+        elif isinstance(o, int):
+            write(int.__repr__(o))
+        elif isinstance(o, float):
+            if o != o or o in (float("inf"), float("-inf")):
+                raise ValueError("Out of range float values are not JSON compliant")
+            write(float.__repr__(o))
+        elif isinstance(o, Tensor):
+            _tensor_text(o.a, write, level, indent)
+        elif isinstance(o, (list, tuple)):
+            if not o:
+                write("[]")
+                return
+            sep = ",\n" + indent * (level + 1)
+            write("[\n" + indent * (level + 1))
+            for k, x in enumerate(o):
+                if k:
+                    write(sep)
+                enc(x, level + 1)
+            write("\n" + indent * level + "]")
+        elif isinstance(o, dict):
+            if not o:
+                write("{}")
+                return
+            sep = ",\n" + indent * (level + 1)
+            write("{\n" + indent * (level + 1))
+            for k, (key, x) in enumerate(o.items()):
+                if k:
+                    write(sep)
+                if not isinstance(key, str):
+                    raise TypeError(f"keys must be str, not {type(key).__name__}")
+                write(enc_str(key) + ": ")
+                enc(x, level + 1)
+            write("\n" + indent * level + "}")
+        else:
+            raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+    enc(doc, 0)
+    if buf:
+        stream.write("".join(buf))
 
 
 def to_csv(result: Result, all_nodes: bool = False) -> str:
     """One row per node: node,op,expr,shape,value,grad (tensors as JSON lists)."""
-    g = result.graph
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    write_csv(result, buf, all_nodes)
+    return buf.getvalue()
+
+
+def write_csv(result: Result, stream: Any, all_nodes: bool = False) -> None:
+    """Write :func:`to_csv`'s text to ``stream``, tensor cells chunk by chunk."""
+    g = result.graph
+    small = io.StringIO()
+    w = csv.writer(small, lineterminator="\n")
     w.writerow(["node", "op", "expr", "shape", "value", "grad"])
     for i in rows(result, all_nodes):
         v, gr = result.values[i], result.grads[i]
-        w.writerow(
-            [
-                g.label(i),
-                g.ops[i],
-                g.short_text(i),
-                "x".join(str(d) for d in np.shape(v)),
-                _csv_cell(v),
-                _csv_cell(gr),
-            ]
-        )
-    return buf.getvalue()
+        head = [g.label(i), g.ops[i], g.short_text(i), "x".join(str(d) for d in np.shape(v))]
+        if np.ndim(v) == 0 and np.ndim(gr) == 0:  # scalars (or None): the csv module writes the row
+            w.writerow(head + [_csv_cell(v), _csv_cell(gr)])
+        else:
+            w.writerow(head + ["", ""])  # the row without its last two cells, which are written below
+            text = small.getvalue()
+            small.seek(0)
+            small.truncate()
+            stream.write(text[: -len(",,\n")] + ",")
+            _csv_tensor_cell(v, stream.write)
+            stream.write(",")
+            _csv_tensor_cell(gr, stream.write)
+            stream.write("\n")
+            continue
+        if small.tell() >= _FLUSH:
+            stream.write(small.getvalue())
+            small.seek(0)
+            small.truncate()
+    stream.write(small.getvalue())
 
 
 def _csv_cell(v: Any) -> str:
@@ -152,6 +362,26 @@ def _csv_cell(v: Any) -> str:
     if a.ndim == 0:
         return repr(float(a)) if np.isfinite(a) else fmt_number(a)
     return json.dumps(json_value(a), separators=(",", ":"))
+
+
+def _csv_tensor_cell(v: Any, write) -> None:
+    """A cell as the csv module writes :func:`_csv_cell`'s text: quoted (quotes doubled) when the text has a
+    comma or a quote, which for a tensor's compact JSON is known from its shape and whether it is finite."""
+    a = None if v is None else np.asarray(v)
+    if a is None or a.ndim == 0:
+        text = _csv_cell(v)
+        if "," in text or '"' in text:
+            text = '"' + text.replace('"', '""') + '"'
+        write(text)
+        return
+    first = next((d for d in a.shape if d != 1), 1)  # the first level with other than one entry
+    quoted = first >= 2 or (a.size > 0 and not _finite(a))
+    if not quoted:
+        _tensor_text(a, write, None)
+        return
+    write('"')
+    _tensor_text(a, write, None, quote='""')
+    write('"')
 
 
 def grad_header(g: Graph, out: int) -> str:
