@@ -2,6 +2,7 @@
 
 A large program is parsed and lowered once; a later run of the unchanged program loads its Graph from
 ``$XDG_CACHE_HOME/cgraph/ir/`` (``~/.cache/cgraph/ir/``; ``$CGRAPH_CACHE_DIR`` overrides the folder).
+A relative ``XDG_CACHE_HOME`` is ignored, as the XDG spec says.
 
 - The key is a SHA-256 of the program text, the input shapes the build saw, ``--seed``, ``--dtype``,
   cgraph's version and a fingerprint of the modules that build graphs, so any change gives a new entry.
@@ -38,7 +39,9 @@ def cache_dir() -> Path:
     env = os.environ.get("CGRAPH_CACHE_DIR")
     if env:
         return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    if not os.path.isabs(base):  # unset, empty or relative: the XDG spec says to ignore it
+        base = os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "cgraph" / "ir"
 
 
