@@ -8,8 +8,16 @@ A relative ``XDG_CACHE_HOME`` is ignored, as the XDG spec says.
   cgraph's version and a fingerprint of the modules that build graphs, so any change gives a new entry.
 - Entries are ``.npz`` archives of plain arrays plus one JSON document (no pickle anywhere: they are
   loaded with ``allow_pickle=False``), written to a temporary file and renamed into place, so concurrent
-  runs never see half an entry.  A damaged or unreadable entry is ignored and the program compiled.
-  The folder keeps the newest :data:`MAX_ENTRIES` entries.
+  runs never see half an entry.
+- Each entry carries a seal (the member :data:`_MARK`): cgraph's magic string, the format, the key it was
+  written for and a SHA-256 of all its other members.  An entry is used only if its seal matches the key
+  asked for and its contents, and its structure passes :func:`_check` (every index in range, every array
+  of the expected dtype and length); anything else -- a copy of another program's entry, an altered or
+  truncated one, a file that is no entry at all -- is ignored and the program compiled.
+- cgraph deletes or replaces only files that are provably its own: named ``<64 hex digits>.npz``, a
+  regular file (not a symlink) and carrying the seal.  A cache folder that is a symbolic link is not used
+  at all (nothing is read, written or deleted there).  The folder keeps the newest :data:`MAX_ENTRIES`
+  of cgraph's entries; other files in it are left alone.
 - Only programs of at least :data:`MIN_CHARS` characters are cached: below that, compiling is faster
   than reading a file.  ``--no-cache`` (or ``CGRAPH_NO_CACHE=1``) skips the cache.
 """
@@ -20,6 +28,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,14 +38,24 @@ import numpy as np
 
 from cgraph_cli.errors import Source
 from cgraph_cli.ir import Frame, Graph
+from cgraph_cli.ops import LEAF_OPS, OPS
 
 MIN_CHARS = 20_000
-MAX_ENTRIES = 32  # older entries are removed
-FORMAT = 2
+MAX_ENTRIES = 32  # older entries (of cgraph's own) are removed
+FORMAT = 3
+MAGIC = "cgraph-ir-cache"
+_MARK = "cgraph_seal"  # the member holding the seal (JSON: magic, format, key, digest)
+_ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.npz\Z")
 _MODULES = ("ir.py", "ops.py", "parser.py", "cache.py", "errors.py")
+# format 2 (cgraph 0.x before seals): recognised by its exact members and JSON keys, so it can be trimmed
+_V2_MEMBERS = {"ops", "arity", "args", "ndim", "dims", "spans", "frames_of", "cidx", "cval", "tidx", "tndim"}
+_V2_MEMBERS |= {"tdims", "tflat", "meta"}
+_V2_META = {"n", "opnames", "names", "attrs", "frames", "inputs", "declared_shapes", "defaults", "outputs"}
+_V2_META |= {"bindings", "dtype"}
 
 
 def cache_dir() -> Path:
+    """Where the cache lives (whether or not it may be used: see :func:`_folder`)."""
     env = os.environ.get("CGRAPH_CACHE_DIR")
     if env:
         return Path(env)
@@ -43,6 +63,23 @@ def cache_dir() -> Path:
     if not os.path.isabs(base):  # unset, empty or relative: the XDG spec says to ignore it
         base = os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "cgraph" / "ir"
+
+
+def _folder() -> Path | None:
+    """The cache folder if cgraph may use it: None when it (or, under XDG, its ``cgraph`` folder) is a
+    symbolic link -- a link is the user's, and may lead to a folder of their own files -- or when no
+    absolute place is known."""
+    folder = cache_dir()
+    try:
+        if not folder.is_absolute() and not os.environ.get("CGRAPH_CACHE_DIR"):
+            return None
+        if folder.is_symlink():
+            return None
+        if not os.environ.get("CGRAPH_CACHE_DIR") and folder.parent.is_symlink():
+            return None
+    except (OSError, ValueError):
+        return None
+    return folder
 
 
 def enabled(source: Source, use_cache: bool = True) -> bool:
@@ -87,14 +124,22 @@ def _jsonable_attr(k: str, v: Any) -> Any:
 def store(k: str, g: Graph) -> None:
     """Write the graph under key ``k``; any failure only means no cache entry."""
     try:
-        folder = cache_dir()
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = _folder()
+        if folder is None:
+            return
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if folder.is_symlink() or not folder.is_dir():  # made a link since _folder() looked: leave it
+            return
+        target = folder / f"{k}.npz"
+        if os.path.lexists(target) and not _replaceable(target):
+            return
         arrays = _to_arrays(g)
+        arrays[_MARK] = _seal(k, arrays)
         fd, tmp = tempfile.mkstemp(prefix=f".{k[:16]}.", suffix=".part", dir=folder)
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)
-            os.replace(tmp, folder / f"{k}.npz")
+            os.replace(tmp, target)
             _trim(folder)
         except BaseException:
             try:
@@ -107,22 +152,105 @@ def store(k: str, g: Graph) -> None:
 
 
 def _trim(folder: Path) -> None:
-    """Keep the newest MAX_ENTRIES entries (a concurrent run may remove the same file: that is fine)."""
-    entries = list(folder.glob("*.npz"))
-    if len(entries) <= MAX_ENTRIES:
+    """Keep the newest MAX_ENTRIES of cgraph's own entries; nothing else is touched (a concurrent run may
+    remove the same file: that is fine)."""
+    if folder.is_symlink():
         return
-
-    def mtime(p: Path) -> float:
+    named = []
+    with os.scandir(folder) as it:
+        for e in it:
+            if _ENTRY_NAME.match(e.name) and e.is_file(follow_symlinks=False):
+                named.append(Path(e.path))
+    if len(named) <= MAX_ENTRIES:
+        return
+    ours = []
+    for p in named:
         try:
-            return p.stat().st_mtime
+            st = p.lstat()
         except OSError:
-            return 0.0
-
-    for p in sorted(entries, key=mtime)[: len(entries) - MAX_ENTRIES]:
+            continue
+        if _is_ours(p):
+            ours.append((st.st_mtime_ns, p.name, p))
+    ours.sort()
+    for _, _, p in ours[: max(len(ours) - MAX_ENTRIES, 0)]:
         try:
             p.unlink()
         except OSError:
             pass
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every member (the seal excepted): name, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        if name == _MARK:
+            continue
+        a = np.ascontiguousarray(arrays[name])
+        h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        h.update(b"\0")
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _seal(k: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The seal member for an entry of key ``k`` holding ``arrays``."""
+    doc = {"magic": MAGIC, "format": FORMAT, "key": k, "digest": _digest(arrays)}
+    return np.frombuffer(json.dumps(doc).encode("ascii"), dtype=np.uint8)
+
+
+def _read_seal(a: Any) -> dict:
+    if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 1 or len(a) > 4096:
+        raise ValueError("not a seal")
+    doc = json.loads(a.tobytes().decode("ascii"))
+    if not isinstance(doc, dict) or doc.get("magic") != MAGIC:
+        raise ValueError("not a seal")
+    return doc
+
+
+def _open_entry(path: Path) -> Any:
+    """A binary file object for a regular file at ``path``; never through a symlink, never blocking on a FIFO."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _replaceable(path: Path) -> bool:
+    """Whether the file at the key's own path may be replaced by a new entry: a regular file, not a symlink.
+
+    Its name is the SHA-256 of this program's key material, which no file but an entry cgraph wrote for
+    this very program can bear (by chance: probability 2**-256), so a damaged entry of the program is
+    replaced even when its seal is unreadable.  Replacing swaps the folder entry for a new file: the
+    contents of a hard-linked file are never written to."""
+    try:
+        return _ENTRY_NAME.match(path.name) is not None and stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _is_ours(path: Path) -> bool:
+    """Whether ``path`` is provably one of cgraph's entries: its name, a regular file (not a symlink), and
+    cgraph's seal inside (or, for entries of format 2, written before seals, exactly that format's members
+    and JSON document).  Its contents may otherwise be damaged."""
+    if not _ENTRY_NAME.match(path.name):
+        return False
+    try:
+        with _open_entry(path) as f, np.load(f, allow_pickle=False) as z:
+            files = set(z.files)
+            if _MARK in files:
+                _read_seal(z[_MARK])
+                return True
+            if {n for n in files if not n.startswith("d_")} != _V2_MEMBERS:
+                return False
+            meta = json.loads(z["meta"].tobytes().decode("utf-8"))
+            return isinstance(meta, dict) and set(meta) == _V2_META
+    except Exception:
+        return False
 
 
 def _to_arrays(g: Graph) -> dict[str, np.ndarray]:
@@ -197,11 +325,21 @@ def _attr_from_json(k: str, v: Any) -> Any:
 
 
 def load(k: str, source: Source) -> Graph | None:
-    """The cached graph for key ``k`` (with ``source`` attached), or None."""
-    path = cache_dir() / f"{k}.npz"
+    """The cached graph for key ``k`` (with ``source`` attached), or None.
+
+    None unless the entry is a regular file whose seal was made for key ``k`` and matches its contents,
+    and whose structure passes :func:`_check`."""
+    folder = _folder()
+    if folder is None:
+        return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return _from_arrays({name: z[name] for name in z.files}, source)
+        with _open_entry(folder / f"{k}.npz") as f, np.load(f, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+        seal = _read_seal(arrays.get(_MARK))
+        if seal.get("format") != FORMAT or seal.get("key") != k or seal.get("digest") != _digest(arrays):
+            return None
+        del arrays[_MARK]
+        return _from_arrays(arrays, source)
     except Exception:  # missing, truncated or damaged in any way (BadZipFile, numpy's header TokenError...): rebuild
         return None
 
@@ -230,8 +368,151 @@ def _args_from_flat(arity: np.ndarray, flat: np.ndarray) -> list[tuple[int, ...]
     return args
 
 
+# the integer members: dtype and number of dimensions, exactly as _to_arrays writes them
+_INTS = {
+    "ops": (np.int32, 1),
+    "arity": (np.int32, 1),
+    "args": (np.int64, 1),
+    "ndim": (np.int16, 1),
+    "dims": (np.int64, 1),
+    "spans": (np.int64, 2),
+    "frames_of": (np.int32, 1),
+    "cidx": (np.int64, 1),
+    "tidx": (np.int64, 1),
+    "tndim": (np.int64, 1),
+    "tdims": (np.int64, 1),
+}
+_DTYPES = ("float64", "float32")
+
+
+def _require(ok: Any, what: str) -> None:
+    if not ok:
+        raise ValueError(f"bad cache entry: {what}")
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _is_span(v: Any, size: int) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(map(_is_int, v)) and 0 <= v[0] <= v[1] <= size
+
+
+def _check_attr(k: str, v: Any) -> bool:
+    """Whether one attribute, as JSON, has the form _jsonable_attr gives it."""
+    if k == "axis":
+        return v is None or _is_int(v)
+    if k == "dims":
+        return (
+            isinstance(v, dict)
+            and list(v) == ["tuple"]
+            and isinstance(v["tuple"], list)
+            and all(map(_is_int, v["tuple"]))
+        )
+    if k == "idx":
+        if not isinstance(v, list):
+            return False
+        for s in v:
+            if isinstance(s, dict):
+                b = s.get("slice")
+                if list(s) != ["slice"] or not isinstance(b, list) or len(b) != 3:
+                    return False
+                if not all(x is None or _is_int(x) for x in b) or b[2] == 0:
+                    return False
+            elif not _is_int(s):
+                return False
+        return True
+    return False
+
+
+def _check(z: dict[str, np.ndarray], source: Source) -> dict:
+    """The entry's JSON document, once its arrays and document are the shape _to_arrays gives them:
+    every member present with its dtype and length, every node, frame and constant index in range, every
+    operand an earlier node, every op known and given its number of operands.  Raises ValueError."""
+    for name, (dt, nd) in _INTS.items():
+        _require(z[name].dtype == dt and z[name].ndim == nd, f"{name} is not {np.dtype(dt).name}[{nd}]")
+    m = z["meta"]
+    _require(m.dtype == np.uint8 and m.ndim == 1, "meta is not bytes")
+    meta = json.loads(m.tobytes().decode("utf-8"))
+    _require(isinstance(meta, dict) and set(meta) == _V2_META, "meta has other keys")
+    n = meta["n"]
+    _require(_is_int(n) and n > 0, "n")
+    _require(meta["dtype"] in _DTYPES, "dtype")
+    fdt = np.dtype(meta["dtype"])
+    for name in ("cval", "tflat"):
+        _require(z[name].dtype == fdt and z[name].ndim == 1, f"{name} is not {fdt.name}[1]")
+    defaults = meta["defaults"]
+    _require(isinstance(defaults, list) and all(isinstance(d, str) for d in defaults), "defaults")
+    _require(len(set(defaults)) == len(defaults), "defaults repeat")
+    _require(set(z) == _V2_MEMBERS | {f"d_{d}" for d in defaults}, "members")
+    for d in defaults:
+        _require(z[f"d_{d}"].dtype == fdt, f"d_{d} is not {fdt.name}")
+
+    ops, arity, args, ndim, dims = z["ops"], z["arity"], z["args"], z["ndim"], z["dims"]
+    spans, frames_of = z["spans"], z["frames_of"]
+    _require(len(ops) == len(arity) == len(ndim) == len(frames_of) == n and spans.shape == (n, 2), "lengths")
+    opnames = meta["opnames"]
+    _require(isinstance(opnames, list) and all(isinstance(o, str) for o in opnames), "opnames")
+    _require(len(set(opnames)) == len(opnames) and all(o in OPS or o in LEAF_OPS for o in opnames), "opnames")
+    _require(((ops >= 0) & (ops < len(opnames))).all(), "op code out of range")
+    _require((arity >= 0).all() and len(args) == int(arity.sum(dtype=np.int64)), "arity")
+    want = np.array([0 if o in LEAF_OPS else (OPS[o].arity or -1) for o in opnames] or [0], dtype=np.int64)[ops]
+    _require(((arity == want) | ((want < 0) & (arity >= 1))).all(), "number of operands")
+    owner = np.repeat(np.arange(n, dtype=np.int64), arity)
+    _require(((args >= 0) & (args < owner)).all(), "operand out of range")  # operands come before their node
+    _require(((ndim >= -1) & (ndim <= 64)).all() and len(dims) == int(ndim[ndim > 0].sum(dtype=np.int64)), "ndim")
+    _require((dims >= 0).all(), "dims")
+    size = len(source.text)
+    _require(((spans[:, 0] >= 0) & (spans[:, 0] <= spans[:, 1]) & (spans[:, 1] <= size)).all(), "spans")
+
+    frames = meta["frames"]
+    _require(isinstance(frames, list), "frames")
+    for j, f in enumerate(frames):
+        _require(isinstance(f, list) and len(f) == 3 and isinstance(f[0], str), "frame")
+        _require(_is_span(f[1], size) and _is_int(f[2]) and -1 <= f[2] < j, "frame")
+    _require(((frames_of >= -1) & (frames_of < len(frames))).all(), "frame of a node")
+
+    const = np.flatnonzero(ops == opnames.index("const")) if "const" in opnames else np.zeros(0, dtype=np.int64)
+    cidx, tidx = z["cidx"], z["tidx"]
+    both = np.concatenate([cidx, tidx])
+    _require(len(both) == len(const) and np.array_equal(np.sort(both), const), "constants")
+    _require(len(z["cval"]) == len(cidx) and (ndim[cidx] == 0).all(), "scalar constants")
+    tndim, tdims = z["tndim"], z["tdims"]
+    _require(len(tndim) == len(tidx) and (tndim >= 0).all() and len(tdims) == int(tndim.sum()), "tensor constants")
+    _require((tdims >= 0).all() and np.array_equal(tndim, ndim[tidx]), "tensor constants")
+
+    names = meta["names"]
+    _require(isinstance(names, list) and len(names) == n, "names")
+    _require(all(x is None or isinstance(x, str) for x in names), "names")
+    attrs = meta["attrs"]
+    _require(isinstance(attrs, list), "attrs")
+    seen: set[int] = set()
+    for item in attrs:
+        _require(isinstance(item, list) and len(item) == 2 and _is_int(item[0]) and 0 <= item[0] < n, "attrs")
+        i, a = item
+        _require(i not in seen and opnames[int(ops[i])] not in LEAF_OPS and isinstance(a, dict), "attrs")
+        _require(all(_check_attr(k, v) for k, v in a.items()), "attrs")
+        seen.add(i)
+    inputs = meta["inputs"]
+    _require(isinstance(inputs, list), "inputs")
+    for item in inputs:
+        _require(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str), "inputs")
+        _require(_is_int(item[1]) and 0 <= item[1] < n and opnames[int(ops[item[1]])] == "input", "inputs")
+    _require(len({k for k, _ in inputs}) == len(inputs) and set(defaults) <= {k for k, _ in inputs}, "inputs")
+    for item in meta["declared_shapes"]:
+        _require(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str), "declared shapes")
+        _require(isinstance(item[1], list) and all(_is_int(d) and d >= 0 for d in item[1]), "declared shapes")
+    outputs = meta["outputs"]
+    _require(isinstance(outputs, list) and outputs, "outputs")
+    _require(all(_is_int(i) and 0 <= i < n for i in outputs), "outputs")
+    for item in meta["bindings"]:
+        _require(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str), "bindings")
+        _require(_is_int(item[1]) and 0 <= item[1] < n, "bindings")
+    return meta
+
+
 def _from_arrays(z: dict[str, np.ndarray], source: Source) -> Graph:
-    meta = json.loads(z["meta"].tobytes().decode("utf-8"))
+    meta = _check(z, source)
     n = meta["n"]
     dtype = np.dtype(meta["dtype"]).type
     opnames = meta["opnames"]
@@ -250,21 +531,33 @@ def _from_arrays(z: dict[str, np.ndarray], source: Source) -> Graph:
     attrs: list[Any] = [None] * n
     for i, v in zip(z["cidx"].tolist(), z["cval"]):
         attrs[i] = {"value": np.asarray(v, dtype=dtype)}
-    tflat = z["tflat"].astype(dtype, copy=False)
+    tflat = z["tflat"]
     tdims = z["tdims"].tolist()
     p = q = 0
     for i, nd in zip(z["tidx"].tolist(), z["tndim"].tolist()):
         shape = tuple(tdims[q : q + nd])
         q += nd
         size = math.prod(shape)
+        _require(shape == shapes[i] and p + size <= len(tflat), "a tensor constant")
         attrs[i] = {"value": tflat[p : p + size].reshape(shape).copy()}
         p += size
+    _require(p == len(tflat), "tensor constants' values")
     for i, a in meta["attrs"]:
         attrs[i] = {k: _attr_from_json(k, v) for k, v in a.items()}
-    sp = z["spans"].reshape(-1, 2)
+        operand_shapes = [shapes[j] for j in args[i]]
+        if all(s is not None for s in operand_shapes):  # the attributes fit the operands
+            try:
+                ok = OPS[ops[i]].shape(operand_shapes, **attrs[i]) == shapes[i]
+            except Exception:
+                ok = False
+            _require(ok, "attributes")
+    sp = z["spans"]
     spans = list(zip(sp[:, 0].tolist(), sp[:, 1].tolist()))
-    if len(ops) != n or len(spans) != n or len(shapes) != n:
-        raise ValueError("inconsistent cache entry")
+    inputs = dict((k, v) for k, v in meta["inputs"])
+    defaults = {name: z[f"d_{name}"] for name in meta["defaults"]}
+    for name, v in defaults.items():
+        want = shapes[inputs[name]]
+        _require(want is None or v.shape == want, "a default value")
     g = Graph(
         source,
         ops=ops,
@@ -275,9 +568,9 @@ def _from_arrays(z: dict[str, np.ndarray], source: Source) -> Graph:
         spans=spans,
         frames_of=z["frames_of"].tolist(),
         frames=[Frame(name, tuple(span), parent) for name, span, parent in meta["frames"]],
-        inputs=dict((k, v) for k, v in meta["inputs"]),
+        inputs=inputs,
         declared_shapes={k: tuple(v) for k, v in meta["declared_shapes"]},
-        defaults={name: np.asarray(z[f"d_{name}"], dtype=dtype) for name in meta["defaults"]},
+        defaults=defaults,
         outputs=list(meta["outputs"]),
         bindings=dict((k, v) for k, v in meta["bindings"]),
         dtype=dtype,
