@@ -1,7 +1,8 @@
-"""Writing files atomically: a temporary file in the same folder, then a rename."""
+"""Files: written atomically (a temporary file in the same folder, then a rename) and read within bounds."""
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -56,3 +57,55 @@ def _mode_for(p: Path) -> int:
         mask = os.umask(0)
         os.umask(mask)
         return 0o666 & ~mask
+
+
+# -- reading ---------------------------------------------------------------------------------------------------------
+
+READ_CHUNK = 1 << 20
+
+
+def open_input(path: str, what: str = "", kind: str = "a file"):
+    """``path`` opened for reading bytes, with clear errors; ``what`` prefixes them (``--at-file: ``), ``kind``
+    names what a folder is not. The caller bounds what it reads (:func:`read_bounded`): ``path`` may be
+    /dev/zero, a FIFO or ``<(yes)``, which never end."""
+    try:
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    except FileNotFoundError:
+        raise CgraphError(f"{what}no such file: {path}") from None
+    except IsADirectoryError:
+        raise CgraphError(f"{what}{path} is a folder, not {kind}") from None
+    except OSError as e:
+        raise CgraphError(f"{what}cannot read {path}: {e.strerror or e}") from None
+    except ValueError:  # a NUL byte in the name (possible through the Python API, not a shell)
+        raise CgraphError(f"{what}cannot read {path!r}: a file name cannot contain a NUL byte") from None
+
+
+def regular_size(f) -> int | None:
+    """The size of the open file ``f`` if it is a regular file (a size known before reading), else None."""
+    import stat
+
+    try:
+        st = os.fstat(f.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def read_bounded(f, limit: int, chunk: int = READ_CHUNK) -> bytes:
+    """At most ``limit + 1`` bytes of the binary stream ``f``, read ``chunk`` bytes at a time.
+
+    A result longer than ``limit`` means the input is over its limit; the rest is never read, so
+    /dev/zero, ``<(yes)`` or an endless stdin are refused in bounded time and memory."""
+    parts: list[bytes] = []
+    total = 0
+    while total <= limit:
+        try:
+            data = f.read(min(chunk, limit + 1 - total))
+        except OSError as e:
+            name = getattr(f, "name", "the input")
+            raise CgraphError(f"cannot read {name}: {e.strerror or e}") from None
+        if not data:
+            break
+        parts.append(data)
+        total += len(data)
+    return b"".join(parts)

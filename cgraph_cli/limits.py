@@ -4,7 +4,13 @@
   node's value counted by its inferred shape), checked before anything is allocated;
   ``--max-memory`` changes it (``512M``, ``2G``, ``1e9``...).
 - ``MAX_FILE_BYTES`` / ``MAX_LINE_CHARS``: a program file (or stdin, or ``-e``) larger than this,
-  or with a longer line, is refused before it is parsed.
+  or with a longer line, is refused before it is parsed. Every input is read through
+  :func:`cgraph_cli.fsutil.read_bounded`: a stream with no size known in advance (stdin, a pipe, a FIFO,
+  ``<(yes)``, /dev/zero) is read in chunks and refused as soon as it passes its limit.
+- ``--at-file``: a JSON file holds at most ``MAX_FILE_BYTES``; a ``.npz`` archive read from a stream at
+  most ``max_memory + NPZ_OVERHEAD_BYTES`` (a regular file is bounded by its arrays' sizes instead).
+- ``--batch``: the CSV is streamed, so its size is unbounded, but each line holds at most ``MAX_LINE_CHARS``
+  characters (an endless line, such as /dev/zero, is refused there), as do the blank lines before the header.
 - the node cap of the IR builder (``ir.MAX_NODES``) is enforced before a ``def`` call is inlined,
   from each function's expanded size estimated when it is defined.
 """
@@ -18,6 +24,7 @@ from cgraph_cli.errors import CgraphError
 DEFAULT_MAX_MEMORY = 1 << 30  # 1 GiB of values
 MAX_FILE_BYTES = 64 << 20  # 64 MiB of program text
 MAX_LINE_CHARS = 1_000_000  # one line: a 20,000-term sum is ~200 kB; parsing 1 MB takes seconds
+NPZ_OVERHEAD_BYTES = 1 << 20  # an archive's headers beyond its arrays' bytes (a few hundred bytes per array)
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*\Z")
@@ -69,6 +76,25 @@ def check_size(nbytes: int, name: str) -> None:
             f"{name} is too large ({fmt_bytes(nbytes)}); the limit is {fmt_bytes(MAX_FILE_BYTES)} per program",
             hint="split the program, or pass large values with --at-file",
         )
+
+
+def check_read(nread: int, name: str) -> None:
+    """Refuse a program read from a stream that went on past MAX_FILE_BYTES (only MAX_FILE_BYTES + 1 bytes
+    were read: its size is unknown, and it may never end, like /dev/zero or ``<(yes)``)."""
+    if nread > MAX_FILE_BYTES:
+        limit = fmt_bytes(MAX_FILE_BYTES)
+        raise CgraphError(
+            f"{name} is too large (over {limit}, not read further); the limit is {limit} per program",
+            hint="split the program, or pass large values with --at-file",
+        )
+
+
+def line_too_long(name: str, line: int, what: str = "") -> CgraphError:
+    """The error for a line of an input (a --batch CSV) over MAX_LINE_CHARS, found without reading all of it."""
+    return CgraphError(
+        f"{what}{name}:{line}: the line is too long; the limit is {MAX_LINE_CHARS:,} characters per line",
+        hint="a CSV file has one point per line: a header of input names, then rows of numbers",
+    )
 
 
 def check_text(text: str, name: str) -> None:

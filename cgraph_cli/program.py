@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,42 +17,51 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
 def load_source(file: str | None, expr: str | None) -> Source:
-    """The program from ``-e``, a file, or stdin (``-``)."""
-    from cgraph_cli.limits import MAX_FILE_BYTES, check_size, check_text
+    """The program from ``-e``, a file, or stdin (``-``).
+
+    Read in chunks, at most ``MAX_FILE_BYTES + 1`` bytes: a file, pipe or device that goes on past the
+    limit (/dev/zero, ``<(yes)``, an endless stdin) is refused without reading the rest. Line endings
+    become ``\n``: ``\r\n`` and a lone ``\r`` (old Mac files) are each one line break, so the parser, line
+    numbers and error excerpts all agree.
+    """
+    from cgraph_cli.fsutil import open_input, read_bounded, regular_size
+    from cgraph_cli.limits import MAX_FILE_BYTES, check_read, check_size, check_text
 
     if expr is not None:
         if file not in (None, "-"):
             raise CgraphError("give either a FILE or -e/--expr, not both")
+        expr = normalize_newlines(expr)
         check_text(expr, "<expr>")
         return Source(expr, "<expr>")
     if file is None:
         raise CgraphError("no program given", hint="pass a FILE, '-' for stdin, or -e 'z = x * y'")
     if file == "-":
-        data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        data = read_bounded(sys.stdin.buffer, MAX_FILE_BYTES)
         name = "<stdin>"
     else:
-        p = Path(file)
-        try:
-            if p.is_file() and p.stat().st_size > MAX_FILE_BYTES:
-                check_size(p.stat().st_size, file)  # refused without reading it
-            data = p.read_bytes()
-        except FileNotFoundError:
-            raise CgraphError(f"no such file: {file}") from None
-        except IsADirectoryError:
-            raise CgraphError(f"{file} is a folder, not a program file") from None
-        except OSError as e:
-            raise CgraphError(f"cannot read {file}: {e.strerror or e}") from None
-        except ValueError:  # a NUL byte in the name (possible through the Python API, not a shell)
-            raise CgraphError(f"cannot read {file!r}: a file name cannot contain a NUL byte") from None
+        with open_input(file, "", "a program file") as f:
+            size = regular_size(f)
+            if size is not None:
+                check_size(size, file)  # a regular file over the limit is refused without reading it
+            data = read_bounded(f, MAX_FILE_BYTES)
         name = file
+    check_read(len(data), name)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise CgraphError(f"{name} is not UTF-8 text (byte {e.start} cannot be decoded)") from None
     if "\x00" in text:
         raise CgraphError(f"{name} is not a text file (it contains a NUL byte)")
+    text = normalize_newlines(text)
     check_text(text, name)
     return Source(text, name)
+
+
+def normalize_newlines(text: str) -> str:
+    """``\r\n`` and a lone ``\r`` as ``\n``."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
 
 
 def compile_program(
