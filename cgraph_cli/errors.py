@@ -4,7 +4,25 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import re
 from dataclasses import dataclass, field
+
+# Characters a terminal would act on instead of showing (ESC and the other C0/C1 controls, DEL, a lone CR)
+# and invisible ones that reorder or hide text (bidi controls such as U+202E, zero-width characters):
+# escaped wherever program text or user input is shown in an error, so that a program cannot move the
+# cursor, set the clipboard (OSC 52), ring the bell or make the excerpt read differently from the file.
+# Tab and newline are kept.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+
+
+def _escape_char(m: re.Match) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control and invisible formatting characters shown as ``\\x1b``, ``\\u202e``..."""
+    return _UNSAFE.sub(_escape_char, text)
 
 
 @dataclass
@@ -76,18 +94,26 @@ def format_located(
     hint: str | None = None,
 ) -> str:
     """``FILE:LINE:COL: message`` followed by the source line and a caret (no prefix)."""
+    message = escape_controls(message)
+    hint = escape_controls(hint) if hint else hint
     lines = []
     if span is not None and source is not None:
+        filename = escape_controls(source.filename)
         start, end = span
         start = max(0, min(start, len(source.text)))
         line, col = source.line_col(start)
-        lines.append(f"{source.filename}:{line}:{col}: {message}")
+        lines.append(f"{filename}:{line}:{col}: {message}")
         text = source.line_text(line)
         # caret covers the span on this line (at least one character)
         end_line, end_col = source.line_col(max(start, end - 1)) if end > start else (line, col)
         width = (end_col - col + 1) if end_line == line else max(1, len(text) - col + 1)
         width = max(1, min(width, max(1, len(text) - col + 1)))
-        shown = text.expandtabs(1)
+        # the excerpt as shown: tabs as one space, control characters escaped; the caret is placed and sized
+        # by the shown width of what precedes and what it covers
+        before = escape_controls(text[: col - 1].expandtabs(1))
+        covered = escape_controls(text[col - 1 : col - 1 + width].expandtabs(1))
+        shown = before + covered + escape_controls(text[col - 1 + width :].expandtabs(1))
+        col, width = len(before) + 1, max(1, len(covered))
         if len(shown) > 200:  # keep very long lines readable around the spot
             lo = max(0, col - 100)
             shown = ("..." if lo else "") + shown[lo : lo + 200]
@@ -97,7 +123,7 @@ def format_located(
         pad = " " * (len(str(line)) + 1)
         lines.append(f"  {pad}| {' ' * (col - 1)}{'^' * width}")
     elif source is not None and source.filename not in ("<expr>",):
-        lines.append(f"{source.filename}: {message}")
+        lines.append(f"{escape_controls(source.filename)}: {message}")
     else:
         lines.append(message)
     if hint:
