@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -105,62 +104,203 @@ def parse_at(specs: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (np.savez), or an empty one
+
+
 def read_at_file(path: str, max_memory: int | None = None) -> dict[str, np.ndarray]:
     """Values from a JSON object or a ``.npz`` archive (never unpickled).
 
     Bounded before reading: a JSON file over the program-size limit, or a .npz whose arrays would
-    take more than ``max_memory`` bytes once decompressed (a zip bomb), is refused.
+    take more than ``max_memory`` bytes once decompressed (a zip bomb), is refused. A stream (a pipe,
+    ``<(cat values.npz)``, /dev/zero) is read in chunks up to its limit and refused past it. An archive
+    is recognised by its name or its first bytes. Values must be numbers: JSON booleans, strings and
+    nulls, and complex, datetime, string, boolean or object arrays, are refused.
     """
-    from cgraph_cli.limits import DEFAULT_MAX_MEMORY, MAX_FILE_BYTES, fmt_bytes
+    from cgraph_cli.fsutil import open_input, read_bounded, regular_size
+    from cgraph_cli.limits import DEFAULT_MAX_MEMORY
 
     limit = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
-    p = Path(path)
-    try:
-        if p.suffix == ".npz":
-            import zipfile
-
-            if p.is_file() and not zipfile.is_zipfile(p):  # numpy would call it "pickled data"
+    with open_input(path, "--at-file: ", "a file of values") as f:
+        size = regular_size(f)
+        head = read_bounded(f, 3)  # the first 4 bytes, if there are that many
+        if path.endswith(".npz") or head.startswith(_ZIP_MAGIC):
+            if not head.startswith(_ZIP_MAGIC):  # numpy would call it "pickled data"
                 raise CgraphError(f"--at-file: {path} is not a .npz archive (numpy.savez writes one)")
-            with np.load(p, allow_pickle=False) as z:
-                size = sum(info.file_size for info in z.zip.infolist())
-                if size > limit:
-                    raise CgraphError(
-                        f"--at-file: the arrays in {path} take {fmt_bytes(size)}, "
-                        f"more than the memory limit of {fmt_bytes(limit)}",
-                        hint="raise the limit with --max-memory",
-                    )
-                return {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
-        if p.is_file() and p.stat().st_size > MAX_FILE_BYTES:
-            raise CgraphError(
-                f"--at-file: {path} is too large ({fmt_bytes(p.stat().st_size)}); "
-                f"a JSON file of values may hold at most {fmt_bytes(MAX_FILE_BYTES)}",
-                hint="save large arrays with numpy.savez and pass the .npz file",
-            )
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CgraphError(f"--at-file: no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CgraphError(f"--at-file: cannot read {path}: {e}") from None
+            return _read_npz(f, head, size, path, limit)
+        data = _read_json_bytes(f, head, size, path)
+    try:
+        data = json.loads(data.decode("utf-8-sig"))  # a BOM is accepted, as in programs and CSV files
+    except UnicodeDecodeError as e:
+        raise CgraphError(f"--at-file: {path} is not UTF-8 text (byte {e.start} cannot be decoded)") from None
     except json.JSONDecodeError as e:
         raise CgraphError(f"--at-file: {path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
     except RecursionError:
         raise CgraphError(f"--at-file: {path} is nested too deeply to be a tensor") from None
-    except (ValueError, TypeError) as e:  # a bad .npz (object arrays, not a zip, ...)
-        raise CgraphError(f"--at-file: cannot read {path}: {e}") from None
     if not isinstance(data, dict):
         raise CgraphError(f'--at-file: {path} must hold a JSON object such as {{"a": 1, "x": [1, 2]}}')
     out = {}
     for k, v in data.items():
         if not _NAME.match(str(k)):
             raise CgraphError(f"--at-file: {k!r} is not a valid input name")
-        try:
-            arr = np.array(v, dtype=np.float64)
-        except (ValueError, TypeError):
-            raise CgraphError(
-                f"--at-file: the value of {k!r} is not a number or a rectangular list of numbers"
-            ) from None
-        out[str(k)] = arr
+        _check_json_numbers(v, str(k))
+        out[str(k)] = _json_array(v, str(k), path)
     return out
+
+
+def _read_json_bytes(f, head: bytes, size: int | None, path: str) -> bytes:
+    from cgraph_cli.fsutil import read_bounded
+    from cgraph_cli.limits import MAX_FILE_BYTES, fmt_bytes
+
+    hint = "save large arrays with numpy.savez and pass the .npz file"
+    if size is not None and size > MAX_FILE_BYTES:  # refused without reading it
+        raise CgraphError(
+            f"--at-file: {path} is too large ({fmt_bytes(size)}); "
+            f"a JSON file of values may hold at most {fmt_bytes(MAX_FILE_BYTES)}",
+            hint=hint,
+        )
+    data = head + read_bounded(f, MAX_FILE_BYTES - len(head))
+    if len(data) > MAX_FILE_BYTES:  # a stream that goes on past the limit: not read further
+        raise CgraphError(
+            f"--at-file: {path} is too large (over {fmt_bytes(MAX_FILE_BYTES)}, not read further); "
+            f"a JSON file of values may hold at most {fmt_bytes(MAX_FILE_BYTES)}",
+            hint=hint,
+        )
+    return data
+
+
+def _read_npz(f, head: bytes, size: int | None, path: str, limit: int) -> dict[str, np.ndarray]:
+    """The arrays of a .npz archive: a regular file is read in place; a stream (which zipfile cannot seek)
+    is read into memory, at most the memory limit plus room for the archive's headers."""
+    import io
+    import zipfile
+    import zlib
+
+    from cgraph_cli.fsutil import read_bounded
+    from cgraph_cli.limits import NPZ_OVERHEAD_BYTES, fmt_bytes
+
+    if size is not None:
+        f.seek(0)
+        archive = f
+    else:
+        stream_limit = limit + NPZ_OVERHEAD_BYTES
+        data = head + read_bounded(f, stream_limit - len(head))
+        if len(data) > stream_limit:
+            raise CgraphError(
+                f"--at-file: {path} is too large (over {fmt_bytes(stream_limit)}, not read further); "
+                f"an archive read from a pipe may hold the memory limit of {fmt_bytes(limit)} and "
+                f"{fmt_bytes(NPZ_OVERHEAD_BYTES)} of headers",
+                hint="raise the limit with --max-memory, or pass a regular file",
+            )
+        archive = io.BytesIO(data)
+    out: dict[str, np.ndarray] = {}
+    try:
+        with np.load(archive, allow_pickle=False) as z:
+            total = sum(info.file_size for info in z.zip.infolist())
+            if total > limit:
+                raise CgraphError(
+                    f"--at-file: the arrays in {path} take {fmt_bytes(total)}, "
+                    f"more than the memory limit of {fmt_bytes(limit)}",
+                    hint="raise the limit with --max-memory",
+                )
+            for k in z.files:
+                try:
+                    arr = z[k]
+                except ValueError as e:
+                    if "allow_pickle" in str(e) or "Object arrays" in str(e):
+                        raise CgraphError(
+                            f"--at-file: the array {k!r} in {path} has dtype object; values must be real "
+                            "numbers (object arrays are never unpickled)"
+                        ) from None
+                    raise
+                if not isinstance(arr, np.ndarray):  # a member that is not a .npy file
+                    raise CgraphError(f"--at-file: {k!r} in {path} is not a numpy array (numpy.savez writes them)")
+                if arr.dtype.kind not in "iuf":
+                    raise CgraphError(
+                        f"--at-file: the array {k!r} in {path} has dtype {arr.dtype} "
+                        f"({_KIND_WORDS.get(arr.dtype.kind, 'not numbers')}); values must be real numbers "
+                        "(integers or floats)",
+                        hint=f"convert it first, for example with numpy: {k}.real or {k}.astype(float)",
+                    )
+                out[k] = np.asarray(arr, dtype=np.float64)
+    except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CgraphError(f"--at-file: cannot read {path}: {e}") from None
+    return out
+
+
+_KIND_WORDS = {
+    "b": "booleans",
+    "c": "complex numbers",
+    "M": "dates and times",
+    "m": "time intervals",
+    "O": "Python objects",
+    "U": "text",
+    "S": "bytes",
+    "V": "raw records",
+}
+_NUMBER_TYPES = {int, float}
+
+
+def _json_word(x: Any) -> str:
+    if x is True or x is False:
+        return f"{str(x).lower()} (a boolean)"
+    if x is None:
+        return "null"
+    if isinstance(x, str):
+        return "a string"
+    if isinstance(x, dict):
+        return "an object"
+    return type(x).__name__  # pragma: no cover - json.loads makes nothing else
+
+
+def _check_json_numbers(v: Any, name: str) -> None:
+    """Refuse a JSON value that holds anything but numbers and lists (true, false, null, strings, objects),
+    naming the first such item by its place, such as ``a[1][0]``. numpy would read ``true`` as 1, ``"1.5"``
+    as 1.5 and ``null`` as NaN without a word."""
+    if type(v) in _NUMBER_TYPES:
+        return
+    if not isinstance(v, list):
+        raise CgraphError(f"--at-file: the value of {name!r} is {_json_word(v)}, not a number")
+    stack: list[tuple[list, str]] = [(v, name)]
+    while stack:
+        items, where = stack.pop()
+        kinds = set(map(type, items))
+        if kinds <= _NUMBER_TYPES:
+            continue
+        sub = []
+        for i, x in enumerate(items):
+            if type(x) in _NUMBER_TYPES:
+                continue
+            if isinstance(x, list):
+                sub.append((x, f"{where}[{i}]"))
+                continue
+            raise CgraphError(
+                f"--at-file: the value of {name!r} holds {_json_word(x)} at {where}[{i}], not a number",
+                hint="values are numbers or rectangular lists of numbers",
+            )
+        stack.extend(reversed(sub))  # depth first, in reading order: the first bad item is the one named
+
+
+def _json_array(v: Any, name: str, path: str) -> np.ndarray:
+    try:
+        try:
+            return np.array(v, dtype=np.float64)
+        except OverflowError:  # an integer beyond float range: infinite, as --at reads it
+            return np.array(_floats(v), dtype=np.float64)
+    except (ValueError, TypeError):
+        raise CgraphError(
+            f"--at-file: the value of {name!r} is not a number or a rectangular list of numbers"
+        ) from None
+    except RecursionError:
+        raise CgraphError(f"--at-file: {path} is nested too deeply to be a tensor") from None
+
+
+def _floats(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_floats(x) for x in v]
+    try:
+        return float(v)
+    except OverflowError:
+        return float("inf") if v > 0 else float("-inf")
 
 
 def gather_values(at: list[str] | None, at_file: str | None, max_memory: int | None = None) -> dict[str, np.ndarray]:
