@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from cgraph_cli import limits
 from cgraph_cli.engine import ROW_OPS, backward, evaluate, forward, row_fwd, row_vjp
 from cgraph_cli.errors import CgraphError, Source, closest
 from cgraph_cli.ir import Graph
@@ -40,15 +41,21 @@ def run_batch(
     out: Any = None,
     max_memory: int | None = None,
     use_cache: bool = True,
+    strict: bool = False,
 ) -> int:
-    """Evaluate ``source`` at every row of the CSV ``batch_path``; write CSV to ``out`` (stdout). Returns rows."""
+    """Evaluate ``source`` at every row of the CSV ``batch_path``; write CSV to ``out`` (stdout).
+
+    A warning names the first row (and its column) whose value or gradient is not finite. Returns the exit
+    code: 1 if there is such a row and ``strict`` is set (as ``eval --strict`` for one point), else 0.
+    """
     from cgraph_cli.program import DTYPES, compile_program, pick_output
     from cgraph_cli.values import bind_inputs
 
     stream = out if out is not None else sys.stdout
+    shown = _shown(batch_path)
     f = _open(batch_path)
     with f:
-        header, first_line = _read_header(f, batch_path)
+        header, first_line = _read_header(f, shown)
         placeholder = dict(given_values)
         for name in header:
             placeholder[name] = np.zeros((), dtype=np.float64)
@@ -58,14 +65,14 @@ def run_batch(
             listed = ", ".join(g.inputs) or "none"
             best = closest(unknown[0], list(g.inputs))
             raise CgraphError(
-                f"{batch_path}: column{'s' * (len(unknown) > 1)} {', '.join(repr(u) for u in unknown)} "
+                f"{shown}: column{'s' * (len(unknown) > 1)} {', '.join(repr(u) for u in unknown)} "
                 f"{'is not an input' if len(unknown) == 1 else 'are not inputs'} of the program; "
                 f"the program's inputs are: {listed}",
                 hint=f"did you mean '{best}'?" if best else None,
             )
         clash = [c for c in header if c in given_values]
         if clash:
-            raise CgraphError(f"input '{clash[0]}' is given both as a column of {batch_path} and by --at/--at-file")
+            raise CgraphError(f"input '{clash[0]}' is given both as a column of {shown} and by --at/--at-file")
         out_node = pick_output(g, of)
         fixed = bind_inputs(g, placeholder)  # checks missing inputs and declared shapes
         np_dtype = DTYPES[dtype]
@@ -74,57 +81,87 @@ def run_batch(
         names = list(g.inputs)
         cols = header + [label] + [f"d{label}/d{name}" for name in names]
         head = _csv_line(cols) + "\n"  # written with the first rows, after they have been read
-        nrows = 0
-        bad_row: int | None = None
-        for line0, block, lines in _blocks(f, batch_path, header, first_line):
+        bad: tuple[int, str] | None = None
+        for block, lines, linenos in _blocks(f, shown, header, first_line):
             if vectorised:
                 table = _eval_rows(g, out_node, header, block.astype(np_dtype, copy=False), fixed, names)
             else:
                 table = _eval_one_by_one(g, out_node, header, block, fixed, names)
-            if bad_row is None:
-                fin = np.isfinite(table).all(axis=1) if table.dtype != object else None
-                if fin is not None and not fin.all():
-                    bad_row = line0 + int(np.argmin(fin))
+            if bad is None:
+                bad = _first_nonfinite(table, linenos, cols[len(header) :])
             stream.write(head + _format_rows(lines, table))
             head = ""
-            nrows += len(block)
         if head:
             stream.write(head)
-        if bad_row is not None:
-            sys.stderr.write(f"warning: {batch_path}:{bad_row}: a value or gradient is not finite (first such row)\n")
-    return nrows
+        if bad is not None:
+            sys.stderr.write(
+                f"warning: {shown}:{bad[0]}: a value or gradient is not finite (first such row; column '{bad[1]}')\n"
+            )
+    return 1 if strict and bad is not None else 0
+
+
+def _first_nonfinite(table: np.ndarray, linenos: list[int], names: list[str]) -> tuple[int, str] | None:
+    """(line number, column name) of the first cell of ``table`` that is not finite, or None."""
+    if table.dtype == object:
+        fin = np.array(
+            [[bool(np.isfinite(np.asarray(c, dtype=np.float64)).all()) for c in row] for row in table], dtype=bool
+        ).reshape(table.shape)
+    else:
+        fin = np.isfinite(table)
+    if fin.all():
+        return None
+    r, c = np.unravel_index(int(np.argmin(fin.ravel())), fin.shape)
+    return linenos[int(r)], names[int(c)]
 
 
 # -- reading ---------------------------------------------------------------------------------------------------------
 
 
+def _shown(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
 def _open(path: str):
+    """The CSV as text (UTF-8, a BOM skipped), line endings untranslated: :func:`_blocks` counts them."""
+    if path == "-":
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+    from cgraph_cli.fsutil import open_input
+
+    return io.TextIOWrapper(open_input(path, "--batch: ", "a CSV file"), encoding="utf-8-sig", newline="")
+
+
+def _readline(f, path: str, lineno: int) -> str:
+    """One line (with its ending), refused past MAX_LINE_CHARS characters without reading the rest of it."""
+    limit = limits.MAX_LINE_CHARS
     try:
-        if path == "-":
-            return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
-        return open(path, encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise CgraphError(f"--batch: no such file: {path}") from None
-    except IsADirectoryError:
-        raise CgraphError(f"--batch: {path} is a folder, not a CSV file") from None
-    except OSError as e:
-        raise CgraphError(f"--batch: cannot read {path}: {e.strerror or e}") from None
-    except ValueError:  # a NUL byte in the name
-        raise CgraphError(f"--batch: cannot read {path!r}: a file name cannot contain a NUL byte") from None
+        line = f.readline(limit + 2)  # room for the line's ending, \r\n
+    except UnicodeDecodeError:
+        raise CgraphError(f"--batch: {path} is not UTF-8 text") from None
+    if len(line.rstrip("\r\n")) > limit:
+        raise limits.line_too_long(path, lineno)
+    return line
 
 
 def _read_header(f, path: str) -> tuple[list[str], int]:
     lineno = 1
-    try:
-        line = f.readline()
-        while line and not line.strip():  # blank lines before the header
-            line = f.readline()
-            lineno += 1
-    except UnicodeDecodeError:
-        raise CgraphError(f"--batch: {path} is not UTF-8 text") from None
+    blank = 0
+    line = _readline(f, path, lineno)
+    while line and not line.strip():  # blank lines before the header
+        blank += len(line)
+        if blank > limits.MAX_LINE_CHARS:  # such as `yes ''`: a header would have come by now
+            raise CgraphError(
+                f"--batch: {path} has no header row in its first {limits.MAX_LINE_CHARS:,} characters, "
+                "only blank lines",
+                hint="the first line of a CSV file names the inputs, such as: a,b,c",
+            )
+        lineno += 1
+        line = _readline(f, path, lineno)
     if not line:
         raise CgraphError(f"--batch: {path} is empty; it needs a header row of input names, such as: a,b,c")
-    header = [c.strip() for c in next(csv.reader([line]))]
+    try:
+        header = [c.strip() for c in next(csv.reader([line.rstrip("\r\n")]))]
+    except (csv.Error, StopIteration) as e:
+        raise CgraphError(f"{path}:{lineno}: cannot read the header row: {e}") from None
     for k, name in enumerate(header):
         if not name:
             raise CgraphError(f"{path}:{lineno}: column {k + 1} of the header has no name")
@@ -138,10 +175,13 @@ def _read_header(f, path: str) -> tuple[list[str], int]:
     return header, lineno + 1
 
 
-def _blocks(f, path: str, header: list[str], first_line: int) -> Iterator[tuple[int, np.ndarray, list[str]]]:
-    """(line number of the block's first row, rows x columns float64 array, the rows' text), CHUNK_ROWS rows
-    at a time."""
+def _blocks(f, path: str, header: list[str], first_line: int) -> Iterator[tuple[np.ndarray, list[str], list[int]]]:
+    """(rows x columns float64 array, the rows' text, the rows' line numbers), CHUNK_ROWS rows at a time.
+
+    Line endings are \\n, \\r\\n or a lone \\r. The file may be endless (a pipe), but no line may be: a line
+    over MAX_LINE_CHARS is refused wherever the reads happen to cut it, and is never held whole."""
     ncols = len(header)
+    max_line = limits.MAX_LINE_CHARS
     rest = ""
     lineno = first_line
     pending: list[str] = []
@@ -153,36 +193,57 @@ def _blocks(f, path: str, header: list[str], first_line: int) -> Iterator[tuple[
             raise CgraphError(f"--batch: {path} is not UTF-8 text") from None
         if data:
             data = rest + data
+            if data.endswith("\r"):  # its \n may start the next read: one line break, not two
+                data, rest = data[:-1], "\r"
+            else:
+                rest = ""
+            if "\r" in data:
+                data = data.replace("\r\n", "\n").replace("\r", "\n")
             cut = data.rfind("\n")
-            if cut < 0:
-                rest = data
-                continue
-            rest = data[cut + 1 :]
+            rest = data[cut + 1 :] + rest
             text = data[: cut + 1]
         else:
+            rest = rest.replace("\r", "\n")
             text = rest + ("\n" if rest and not rest.endswith("\n") else "")
             rest = ""
         if text:
+            _check_line_lengths(text, path, lineno + npending, max_line)
             pending.append(text)
             npending += text.count("\n")
+        if len(rest.rstrip("\r")) > max_line:  # a line with no end in sight (/dev/zero, `yes | tr -d '\n'`)
+            raise limits.line_too_long(path, lineno + npending)
         if npending >= CHUNK_ROWS or (not data and pending):
             chunk = "".join(pending)
             pending = []
             npending = 0
-            arr, lines = _parse_chunk(chunk, ncols, path, header, lineno)
+            arr, lines, linenos = _parse_chunk(chunk, ncols, path, header, lineno)
             if len(arr):
-                yield lineno, arr, lines
+                yield arr, lines, linenos
             lineno += chunk.count("\n")
         if not data:
             return
 
 
-def _parse_chunk(text: str, ncols: int, path: str, header: list[str], lineno: int) -> tuple[np.ndarray, list[str]]:
+def _check_line_lengths(text: str, path: str, lineno: int, max_line: int) -> None:
+    """Refuse a line over ``max_line`` characters in ``text`` (whole lines, the first one numbered ``lineno``).
+
+    Jumps from the last line break within each window of ``max_line + 1`` characters: a few steps per
+    read when lines are short, whatever their number."""
+    pos = 0
+    n = len(text)
+    while n - pos > max_line:
+        nl = text.rfind("\n", pos, pos + max_line + 1)
+        if nl < 0:
+            raise limits.line_too_long(path, lineno + text.count("\n", 0, pos))
+        pos = nl + 1
+
+
+def _parse_chunk(
+    text: str, ncols: int, path: str, header: list[str], lineno: int
+) -> tuple[np.ndarray, list[str], list[int]]:
     """Parse complete lines into floats; any irregularity (quotes, blank lines, errors) takes the careful path."""
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
     body = text[:-1] if text.endswith("\n") else text
-    if '"' not in body and "\n\n" not in body and not body.startswith("\n") and "\r" not in body:
+    if '"' not in body and "\n\n" not in body and not body.startswith("\n"):
         lines = body.split("\n")
         cells = body.replace("\n", ",").split(",")
         if len(cells) == len(lines) * ncols:
@@ -191,7 +252,7 @@ def _parse_chunk(text: str, ncols: int, path: str, header: list[str], lineno: in
             except ValueError:
                 arr = None
             if arr is not None and _commas_ok(body, len(lines), ncols):
-                return arr, lines
+                return arr, lines, list(range(lineno, lineno + len(lines)))
     return _parse_careful(text, ncols, path, header, lineno)
 
 
@@ -206,11 +267,21 @@ def _commas_ok(body: str, nlines: int, ncols: int) -> bool:
     return bool((per == ncols - 1).all())
 
 
-def _parse_careful(text: str, ncols: int, path: str, header: list[str], lineno: int) -> tuple[np.ndarray, list[str]]:
+def _parse_careful(
+    text: str, ncols: int, path: str, header: list[str], lineno: int
+) -> tuple[np.ndarray, list[str], list[int]]:
     rows: list[list[float]] = []
     lines: list[str] = []
-    for k, row in enumerate(csv.reader(io.StringIO(text))):
-        line = lineno + k
+    linenos: list[int] = []
+    reader = csv.reader(io.StringIO(text))
+    while True:
+        line = lineno + reader.line_num  # where the next record starts
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:  # such as a quoted cell over the csv module's field size limit
+            raise CgraphError(f"{path}:{line}: cannot read this row: {e}") from None
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # a blank line
         if len(row) != ncols:
@@ -230,7 +301,8 @@ def _parse_careful(text: str, ncols: int, path: str, header: list[str], lineno: 
                 ) from None
         rows.append(vals)
         lines.append(",".join(cell.strip() for cell in row))
-    return np.array(rows, dtype=np.float64).reshape(len(rows), ncols), lines
+        linenos.append(line)
+    return np.array(rows, dtype=np.float64).reshape(len(rows), ncols), lines, linenos
 
 
 # -- evaluating ------------------------------------------------------------------------------------------------------
