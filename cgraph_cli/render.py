@@ -1,32 +1,46 @@
 """Laying out and drawing DOT text with the Graphviz that the pygraphviz wheel bundles.
 
-Graphviz runs in a child process (``python -m cgraph_cli.render``), never in
-the ``cgraph`` process itself: ``dot`` can take minutes or crash on awkward
-graphs, and a child can be stopped after ``timeout`` seconds and its crash
-reported as a clear error. No ``dot`` binary is needed: pygraphviz lays out
-and renders in-process through libgvc.
+Graphviz runs in a child process, never in the ``cgraph`` process itself:
+``dot`` can take minutes or crash on awkward graphs, and a child can be stopped
+after ``timeout`` seconds and its crash reported as a clear error. No ``dot``
+binary is needed: pygraphviz lays out and renders in-process through libgvc.
+
+The child is started as ``python -I -c <bootstrap> <folder>``: isolated mode
+ignores the current folder, ``PYTHONPATH`` and the user's site-packages, and
+the bootstrap puts the folder that holds the running ``cgraph_cli`` package
+first on ``sys.path``, so the child runs exactly this package's code (also for
+an editable install) and nothing a working folder happens to contain.
 
 For ``--steps`` the child lays the full picture out ONCE, then draws every
 frame with that layout's node and edge positions (the ``nop2`` layout, like
 ``neato -n2``), so nodes do not move between frames and every frame has the
-same size.
+same size. PNG frames share a pixel budget (:data:`STEP_PIXEL_BUDGET`): a large
+graph gets smaller frames, and one whose frames would become unreadable is
+refused after the layout, before any frame is drawn. An animated GIF is
+encoded in the child too, one frame at a time, so memory does not grow with
+the number of frames. One ``timeout`` covers the whole job.
 
-The protocol: the parent writes a JSON job on the child's stdin
-(``{"format": ..., "dot": ..., "frames": [...], "dir": ...}``); the child
-writes ``0.<fmt>``, ``1.<fmt>``, ... into ``dir`` and exits 0, or prints a
-message and exits 3. Nothing is written to the user's paths until every image
-is ready.
+The protocol: the parent writes a job file and gives it to the child on stdin:
+one JSON line ``{"format": ..., "dot": ..., "n_frames": ..., "dir": ..., "gif": ...}``
+and then one JSON string per frame (its DOT text). The child writes ``0.<fmt>``,
+``1.<fmt>``, ... (or ``anim.gif``) into ``dir`` and exits 0; or prints
+``cgraph-render-refused: <why>`` and exits 4; or prints a message and exits 3.
+Nothing is written to the user's paths until every image is ready.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from cgraph_cli.errors import CgraphError
 
@@ -34,86 +48,160 @@ DEFAULT_TIMEOUT = 30.0
 PNG_DPI = "144"
 MAX_PIXELS = 12000  # the longest side of a PNG; larger graphs are scaled down (svg/pdf are not)
 FORMATS = ("png", "svg", "pdf")
+# --steps PNG/GIF: all frames together have at most this many pixels (drawing runs at about
+# 30 megapixels a second, a GIF frame costs about as much again), so a large graph gets
+# smaller frames; below MIN_STEP_DPI the text would be unreadable and the job is refused.
+STEP_PIXEL_BUDGET = 400_000_000
+MIN_STEP_DPI = 40.0
+GIF_NAME = "anim.gif"
+REFUSED = 4  # the child's exit code for "this job is too large", with its reason on stderr
+
+_BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from cgraph_cli.render import _child_main; _child_main()"
 
 
 def render_dot(dot: str, fmt: str, timeout: float = DEFAULT_TIMEOUT) -> bytes:
     """Lay out and draw ``dot`` as png/svg/pdf bytes, within ``timeout`` seconds."""
-    return _run_child({"format": fmt, "dot": dot, "frames": None}, timeout, 1)[0]
+    with _run_child({"format": fmt, "dot": dot, "n_frames": None, "gif": False}, [], timeout) as paths:
+        return paths[0].read_bytes()
 
 
-def render_frames(base: str, frames: list[str], fmt: str, timeout: float = DEFAULT_TIMEOUT) -> list[bytes]:
-    """Lay ``base`` out once and draw each frame (the same graph, other labels and colours) with that layout."""
-    budget = timeout * (1 + len(frames) / 4)
-    return _run_child({"format": fmt, "dot": base, "frames": frames}, budget, len(frames))
+@contextlib.contextmanager
+def render_frames(
+    base: str,
+    frames: Iterable[str],
+    n_frames: int,
+    fmt: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    gif: bool = False,
+    palette_dot: str | None = None,
+) -> Iterator[list[Path]]:
+    """Lay ``base`` out once and draw each frame (the same graph, other labels and colours) with that layout.
+
+    Yields the paths of the ``n_frames`` images (or of the one animated GIF) in a scratch folder that is
+    removed afterwards. ``frames`` is consumed lazily; ``timeout`` bounds the whole job, from now. A GIF's
+    colours are taken from ``palette_dot`` (the frame that shows the most: the last one).
+    """
+    job = {"format": fmt, "dot": base, "n_frames": n_frames, "gif": gif, "palette_dot": palette_dot}
+    with _run_child(job, frames, timeout) as paths:
+        yield paths
 
 
-def _hint(n_frames: int) -> str:
-    more = " or fewer frames" if n_frames > 1 else ""
+def _hint(n_frames: int | None) -> str:
+    more = " or fewer frames" if n_frames else ""
     return (
         f"draw a smaller graph{more}, raise --timeout, or write the DOT source with --format dot "
         "and lay it out with another tool"
     )
 
 
-def _run_child(job: dict, timeout: float, n_out: int) -> list[bytes]:
+def child_command() -> list[str]:
+    """The renderer's command line: isolated mode, this package's folder first on ``sys.path``."""
+    import cgraph_cli
+
+    home = str(Path(cgraph_cli.__file__).resolve().parent.parent)
+    return [sys.executable, "-I", "-c", _BOOTSTRAP, home]
+
+
+@contextlib.contextmanager
+def _run_child(job: dict, frames: Iterable[str], timeout: float) -> Iterator[list[Path]]:
+    deadline = time.monotonic() + timeout
     if job["format"] not in FORMATS:
         raise CgraphError(f"cannot draw format '{job['format']}'")
+    n_out = job["n_frames"]
     tmp = tempfile.mkdtemp(prefix="cgraph-render-")
     try:
-        job = dict(job, dir=tmp)
+        out_dir = Path(tmp) / "out"
+        out_dir.mkdir()
+        job = dict(job, dir=str(out_dir))
+        job_file = Path(tmp) / "job.jsonl"
+        with open(job_file, "w", encoding="utf-8") as f:  # the frames' text, one at a time, not all in memory
+            f.write(json.dumps(job) + "\n")
+            written = 0
+            for text in frames:
+                f.write(json.dumps(text) + "\n")
+                written += 1
+        if n_out is not None and written != n_out:
+            raise CgraphError(f"internal: {written} frames given, {n_out} announced")
         env = dict(os.environ)
         # the bundled fontconfig may complain about the system's configuration: keep it quiet
         env.setdefault("FC_DEBUG", "0")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _timeout_error(timeout, n_out)
         try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "cgraph_cli.render"],
-                input=json.dumps(job).encode("utf-8"),
-                capture_output=True,
-                timeout=timeout,
-                env=env,
-            )
+            with open(job_file, "rb") as stdin, open(Path(tmp) / "stderr", "wb") as stderr:
+                proc = subprocess.run(
+                    child_command(), stdin=stdin, stdout=subprocess.DEVNULL, stderr=stderr, timeout=remaining, env=env
+                )
         except subprocess.TimeoutExpired:
-            raise CgraphError(
-                f"Graphviz did not finish the layout within {timeout:g} seconds (--timeout); nothing was written",
-                hint=_hint(n_out),
-            ) from None
+            raise _timeout_error(timeout, n_out) from None
         except OSError as e:
             raise CgraphError(f"cannot start the Graphviz renderer: {e.strerror or e}") from None
         if proc.returncode != 0:
-            err = proc.stderr.decode("utf-8", "replace").strip()
+            err = (Path(tmp) / "stderr").read_bytes().decode("utf-8", "replace").strip()
             if os.environ.get("CGRAPH_DEBUG"):
                 sys.stderr.write(err + "\n")
+            lines = err.splitlines()
+            refused = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("cgraph-render-refused:")]
+            if proc.returncode == REFUSED and refused:
+                raise CgraphError(
+                    f"--steps: {refused[-1]}; nothing was written",
+                    hint="render a smaller program step by step, write SVG frames into a folder with "
+                    "--format svg (they scale and have no pixel budget), or draw the whole graph without --steps",
+                )
             if proc.returncode < 0 or proc.returncode in (134, 139):
                 why = f"Graphviz crashed (signal {-proc.returncode})" if proc.returncode < 0 else "Graphviz crashed"
             else:
-                lines = [ln for ln in err.splitlines() if ln.startswith("cgraph-render:")]
-                why = "Graphviz failed: " + (lines[-1].split(":", 1)[1].strip() if lines else "unknown error")
+                msgs = [ln for ln in lines if ln.startswith("cgraph-render:")]
+                why = "Graphviz failed: " + (msgs[-1].split(":", 1)[1].strip() if msgs else "unknown error")
             raise CgraphError(f"{why} while drawing the graph; nothing was written", hint=_hint(n_out))
         ext = job["format"]
-        outs = []
-        for k in range(n_out):
-            p = Path(tmp) / f"{k}.{ext}"
-            if not p.is_file():
-                raise CgraphError("Graphviz produced no image; nothing was written", hint=_hint(n_out))
-            outs.append(p.read_bytes())
-        return outs
+        if job["gif"]:
+            names = [GIF_NAME]
+        else:
+            names = [f"{k}.{ext}" for k in range(1 if n_out is None else n_out)]
+        paths = [out_dir / name for name in names]
+        if not all(p.is_file() for p in paths):
+            raise CgraphError("Graphviz produced no image; nothing was written", hint=_hint(n_out))
+        yield paths
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _timeout_error(timeout: float, n_out: int | None) -> CgraphError:
+    what = "the layout and every frame" if n_out else "the layout"
+    return CgraphError(
+        f"Graphviz did not finish {what} within {timeout:g} seconds (--timeout); nothing was written",
+        hint=_hint(n_out),
+    )
 
 
 # -- the child -------------------------------------------------------------------------
 
 
-def _prepare(agraph, fmt: str) -> None:
+def _bb_inches(agraph) -> tuple[float, float]:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in agraph.graph_attr["bb"].split(","))
+        return max(x1 - x0, 1.0) / 72.0, max(y1 - y0, 1.0) / 72.0
+    except (KeyError, ValueError):
+        return 1.0, 1.0
+
+
+def png_dpi(width_in: float, height_in: float, n_frames: int | None) -> float:
+    """The resolution of a PNG (or of every frame of ``n_frames``): slide resolution, at most MAX_PIXELS a
+    side, and for frames at most STEP_PIXEL_BUDGET pixels in all."""
+    dpi = min(float(PNG_DPI), MAX_PIXELS / max(width_in, height_in, 1e-9))
+    if n_frames:
+        dpi = min(dpi, math.sqrt(STEP_PIXEL_BUDGET / (n_frames * width_in * height_in)))
+    return dpi
+
+
+def _prepare(agraph, fmt: str, dpi: float | None = None) -> None:
     """PNG at slide resolution, scaled down so that the bitmap stays within MAX_PIXELS a side."""
     if fmt != "png":
         return
-    try:
-        x0, y0, x1, y1 = (float(v) for v in agraph.graph_attr["bb"].split(","))
-        side = max(x1 - x0, y1 - y0, 1.0) / 72.0  # inches
-    except (KeyError, ValueError):
-        side = 1.0
-    dpi = min(float(PNG_DPI), MAX_PIXELS / side)
+    if dpi is None:
+        dpi = png_dpi(*_bb_inches(agraph), None)
     agraph.graph_attr["dpi"] = f"{dpi:.2f}"
 
 
@@ -126,60 +214,218 @@ def _walk(agraph):
         stack.extend(g.subgraphs())
 
 
+class _Layout:
+    """The positions of a laid-out graph, read once, for drawing frames with the same ids."""
+
+    def __init__(self, src) -> None:
+        self.nodes = {str(n): {k: n.attr[k] for k in ("pos", "width", "height")} for n in src.nodes()}
+        self.edges = {}
+        for e in src.edges():
+            self.edges[e.attr["id"]] = {k: e.attr[k] for k in ("pos", "lp", "head_lp", "tail_lp") if e.attr.get(k)}
+        self.boxes = {
+            g.name: {k: g.graph_attr.get(k) for k in ("bb", "lp", "lwidth", "lheight") if g.graph_attr.get(k)}
+            for g in _walk(src)
+        }
+
+    def apply(self, dst) -> None:
+        for n in dst.nodes():
+            for key, v in self.nodes.get(str(n), {}).items():
+                n.attr[key] = v
+        for e in dst.edges():
+            for k, v in self.edges.get(e.attr["id"], {}).items():
+                e.attr[k] = v
+        for g in _walk(dst):
+            for k, v in self.boxes.get(g.name, {}).items():
+                g.graph_attr[k] = v
+
+
 def _copy_layout(src, dst) -> None:
     """Copy node/edge/cluster positions from a laid-out graph onto a graph with the same ids."""
-    for n in src.nodes():
-        d = dst.get_node(n)
-        for key in ("pos", "width", "height"):
-            d.attr[key] = n.attr[key]
-    epos = {}
-    for e in src.edges():
-        epos[e.attr["id"]] = {k: e.attr[k] for k in ("pos", "lp", "head_lp", "tail_lp") if e.attr.get(k)}
-    for e in dst.edges():
-        for k, v in epos.get(e.attr["id"], {}).items():
-            e.attr[k] = v
-    boxes = {
-        g.name: (
-            g.graph_attr.get("bb"),
-            g.graph_attr.get("lp"),
-            g.graph_attr.get("lwidth"),
-            g.graph_attr.get("lheight"),
-        )
-        for g in _walk(src)
-    }
-    for g in _walk(dst):
-        bb, lp, lw, lh = boxes.get(g.name, (None, None, None, None))
-        for key, v in (("bb", bb), ("lp", lp), ("lwidth", lw), ("lheight", lh)):
-            if v:
-                g.graph_attr[key] = v
+    _Layout(src).apply(dst)
+
+
+class _Refused(Exception):
+    pass
 
 
 def _child() -> int:
     import pygraphviz as pgv
 
-    job = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    stdin = sys.stdin.buffer
+    job = json.loads(stdin.readline().decode("utf-8"))
     fmt = job["format"]
     out = Path(job["dir"])
     base = pgv.AGraph(string=job["dot"])
     base.layout(prog="dot")
-    if job["frames"] is None:
+    n_frames = job["n_frames"]
+    if n_frames is None:
         _prepare(base, fmt)
         base.draw(str(out / f"0.{fmt}"), format=fmt, prog="nop2")
         return 0
-    for k, text in enumerate(job["frames"]):
-        frame = pgv.AGraph(string=text)
-        _copy_layout(base, frame)
-        _prepare(frame, fmt)
+    dpi = None
+    if fmt == "png":
+        w, h = _bb_inches(base)
+        dpi = png_dpi(w, h, n_frames)
+        if dpi < MIN_STEP_DPI:
+            px = n_frames * w * h * MIN_STEP_DPI**2
+            raise _Refused(
+                f"{n_frames} frames of this graph ({w:.0f} × {h:.0f} inches) would need "
+                f"{px / 1e6:,.0f} megapixels to stay readable, more than the {STEP_PIXEL_BUDGET / 1e6:,.0f} "
+                "that --steps draws"
+            )
+    layout = _Layout(base)
+    del base
+    encoder = None
+    scratch = out / f"frame.{fmt}"
+    if job["gif"]:
+        encoder = _GifWriter(out / GIF_NAME)
+        if job.get("palette_dot"):  # the colours of the frame that shows the most
+            frame = pgv.AGraph(string=job["palette_dot"])
+            layout.apply(frame)
+            _prepare(frame, fmt, dpi)
+            frame.has_layout = True
+            frame.draw(str(scratch), format=fmt, prog="nop2")
+            frame.close()
+            encoder.take_palette(scratch)
+    for k in range(n_frames):
+        frame = pgv.AGraph(string=json.loads(stdin.readline().decode("utf-8")))
+        layout.apply(frame)
+        _prepare(frame, fmt, dpi)
         frame.has_layout = True
-        frame.draw(str(out / f"{k}.{fmt}"), format=fmt, prog="nop2")
+        target = scratch if encoder is not None else out / f"{k}.{fmt}"
+        frame.draw(str(target), format=fmt, prog="nop2")
+        frame.close()
+        if encoder is not None:
+            encoder.add(target, 3000 if k == n_frames - 1 else 900)
+    if encoder is not None:
+        encoder.close()
+        scratch.unlink()
     return 0
 
 
-if __name__ == "__main__":
+class _GifWriter:
+    """An animated GIF written frame by frame: memory holds the previous and the current frame only.
+
+    Every frame uses one palette (from :meth:`take_palette`, else the first frame's): 255 colours, median
+    cut, no dithering (the pictures are flat colours and anti-aliased text). A frame stores only the
+    rectangle that changed since the previous one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.f = open(path, "wb")
+        self.prev = None  # the previous frame, as palette indices
+        self.palette = None  # a "P" image carrying the shared palette
+
+    def take_palette(self, png: Path) -> None:
+        from PIL import Image
+
+        with Image.open(png) as im:
+            rgb = im.convert("RGB")
+        self.palette = _palette_of(rgb)
+
+    def add(self, png: Path, duration_ms: int) -> None:
+        from PIL import Image, ImageChops
+
+        with Image.open(png) as im:
+            rgb = im.convert("RGB")
+        if self.palette is None:
+            self.palette = _palette_of(rgb)
+        frame = rgb.quantize(palette=self.palette, dither=Image.Dither.NONE)
+        # Pillow matches colours through a coarse cache: the white background would come out light grey
+        frame.paste(255, mask=rgb.convert("L").point([0] * 255 + [255]))
+        del rgb
+        if self.prev is None:
+            self._header(frame)
+        box = (0, 0, *frame.size)
+        if self.prev is not None:
+            changed = ImageChops.difference(self.prev, frame).getbbox()
+            box = changed or (0, 0, 1, 1)
+        self.prev = frame
+        part = frame.crop(box) if box != (0, 0, *frame.size) else frame
+        self._frame(part, box[:2], duration_ms)
+
+    def _header(self, frame) -> None:
+        pal = bytes(frame.getpalette() or [])[: 3 * 256]
+        pal += b"\0" * (768 - len(pal))
+        w, h = frame.size
+        self.f.write(b"GIF89a" + _u16(w) + _u16(h) + bytes([0xF7, 0, 0]) + pal)
+        self.f.write(b"!\xff\x0bNETSCAPE2.0\x03\x01" + _u16(0) + b"\0")  # loop for ever
+
+    def _frame(self, part, offset: tuple[int, int], duration_ms: int) -> None:
+        import io
+
+        buf = io.BytesIO()
+        part.save(buf, format="GIF", optimize=False, interlace=False)
+        data = _gif_image_data(buf.getvalue())
+        self.f.write(b"!\xf9\x04\x04" + _u16(duration_ms // 10) + b"\0\0")  # disposal 1: keep what is drawn
+        w, h = part.size
+        self.f.write(b"," + _u16(offset[0]) + _u16(offset[1]) + _u16(w) + _u16(h) + b"\0" + data)
+
+    def close(self) -> None:
+        self.f.write(b";")
+        self.f.close()
+
+
+def _palette_of(rgb):
+    """A "P" image whose palette has the picture's 255 main colours (median cut) and pure white: median cut
+    would average the white background with the faint anti-aliased pixels near it."""
+    from PIL import Image
+
+    colours = (rgb.quantize(255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).getpalette() or [])[
+        : 3 * 255
+    ]
+    colours += [0] * (3 * 255 - len(colours)) + [255, 255, 255]
+    pal = Image.new("P", (1, 1))
+    pal.putpalette(colours)
+    return pal
+
+
+def _u16(v: int) -> bytes:
+    return int(v).to_bytes(2, "little")
+
+
+def _gif_image_data(gif: bytes) -> bytes:
+    """The LZW code size and data sub-blocks of the (first) image in a GIF file."""
+    pos = 13
+    if gif[10] & 0x80:
+        pos += 3 << ((gif[10] & 7) + 1)
+    while pos < len(gif):
+        kind = gif[pos]
+        if kind == 0x21:  # an extension: label, then sub-blocks
+            pos += 2
+            while gif[pos]:
+                pos += gif[pos] + 1
+            pos += 1
+        elif kind == 0x2C:
+            packed = gif[pos + 9]
+            if packed & 0x40:
+                raise ValueError("interlaced GIF frame")
+            pos += 10
+            if packed & 0x80:
+                pos += 3 << ((packed & 7) + 1)
+            start = pos
+            pos += 1  # the LZW minimum code size
+            while gif[pos]:
+                pos += gif[pos] + 1
+            return gif[start : pos + 1]
+        else:
+            break
+    raise ValueError("no image in the GIF data")
+
+
+def _child_main() -> None:
     try:
         code = _child()
+    except _Refused as e:
+        sys.stderr.write(f"cgraph-render-refused: {e}\n")
+        code = REFUSED
     except Exception as e:  # reported by the parent as one line
         sys.stderr.write(f"cgraph-render: {type(e).__name__}: {e}\n")
         code = 3
     sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(code)
+
+
+if __name__ == "__main__":
+    _child_main()

@@ -354,7 +354,7 @@ def test_steps_frames(tmp_path):
     d = tmp_path / "frames"
     r = run_cli("render", LECTURE, "--at", AT, "--steps", str(d))
     assert r.returncode == 0, r.stderr
-    names = sorted(p.name for p in d.iterdir())
+    names = sorted(p.name for p in d.iterdir() if not p.name.startswith("."))  # not cgraph's record of them
     assert len(names) == 6 + 6  # six forward steps, six nodes get a gradient
     assert names[0] == "000-forward-a.png" and names[5] == "005-forward-z.png"
     assert names[6] == "006-backward-z.png" and names[-1] == "011-backward-a.png"
@@ -366,7 +366,7 @@ def test_steps_svg_last_frame_shows_every_gradient(tmp_path):
     d = tmp_path / "frames"
     r = run_cli("render", str(EXAMPLES / "functions.cg"), "--steps", str(d), "--format", "svg")
     assert r.returncode == 0, r.stderr
-    frames = sorted(d.iterdir())
+    frames = sorted(p for p in d.iterdir() if not p.name.startswith("."))  # not cgraph's record of them
     n_nodes, n_grads = 9, 9
     assert len(frames) == n_nodes + n_grads
 
@@ -399,13 +399,14 @@ def test_steps_needs_values(tmp_path):
 
 
 def test_steps_replace_the_frames_of_an_earlier_run(tmp_path):
+    """Frames that an earlier, longer run of cgraph wrote go; the user's files stay (never deleted)."""
     d = tmp_path / "frames"
-    d.mkdir()
-    (d / "099-forward-old.png").write_bytes(b"old")
+    r = run_cli("render", LECTURE, "--at", AT, "--steps", str(d))  # 12 frames
+    assert r.returncode == 0, r.stderr
     (d / "notes.txt").write_text("mine")
     r = run_cli("render", "-e", "y = 2 * x", "--at", "x=3", "--steps", str(d))
     assert r.returncode == 0, r.stderr
-    names = sorted(p.name for p in d.iterdir())
+    names = sorted(p.name for p in d.iterdir() if not p.name.startswith("."))
     assert names == ["000-forward-const.png", "001-forward-x.png", "002-forward-y.png"] + [
         "003-backward-y.png",
         "004-backward-x.png",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, List, Optional
@@ -50,7 +54,7 @@ Step by step (one frame per forward and backward step, or an animated GIF):
 """
 
 FORMATS = ("png", "svg", "pdf", "dot")
-MAX_STEP_NODES = 300
+MAX_STEP_WORK = 80_000  # nodes × frames for --steps: about 200 nodes (two frames per node)
 _FRAME = re.compile(r"\d{3,}-(forward|backward)-[A-Za-z0-9_]+\.(png|svg)\Z")
 
 
@@ -118,7 +122,10 @@ def render_command(
         help="Write one frame per forward and backward step into DIR (or an animated DIR.gif).",
     ),
     timeout: float = typer.Option(
-        30.0, "--timeout", metavar="SECONDS", help="Seconds Graphviz may take before cgraph gives up."
+        30.0,
+        "--timeout",
+        metavar="SECONDS",
+        help="Seconds the whole drawing may take (layout and every --steps frame) before cgraph gives up.",
     ),
     seed: int = SEED_OPT,
     max_memory: Optional[str] = MAX_MEMORY_OPT,
@@ -134,8 +141,11 @@ def render_command(
     check_choice(edge_labels, ("local", "none"), "--edge-labels")
     if max_nodes < 1:
         raise CgraphError("--max-nodes must be at least 1")
-    if not timeout > 0:
-        raise CgraphError("--timeout must be a positive number of seconds")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise CgraphError(
+            f"--timeout must be a positive finite number of seconds, not {timeout:g}",
+            hint="for example --timeout 120",
+        )
     if output is not None and steps is not None:
         raise CgraphError("give either -o or --steps, not both")
 
@@ -219,58 +229,159 @@ def _write_steps(picture: Any, steps: str, fmt: str, timeout: float) -> None:
     if fmt not in ("png", "svg"):
         raise CgraphError(f"--steps draws png or svg frames, not {fmt}")
     g = picture.g
-    if len(g) > MAX_STEP_NODES:
+    if gif:
+        import importlib.util
+
+        if importlib.util.find_spec("PIL") is None:
+            raise CgraphError("writing a GIF needs Pillow", hint="pip install pillow, or give --steps a folder")
+    plan = picture.steps()
+    work = len(g) * len(plan)  # each frame draws every node: the cost grows with nodes × frames
+    if work > MAX_STEP_WORK:
         raise CgraphError(
-            f"--steps draws two frames per node; this graph has {len(g):,} nodes "
-            f"(at most {MAX_STEP_NODES} for --steps)",
+            f"--steps would draw {len(plan):,} frames of {len(g):,} nodes each ({work:,} node drawings; "
+            f"at most {MAX_STEP_WORK:,}, about 200 nodes), which takes too long",
             hint="render a smaller program step by step, or draw the whole graph without --steps",
         )
-    if not gif:
-        folder = Path(steps)
-        if folder.exists() and not folder.is_dir():
-            raise CgraphError(f"--steps: {steps} exists and is not a folder")
-        if not folder.parent.is_dir():
-            raise CgraphError(f"--steps: the folder {folder.parent} does not exist")
-    plan = picture.steps()
-    texts = [picture.dot(state) for _, _, state in plan]
-    images = render_frames(picture.dot(picture.base_state(plan)), texts, fmt, timeout)
-    if gif:
-        atomic_write(steps, _gif(images))
-        out(f"wrote {steps} ({len(images)} frames)")
-        return
-    folder = Path(steps)
-    try:
-        folder.mkdir(exist_ok=True)
-    except OSError as e:
-        raise CgraphError(f"--steps: cannot create the folder {steps}: {e.strerror or e}") from None
     names = [_frame_name(k, phase, g.label(i) if g.names[i] else g.ops[i], fmt) for k, (phase, i, _) in enumerate(plan)]
-    for name, data in zip(names, images):
-        atomic_write(folder / name, data)
-    # frames of an earlier, longer run would be mistaken for part of this one
-    keep = set(names)
-    for old in folder.iterdir():
-        if old.name not in keep and _FRAME.match(old.name) and old.is_file():
-            try:
-                old.unlink()
-            except OSError:
-                pass
-    out(f"wrote {len(images)} frames to {folder}")
+    folder = None if gif else _StepsFolder(Path(steps), names)  # refusals come before any drawing
+    texts = (picture.dot(state) for _, _, state in plan)
+    last = picture.dot(plan[-1][2]) if gif and plan else None
+    with render_frames(
+        picture.dot(picture.base_state(plan)), texts, len(plan), fmt, timeout, gif=gif, palette_dot=last
+    ) as images:
+        if gif:
+            atomic_write(steps, images[0].read_bytes())
+            out(f"wrote {steps} ({len(plan)} frames)")
+            return
+        assert folder is not None
+        folder.write(images)
+    out(f"wrote {len(names)} frames to {steps}")
 
 
-def _gif(frames: list[bytes]) -> bytes:
-    import io
+MANIFEST = ".cgraph-steps.json"  # in a --steps folder: the frames cgraph wrote there, with their checksums
+
+
+def _digest(path: Path) -> str | None:
+    import hashlib
 
     try:
-        from PIL import Image
-    except ImportError:
-        raise CgraphError("writing a GIF needs Pillow", hint="pip install pillow, or give --steps a folder") from None
-    images = [Image.open(io.BytesIO(b)).convert("RGB") for b in frames]
-    palette = [im.convert("P", palette=Image.Palette.ADAPTIVE, colors=255) for im in images]
-    durations = [900] * len(palette)
-    durations[-1] = 3000
-    buf = io.BytesIO()
-    palette[0].save(buf, format="GIF", save_all=True, append_images=palette[1:], duration=durations, loop=0)
-    return buf.getvalue()
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+    except OSError:
+        return None
+
+
+class _StepsFolder:
+    """Writing frames into a --steps folder: all of them or none, and never a file cgraph did not write.
+
+    cgraph records the frames it wrote in the folder's :data:`MANIFEST` (name and checksum). A later run
+    replaces and removes only frames recorded there and unchanged since; a file of the same name that
+    cgraph did not write (or that was changed since) is refused before anything is drawn, and other files
+    are left alone. New frames are first copied into a hidden staging folder inside the target folder
+    (a full disk fails there, before any file of the folder is touched) and then renamed into place.
+    """
+
+    def __init__(self, folder: Path, names: list[str]) -> None:
+        self.folder = folder
+        self.names = names
+        self.created = not folder.exists()
+        if folder.exists() and not folder.is_dir():
+            raise CgraphError(f"--steps: {folder} exists and is not a folder")
+        if not (folder.parent if str(folder.parent) else Path(".")).is_dir():
+            raise CgraphError(f"--steps: the folder {folder.parent} does not exist")
+        self.owned: dict[str, str] = {}
+        if not self.created:
+            self.owned = self._read_manifest()
+            for name in names:
+                p = folder / name
+                if not (p.exists() or p.is_symlink()):
+                    continue
+                if p.is_symlink() or not p.is_file() or self.owned.get(name) != _digest(p):
+                    raise CgraphError(
+                        f"--steps: {p} exists and was not written by cgraph (or was changed since); "
+                        "it would be replaced; nothing was written",
+                        hint="move it away, or give --steps a new or empty folder",
+                    )
+
+    def _read_manifest(self) -> dict[str, str]:
+        try:
+            data = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8"))
+            frames = data["frames"]
+            return {
+                str(k): str(v)
+                for k, v in frames.items()
+                if isinstance(k, str) and isinstance(v, str) and _FRAME.match(k)
+            }
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {}
+
+    def write(self, images: list[Path]) -> None:
+        import tempfile
+
+        folder = self.folder
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as e:
+            raise CgraphError(f"--steps: cannot create the folder {folder}: {e.strerror or e}") from None
+        staged: Path | None = None
+        moved: list[str] = []
+        try:
+            staged = Path(tempfile.mkdtemp(prefix=".cgraph-steps-", dir=folder))
+            digests = {}
+            for name, src in zip(self.names, images):
+                _copy(src, staged / name)
+                digests[name] = _digest(staged / name)
+            manifest = json.dumps({"frames": digests}, indent=0, sort_keys=True) + "\n"
+            (staged / MANIFEST).write_text(manifest, encoding="utf-8")
+            for name in self.names:  # renames in one file system: no data is written any more
+                os.replace(staged / name, folder / name)
+                moved.append(name)
+            os.replace(staged / MANIFEST, folder / MANIFEST)
+        except BaseException as e:
+            for name in moved:  # all or none: take back what this run put in place
+                try:
+                    (folder / name).unlink()
+                except OSError:
+                    pass
+            if staged is not None:
+                shutil.rmtree(staged, ignore_errors=True)
+            if self.created:
+                shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise CgraphError(
+                    f"--steps: cannot write the frames into {folder}: {e.strerror or e}; nothing was written"
+                ) from None
+            raise
+        shutil.rmtree(staged, ignore_errors=True)
+        # frames of an earlier, longer run would be mistaken for part of this one: remove those that cgraph
+        # wrote there and that nobody changed since; never a file cgraph did not write
+        keep = set(self.names)
+        foreign = []
+        for name, digest in sorted(self.owned.items()):
+            p = folder / name
+            if name in keep or p.is_symlink() or not p.is_file():
+                continue
+            if _digest(p) == digest:
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
+        for p in sorted(folder.iterdir()):
+            if p.name not in keep and _FRAME.match(p.name) and p.exists():
+                foreign.append(p.name)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            warn(f"note: {folder} also holds {shown}, named like frames but not written by this run; left in place")
+
+
+def _copy(src: Path, dst: Path) -> None:
+    with open(src, "rb") as r, open(dst, "xb") as w:
+        shutil.copyfileobj(r, w, 1 << 20)
+        w.flush()
+        os.fsync(w.fileno())
 
 
 def register(app: typer.Typer) -> None:
