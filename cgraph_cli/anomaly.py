@@ -78,14 +78,25 @@ def _backward_origin(result: Result) -> Anomaly | None:
             attrs = g.attrs[i] or {}
             gi = _np(gi)
             xs = [_np(vals[j]) for j in g.args[i]]
+            many = None
+            if spec.vjp_many is not None:  # max/min of n operands: all VJPs in one pass, not one pass each
+                ks = [k for k, j in enumerate(g.args[i]) if need[j]]
+                try:
+                    many = dict(zip(ks, spec.vjps(ks, gi, _np(vals[i]), xs, attrs)))
+                except Exception:  # a diagnostic must never fail the run
+                    return None
             for k, j in enumerate(g.args[i]):
                 if not need[j]:
                     continue
-                rule = spec.vjp_for(k)
-                if rule is None:
-                    continue
                 try:
-                    gk = unbroadcast(rule(gi, _np(vals[i]), *xs, **attrs), np.shape(vals[j]), op)
+                    if many is not None:
+                        d = many[k]
+                    else:
+                        rule = spec.vjp_for(k)
+                        d = None if rule is None else rule(gi, _np(vals[i]), *xs, **attrs)
+                    if d is None:
+                        continue
+                    gk = unbroadcast(d, np.shape(vals[j]), op)
                 except Exception:  # a diagnostic must never fail the run
                     return None
                 if not _finite(gk):

@@ -237,7 +237,10 @@ class GraphPicture:
             return ""
         if np.size(vals[i]) != 1 or np.size(vals[j]) != 1 or np.ndim(vals[j]) != np.ndim(vals[i]):
             return fmt_shape(np.shape(vals[j]))
-        rule = OPS[self.g.ops[i]].vjp_for(e.k)
+        spec = OPS[self.g.ops[i]]
+        if spec.vjp_many is not None:  # max/min of n operands: all n local derivatives at once, kept per node
+            return self._many_locals(i)[e.k]
+        rule = spec.vjp_for(e.k)
         if rule is None:
             return ""
         xs = [vals[a] for a in self.g.args[i]]
@@ -247,6 +250,23 @@ class GraphPicture:
             return fmt_num(np.asarray(d).reshape(()))
         except Exception:  # a rule that cannot run on this value: leave the edge unlabelled
             return ""
+
+    def _many_locals(self, i: int) -> list[str]:
+        """The edge labels of every operand of a variadic op (linear in its operands, not per edge)."""
+        cache = self.__dict__.setdefault("_locals_of", {})
+        if i not in cache:
+            vals = self.values
+            assert vals is not None
+            args = self.g.args[i]
+            try:
+                with np.errstate(all="ignore"):
+                    ds = OPS[self.g.ops[i]].vjps(
+                        list(range(len(args))), np.ones_like(vals[i]), vals[i], [vals[a] for a in args]
+                    )
+                cache[i] = ["" if d is None else fmt_num(np.asarray(d).reshape(())) for d in ds]
+            except Exception:  # a rule that cannot run on this value: leave the edges unlabelled
+                cache[i] = [""] * len(args)
+        return cache[i]
 
     # -- DOT --------------------------------------------------------------------------
     def dot(self, state: State | None = None) -> str:
@@ -453,6 +473,12 @@ class GraphPicture:
         return Html('<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0">' + outer + "</TABLE>")
 
     def _port_names(self, i: int) -> tuple[str, ...]:
+        cache = self.__dict__.setdefault("_ports_of", {})  # max(a1, ..., an): n ports, asked for by n edges
+        if i not in cache:
+            cache[i] = self._port_names_of(i)
+        return cache[i]
+
+    def _port_names_of(self, i: int) -> tuple[str, ...]:
         op = self.g.ops[i]
         n = len(self.g.args[i])
         if op in ("input", "const") or n < 2 or OPS[op].commutative:

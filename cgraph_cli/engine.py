@@ -93,6 +93,16 @@ def backward(g: Graph, vals: list[Any], out: int, *, vjp_of: Any = None) -> list
                 continue
             a = attrs[i] or {}
             xs = [vals[j] for j in args[i]]
+            many = _many(op, vjp_of)
+            if many is not None:  # a variadic op (max/min of n operands): all VJPs in one linear pass
+                ks = [k for k, j in enumerate(args[i]) if need[j]]
+                for k, gk in zip(ks, many.vjps(ks, gi, vals[i], xs, a)):
+                    if gk is None:
+                        continue
+                    j = args[i][k]
+                    gk = unbroadcast(gk, np.shape(vals[j]), op)
+                    grads[j] = gk if grads[j] is None else grads[j] + gk
+                continue
             for k, j in enumerate(args[i]):
                 if not need[j]:
                     continue
@@ -102,6 +112,17 @@ def backward(g: Graph, vals: list[Any], out: int, *, vjp_of: Any = None) -> list
                 gk = unbroadcast(rule(gi, vals[i], *xs, **a), np.shape(vals[j]), op)
                 grads[j] = gk if grads[j] is None else grads[j] + gk
     return _zero_grads(g, need, grads, vals)
+
+
+def _many(op: str, vjp_of: Any) -> Any:
+    """The op table's entry if its VJPs are computed all at once (variadic ops, when ``vjp_of`` gives the table's
+    rules for it: the default and the row-wise variants of ``eval --batch``), else None."""
+    spec = OPS.get(op)
+    if spec is None or spec.vjp_many is None:
+        return None
+    if vjp_of is _table_vjp or (vjp_of is row_vjp and op not in ROW_VJP):
+        return spec
+    return None
 
 
 def _zero_grads(g: Graph, need: list[bool], grads: list[Any], vals: list[Any] | None = None) -> list[Any]:
@@ -597,6 +618,16 @@ class ScalarPlan:
                 ans = np.float64(v[i])
                 xs = [np.float64(v[j]) for j in g.args[i]]
                 gg = np.float64(gi)
+                if spec.vjp_many is not None:  # max/min of n operands: one linear pass
+                    ks = [kk for kk, j in enumerate(g.args[i]) if need[j]]
+                    for kk, dd in zip(ks, spec.vjps(ks, gg, ans, xs, at)):
+                        if dd is None:
+                            continue
+                        j = g.args[i][kk]
+                        d = float(dd)
+                        x = G[j]
+                        G[j] = d if x is None else x + d
+                    continue
                 for kk, j in enumerate(g.args[i]):
                     if not need[j]:
                         continue

@@ -6,7 +6,9 @@ Each :class:`Op` holds
 - ``vjp``: one function per operand, ``vjp[k](g, ans, *args, **attrs)`` returning
   ``g · ∂ans/∂args[k]`` in the shape of ``ans`` or of ``args[k]`` (the engine
   un-broadcasts it, in one place); ``None`` means "no gradient flows here".
-  Variadic ops give a single function taking the operand index first;
+  Variadic ops give a single function taking the operand index first, and
+  ``vjp_many(ks, g, ans, args, **attrs)``, the VJPs of several operands at once
+  in time linear in the number of operands (:meth:`Op.vjps` calls it);
 - ``shape(shapes, **attrs)``: shape inference, raising ``ValueError`` with a
   readable message on a mismatch;
 - test metadata (``domain``, ``test_shapes``) from which the finite-difference
@@ -38,6 +40,20 @@ class Op:
     domain: tuple[float, float] = (-2.0, 2.0)  # where finite-difference tests sample operands
     test_shapes: tuple[Shape, ...] | None = None  # operand shapes for the generated tests
     test_attrs: dict | None = None
+    vjp_many: Callable[..., list[Any]] | None = None  # variadic ops: the VJPs of operands ks at once
+
+    def vjps(self, ks: list[int], g: Any, ans: Any, args: list[Any], attrs: dict | None = None) -> list[Any]:
+        """``g · ∂ans/∂args[k]`` for each k in ``ks`` (None where no gradient flows), the same numbers as
+        :meth:`vjp_for` gives one by one, but for a variadic op in one pass over its operands (``max`` of n
+        operands: O(n), not O(n) per operand)."""
+        attrs = attrs or {}
+        if self.vjp_many is not None:
+            return self.vjp_many(ks, g, ans, args, **attrs)
+        out = []
+        for k in ks:
+            rule = self.vjp_for(k)
+            out.append(None if rule is None else rule(g, ans, *args, **attrs))
+        return out
 
     def vjp_for(self, k: int) -> Callable[..., Any] | None:
         """The VJP of operand ``k`` (None if no gradient flows to it)."""
@@ -222,9 +238,17 @@ def _pow_vjp_exp(g, ans, a, b):
 
 def _extreme_vjp(k, g, ans, *args):
     """max/min over several operands: split the gradient evenly among ties."""
-    masks = [(np.asarray(a) == ans) for a in args]
-    count = np.sum(np.broadcast_arrays(*masks), axis=0) if len(masks) > 1 else masks[0]
-    return g * masks[k] / np.maximum(count, 1).astype(np.result_type(g))  # keep float32 float32
+    return _extreme_vjp_many([k], g, ans, args)[0]
+
+
+def _extreme_vjp_many(ks, g, ans, args):
+    """The VJPs of operands ``ks`` of max/min: g where the operand is the extreme, divided by the number of
+    operands that tie there. One pass counts the ties, one pass per operand in ``ks`` (no n-by-n work)."""
+    count = np.zeros(np.shape(ans), dtype=np.int_)
+    for a in args:
+        count += np.asarray(a) == ans
+    div = np.maximum(count, 1).astype(np.result_type(g))  # keep float32 float32
+    return [g * (np.asarray(args[k]) == ans) / div for k in ks]
 
 
 def _reduce_extreme_vjp(g, ans, x, axis=None):
@@ -356,8 +380,24 @@ _TABLE = [
     Op("relu", lambda a: np.maximum(a, 0), (lambda g, ans, a: g * (a > 0),), same_shape, 1, "relu"),
     Op("softplus", lambda a: np.logaddexp(0, a), (lambda g, ans, a: g * _sigmoid(a),), same_shape, 1, "softplus"),
     Op("square", np.square, (lambda g, ans, a: 2 * g * a,), same_shape, 1, "square"),
-    Op("maximum", lambda *a: _fold(np.maximum, a), _extreme_vjp, broadcast_shape, None, "max"),
-    Op("minimum", lambda *a: _fold(np.minimum, a), _extreme_vjp, broadcast_shape, None, "min"),
+    Op(
+        "maximum",
+        lambda *a: _fold(np.maximum, a),
+        _extreme_vjp,
+        broadcast_shape,
+        None,
+        "max",
+        vjp_many=_extreme_vjp_many,
+    ),
+    Op(
+        "minimum",
+        lambda *a: _fold(np.minimum, a),
+        _extreme_vjp,
+        broadcast_shape,
+        None,
+        "min",
+        vjp_many=_extreme_vjp_many,
+    ),
     # reductions
     Op(
         "sum",
@@ -481,7 +521,16 @@ def _stack_shape(shapes: list[Shape], **_: Any) -> Shape:
     return (len(shapes),) + first
 
 
-OPS["stack"] = Op("stack", lambda *a: np.stack(a), _stack_vjp, _stack_shape, None, "[ ]", test_shapes=((2,), (2,)))
+OPS["stack"] = Op(
+    "stack",
+    lambda *a: np.stack(a),
+    _stack_vjp,
+    _stack_shape,
+    None,
+    "[ ]",
+    test_shapes=((2,), (2,)),
+    vjp_many=lambda ks, g, ans, args: [g[k] for k in ks],
+)
 
 
 @dataclass(frozen=True)
