@@ -41,11 +41,13 @@ from typing import Any, Callable
 import numpy as np
 
 from cgraph_cli.engine import Result
+from cgraph_cli.errors import CgraphError
 from cgraph_cli.ir import Graph
 from cgraph_cli.ops import OPS, broadcast_shape, fmt_index, fmt_shape, same_shape, unbroadcast
 from cgraph_cli.present import fmt_number, json_value
 
 SMALL = 6  # tensors with more entries are shown by their norm
+MAX_STEPS = 10_000  # programs with more nodes are refused: a step per node, unreadable and slow beyond this
 MAX_LABEL = 20  # longer source text is shown as %ID
 
 # function-style names of ops (the language's spelling)
@@ -107,9 +109,18 @@ def _pow_base(k: int, L: list[str], A: str, attrs: dict, shapes) -> str:
     return f"{_p(b)} · {_p(L[0])}^{_p(fmt_number(bm1))}"
 
 
+# max/min with more operands (or longer operand text) write ∂m/∂a = [a = m] rather than [a = max(a, b, ...)]:
+# listing n operands in each of the n operands' steps would make the explanation quadratic in n
+MAX_LISTED = 8
+MAX_LISTED_CHARS = 40
+
+
 def _extreme(which: str) -> Template:
     def t(k: int, L: list[str], A: str, attrs: dict, shapes) -> str:
-        return f"[{L[k]} = {which}({', '.join(L)})]"
+        listed = ", ".join(L) if len(L) <= MAX_LISTED else ""
+        if not listed or len(listed) > MAX_LISTED_CHARS:
+            return f"[{L[k]} = {A}]"
+        return f"[{L[k]} = {which}({listed})]"
 
     return t
 
@@ -357,9 +368,87 @@ def norm_text(v: Any) -> str:
     return fmt_number(np.sqrt(np.sum(a * a)))
 
 
-def explain(result: Result) -> Explanation:
-    """Build the step-by-step explanation of a finished forward and backward pass."""
+# -- the size limit ------------------------------------------------------------------
+
+
+class _TooBig(Exception):
+    pass
+
+
+def too_large(n: int | None, max_steps: int, option: str | None = None) -> CgraphError:
+    """The refusal of a program with more than ``max_steps`` nodes (``n`` of them, None when not counted)."""
+    size = f"{n:,} nodes" if n is not None else f"more than {max_steps:,} nodes"
+    hint = "explain a smaller program, or use cgraph eval --format json"
+    if option:
+        hint += f", or raise the limit with {option} N"
+    return CgraphError(
+        f"the program has {size}; explain writes a step for each node and stops at {max_steps:,}",
+        hint=hint,
+    )
+
+
+def check_size(g: Graph, max_steps: int = MAX_STEPS, option: str | None = None) -> None:
+    """Refuse a graph with more than ``max_steps`` nodes (see :func:`too_large`)."""
+    if len(g) > max_steps:
+        raise too_large(len(g), max_steps, option)
+
+
+def compile_program(
+    source: Any,
+    values: dict[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    max_memory: int | None = None,
+    max_steps: int = MAX_STEPS,
+    option: str | None = None,
+) -> Graph:
+    """:func:`cgraph_cli.program.compile_program` for explain: the builder stops as soon as the graph grows
+    beyond ``max_steps`` nodes, so a program of millions of nodes (a tower of ``def`` calls) is refused after
+    building ``max_steps`` of them, before it is built in full or evaluated."""
+    from cgraph_cli.ir import Builder
+    from cgraph_cli.parser import parse
+
+    class Capped(Builder):
+        def node(self, *args: Any, **kwargs: Any) -> int:
+            if len(self.g.ops) >= max_steps:
+                raise _TooBig
+            return super().node(*args, **kwargs)
+
+    stmts = parse(source)
+    try:
+        return Capped(source, values, seed=seed, dtype=np.float64, max_memory=max_memory).build(stmts)
+    except _TooBig:
+        raise too_large(None, max_steps, option) from None
+    except CgraphError as err:
+        raise err.with_source(source) from None
+
+
+def run(
+    source: Any,
+    given: dict[str, Any],
+    *,
+    of: str | None = None,
+    seed: int = 0,
+    max_memory: int | None = None,
+    max_steps: int = MAX_STEPS,
+    option: str | None = None,
+) -> Result:
+    """:func:`cgraph_cli.program.run` for explain: compiled under the size limit, then evaluated."""
+    from cgraph_cli.engine import evaluate
+    from cgraph_cli.program import pick_output
+    from cgraph_cli.values import bind_inputs
+
+    g = compile_program(source, given, seed=seed, max_memory=max_memory, max_steps=max_steps, option=option)
+    inputs = bind_inputs(g, given)
+    return evaluate(g, inputs, pick_output(g, of))
+
+
+def explain(result: Result, max_steps: int = MAX_STEPS, option: str | None = None) -> Explanation:
+    """Build the step-by-step explanation of a finished forward and backward pass.
+
+    A graph of more than ``max_steps`` nodes is refused before any work (:func:`check_size`)."""
     g = result.graph
+    check_size(g, max_steps, option)
     labels = node_labels(g)
     ex = Explanation(result, labels)
     vals, grads, out = result.values, result.grads, result.out
@@ -376,16 +465,17 @@ def explain(result: Result) -> Explanation:
     for j in range(out + 1):
         if not rel[j]:
             continue
-        for j2 in g.args[j]:
-            if rel[j2] and j not in succ.setdefault(j2, []):
-                succ[j2].append(j)
+        for j2 in set(g.args[j]):  # each successor once (x * x), in increasing order of successor
+            if rel[j2]:
+                succ.setdefault(j2, []).append(j)
+    cache: dict[int, _Succ] = {}
     for i in range(out, -1, -1):
         if not rel[i]:
             continue
         if i == out:
             ex.backward.append(BackwardStep(i, labels[i], [], grads[i], seed=True, shape=np.shape(vals[i])))
             continue
-        terms = [_term(g, labels, vals, grads, i, j, out) for j in succ.get(i, [])]
+        terms = [_term(g, labels, vals, grads, i, j, out, cache) for j in succ.get(i, [])]
         ex.backward.append(BackwardStep(i, labels[i], terms, grads[i], shape=np.shape(vals[i])))
     return ex
 
@@ -451,32 +541,82 @@ def _shapes_text(g: Graph, i: int, shapes: list[tuple[int, ...]], out: tuple[int
     return ", ".join(fmt_shape(s) for s in shapes) + f" → {fmt_shape(out)}"
 
 
-def _vjp_number(g: Graph, vals: list[Any], i: int, j: int, slots: list[int], upstream: Any) -> Any:
+class _Succ:
+    """What every term through successor j shares, built once: a max of n operands has n terms, and rebuilding
+    its operand labels, shapes and VJPs for each of them would make explain quadratic in n."""
+
+    def __init__(self, g: Graph, labels: list[str], vals: list[Any], j: int) -> None:
+        args = g.args[j]
+        self.L = [labels[a] for a in args]
+        self.xs = [vals[a] for a in args]
+        self.shapes = [tuple(np.shape(x)) for x in self.xs] + [tuple(np.shape(vals[j]))]
+        self.slots: dict[int, list[int]] = {}
+        for k, a in enumerate(args):
+            self.slots.setdefault(a, []).append(k)
+        self.vjps: dict[str, list[Any]] = {}  # variadic ops: every operand's VJP, per upstream ("up"/"one")
+        self.note: Any = False  # the kink note (it depends on the node's operands, not on which one)
+
+
+def _vjp_number(
+    g: Graph,
+    vals: list[Any],
+    i: int,
+    j: int,
+    slots: list[int],
+    upstream: Any,
+    sc: _Succ | None = None,
+    key: str = "",
+) -> Any:
     """The contribution of successor j to node i's gradient: the sum of the op's VJPs."""
     spec = OPS[g.ops[j]]
     at = g.attrs[j] or {}
-    xs = [vals[a] for a in g.args[j]]
+    xs = sc.xs if sc is not None else [vals[a] for a in g.args[j]]
     total = None
     with np.errstate(all="ignore"):
-        for k in slots:
-            rule = spec.vjp_for(k)
-            if rule is None:
+        if spec.vjp_many is not None:  # variadic: all operands' VJPs at once, kept for the other operands' terms
+            parts = sc.vjps.get(key) if sc is not None else None
+            if parts is None:
+                parts = spec.vjps(list(range(len(xs))), upstream, vals[j], xs, at)
+                if sc is not None:
+                    sc.vjps[key] = parts
+            found = [parts[k] for k in slots]
+        else:
+            found = []
+            for k in slots:
+                rule = spec.vjp_for(k)
+                found.append(None if rule is None else rule(upstream, vals[j], *xs, **at))
+        for c in found:
+            if c is None:
                 continue
-            c = unbroadcast(rule(upstream, vals[j], *xs, **at), np.shape(vals[i]), g.ops[j])
+            c = unbroadcast(c, np.shape(vals[i]), g.ops[j])
             total = c if total is None else total + c
     return np.zeros(np.shape(vals[i])) if total is None else total
 
 
-def _term(g: Graph, labels: list[str], vals: list[Any], grads: list[Any], i: int, j: int, out: int) -> Term:
+def _term(
+    g: Graph,
+    labels: list[str],
+    vals: list[Any],
+    grads: list[Any],
+    i: int,
+    j: int,
+    out: int,
+    cache: dict[int, _Succ] | None = None,
+) -> Term:
     op = g.ops[j]
     at = g.attrs[j] or {}
     args = g.args[j]
-    slots = [k for k, a in enumerate(args) if a == i]
-    L = [labels[a] for a in args]
+    sc = cache.get(j) if cache is not None else None
+    if sc is None:
+        sc = _Succ(g, labels, vals, j)
+        if cache is not None:
+            cache[j] = sc
+    slots = sc.slots[i]
+    L = sc.L
     A = labels[j]
-    shapes = [tuple(np.shape(vals[a])) for a in args] + [tuple(np.shape(vals[j]))]
+    shapes = sc.shapes
     upstream = grads[j]
-    contribution = _vjp_number(g, vals, i, j, slots, upstream)
+    contribution = _vjp_number(g, vals, i, j, slots, upstream, sc, "up")
     spec = OPS.get(op)
     elementwise = spec is not None and spec.shape in ELEMENTWISE_SHAPES
     tmpl = LOCAL.get(op)
@@ -486,13 +626,15 @@ def _term(g: Graph, labels: list[str], vals: list[Any], grads: list[Any], i: int
     scalar = np.size(vals[i]) == 1 and np.size(vals[j]) == 1
     local = None
     if np.size(vals[j]) == 1:
-        local = _vjp_number(g, vals, i, j, slots, np.ones_like(vals[j]))
+        local = _vjp_number(g, vals, i, j, slots, np.ones_like(vals[j]), sc, "one")
     elif elementwise and np.shape(vals[j]) == np.shape(vals[i]):
-        local = _vjp_number(g, vals, i, j, slots, np.ones_like(vals[j]))
+        local = _vjp_number(g, vals, i, j, slots, np.ones_like(vals[j]), sc, "one")
     kink = KINK_NOTES.get(op)
     note = None
     if kink is not None:
-        note = kink(slots[0], [vals[a] for a in args], vals[j])
+        if sc.note is False:
+            sc.note = kink(slots[0], sc.xs, vals[j])
+        note = sc.note
     # the VJP in matrix form (the renderer writes scalars as ∂out/∂A · ∂A/∂node instead)
     U = f"∂{labels[out]}/∂{A}"
     parts = []

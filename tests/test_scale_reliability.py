@@ -21,7 +21,7 @@ import pytest
 
 from cgraph_cli import present
 from cgraph_cli.program import load_source, run
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, run_cli
 
 FILES = sorted(EXAMPLES.glob("*.cg"))
 
@@ -173,7 +173,7 @@ def big_result():
     x = np.random.default_rng(0).standard_normal((1000, 1000))
     x[3, 4] = np.nan  # non-finite entries take the slower, string-substituting path
     x[999, 0] = -np.inf
-    return evaluate("y = sum(x * x)", x=x)  # x, x*x and their gradients: 6M entries written
+    return evaluate("y = sum(x)", x=x)  # x (input, gradient, node value and gradient): 4M entries written
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])
@@ -184,7 +184,7 @@ def test_formatting_a_million_entry_result_streams_in_bounded_memory(big_result,
         peak = _peak_while(lambda: present.write_json(big_result, sink))
     else:
         peak = _peak_while(lambda: present.write_csv(big_result, sink, True))
-    assert sink.n > 6 * 10 * n  # it did write every entry (value and gradient of x and x*x, inputs, gradients)
+    assert sink.n > 4 * 10 * n  # it did write every entry (inputs, gradients, the node x's value and gradient)
     # the old formatter took ~400 bytes per entry (json) / ~80 (csv); streaming takes a few chunks of text
     assert peak < 40 * n, f"{peak / n:.1f} bytes per entry"
 
@@ -196,3 +196,202 @@ def test_streamed_json_of_a_large_result_is_the_reference_text(big_result, monke
     res = evaluate("y = sum(x * x)", x=x)
     assert present.to_json(res) == ref_to_json(res)
     assert present.to_csv(res, True) == ref_to_csv(res, True)
+
+
+# -- max/min with many operands: linear everywhere ----------------------------------------------------------------
+
+
+def _many_program(n: int, fn: str = "max") -> tuple[str, np.ndarray]:
+    """``m = fn(x0, ..., x<n-1>)`` with declared defaults that tie n/1000 times at the extreme."""
+    x = np.array([((i * 7919) % 1000) / 10 for i in range(n)])
+    decl = "input " + ", ".join(f"x{i} = {v!r}" for i, v in enumerate(x.tolist()))
+    return decl + "\n" + f"m = {fn}(" + ", ".join(f"x{i}" for i in range(n)) + ")\n", x
+
+
+def _expected(x: np.ndarray, fn: str, dtype=np.float64) -> tuple[float, np.ndarray]:
+    x = x.astype(dtype)
+    m = x.max() if fn == "max" else x.min()
+    mask = x == m
+    return float(m), np.where(mask, np.asarray(1, dtype) / dtype(mask.sum()), dtype(0)).astype(np.float64)
+
+
+def _csv_grads(text: str, n: int) -> tuple[float, np.ndarray]:
+    rows = {r[0]: r for r in csv.reader(io.StringIO(text))}
+    return float(rows["m"][4]), np.array([float(rows[f"x{i}"][5]) for i in range(n)])
+
+
+@pytest.mark.parametrize("fn", ["max", "min"])
+def test_max_of_50000_operands_evaluates_linearly_and_the_strategies_agree(tmp_path, fn):
+    n = 50_000
+    text, x = _many_program(n, fn)
+    prog = tmp_path / "many.cg"
+    prog.write_text(text)
+    outs = {}
+    for engine in ("generic", "scalar", "auto"):
+        r = run_cli("eval", str(prog), "--format", "csv", "--no-cache", env={"CGRAPH_ENGINE": engine}, timeout=60)
+        assert r.returncode == 0, r.stderr
+        outs[engine] = r.stdout
+    assert outs["generic"] == outs["scalar"] == outs["auto"]  # bit for bit
+    m, grads = _csv_grads(outs["generic"], n)
+    em, eg = _expected(x, fn)
+    assert m == em and np.array_equal(grads, eg)
+    assert np.count_nonzero(grads) == n // 1000  # ties split evenly
+    r = run_cli("eval", str(prog), "--format", "csv", "--dtype", "float32", "--no-cache", timeout=60)
+    assert r.returncode == 0, r.stderr
+    m, grads = _csv_grads(r.stdout, n)
+    em, eg = _expected(x, fn, np.float32)
+    assert m == em and np.array_equal(grads, eg)
+
+
+def test_max_of_many_tensor_operands_matches_numpy_in_float32_and_float64():
+    rng = np.random.default_rng(3)
+    n = 3000
+    xs = rng.integers(0, 4, size=(n, 5)).astype(float)  # many ties per entry
+    text = "m = sum(max(" + ", ".join(f"x{i}" for i in range(n)) + ") * w)"
+    w = np.arange(1.0, 6.0)
+    for dtype, t in (("float64", np.float64), ("float32", np.float32)):
+        res = evaluate(text, dtype=dtype, w=w, **{f"x{i}": xs[i] for i in range(n)})
+        g = res.graph
+        top = xs.astype(t).max(axis=0)
+        count = (xs.astype(t) == top).sum(axis=0)
+        for i in range(n):
+            gi = res.grads[g.inputs[f"x{i}"]]
+            assert gi.dtype == t
+            expect = w.astype(t) * (xs[i].astype(t) == top) / count.astype(t)
+            assert np.array_equal(gi, expect)
+
+
+def test_explain_of_a_20000_operand_max_is_linear_and_matches_numpy():
+    from cgraph_cli import explain
+
+    n = 20_000
+    text, x = _many_program(n)
+    res = explain.run(load_source(None, text), {}, max_steps=2 * n)
+    ex = explain.explain(res, max_steps=2 * n)
+    em, eg = _expected(x, "max")
+    assert float(res.values[res.out]) == em
+    by_label = {st.label: st for st in ex.backward}
+    for i in (0, 1, 999, n - 1) + tuple(np.flatnonzero(eg)[:3]):
+        assert float(by_label[f"x{i}"].grad) == eg[i]
+    out = explain.to_text(ex)
+    k = int(np.flatnonzero(eg)[0])
+    assert f"  ∂m/∂x{k} = [x{k} = m] = 0.05\n" in out  # 20 ties: 1/20 each, the operand list is not repeated
+    assert len(out) < 200 * n
+    data = explain.to_data(ex)
+    assert len(data["backward"]) == n + 1
+
+
+def test_explain_lists_the_operands_of_a_small_max():
+    from cgraph_cli import explain
+
+    res = evaluate("m = max(a, b, c)", a=np.float64(1), b=np.float64(1), c=np.float64(0))
+    out = explain.to_text(explain.explain(res))
+    assert "∂m/∂b = [b = max(a, b, c)] = 0.5" in out
+
+
+_EXPLAIN_50K = """
+import sys
+import numpy as np
+from cgraph_cli import explain
+from cgraph_cli.program import load_source
+n = int(sys.argv[1])
+res = explain.run(load_source(sys.argv[2], None), {}, max_steps=2 * n)
+text = explain.to_text(explain.explain(res, max_steps=2 * n))
+print(len(text.splitlines()))
+"""
+
+
+def test_explain_and_render_of_a_50000_operand_max_finish(tmp_path):
+    import subprocess
+    import sys
+
+    n = 50_000
+    text, x = _many_program(n)
+    prog = tmp_path / "many.cg"
+    prog.write_text(text)
+    r = subprocess.run(
+        [sys.executable, "-c", _EXPLAIN_50K, str(n), str(prog)], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) > 2 * n
+    out = tmp_path / "many.dot"
+    r = run_cli("render", str(prog), "--format", "dot", "-o", str(out), "--max-nodes", str(2 * n), timeout=60)
+    assert r.returncode == 0, r.stderr
+    dot = out.read_text()
+    assert dot.count("label=<0.02>") == n // 1000  # each tying operand's edge: ∂m/∂x = 1/50
+
+
+def test_a_nonfinite_gradient_after_a_50000_operand_max_is_traced_linearly(tmp_path):
+    n = 50_000
+    text, x = _many_program(n)
+    prog = tmp_path / "many.cg"
+    prog.write_text(text.replace("m = max(", "m = log(z) + max("))
+    r = run_cli("eval", str(prog), "--at", "z=0", "--format", "json", "--no-cache", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "backward pass at node" in r.stderr and "(log)" in r.stderr
+
+
+# -- explain's size limit --------------------------------------------------------------------------------------------
+
+
+def _tower(levels: int) -> str:
+    lines = ["def f0(x) = x * 1.0001 + 0.5"]
+    lines += [f"def f{k}(x) = f{k - 1}(f{k - 1}(x))" for k in range(1, levels + 1)]
+    return "\n".join(lines) + f"\ny = f{levels}(a)\n"
+
+
+def test_explain_refuses_a_program_above_its_size_limit_with_a_hint():
+    from cgraph_cli import explain
+    from cgraph_cli.errors import CgraphError
+
+    res = evaluate(_tower(13), a=np.float64(1))  # 16k+ nodes
+    assert len(res.graph) > explain.MAX_STEPS
+    with pytest.raises(CgraphError) as err:
+        explain.explain(res)
+    msg = err.value.render()
+    assert "explain writes a step for each node" in msg
+    assert "hint: explain a smaller program, or use cgraph eval --format json" in msg
+    assert len(explain.to_text(explain.explain(res, max_steps=len(res.graph)))) > 0
+
+
+def test_explain_cli_refuses_a_large_program_with_a_hint(tmp_path):
+    prog = tmp_path / "tower.cg"
+    prog.write_text(_tower(13))
+    r = run_cli("explain", str(prog), "--at", "a=1", timeout=60)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr.startswith("error: the program has ")
+    assert "hint: explain a smaller program, or use cgraph eval --format json" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+_TOWER_REFUSAL = """
+import resource, sys
+import numpy as np
+from cgraph_cli import explain
+from cgraph_cli.errors import CgraphError
+from cgraph_cli.program import load_source
+try:
+    explain.run(load_source(sys.argv[1], None), {"a": np.asarray(1.0)}, option="--max-steps")
+except CgraphError as e:
+    print(e.render())
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_explain_refuses_a_4m_node_def_tower_before_building_it(tmp_path):
+    """The tower (4M nodes: 3 GB and ~10 s to build and evaluate) is refused after 10,000 nodes."""
+    import subprocess
+    import sys
+
+    prog = tmp_path / "tower.cg"
+    prog.write_text(_tower(20))
+    r = subprocess.run([sys.executable, "-c", _TOWER_REFUSAL, str(prog)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    *msg, rss = r.stdout.splitlines()
+    assert (
+        msg[0]
+        == "error: the program has more than 10,000 nodes; explain writes a step for each node and stops at 10,000"
+    )
+    assert msg[1].endswith("or raise the limit with --max-steps N")
+    assert int(rss) < 400_000  # KiB: the graph was never built in full
