@@ -332,9 +332,28 @@ def write_csv(result: Result, stream: Any, all_nodes: bool = False) -> None:
     small = io.StringIO()
     w = csv.writer(small, lineterminator="\n")
     w.writerow(["node", "op", "expr", "shape", "value", "grad"])
+    names, ops, vals, grads = g.names, g.ops, result.values, result.grads
     for i in rows(result, all_nodes):
-        v, gr = result.values[i], result.grads[i]
-        head = [g.label(i), g.ops[i], g.short_text(i), "x".join(str(d) for d in np.shape(v))]
+        v, gr = vals[i], grads[i]
+        tv, tg = type(v), type(gr)
+        if (tv is np.float64 or tv is float) and (tg is np.float64 or tg is float or gr is None):
+            # the common scalar row (a program of a million scalar nodes writes one per name), quickly
+            w.writerow(
+                (
+                    names[i] or f"%{i}",
+                    ops[i],
+                    g.short_text(i),
+                    "",
+                    float.__repr__(v) if math.isfinite(v) else fmt_number(v),
+                    "" if gr is None else (float.__repr__(gr) if math.isfinite(gr) else fmt_number(gr)),
+                )
+            )
+            if small.tell() >= _FLUSH:
+                stream.write(small.getvalue())
+                small.seek(0)
+                small.truncate()
+            continue
+        head = [g.label(i), ops[i], g.short_text(i), "x".join(str(d) for d in np.shape(v))]
         if np.ndim(v) == 0 and np.ndim(gr) == 0:  # scalars (or None): the csv module writes the row
             w.writerow(head + [_csv_cell(v), _csv_cell(gr)])
         else:

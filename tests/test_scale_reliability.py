@@ -132,6 +132,9 @@ def test_streamed_json_matches_on_the_examples_and_edge_cases(monkeypatch):
         (load_source(None, "y = sum(exp(x)) + sum(zeros(2, 0)) + sum(ones(1, 1, 3))"), {"x": [[1000.0], [1.0]]}),
         (load_source(None, "# ∂ unicode\ny = sum(x[0]) * 1e300"), {"x": [1e300, -0.0, 1e-310]}),
         (load_source(None, "y = max(a, b, c) + min(a, b)"), {"a": 1.0, "b": 1.0, "c": -1.0}),
+        (load_source(None, "u = log(a)\nv = sqrt(b)\nw = exp(c) - 1e308\ny = u + v + w"), {"a": -1, "b": 0, "c": 1e3}),
+        (load_source(None, "u = sqrt(b) * 2\nw = exp(c) * 0\ny = u + w + -0.0 * b"), {"b": 0, "c": 1e3}),
+        (load_source(None, "y = 1e-310 * a + 0.1 * b"), {"a": 3, "b": 7}),
     ]
     for source, values in cases:
         res = run(source, {k: np.asarray(v, dtype=float) for k, v in values.items()}, use_cache=False)
