@@ -3,10 +3,15 @@
 Each command lives in ``cgraph_cli/commands/`` and registers itself here. All
 errors leave through :func:`main`: one ``error:`` message on stderr, exit 2
 (1 for a failed check or ``--strict``), never a traceback unless CGRAPH_DEBUG=1.
+A standard output that cannot be written (closed, full) is such an error too; a
+closed or full standard error loses messages, never the exit code.
 """
 
 from __future__ import annotations
 
+import codecs
+import errno
+import io
 import os
 import sys
 
@@ -80,6 +85,195 @@ def _fail(message: str, code: int) -> None:
     raise SystemExit(code)
 
 
+# -- the standard streams -------------------------------------------------------------------
+# cgraph keeps its exit codes whatever is attached to fds 0-2: a closed or full stdout is a clear
+# "error: cannot write to standard output" (exit 2); a closed or full stderr loses the messages but
+# not the exit code; a terminal that cannot show ∂, ₁ or box characters gets readable ASCII.
+
+
+class StdoutBroken(OSError):
+    """Standard output cannot be written (closed, full, I/O error); not a broken pipe."""
+
+
+class _StdoutRaw(io.FileIO):
+    """fd 1, whose write errors say that they are standard output's (a broken pipe stays one)."""
+
+    closed_at_start = False
+
+    def write(self, b):  # type: ignore[override]
+        if self.closed_at_start:
+            raise StdoutBroken(errno.EBADF, "it is closed")
+        try:
+            return super().write(b)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise StdoutBroken(e.errno, e.strerror or str(e)) from None
+
+
+class _StderrRaw(io.FileIO):
+    """fd 2, where a write that fails (closed, full, gone) is dropped: messages must not change exit codes."""
+
+    def write(self, b):  # type: ignore[override]
+        try:
+            return super().write(b)
+        except OSError:
+            return len(b)
+
+
+_FALLBACKS = {
+    "∂": "d",
+    "·": "*",
+    "—": "-",
+    "–": "-",
+    "…": "...",
+    "∞": "inf",
+    "≤": "<=",
+    "≥": ">=",
+    "≠": "!=",
+    "×": "x",
+    "→": "->",
+    "←": "<-",
+    "ᵀ": "^T",
+    "²": "^2",
+    "³": "^3",
+    "±": "+/-",
+    "√": "sqrt",
+    "Σ": "sum",
+    "‖": "||",
+    "‘": "'",
+    "’": "'",
+    "“": '"',
+    "”": '"',
+    "\u00a0": " ",
+}
+_FALLBACKS.update({chr(0x2080 + d): f"_{d}" for d in range(10)})  # subscripts: s₁ -> s_1
+_FALLBACKS.update({chr(c): ch for c, ch in zip((0x2074, 0x2075, 0x2076, 0x2077, 0x2078, 0x2079), "456789")})
+FALLBACK_ERRORS = "cgraph-ascii"
+
+
+def _ascii_fallback(err: UnicodeError):
+    """Codec error handler: readable ASCII for cgraph's symbols (∂ -> d, s₁ -> s_1), else \\uXXXX."""
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    out = []
+    for ch in err.object[err.start : err.end]:
+        if ch in _FALLBACKS:
+            out.append(_FALLBACKS[ch])
+        elif 0x2500 <= ord(ch) <= 0x257F:  # box drawing
+            out.append(
+                "|" if ord(ch) in (0x2502, 0x2503, 0x2551) else "-" if ord(ch) in (0x2500, 0x2501, 0x2550) else "+"
+            )
+        else:
+            out.append(ch.encode("ascii", "backslashreplace").decode("ascii"))
+    return "".join(out), err.end
+
+
+def fallback_text(text: str, encoding: str) -> str:
+    """``text`` with what ``encoding`` cannot show replaced as on the standard streams (∂ -> d)."""
+    codecs.register_error(FALLBACK_ERRORS, _ascii_fallback)
+    try:
+        return text.encode(encoding, FALLBACK_ERRORS).decode(encoding)
+    except (UnicodeError, LookupError):
+        return text
+
+
+def can_encode(stream, text: str = "∂₁│") -> bool:
+    try:
+        text.encode(getattr(stream, "encoding", None) or "utf-8")
+        return True
+    except (UnicodeError, LookupError):
+        return False
+
+
+def _fd_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def _setup_streams() -> None:
+    """Reserve closed fds 0-2 (on /dev/null) and wrap the real stdout/stderr as described above.
+
+    Only the process's own streams are touched (not a test's capture); idempotent."""
+    closed = [fd for fd in (0, 1, 2) if not _fd_open(fd)]
+    for fd in closed:  # so that no file the run opens lands on them (and children get /dev/null)
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        except OSError:
+            pass
+    if 0 in closed and sys.stdin is None:
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+    codecs.register_error(FALLBACK_ERRORS, _ascii_fallback)
+    for name, raw_type in (("stdout", _StdoutRaw), ("stderr", _StderrRaw)):
+        fd = 1 if name == "stdout" else 2
+        current = getattr(sys, name)
+        original = getattr(sys, "__" + name + "__")
+        if current is not original:
+            continue  # already wrapped, or someone else's stream (a test's capture, an embedding program)
+        encoding = getattr(current, "encoding", None) or "utf-8"
+        errors = getattr(current, "errors", None) or "strict"
+        line_buffering = bool(getattr(current, "line_buffering", False))
+        if current is not None and not can_encode(current):
+            errors = FALLBACK_ERRORS
+        elif name == "stderr" and errors == "strict":
+            errors = "backslashreplace"
+        try:
+            raw = raw_type(fd, "w", closefd=False)
+        except OSError:
+            continue
+        if raw_type is _StdoutRaw and fd in closed:
+            raw.closed_at_start = True
+        buffered = io.BufferedWriter(raw)
+        setattr(
+            sys,
+            name,
+            io.TextIOWrapper(
+                buffered,
+                encoding=encoding,
+                errors=errors,
+                line_buffering=line_buffering,
+                write_through=name == "stderr",
+            ),
+        )
+
+
+def _neutralize_stdout() -> None:
+    """After stdout failed: point fd 1 at /dev/null so that the final flush at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    raw = getattr(getattr(sys.stdout, "buffer", None), "raw", None)
+    if isinstance(raw, _StdoutRaw):
+        raw.closed_at_start = False
+
+
+def stdout_error_message(e: OSError) -> str:
+    return f"error: cannot write to standard output: {e.strerror or e}"
+
+
+def _stdout_failed(e: OSError) -> None:
+    _neutralize_stdout()
+    _fail(stdout_error_message(e), 2)
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except StdoutBroken as e:
+        _stdout_failed(e)
+    except (OSError, ValueError, AttributeError):  # a broken pipe: end quietly, as cli.main does
+        _neutralize_stdout()
+
+
 class Terminated(BaseException):
     """Raised by the SIGTERM handler so that cleanup (``finally``, temp files) runs; exit 143."""
 
@@ -109,7 +303,14 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError:  # not the main thread (embedded use): leave signals alone
         previous = None
     try:
-        _main(argv)
+        _setup_streams()
+        try:
+            _main(argv)  # ends with SystemExit
+        except SystemExit:
+            _flush_stdout()  # buffered output fails here (stdout on a full disk): exit 2, not at shutdown
+            raise
+        except StdoutBroken as e:  # raised by an error handler's own output (usage text)
+            _stdout_failed(e)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -157,6 +358,8 @@ def _main(argv: list[str] | None) -> None:
         _fail(f"error: {e.format_message()}{hint}", 2)
     except KeyboardInterrupt:
         _quiet_exit(130)
+    except StdoutBroken as e:
+        _stdout_failed(e)
     except (BrokenPipeError, OutputClosed):
         # the reader went away (cgraph eval ... | head -1): end quietly
         try:

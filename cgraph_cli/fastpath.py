@@ -90,6 +90,8 @@ def parse_eval_args(argv: list[str]) -> dict[str, Any] | None:
         opts["seed"] = int(opts["seed"])
     except ValueError:
         return None
+    if opts["seed"] < 0:
+        return None  # Typer's range check words the error
     opts["at"] = opts["at"] or None
     return opts
 
@@ -133,17 +135,20 @@ def run_eval(opts: dict[str, Any]) -> int:
     from cgraph_cli import present
 
     try:
-        if opts["fmt"] == "table":
-            from rich.console import Console
+        if opts["fmt"] == "table":  # only through Typer (parse_eval_args leaves tables to it)
+            from cgraph_cli.commands.common import print_rich
 
-            Console(highlight=False, soft_wrap=False).print(present.to_table(result, opts["all_nodes"]))
+            print_rich(present.to_table(result, opts["all_nodes"]))
         else:
             text = present.to_json(result) if opts["fmt"] == "json" else present.to_csv(result, opts["all_nodes"])
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
     except BrokenPipeError:
         raise OutputClosed() from None
     for w in present.nonfinite_warnings(result):
-        sys.stderr.write(w.rstrip("\n") + "\n")
+        try:
+            sys.stderr.write(w.rstrip("\n") + "\n")
+        except (OSError, ValueError, AttributeError):  # a lost warning must not change the exit code
+            pass
     if opts["strict"] and result.nonfinite:
         return 1
     return 0

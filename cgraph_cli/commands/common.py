@@ -19,7 +19,7 @@ AT_OPT = typer.Option(
 )
 AT_FILE_OPT = typer.Option(None, "--at-file", metavar="FILE", help="Input values from a JSON object or a .npz file.")
 OF_OPT = typer.Option(None, "--of", metavar="NAME", help="The output to differentiate (default: the first output).")
-SEED_OPT = typer.Option(0, "--seed", metavar="N", help="Seed for randn()/rand() in the program.")
+SEED_OPT = typer.Option(0, "--seed", metavar="N", min=0, help="Seed for randn()/rand() in the program (0 or more).")
 DTYPE_OPT = typer.Option("float64", "--dtype", metavar="float64|float32", help="Number type: float64 or float32.")
 MAX_MEMORY_OPT = typer.Option(
     None,
@@ -56,16 +56,112 @@ def out(text: str) -> None:
 
 
 def warn(text: str) -> None:
-    sys.stderr.write(text.rstrip("\n") + "\n")
+    """A message on stderr; a closed or full stderr loses it but changes nothing else (exit codes)."""
+    try:
+        sys.stderr.write(text.rstrip("\n") + "\n")
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
-def print_rich(renderable: Any) -> None:
+def strict_json_data(obj: Any) -> Any:
+    """Non-finite floats anywhere in ``obj`` as the strings "NaN", "Infinity", "-Infinity" (SPEC §3)."""
+    import math
+
+    if isinstance(obj, float):
+        if math.isfinite(obj):
+            return obj
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {k: strict_json_data(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json_data(v) for v in obj]
+    return obj
+
+
+def out_json(data: Any) -> None:
+    """Strict JSON on stdout: no bare NaN/Infinity; non-ASCII text kept as is where stdout can show it,
+    else as \\u escapes (the same JSON data either way)."""
+    import json
+
+    from cgraph_cli.cli import can_encode
+
+    text = json.dumps(
+        strict_json_data(data), indent=2, ensure_ascii=not can_encode(sys.stdout, "∂₁ᵀ·…"), allow_nan=False
+    )
+    out(text)
+
+
+MIN_WIDTH = 40
+
+
+def console_width(stream: Any = None) -> int | None:
+    """The width for rich output: None (rich decides) unless COLUMNS is 0, negative or tiny.
+
+    rich takes COLUMNS=0 literally and prints nothing; cgraph treats COLUMNS <= 0 or garbage as unset
+    and never goes below MIN_WIDTH columns."""
+    import os
+
+    raw = os.environ.get("COLUMNS")
+    if raw is None:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        return None  # rich ignores what is not a number
+    if n >= MIN_WIDTH:
+        return None
+    if n > 0:
+        return MIN_WIDTH
+    stream = stream if stream is not None else sys.stdout
+    try:
+        if stream.isatty():
+            return max(MIN_WIDTH, os.get_terminal_size(stream.fileno()).columns)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 80
+
+
+def make_console(stderr: bool = False):
     from rich.console import Console
 
     from cgraph_cli.errors import OutputClosed
 
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich's own handling exits 1; a reader that went away (| head -1) is a quiet exit 0
+            self.quiet = True
+            raise OutputClosed()
+
+    stream = sys.stderr if stderr else sys.stdout
+    return _Console(highlight=False, soft_wrap=False, width=console_width(stream), stderr=stderr)
+
+
+def _fit_encoding(renderable: Any, encoding: str) -> Any:
+    """A rich Table's text in what the terminal can show (∂ -> d, s₁ -> s_1) before rich measures it,
+    so that the columns stay aligned; other renderables are left to the stream's fallback."""
+    from rich.table import Table
+
+    from cgraph_cli.cli import fallback_text
+
+    if not isinstance(renderable, Table):
+        return renderable
+    if isinstance(renderable.title, str):
+        renderable.title = fallback_text(renderable.title, encoding)
+    for col in renderable.columns:
+        if isinstance(col.header, str):
+            col.header = fallback_text(col.header, encoding)
+        col._cells = [fallback_text(c, encoding) if isinstance(c, str) else c for c in col._cells]
+    return renderable
+
+
+def print_rich(renderable: Any) -> None:
+    from cgraph_cli.cli import can_encode
+    from cgraph_cli.errors import OutputClosed
+
+    if not can_encode(sys.stdout):
+        renderable = _fit_encoding(renderable, sys.stdout.encoding)
     try:
-        Console(highlight=False, soft_wrap=False).print(renderable)
+        make_console().print(renderable)
     except BrokenPipeError:
         raise OutputClosed() from None
 

@@ -17,7 +17,7 @@ from cgraph_cli.commands.common import (
     SEED_OPT,
     check_choice,
     max_memory_bytes,
-    out,
+    out_json,
     print_rich,
     warn,
 )
@@ -68,9 +68,7 @@ def explain_command(
 
     ex = explain.explain(result)
     if fmt == "json":
-        import json
-
-        out(json.dumps(explain.to_data(ex), indent=2, ensure_ascii=False, allow_nan=False))
+        out_json(explain.to_data(ex))
     elif sys.stdout.isatty():
         print_rich(explain.to_rich(ex))
     else:

@@ -16,6 +16,7 @@ from cgraph_cli.commands.common import (
     check_choice,
     max_memory_bytes,
     out,
+    out_json,
 )
 
 HELP = """Print the graph IR: one line per node in topological order.
@@ -51,11 +52,9 @@ def ir_command(
     if fmt == "text":
         out(format_ir(g))
     elif fmt == "json":
-        import json
-
         from cgraph_cli.ir import ir_data
 
-        out(json.dumps(ir_data(g), indent=2))
+        out_json(ir_data(g))  # strict: a constant 1e400 is "Infinity", not a bare Infinity
     else:
         from cgraph_cli.dot import ir_dot
 
