@@ -14,11 +14,13 @@ average of the two one-sided slopes, so the check fails honestly, and :func:`fin
 node whose operand sits on (within ``eps`` of) its op's kink so the report can say why.
 
 Large inputs: ``samples`` checks that many randomly chosen entries per input (seeded), so the cost is
-``2·samples`` forward passes per input instead of two per entry.
+``2·samples`` forward passes per input instead of two per entry. The command line samples
+:data:`DEFAULT_SAMPLES` entries of a larger input unless told otherwise (``--samples N``, ``--all-entries``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -207,6 +209,20 @@ def pick_inputs(g: Graph, wrt: list[str] | None) -> list[str]:
     return list(dict.fromkeys(wrt))
 
 
+DEFAULT_SAMPLES = 1000  # the command line checks this many random entries of a larger input
+
+
+def check_options(eps: float, rtol: float, atol: float, samples: int | None) -> None:
+    """Refuse tolerances that would make every check fail (or pass): NaN, infinities, negatives."""
+    if not (math.isfinite(eps) and eps > 0):
+        raise CgraphError(f"--eps must be a positive finite number, got {eps:g}")
+    for option, value in (("--rtol", rtol), ("--atol", atol)):
+        if not (math.isfinite(value) and value >= 0):
+            raise CgraphError(f"{option} must be a finite number, 0 or more, got {value:g}")
+    if samples is not None and samples < 1:
+        raise CgraphError(f"--samples must be at least 1, got {samples}")
+
+
 def check_gradients(
     g: Graph,
     inputs: dict[str, np.ndarray],
@@ -218,32 +234,40 @@ def check_gradients(
     wrt: list[str] | None = None,
     samples: int | None = None,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CheckReport:
-    """Compare the engine's gradient of ``out`` with central finite differences, entry by entry."""
-    if not eps > 0:
-        raise CgraphError(f"--eps must be a positive number, got {eps:g}")
-    if rtol < 0 or atol < 0:
-        raise CgraphError("--rtol and --atol must not be negative")
-    if samples is not None and samples < 1:
-        raise CgraphError(f"--samples must be at least 1, got {samples}")
+    """Compare the engine's gradient of ``out`` with central finite differences, entry by entry.
+
+    ``samples``: check that many entries of each larger input, chosen at random (seeded by ``seed``);
+    None checks every entry. ``progress(done, total)`` is called as entries are checked."""
+    check_options(eps, rtol, atol, samples)
     names = pick_inputs(g, wrt)
     base = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
     result = evaluate(g, base, out)
     out = result.out
     report = CheckReport(result, eps, rtol, atol)
     rng = np.random.default_rng(seed)
+    plan = []
     for name in names:
-        x = base[name]
-        size = x.size
+        size = base[name].size
         if samples is not None and samples < size:
-            index = np.sort(rng.choice(size, samples, replace=False))
-            sampled = True
+            plan.append((name, np.sort(rng.choice(size, samples, replace=False)), True))
         else:
-            index = np.arange(size)
-            sampled = False
+            plan.append((name, np.arange(size), False))
+    total = sum(len(index) for _, index, _ in plan)
+    done = 0
+    for name, index, sampled in plan:
+        x = base[name]
         grad = result.grads[g.inputs[name]]
         analytic = np.asarray(grad, dtype=np.float64).reshape(-1)[index] if grad is not None else np.zeros(len(index))
-        numeric, roundoff = _central_differences(g, base, name, index, out, eps)
+        tick = None
+        if progress is not None:
+
+            def tick(k: int, _start: int = done) -> None:
+                progress(_start + k, total)
+
+        numeric, roundoff = _central_differences(g, base, name, index, out, eps, tick)
+        done += len(index)
         with np.errstate(all="ignore"):
             same = analytic == numeric  # also the same infinity
             diff = np.where(same, 0.0, np.abs(analytic - numeric))
@@ -258,7 +282,13 @@ def check_gradients(
 
 
 def _central_differences(
-    g: Graph, base: dict[str, np.ndarray], name: str, index: np.ndarray, out: int, eps: float
+    g: Graph,
+    base: dict[str, np.ndarray],
+    name: str,
+    index: np.ndarray,
+    out: int,
+    eps: float,
+    tick: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(f(x + eps) - f(x - eps)) / 2eps for each flat index, perturbing one working copy in place.
 
@@ -280,6 +310,8 @@ def _central_differences(
             res[k] = (fp - fm) / (2 * eps)
             # f is known to about 2 ulp each side: the quotient cannot resolve less than this
             noise[k] = 4 * np.finfo(np.float64).eps * max(abs(fp), abs(fm)) / (2 * eps)
+            if tick is not None:
+                tick(k + 1)
     return res, noise
 
 
@@ -392,6 +424,8 @@ def to_data(report: CheckReport) -> dict[str, Any]:
         "atol": report.atol,
         "passed": report.passed,
         "checked": report.checked,
+        "size": sum(c.size for c in report.inputs),  # entries of the inputs checked; > checked if sampled
+        "sampled": any(c.sampled for c in report.inputs),
         "failed": report.failed,
         "inputs": [
             {

@@ -17,9 +17,11 @@ from cgraph_cli.commands.common import (
     check_choice,
     max_memory_bytes,
     out,
+    out_json,
     print_rich,
     warn,
 )
+from cgraph_cli.errors import CgraphError
 
 HELP = """Check every gradient entry against central finite differences.
 
@@ -27,8 +29,12 @@ For each entry x[i] of each input (or of the inputs given by --wrt), the numeric
 derivative (f(x + eps) - f(x - eps)) / 2eps, in float64, is compared with the
 reverse-mode gradient. An entry passes when |a - n| <= atol + rtol * |n|. Prints one
 table per input (analytic, numeric, absolute and relative error) and a summary line.
-Exits 0 when every entry passes and 1 when any differs. --samples N checks N
-random entries per input, for large tensors.
+Exits 0 when every entry passes and 1 when any differs.
+
+Large tensors: an input with more than 1000 entries is checked at 1000 entries
+chosen at random (seeded by --seed), and a note on stderr says so; --samples N
+checks N random entries per input, --all-entries checks every entry. On a
+terminal a progress bar shows on stderr while entries are checked.
 
 At a point where the program is not differentiable (relu or abs at 0, a tie of
 max/min, sqrt at 0) a warning names the node and its line; where cgraph's
@@ -56,16 +62,28 @@ def check_command(
     atol: float = typer.Option(1e-8, "--atol", metavar="X", help="Absolute tolerance."),
     wrt: Optional[str] = typer.Option(None, "--wrt", metavar="NAME,...", help="Check only these inputs."),
     samples: Optional[int] = typer.Option(
-        None, "--samples", metavar="N", help="Check N random entries per input (seeded by --seed); default: all."
+        None,
+        "--samples",
+        metavar="N",
+        help="Check N random entries per input (seeded by --seed); default: all of an input with up to"
+        " 1000 entries, 1000 random ones of a larger input.",
+        show_default=False,
+    ),
+    all_entries: bool = typer.Option(
+        False, "--all-entries", help="Check every entry of every input, however large (no sampling)."
     ),
     fmt: str = typer.Option("table", "--format", "-f", metavar="table|json", help="table or json."),
     seed: int = SEED_OPT,
     max_memory: Optional[str] = MAX_MEMORY_OPT,
 ) -> None:
+    from cgraph_cli import check
     from cgraph_cli.program import compile_program, load_source, pick_output
     from cgraph_cli.values import bind_inputs, gather_values
 
     check_choice(fmt, ("table", "json"), "--format")
+    if all_entries and samples is not None:
+        raise CgraphError("--samples and --all-entries cannot be combined: pick one")
+    check.check_options(eps, rtol, atol, samples)  # before any work: a bad tolerance is a usage error
     limit = max_memory_bytes(max_memory)
     source = load_source(file, expr)
     given = gather_values(at, at_file, limit)
@@ -73,15 +91,29 @@ def check_command(
     inputs = bind_inputs(g, given)
     target = pick_output(g, of)
     names = [w.strip() for w in wrt.split(",") if w.strip()] if wrt else None
-    from cgraph_cli import check
-
-    report = check.check_gradients(
-        g, inputs, target, eps=eps, rtol=rtol, atol=atol, wrt=names, samples=samples, seed=seed
-    )
+    by_default = samples is None and not all_entries
+    with _progress() as progress:
+        report = check.check_gradients(
+            g,
+            inputs,
+            target,
+            eps=eps,
+            rtol=rtol,
+            atol=atol,
+            wrt=names,
+            samples=check.DEFAULT_SAMPLES if by_default else samples,
+            seed=seed,
+            progress=progress,
+        )
+    if by_default:
+        for c in report.inputs:
+            if c.sampled:
+                warn(
+                    f"note: {c.name} has {c.size} entries: checked {len(c.index)} chosen at random (--seed {seed});"
+                    " --all-entries checks every one, --samples N checks N"
+                )
     if fmt == "json":
-        import json
-
-        out(json.dumps(check.to_data(report), indent=2, ensure_ascii=False, allow_nan=False))
+        out_json(check.to_data(report))
     else:
         for t in check.to_tables(report):
             print_rich(t)
@@ -92,6 +124,56 @@ def check_command(
         warn(w)
     if not report.passed:
         raise typer.Exit(1)
+
+
+PROGRESS_FROM = 200  # entries: a smaller check is over before a bar would be worth drawing
+
+
+class _progress:
+    """A progress bar on stderr while entries are checked, only when stderr is a terminal.
+
+    Used as ``with _progress() as progress``: ``progress`` is None (no bar) or a ``(done, total)``
+    callback for :func:`cgraph_cli.check.check_gradients`."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.task = None
+
+    def __enter__(self):
+        import sys
+
+        try:
+            tty = sys.stderr.isatty()
+        except (AttributeError, ValueError, OSError):
+            tty = False
+        return self.update if tty else None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if total < PROGRESS_FROM:
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            from cgraph_cli.commands.common import make_console
+
+            self.bar = Progress(
+                TextColumn("checking gradients"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=make_console(stderr=True),
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("check", total=total)
+        self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            try:
+                self.bar.stop()
+            except (OSError, ValueError):
+                pass
 
 
 def register(app: typer.Typer) -> None:
