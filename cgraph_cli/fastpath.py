@@ -129,8 +129,7 @@ def run_eval(opts: dict[str, Any]) -> int:
     if opts["batch"] is not None:
         from cgraph_cli.batch import run_batch
 
-        run_batch(source, opts["batch"], values, use_cache=not opts["no_cache"], **common)
-        return 0
+        return run_batch(source, opts["batch"], values, use_cache=not opts["no_cache"], strict=opts["strict"], **common)
     result = run(source, values, use_cache=not opts["no_cache"], **common)
     from cgraph_cli import present
 

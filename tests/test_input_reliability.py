@@ -392,9 +392,6 @@ def test_batch_warning_names_the_first_nonfinite_column(tmp_path, capsys):
     assert f"{p}:3:" in err and "'dz/da'" in err  # sqrt(0) = 0 is finite; its derivative is not
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs cgraph_cli/fastpath.py run_eval to pass strict=opts['strict'] to run_batch"
-)
 def test_cli_batch_strict_exits_1(tmp_path):
     p = _nonfinite_csv(tmp_path)
     r = run_cli("eval", "-e", "z = log(a)", "--batch", str(p), "--strict")
