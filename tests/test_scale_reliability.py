@@ -187,7 +187,7 @@ def test_formatting_a_million_entry_result_streams_in_bounded_memory(big_result,
         peak = _peak_while(lambda: present.write_json(big_result, sink))
     else:
         peak = _peak_while(lambda: present.write_csv(big_result, sink, True))
-    assert sink.n > 4 * 10 * n  # it did write every entry (inputs, gradients, the node x's value and gradient)
+    assert sink.n > 20 * n  # it did write every entry (each of x's values has ~19 characters)
     # the old formatter took ~400 bytes per entry (json) / ~80 (csv); streaming takes a few chunks of text
     assert peak < 40 * n, f"{peak / n:.1f} bytes per entry"
 
