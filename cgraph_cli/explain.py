@@ -371,10 +371,6 @@ def norm_text(v: Any) -> str:
 # -- the size limit ------------------------------------------------------------------
 
 
-class _TooBig(Exception):
-    pass
-
-
 def too_large(n: int | None, max_steps: int, option: str | None = None) -> CgraphError:
     """The refusal of a program with more than ``max_steps`` nodes (``n`` of them, None when not counted)."""
     size = f"{n:,} nodes" if n is not None else f"more than {max_steps:,} nodes"
@@ -391,56 +387,6 @@ def check_size(g: Graph, max_steps: int = MAX_STEPS, option: str | None = None) 
     """Refuse a graph with more than ``max_steps`` nodes (see :func:`too_large`)."""
     if len(g) > max_steps:
         raise too_large(len(g), max_steps, option)
-
-
-def compile_program(
-    source: Any,
-    values: dict[str, Any] | None = None,
-    *,
-    seed: int = 0,
-    max_memory: int | None = None,
-    max_steps: int = MAX_STEPS,
-    option: str | None = None,
-) -> Graph:
-    """:func:`cgraph_cli.program.compile_program` for explain: the builder stops as soon as the graph grows
-    beyond ``max_steps`` nodes, so a program of millions of nodes (a tower of ``def`` calls) is refused after
-    building ``max_steps`` of them, before it is built in full or evaluated."""
-    from cgraph_cli.ir import Builder
-    from cgraph_cli.parser import parse
-
-    class Capped(Builder):
-        def node(self, *args: Any, **kwargs: Any) -> int:
-            if len(self.g.ops) >= max_steps:
-                raise _TooBig
-            return super().node(*args, **kwargs)
-
-    stmts = parse(source)
-    try:
-        return Capped(source, values, seed=seed, dtype=np.float64, max_memory=max_memory).build(stmts)
-    except _TooBig:
-        raise too_large(None, max_steps, option) from None
-    except CgraphError as err:
-        raise err.with_source(source) from None
-
-
-def run(
-    source: Any,
-    given: dict[str, Any],
-    *,
-    of: str | None = None,
-    seed: int = 0,
-    max_memory: int | None = None,
-    max_steps: int = MAX_STEPS,
-    option: str | None = None,
-) -> Result:
-    """:func:`cgraph_cli.program.run` for explain: compiled under the size limit, then evaluated."""
-    from cgraph_cli.engine import evaluate
-    from cgraph_cli.program import pick_output
-    from cgraph_cli.values import bind_inputs
-
-    g = compile_program(source, given, seed=seed, max_memory=max_memory, max_steps=max_steps, option=option)
-    inputs = bind_inputs(g, given)
-    return evaluate(g, inputs, pick_output(g, of))
 
 
 def explain(result: Result, max_steps: int = MAX_STEPS, option: str | None = None) -> Explanation:

@@ -138,9 +138,11 @@ def run_eval(opts: dict[str, Any]) -> int:
             from cgraph_cli.commands.common import print_rich
 
             print_rich(present.to_table(result, opts["all_nodes"]))
+        elif opts["fmt"] == "json":  # written as it is formatted: memory bounded by a few chunks
+            present.write_json(result, sys.stdout)
+            sys.stdout.write("\n")
         else:
-            text = present.to_json(result) if opts["fmt"] == "json" else present.to_csv(result, opts["all_nodes"])
-            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            present.write_csv(result, sys.stdout, opts["all_nodes"])
     except BrokenPipeError:
         raise OutputClosed() from None
     for w in present.nonfinite_warnings(result):

@@ -27,6 +27,10 @@ MAX_NODES = 10_000_000
 MAX_DIMS = 32  # numpy 1.x's limit on dimensions (2.x allows 64)
 
 
+class TooManyNodes(CgraphError):
+    """The graph grew past the builder's node limit (a command with a smaller limit words its own refusal)."""
+
+
 @dataclass
 class Frame:
     """One inlined call of a user function (drawn as a cluster)."""
@@ -219,7 +223,7 @@ class Builder:
             self.n_values += 1
         i = len(g.ops)
         if i >= self.max_nodes:
-            raise CgraphError(
+            raise TooManyNodes(
                 f"the program expands to more than {self.max_nodes:,} nodes",
                 span,
                 hint="a function that calls others many times multiplies the graph; simplify the program",
@@ -549,7 +553,7 @@ class Builder:
                 raise CgraphError(f"{fname}() takes {_n_args(len(user.params))}, got {len(args)}", span)
             if len(self.g.ops) + user.size > self.max_nodes:
                 about = f"over {self.max_nodes:,}" if user.size > self.max_nodes else f"about {user.size:,}"
-                raise CgraphError(
+                raise TooManyNodes(
                     f"this call of {fname}() would add {about} nodes when inlined, "
                     f"taking the program past the limit of {self.max_nodes:,} nodes",
                     span,
@@ -642,10 +646,11 @@ def build_graph(
     seed: int = 0,
     dtype: Any = np.float64,
     max_memory: int | None = None,
+    max_nodes: int = MAX_NODES,
 ) -> Graph:
     """Lower parsed statements into a Graph (see :class:`Builder`)."""
     try:
-        return Builder(source, values, seed=seed, dtype=dtype, max_memory=max_memory).build(stmts)
+        return Builder(source, values, seed=seed, dtype=dtype, max_memory=max_memory, max_nodes=max_nodes).build(stmts)
     except CgraphError as err:
         raise err.with_source(source) from None
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from cgraph_cli.engine import Result, evaluate
 from cgraph_cli.errors import CgraphError, Source
-from cgraph_cli.ir import Graph, build_graph
+from cgraph_cli.ir import MAX_NODES, Graph, TooManyNodes, build_graph
 from cgraph_cli.parser import parse
 from cgraph_cli.values import bind_inputs
 
@@ -71,12 +71,15 @@ def compile_program(
     seed: int = 0,
     dtype: str = "float64",
     max_memory: int | None = None,
+    max_nodes: int = MAX_NODES,
     use_cache: bool = True,
 ) -> Graph:
     """Parse and lower a program; input shapes come from ``values`` where given.
 
-    ``max_memory`` (bytes, default 1 GiB) bounds the values the program may create.
-    A large program's graph is cached by content (see :mod:`cgraph_cli.cache`) unless ``use_cache`` is off.
+    ``max_memory`` (bytes, default 1 GiB) bounds the values the program may create; a graph of more
+    than ``max_nodes`` nodes is refused with :class:`~cgraph_cli.ir.TooManyNodes` as soon as it gets
+    there. A large program's graph is cached by content (see :mod:`cgraph_cli.cache`) unless
+    ``use_cache`` is off.
     """
     from cgraph_cli import cache
 
@@ -85,6 +88,8 @@ def compile_program(
         key = cache.key(source, values, seed, f"{dtype}|{max_memory}")
         g = cache.load(key, source)
         if g is not None:
+            if len(g) > max_nodes:
+                raise TooManyNodes(f"the program expands to more than {max_nodes:,} nodes")
             return g
     import gc
 
@@ -92,7 +97,9 @@ def compile_program(
     gc.disable()  # the AST and the IR are acyclic: collections while building them are pure cost
     try:
         stmts = parse(source)
-        g = build_graph(stmts, source, values, seed=seed, dtype=DTYPES[dtype], max_memory=max_memory)
+        g = build_graph(
+            stmts, source, values, seed=seed, dtype=DTYPES[dtype], max_memory=max_memory, max_nodes=max_nodes
+        )
         del stmts
     finally:
         if enabled:
@@ -121,10 +128,13 @@ def run(
     seed: int = 0,
     dtype: str = "float64",
     max_memory: int | None = None,
+    max_nodes: int = MAX_NODES,
     use_cache: bool = True,
 ) -> Result:
     """Compile, bind inputs, run forward and backward passes."""
-    g = compile_program(source, given, seed=seed, dtype=dtype, max_memory=max_memory, use_cache=use_cache)
+    g = compile_program(
+        source, given, seed=seed, dtype=dtype, max_memory=max_memory, max_nodes=max_nodes, use_cache=use_cache
+    )
     inputs = bind_inputs(g, given)
     out = pick_output(g, of)
     return evaluate(g, inputs, out)

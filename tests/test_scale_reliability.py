@@ -269,7 +269,7 @@ def test_explain_of_a_20000_operand_max_is_linear_and_matches_numpy():
 
     n = 20_000
     text, x = _many_program(n)
-    res = explain.run(load_source(None, text), {}, max_steps=2 * n)
+    res = run(load_source(None, text), {}, max_nodes=2 * n)
     ex = explain.explain(res, max_steps=2 * n)
     em, eg = _expected(x, "max")
     assert float(res.values[res.out]) == em
@@ -296,9 +296,9 @@ _EXPLAIN_50K = """
 import sys
 import numpy as np
 from cgraph_cli import explain
-from cgraph_cli.program import load_source
+from cgraph_cli.program import load_source, run
 n = int(sys.argv[1])
-res = explain.run(load_source(sys.argv[2], None), {}, max_steps=2 * n)
+res = run(load_source(sys.argv[2], None), {}, max_nodes=2 * n)
 text = explain.to_text(explain.explain(res, max_steps=2 * n))
 print(len(text.splitlines()))
 """
@@ -368,17 +368,12 @@ def test_explain_cli_refuses_a_large_program_with_a_hint(tmp_path):
     assert "Traceback" not in r.stderr
 
 
-_TOWER_REFUSAL = """
-import resource, sys
-import numpy as np
-from cgraph_cli import explain
-from cgraph_cli.errors import CgraphError
-from cgraph_cli.program import load_source
-try:
-    explain.run(load_source(sys.argv[1], None), {"a": np.asarray(1.0)}, option="--max-steps")
-except CgraphError as e:
-    print(e.render())
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+_PEAK = """
+import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+print(r.returncode)
+sys.stdout.write(r.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
@@ -387,14 +382,24 @@ def test_explain_refuses_a_4m_node_def_tower_before_building_it(tmp_path):
     import subprocess
     import sys
 
+    from tests.conftest import CGRAPH
+
     prog = tmp_path / "tower.cg"
     prog.write_text(_tower(20))
-    r = subprocess.run([sys.executable, "-c", _TOWER_REFUSAL, str(prog)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    *msg, rss = r.stdout.splitlines()
+    cmd = [str(CGRAPH), "explain", str(prog), "--at", "a=1"]
+    r = subprocess.run([sys.executable, "-c", _PEAK, *cmd], capture_output=True, text=True, timeout=60)
+    code, *msg, rss = r.stdout.splitlines()
+    assert code == "2", r.stdout
     assert (
         msg[0]
         == "error: the program has more than 10,000 nodes; explain writes a step for each node and stops at 10,000"
     )
     assert msg[1].endswith("or raise the limit with --max-steps N")
     assert int(rss) < 400_000  # KiB: the graph was never built in full
+
+
+def test_explain_max_steps_raises_the_limit(tmp_path):
+    prog = tmp_path / "tower.cg"
+    prog.write_text(_tower(13))
+    r = run_cli("explain", str(prog), "--at", "a=1", "--max-steps", "50000", "--format", "json", timeout=60)
+    assert r.returncode == 0, r.stderr

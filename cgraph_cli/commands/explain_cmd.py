@@ -56,17 +56,24 @@ def explain_command(
     fmt: str = typer.Option("text", "--format", "-f", metavar="text|json", help="text or json (the steps as data)."),
     seed: int = SEED_OPT,
     max_memory: Optional[str] = MAX_MEMORY_OPT,
+    max_steps: int = typer.Option(
+        10_000, "--max-steps", metavar="N", min=1, help="Refuse programs of more nodes than this (a step per node)."
+    ),
 ) -> None:
+    from cgraph_cli import explain, present
+    from cgraph_cli.ir import TooManyNodes
     from cgraph_cli.program import load_source, run
     from cgraph_cli.values import gather_values
 
     check_choice(fmt, ("text", "json"), "--format")
     limit = max_memory_bytes(max_memory)
     source = load_source(file, expr)
-    result = run(source, gather_values(at, at_file, limit), of=of, seed=seed, max_memory=limit)
-    from cgraph_cli import explain, present
-
-    ex = explain.explain(result)
+    given = gather_values(at, at_file, limit)
+    try:  # the builder stops at the limit: a tower of def calls is refused before it is built
+        result = run(source, given, of=of, seed=seed, max_memory=limit, max_nodes=max_steps)
+    except TooManyNodes:
+        raise explain.too_large(None, max_steps, "--max-steps") from None
+    ex = explain.explain(result, max_steps, "--max-steps")
     if fmt == "json":
         out_json(explain.to_data(ex))
     elif sys.stdout.isatty():

@@ -58,30 +58,6 @@ MAX_STEP_WORK = 80_000  # nodes × frames for --steps: about 200 nodes (two fram
 _FRAME = re.compile(r"\d{3,}-(forward|backward)-[A-Za-z0-9_]+\.(png|svg)\Z")
 
 
-class _TooBig(Exception):
-    pass
-
-
-def compile_capped(source, values: dict[str, Any], seed: int, cap: int, max_memory: int | None = None):
-    """Compile, but stop as soon as the graph grows beyond ``cap`` nodes (in well under a second)."""
-    import numpy as np
-
-    from cgraph_cli.ir import Builder
-    from cgraph_cli.parser import parse
-
-    class Capped(Builder):
-        def node(self, *args: Any, **kwargs: Any) -> int:
-            if len(self.g.ops) >= cap:
-                raise _TooBig
-            return super().node(*args, **kwargs)
-
-    stmts = parse(source)
-    try:
-        return Capped(source, values, seed=seed, dtype=np.float64, max_memory=max_memory).build(stmts)
-    except CgraphError as err:
-        raise err.with_source(source) from None
-
-
 def _format_of(path: str) -> str | None:
     suffix = Path(path).suffix.lower().lstrip(".")
     return suffix if suffix in FORMATS else None
@@ -132,7 +108,8 @@ def render_command(
 ) -> None:
     from cgraph_cli.dot import DotOptions, GraphPicture, evaluate_for_picture
     from cgraph_cli.fsutil import atomic_write
-    from cgraph_cli.program import load_source, pick_output
+    from cgraph_cli.ir import TooManyNodes
+    from cgraph_cli.program import compile_program, load_source, pick_output
     from cgraph_cli.values import gather_values
 
     if fmt is not None:
@@ -150,10 +127,11 @@ def render_command(
         raise CgraphError("give either -o or --steps, not both")
 
     source = load_source(file, expr)
-    given = gather_values(at, at_file)
+    limit = max_memory_bytes(max_memory)
+    given = gather_values(at, at_file, limit)
     try:
-        g = compile_capped(source, given, seed, max_nodes, max_memory_bytes(max_memory))
-    except _TooBig:
+        g = compile_program(source, given, seed=seed, max_memory=limit, max_nodes=max_nodes)
+    except TooManyNodes:
         raise CgraphError(
             f"the graph has more than {max_nodes:,} nodes (--max-nodes {max_nodes}); "
             "a picture that large is unreadable and Graphviz may take minutes",
