@@ -22,6 +22,7 @@ import numpy as np
 from cgraph_cli.engine import Result
 from cgraph_cli.errors import format_located
 from cgraph_cli.ir import Graph
+from cgraph_cli.ops import OPS, unbroadcast
 
 
 @dataclass
@@ -63,8 +64,6 @@ def _fallback(result: Result) -> Anomaly:
 def _backward_origin(result: Result) -> Anomaly | None:
     """Replay the local derivatives in backward order; the first that is non-finite from finite inputs,
     or the first sum of finite contributions (the chain rule's sum over successors) that overflows."""
-    from cgraph_cli.ops import OPS, unbroadcast
-
     g, vals, grads = result.graph, result.values, result.grads
     need = g.needs_grad()
     acc: dict[int, Any] = {}
@@ -164,21 +163,12 @@ def domain_hint(g: Graph, i: int, vals: list[Any]) -> str | None:
         return f"the value given for input '{g.label(i)}' is not finite"
     if any(not _finite(x) for x in xs):
         return None  # the non-finite number came in from an operand
-    if op == "log" and np.any(xs[0] <= 0):
-        return "log is defined only for positive values"
-    if op == "sqrt" and np.any(xs[0] < 0):
-        return "sqrt is defined only for non-negative values"
-    if op == "div" and np.any(xs[1] == 0):
-        return "division by zero"
-    if op == "pow" and np.any((xs[0] < 0) & (np.mod(xs[1], 1) != 0)):
-        return "a negative base to a non-integer power is not a real number"
-    if op == "pow" and np.any((xs[0] == 0) & (xs[1] < 0)):
-        return "zero to a negative power is infinite"
+    why = OPS[op].hint
+    if why is not None and (text := why(xs, vals[i])) is not None:
+        return text
     v = np.asarray(vals[i])
     if np.any(np.isinf(v)):
         return f"overflow: the result is beyond the range of {np.dtype(g.dtype).name} (about ±{big})"
-    if op in ("sub", "add") and np.any(np.isnan(v)):
-        return "inf - inf is not a number"
     return None
 
 
@@ -187,18 +177,5 @@ def backward_hint(g: Graph, i: int, j: int, vals: list[Any]) -> str | None:
     op = g.ops[i]
     args = g.args[i]
     xs = [np.asarray(vals[k]) for k in args]
-    k = args.index(j)
-    if op == "sqrt" and np.any(xs[0] == 0):
-        return "the derivative of sqrt, 1/(2·sqrt(x)), is infinite at x = 0"
-    if op == "log" and np.any(xs[0] == 0):
-        return "the derivative of log, 1/x, is infinite at x = 0"
-    if op == "div" and np.any(xs[1] == 0):
-        return "division by zero in the derivative of a / b (b = 0)"
-    if op == "pow":
-        if k == 1 and np.any(xs[0] <= 0):
-            return "the derivative of a^b with respect to b is a^b·log(a), which needs a > 0"
-        if k == 0 and np.any((xs[0] == 0) & (xs[1] < 1)):
-            return "the derivative of a^b with respect to a, b·a^(b-1), is infinite at a = 0 when b < 1"
-    if op == "norm":
-        return "the derivative of norm(x) is x/norm(x), undefined at x = 0"
-    return None
+    why = OPS[op].grad_hint
+    return None if why is None else why(args.index(j), xs)

@@ -3,7 +3,7 @@
 The CSV's header names inputs (scalars); every other input takes its ``--at`` value or its default.
 Rows are read, evaluated and written in chunks, so memory stays constant however long the file is.
 Each node holds one value per row (a 1-D array), and every op runs its elementwise row kernel
-(:data:`cgraph_cli.engine.ROW_FWD`), which computes each element exactly as the op table computes a
+(:class:`cgraph_cli.ops.Rows`), which computes each element exactly as the op table computes a
 single 0-d value, so the output is identical, digit for digit, to running ``cgraph eval`` row by row.
 A program whose nodes are not all scalars (tensors inside) is evaluated row by row instead.
 
@@ -22,9 +22,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from cgraph_cli import limits
-from cgraph_cli.engine import ROW_OPS, backward, evaluate, forward, row_fwd, row_vjp
+from cgraph_cli.engine import backward, evaluate, forward
 from cgraph_cli.errors import CgraphError, Source, closest
 from cgraph_cli.ir import Graph
+from cgraph_cli.ops import LEAF_OPS, OPS
 
 CHUNK_ROWS = 1 << 16
 _READ_BYTES = 1 << 22
@@ -314,7 +315,7 @@ def _row_vectorisable(g: Graph, fixed: dict[str, np.ndarray]) -> bool:
     for s, op in zip(g.shapes, g.ops):
         if s != ():
             return False
-        if op not in ROW_OPS and op not in ("input", "const"):
+        if op not in LEAF_OPS and OPS[op].rows is None:
             return False
     return True
 
@@ -331,8 +332,8 @@ def _eval_rows(
         name: np.ascontiguousarray(block[:, col[name]]) if name in col else np.full(m, fixed[name], dtype=dt)
         for name in g.inputs
     }
-    vals = forward(g, inputs, fwd_of=row_fwd)
-    grads = backward(g, vals, out, vjp_of=row_vjp)
+    vals = forward(g, inputs, rows=True)
+    grads = backward(g, vals, out, rows=True)
     table = np.empty((m, 1 + len(names)), dtype=np.float64)  # results keep their precision
     table[:, 0] = vals[out]
     for k, name in enumerate(names):

@@ -29,6 +29,7 @@ import numpy as np
 from cgraph_cli.engine import Result, evaluate, forward
 from cgraph_cli.errors import CgraphError, closest
 from cgraph_cli.ir import Graph
+from cgraph_cli.ops import LEAF_OPS, OPS
 
 
 @dataclass
@@ -102,65 +103,6 @@ class CheckReport:
 
 
 # -- kinks ----------------------------------------------------------------------------
-# KINKS[op](operand values, value, eps) -> why the node is not differentiable here, or None.
-
-
-def _near_zero(x: Any, eps: float) -> bool:
-    return bool(np.any(np.abs(np.asarray(x, dtype=np.float64)) <= eps))
-
-
-def _ties(xs: list[Any], ans: Any, eps: float) -> bool:
-    arrs = np.broadcast_arrays(*[np.asarray(x, dtype=np.float64) for x in xs])
-    for p in range(len(arrs)):
-        for q in range(p + 1, len(arrs)):
-            if np.any(np.abs(arrs[p] - arrs[q]) <= eps):
-                return True
-    return False
-
-
-def _reduce_ties(x: Any, ans: Any, eps: float, axis: int | None) -> bool:
-    x = np.asarray(x, dtype=np.float64)
-    a = np.asarray(ans, dtype=np.float64)
-    if axis is not None and x.ndim:
-        a = np.expand_dims(a, axis % x.ndim)
-    close = np.abs(x - a) <= eps
-    return bool(np.any(np.sum(close, axis=axis) > 1))
-
-
-Detector = Callable[[list[Any], Any, float, dict], "str | None"]
-
-KINKS: dict[str, Detector] = {
-    "relu": lambda xs, ans, eps, at: (
-        "relu is not differentiable at 0 (cgraph takes relu'(0) = 0)" if _near_zero(xs[0], eps) else None
-    ),
-    "abs": lambda xs, ans, eps, at: (
-        "abs is not differentiable at 0 (cgraph takes abs'(0) = 0)" if _near_zero(xs[0], eps) else None
-    ),
-    "maximum": lambda xs, ans, eps, at: (
-        "max is not differentiable at a tie (cgraph splits the gradient evenly)" if _ties(xs, ans, eps) else None
-    ),
-    "minimum": lambda xs, ans, eps, at: (
-        "min is not differentiable at a tie (cgraph splits the gradient evenly)" if _ties(xs, ans, eps) else None
-    ),
-    "amax": lambda xs, ans, eps, at: (
-        "max is not differentiable at a tie (cgraph splits the gradient evenly)"
-        if _reduce_ties(xs[0], ans, eps, at.get("axis"))
-        else None
-    ),
-    "amin": lambda xs, ans, eps, at: (
-        "min is not differentiable at a tie (cgraph splits the gradient evenly)"
-        if _reduce_ties(xs[0], ans, eps, at.get("axis"))
-        else None
-    ),
-    "norm": lambda xs, ans, eps, at: (
-        "norm is not differentiable at the zero vector (cgraph takes its gradient as 0)"
-        if float(np.abs(ans)) <= eps
-        else None
-    ),
-    "sqrt": lambda xs, ans, eps, at: (
-        "sqrt is not differentiable at 0 (its derivative is infinite)" if _near_zero(xs[0], eps) else None
-    ),
-}
 
 
 def find_kinks(result: Result, eps: float) -> list[Kink]:
@@ -174,13 +116,13 @@ def find_kinks(result: Result, eps: float) -> list[Kink]:
     labels: list[str] | None = None
     kinks = []
     for i in range(out + 1):
-        det = KINKS.get(g.ops[i])
-        if det is None or not (anc[i] and need[i]):
+        kink = None if g.ops[i] in LEAF_OPS else OPS[g.ops[i]].kink
+        if kink is None or not (anc[i] and need[i]):
             continue
         xs = [result.values[j] for j in g.args[i]]
-        why = det(xs, result.values[i], eps, g.attrs[i] or {})
-        if why is None:
+        if not kink.at(xs, result.values[i], g.attrs[i] or {}, eps):
             continue
+        why = kink.why
         labels = labels or node_labels(g)
         from cgraph_cli.present import fmt_value
 
@@ -366,7 +308,7 @@ def to_tables(report: CheckReport) -> list[Any]:
     from rich.table import Table
 
     from cgraph_cli.explain import node_labels
-    from cgraph_cli.ops import fmt_shape
+    from cgraph_cli.fmt import fmt_shape
     from cgraph_cli.present import fmt_number
 
     r = report.result

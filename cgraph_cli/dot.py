@@ -33,8 +33,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from cgraph_cli.fmt import fmt_shape
 from cgraph_cli.ir import Graph
-from cgraph_cli.ops import OPS, fmt_index, fmt_shape
+from cgraph_cli.ops import LEAF_OPS, OPS
 from cgraph_cli.present import fmt_number
 
 FANOUT = 8  # a leaf with more uses than this is drawn as one copy per use
@@ -47,13 +48,6 @@ FONT = "DejaVu Sans"
 
 FILL = {"input": "#fdf6e3", "const": "#f1f1f1", "op": "#ffffff"}
 BORDER = {"input": "#b08d3c", "const": "#a8a8a8", "op": "#4d4d4d"}
-
-PORT_NAMES = {
-    "sub": ("+", "−"),
-    "div": ("num", "den"),
-    "pow": ("base", "exp"),
-    "matmul": ("A", "B"),
-}
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
 
@@ -481,9 +475,9 @@ class GraphPicture:
     def _port_names_of(self, i: int) -> tuple[str, ...]:
         op = self.g.ops[i]
         n = len(self.g.args[i])
-        if op in ("input", "const") or n < 2 or OPS[op].commutative:
+        if op in LEAF_OPS or n < 2 or OPS[op].commutative:
             return ()
-        named = PORT_NAMES.get(op)
+        named = OPS[op].ports
         if named is not None and len(named) == n:
             return named
         return tuple(str(k + 1) for k in range(n))
@@ -584,19 +578,16 @@ def _blank(text: str) -> str:
     return f'<FONT COLOR="white">{html_text(text)}</FONT>'
 
 
-DISPLAY = {"mul": "×", "sub": "−", "neg": "−"}  # typographic symbols for the picture
-
-
 def _op_text(op: str, attrs: dict | None) -> str:
-    sym = DISPLAY.get(op, OPS[op].symbol)
+    spec = OPS[op]
     if not attrs:
-        return sym
-    if op == "index":
-        return fmt_index(attrs["idx"])
+        return spec.glyph
+    if spec.label is not None:
+        return spec.label(attrs)
     extra = []
     for k, v in sorted(attrs.items()):
         extra.append(f"{k}={fmt_shape(v) if isinstance(v, tuple) else v}")
-    return f"{sym} " + " ".join(extra)
+    return f"{spec.glyph} " + " ".join(extra)
 
 
 def graph_dot(

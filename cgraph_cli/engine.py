@@ -31,98 +31,58 @@ from typing import Any
 import numpy as np
 
 from cgraph_cli.errors import CgraphError
+from cgraph_cli.fmt import fmt_shape
 from cgraph_cli.ir import Graph
-from cgraph_cli.ops import OPS, fmt_shape, unbroadcast
+from cgraph_cli.ops import LEAF_OPS, OPS, Kernel, unbroadcast
 
 STRATEGIES = ("auto", "generic", "scalar", "levels")
 # A graph whose average level holds at least this many nodes runs level-batched.
 WIDE = 48
 
 
-def _table_fwd(op: str) -> Any:
-    return OPS[op].fwd
-
-
-def _table_vjp(op: str, k: int) -> Any:
-    return OPS[op].vjp_for(k)
-
-
-def forward(g: Graph, inputs: dict[str, np.ndarray], upto: int | None = None, *, fwd_of: Any = None) -> list[Any]:
+def forward(g: Graph, inputs: dict[str, np.ndarray], upto: int | None = None, *, rows: bool = False) -> list[Any]:
     """Every node's value, in topological order (nodes after ``upto`` are skipped).
 
-    ``fwd_of(op)`` gives an op's forward function (default: the op table's; the batch mode passes
-    its row-wise variants)."""
+    With ``rows``, every value is a 1-D array holding one scalar per row and each op runs in its
+    row form (:class:`cgraph_cli.ops.Rows`): ``eval --batch``."""
     n = len(g.ops) if upto is None else upto + 1
     vals: list[Any] = [None] * n
-    ops, args, attrs, names = g.ops, g.args, g.attrs, g.names
-    fwd_of = fwd_of or _table_fwd
     with np.errstate(all="ignore"):
-        for i in range(n):
-            op = ops[i]
+        for i, (op, args, attrs, name) in enumerate(zip(g.ops[:n], g.args, g.attrs, g.names)):
             if op == "const":
-                vals[i] = attrs[i]["value"]  # type: ignore[index]
+                vals[i] = attrs["value"]  # type: ignore[index]
             elif op == "input":
-                vals[i] = inputs[names[i]]  # type: ignore[index]
+                vals[i] = inputs[name]  # type: ignore[index]
             else:
-                a = attrs[i]
-                xs = [vals[j] for j in args[i]]
-                f = fwd_of(op)
-                vals[i] = f(*xs, **a) if a else f(*xs)
+                spec = OPS[op]
+                f = spec.row_fwd() if rows else spec.fwd
+                vals[i] = f(*[vals[j] for j in args], **(attrs or {}))
     return vals
 
 
-def backward(g: Graph, vals: list[Any], out: int, *, vjp_of: Any = None) -> list[Any]:
+def backward(g: Graph, vals: list[Any], out: int, *, rows: bool = False) -> list[Any]:
     """``∂out/∂node`` for every node that depends on an input (None elsewhere).
 
-    ``vjp_of(op, k)`` gives the VJP of an op's operand k (default: the op table's)."""
-    n = len(g.ops)
+    Reverse topological order; each node passes ``g · ∂node/∂operand`` (its op's VJPs) to every
+    operand that needs a gradient, where it is summed: the chain rule over the successors."""
     need = g.needs_grad()
-    grads: list[Any] = [None] * n
+    grads: list[Any] = [None] * len(g.ops)
     if not need[out]:
         return _zero_grads(g, need, grads)
     grads[out] = np.ones_like(vals[out])
-    ops, args, attrs = g.ops, g.args, g.attrs
-    vjp_of = vjp_of or _table_vjp
     with np.errstate(all="ignore"):
         for i in range(out, -1, -1):
-            gi = grads[i]
-            if gi is None:
+            op, args, gi = g.ops[i], g.args[i], grads[i]
+            if gi is None or op in LEAF_OPS:
                 continue
-            op = ops[i]
-            if op == "input" or op == "const":
-                continue
-            a = attrs[i] or {}
-            xs = [vals[j] for j in args[i]]
-            many = _many(op, vjp_of)
-            if many is not None:  # a variadic op (max/min of n operands): all VJPs in one linear pass
-                ks = [k for k, j in enumerate(args[i]) if need[j]]
-                for k, gk in zip(ks, many.vjps(ks, gi, vals[i], xs, a)):
-                    if gk is None:
-                        continue
-                    j = args[i][k]
+            ks = [k for k, j in enumerate(args) if need[j]]
+            xs = [vals[j] for j in args]
+            for k, gk in zip(ks, OPS[op].vjps(ks, gi, vals[i], xs, g.attrs[i], rows=rows)):
+                if gk is not None:
+                    j = args[k]
                     gk = unbroadcast(gk, np.shape(vals[j]), op)
                     grads[j] = gk if grads[j] is None else grads[j] + gk
-                continue
-            for k, j in enumerate(args[i]):
-                if not need[j]:
-                    continue
-                rule = vjp_of(op, k)
-                if rule is None:
-                    continue
-                gk = unbroadcast(rule(gi, vals[i], *xs, **a), np.shape(vals[j]), op)
-                grads[j] = gk if grads[j] is None else grads[j] + gk
     return _zero_grads(g, need, grads, vals)
-
-
-def _many(op: str, vjp_of: Any) -> Any:
-    """The op table's entry if its VJPs are computed all at once (variadic ops, when ``vjp_of`` gives the table's
-    rules for it: the default and the row-wise variants of ``eval --batch``), else None."""
-    spec = OPS.get(op)
-    if spec is None or spec.vjp_many is None:
-        return None
-    if vjp_of is _table_vjp or (vjp_of is row_vjp and op not in ROW_VJP):
-        return spec
-    return None
 
 
 def _zero_grads(g: Graph, need: list[bool], grads: list[Any], vals: list[Any] | None = None) -> list[Any]:
@@ -214,117 +174,29 @@ def evaluate(g: Graph, inputs: dict[str, np.ndarray], out: int | None = None, *,
 
 # -- scalar graphs ---------------------------------------------------------------------------------------------------
 #
-# Kernels that act elementwise on 1-D float64 arrays, each element exactly as the op table acts on one 0-d value.
-# They serve the level-batched strategy and ``eval --batch`` (one element per CSV row).  Reductions and shape ops
-# of a scalar are the identity (or its elementwise equivalent) here, since they must not reduce over the batch.
+# The Python float loop runs each op by its record's kernel (:class:`cgraph_cli.ops.Kernel`); the level-batched
+# strategy runs each op's row form (:class:`cgraph_cli.ops.Rows`) on 1-D arrays, one scalar per node.
 
-
-def _lse_fwd(x):
-    m = np.where(np.isfinite(x), x, 0)
-    return np.log(np.exp(x - m)) + m
-
-
-def _amax_vjp(g, ans, x, axis=None):
-    mask = x == ans
-    return g * mask / mask.astype(np.result_type(g))  # float32 stays float32, as in ops._reduce_extreme_vjp
-
-
-def _power_rows(a, b):
-    """np.power elementwise as numpy computes it for one 0-d pair: its scalar loop treats the exponents
-    2, 0.5 and -1 as square, sqrt and reciprocal, which differ in the last bit from its vector pow."""
-    r = np.power(a, b)
-    if np.ndim(b) == 0:
-        return r
-    a, b = np.broadcast_arrays(a, b)
-    r = np.array(r, copy=True) if np.ndim(r) == 0 else r
-    for e, f in ((2.0, np.square), (0.5, np.sqrt), (-1.0, np.reciprocal)):
-        m = b == e
-        if m.any():
-            r[m] = f(a[m])
-    return r
-
-
-def _pow_vjp_base_rows(g, ans, a, b):
-    return np.where(b == 0, 0.0, g * b * _power_rows(a, b - 1))  # as ops._pow_vjp_base: 0 for a^0
-
-
-def _norm_fwd(x):
-    return np.sqrt(np.square(x))
-
-
-ROW_FWD: dict[str, Any] = {
-    "sum": lambda x, axis=None: x,
-    "mean": lambda x, axis=None: x / 1,
-    "transpose": lambda x: x,
-    "reshape": lambda x, dims=(): x,
-    "amax": lambda x, axis=None: x,
-    "amin": lambda x, axis=None: x,
-    "logsumexp": lambda x, axis=None: _lse_fwd(x),
-    "norm": _norm_fwd,
-    "softmax": lambda x, axis=-1: np.ones_like(x),
-    "pow": _power_rows,
-}
-ROW_VJP: dict[str, Any] = {
-    "sum": (lambda g, ans, x, axis=None: g,),
-    "mean": (lambda g, ans, x, axis=None: g / 1,),
-    "transpose": (lambda g, ans, x: g,),
-    "reshape": (lambda g, ans, x, dims=(): g,),
-    "amax": (_amax_vjp,),
-    "amin": (_amax_vjp,),
-    "logsumexp": (lambda g, ans, x, axis=None: g * np.exp(x - ans),),
-    "norm": OPS["norm"].vjp,
-    "softmax": (lambda g, ans, x, axis=-1: np.zeros_like(g),),
-    "pow": (_pow_vjp_base_rows, OPS["pow"].vjp[1]),
-}
-# ops whose table entries already act elementwise on arrays
-_ELEMENTWISE = {
-    name
-    for name, op in OPS.items()
-    if name not in ("matmul", "stack", "index") and (op.arity in (1, 2) or op.arity is None)
-}
-ROW_OPS = _ELEMENTWISE | set(ROW_FWD)
-
-
-def row_fwd(op: str):
-    return ROW_FWD.get(op) or OPS[op].fwd
-
-
-def row_vjp(op: str, k: int):
-    v = ROW_VJP.get(op)
-    if v is not None:
-        return v[k]
-    return OPS[op].vjp_for(k)
-
-
-# opcodes of the Python float loop
-(C_LEAF, C_ID, C_ADD, C_SUB, C_MUL, C_DIV, C_NEG, C_SIN, C_COS, C_SQRT, C_ABS, C_SQUARE, C_RELU, C_NP1, C_NP) = range(
-    15
+LEAF = 0  # not an op: an input or a constant
+ID, ADD, SUB, MUL, DIV, NEG = (
+    Kernel.ID.value,
+    Kernel.ADD.value,
+    Kernel.SUB.value,
+    Kernel.MUL.value,
+    Kernel.DIV.value,
+    Kernel.NEG.value,
 )
-_FAST_CODES = {
-    "id": C_ID,
-    "sum": C_ID,
-    "transpose": C_ID,
-    "reshape": C_ID,
-    "add": C_ADD,
-    "sub": C_SUB,
-    "mul": C_MUL,
-    "div": C_DIV,
-    "neg": C_NEG,
-    "sin": C_SIN,
-    "cos": C_COS,
-    "sqrt": C_SQRT,
-    "abs": C_ABS,
-    "square": C_SQUARE,
-    "relu": C_RELU,
-}
-# unary ops computed by numpy on the Python float (bit-identical to the generic path), with their derivative
-# expressed through numpy too
-_NP_UNARY = {
-    "exp": (np.exp, lambda g, ans, a: g * ans),
-    "log": (np.log, lambda g, ans, a: g / a),
-    "tanh": (np.tanh, lambda g, ans, a: g * (1 - ans * ans)),
-    "tan": (np.tan, lambda g, ans, a: g * (1 + ans * ans)),
-}
+SIN, COS, SQRT, ABS, SQUARE = (
+    Kernel.SIN.value,
+    Kernel.COS.value,
+    Kernel.SQRT.value,
+    Kernel.ABS.value,
+    Kernel.SQUARE.value,
+)
+RELU, NP1, NP = Kernel.RELU.value, Kernel.NP1.value, Kernel.NP.value
+# backward codes: binary kernels split by which operands need a gradient
+(B_NONE, B_ID, B_ADD, B_ADD0, B_ADD1, B_SUB, B_SUB0, B_SUB1, B_MUL, B_MUL0, B_MUL1, B_DIV, B_DIV0, B_DIV1) = range(14)
+(B_NEG, B_SIN, B_COS, B_SQRT, B_ABS, B_SQUARE, B_RELU, B_NP1, B_NP) = range(14, 23)
 _NAN = float("nan")
 
 
@@ -332,17 +204,22 @@ def _sign(a: float) -> float:
     return 1.0 if a > 0 else (-1.0 if a < 0 else (0.0 if a == 0 else _NAN))
 
 
-_BINARY_BCODES = {C_ADD: (2, 3, 4), C_SUB: (5, 6, 7), C_MUL: (8, 9, 10), C_DIV: (11, 12, 13)}
+_BINARY_BCODES = {
+    ADD: (B_ADD, B_ADD0, B_ADD1),
+    SUB: (B_SUB, B_SUB0, B_SUB1),
+    MUL: (B_MUL, B_MUL0, B_MUL1),
+    DIV: (B_DIV, B_DIV0, B_DIV1),
+}
 _UNARY_BCODES = {
-    C_ID: 1,
-    C_NEG: 14,
-    C_SIN: 15,
-    C_COS: 16,
-    C_SQRT: 17,
-    C_ABS: 18,
-    C_SQUARE: 19,
-    C_RELU: 20,
-    C_NP1: 21,
+    ID: B_ID,
+    NEG: B_NEG,
+    SIN: B_SIN,
+    COS: B_COS,
+    SQRT: B_SQRT,
+    ABS: B_ABS,
+    SQUARE: B_SQUARE,
+    RELU: B_RELU,
+    NP1: B_NP1,
 }
 
 
@@ -350,10 +227,10 @@ def _backward_codes(codes: list[int], a0: list[int], a1: list[int], need: list[b
     """Backward op codes: 0 = nothing to pass on; binary ops split by which operands need a gradient."""
     out = [0] * len(codes)
     for i, (c, a, b) in enumerate(zip(codes, a0, a1)):
-        if c == C_LEAF or not need[i]:
+        if c == LEAF or not need[i]:
             continue
-        if c == C_NP:
-            out[i] = 22
+        if c == NP:
+            out[i] = B_NP
         elif c in _BINARY_BCODES:
             both, first, second = _BINARY_BCODES[c]
             na, nb = need[a], need[b]
@@ -451,27 +328,24 @@ class ScalarPlan:
         if self._code is None:
             g = self.g
             n = self.n
-            codes = [C_LEAF] * n
+            codes = [LEAF] * n
             a0 = [0] * n
             a1 = [0] * n
             arity = [0] * n
             need = [False] * n
             leaves = []
             extra: list[Any] = [None] * n
-            fast = _FAST_CODES
+            kernels = {name: spec.kernel.value for name, spec in OPS.items()}
             for i, (op, t, at) in enumerate(zip(g.ops, g.args, g.attrs)):
-                if op == "input" or op == "const":
+                if op in LEAF_OPS:
                     leaves.append(i)
                     need[i] = op == "input"
                     continue
-                c = fast.get(op)
-                if c is not None and not (op == "reshape" and at and at.get("dims")):
-                    codes[i] = c
-                elif op in _NP_UNARY:
-                    codes[i] = C_NP1
-                    extra[i] = _NP_UNARY[op]
-                else:
-                    codes[i] = C_NP
+                c = codes[i] = kernels[op]
+                if c == NP1:  # one operand, numpy on the float
+                    spec = OPS[op]
+                    extra[i] = (spec.fwd, spec.vjp_for(0))
+                elif c == NP:
                     extra[i] = (OPS[op], at or {})
                 k = len(t)
                 arity[i] = k
@@ -501,38 +375,41 @@ class ScalarPlan:
         v = self.leaf_values(inputs)
         g = self.g
         sin, cos, sqrt = math.sin, math.cos, math.sqrt
+        # the kernels as locals: the loop compares each node's code with them
+        leaf_, id_, add_, sub_, mul_, div_, neg_ = LEAF, ID, ADD, SUB, MUL, DIV, NEG
+        sin_, cos_, sqrt_, abs_, square_, relu_, np1_ = SIN, COS, SQRT, ABS, SQUARE, RELU, NP1
         try:
             with np.errstate(all="ignore"):
                 for i, c, a, b in zip(range(self.n), codes, A0, A1):
-                    if c == 0:
+                    if c == leaf_:
                         continue
-                    if c == 4:
+                    if c == mul_:
                         v[i] = v[a] * v[b]
-                    elif c == 2:
+                    elif c == add_:
                         v[i] = v[a] + v[b]
-                    elif c == 3:
+                    elif c == sub_:
                         v[i] = v[a] - v[b]
-                    elif c == 7:
+                    elif c == sin_:
                         v[i] = sin(v[a])
-                    elif c == 1:
+                    elif c == id_:
                         v[i] = v[a]
-                    elif c == 5:
+                    elif c == div_:
                         v[i] = v[a] / v[b]
-                    elif c == 6:
+                    elif c == neg_:
                         v[i] = -v[a]
-                    elif c == 8:
+                    elif c == cos_:
                         v[i] = cos(v[a])
-                    elif c == 9:
+                    elif c == sqrt_:
                         v[i] = sqrt(v[a])
-                    elif c == 10:
+                    elif c == abs_:
                         v[i] = abs(v[a])
-                    elif c == 11:
+                    elif c == square_:
                         x = v[a]
                         v[i] = x * x
-                    elif c == 12:
+                    elif c == relu_:
                         x = v[a]
                         v[i] = x if (x > 0.0 or x != x) else 0.0
-                    elif c == 13:
+                    elif c == np1_:
                         v[i] = float(extra[i][0](v[a]))
                     else:
                         spec, at = extra[i]
@@ -553,67 +430,88 @@ class ScalarPlan:
             return G
         G[out] = 1.0
         sin, cos = math.sin, math.cos
+        b_none, b_id, b_add, b_add0, b_add1, b_sub, b_sub0, b_sub1 = (
+            B_NONE,
+            B_ID,
+            B_ADD,
+            B_ADD0,
+            B_ADD1,
+            B_SUB,
+            B_SUB0,
+            B_SUB1,
+        )
+        b_mul, b_mul0, b_mul1, b_div, b_div0, b_div1 = B_MUL, B_MUL0, B_MUL1, B_DIV, B_DIV0, B_DIV1
+        b_neg, b_sin, b_cos, b_sqrt, b_abs, b_square, b_relu, b_np = (
+            B_NEG,
+            B_SIN,
+            B_COS,
+            B_SQRT,
+            B_ABS,
+            B_SQUARE,
+            B_RELU,
+            B_NP,
+        )
         # bcodes (see _backward_codes) fold in which operands need a gradient; contributions go in operand order
         for i, c, a, b in zip(range(out, -1, -1), bcodes[out::-1], A0[out::-1], A1[out::-1]):
-            if c == 0:
+            if c == b_none:
                 continue
             gi = G[i]
             if gi is None:
                 continue
-            if c == 8:  # mul, both operands
+            if c == b_mul:  # mul, both operands
                 x = G[a]
                 d = gi * v[b]
                 G[a] = d if x is None else x + d
                 x = G[b]
                 d = gi * v[a]
                 G[b] = d if x is None else x + d
-            elif c == 9:  # mul, operand 0
+            elif c == b_mul0:  # mul, operand 0
                 x = G[a]
                 d = gi * v[b]
                 G[a] = d if x is None else x + d
-            elif c == 10:  # mul, operand 1
+            elif c == b_mul1:  # mul, operand 1
                 x = G[b]
                 d = gi * v[a]
                 G[b] = d if x is None else x + d
-            elif c == 2:  # add, both
+            elif c == b_add:  # add, both
                 x = G[a]
                 G[a] = gi if x is None else x + gi
                 x = G[b]
                 G[b] = gi if x is None else x + gi
-            elif c == 3:
+            elif c == b_add0:
                 x = G[a]
                 G[a] = gi if x is None else x + gi
-            elif c == 4:
+            elif c == b_add1:
                 x = G[b]
                 G[b] = gi if x is None else x + gi
-            elif c == 15:  # sin
+            elif c == b_sin:  # sin
                 x = G[a]
                 d = gi * cos(v[a])
                 G[a] = d if x is None else x + d
-            elif c == 5:  # sub, both
+            elif c == b_sub:  # sub, both
                 x = G[a]
                 G[a] = gi if x is None else x + gi
                 x = G[b]
                 d = -gi
                 G[b] = d if x is None else x + d
-            elif c == 6:
+            elif c == b_sub0:
                 x = G[a]
                 G[a] = gi if x is None else x + gi
-            elif c == 7:
+            elif c == b_sub1:
                 x = G[b]
                 d = -gi
                 G[b] = d if x is None else x + d
-            elif c == 11 or c == 12 or c == 13:  # div
-                if c != 13:
+            elif c == b_div or c == b_div0 or c == b_div1:  # div
+                if c != b_div1:
                     x = G[a]
                     d = gi / v[b]
                     G[a] = d if x is None else x + d
-                if c != 12:
+                if c != b_div0:
                     x = G[b]
                     vb = v[b]
                     d = -gi * v[a] / (vb * vb)
                     G[b] = d if x is None else x + d
-            elif c == 22:  # any op, through the op table on numpy scalars
+            elif c == b_np:  # any op, through the op table on numpy scalars
                 spec, at = extra[i]
                 ans = np.float64(v[i])
                 xs = [np.float64(v[j]) for j in g.args[i]]
@@ -638,21 +536,21 @@ class ScalarPlan:
                     x = G[j]
                     G[j] = d if x is None else x + d
             else:  # unary ops whose operand needs a gradient
-                if c == 1:
+                if c == b_id:
                     d = gi
-                elif c == 14:
+                elif c == b_neg:
                     d = -gi
-                elif c == 16:
+                elif c == b_cos:
                     d = -gi * sin(v[a])
-                elif c == 17:
+                elif c == b_sqrt:
                     d = gi / (2 * v[i])
-                elif c == 18:
+                elif c == b_abs:
                     d = gi * _sign(v[a])
-                elif c == 19:
+                elif c == b_square:
                     d = 2 * gi * v[a]
-                elif c == 20:
+                elif c == b_relu:
                     d = gi * (1.0 if v[a] > 0 else 0.0)
-                else:  # 21: numpy unary
+                else:  # b_np1: numpy on the float
                     d = float(extra[i][1](np.float64(gi), np.float64(v[i]), np.float64(v[a])))
                 x = G[a]
                 G[a] = d if x is None else x + d
@@ -708,7 +606,7 @@ class ScalarPlan:
             V[leaves] = self.leaf_values_array(inputs)
         with np.errstate(all="ignore"):
             for _, op, k, idx, b0, b1 in groups:
-                f = row_fwd(op)
+                f = OPS[op].row_fwd()
                 at = _attrs_of(g, idx[0], op)
                 V[idx] = f(V[b0], V[b1], **at) if k == 2 else f(V[b0], **at)
             G = self._backward_levels(V, out)
@@ -751,7 +649,7 @@ class ScalarPlan:
                 xs = (V[b0[r]], V[b1[r]]) if k == 2 else (V[b0[r]],)
                 at = _attrs_of(g, ii[0], op)
                 for kk in range(k):
-                    rule = row_vjp(op, kk)
+                    rule = OPS[op].row_vjp(kk)
                     pos = slot[ii, kk]
                     if rule is None:
                         continue
@@ -844,20 +742,33 @@ def _attrs_of(g: Graph, i, op: str) -> dict:
     return a or {}
 
 
+def _scalar_graph(g: Graph) -> bool:
+    """Whether every node is a scalar of an op with a row form (an input's shape, unknown until it is
+    bound, is checked then; an op's shape on scalar operands comes from its shape rule)."""
+    for s, op, args, at in zip(g.shapes, g.ops, g.args, g.attrs):
+        if s != () and s is not None:
+            return False
+        if op in LEAF_OPS:
+            continue
+        spec = OPS[op]
+        if spec.rows is None:
+            return False
+        if s is None and not spec.elementwise:
+            try:
+                if spec.shape([()] * len(args), **(at or {})) != ():
+                    return False
+            except ValueError:
+                return False
+    return True
+
+
 def scalar_plan(g: Graph, inputs: dict[str, Any]) -> ScalarPlan | None:
     """The graph's fast-path plan if every node is a float64 scalar, else None."""
     if g.dtype is not np.float64 and g.dtype != np.float64:
         return None
-    plan = getattr(g, "_cgraph_plan", None)
+    plan = g.derived.get("scalar_plan")
     if plan is None:
-        # unknown shapes (inputs given only now) are scalar when the inputs are, except after a reshape
-        if any(s != () and (s is not None or op == "reshape") for s, op in zip(g.shapes, g.ops)):
-            plan = False
-        elif any(op not in ROW_OPS and op not in ("input", "const") for op in set(g.ops)):
-            plan = False
-        else:
-            plan = ScalarPlan(g)
-        g._cgraph_plan = plan  # type: ignore[attr-defined]
+        plan = g.derived["scalar_plan"] = ScalarPlan(g) if _scalar_graph(g) else False
     if plan is False:
         return None
     for name in g.inputs:

@@ -36,213 +36,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from cgraph_cli.engine import Result
 from cgraph_cli.errors import CgraphError
+from cgraph_cli.fmt import fmt_shape
 from cgraph_cli.ir import Graph
-from cgraph_cli.ops import OPS, broadcast_shape, fmt_index, fmt_shape, same_shape, unbroadcast
+from cgraph_cli.ops import OPS, unbroadcast
+from cgraph_cli.ops.text import balanced_outer, call, paren
 from cgraph_cli.present import fmt_number, json_value
 
 SMALL = 6  # tensors with more entries are shown by their norm
 MAX_STEPS = 10_000  # programs with more nodes are refused: a step per node, unreadable and slow beyond this
 MAX_LABEL = 20  # longer source text is shown as %ID
 
-# function-style names of ops (the language's spelling)
-CALL_NAMES = {"maximum": "max", "minimum": "min", "amax": "max", "amin": "min", "sigmoid": "σ"}
-
-# -- symbolic local derivatives ------------------------------------------------------
-# LOCAL[op](k, L, A, attrs, shapes) -> ∂A/∂L[k] as text, where L are the operand labels and A the
-# node's own label. For scalars this is the number multiplied into the chain rule; for tensors of
-# elementwise ops it is the factor of the elementwise product.
-
-Template = Callable[[int, list[str], str, dict, list[tuple[int, ...]]], str]
-
-
-def _p(s: str) -> str:
-    """Parenthesise a compound expression (for use as a factor)."""
-    if re.fullmatch(r"-?[\w.%₀-₉]+", s):
-        return s
-    if re.fullmatch(r"[\w.%₀-₉σ]*\(.*\)", s) and _balanced_outer(s):
-        return s
-    if s.startswith("[") and s.endswith("]") and _balanced_outer(s, "[]"):  # [a > 0], [[1, 2], [3, 4]]
-        return s
-    return f"({s})"
-
-
-def _c(name: str, s: str) -> str:
-    """A call ``name(s)``, without doubling the parentheses of ``(a + b)``."""
-    if s.startswith("(") and s.endswith(")") and _balanced_outer(s):
-        return name + s
-    return f"{name}({s})"
-
-
-def _balanced_outer(s: str, pair: str = "()") -> bool:
-    """False for text like '(a) + (b)' whose first '(' closes before the end."""
-    op, cl = pair
-    if op not in s:
-        return True
-    depth = 0
-    start = s.index(op)
-    for i, ch in enumerate(s[start:], start):
-        if ch == op:
-            depth += 1
-        elif ch == cl:
-            depth -= 1
-            if depth == 0 and i != len(s) - 1:
-                return False
-    return True
-
-
-def _pow_base(k: int, L: list[str], A: str, attrs: dict, shapes) -> str:
-    b = L[1]
-    try:
-        bm1 = float(b) - 1
-    except ValueError:
-        return f"{_p(b)} · {_p(L[0])}^({b} - 1)"
-    if bm1 == 0:
-        return b
-    if bm1 == 1:
-        return f"{_p(b)} · {_p(L[0])}"
-    return f"{_p(b)} · {_p(L[0])}^{_p(fmt_number(bm1))}"
-
-
-# max/min with more operands (or longer operand text) write ∂m/∂a = [a = m] rather than [a = max(a, b, ...)]:
-# listing n operands in each of the n operands' steps would make the explanation quadratic in n
-MAX_LISTED = 8
-MAX_LISTED_CHARS = 40
-
-
-def _extreme(which: str) -> Template:
-    def t(k: int, L: list[str], A: str, attrs: dict, shapes) -> str:
-        listed = ", ".join(L) if len(L) <= MAX_LISTED else ""
-        if not listed or len(listed) > MAX_LISTED_CHARS:
-            return f"[{L[k]} = {A}]"
-        return f"[{L[k]} = {which}({listed})]"
-
-    return t
-
-
-def _mean_local(k: int, L: list[str], A: str, attrs: dict, shapes) -> str:
-    s = shapes[0]
-    n = int(np.prod(s)) if attrs.get("axis") is None else s[attrs["axis"]]
-    return f"1/{n}"
-
-
-LOCAL: dict[str, Template] = {
-    "id": lambda k, L, A, at, sh: "1",
-    "add": lambda k, L, A, at, sh: "1",
-    "sub": lambda k, L, A, at, sh: "1" if k == 0 else "-1",
-    "neg": lambda k, L, A, at, sh: "-1",
-    "mul": lambda k, L, A, at, sh: L[1 - k],
-    "div": lambda k, L, A, at, sh: f"1/{_p(L[1])}" if k == 0 else f"-{_p(L[0])}/{_p(L[1])}^2",
-    "pow": lambda k, L, A, at, sh: (
-        _pow_base(k, L, A, at, sh) if k == 0 else f"{_p(L[0])}^{_p(L[1])} · {_c('ln', L[0])}"
-    ),
-    "exp": lambda k, L, A, at, sh: f"{_c('exp', L[0])}",
-    "log": lambda k, L, A, at, sh: f"1/{_p(L[0])}",
-    "sqrt": lambda k, L, A, at, sh: f"1/(2 · {_c('sqrt', L[0])})",
-    "abs": lambda k, L, A, at, sh: f"{_c('sign', L[0])}",
-    "sin": lambda k, L, A, at, sh: f"{_c('cos', L[0])}",
-    "cos": lambda k, L, A, at, sh: f"-{_c('sin', L[0])}",
-    "tan": lambda k, L, A, at, sh: f"1 + {_c('tan', L[0])}^2",
-    "tanh": lambda k, L, A, at, sh: f"1 - {_c('tanh', L[0])}^2",
-    "sigmoid": lambda k, L, A, at, sh: f"{_c('σ', L[0])} · (1 - {_c('σ', L[0])})",
-    "relu": lambda k, L, A, at, sh: f"[{L[0]} > 0]",
-    "softplus": lambda k, L, A, at, sh: f"{_c('σ', L[0])}",
-    "square": lambda k, L, A, at, sh: f"2 · {_p(L[0])}",
-    "maximum": _extreme("max"),
-    "minimum": _extreme("min"),
-    "sum": lambda k, L, A, at, sh: "1",
-    "mean": _mean_local,
-    "amax": lambda k, L, A, at, sh: f"[{L[0]} = {_c('max', L[0])}]",
-    "amin": lambda k, L, A, at, sh: f"[{L[0]} = {_c('min', L[0])}]",
-    "logsumexp": lambda k, L, A, at, sh: f"{_c('softmax', L[0])}",
-    "norm": lambda k, L, A, at, sh: f"{_p(L[0])}/‖{L[0]}‖",
-    "matmul": lambda k, L, A, at, sh: L[1 - k],
-    "transpose": lambda k, L, A, at, sh: "1",
-    "reshape": lambda k, L, A, at, sh: "1",
-    "index": lambda k, L, A, at, sh: "1",
-    "stack": lambda k, L, A, at, sh: "1",
-    "softmax": lambda k, L, A, at, sh: "0",
-}
-
-# -- vector-Jacobian products in matrix form, for tensors -----------------------------
-# VJP[op](k, U, L, A, attrs, shapes) -> (formula, shapes text or None); U is the upstream gradient's
-# label (∂L/∂u), shapes are the operands' shapes then the node's own shape.
-
-VjpTemplate = Callable[[int, str, list[str], str, dict, list[tuple[int, ...]]], tuple[str, str | None]]
-
-
-def _T(s: str) -> str:
-    return f"{_p(s)}ᵀ"
-
-
-def _matmul_vjp(k: int, U: str, L: list[str], A: str, at: dict, sh) -> tuple[str, str | None]:
-    sa, sb, su = sh
-    if len(sa) == 1 and len(sb) == 1:  # a dot product: U is a number
-        return (f"{U} · {L[1 - k]}", f"() · {fmt_shape(sh[1 - k])} → {fmt_shape(sh[k])}")
-    if k == 0:
-        return (f"{U} · {_T(L[1])}", f"{fmt_shape(su)} · {fmt_shape(sb)}ᵀ → {fmt_shape(sa)}")
-    return (f"{_T(L[0])} · {U}", f"{fmt_shape(sa)}ᵀ · {fmt_shape(su)} → {fmt_shape(sb)}")
-
-
-def _sum_vjp(k: int, U: str, L: list[str], A: str, at: dict, sh) -> tuple[str, str | None]:
-    axis = at.get("axis")
-    if axis is None:
-        return (f"{U} · 𝟙", f"() → {fmt_shape(sh[0])}")
-    return (f"{U} repeated along axis {axis}", f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}")
-
-
-def _mean_vjp(k: int, U: str, L: list[str], A: str, at: dict, sh) -> tuple[str, str | None]:
-    f, s = _sum_vjp(k, U, L, A, at, sh)
-    return (f"{f} / {_mean_local(k, L, A, at, sh)[2:]}", s)
-
-
-VJP: dict[str, VjpTemplate] = {
-    "matmul": _matmul_vjp,
-    "sum": _sum_vjp,
-    "mean": _mean_vjp,
-    "amax": lambda k, U, L, A, at, sh: (f"{U} · [{L[0]} = {_c('max', L[0])}] (ties share)", None),
-    "amin": lambda k, U, L, A, at, sh: (f"{U} · [{L[0]} = {_c('min', L[0])}] (ties share)", None),
-    "logsumexp": lambda k, U, L, A, at, sh: (f"{U} · {_c('softmax', L[0])}", None),
-    "norm": lambda k, U, L, A, at, sh: (f"{U} · {_p(L[0])}/‖{L[0]}‖", None),
-    "softmax": lambda k, U, L, A, at, sh: (f"{_p(A)} ⊙ ({U} - Σ({U} ⊙ {_p(A)}))", None),
-    "transpose": lambda k, U, L, A, at, sh: (_T(U), f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}"),
-    "reshape": lambda k, U, L, A, at, sh: (
-        f"reshape({U}, {', '.join(str(d) for d in sh[0])})",
-        f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}",
-    ),
-    "index": lambda k, U, L, A, at, sh: (
-        f"{U} placed at {fmt_index(at.get('idx', ()))} of zeros{fmt_shape(sh[0])}",
-        f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}",
-    ),
-    "stack": lambda k, U, L, A, at, sh: (f"{U}[{k}]", f"{fmt_shape(sh[-1])} → {fmt_shape(sh[k])}"),
-}
-
-# kink conventions (PyTorch's), noted where a point sits exactly on one
-KINK_NOTES: dict[str, Callable[[int, list[Any], Any], str | None]] = {
-    "relu": lambda k, xs, ans: "relu'(0) is taken as 0" if np.any(np.asarray(xs[0]) == 0) else None,
-    "abs": lambda k, xs, ans: "abs'(0) is taken as 0" if np.any(np.asarray(xs[0]) == 0) else None,
-    "maximum": lambda k, xs, ans: "a tie: the gradient is split evenly" if _tie(xs, ans) else None,
-    "minimum": lambda k, xs, ans: "a tie: the gradient is split evenly" if _tie(xs, ans) else None,
-    "amax": lambda k, xs, ans: "a tie: the gradient is split evenly" if _rtie(xs, ans) else None,
-    "amin": lambda k, xs, ans: "a tie: the gradient is split evenly" if _rtie(xs, ans) else None,
-}
-
-
-def _tie(xs: list[Any], ans: Any) -> bool:
-    hits = sum(np.asarray(np.asarray(x) == ans, dtype=int) for x in xs)
-    return bool(np.any(np.asarray(hits) > 1))
-
-
-def _rtie(xs: list[Any], ans: Any) -> bool:
-    return int(np.sum(np.asarray(xs[0]) == ans)) > 1 if np.ndim(ans) == 0 else False
-
-
-ELEMENTWISE_SHAPES = (same_shape, broadcast_shape)
 
 # -- the explanation as data ----------------------------------------------------------
 
@@ -335,9 +144,9 @@ def _text_label(g: Graph, i: int) -> str:
     text = " ".join(g.text(i).split())
     if not text or len(text) > MAX_LABEL:
         return f"%{i}"
-    if text.startswith("(") and text.endswith(")") and _balanced_outer(text):
+    if text.startswith("(") and text.endswith(")") and balanced_outer(text):
         return text
-    if re.fullmatch(r"[A-Za-z_]\w*\(.*\)", text) and _balanced_outer(text):
+    if re.fullmatch(r"[A-Za-z_]\w*\(.*\)", text) and balanced_outer(text):
         return text
     return f"({text})"
 
@@ -428,32 +237,20 @@ def explain(result: Result, max_steps: int = MAX_STEPS, option: str | None = Non
 
 def _formula(g: Graph, i: int, L: list[str]) -> str:
     """The right-hand side of node i with operand texts L."""
-    op = g.ops[i]
+    spec = OPS[g.ops[i]]
     at = g.attrs[i] or {}
-    spec = OPS.get(op)
-    if op == "id":
-        return L[0]
-    if op == "neg":
-        return f"-{_p(L[0])}"
-    if op == "transpose":
-        return _T(L[0])
-    if op == "index":
-        return f"{_p(L[0])}{fmt_index(at.get('idx', ()))}"
-    if op == "stack":
-        return "[" + ", ".join(L) + "]"
-    if spec is not None and spec.infix and len(L) == 2:
-        if spec.symbol == "^":
-            return f"{_p(L[0])}^{_p(L[1])}"
-        return f"{L[0]} {spec.symbol} {_p(L[1]) if op in ('sub', 'div') else L[1]}"
-    name = CALL_NAMES.get(op, op)
+    if spec.formula is not None:
+        return spec.formula(L, at)
+    if spec.infix is not None and len(L) == 2:
+        return f"{L[0]} {spec.infix} {paren(L[1]) if spec.paren_second else L[1]}"
     if len(L) == 1 and not at:
-        return _c(name, L[0])
+        return call(spec.fname, L[0])
     extra = []
     if "axis" in at and at["axis"] is not None:
         extra.append(str(at["axis"]))
     if "dims" in at:
         extra.extend(str(d) for d in at["dims"])
-    return f"{name}({', '.join(list(L) + extra)})"
+    return f"{spec.fname}({', '.join(list(L) + extra)})"
 
 
 def _forward_step(g: Graph, labels: list[str], vals: list[Any], i: int) -> ForwardStep:
@@ -465,7 +262,7 @@ def _forward_step(g: Graph, labels: list[str], vals: list[Any], i: int) -> Forwa
     expr = _formula(g, i, [labels[j] for j in args])
     numbers = None
     if all(is_small(vals[j]) for j in args):
-        numbers = _formula(g, i, [num(vals[j], first=(k == 0 and not _neg_left(op))) for k, j in enumerate(args)])
+        numbers = _formula(g, i, [num(vals[j], first=(k == 0 and not OPS[op].paren_first)) for k, j in enumerate(args)])
         if len(numbers) > 48 and any(np.ndim(vals[j]) for j in args):
             numbers = None  # too long to read: the value alone says it
     shapes = None
@@ -474,16 +271,10 @@ def _forward_step(g: Graph, labels: list[str], vals: list[Any], i: int) -> Forwa
     return ForwardStep(i, labels[i], op, expr, numbers, v, shapes)
 
 
-def _neg_left(op: str) -> bool:
-    """Ops whose first operand needs parentheses when negative (-1)^2."""
-    return op in ("pow", "neg")
-
-
 def _shapes_text(g: Graph, i: int, shapes: list[tuple[int, ...]], out: tuple[int, ...]) -> str:
-    op = g.ops[i]
-    spec = OPS.get(op)
-    if spec is not None and spec.infix and len(shapes) == 2:
-        return f"{fmt_shape(shapes[0])} {spec.symbol} {fmt_shape(shapes[1])} → {fmt_shape(out)}"
+    spec = OPS[g.ops[i]]
+    if spec.infix is not None and len(shapes) == 2:
+        return f"{fmt_shape(shapes[0])} {spec.infix} {fmt_shape(shapes[1])} → {fmt_shape(out)}"
     return ", ".join(fmt_shape(s) for s in shapes) + f" → {fmt_shape(out)}"
 
 
@@ -527,10 +318,7 @@ def _vjp_number(
                     sc.vjps[key] = parts
             found = [parts[k] for k in slots]
         else:
-            found = []
-            for k in slots:
-                rule = spec.vjp_for(k)
-                found.append(None if rule is None else rule(upstream, vals[j], *xs, **at))
+            found = spec.vjps(slots, upstream, vals[j], xs, at)
         for c in found:
             if c is None:
                 continue
@@ -563,30 +351,30 @@ def _term(
     shapes = sc.shapes
     upstream = grads[j]
     contribution = _vjp_number(g, vals, i, j, slots, upstream, sc, "up")
-    spec = OPS.get(op)
-    elementwise = spec is not None and spec.shape in ELEMENTWISE_SHAPES
-    tmpl = LOCAL.get(op)
+    spec = OPS[op]
+    elementwise = spec.elementwise
+    tmpl = spec.local
     # no template: the local derivative is known only by its number ("" here)
     local_parts = [tmpl(k, L, A, at, shapes) if tmpl else "" for k in slots]
-    local_formula = local_parts[0] if len(local_parts) == 1 else " + ".join(_p(s) for s in local_parts if s)
+    local_formula = local_parts[0] if len(local_parts) == 1 else " + ".join(paren(s) for s in local_parts if s)
     scalar = np.size(vals[i]) == 1 and np.size(vals[j]) == 1
     local = None
     if np.size(vals[j]) == 1:
         local = _vjp_number(g, vals, i, j, slots, np.ones_like(vals[j]), sc, "one")
     elif elementwise and np.shape(vals[j]) == np.shape(vals[i]):
         local = _vjp_number(g, vals, i, j, slots, np.ones_like(vals[j]), sc, "one")
-    kink = KINK_NOTES.get(op)
+    kink = spec.kink
     note = None
-    if kink is not None:
-        if sc.note is False:
-            sc.note = kink(slots[0], sc.xs, vals[j])
+    if kink is not None and kink.note is not None:
+        if sc.note is False:  # exactly on the kink (eps 0)
+            sc.note = kink.note if kink.at(sc.xs, vals[j], at, 0.0) else None
         note = sc.note
     # the VJP in matrix form (the renderer writes scalars as ∂out/∂A · ∂A/∂node instead)
     U = f"∂{labels[out]}/∂{A}"
     parts = []
     shp = None
     for k in slots:
-        if elementwise or op not in VJP:
+        if elementwise or spec.vjp_text is None:
             if tmpl is None and not elementwise:
                 f = f"vjp_{op}[{k}]({U})"
             else:
@@ -597,11 +385,11 @@ def _term(
                     f = f"-{U}"
                 else:
                     prod = "·" if (np.size(vals[j]) == 1 or np.size(vals[args[k]]) == 1) else "⊙"
-                    f = f"{U} {prod} {_p(loc) if tmpl else loc}"
+                    f = f"{U} {prod} {paren(loc) if tmpl else loc}"
             if elementwise and shapes[k] != shapes[-1]:
                 f = f"sum_to({f}, {fmt_shape(shapes[k])})"
         else:
-            f, shp = VJP[op](k, U, L, A, at, shapes)
+            f, shp = spec.vjp_text(k, U, L, A, at, shapes)
         parts.append(f)
     formula = parts[0] if len(parts) == 1 else " + ".join(f"({p})" for p in parts)
     return Term(j, slots, formula, local_formula, local, upstream, contribution, shp, note, scalar)

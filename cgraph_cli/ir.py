@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from cgraph_cli.errors import CgraphError, Source, closest, did_you_mean
-from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS, OPS, broadcast_shape, fmt_index, fmt_shape, same_shape
+from cgraph_cli.fmt import fmt_index, fmt_shape
+from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS, OPS, arity_bounds, pick_call
 
 Span = tuple[int, int]
-_SAME_SHAPE_RULES = (broadcast_shape, same_shape)
 MAX_NODES = 10_000_000
 MAX_DIMS = 32  # numpy 1.x's limit on dimensions (2.x allows 64)
 
@@ -59,6 +59,7 @@ class Graph:
     outputs: list[int] = field(default_factory=list)
     bindings: dict[str, int] = field(default_factory=dict)  # every name's newest node at the end
     dtype: Any = np.float64
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # caches, e.g. the engine's plan
 
     def __len__(self) -> int:
         return len(self.ops)
@@ -208,7 +209,7 @@ class Builder:
             shape = None  # set by the caller
         elif any(s is None for s in shapes):
             shape = None
-        elif not attrs and shapes and shapes.count(shapes[0]) == len(shapes) and OPS[op].shape in _SAME_SHAPE_RULES:
+        elif not attrs and shapes and shapes.count(shapes[0]) == len(shapes) and OPS[op].elementwise:
             shape = shapes[0]  # elementwise on equal shapes (the common case): no broadcasting to work out
         else:
             try:
@@ -461,10 +462,9 @@ class Builder:
             return [] if _const_tensor(e) is not None else list(e[3])
         if kind == "call":
             fname, args = e[3], e[4]
-            fn = FUNCTIONS.get(fname)
-            if fn is not None and fn.static is not None:
-                n = 1 if fn.static == "dims" else min(len(args), fn.min_args)
-                return list(args[:n])
+            picked = pick_call(fname, len(args))
+            if picked is not None and picked[0].static is not None:  # the static arguments are not operands
+                return list(args[: picked[0].min_args if picked[0].static == "axis" else 1])
             if fname in CONSTRUCTORS:
                 return []
             return list(args)
@@ -568,32 +568,30 @@ class Builder:
             return None
         if fname in CONSTRUCTORS:
             return self.construct(fname, args, span, frame)
-        fn = FUNCTIONS.get(fname)
-        if fn is None:
+        if fname not in FUNCTIONS:
             if fname in self.defs:
                 raise CgraphError(f"function '{fname}' is defined after the function that calls it", name_span)
             raise _unknown_function(fname, name_span, visible)
         n = len(args)
-        if n < fn.min_args or (fn.max_args is not None and n > fn.max_args):
-            if fn.max_args is None:
-                want = f"at least {_n_args(fn.min_args)}"
-            elif fn.min_args == fn.max_args:
-                want = _n_args(fn.min_args)
+        picked = pick_call(fname, n)
+        if picked is None:
+            least, most = arity_bounds(fname)
+            if most is None:
+                want = f"at least {_n_args(least)}"
+            elif least == most:
+                want = _n_args(least)
             else:
-                want = f"{fn.min_args} to {fn.max_args} arguments"
+                want = f"{least} to {most} arguments"
             raise CgraphError(f"{fname}() takes {want}, got {n}", span)
-        op = fn.op
+        call, spec = picked
+        op = spec.name
         attrs: dict | None = None
-        if fname in ("max", "min") and n == 1:
-            op = "amax" if fname == "max" else "amin"
-        elif fn.static == "axis" and n == 2:
-            attrs = {"axis": _static_int(args[1], f"the axis of {fname}()")}
-        elif fn.static == "dims":
+        if call.static == "axis" and n > call.min_args:
+            attrs = {"axis": _static_int(args[-1], f"the axis of {fname}()")}
+        elif call.static == "dims":
             attrs = {"dims": tuple(_static_int(a, f"a dimension of {fname}()") for a in args[1:])}
-        elif fname == "dot":
-            shapes = [self.g.shapes[i] for i in ids]
-            if any(s == () for s in shapes):
-                op = "mul"
+        if call.scalar_op is not None and any(self.g.shapes[i] == () for i in ids):
+            op = call.scalar_op
         return self.node(op, ids, span, frame, attrs)
 
     def construct(self, fname: str, args: tuple, span: Span, frame: int) -> int:

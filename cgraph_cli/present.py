@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from cgraph_cli.engine import Result
+from cgraph_cli.fmt import fmt_shape
 from cgraph_cli.ir import Graph
-from cgraph_cli.ops import fmt_shape
 
 
 def fmt_number(x: float, digits: int = 6) -> str:

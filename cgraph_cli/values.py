@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from cgraph_cli.errors import CgraphError, closest
+from cgraph_cli.fmt import fmt_shape
 from cgraph_cli.ir import Graph
-from cgraph_cli.ops import fmt_shape
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<open>\[)|(?P<close>\])|(?P<comma>,)|"

@@ -177,10 +177,12 @@ def test_an_op_without_a_template_still_explains(monkeypatch):
     from cgraph_cli.errors import Source
     from cgraph_cli.program import run
 
-    cube = ops.Op("cube", lambda a: a**3, (lambda g, ans, a: 3 * g * a * a,), ops.same_shape, 1, "cube")
+    cube = ops.Op(
+        "cube", lambda a: a**3, (lambda g, ans, a: 3 * g * a * a,), ops.same_shape, 1, "cube", elementwise=True
+    )
     monkeypatch.setitem(ops.OPS, "cube", cube)
-    monkeypatch.setitem(ops.FUNCTIONS, "cube", ops.Fn("cube", 1, 1))
-    assert "cube" not in explain.LOCAL
+    monkeypatch.setitem(ops.FUNCTIONS, "cube", [(ops.Call("cube"), cube)])
+    assert cube.local is None
     res = run(Source("c = cube(a); y = 2 * c"), {"a": np.array(2.0)})
     text = explain.to_text(explain.explain(res))
     assert "  c = cube(a) = cube(2) = 8" in text
@@ -191,9 +193,9 @@ def test_an_op_without_a_template_still_explains(monkeypatch):
     text = explain.to_text(explain.explain(res))
     assert "  ∂y/∂a = ∂y/∂c ⊙ ∂c/∂a = [3, 12]    shape (2,)" in text
     # an op with neither template nor elementwise shape: the generic VJP form
-    weird = replace(cube, name="weird", shape=lambda shapes, **_: shapes[0])
+    weird = replace(cube, name="weird", elementwise=False)
     monkeypatch.setitem(ops.OPS, "weird", weird)
-    monkeypatch.setitem(ops.FUNCTIONS, "weird", ops.Fn("weird", 1, 1))
+    monkeypatch.setitem(ops.FUNCTIONS, "weird", [(ops.Call("weird"), weird)])
     res = run(Source("c = weird(a); y = sum(c)"), {"a": np.array([1.0, 2.0])})
     text = explain.to_text(explain.explain(res))
     assert "  ∂y/∂a = vjp_weird[0](∂y/∂c) = [3, 12]    shape (2,)" in text

@@ -65,7 +65,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_contains_the_grammar(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "cgraph_cli/grammars/cgraph.lark" in names
-    assert "cgraph_cli/cli.py" in names and "cgraph_cli/ops.py" in names
+    assert "cgraph_cli/cli.py" in names and "cgraph_cli/ops/__init__.py" in names
     assert not any(n.startswith("tests/") for n in names)
     meta = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "cgraph = cgraph_cli.cli:main" in zipfile.ZipFile(wheel).read(meta).decode()

@@ -1,0 +1,78 @@
+"""The op records: everything cgraph knows about each operation, one record per op.
+
+``OPS`` maps an op's name to its :class:`~cgraph_cli.ops.core.Op`; ``FUNCTIONS`` maps each
+function name of the language to the ops it may call (``max`` with one operand is the reduction
+``amax``, with several the elementwise ``maximum``), derived from the records' ``calls``.
+Adding an op is adding one record to one of the family modules below.
+"""
+
+from __future__ import annotations
+
+from cgraph_cli.fmt import fmt_index, fmt_shape
+from cgraph_cli.ops import arith, elementwise, reduce, tensor
+from cgraph_cli.ops.core import (
+    ROWWISE,
+    Call,
+    Kernel,
+    Kink,
+    Op,
+    Rows,
+    Shape,
+    broadcast_shape,
+    reduce_shape,
+    same_shape,
+    unbroadcast,
+)
+
+__all__ = [
+    "CONSTRUCTORS",
+    "FUNCTIONS",
+    "LEAF_OPS",
+    "OPS",
+    "ROWWISE",
+    "Call",
+    "Kernel",
+    "Kink",
+    "Op",
+    "Rows",
+    "Shape",
+    "broadcast_shape",
+    "fmt_index",
+    "fmt_shape",
+    "reduce_shape",
+    "same_shape",
+    "unbroadcast",
+]
+
+OPS: dict[str, Op] = {}
+for _family in (arith, elementwise, reduce, tensor):
+    for _op in _family.RECORDS:
+        assert _op.name not in OPS, f"op '{_op.name}' is registered twice"
+        OPS[_op.name] = _op
+
+# the language's function names: name -> [(call, op)], in registration order
+FUNCTIONS: dict[str, list[tuple[Call, Op]]] = {}
+for _op in OPS.values():
+    for _c in _op.calls:
+        FUNCTIONS.setdefault(_c.name, []).append((_c, _op))
+
+# Nodes that are not operations: their value comes from outside the records.
+LEAF_OPS = ("input", "const")
+
+# Constructors: constants (no gradient) built from integer arguments.
+CONSTRUCTORS = ("zeros", "ones", "eye", "randn", "rand")
+
+
+def pick_call(name: str, n: int) -> tuple[Call, Op] | None:
+    """The call of function ``name`` that takes ``n`` arguments (None: no such function or arity)."""
+    for c, op in FUNCTIONS.get(name, ()):
+        if n >= c.min_args and (c.max_args is None or n <= c.max_args):
+            return c, op
+    return None
+
+
+def arity_bounds(name: str) -> tuple[int, int | None]:
+    """The fewest and most arguments function ``name`` takes (None: no upper bound)."""
+    calls = [c for c, _ in FUNCTIONS[name]]
+    most = [c.max_args for c in calls]
+    return min(c.min_args for c in calls), None if None in most else max(most)  # type: ignore[type-var]

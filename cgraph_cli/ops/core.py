@@ -1,0 +1,254 @@
+"""What an op record is, and the shape rules and helpers the records share.
+
+An :class:`Op` is everything cgraph knows about one operation, in one place: how it computes
+(``fwd``), its vector-Jacobian product per operand (``vjp``), its shape rule, how the language
+spells it, how it runs on rows of scalars and in the engine's Python-float loop, where it has a
+kink and what cgraph takes there, why it may produce a non-finite number, and how ``explain``,
+the ``--steps`` captions and the pictures write it. Every other module reads these records and
+none keeps a per-op table of its own (``tests/test_op_records.py`` walks the registry).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from cgraph_cli.fmt import fmt_index, fmt_shape
+
+Shape = tuple[int, ...]
+ShapeRule = Callable[..., Shape]
+Vjp = Callable[..., Any]  # vjp(g, ans, *operands, **attrs) -> g · ∂ans/∂operand
+# text templates: operand labels L, the node's own label A, attrs, operand shapes then the node's shape
+LocalText = Callable[[int, list[str], str, dict, list[Shape]], str]
+VjpText = Callable[[int, str, list[str], str, dict, list[Shape]], tuple[str, "str | None"]]
+
+
+class Kernel(enum.IntEnum):
+    """What an op is on Python floats, for the engine's scalar loop.
+
+    ``NP`` runs the record's own ``fwd`` and ``vjp`` on numpy scalars (always right, slower);
+    ``NP1`` does the same for a one-operand op without the generic dispatch; the others are
+    written out in the loop with Python float arithmetic, which is bit-identical to numpy's.
+    """
+
+    ID = 1
+    ADD = 2
+    SUB = 3
+    MUL = 4
+    DIV = 5
+    NEG = 6
+    SIN = 7
+    COS = 8
+    SQRT = 9
+    ABS = 10
+    SQUARE = 11
+    RELU = 12
+    NP1 = 13
+    NP = 14
+
+
+@dataclass(frozen=True)
+class Rows:
+    """How an op runs on 1-D arrays holding one scalar operand per entry (a level of a wide
+    scalar graph, or a batch of CSV rows).
+
+    ``fwd``/``vjp`` None: the record's own functions already act entry by entry.  Otherwise the
+    row variants compute, for each entry, exactly what the op computes on one 0-d operand
+    (``sum`` of a scalar is the scalar, not the sum over the rows)."""
+
+    fwd: Callable[..., Any] | None = None
+    vjp: tuple[Vjp | None, ...] | None = None
+
+
+ROWWISE = Rows()  # the record's fwd and vjp act entry by entry as they are
+
+
+@dataclass(frozen=True)
+class Kink:
+    """A point where the op is not differentiable, and the derivative cgraph takes there (PyTorch's).
+
+    ``at(operands, value, attrs, eps)`` tells whether the operands sit within ``eps`` of the kink
+    (``explain`` asks with eps = 0); ``why`` is the sentence ``check`` prints; ``note`` the short
+    note ``explain`` writes under the step (None: none)."""
+
+    at: Callable[[list[Any], Any, dict, float], bool]
+    why: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """How the language spells a call of the op: ``name(x, ...)`` with ``min_args`` to
+    ``max_args`` operands (None: no upper bound), the trailing static integer arguments
+    (``"axis"``: one optional axis; ``"dims"``: all the rest), and the op to use instead when an
+    operand is a scalar (``dot`` of a scalar is ``mul``)."""
+
+    name: str
+    min_args: int = 1
+    max_args: int | None = 1
+    static: str | None = None
+    scalar_op: str | None = None
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    fwd: Callable[..., Any]
+    vjp: tuple[Vjp | None, ...] | Callable[..., Any] | None  # variadic: vjp(ks, g, ans, args, **attrs) -> list
+    shape: ShapeRule
+    arity: int | None  # None: variadic
+    glyph: str  # the symbol in pictures and listings ("+", "×", "exp", "σ")
+    # -- how it is written
+    infix: str | None = None  # the operator of an infix formula ("+", "*", "^"); None: a call
+    call: str | None = None  # the function name in formulas (default: the op's name)
+    calls: tuple[Call, ...] = ()  # how the language spells it
+    ports: tuple[str, ...] | None = None  # operand port names in pictures (non-commutative ops)
+    commutative: bool = False
+    formula: Callable[[list[str], dict], str] | None = None  # the right-hand side (default: infix or call)
+    paren_first: bool = False  # a negative first operand is parenthesised: (-1)^2, -(-1)
+    paren_second: bool = False  # a compound second operand is parenthesised: a - (b + c)
+    label: Callable[[dict], str] | None = None  # the picture's text for a node with attributes
+    # -- derivatives as text (explain, captions)
+    local: LocalText | None = None  # ∂A/∂L[k]: the factor of the chain rule
+    vjp_text: VjpText | None = None  # the VJP in matrix form, for tensors (default: from ``local``)
+    # -- how it runs
+    elementwise: bool = False  # acts entry by entry on broadcast operands
+    rows: Rows | None = None  # how it runs on rows of scalars; None: it does not
+    kernel: Kernel = Kernel.NP
+    # -- kinks and non-finite numbers
+    kink: Kink | None = None
+    hint: Callable[[list[Any], Any], str | None] | None = None  # why its value is not finite
+    grad_hint: Callable[[int, list[Any]], str | None] | None = None  # why a local derivative is not
+    # -- the generated finite-difference tests
+    domain: tuple[float, float] = (-2.0, 2.0)
+    test_shapes: tuple[Shape, ...] | None = None
+    test_attrs: dict | None = field(default=None, hash=False)
+
+    def vjps(
+        self, ks: list[int], g: Any, ans: Any, args: list[Any], attrs: dict | None = None, *, rows: bool = False
+    ) -> list[Any]:
+        """``g · ∂ans/∂args[k]`` for each k in ``ks`` (None where no gradient flows); with ``rows``,
+        in the op's row form (:class:`Rows`).
+
+        A variadic op's ``vjp`` is one function of all the operands it is asked for, so that
+        ``max`` of n operands costs O(n), not O(n) per operand."""
+        attrs = attrs or {}
+        v = self.vjp
+        if rows:
+            assert self.rows is not None, f"op '{self.name}' does not run on rows"
+            v = self.rows.vjp or v
+        if v is None:
+            return [None] * len(ks)
+        if callable(v):
+            return v(ks, g, ans, args, **attrs)
+        if ks and ks[-1] >= len(v):
+            raise KeyError(f"op '{self.name}' has no gradient rule for operand {ks[-1]}")
+        return [None if v[k] is None else v[k](g, ans, *args, **attrs) for k in ks]
+
+    @property
+    def vjp_many(self) -> Callable[..., Any] | None:
+        """A variadic op's VJP of several operands at once (None for an op with one rule per operand)."""
+        return self.vjp if callable(self.vjp) else None
+
+    def vjp_for(self, k: int) -> Vjp | None:
+        """The VJP of operand ``k`` (None if no gradient flows to it)."""
+        v = self.vjp
+        if v is None:
+            return None
+        if callable(v):
+            return lambda g, ans, *args, **attrs: v([k], g, ans, args, **attrs)[0]
+        if k >= len(v):
+            raise KeyError(f"op '{self.name}' has no gradient rule for operand {k}")
+        return v[k]
+
+    def row_fwd(self) -> Callable[..., Any]:
+        """The forward function on rows of scalars (see :class:`Rows`)."""
+        assert self.rows is not None, f"op '{self.name}' does not run on rows"
+        return self.rows.fwd or self.fwd
+
+    def row_vjp(self, k: int) -> Vjp | None:
+        """Operand ``k``'s VJP on rows of scalars (see :class:`Rows`)."""
+        assert self.rows is not None, f"op '{self.name}' does not run on rows"
+        if self.rows.vjp is not None:
+            return self.rows.vjp[k]
+        return self.vjp_for(k)
+
+    @property
+    def fname(self) -> str:
+        """The op's name in formulas."""
+        return self.call or self.name
+
+
+# -- shape rules -------------------------------------------------------------------
+
+
+def same_shape(shapes: list[Shape], **_: Any) -> Shape:
+    return shapes[0]
+
+
+def broadcast_shape(shapes: list[Shape], **_: Any) -> Shape:
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        shown = " and ".join(fmt_shape(s) for s in shapes)
+        raise ValueError(f"shapes {shown} cannot be broadcast together") from None
+
+
+def norm_axis(axis: int | None, ndim: int) -> int | None:
+    if axis is None:
+        return None
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of range for a value with {ndim} dimension{'s' * (ndim != 1)}")
+    return axis % ndim
+
+
+def reduce_shape(shapes: list[Shape], axis: int | None = None, **_: Any) -> Shape:
+    s = shapes[0]
+    ax = norm_axis(axis, len(s))
+    if ax is None:
+        return ()
+    return s[:ax] + s[ax + 1 :]
+
+
+def index_shape(shapes: list[Shape], idx: tuple = (), **_: Any) -> Shape:
+    probe = np.broadcast_to(np.empty((), dtype=np.int8), shapes[0])  # no allocation
+    try:
+        return probe[idx].shape
+    except IndexError as e:
+        raise ValueError(f"index {fmt_index(idx)} does not fit shape {fmt_shape(shapes[0])}: {e}") from None
+
+
+# -- helpers shared by the records -------------------------------------------------------
+
+
+def expand_reduced(g, shape: Shape, axis: int | None):
+    """Broadcast the gradient of a reduction back to the operand's shape."""
+    if axis is not None and len(shape) > 0:
+        g = np.expand_dims(g, axis % len(shape))
+    return np.broadcast_to(g, shape)
+
+
+def near_zero(x: Any, eps: float) -> bool:
+    return bool(np.any(np.abs(np.asarray(x, dtype=np.float64)) <= eps))
+
+
+def unbroadcast(g, shape: Shape, op_name: str = "?"):
+    """Sum a gradient back to an operand's shape (undoing numpy broadcasting)."""
+    gshape = np.shape(g)
+    if gshape == shape:
+        return g
+    g = np.asarray(g)
+    extra = g.ndim - len(shape)
+    if extra < 0:
+        raise RuntimeError(f"gradient rule of op '{op_name}' returned shape {gshape} for an operand of shape {shape}")
+    if extra:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, (gd, sd) in enumerate(zip(g.shape, shape)) if sd == 1 and gd != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    if g.shape != shape:
+        raise RuntimeError(f"gradient rule of op '{op_name}' returned shape {gshape} for an operand of shape {shape}")
+    return g

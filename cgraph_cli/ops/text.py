@@ -1,0 +1,47 @@
+"""Small helpers for writing formulas as text, shared by the op records' templates and ``explain``."""
+
+from __future__ import annotations
+
+import re
+
+_ATOM = re.compile(r"-?[\w.%₀-₉]+")
+_CALL = re.compile(r"[\w.%₀-₉σ]*\(.*\)")
+
+
+def paren(s: str) -> str:
+    """Parenthesise a compound expression (for use as a factor)."""
+    if _ATOM.fullmatch(s):
+        return s
+    if _CALL.fullmatch(s) and balanced_outer(s):
+        return s
+    if s.startswith("[") and s.endswith("]") and balanced_outer(s, "[]"):  # [a > 0], [[1, 2], [3, 4]]
+        return s
+    return f"({s})"
+
+
+def call(name: str, s: str) -> str:
+    """A call ``name(s)``, without doubling the parentheses of ``(a + b)``."""
+    if s.startswith("(") and s.endswith(")") and balanced_outer(s):
+        return name + s
+    return f"{name}({s})"
+
+
+def transposed(s: str) -> str:
+    return f"{paren(s)}ᵀ"
+
+
+def balanced_outer(s: str, pair: str = "()") -> bool:
+    """False for text like '(a) + (b)' whose first '(' closes before the end."""
+    op, cl = pair
+    if op not in s:
+        return True
+    depth = 0
+    start = s.index(op)
+    for i, ch in enumerate(s[start:], start):
+        if ch == op:
+            depth += 1
+        elif ch == cl:
+            depth -= 1
+            if depth == 0 and i != len(s) - 1:
+                return False
+    return True
