@@ -14,13 +14,46 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from cgraph_cli.errors import CgraphError, Source, closest, did_you_mean
 from cgraph_cli.fmt import fmt_index, fmt_shape
+from cgraph_cli.limits import DEFAULT_MAX_MEMORY, fmt_bytes, suggest_size
 from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS, OPS, arity_bounds, pick_call
+from cgraph_cli.parser import (
+    ASSIGN_EXPR,
+    ASSIGN_NAME,
+    ASSIGN_NAME_SPAN,
+    BARE_EXPR,
+    BIN_LHS,
+    BIN_OP,
+    BIN_RHS,
+    CALL_ARGS,
+    CALL_FNAME,
+    CALL_NAME_END,
+    DEF_BODY,
+    DEF_NAME,
+    DEF_NAME_SPAN,
+    DEF_PARAMS,
+    END,
+    INDEX_SUBS,
+    INDEX_X,
+    INPUT_ITEMS,
+    KIND,
+    NAME_ID,
+    NEG_X,
+    NUM_VALUE,
+    OUTPUT_NAMES,
+    SLICE_START,
+    SLICE_STEP,
+    SLICE_STOP,
+    START,
+    SUB_EXPR,
+    SUB_KIND,
+    TENSOR_ITEMS,
+)
 
 Span = tuple[int, int]
 MAX_NODES = 10_000_000
@@ -115,6 +148,14 @@ class Graph:
 # -- the builder -------------------------------------------------------------------
 
 
+class _CallEnd(NamedTuple):
+    """A marker on the builder's stack: the body of an inlined call has been lowered."""
+
+    kind: str  # "callend", where an AST node has its kind
+    span: Span  # the call's span, given to the body's root node
+    first_node: int  # the first node the body added
+
+
 @dataclass
 class _Def:
     name: str
@@ -125,42 +166,56 @@ class _Def:
     size: int = 0  # nodes one call adds when inlined (estimated at definition, capped)
 
 
+def _span(e: tuple) -> Span:
+    """An AST node's span in the source."""
+    return (e[START], e[END])
+
+
+def _subscript_exprs(sub: tuple) -> tuple:
+    """The expressions in a subscript: ("i", expr) or ("s", start, stop, step)."""
+    if sub[SUB_KIND] == "i":
+        return (sub[SUB_EXPR],)
+    return tuple(x for x in (sub[SLICE_START], sub[SLICE_STOP], sub[SLICE_STEP]) if x is not None)
+
+
 def subexprs(e: tuple) -> tuple:
     """The direct sub-expressions of an AST expression."""
-    k = e[0]
+    k = e[KIND]
     if k == "bin":
-        return (e[4], e[5])
+        return (e[BIN_LHS], e[BIN_RHS])
     if k == "neg":
-        return (e[3],)
-    if k in ("call", "tensor"):
-        return e[4] if k == "call" else e[3]
+        return (e[NEG_X],)
+    if k == "call":
+        return e[CALL_ARGS]
+    if k == "tensor":
+        return e[TENSOR_ITEMS]
     if k == "index":
-        return (e[3],) + tuple(x for sub in e[4] for x in sub[1:] if x is not None)
+        return (e[INDEX_X],) + tuple(x for sub in e[INDEX_SUBS] for x in _subscript_exprs(sub))
     return ()
 
 
 def _static_int(expr: tuple, what: str) -> int:
-    if expr[0] == "num" and float(expr[3]).is_integer():
-        if abs(expr[3]) > 2**53:
-            raise CgraphError(f"{what} is too large", (expr[1], expr[2]))
-        return int(expr[3])
-    raise CgraphError(f"{what} must be a whole-number constant", (expr[1], expr[2]))
+    if expr[KIND] == "num" and float(expr[NUM_VALUE]).is_integer():
+        if abs(expr[NUM_VALUE]) > 2**53:
+            raise CgraphError(f"{what} is too large", _span(expr))
+        return int(expr[NUM_VALUE])
+    raise CgraphError(f"{what} must be a whole-number constant", _span(expr))
 
 
 def _const_tensor(expr: tuple) -> list | float | None:
     """A tensor literal made only of numbers, as nested lists; None if it has expressions."""
-    if expr[0] == "num":
-        return expr[3]
-    if expr[0] != "tensor":
+    if expr[KIND] == "num":
+        return expr[NUM_VALUE]
+    if expr[KIND] != "tensor":
         return None
     out: list = []
     stack = [(expr, out)]
     while stack:
         e, dest = stack.pop()
-        for item in e[3]:
-            if item[0] == "num":
-                dest.append(item[3])
-            elif item[0] == "tensor":
+        for item in e[TENSOR_ITEMS]:
+            if item[KIND] == "num":
+                dest.append(item[NUM_VALUE])
+            elif item[KIND] == "tensor":
                 sub: list = []
                 dest.append(sub)
                 stack.append((item, sub))
@@ -184,8 +239,6 @@ class Builder:
         max_nodes: int = MAX_NODES,
         max_memory: int | None = None,
     ) -> None:
-        from cgraph_cli.limits import DEFAULT_MAX_MEMORY
-
         self.g = Graph(source, dtype=dtype)
         self.values = values or {}
         self.rng = rng if rng is not None else np.random.default_rng(seed)
@@ -242,8 +295,6 @@ class Builder:
         """Refuse a node whose value, or the program's values in all, would pass the memory limit."""
         self.n_values += size
         if self.n_values * self.itemsize > self.max_memory:
-            from cgraph_cli.limits import fmt_bytes, suggest_size
-
             alone = size * self.itemsize > self.max_memory
             needed = size * self.itemsize if alone else self.n_values * self.itemsize
             total = fmt_bytes(needed)
@@ -299,13 +350,13 @@ class Builder:
         last = len(stmts) - 1
         bare_out: int | None = None
         for k, st in enumerate(stmts):
-            kind = st[0]
+            kind = st[KIND]
             if kind == "assign":
-                self.assign(st[3], st[4], st[5], (st[1], st[2]))
+                self.assign(st[ASSIGN_NAME], st[ASSIGN_NAME_SPAN], st[ASSIGN_EXPR], _span(st))
             elif kind == "input":
-                self.declare_inputs(st[3])
+                self.declare_inputs(st[INPUT_ITEMS])
             elif kind == "output":
-                for name, span in st[3]:
+                for name, span in st[OUTPUT_NAMES]:
                     if name not in g.bindings:
                         raise CgraphError(f"output '{name}' is not defined" + did_you_mean(name, g.bindings), span)
                     g.outputs.append(g.bindings[name])
@@ -315,10 +366,10 @@ class Builder:
                 if k != last:
                     raise CgraphError(
                         "an expression on its own is only allowed as the last statement",
-                        (st[1], st[2]),
+                        _span(st),
                         hint="give it a name, such as: t = ...",
                     )
-                bare_out = self.assign("out", (st[1], st[2]), st[3], (st[1], st[2]))
+                bare_out = self.assign("out", _span(st), st[BARE_EXPR], _span(st))
         if not g.outputs:
             if bare_out is not None:
                 g.outputs.append(bare_out)
@@ -337,7 +388,7 @@ class Builder:
         before = len(g.ops)
         i = self.lower(expr, None, -1)
         if i < before or g.names[i] is not None:  # an existing node: the assignment makes a copy
-            i = self.node("id", (i,), (expr[1], expr[2]), -1)
+            i = self.node("id", (i,), _span(expr), -1)
         g.names[i] = name
         g.bindings[name] = i
         self.last_assigned = i
@@ -366,16 +417,13 @@ class Builder:
 
     def constant_value(self, expr: tuple) -> np.ndarray:
         """Evaluate a constant expression (an input's default) now."""
-        from cgraph_cli.engine import forward
-
         sub = Builder(self.g.source, dtype=self.dtype, constants_only=True, rng=self.rng)
         sub.defs = self.defs
         i = sub.lower(expr, None, -1)
-        vals = forward(sub.g, {}, upto=i)
-        return np.asarray(vals[i], dtype=self.dtype)
+        return np.asarray(fold_constants(sub.g, i), dtype=self.dtype)
 
     def define(self, st: tuple) -> None:
-        _, s, e, fname, fspan, params, body = st
+        fname, fspan, params, body = st[DEF_NAME], st[DEF_NAME_SPAN], st[DEF_PARAMS], st[DEF_BODY]
         if fname in FUNCTIONS or fname in CONSTRUCTORS:
             raise CgraphError(f"cannot redefine the built-in function '{fname}'", fspan)
         if fname in self.defs:
@@ -389,18 +437,19 @@ class Builder:
         stack = [body]
         while stack:
             x = stack.pop()
-            if x[0] == "name" and x[3] not in seen and x[3] != "pi":
+            if x[KIND] == "name" and x[NAME_ID] not in seen and x[NAME_ID] != "pi":
                 raise CgraphError(
-                    f"unknown name '{x[3]}' in function '{fname}'",
-                    (x[1], x[2]),
-                    hint="a function sees only its parameters" + _suggest_plain(x[3], seen),
+                    f"unknown name '{x[NAME_ID]}' in function '{fname}'",
+                    _span(x),
+                    hint="a function sees only its parameters" + _suggest_plain(x[NAME_ID], seen),
                 )
-            if x[0] == "call":
-                callee = x[3]
+            if x[KIND] == "call":
+                callee = x[CALL_FNAME]
+                callee_span = (x[START], x[CALL_NAME_END])
                 if callee == fname:
-                    raise CgraphError(f"function '{fname}' calls itself; recursion is not allowed", (x[1], x[5]))
+                    raise CgraphError(f"function '{fname}' calls itself; recursion is not allowed", callee_span)
                 if callee not in self.defs and callee not in FUNCTIONS and callee not in CONSTRUCTORS:
-                    raise _unknown_function(callee, (x[1], x[5]), self.defs)
+                    raise _unknown_function(callee, callee_span, self.defs)
             stack.extend(subexprs(x))
         self.defs[fname] = _Def(fname, fspan, params, body, dict(self.defs), self.expanded_size(body))
 
@@ -415,10 +464,10 @@ class Builder:
         stack = [body]
         while stack:
             x = stack.pop()
-            k = x[0]
-            if k == "call" and x[3] in self.defs:
-                n += self.defs[x[3]].size
-            elif k != "name" or x[3] == "pi":
+            k = x[KIND]
+            if k == "call" and x[CALL_FNAME] in self.defs:
+                n += self.defs[x[CALL_FNAME]].size
+            elif k != "name" or x[NAME_ID] == "pi":
                 n += 1
             if n >= cap:
                 return cap
@@ -449,22 +498,23 @@ class Builder:
         return i
 
     def _operands(self, e: tuple) -> list[tuple]:
-        kind = e[0]
+        kind = e[KIND]
         if kind == "bin":
-            return [e[4], e[5]]
+            return [e[BIN_LHS], e[BIN_RHS]]
         if kind == "neg":
-            return [e[3]]
+            return [e[NEG_X]]
         if kind == "index":
-            return [e[3]]
+            return [e[INDEX_X]]
         if kind == "tensor":
             if id(e) not in self.tensors_checked:
                 self.check_tensor_depth(e)
-            return [] if _const_tensor(e) is not None else list(e[3])
+            return [] if _const_tensor(e) is not None else list(e[TENSOR_ITEMS])
         if kind == "call":
-            fname, args = e[3], e[4]
+            fname, args = e[CALL_FNAME], e[CALL_ARGS]
             picked = pick_call(fname, len(args))
-            if picked is not None and picked[0].static is not None:  # the static arguments are not operands
-                return list(args[: picked[0].min_args if picked[0].static == "axis" else 1])
+            call = None if picked is None else picked[0]  # (call, op)
+            if call is not None and call.static is not None:  # the static arguments are not operands
+                return list(args[: call.min_args if call.static == "axis" else 1])
             if fname in CONSTRUCTORS:
                 return []
             return list(args)
@@ -476,9 +526,9 @@ class Builder:
         while stack:
             x, depth = stack.pop()
             if depth > MAX_DIMS:
-                raise CgraphError(f"a tensor literal may nest at most {MAX_DIMS} levels deep", (x[1], x[2]))
+                raise CgraphError(f"a tensor literal may nest at most {MAX_DIMS} levels deep", _span(x))
             self.tensors_checked.add(id(x))
-            stack.extend((item, depth + 1) for item in x[3] if item[0] == "tensor")
+            stack.extend((item, depth + 1) for item in x[TENSOR_ITEMS] if item[KIND] == "tensor")
 
     def lower(self, expr: tuple, env: dict[str, int] | None, frame: int) -> int:
         """Lower an expression to nodes (post-order, with an explicit stack)."""
@@ -486,15 +536,15 @@ class Builder:
         stack: list[tuple] = [(expr, env, frame, False)]
         while stack:
             e, env, frame, done = stack.pop()
-            kind = e[0]
+            kind = e[KIND]
             if kind == "num":
-                results.append(self.const(e[3], (e[1], e[2]), frame))
+                results.append(self.const(e[NUM_VALUE], (e[START], e[END]), frame))
             elif kind == "name":
-                results.append(self.lookup(e[3], (e[1], e[2]), env, frame))
-            elif kind == "callend":  # a user function's body has been lowered
+                results.append(self.lookup(e[NAME_ID], (e[START], e[END]), env, frame))
+            elif kind == "callend":  # a user function's body has been lowered: its root gets the call's span
                 root = results[-1]
-                if root >= e[2]:
-                    self.g.spans[root] = e[1]
+                if root >= e.first_node:
+                    self.g.spans[root] = e.span
             elif not done:
                 stack.append((e, env, frame, True))
                 for c in reversed(self._operands(e)):
@@ -510,22 +560,25 @@ class Builder:
         return results[-1]
 
     def combine(self, e: tuple, ids: tuple[int, ...], env, frame: int, stack: list) -> int | None:
-        kind = e[0]
-        span = (e[1], e[2])
+        kind = e[KIND]
+        span = (e[START], e[END])
         if kind == "bin":
-            return self.node(e[3], ids, span, frame)
+            return self.node(e[BIN_OP], ids, span, frame)
         if kind == "neg":
             return self.node("neg", ids, span, frame)
         if kind == "index":
             idx = []
-            for sub in e[4]:
-                if sub[0] == "i":
-                    idx.append(_static_int(sub[1], "an index"))
+            for sub in e[INDEX_SUBS]:
+                if sub[SUB_KIND] == "i":
+                    idx.append(_static_int(sub[SUB_EXPR], "an index"))
                 else:
-                    parts = [None if p is None else _static_int(p, "a slice bound") for p in sub[1:]]
-                    if parts[2] == 0:
+                    start, stop, step = (
+                        None if p is None else _static_int(p, "a slice bound")
+                        for p in (sub[SLICE_START], sub[SLICE_STOP], sub[SLICE_STEP])
+                    )
+                    if step == 0:
                         raise CgraphError("a slice step cannot be zero", span)
-                    idx.append(slice(*parts))
+                    idx.append(slice(start, stop, step))
             return self.node("index", ids, span, frame, {"idx": tuple(idx)})
         if kind == "tensor":
             if not ids:
@@ -543,9 +596,9 @@ class Builder:
         raise CgraphError(f"internal error: cannot lower {kind}", span)
 
     def call(self, e: tuple, ids: tuple[int, ...], env, frame: int, stack: list) -> int | None:
-        fname, args = e[3], e[4]
-        span = (e[1], e[2])
-        name_span = (e[1], e[5])
+        fname, args = e[CALL_FNAME], e[CALL_ARGS]
+        span = _span(e)
+        name_span = (e[START], e[CALL_NAME_END])
         visible = self.defs if env is None else self.g.frames[frame].defs
         user = visible.get(fname)
         if user is not None:
@@ -563,7 +616,7 @@ class Builder:
             fr = len(self.g.frames)
             self.g.frames.append(Frame(fname, span, frame, user.defs))
             new_env = {p: i for (p, _), i in zip(user.params, ids)}
-            stack.append((("callend", span, len(self.g.ops)), new_env, fr, False))
+            stack.append((_CallEnd("callend", span, len(self.g.ops)), new_env, fr, False))
             stack.append((user.body, new_env, fr, False))
             return None
         if fname in CONSTRUCTORS:
@@ -620,6 +673,19 @@ class Builder:
         else:
             v = self.rng.random(shape)
         return self.const(v, span, frame)
+
+
+def fold_constants(g: Graph, upto: int) -> Any:
+    """The value of node ``upto`` of a graph of constants and ops on them, by the op records' forward functions
+    (the engine's reference forward, for a graph without inputs: an input's default is folded while building)."""
+    vals: list[Any] = []
+    with np.errstate(all="ignore"):
+        for op, args, attrs in zip(g.ops[: upto + 1], g.args, g.attrs):
+            if op == "const":
+                vals.append(attrs["value"])  # type: ignore[index]
+            else:
+                vals.append(OPS[op].fwd(*[vals[j] for j in args], **(attrs or {})))
+    return vals[upto]
 
 
 def _n_args(n: int) -> str:

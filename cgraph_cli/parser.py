@@ -4,16 +4,18 @@ Lark's LALR parser calls :class:`AstBuilder` on every reduction, so no parse
 tree is ever built and nothing recurses over the input.  Lark's exceptions are
 translated here, at this one boundary, into :class:`CgraphError` with a span.
 
-AST nodes are tuples ``(kind, start, end, ...)`` where start/end are character
-offsets into the source:
+AST nodes are plain tuples ``(kind, start, end, ...)`` where start/end are character
+offsets into the source (plain tuples: a program of a million statements builds
+millions of them, and a tuple costs a fraction of a named tuple to make).  Every
+field is read by the name of its index, defined below for each kind:
 
-- ``("num", s, e, value)``
-- ``("name", s, e, ident)``
-- ``("bin", s, e, op, lhs, rhs, op_start)`` with op in add/sub/mul/div/matmul/pow
-- ``("neg", s, e, x)``
-- ``("call", s, e, fname, args, name_end)``
-- ``("index", s, e, x, subs)`` with subs items ``("i", expr)`` or ``("s", a, b, c)``
-- ``("tensor", s, e, items)``
+- ``("num", s, e, value)``: :data:`NUM_VALUE`
+- ``("name", s, e, ident)``: :data:`NAME_ID`
+- ``("bin", s, e, op, lhs, rhs, op_start)`` with op in add/sub/mul/div/matmul/pow: :data:`BIN_OP`, ...
+- ``("neg", s, e, x)``: :data:`NEG_X`
+- ``("call", s, e, fname, args, name_end)``: :data:`CALL_FNAME`, ...
+- ``("index", s, e, x, subs)`` with subs items ``("i", expr)`` or ``("s", start, stop, step)``
+- ``("tensor", s, e, items)``: :data:`TENSOR_ITEMS`
 
 Statements:
 
@@ -32,6 +34,25 @@ from pathlib import Path
 from typing import Any
 
 from cgraph_cli.errors import CgraphError, Source
+
+# -- the AST's fields, by name -------------------------------------------------------------------------------------
+# every node and statement: its kind and its span; the kind's own fields start at FIELDS
+KIND, START, END, FIELDS = 0, 1, 2, 3
+NUM_VALUE = 3  # ("num", s, e, value)
+NAME_ID = 3  # ("name", s, e, ident)
+BIN_OP, BIN_LHS, BIN_RHS, BIN_OP_START = 3, 4, 5, 6  # ("bin", s, e, op, lhs, rhs, op_start)
+NEG_X = 3  # ("neg", s, e, x)
+CALL_FNAME, CALL_ARGS, CALL_NAME_END = 3, 4, 5  # ("call", s, e, fname, args, name_end)
+INDEX_X, INDEX_SUBS = 3, 4  # ("index", s, e, x, subs)
+SUB_KIND, SUB_EXPR = 0, 1  # a subscript ("i", expr)
+SLICE_START, SLICE_STOP, SLICE_STEP = 1, 2, 3  # a subscript ("s", start, stop, step), each None when left out
+TENSOR_ITEMS = 3  # ("tensor", s, e, items)
+ASSIGN_NAME, ASSIGN_NAME_SPAN, ASSIGN_EXPR = 3, 4, 5  # ("assign", s, e, name, name_span, expr)
+INPUT_ITEMS = 3  # ("input", s, e, [(name, span, "name"|"default"|"shape", payload), ...])
+OUTPUT_NAMES = 3  # ("output", s, e, [(name, span), ...])
+DEF_NAME, DEF_NAME_SPAN, DEF_PARAMS, DEF_BODY = 3, 4, 5, 6  # ("def", s, e, fname, fspan, params, body)
+BARE_EXPR = 3  # ("bare", s, e, expr)
+ITEM_SPAN = 1  # the span in an input item or an output name: (name, span, ...)
 
 _BINOPS = {"PLUS": "add", "MINUS": "sub", "STAR": "mul", "SLASH": "div", "AT": "matmul", "POW": "pow"}
 
@@ -83,12 +104,12 @@ class AstBuilder:
 
     def assign(self, c):
         name, expr = c[0], c[-1]
-        return ("assign", name.start_pos, expr[2], str(name), (name.start_pos, name.end_pos), expr)
+        return ("assign", name.start_pos, expr[END], str(name), (name.start_pos, name.end_pos), expr)
 
     def input_decl(self, c):
         kw = c[0]
         items = c[1:]
-        return ("input", kw.start_pos, items[-1][1][1], items)
+        return ("input", kw.start_pos, items[-1][ITEM_SPAN][1], items)
 
     def in_name(self, c):
         t = c[0]
@@ -113,32 +134,32 @@ class AstBuilder:
 
     def output_decl(self, c):
         names = [(str(t), (t.start_pos, t.end_pos)) for t in c[1:]]
-        return ("output", c[0].start_pos, names[-1][1][1], names)
+        return ("output", c[0].start_pos, names[-1][ITEM_SPAN][1], names)
 
     def def_(self, c):
         kw, fname = c[0], c[1]
         body = c[-1]
         params = [(str(t), (t.start_pos, t.end_pos)) for t in c[2:-1] if isinstance(t, str) and t.type == "NAME"]
-        return ("def", kw.start_pos, body[2], str(fname), (fname.start_pos, fname.end_pos), params, body)
+        return ("def", kw.start_pos, body[END], str(fname), (fname.start_pos, fname.end_pos), params, body)
 
     def bare(self, c):
         expr = c[0]
-        return ("bare", expr[1], expr[2], expr)
+        return ("bare", expr[START], expr[END], expr)
 
     # -- expressions --------------------------------------------------------------
     def binop(self, c):
         lhs, tok, rhs = c
-        return ("bin", lhs[1], rhs[2], _BINOPS[tok.type], lhs, rhs, tok.start_pos)
+        return ("bin", lhs[START], rhs[END], _BINOPS[tok.type], lhs, rhs, tok.start_pos)
 
     def neg(self, c):
         tok, x = c
-        if x[0] == "num" and x[1] == tok.end_pos:  # fold "-3" into a literal
-            return ("num", tok.start_pos, x[2], -x[3])
-        return ("neg", tok.start_pos, x[2], x)
+        if x[KIND] == "num" and x[START] == tok.end_pos:  # fold "-3" into a literal
+            return ("num", tok.start_pos, x[END], -x[NUM_VALUE])
+        return ("neg", tok.start_pos, x[END], x)
 
     def pos(self, c):
         tok, x = c
-        return (x[0], tok.start_pos) + x[2:]
+        return (x[KIND], tok.start_pos) + x[END:]
 
     def number(self, c):
         t = c[0]
@@ -150,7 +171,7 @@ class AstBuilder:
 
     def paren(self, c):
         lpar, x, rpar = c
-        return (x[0], lpar.start_pos, rpar.end_pos) + x[3:]
+        return (x[KIND], lpar.start_pos, rpar.end_pos) + x[FIELDS:]
 
     def tensor(self, c):
         return ("tensor", c[0].start_pos, c[-1].end_pos, tuple(_kept(c[1:-1])))
@@ -161,21 +182,22 @@ class AstBuilder:
 
     def index(self, c):
         x = c[0]
-        return ("index", x[1], c[-1].end_pos, x, tuple(_kept(c[2:-1])))
+        return ("index", x[START], c[-1].end_pos, x, tuple(_kept(c[2:-1])))
 
     def sub_index(self, c):
         return ("i", c[0])
 
     def sub_slice(self, c):
         # children: [expr|None, COLON, expr|None] or [expr|None, COLON, expr|None, COLON, expr|None]
-        parts: list = [None, None, None]
+        parts: list = [None, None, None]  # start, stop, step: the part after the k-th colon
         k = 0
         for item in c:
             if isinstance(item, str) and item.type == "COLON":
                 k += 1
             elif item is not None:
                 parts[k] = item
-        return ("s", parts[0], parts[1], parts[2])
+        start, stop, step = parts
+        return ("s", start, stop, step)
 
 
 _PARSER: Any = None
@@ -428,7 +450,7 @@ class _FastParser:
                 p = self.p
                 self.p += 2
                 x = self.expr()
-                out.append(("assign", self.s[p], x[2], self.v[p], (self.s[p], self.e[p]), x))
+                out.append(("assign", self.s[p], x[END], self.v[p], (self.s[p], self.e[p]), x))
             elif t == "INPUT":
                 out.append(self.input_decl())
             elif t == "OUTPUT":
@@ -437,7 +459,7 @@ class _FastParser:
                 out.append(self.def_())
             else:
                 x = self.expr()
-                out.append(("bare", x[1], x[2], x))
+                out.append(("bare", x[START], x[END], x))
             self.expect(";")
 
     def input_decl(self) -> tuple:
@@ -468,7 +490,7 @@ class _FastParser:
             if self.k[self.p] != ",":
                 break
             self.p += 1
-        return ("input", self.s[kw], items[-1][1][1], items)
+        return ("input", self.s[kw], items[-1][ITEM_SPAN][1], items)
 
     def output_decl(self) -> tuple:
         kw = self.expect("OUTPUT")
@@ -479,7 +501,7 @@ class _FastParser:
             if self.k[self.p] != ",":
                 break
             self.p += 1
-        return ("output", self.s[kw], names[-1][1][1], names)
+        return ("output", self.s[kw], names[-1][ITEM_SPAN][1], names)
 
     def def_(self) -> tuple:
         kw = self.expect("DEF")
@@ -496,7 +518,7 @@ class _FastParser:
         self.expect(")")
         self.expect("=")
         body = self.expr()
-        return ("def", self.s[kw], body[2], self.v[f], (self.s[f], self.e[f]), params, body)
+        return ("def", self.s[kw], body[END], self.v[f], (self.s[f], self.e[f]), params, body)
 
     # -- expressions ------------------------------------------------------------------------------------------------
     def expr(self) -> tuple:
@@ -510,7 +532,7 @@ class _FastParser:
             p = self.p
             self.p += 1
             rhs = self.product()
-            lhs = ("bin", lhs[1], rhs[2], "add" if t == "+" else "sub", lhs, rhs, self.s[p])
+            lhs = ("bin", lhs[START], rhs[END], "add" if t == "+" else "sub", lhs, rhs, self.s[p])
             t = k[self.p]
         self.depth -= 1
         return lhs
@@ -523,7 +545,8 @@ class _FastParser:
             p = self.p
             self.p += 1
             rhs = self.unary()
-            lhs = ("bin", lhs[1], rhs[2], "mul" if t == "*" else ("div" if t == "/" else "matmul"), lhs, rhs, self.s[p])
+            op = "mul" if t == "*" else ("div" if t == "/" else "matmul")
+            lhs = ("bin", lhs[START], rhs[END], op, lhs, rhs, self.s[p])
             t = k[self.p]
         return lhs
 
@@ -538,10 +561,10 @@ class _FastParser:
             x = self.unary()
             self.depth -= 1
             if t == "+":
-                return (x[0], self.s[p]) + x[2:]
-            if x[0] == "num" and x[1] == self.e[p]:  # fold "-3" into a literal
-                return ("num", self.s[p], x[2], -x[3])
-            return ("neg", self.s[p], x[2], x)
+                return (x[KIND], self.s[p]) + x[END:]
+            if x[KIND] == "num" and x[START] == self.e[p]:  # fold "-3" into a literal
+                return ("num", self.s[p], x[END], -x[NUM_VALUE])
+            return ("neg", self.s[p], x[END], x)
         base = self.postfix()
         if self.k[self.p] == "^":
             p = self.p
@@ -551,7 +574,7 @@ class _FastParser:
                 raise _GiveUp
             e = self.unary()
             self.depth -= 1
-            return ("bin", base[1], e[2], "pow", base, e, self.s[p])
+            return ("bin", base[START], e[END], "pow", base, e, self.s[p])
         return base
 
     def postfix(self) -> tuple:
@@ -574,7 +597,7 @@ class _FastParser:
             self.p = p + 1
             inner = self.expr()
             r = self.expect(")")
-            x = (inner[0], self.s[p], self.e[r]) + inner[3:]
+            x = (inner[KIND], self.s[p], self.e[r]) + inner[FIELDS:]
         elif t == "[":
             self.p = p + 1
             items = self.items("]")
@@ -591,7 +614,7 @@ class _FastParser:
                     break
                 self.p += 1
             r = self.expect("]")
-            x = ("index", x[1], self.e[r], x, tuple(subs))
+            x = ("index", x[START], self.e[r], x, tuple(subs))
         return x
 
     def items(self, close: str) -> tuple:
@@ -605,17 +628,16 @@ class _FastParser:
 
     def subscript(self) -> tuple:
         k = self.k
-        parts: list = [None, None, None]
+        start = stop = step = None
         if k[self.p] != ":":
-            first = self.expr()
+            start = self.expr()
             if k[self.p] != ":":
-                return ("i", first)
-            parts[0] = first
+                return ("i", start)
         self.p += 1  # the first ':'
         if k[self.p] not in (":", ",", "]"):
-            parts[1] = self.expr()
+            stop = self.expr()
         if k[self.p] == ":":
             self.p += 1
             if k[self.p] not in (",", "]"):
-                parts[2] = self.expr()
-        return ("s", parts[0], parts[1], parts[2])
+                step = self.expr()
+        return ("s", start, stop, step)
