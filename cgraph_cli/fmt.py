@@ -1,26 +1,180 @@
-"""The one formatter family: numbers, shapes and indices as text, used by every layer.
+"""The one formatter family: numbers, tensors, shapes and indices as text, used by every layer.
 
-Every view (tables, ``explain``, pictures, ``check``, error messages) writes numbers through
-:func:`number`, so a value reads the same everywhere; the variants differ only in the number of
-significant digits and in styling (pictures write ``∞`` and short exponents).
+Every view (tables, ``explain``, pictures, ``check``, ``ir``, error messages) writes a number through
+:func:`fmt_number`, so a value reads the same everywhere; the views differ only in the number of
+significant digits and in the style:
+
+- ``"plain"``: ``14``, ``-1``, ``0.5``, ``1.2346e-05``, ``NaN``, ``inf``, ``-inf`` (0 for -0);
+- ``"picture"``: as plain, with ``∞`` and short exponents (``1e-5``);
+- ``"python"``: Python's ``format(x, ".{digits}g")`` as it is (``nan``, ``-0``);
+- ``"sci"``: ``1.00e-05`` (``digits`` after the point) for finite numbers, plain otherwise.
+
+Tensors are built from those numbers: :func:`fmt_list` (every entry, as nested lists),
+:func:`fmt_value` (numpy's summary with ``...``), :func:`fmt_cell` (a table cell),
+:func:`fmt_picture` (a box of a picture), :func:`fmt_norm` (an L2 norm), :func:`fmt_operand`
+(a value inside a formula) and :func:`fmt_const` (``cgraph ir``'s constants). The JSON and CSV
+spellings (:func:`json_number`, :func:`json_value`, :func:`csv_cell`) keep full precision.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
+import numpy as np
 
-def fmt_number(x: Any, digits: int = 6) -> str:
-    """Short, exact-looking numbers: 14, -1, 0.5, 1.2346e-05, NaN, inf."""
+FULL = 6  # a tensor with at most this many entries is written in full (explain, node names)
+
+
+# -- numbers -------------------------------------------------------------------------
+
+
+def fmt_number(x: Any, digits: int = 6, style: str = "plain") -> str:
+    """A number as text: ``digits`` significant digits in one of the styles of the module's docstring."""
+    x = float(x)
+    if style == "python":
+        return format(x, f".{digits}g")
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        if style == "picture":
+            return "∞" if x > 0 else "-∞"
+        return "inf" if x > 0 else "-inf"
+    if style == "sci":
+        return format(x, f".{digits}e")
+    if x == 0:
+        return "0"
+    s = format(x, f".{digits}g")
+    if style == "picture" and "e" in s:
+        mant, exp = s.split("e")
+        s = f"{mant}e{int(exp)}"
+    return s
+
+
+def json_number(x: Any) -> Any:
+    """Strict JSON: non-finite numbers become the strings NaN / Infinity / -Infinity."""
     x = float(x)
     if math.isnan(x):
         return "NaN"
     if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x == 0:
-        return "0"
-    return format(x, f".{digits}g")
+        return "Infinity" if x > 0 else "-Infinity"
+    return x
+
+
+# -- tensors -------------------------------------------------------------------------
+
+
+def fmt_list(v: Any, digits: int = 6, style: str = "plain") -> str:
+    """Every entry, as nested lists: ``[[1, 2], [3, 4]]`` (a scalar as a number)."""
+    a = np.asarray(v, dtype=np.float64)
+    if a.ndim == 0:
+        return fmt_number(a, digits, style)
+    return "[" + ", ".join(fmt_list(r, digits, style) for r in a) + "]"
+
+
+def fmt_brief(v: Any, digits: int, style: str = "plain", dots: str = "…") -> str:
+    """The first two and the last entry: ``[0, 1, …, 999]``."""
+    flat = np.asarray(v).ravel()
+    first, second, last = (fmt_number(flat[k], digits, style) for k in (0, 1, -1))
+    return f"[{first}, {second}, {dots}, {last}]"
+
+
+def fmt_norm(v: Any, digits: int = 6, style: str = "plain") -> str:
+    """The L2 norm of a tensor."""
+    a = np.asarray(v, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        return fmt_number(np.sqrt(np.sum(a * a)), digits, style)
+
+
+def fmt_value(v: Any, *, limit: int = 4) -> str:
+    """A scalar as a number; a tensor abbreviated to its first and last entries (numpy's summary)."""
+    if v is None:
+        return "—"
+    a = np.asarray(v)
+    if a.ndim == 0:
+        return fmt_number(a)
+    with np.printoptions(precision=4, threshold=limit, edgeitems=2, suppress=False):
+        text = np.array2string(a, separator=", ", formatter={"float_kind": lambda x: fmt_number(x)})
+    return " ".join(text.split())
+
+
+def fmt_cell(v: Any) -> str:
+    """A table cell: scalars in full, tensors as a few entries with 4 significant digits."""
+    if v is None:
+        return "—"
+    a = np.asarray(v)
+    if a.ndim == 0:
+        return fmt_number(a)
+    if a.size == 0:
+        return "[]"
+    if a.size <= 3:
+        return fmt_list(a, 4, "python")
+    return fmt_brief(a, 4, "python", "...")
+
+
+def fmt_picture(v: Any) -> str:
+    """A value in a picture's box: scalars in full, small tensors in full, larger ones abbreviated or as a norm."""
+    a = np.asarray(v)
+    if a.size == 1:
+        return fmt_number(a.reshape(()), 4, "picture")
+    if a.size == 0:
+        return "[]"
+    if a.ndim == 1 and a.size > 4:
+        return fmt_brief(a, 3, "picture")
+    if a.ndim <= 2 and a.size <= 4:
+        return fmt_list(a, 3, "picture")
+    return f"‖·‖ = {fmt_norm(a, 4, 'picture')}"
+
+
+def is_small(v: Any) -> bool:
+    """Whether a value is written in full (at most :data:`FULL` entries)."""
+    return np.size(v) <= FULL
+
+
+def fmt_operand(v: Any, *, first: bool = True) -> str:
+    """A value inside a formula: small values in full (negative ones in parentheses unless first), else ``…``."""
+    s = fmt_list(v) if is_small(v) else "…"
+    if not first and s.startswith("-"):
+        return f"({s})"
+    return s
+
+
+def fmt_const(v: Any) -> str:
+    """A constant in ``cgraph ir``: a number, or numpy's abbreviated array."""
+    v = np.asarray(v)
+    if v.ndim == 0:
+        return fmt_number(v, 6, "python")
+    return np.array2string(v, precision=4, threshold=6, edgeitems=2, separator=", ").replace("\n", "")
+
+
+def json_value(v: Any) -> Any:
+    """A value as JSON-ready data: a number or nested lists (non-finite numbers as strings)."""
+    if v is None:
+        return None
+    a = np.asarray(v, dtype=np.float64)
+    if a.ndim == 0:
+        return json_number(a)
+    if np.all(np.isfinite(a)):
+        return a.tolist()
+    flat = [json_number(x) for x in a.ravel()]
+    out: Any = flat
+    for d in reversed(a.shape[1:]):
+        out = [out[i : i + d] for i in range(0, len(out), d)]
+    return out
+
+
+def csv_cell(v: Any) -> str:
+    """A CSV cell: a number in full precision (``repr``; NaN, inf, -inf), a tensor as compact JSON."""
+    if v is None:
+        return ""
+    a = np.asarray(v)
+    if a.ndim == 0:
+        return repr(float(a)) if np.isfinite(a) else fmt_number(a)
+    return json.dumps(json_value(a), separators=(",", ":"))
+
+
+# -- shapes, indices, attributes -----------------------------------------------------
 
 
 def fmt_shape(shape: tuple[int, ...]) -> str:
@@ -39,3 +193,12 @@ def fmt_index(idx: tuple) -> str:
         else:
             parts.append(str(i))
     return "[" + ", ".join(parts) + "]"
+
+
+def fmt_attr(v: Any) -> str:
+    """An op attribute: an index, a shape, or the value as it prints."""
+    if isinstance(v, tuple) and any(isinstance(x, slice) for x in v):
+        return fmt_index(v)
+    if isinstance(v, tuple):
+        return fmt_shape(v)
+    return str(v)
