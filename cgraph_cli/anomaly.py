@@ -21,7 +21,9 @@ import numpy as np
 
 from cgraph_cli.engine import Result
 from cgraph_cli.errors import format_located
+from cgraph_cli.fmt import fmt_value
 from cgraph_cli.ir import Graph
+from cgraph_cli.names import node_names
 from cgraph_cli.ops import OPS, unbroadcast
 
 
@@ -109,15 +111,15 @@ def _backward_origin(result: Result) -> Anomaly | None:
 
 def warnings(result: Result) -> list[str]:
     """One warning per pass, each with the source line, a caret and a hint where one applies."""
-    from cgraph_cli.present import fmt_value
-
     g, vals, grads = result.graph, result.values, result.grads
     out = []
-    for a in find(result):
+    found = find(result)
+    label = node_names(g) if found else []
+    for a in found:
         i = a.node
-        node = f"node {g.label(i)} ({g.ops[i]})"
+        node = f"node {label[i]} ({g.ops[i]})"
         operands = ", ".join(  # a constant operand is shown as its value alone
-            fmt_value(vals[j]) if g.ops[j] == "const" and g.names[j] is None else f"{g.label(j)} = {fmt_value(vals[j])}"
+            fmt_value(vals[j]) if g.ops[j] == "const" and g.names[j] is None else f"{label[j]} = {fmt_value(vals[j])}"
             for j in g.args[i]
         )
         if a.where == "forward":
@@ -131,15 +133,14 @@ def warnings(result: Result) -> list[str]:
         elif a.overflow:
             msg = (
                 f"non-finite gradient first appears in the backward pass at {node}: adding its contribution "
-                f"to ∂{g.label(result.out)}/∂{g.label(a.operand)} makes the sum {fmt_value(a.bad)}"
+                f"to ∂{label[result.out]}/∂{label[a.operand]} makes the sum {fmt_value(a.bad)}"
             )
             hint = f"overflow: the sum is beyond the range of {np.dtype(g.dtype).name} (about ±{_largest(g)})"
         else:
-            out_name = g.label(result.out)
             msg = (
                 f"non-finite gradient first appears in the backward pass at {node}: its local derivative "
-                f"turns ∂{out_name}/∂{g.label(i)} = {fmt_value(grads[i])} into "
-                f"{fmt_value(a.bad)} for {g.label(a.operand)}"
+                f"turns ∂{label[result.out]}/∂{label[i]} = {fmt_value(grads[i])} into "
+                f"{fmt_value(a.bad)} for {label[a.operand]}"
             )
             if operands:
                 msg += f" (at {operands})"

@@ -27,8 +27,10 @@ from typing import Any, Callable
 import numpy as np
 
 from cgraph_cli.engine import Result, evaluate, forward
-from cgraph_cli.errors import CgraphError, closest
+from cgraph_cli.errors import CgraphError, closest, format_located
+from cgraph_cli.fmt import fmt_number, fmt_shape, fmt_value, json_number, json_value
 from cgraph_cli.ir import Graph
+from cgraph_cli.names import node_names
 from cgraph_cli.ops import LEAF_OPS, OPS
 
 
@@ -107,8 +109,6 @@ class CheckReport:
 
 def find_kinks(result: Result, eps: float) -> list[Kink]:
     """Nodes on the way to the output whose operand sits on (within eps of) their op's kink."""
-    from cgraph_cli.explain import node_labels
-
     g = result.graph
     out = result.out
     need = g.needs_grad()
@@ -123,9 +123,7 @@ def find_kinks(result: Result, eps: float) -> list[Kink]:
         if not kink.at(xs, result.values[i], g.attrs[i] or {}, eps):
             continue
         why = kink.why
-        labels = labels or node_labels(g)
-        from cgraph_cli.present import fmt_value
-
+        labels = labels or node_names(g)
         operands = ", ".join(f"{labels[j]} = {fmt_value(result.values[j])}" for j in g.args[i])
         line, col = g.line_col(i)
         msg = f"{labels[i]} sits on a kink ({operands}): {why}; finite differences may not match there"
@@ -157,10 +155,10 @@ DEFAULT_SAMPLES = 1000  # the command line checks this many random entries of a 
 def check_options(eps: float, rtol: float, atol: float, samples: int | None) -> None:
     """Refuse tolerances that would make every check fail (or pass): NaN, infinities, negatives."""
     if not (math.isfinite(eps) and eps > 0):
-        raise CgraphError(f"--eps must be a positive finite number, got {eps:g}")
+        raise CgraphError(f"--eps must be a positive finite number, got {fmt_number(eps, 6, 'python')}")
     for option, value in (("--rtol", rtol), ("--atol", atol)):
         if not (math.isfinite(value) and value >= 0):
-            raise CgraphError(f"{option} must be a finite number, 0 or more, got {value:g}")
+            raise CgraphError(f"{option} must be a finite number, 0 or more, got {fmt_number(value, 6, 'python')}")
     if samples is not None and samples < 1:
         raise CgraphError(f"--samples must be at least 1, got {samples}")
 
@@ -273,11 +271,12 @@ def rows_to_show(c: InputCheck) -> list[int]:
 
 def summary(report: CheckReport) -> str:
     r = report.result
-    from cgraph_cli.explain import node_labels
-
-    out = node_labels(r.graph)[r.out]
+    out = node_names(r.graph)[r.out]
     n, bad = report.checked, report.failed
-    tol = f"eps {report.eps:g}, rtol {report.rtol:g}, atol {report.atol:g}"
+    tol = ", ".join(
+        f"{k} {fmt_number(v, 6, 'python')}"
+        for k, v in (("eps", report.eps), ("rtol", report.rtol), ("atol", report.atol))
+    )
     sampled = " (sampled)" if any(c.sampled for c in report.inputs) else ""
     if n == 0:
         return f"ok: nothing to check: {out} has no inputs to differentiate with respect to"
@@ -288,8 +287,6 @@ def summary(report: CheckReport) -> str:
         key=lambda ck: np.nan_to_num(ck[0].abs_error[ck[1]], nan=np.inf),
     )
     c, k = worst
-    from cgraph_cli.present import fmt_number
-
     where = f"worst {c.entry_name(k)}: analytic {fmt_number(c.analytic[k])}, numeric {fmt_number(c.numeric[k])}"
     kink = f"; {len(report.kinks)} non-differentiable point{'s' * (len(report.kinks) != 1)}" if report.kinks else ""
     text = f"FAILED: {bad} of {n} gradient entries of {out} differ from finite differences ({where}; {tol}){kink}"
@@ -298,7 +295,7 @@ def summary(report: CheckReport) -> str:
         level = max(float(np.max(c.roundoff)) for c in report.inputs if c.roundoff is not None and len(c.index))
         text += (
             f"\nnote: {noisy} of these differ by less than the finite differences' own round-off"
-            f" (up to {level:.1e} here, from |{out}| / eps): a larger --eps or --atol may settle them"
+            f" (up to {fmt_number(level, 1, 'sci')} here, from |{out}| / eps): a larger --eps or --atol may settle them"
         )
     return text
 
@@ -307,12 +304,8 @@ def to_tables(report: CheckReport) -> list[Any]:
     """One rich Table per input."""
     from rich.table import Table
 
-    from cgraph_cli.explain import node_labels
-    from cgraph_cli.fmt import fmt_shape
-    from cgraph_cli.present import fmt_number
-
     r = report.result
-    outl = node_labels(r.graph)[r.out]
+    outl = node_names(r.graph)[r.out]
     tables = []
     for c in report.inputs:
         what = (
@@ -334,8 +327,8 @@ def to_tables(report: CheckReport) -> list[Any]:
                 c.entry_name(k),
                 fmt_number(c.analytic[k]),
                 fmt_number(c.numeric[k]),
-                f"{c.abs_error[k]:.2e}" if np.isfinite(c.abs_error[k]) else fmt_number(c.abs_error[k]),
-                f"{c.rel_error[k]:.2e}" if np.isfinite(c.rel_error[k]) else fmt_number(c.rel_error[k]),
+                fmt_number(c.abs_error[k], 2, "sci"),
+                fmt_number(c.rel_error[k], 2, "sci"),
                 "pass" if c.ok[k] else "FAIL",
                 style=None if c.ok[k] else "red",
             )
@@ -345,7 +338,7 @@ def to_tables(report: CheckReport) -> list[Any]:
                 f"… {hidden} more",
                 "",
                 "",
-                f"max {np.max(c.abs_error):.2e}",
+                f"max {fmt_number(np.max(c.abs_error), 2, 'sci')}",
                 "",
                 "pass" if c.failed <= len(shown) else "",
             )
@@ -354,12 +347,9 @@ def to_tables(report: CheckReport) -> list[Any]:
 
 
 def to_data(report: CheckReport) -> dict[str, Any]:
-    from cgraph_cli.explain import node_labels
-    from cgraph_cli.present import json_number, json_value
-
     r = report.result
     return {
-        "output": node_labels(r.graph)[r.out],
+        "output": node_names(r.graph)[r.out],
         "value": json_value(r.values[r.out]),
         "eps": report.eps,
         "rtol": report.rtol,
@@ -403,7 +393,5 @@ def to_data(report: CheckReport) -> dict[str, Any]:
 
 
 def kink_warnings(report: CheckReport) -> list[str]:
-    from cgraph_cli.errors import format_located
-
     g = report.result.graph
     return ["warning: " + format_located(k.message, k.span, g.source) for k in report.kinks]

@@ -12,29 +12,29 @@ then with the numbers, then the result, followed by the local derivatives it use
     ∂z/∂b = ∂z/∂x · ∂x/∂b + ∂z/∂y · ∂y/∂b = 7 · 1 + 2 · 1 = 9
         where ∂x/∂b = 1, ∂y/∂b = 1
 
-Names. A named node is shown by its name; a name assigned several times gets a subscript per
-assignment (``s₁``, ``s₂``, ...). An anonymous intermediate node is shown by its source text in
-parentheses, such as ``(w * x)`` (no parentheses are added around a call such as ``dot(w, x)`` or
-text that is already parenthesised); when that text is long, appears twice, or lies inside a user
-function (where it would name the function's parameters), the node is shown as ``%ID``, its id in
-``cgraph ir``. A constant is shown by its value.
+Names are those of :func:`cgraph_cli.names.node_names` (the same in the eval table, ``check``, the
+pictures, their ``--steps`` captions and the warnings): ``s₁``, ``s₂`` for a reassigned name, the source
+text ``(w * x)`` for an anonymous node, ``%ID`` where that text would be long, repeated or inside a user
+function, and a constant's value.
 
-Tensors. A node whose value or gradient has more than :data:`SMALL` entries is summarised by its
+Tensors. A node whose value or gradient has more than :data:`cgraph_cli.fmt.FULL` entries is summarised by its
 L2 norm (``‖W1‖ = 3.07``); every tensor line ends with its shapes. Backward steps through tensors
 are written as vector-Jacobian products in matrix form (``∂L/∂W = ∂L/∂u · xᵀ``), with ``⊙`` for an
 elementwise product and ``sum_to(..., shape)`` where a broadcast operand's gradient is summed back
 over the broadcast axes to the operand's shape.
 
-Local derivatives come from :data:`LOCAL` (symbolic templates keyed by op name) and, for tensors,
-:data:`VJP`; an op with no template still explains: its local derivative is shown as ``∂u/∂a``
-and its number comes from the op table's VJP evaluated at g = 1.
+Local derivatives come from the op records (:mod:`cgraph_cli.ops`: the ``local`` template and, for
+tensors, ``vjp_text``); an op with no template still explains: its local derivative is shown as
+``∂u/∂a`` and its number comes from the record's VJP evaluated at g = 1.
+
+Every other view of the steps renders from :func:`explain`: ``explain --format json``
+(:func:`to_data`) and the captions of ``cgraph render --steps`` (:func:`step_text`, one line per step).
 
 Numbers are those of :func:`cgraph_cli.engine.evaluate` (the same as ``cgraph eval``).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,15 +42,13 @@ import numpy as np
 
 from cgraph_cli.engine import Result
 from cgraph_cli.errors import CgraphError
-from cgraph_cli.fmt import fmt_shape
+from cgraph_cli.fmt import fmt_list, fmt_norm, fmt_operand, fmt_shape, is_small, json_value
 from cgraph_cli.ir import Graph
+from cgraph_cli.names import node_names
 from cgraph_cli.ops import OPS, unbroadcast
-from cgraph_cli.ops.text import balanced_outer, call, paren
-from cgraph_cli.present import fmt_number, json_value
+from cgraph_cli.ops.text import call, paren
 
-SMALL = 6  # tensors with more entries are shown by their norm
 MAX_STEPS = 10_000  # programs with more nodes are refused: a step per node, unreadable and slow beyond this
-MAX_LABEL = 20  # longer source text is shown as %ID
 
 
 # -- the explanation as data ----------------------------------------------------------
@@ -107,76 +105,6 @@ class Explanation:
         return f"∂{self.out_label}/∂{self.labels[i]}"
 
 
-def node_labels(g: Graph) -> list[str]:
-    """The readable name of every node (see the module's docstring)."""
-    from cgraph_cli.present import display_names
-
-    labels = display_names(g)  # names, with subscripts for reassigned ones (as in eval's table)
-    for i in range(len(g)):
-        if g.names[i] is not None:
-            continue
-        if g.ops[i] == "const":
-            v = np.asarray(g.attrs[i]["value"])  # type: ignore[index]
-            labels[i] = _const_text(v) if v.size <= SMALL else f"%{i}"
-        else:
-            labels[i] = _text_label(g, i)
-    # anonymous labels must be unique and must not look like a name
-    taken: dict[str, int] = {}
-    for i, lab in enumerate(labels):
-        if g.names[i] is None and g.ops[i] != "const":
-            taken[lab] = taken.get(lab, 0) + 1
-    named = {lab for i, lab in enumerate(labels) if g.names[i] is not None}
-    for i, lab in enumerate(labels):
-        if g.names[i] is None and g.ops[i] != "const" and (taken[lab] > 1 or lab in named):
-            labels[i] = f"%{i}"
-    return labels
-
-
-def _const_text(v: np.ndarray) -> str:
-    if v.ndim == 0:
-        return fmt_number(v)
-    return _small(v)
-
-
-def _text_label(g: Graph, i: int) -> str:
-    if g.frames_of[i] != -1:
-        return f"%{i}"
-    text = " ".join(g.text(i).split())
-    if not text or len(text) > MAX_LABEL:
-        return f"%{i}"
-    if text.startswith("(") and text.endswith(")") and balanced_outer(text):
-        return text
-    if re.fullmatch(r"[A-Za-z_]\w*\(.*\)", text) and balanced_outer(text):
-        return text
-    return f"({text})"
-
-
-def _small(v: Any) -> str:
-    a = np.asarray(v, dtype=np.float64)
-    if a.ndim == 0:
-        return fmt_number(a)
-    if a.ndim == 1:
-        return "[" + ", ".join(fmt_number(x) for x in a) + "]"
-    return "[" + ", ".join(_small(r) for r in a) + "]"
-
-
-def is_small(v: Any) -> bool:
-    return np.size(v) <= SMALL
-
-
-def num(v: Any, *, first: bool = True) -> str:
-    """A value inside a formula: negative numbers in parentheses unless first."""
-    s = _small(v) if is_small(v) else "…"
-    if not first and s.startswith("-"):
-        return f"({s})"
-    return s
-
-
-def norm_text(v: Any) -> str:
-    a = np.asarray(v, dtype=np.float64)
-    return fmt_number(np.sqrt(np.sum(a * a)))
-
-
 # -- the size limit ------------------------------------------------------------------
 
 
@@ -198,13 +126,16 @@ def check_size(g: Graph, max_steps: int = MAX_STEPS, option: str | None = None) 
         raise too_large(len(g), max_steps, option)
 
 
-def explain(result: Result, max_steps: int = MAX_STEPS, option: str | None = None) -> Explanation:
+def explain(
+    result: Result, max_steps: int = MAX_STEPS, option: str | None = None, *, backward: bool = True
+) -> Explanation:
     """Build the step-by-step explanation of a finished forward and backward pass.
 
-    A graph of more than ``max_steps`` nodes is refused before any work (:func:`check_size`)."""
+    A graph of more than ``max_steps`` nodes is refused before any work (:func:`check_size`).
+    ``backward=False``: the forward steps only (a non-scalar output has no gradients)."""
     g = result.graph
     check_size(g, max_steps, option)
-    labels = node_labels(g)
+    labels = node_names(g)
     ex = Explanation(result, labels)
     vals, grads, out = result.values, result.grads, result.out
     # the forward pass: every node up to the output that it depends on
@@ -213,6 +144,8 @@ def explain(result: Result, max_steps: int = MAX_STEPS, option: str | None = Non
         if not anc[i] or (g.ops[i] == "const" and g.names[i] is None):
             continue
         ex.forward.append(_forward_step(g, labels, vals, i))
+    if not backward:
+        return ex
     # the backward pass: reverse topological order, nodes that depend on an input and reach the output
     need = g.needs_grad()
     rel = [anc[i] and need[i] for i in range(len(g))]
@@ -262,7 +195,9 @@ def _forward_step(g: Graph, labels: list[str], vals: list[Any], i: int) -> Forwa
     expr = _formula(g, i, [labels[j] for j in args])
     numbers = None
     if all(is_small(vals[j]) for j in args):
-        numbers = _formula(g, i, [num(vals[j], first=(k == 0 and not OPS[op].paren_first)) for k, j in enumerate(args)])
+        numbers = _formula(
+            g, i, [fmt_operand(vals[j], first=(k == 0 and not OPS[op].paren_first)) for k, j in enumerate(args)]
+        )
         if len(numbers) > 48 and any(np.ndim(vals[j]) for j in args):
             numbers = None  # too long to read: the value alone says it
     shapes = None
@@ -403,8 +338,8 @@ Seg = tuple[str, str | None]  # text, rich style
 def _vtext(label: str, v: Any) -> list[Seg]:
     """``= value`` for small values, ``, ‖label‖ = n`` for large tensors."""
     if is_small(v):
-        return [(" = ", None), (_small(v), "cyan")]
-    return [(f", ‖{label}‖ = ", None), (norm_text(v), "cyan")]
+        return [(" = ", None), (fmt_list(v), "cyan")]
+    return [(f", ‖{label}‖ = ", None), (fmt_norm(v), "cyan")]
 
 
 def lines(ex: Explanation) -> list[list[Seg]]:
@@ -428,14 +363,14 @@ def _forward_line(st: ForwardStep) -> list[Seg]:
         if is_small(st.value):
             line: list[Seg] = [("  ", None), (st.label, "bold")] + _vtext(st.label, st.value)
         else:
-            line = [("  ‖", None), (st.label, "bold"), ("‖ = ", None), (norm_text(st.value), "cyan")]
+            line = [("  ‖", None), (st.label, "bold"), ("‖ = ", None), (fmt_norm(st.value), "cyan")]
     else:
         line = [("  ", None), (st.label, "bold")]
         shown = [st.label]
         if st.expr and st.expr not in (st.label, st.label[1:-1]):
             line += [(" = ", None), (st.expr, None)]
             shown.append(st.expr)
-        value = _small(st.value) if is_small(st.value) else None
+        value = fmt_list(st.value) if is_small(st.value) else None
         if st.numbers is not None and st.numbers not in shown and st.numbers != value and value is not None:
             line += [(" = ", None), (st.numbers, None)]
         line += _vtext(st.label, st.value)
@@ -471,19 +406,22 @@ def _backward_lines(ex: Explanation, st: BackwardStep) -> tuple[list[list[Seg]],
         return [head + [(" = ", None), ("1", "cyan")]], []
     if scalar and len(st.terms) == 1 and st.terms[0].successor == out:
         t = st.terms[0]
-        if t.local_formula and t.local_formula != _small(st.grad):
+        if t.local_formula and t.local_formula != fmt_list(st.grad):
             head += [(" = ", None), (t.local_formula, None)]
-        head += [(" = ", None), (_small(st.grad), "cyan")]
+        head += [(" = ", None), (fmt_list(st.grad), "cyan")]
         return [head], extra_lines
     # the chain rule: one symbolic term per successor, then the numbers, then the result
     shape_note: list[Seg] = []
     if scalar:
         syms = [f"{ex.d(t.successor)} · ∂{labels[t.successor]}/∂{lab}" for t in st.terms]
-        nums = [f"{num(t.upstream, first=(k == 0))} · {num(t.local, first=False)}" for k, t in enumerate(st.terms)]
+        nums = [
+            f"{fmt_operand(t.upstream, first=(k == 0))} · {fmt_operand(t.local, first=False)}"
+            for k, t in enumerate(st.terms)
+        ]
         number_line = " + ".join(nums)
-        result = [(" = ", None), (_small(st.grad), "cyan")]
+        result = [(" = ", None), (fmt_list(st.grad), "cyan")]
         for t in st.terms:
-            lt = _small(t.local)
+            lt = fmt_list(t.local)
             d = f"∂{labels[t.successor]}/∂{lab}"
             if t.local_formula and t.local_formula != lt:
                 d += f" = {t.local_formula}"
@@ -492,7 +430,7 @@ def _backward_lines(ex: Explanation, st: BackwardStep) -> tuple[list[list[Seg]],
         syms = [t.formula for t in st.terms]
         number_line = None
         if len(st.terms) > 1 and all(is_small(t.contribution) for t in st.terms) and is_small(st.grad):
-            number_line = " + ".join(num(t.contribution, first=(k == 0)) for k, t in enumerate(st.terms))
+            number_line = " + ".join(fmt_operand(t.contribution, first=(k == 0)) for k, t in enumerate(st.terms))
         result = _vtext(lhs, st.grad)
         if len(st.terms) == 1 and st.terms[0].shapes:
             shape_note = [(f"    shapes {st.terms[0].shapes}", "dim")]
@@ -526,6 +464,21 @@ def _backward_lines(ex: Explanation, st: BackwardStep) -> tuple[list[list[Seg]],
     return main, extra_lines
 
 
+def forward_text(st: ForwardStep) -> str:
+    """A forward step on one line, without its shapes: ``x = a + b = -1 + 3 = 2``."""
+    return _plain(_forward_line(st)).split("    shape")[0].strip()
+
+
+def backward_text(ex: Explanation, st: BackwardStep) -> str:
+    """A backward step on one line (its lines joined), without its shapes and 'where' lines."""
+    return " ".join(_plain(ln).split("    shape")[0].strip() for ln in _backward_lines(ex, st)[0])
+
+
+def step_text(ex: Explanation, phase: str, k: int) -> str:
+    """Step ``k`` of ``phase`` ("forward" | "backward") on one line: a ``--steps`` caption's text."""
+    return forward_text(ex.forward[k]) if phase == "forward" else backward_text(ex, ex.backward[k])
+
+
 def to_text(ex: Explanation) -> str:
     """Plain text (exactly predictable: used when stdout is not a terminal)."""
     return "\n".join("".join(s for s, _ in line) for line in lines(ex)) + "\n"
@@ -556,7 +509,7 @@ def to_data(ex: Explanation) -> dict[str, Any]:
                 "name": st.label,
                 "op": st.op,
                 "expr": st.expr,
-                "formula": _plain(_forward_line(st)).split("    shape")[0].strip(),
+                "formula": forward_text(st),
                 "shape": list(np.shape(st.value)),
                 "value": json_value(st.value),
             }
@@ -568,7 +521,7 @@ def to_data(ex: Explanation) -> dict[str, Any]:
                 "node": st.node,
                 "name": st.label,
                 "seed": st.seed,
-                "formula": " ".join(_plain(ln).split("    shape")[0].strip() for ln in _backward_lines(ex, st)[0]),
+                "formula": backward_text(ex, st),
                 "shape": list(np.shape(st.grad)),
                 "terms": [
                     {

@@ -4,64 +4,24 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from typing import Any
 
 import numpy as np
 
-from cgraph_cli.engine import Result
-from cgraph_cli.fmt import fmt_shape
+from cgraph_cli import anomaly
+from cgraph_cli.engine import Result, _all_finite
+from cgraph_cli.fmt import csv_cell, fmt_cell, fmt_number, fmt_shape, fmt_value, json_number, json_value
 from cgraph_cli.ir import Graph
+from cgraph_cli.names import node_names
 
-
-def fmt_number(x: float, digits: int = 6) -> str:
-    """Short, exact-looking numbers: 14, -1, 0.5, 1.2346e-05, NaN, inf."""
-    x = float(x)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x == 0:
-        return "0"
-    return format(x, f".{digits}g")
-
-
-def fmt_value(v: Any, *, limit: int = 4) -> str:
-    """A scalar as a number; a tensor abbreviated to its first and last entries."""
-    if v is None:
-        return "—"
-    a = np.asarray(v)
-    if a.ndim == 0:
-        return fmt_number(a)
-    with np.printoptions(precision=4, threshold=limit, edgeitems=2, suppress=False):
-        text = np.array2string(a, separator=", ", formatter={"float_kind": lambda x: fmt_number(x)})
-    return " ".join(text.split())
-
-
-def json_number(x: Any) -> Any:
-    """Strict JSON: non-finite numbers become the strings NaN / Infinity / -Infinity."""
-    x = float(x)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    return x
-
-
-def json_value(v: Any) -> Any:
-    if v is None:
-        return None
-    a = np.asarray(v, dtype=np.float64)
-    if a.ndim == 0:
-        return json_number(a)
-    if np.all(np.isfinite(a)):
-        return a.tolist()
-    flat = [json_number(x) for x in a.ravel()]
-    out: Any = flat
-    for d in reversed(a.shape[1:]):
-        out = [out[i : i + d] for i in range(0, len(out), d)]
-    return out
+__all__ = [  # the number formatters live in cgraph_cli.fmt; these names stay importable from here
+    "fmt_cell",
+    "fmt_number",
+    "fmt_value",
+    "json_number",
+    "json_value",
+]
 
 
 def rows(result: Result, all_nodes: bool = False) -> list[int]:
@@ -96,8 +56,6 @@ def _document(result: Result, value: Any) -> dict[str, Any]:
                 "nonfinite": not (_finite(vals[i]) and _finite(grads[i])),
             }
         )
-    from cgraph_cli.anomaly import find
-
     nonfinite = [  # backward: the op whose local derivative made it, and the operand it flowed to
         {
             "pass": a.where,
@@ -108,7 +66,7 @@ def _document(result: Result, value: Any) -> dict[str, Any]:
             "column": g.line_col(a.node)[1],
             **({"operand": a.operand} if a.where == "backward" else {}),
         }
-        for a in find(result)
+        for a in anomaly.find(result)
     ]
     return {
         "output": g.label(result.out),
@@ -122,11 +80,7 @@ def _document(result: Result, value: Any) -> dict[str, Any]:
 
 
 def _finite(v: Any) -> bool:
-    if v is None:
-        return True
-    from cgraph_cli.engine import _all_finite
-
-    return _all_finite(v)
+    return v is None or _all_finite(v)
 
 
 def to_json(result: Result) -> str:
@@ -355,7 +309,7 @@ def write_csv(result: Result, stream: Any, all_nodes: bool = False) -> None:
             continue
         head = [g.label(i), ops[i], g.short_text(i), "x".join(str(d) for d in np.shape(v))]
         if np.ndim(v) == 0 and np.ndim(gr) == 0:  # scalars (or None): the csv module writes the row
-            w.writerow(head + [_csv_cell(v), _csv_cell(gr)])
+            w.writerow(head + [csv_cell(v), csv_cell(gr)])
         else:
             w.writerow(head + ["", ""])  # the row without its last two cells, which are written below
             text = small.getvalue()
@@ -374,21 +328,12 @@ def write_csv(result: Result, stream: Any, all_nodes: bool = False) -> None:
     stream.write(small.getvalue())
 
 
-def _csv_cell(v: Any) -> str:
-    if v is None:
-        return ""
-    a = np.asarray(v)
-    if a.ndim == 0:
-        return repr(float(a)) if np.isfinite(a) else fmt_number(a)
-    return json.dumps(json_value(a), separators=(",", ":"))
-
-
 def _csv_tensor_cell(v: Any, write) -> None:
     """A cell as the csv module writes :func:`_csv_cell`'s text: quoted (quotes doubled) when the text has a
     comma or a quote, which for a tensor's compact JSON is known from its shape and whether it is finite."""
     a = None if v is None else np.asarray(v)
     if a is None or a.ndim == 0:
-        text = _csv_cell(v)
+        text = csv_cell(v)
         if "," in text or '"' in text:
             text = '"' + text.replace('"', '""') + '"'
         write(text)
@@ -407,51 +352,12 @@ def grad_header(g: Graph, out: int) -> str:
     return f"∂{g.label(out)}/∂node"
 
 
-def fmt_cell(v: Any) -> str:
-    """A table cell: scalars in full, tensors as a few entries with 4 significant digits."""
-    if v is None:
-        return "—"
-    a = np.asarray(v)
-    if a.ndim == 0:
-        return fmt_number(a)
-    if a.size == 0:
-        return "[]"
-    if a.size <= 3:
-        with np.printoptions(threshold=1000):
-            text = np.array2string(a, separator=", ", formatter={"float_kind": lambda x: format(float(x), ".4g")})
-        return " ".join(text.split())
-    flat = a.ravel()
-    return f"[{format(float(flat[0]), '.4g')}, {format(float(flat[1]), '.4g')}, ..., {format(float(flat[-1]), '.4g')}]"
-
-
-def display_names(g: Graph) -> list[str]:
-    """Labels for people: a name assigned several times gets subscripts (s₁, s₂, …)."""
-    counts: dict[str, int] = {}
-    for n in g.names:
-        if n is not None:
-            counts[n] = counts.get(n, 0) + 1
-    seen: dict[str, int] = {}
-    out = []
-    for i, n in enumerate(g.names):
-        if n is None:
-            out.append(f"%{i}")
-        elif counts[n] > 1:
-            seen[n] = seen.get(n, 0) + 1
-            out.append(n + str(seen[n]).translate(_SUBSCRIPTS))
-        else:
-            out.append(n)
-    return out
-
-
-_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
-
-
 def to_table(result: Result, all_nodes: bool = False):
     """A rich Table: node, op, expression, shape, value, gradient."""
     from rich.table import Table
 
     g = result.graph
-    labels = display_names(g)
+    labels = node_names(g, anonymous="id")  # the expression column shows the text
     t = Table(title=f"{g.label(result.out)} = {fmt_value(result.values[result.out])}", title_justify="left")
     t.add_column("node", style="bold", no_wrap=True)
     t.add_column("op", style="dim", no_wrap=True)
@@ -472,14 +378,5 @@ def to_table(result: Result, all_nodes: bool = False):
 
 
 def nonfinite_warnings(result: Result) -> list[str]:
-    """One warning per pass naming the first node where a non-finite number appeared."""
-    from cgraph_cli import anomaly
-
+    """One warning per pass naming the first node where a non-finite number appeared (:func:`anomaly.warnings`)."""
     return anomaly.warnings(result)
-
-
-def domain_hint(g: Graph, i: int, vals: list[Any]) -> str | None:
-    """Why node ``i``'s value is not finite (see :func:`cgraph_cli.anomaly.domain_hint`)."""
-    from cgraph_cli import anomaly
-
-    return anomaly.domain_hint(g, i, vals)
