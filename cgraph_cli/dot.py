@@ -1,11 +1,16 @@
 """DOT source for the annotated computation graph (the picture `cgraph render` draws).
 
-A small builder of our own rather than a library, so that the text is
-byte-for-byte stable: nodes are ``n<id>`` in topological order, edges ``e<k>``
-in the order of their consumers' operands, attributes are sorted, and every
-piece of text that comes from a program (names, source text, numbers) goes
-through :func:`html_text` or :func:`quote`, so it cannot inject Graphviz
-attributes.
+A small builder of our own, so that the text is byte-for-byte stable: nodes
+are ``n<id>`` in topological order, edges ``e<k>`` in the order of their
+consumers' operands, attributes are sorted, and every piece of text that comes
+from a program (names, source text, numbers) goes through :func:`html_text` or
+:func:`quote` (the ``graphviz`` package's escaping and quoting), so it cannot
+inject Graphviz attributes.
+
+Nodes are named as everywhere else (:func:`cgraph_cli.names.node_names`: ``s₁``,
+``s₂`` for a reassigned name), numbers are :func:`cgraph_cli.fmt.fmt_number` in
+its picture style, and the ``--steps`` frames are :func:`cgraph_cli.explain.explain`'s
+steps, each captioned with that step's ``explain`` text.
 
 Layout choices, each for the reader of the picture:
 
@@ -21,7 +26,7 @@ Layout choices, each for the reader of the picture:
   gradient and then as one small dashed copy per use, so that hundreds of edges
   from one node do not wreck the layout.
 
-Nothing here imports Graphviz; :mod:`cgraph_cli.render` lays the text out.
+Graphviz itself is not run here; :mod:`cgraph_cli.render` lays the text out.
 """
 
 from __future__ import annotations
@@ -32,11 +37,18 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
+from graphviz import escape
+from graphviz.quoting import quote as _gv_quote
 
-from cgraph_cli.fmt import fmt_shape
+from cgraph_cli import anomaly
+from cgraph_cli.engine import Result, evaluate, forward
+from cgraph_cli.errors import CgraphError
+from cgraph_cli.explain import MAX_STEPS, Explanation, explain, step_text
+from cgraph_cli.fmt import fmt_number, fmt_picture, fmt_shape
 from cgraph_cli.ir import Graph
+from cgraph_cli.names import node_names
 from cgraph_cli.ops import LEAF_OPS, OPS
-from cgraph_cli.present import fmt_number
+from cgraph_cli.values import bind_inputs
 
 FANOUT = 8  # a leaf with more uses than this is drawn as one copy per use
 
@@ -62,9 +74,16 @@ def html_text(s: str) -> str:
 
 
 def quote(s: str) -> str:
-    """A double-quoted DOT string whose text is exactly ``s`` (one line)."""
+    """A double-quoted DOT string whose text is exactly ``s`` (one line).
+
+    ``graphviz.escape`` doubles backslashes (no ``\\l`` escapes) and ``graphviz.quoting.quote`` escapes the
+    quotes; it is told that nothing is a bare ID, so every value is quoted (stable text whatever the value)."""
     s = _CONTROL.sub("", str(s).replace("\r\n", " ").replace("\n", " ").replace("\t", " "))
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return _gv_quote(escape(s), is_valid_id=_never)
+
+
+def _never(_: str) -> None:
+    return None
 
 
 class Html(str):
@@ -78,38 +97,6 @@ def _attrs(d: dict[str, Any]) -> str:
         v = d[k]
         parts.append(f"{k}=<{v}>" if isinstance(v, Html) else f"{k}={quote(v)}")
     return "[" + " ".join(parts) + "]"
-
-
-# -- numbers -----------------------------------------------------------------------
-
-
-def fmt_num(x: Any, digits: int = 4) -> str:
-    """A short number for a picture: 4 significant digits, integers without a point, ∞, 1e-5."""
-    s = fmt_number(x, digits)
-    if s in ("inf", "-inf"):
-        return s.replace("inf", "∞")
-    if "e" in s:
-        mant, exp = s.split("e")
-        s = f"{mant}e{int(exp)}"
-    return s
-
-
-def fmt_array(v: Any) -> str:
-    """A value for a node: scalars in full, small tensors in full, larger ones abbreviated or as a norm."""
-    a = np.asarray(v)
-    if a.size == 1:
-        return fmt_num(a.reshape(()))
-    if a.size == 0:
-        return "[]"
-    if a.ndim == 1:
-        if a.size <= 4:
-            return "[" + ", ".join(fmt_num(x, 3) for x in a) + "]"
-        return f"[{fmt_num(a[0], 3)}, {fmt_num(a[1], 3)}, …, {fmt_num(a[-1], 3)}]"
-    if a.ndim == 2 and a.size <= 4:
-        return "[" + ", ".join("[" + ", ".join(fmt_num(x, 3) for x in row) + "]" for row in a) + "]"
-    with np.errstate(all="ignore"):
-        n = float(np.sqrt(np.sum(np.square(a.astype(np.float64)))))
-    return f"‖·‖ = {fmt_num(n)}"
 
 
 # -- the model ----------------------------------------------------------------------
@@ -182,11 +169,16 @@ class GraphPicture:
                 self.in_edges[i].append(e)
                 self.out_edges[j].append(e)
         self.edge_label_text = [self._edge_label(e) for e in self.edges]
+        self.labels = node_names(g)  # as in explain, the eval table and check: s₁, s₂, (a + b), %7
 
     # -- text pieces ----------------------------------------------------------------
     @property
     def out_name(self) -> str:
-        return self.g.names[self.out] or "out"
+        return self.labels[self.out] if self.g.names[self.out] is not None else "out"
+
+    def name_of(self, i: int) -> str:
+        """A named node's name as everywhere (``s₂``), else its id ``%7`` (tooltips: the id of ``cgraph ir``)."""
+        return self.labels[i] if self.g.names[i] is not None else self.g.label(i)
 
     def title(self, i: int) -> str:
         """The node's headline, as HTML: name in bold and op symbol, or the op symbol alone."""
@@ -194,14 +186,14 @@ class GraphPicture:
         op = g.ops[i]
         name = g.names[i]
         if op == "const":
-            value = html_text(fmt_array(g.attrs[i]["value"]))  # type: ignore[index]
+            value = html_text(fmt_picture(g.attrs[i]["value"]))  # type: ignore[index]
             if name is not None:  # a named constant, such as x = [1, 2, 3]
-                return "<B>" + html_text(name) + "</B> " + f'<FONT COLOR="{MUTED}">' + value + "</FONT>"
+                return "<B>" + html_text(self.labels[i]) + "</B> " + f'<FONT COLOR="{MUTED}">' + value + "</FONT>"
             return "<B>" + value + "</B>"
         sym = "" if op == "input" else _op_text(op, g.attrs[i])
         if name is None:
             return "<B>" + html_text(sym) + "</B>"
-        head = "<B>" + html_text(name) + "</B>"
+        head = "<B>" + html_text(self.labels[i]) + "</B>"
         if sym:
             head += f' <FONT COLOR="{MUTED}">' + html_text(sym) + "</FONT>"
         return head
@@ -241,7 +233,7 @@ class GraphPicture:
         try:
             with np.errstate(all="ignore"):
                 d = rule(np.ones_like(vals[i]), vals[i], *xs, **(self.g.attrs[i] or {}))
-            return fmt_num(np.asarray(d).reshape(()))
+            return fmt_number(np.asarray(d).reshape(()), 4, "picture")
         except Exception:  # a rule that cannot run on this value: leave the edge unlabelled
             return ""
 
@@ -257,7 +249,7 @@ class GraphPicture:
                     ds = OPS[self.g.ops[i]].vjps(
                         list(range(len(args))), np.ones_like(vals[i]), vals[i], [vals[a] for a in args]
                     )
-                cache[i] = ["" if d is None else fmt_num(np.asarray(d).reshape(())) for d in ds]
+                cache[i] = ["" if d is None else fmt_number(np.asarray(d).reshape(()), 4, "picture") for d in ds]
             except Exception:  # a rule that cannot run on this value: leave the edges unlabelled
                 cache[i] = [""] * len(args)
         return cache[i]
@@ -396,7 +388,7 @@ class GraphPicture:
             attrs["penwidth"] = "3.2"
         out = [f"n{i} {_attrs(attrs)};"]
         if self.copied[i]:
-            name = html_text(g.label(i) if op == "input" else fmt_array(g.attrs[i]["value"]))  # type: ignore[index]
+            name = html_text(self.labels[i] if op == "input" else fmt_picture(g.attrs[i]["value"]))  # type: ignore[index]
             for e in self.out_edges[i]:
                 cattrs = {
                     "color": BORDER[kind],
@@ -405,7 +397,7 @@ class GraphPicture:
                     "id": f"n{i}_{e.copy}",
                     "label": Html(name),
                     "style": "rounded,filled,dashed",
-                    "tooltip": f"one use of {g.label(i)} (drawn once per use)",
+                    "tooltip": f"one use of {self.name_of(i)} (drawn once per use)",
                 }
                 if e.id in st.active_edges:
                     cattrs["penwidth"] = "2.4"
@@ -419,7 +411,7 @@ class GraphPicture:
         text = " ".join(g.text(i).split())
         if len(text) > 80:
             text = text[:77] + "..."
-        return f"{g.label(i)}: {g.ops[i]}  {text}  (line {line}, column {col})"
+        return f"{self.name_of(i)}: {g.ops[i]}  {text}  (line {line}, column {col})"
 
     def _label(self, i: int, st: State, lr: bool) -> Html:
         g = self.g
@@ -431,18 +423,18 @@ class GraphPicture:
             head += f' <FONT COLOR="{MUTED}" POINT-SIZE="10">' + html_text(shape) + "</FONT>"
         if self.copied[i]:
             head += f' <FONT COLOR="{MUTED}" POINT-SIZE="10">(×{self.uses[i]} uses)</FONT>'
-        if st.caption is not None and g.names[i] is None and op != "const":
-            head += f' <FONT COLOR="{MUTED}" POINT-SIZE="9">%{i}</FONT>'  # the captions name it so
+        if st.caption is not None and g.names[i] is None and op != "const":  # the captions name it so
+            head += f' <FONT COLOR="{MUTED}" POINT-SIZE="9">' + html_text(self.labels[i]) + "</FONT>"
         rows.append(f"<TR><TD>{head}</TD></TR>")
         fill = FILL["const" if op == "const" else "input" if op == "input" else "op"]
         if self.values is not None and op != "const":
             v = self.values[i]
             if v is not None:
                 color = VALUE_COLOR if st.values is None or i in st.values else fill
-                rows.append(f'<TR><TD><FONT COLOR="{color}">{html_text(fmt_array(v))}</FONT></TD></TR>')
+                rows.append(f'<TR><TD><FONT COLOR="{color}">{html_text(fmt_picture(v))}</FONT></TD></TR>')
         if self.grads is not None and self.grads[i] is not None:
             color = GRAD_COLOR if st.grads is None or i in st.grads else fill
-            text = "∂ " + fmt_array(self.grads[i])
+            text = "∂ " + fmt_picture(self.grads[i])
             rows.append(f'<TR><TD><FONT COLOR="{color}">{html_text(text)}</FONT></TD></TR>')
         content = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">' + "".join(rows) + "</TABLE>"
         names = self._port_names(i)
@@ -499,31 +491,45 @@ class GraphPicture:
         return f"{src} -> {dst} {_attrs(attrs)};"
 
     # -- the animation -----------------------------------------------------------------
+    def explanation(self) -> Explanation:
+        """``explain``'s steps of this picture's values and gradients (forward steps only without gradients)."""
+        g = self.g
+        if self.values is None:
+            raise CgraphError("--steps needs every input's value")
+        if len(g) > MAX_STEPS:
+            raise CgraphError(
+                f"--steps draws a frame per step of a {len(g):,}-node graph (at most {MAX_STEPS:,} nodes), "
+                "which takes too long",
+                hint="render a smaller program step by step, or draw the whole graph without --steps",
+            )
+        grads = self.grads if self.grads is not None else [None] * len(g)
+        result = Result(g, self.values, grads, self.out, {}, [])
+        return explain(result, backward=self.grads is not None)
+
     def steps(self) -> list[tuple[str, int, State]]:
-        """The frames of ``--steps``: (phase, node, state), forward in topological order, then backward."""
-        n = len(self.g)
+        """The frames of ``--steps``: (phase, node, state), one per step of ``explain``: its forward steps, then
+        its backward steps, each captioned with the step's ``explain`` text on one line."""
+        ex = self.explanation()
         frames: list[tuple[str, int, State]] = []
         known: set[int] = set()
-        for i in range(n):
+        for k, fst in enumerate(ex.forward):
+            i = fst.node
             known = known | {i}
             edges = {e.id for e in self.in_edges[i]}
             st = State(values=known, grads=set(), active=i, active_edges=edges, phase="forward")
+            st.caption = f"forward {k + 1}/{len(ex.forward)}:  {caption_text(step_text(ex, 'forward', k))}"
             frames.append(("forward", i, st))
-        if self.grads is not None:
-            have: set[int] = set()
-            for i in range(n - 1, -1, -1):
-                if self.grads[i] is None:
-                    continue
-                have = have | {i}
-                edges = {e.id for e in self.out_edges[i]}
-                st = State(values=None, grads=have, active=i, active_edges=edges, phase="backward")
-                frames.append(("backward", i, st))
-        total = {"forward": n, "backward": len(frames) - n}
-        count = {"forward": 0, "backward": 0}
-        for phase, i, st in frames:
-            count[phase] += 1
-            body = self.forward_text(i) if phase == "forward" else self.backward_text(i)
-            st.caption = f"{phase} {count[phase]}/{total[phase]}:  {body}"
+        have: set[int] = set()
+        for k, bst in enumerate(ex.backward):
+            i = bst.node
+            have = have | {i}
+            successors = {t.successor for t in bst.terms}
+            edges = {e.id for e in self.out_edges[i] if e.dst in successors}
+            st = State(values=None, grads=have, active=i, active_edges=edges, phase="backward")
+            st.caption = f"backward {k + 1}/{len(ex.backward)}:  {caption_text(step_text(ex, 'backward', k))}"
+            frames.append(("backward", i, st))
+        if ex.backward and self.grads is not None:  # the last frame is the finished picture: every gradient
+            frames[-1][2].grads = {i for i, gr in enumerate(self.grads) if gr is not None}
         width = max([len(st.caption or "") for _, _, st in frames] + [20])
         for _, _, st in frames:
             st.caption_width = int(width * 6.7) + 16
@@ -536,41 +542,22 @@ class GraphPicture:
         longest = max((st.caption or "" for _, _, st in frames), key=len)
         return State(caption=longest, caption_width=frames[0][2].caption_width)
 
-    def forward_text(self, i: int) -> str:
-        g = self.g
-        op = g.ops[i]
-        v = fmt_array(self.values[i]) if self.values is not None else "?"
-        if op == "input":
-            return f"input {g.label(i)} = {v}"
-        if op == "const":
-            return f"constant {v}"
-        text = " ".join(g.text(i).split())
-        if len(text) > 48:
-            text = text[:45] + "..."
-        return f"{g.label(i)} = {text} = {v}" if g.names[i] else f"{text} = {v}"
 
-    def backward_text(self, i: int) -> str:
-        z = self.out_name
-        g = self.g
-        grads = self.grads
-        assert grads is not None
-        d = f"∂{z}/∂{g.label(i)}"
-        if i == self.out:
-            return f"{d} = 1"
-        total = fmt_array(grads[i])
-        edges = self.out_edges[i]
-        live = [e for e in edges if grads[e.dst] is not None]
-        if not live:
-            return f"{d} = {total}  ({g.label(i)} does not reach {z})"
-        scalar = np.size(grads[i]) == 1 and all(np.size(grads[e.dst]) == 1 for e in live)
-        if not scalar:
-            n = len(live)
-            return f"{d} = {total}  (sum over {n} use{'s' * (n != 1)})"
-        symbolic = " + ".join(f"∂{z}/∂{g.label(e.dst)} · ∂{g.label(e.dst)}/∂{g.label(i)}" for e in live)
-        numbers = " + ".join(f"{fmt_array(grads[e.dst])} · {self.local(e) or '?'}" for e in live)
-        if len(live) == 1 and len(symbolic) + len(numbers) > 70:
-            return f"{d} = {numbers} = {total}"
-        return f"{d} = {symbolic} = {numbers} = {total}"
+MAX_CAPTION = 110  # characters: a longer step's text loses middle parts of its chain of equalities
+
+
+def caption_text(text: str, limit: int = MAX_CAPTION) -> str:
+    """A step's ``explain`` text shortened for a caption: while longer than ``limit``, the longest middle part of
+    ``lhs = formula = numbers = result`` becomes ``…`` (the left-hand side and the result always stay)."""
+    parts = text.split(" = ")
+    while len(" = ".join(parts)) > limit:
+        middle = [k for k in range(1, len(parts) - 1) if parts[k] != "…"]
+        if not middle:
+            break
+        k = max(middle, key=lambda m: len(parts[m]))
+        parts[k] = "…"
+        parts = [p for n, p in enumerate(parts) if not (p == "…" and n and parts[n - 1] == "…")]
+    return " = ".join(parts)
 
 
 def _blank(text: str) -> str:
@@ -617,9 +604,6 @@ def evaluate_for_picture(
 
     A non-scalar output gets values but no gradients. Each such case adds a line to ``notes``.
     """
-    from cgraph_cli.engine import evaluate, forward
-    from cgraph_cli.values import bind_inputs
-
     out = g.output if of is None else of
     notes = notes if notes is not None else []
     inputs = bind_inputs(g, given, require=False)
@@ -639,9 +623,7 @@ def evaluate_for_picture(
         )
         return values, None, out
     result = evaluate(g, inputs, out)
-    from cgraph_cli.present import nonfinite_warnings
-
-    notes.extend(nonfinite_warnings(result))
+    notes.extend(anomaly.warnings(result))
     return result.values, result.grads, out
 
 
