@@ -4,13 +4,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup lint format bench fuzz images clean
+.PHONY: demo test test-fast setup lint format bench fuzz images clean
 
 demo: $(STAMP)  ## set up and evaluate the lecture example
 	$(BIN)/cgraph eval examples/lecture.cg --at a=-1,b=3,c=4
 
 test: $(STAMP)  ## set up and run the whole test suite
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## the quick loop while editing: everything but the tests marked slow (under a minute)
+	$(BIN)/python -m pytest -m "not slow" -x
 
 setup: $(STAMP)
 

@@ -20,6 +20,8 @@ import pytest
 
 from tests.conftest import CGRAPH, EXAMPLES, run_cli
 
+pytestmark = pytest.mark.slow  # the quick loop (make test-fast) leaves this file out
+
 EXE = [str(CGRAPH)] if CGRAPH.exists() else [sys.executable, "-m", "cgraph_cli"]
 LECTURE = str(EXAMPLES / "lecture.cg")
 AT = "a=-1,b=3,c=4"

@@ -29,6 +29,8 @@ from hypothesis import strategies as st
 
 from cgraph_cli.cli import main
 
+pytestmark = pytest.mark.slow  # the quick loop (make test-fast) leaves this file out
+
 CORPUS = Path(__file__).resolve().parent / "fuzz_corpus"
 EXAMPLES = int(os.environ.get("CGRAPH_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(

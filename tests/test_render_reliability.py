@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import CGRAPH, EXAMPLES, run_cli
 
+pytestmark = pytest.mark.slow  # the quick loop (make test-fast) leaves this file out
+
 LECTURE = str(EXAMPLES / "lecture.cg")
 AT = "a=-1,b=3,c=4"
 EXE = [str(CGRAPH)] if CGRAPH.exists() else [sys.executable, "-m", "cgraph_cli"]

@@ -23,6 +23,8 @@ from cgraph_cli import present
 from cgraph_cli.program import load_source, run
 from tests.conftest import EXAMPLES, run_cli
 
+pytestmark = pytest.mark.slow  # the quick loop (make test-fast) leaves this file out
+
 FILES = sorted(EXAMPLES.glob("*.cg"))
 
 

@@ -17,6 +17,8 @@ import pytest
 from tests.conftest import CGRAPH, run_cli
 from tests.test_fuzz import run_inprocess
 
+pytestmark = pytest.mark.slow  # the quick loop (make test-fast) leaves this file out
+
 EXE = [str(CGRAPH)] if CGRAPH.exists() else [sys.executable, "-m", "cgraph_cli"]
 
 

@@ -17,6 +17,8 @@ from cgraph_cli.errors import Source
 from cgraph_cli.program import run
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.slow  # the quick loop (make test-fast) leaves this file out
+
 N_DEEP = 5_000
 N_WIDE = 20_000
 
