@@ -26,9 +26,26 @@ from cgraph_cli.engine import backward, evaluate, forward
 from cgraph_cli.errors import CgraphError, Source, closest
 from cgraph_cli.ir import Graph
 from cgraph_cli.ops import LEAF_OPS, OPS
+from cgraph_cli.request import Request
 
 CHUNK_ROWS = 1 << 16
 _READ_BYTES = 1 << 22
+
+
+def run_request(request: Request, batch_path: str, *, out: Any = None, strict: bool = False) -> int:
+    """``eval --batch``: :func:`run_batch` with the program, ``--at`` values and settings of ``request``."""
+    return run_batch(
+        request.source,
+        batch_path,
+        dict(request.values),
+        of=request.of,
+        seed=request.seed,
+        dtype=request.dtype,
+        out=out,
+        max_memory=request.max_memory,
+        use_cache=request.use_cache,
+        strict=strict,
+    )
 
 
 def run_batch(

@@ -3,7 +3,10 @@
 Importing Typer (and through it click, rich and pydantic pieces) costs more than numpy itself, and a
 script that asks for one value and its gradient pays it on every call.  :func:`parse_eval_args`
 recognises an ``eval`` command line made only of options it knows, with values it can check exactly as
-Typer would; :func:`run_eval` then does what ``commands/eval_cmd.eval_command`` does.  Anything else
+Typer would.  The options it knows are those of :data:`cgraph_cli.request.COMMON_OPTIONS` and
+:data:`EVAL_OPTIONS`, the very tables the Typer declarations are made from; it gives the same
+:class:`EvalArgs` as Typer's ``eval`` command, and both call :func:`run_eval`, which builds the
+:class:`~cgraph_cli.request.Request` through the one builder.  Anything else
 (``--help``, an unknown or malformed option, the table format, a value Typer would reject) returns None
 and the ordinary Typer path handles it, errors included.  ``cli.main`` wraps both in the same error
 handling, and tests/test_fastpath.py checks that both paths give the same stdout, stderr and exit code.
@@ -14,56 +17,63 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from dataclasses import dataclass
 
-_VALUE_OPTS = {
-    "-e": "expr",
-    "--expr": "expr",
-    "--at": "at",
-    "--at-file": "at_file",
-    "--of": "of",
-    "--format": "fmt",
-    "-f": "fmt",
-    "--batch": "batch",
-    "--seed": "seed",
-    "--dtype": "dtype",
-    "--max-memory": "max_memory",
-}
-_FLAGS = {"--all": "all_nodes", "--strict": "strict", "--no-cache": "no_cache"}
+from cgraph_cli.request import COMMON_OPTIONS, Options, OptionSpec, check_choice
+
+FORMATS = ("table", "json", "csv")
+EVAL_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("fmt", ("--format", "-f"), "text", "table", "table|json|csv", "table, json or csv.", choices=FORMATS),
+    OptionSpec("all_nodes", ("--all",), "flag", False, None, "Also show anonymous intermediate nodes."),
+    OptionSpec(
+        "batch",
+        ("--batch",),
+        "text",
+        None,
+        "POINTS.CSV",
+        "CSV of points (header = input names): one output row per point.",
+    ),
+    OptionSpec("strict", ("--strict",), "flag", False, None, "Exit 1 when a value or gradient is not finite."),
+)
+"""``eval``'s own options; with :data:`cgraph_cli.request.COMMON_OPTIONS`, all that the fast parser reads.
+``commands/eval_cmd.py`` declares them to Typer from this table."""
+EVAL_OPTION = {spec.key: spec for spec in EVAL_OPTIONS}
+_BY_FLAG: dict[str, OptionSpec] = {flag: spec for spec in COMMON_OPTIONS + EVAL_OPTIONS for flag in spec.flags}
+_FILE = next(spec for spec in COMMON_OPTIONS if not spec.flags)
 
 
-def parse_eval_args(argv: list[str]) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class EvalArgs:
+    """An ``eval`` command line: the common options and eval's own."""
+
+    options: Options
+    fmt: str = EVAL_OPTION["fmt"].default
+    all_nodes: bool = EVAL_OPTION["all_nodes"].default
+    batch: str | None = EVAL_OPTION["batch"].default
+    strict: bool = EVAL_OPTION["strict"].default
+
+
+def parse_eval_args(argv: list[str]) -> EvalArgs | None:
     """The options of a plain ``eval ... --format json|csv`` call, or None to leave it to Typer."""
     if os.environ.get("CGRAPH_NO_FASTPATH") or not argv or argv[0] != "eval":
         return None
-    opts: dict[str, Any] = {
-        "file": None,
-        "expr": None,
-        "at": [],
-        "at_file": None,
-        "of": None,
-        "fmt": "table",
-        "batch": None,
-        "seed": "0",
-        "dtype": "float64",
-        "max_memory": None,
-        "all_nodes": False,
-        "strict": False,
-        "no_cache": False,
-    }
+    given: dict[str, object] = {spec.key: spec.default for spec in COMMON_OPTIONS + EVAL_OPTIONS}
+    repeated: dict[str, list[str]] = {}
     args = argv[1:]
     i = 0
     while i < len(args):
         a = args[i]
-        if a in _FLAGS:
-            opts[_FLAGS[a]] = True
-            i += 1
-            continue
-        name = a
-        value: str | None = None
+        name, value = a, None
         if a.startswith("--") and "=" in a:
             name, value = a.split("=", 1)
-        if name in _VALUE_OPTS:
+        spec = _BY_FLAG.get(name)
+        if spec is not None and spec.kind == "flag":
+            if value is not None:
+                return None  # --all=x: Typer's usage error
+            given[spec.key] = True
+            i += 1
+            continue
+        if spec is not None:
             if value is None:
                 if i + 1 >= len(args):
                     return None
@@ -71,29 +81,31 @@ def parse_eval_args(argv: list[str]) -> dict[str, Any] | None:
                 i += 1
             if value.startswith("-") and value != "-" and not _numberish(value):
                 return None  # click's handling of option-like values is Typer's business
-            key = _VALUE_OPTS[name]
-            if key == "at":
-                opts["at"].append(value)
+            if spec.kind == "texts":
+                repeated.setdefault(spec.key, []).append(value)
             else:
-                opts[key] = value
+                given[spec.key] = value
             i += 1
             continue
         if a.startswith("-") and a != "-":
             return None  # --help, -h, --, unknown options, combined short flags
-        if opts["file"] is not None:
+        if given[_FILE.key] is not None:
             return None  # a second positional: Typer's usage error
-        opts["file"] = a
+        given[_FILE.key] = a
         i += 1
-    if opts["fmt"] not in ("json", "csv") and opts["batch"] is None:
+    given.update(repeated)
+    for spec in COMMON_OPTIONS + EVAL_OPTIONS:
+        if spec.kind == "int" and given[spec.key] != spec.default:
+            try:
+                given[spec.key] = int(str(given[spec.key]))
+            except ValueError:
+                return None  # Typer's conversion error
+            if spec.minimum is not None and given[spec.key] < spec.minimum:  # type: ignore[operator]
+                return None  # Typer's range check words the error
+    if given["fmt"] not in ("json", "csv") and given["batch"] is None:
         return None
-    try:
-        opts["seed"] = int(opts["seed"])
-    except ValueError:
-        return None
-    if opts["seed"] < 0:
-        return None  # Typer's range check words the error
-    opts["at"] = opts["at"] or None
-    return opts
+    options = Options(**{spec.key: given[spec.key] for spec in COMMON_OPTIONS})  # type: ignore[arg-type]
+    return EvalArgs(options, **{spec.key: given[spec.key] for spec in EVAL_OPTIONS})  # type: ignore[arg-type]
 
 
 def _numberish(text: str) -> bool:
@@ -104,45 +116,34 @@ def _numberish(text: str) -> bool:
         return False
 
 
-def run_eval(opts: dict[str, Any]) -> int:
+def run_eval(args: EvalArgs) -> int:
     """The one implementation of ``cgraph eval`` (Typer's command calls it too); returns the exit code."""
     from cgraph_cli.errors import CgraphError, OutputClosed
-    from cgraph_cli.limits import parse_size
-    from cgraph_cli.program import load_source, run
-    from cgraph_cli.values import gather_values
 
-    def check_choice(value: str, choices: tuple[str, ...], option: str) -> None:
-        if value not in choices:
-            raise CgraphError(f"{option}: '{value}' is not one of: {', '.join(choices)}")
-
-    check_choice(opts["fmt"], ("table", "json", "csv"), "--format")
-    check_choice(opts["dtype"], ("float64", "float32"), "--dtype")
-    if opts["batch"] is not None and (opts["fmt"] == "json" or opts["all_nodes"]):
+    check_choice(args.fmt, FORMATS, EVAL_OPTION["fmt"].name)
+    if args.batch is not None and (args.fmt == "json" or args.all_nodes):
         raise CgraphError(
             "--batch writes CSV (one row per point); it cannot be combined with "
-            + ("--format json" if opts["fmt"] == "json" else "--all")
+            + ("--format json" if args.fmt == "json" else "--all")
         )
-    limit = parse_size(opts["max_memory"])
-    source = load_source(opts["file"], opts["expr"])
-    values = gather_values(opts["at"], opts["at_file"], limit)
-    common = dict(of=opts["of"], seed=opts["seed"], dtype=opts["dtype"], max_memory=limit)
-    if opts["batch"] is not None:
-        from cgraph_cli.batch import run_batch
+    request = args.options.build()
+    if args.batch is not None:
+        from cgraph_cli.batch import run_request
 
-        return run_batch(source, opts["batch"], values, use_cache=not opts["no_cache"], strict=opts["strict"], **common)
-    result = run(source, values, use_cache=not opts["no_cache"], **common)
+        return run_request(request, args.batch, strict=args.strict)
+    result = request.run()
     from cgraph_cli import present
 
     try:
-        if opts["fmt"] == "table":  # only through Typer (parse_eval_args leaves tables to it)
+        if args.fmt == "table":  # only through Typer (parse_eval_args leaves tables to it)
             from cgraph_cli.commands.common import print_rich
 
-            print_rich(present.to_table(result, opts["all_nodes"]))
-        elif opts["fmt"] == "json":  # written as it is formatted: memory bounded by a few chunks
+            print_rich(present.to_table(result, args.all_nodes))
+        elif args.fmt == "json":  # written as it is formatted: memory bounded by a few chunks
             present.write_json(result, sys.stdout)
             sys.stdout.write("\n")
         else:
-            present.write_csv(result, sys.stdout, opts["all_nodes"])
+            present.write_csv(result, sys.stdout, args.all_nodes)
     except BrokenPipeError:
         raise OutputClosed() from None
     for w in present.nonfinite_warnings(result):
@@ -150,6 +151,6 @@ def run_eval(opts: dict[str, Any]) -> int:
             sys.stderr.write(w.rstrip("\n") + "\n")
         except (OSError, ValueError, AttributeError):  # a lost warning must not change the exit code
             pass
-    if opts["strict"] and result.nonfinite:
+    if args.strict and result.nonfinite:
         return 1
     return 0

@@ -6,22 +6,9 @@ from typing import List, Optional
 
 import typer
 
-from cgraph_cli.commands.common import (
-    AT_FILE_OPT,
-    AT_OPT,
-    EXPR_OPT,
-    FILE_ARG,
-    MAX_MEMORY_OPT,
-    OF_OPT,
-    SEED_OPT,
-    check_choice,
-    max_memory_bytes,
-    out,
-    out_json,
-    print_rich,
-    warn,
-)
+from cgraph_cli.commands.common import PARAM, out, out_json, print_rich, warn
 from cgraph_cli.errors import CgraphError
+from cgraph_cli.request import Options, check_choice
 
 HELP = """Check every gradient entry against central finite differences.
 
@@ -52,11 +39,11 @@ Examples:
 
 
 def check_command(
-    file: Optional[str] = FILE_ARG,
-    expr: Optional[str] = EXPR_OPT,
-    at: Optional[List[str]] = AT_OPT,
-    at_file: Optional[str] = AT_FILE_OPT,
-    of: Optional[str] = OF_OPT,
+    file: Optional[str] = PARAM["file"],
+    expr: Optional[str] = PARAM["expr"],
+    at: Optional[List[str]] = PARAM["at"],
+    at_file: Optional[str] = PARAM["at_file"],
+    of: Optional[str] = PARAM["of"],
     eps: float = typer.Option(1e-6, "--eps", metavar="X", help="Finite-difference step."),
     rtol: float = typer.Option(1e-5, "--rtol", metavar="X", help="Relative tolerance."),
     atol: float = typer.Option(1e-8, "--atol", metavar="X", help="Absolute tolerance."),
@@ -73,23 +60,20 @@ def check_command(
         False, "--all-entries", help="Check every entry of every input, however large (no sampling)."
     ),
     fmt: str = typer.Option("table", "--format", "-f", metavar="table|json", help="table or json."),
-    seed: int = SEED_OPT,
-    max_memory: Optional[str] = MAX_MEMORY_OPT,
+    seed: int = PARAM["seed"],
+    max_memory: Optional[str] = PARAM["max_memory"],
 ) -> None:
     from cgraph_cli import check
-    from cgraph_cli.program import compile_program, load_source, pick_output
-    from cgraph_cli.values import bind_inputs, gather_values
 
     check_choice(fmt, ("table", "json"), "--format")
     if all_entries and samples is not None:
         raise CgraphError("--samples and --all-entries cannot be combined: pick one")
     check.check_options(eps, rtol, atol, samples)  # before any work: a bad tolerance is a usage error
-    limit = max_memory_bytes(max_memory)
-    source = load_source(file, expr)
-    given = gather_values(at, at_file, limit)
-    g = compile_program(source, given, seed=seed, dtype="float64", max_memory=limit)
-    inputs = bind_inputs(g, given)
-    target = pick_output(g, of)
+    options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
+    request = options.build()  # float64: the finite differences are taken in float64
+    g = request.compile()
+    inputs = request.inputs(g)
+    target = request.output(g)
     names = [w.strip() for w in wrt.split(",") if w.strip()] if wrt else None
     by_default = samples is None and not all_entries
     with _progress() as progress:

@@ -3,46 +3,29 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
-FILE_ARG = typer.Argument(None, metavar="FILE|-", help="Program file, or '-' for stdin.", show_default=False)
-EXPR_OPT = typer.Option(
-    None, "-e", "--expr", metavar="PROGRAM", help="The program inline, e.g. -e 'z = (a + b) * (b + c)'."
-)
-AT_OPT = typer.Option(
-    None,
-    "--at",
-    metavar="NAME=VALUE,...",
-    help="Input values: name=value pairs, e.g. --at a=-1,b=3 --at x=[1,2,3]. Repeatable.",
-)
-AT_FILE_OPT = typer.Option(None, "--at-file", metavar="FILE", help="Input values from a JSON object or a .npz file.")
-OF_OPT = typer.Option(None, "--of", metavar="NAME", help="The output to differentiate (default: the first output).")
-SEED_OPT = typer.Option(0, "--seed", metavar="N", min=0, help="Seed for randn()/rand() in the program (0 or more).")
-DTYPE_OPT = typer.Option("float64", "--dtype", metavar="float64|float32", help="Number type: float64 or float32.")
-MAX_MEMORY_OPT = typer.Option(
-    None,
-    "--max-memory",
-    metavar="SIZE",
-    help="Refuse programs whose values would take more than SIZE (default 1G; e.g. 512M, 4G).",
-    show_default=False,
-)
+from cgraph_cli.request import COMMON_OPTIONS, OptionSpec
 
 
-def max_memory_bytes(text: str | None) -> int:
-    """The --max-memory option in bytes (default 1 GiB)."""
-    from cgraph_cli.limits import parse_size
+def param(spec: OptionSpec) -> Any:
+    """The Typer declaration of an option from its entry in an option table (names, default, help, rule)."""
+    if not spec.flags:
+        return typer.Argument(spec.default, metavar=spec.metavar, help=spec.help, show_default=spec.show_default)
+    extra: dict[str, Any] = {}
+    if spec.metavar is not None:
+        extra["metavar"] = spec.metavar
+    if spec.minimum is not None:
+        extra["min"] = spec.minimum
+    if not spec.show_default:
+        extra["show_default"] = False
+    return typer.Option(spec.default, *spec.flags, help=spec.help, **extra)
 
-    return parse_size(text)
 
-
-def check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
-    from cgraph_cli.errors import CgraphError
-
-    if value not in choices:
-        raise CgraphError(f"{option}: '{value}' is not one of: {', '.join(choices)}")
-    return value
+PARAM: dict[str, Any] = {spec.key: param(spec) for spec in COMMON_OPTIONS}
+"""The common options' Typer declarations, made from :data:`cgraph_cli.request.COMMON_OPTIONS`."""
 
 
 def out(text: str) -> None:
@@ -164,6 +147,3 @@ def print_rich(renderable: Any) -> None:
         make_console().print(renderable)
     except BrokenPipeError:
         raise OutputClosed() from None
-
-
-__all__ = ["Optional", "FILE_ARG", "EXPR_OPT", "AT_OPT", "AT_FILE_OPT", "SEED_OPT", "DTYPE_OPT", "MAX_MEMORY_OPT"]

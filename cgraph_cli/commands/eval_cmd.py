@@ -6,16 +6,9 @@ from typing import List, Optional
 
 import typer
 
-from cgraph_cli.commands.common import (
-    AT_FILE_OPT,
-    AT_OPT,
-    DTYPE_OPT,
-    EXPR_OPT,
-    FILE_ARG,
-    MAX_MEMORY_OPT,
-    OF_OPT,
-    SEED_OPT,
-)
+from cgraph_cli.commands.common import PARAM, param
+from cgraph_cli.fastpath import EVAL_OPTION, EvalArgs, run_eval
+from cgraph_cli.request import Options
 
 HELP = """Evaluate a program: every node's value and its gradient ∂out/∂node.
 
@@ -30,41 +23,32 @@ Examples:
 
 
 def eval_command(
-    file: Optional[str] = FILE_ARG,
-    expr: Optional[str] = EXPR_OPT,
-    at: Optional[List[str]] = AT_OPT,
-    at_file: Optional[str] = AT_FILE_OPT,
-    of: Optional[str] = OF_OPT,
-    fmt: str = typer.Option("table", "--format", "-f", metavar="table|json|csv", help="table, json or csv."),
-    all_nodes: bool = typer.Option(False, "--all", help="Also show anonymous intermediate nodes."),
-    batch: Optional[str] = typer.Option(
-        None, "--batch", metavar="POINTS.CSV", help="CSV of points (header = input names): one output row per point."
-    ),
-    seed: int = SEED_OPT,
-    dtype: str = DTYPE_OPT,
-    strict: bool = typer.Option(False, "--strict", help="Exit 1 when a value or gradient is not finite."),
-    max_memory: Optional[str] = MAX_MEMORY_OPT,
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the compiled-program cache."),
+    file: Optional[str] = PARAM["file"],
+    expr: Optional[str] = PARAM["expr"],
+    at: Optional[List[str]] = PARAM["at"],
+    at_file: Optional[str] = PARAM["at_file"],
+    of: Optional[str] = PARAM["of"],
+    fmt: str = param(EVAL_OPTION["fmt"]),
+    all_nodes: bool = param(EVAL_OPTION["all_nodes"]),
+    batch: Optional[str] = param(EVAL_OPTION["batch"]),
+    seed: int = PARAM["seed"],
+    dtype: str = PARAM["dtype"],
+    strict: bool = param(EVAL_OPTION["strict"]),
+    max_memory: Optional[str] = PARAM["max_memory"],
+    no_cache: bool = PARAM["no_cache"],
 ) -> None:
-    from cgraph_cli.fastpath import run_eval
-
-    code = run_eval(
-        {
-            "file": file,
-            "expr": expr,
-            "at": at or None,
-            "at_file": at_file,
-            "of": of,
-            "fmt": fmt,
-            "batch": batch,
-            "seed": seed,
-            "dtype": dtype,
-            "max_memory": max_memory,
-            "all_nodes": all_nodes,
-            "strict": strict,
-            "no_cache": no_cache,
-        }
+    options = Options(
+        file=file,
+        expr=expr,
+        at=at or (),
+        at_file=at_file,
+        of=of,
+        seed=seed,
+        dtype=dtype,
+        max_memory=max_memory,
+        no_cache=no_cache,
     )
+    code = run_eval(EvalArgs(options, fmt=fmt, all_nodes=all_nodes, batch=batch, strict=strict))
     if code:
         raise typer.Exit(code)
 

@@ -7,20 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from cgraph_cli.commands.common import (
-    AT_FILE_OPT,
-    AT_OPT,
-    EXPR_OPT,
-    FILE_ARG,
-    MAX_MEMORY_OPT,
-    OF_OPT,
-    SEED_OPT,
-    check_choice,
-    max_memory_bytes,
-    out_json,
-    print_rich,
-    warn,
-)
+from cgraph_cli.commands.common import PARAM, out_json, print_rich, warn
+from cgraph_cli.request import Options, check_choice
 
 HELP = """Explain backpropagation step by step: the forward pass, then the backward pass.
 
@@ -48,29 +36,26 @@ Examples:
 
 
 def explain_command(
-    file: Optional[str] = FILE_ARG,
-    expr: Optional[str] = EXPR_OPT,
-    at: Optional[List[str]] = AT_OPT,
-    at_file: Optional[str] = AT_FILE_OPT,
-    of: Optional[str] = OF_OPT,
+    file: Optional[str] = PARAM["file"],
+    expr: Optional[str] = PARAM["expr"],
+    at: Optional[List[str]] = PARAM["at"],
+    at_file: Optional[str] = PARAM["at_file"],
+    of: Optional[str] = PARAM["of"],
     fmt: str = typer.Option("text", "--format", "-f", metavar="text|json", help="text or json (the steps as data)."),
-    seed: int = SEED_OPT,
-    max_memory: Optional[str] = MAX_MEMORY_OPT,
+    seed: int = PARAM["seed"],
+    max_memory: Optional[str] = PARAM["max_memory"],
     max_steps: int = typer.Option(
         10_000, "--max-steps", metavar="N", min=1, help="Refuse programs of more nodes than this (a step per node)."
     ),
 ) -> None:
     from cgraph_cli import explain, present
     from cgraph_cli.ir import TooManyNodes
-    from cgraph_cli.program import load_source, run
-    from cgraph_cli.values import gather_values
 
     check_choice(fmt, ("text", "json"), "--format")
-    limit = max_memory_bytes(max_memory)
-    source = load_source(file, expr)
-    given = gather_values(at, at_file, limit)
+    options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
+    request = options.build(max_nodes=max_steps)
     try:  # the builder stops at the limit: a tower of def calls is refused before it is built
-        result = run(source, given, of=of, seed=seed, max_memory=limit, max_nodes=max_steps)
+        result = request.run()
     except TooManyNodes:
         raise explain.too_large(None, max_steps, "--max-steps") from None
     ex = explain.explain(result, max_steps, "--max-steps")

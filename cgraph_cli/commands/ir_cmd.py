@@ -6,18 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from cgraph_cli.commands.common import (
-    AT_FILE_OPT,
-    AT_OPT,
-    EXPR_OPT,
-    FILE_ARG,
-    MAX_MEMORY_OPT,
-    SEED_OPT,
-    check_choice,
-    max_memory_bytes,
-    out,
-    out_json,
-)
+from cgraph_cli.commands.common import PARAM, out, out_json
+from cgraph_cli.request import Options, check_choice
 
 HELP = """Print the graph IR: one line per node in topological order.
 
@@ -32,23 +22,19 @@ Examples:
 
 
 def ir_command(
-    file: Optional[str] = FILE_ARG,
-    expr: Optional[str] = EXPR_OPT,
-    at: Optional[List[str]] = AT_OPT,
-    at_file: Optional[str] = AT_FILE_OPT,
+    file: Optional[str] = PARAM["file"],
+    expr: Optional[str] = PARAM["expr"],
+    at: Optional[List[str]] = PARAM["at"],
+    at_file: Optional[str] = PARAM["at_file"],
     fmt: str = typer.Option("text", "--format", "-f", metavar="text|json|dot", help="text, json or dot."),
-    seed: int = SEED_OPT,
-    max_memory: Optional[str] = MAX_MEMORY_OPT,
+    seed: int = PARAM["seed"],
+    max_memory: Optional[str] = PARAM["max_memory"],
 ) -> None:
     from cgraph_cli.ir import format_ir
-    from cgraph_cli.program import compile_program, load_source
-    from cgraph_cli.values import gather_values
 
     check_choice(fmt, ("text", "json", "dot"), "--format")
-    source = load_source(file, expr)
-    limit = max_memory_bytes(max_memory)
-    given = gather_values(at, at_file, limit)
-    g = compile_program(source, given, seed=seed, max_memory=limit)
+    request = Options(file=file, expr=expr, at=at or (), at_file=at_file, seed=seed, max_memory=max_memory).build()
+    g = request.compile()
     if fmt == "text":
         out(format_ir(g))
     elif fmt == "json":
@@ -58,7 +44,7 @@ def ir_command(
     else:
         from cgraph_cli.dot import ir_dot
 
-        out(ir_dot(g, given))
+        out(ir_dot(g, dict(request.values)))
 
 
 def register(app: typer.Typer) -> None:

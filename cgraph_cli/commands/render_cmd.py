@@ -13,20 +13,9 @@ from typing import Any, List, Optional
 
 import typer
 
-from cgraph_cli.commands.common import (
-    AT_FILE_OPT,
-    AT_OPT,
-    EXPR_OPT,
-    FILE_ARG,
-    MAX_MEMORY_OPT,
-    OF_OPT,
-    SEED_OPT,
-    check_choice,
-    max_memory_bytes,
-    out,
-    warn,
-)
+from cgraph_cli.commands.common import PARAM, out, warn
 from cgraph_cli.errors import CgraphError
+from cgraph_cli.request import Options, check_choice
 
 HELP = """Draw the computation graph: one box per node with its value and its gradient ∂out/∂node.
 
@@ -69,17 +58,17 @@ def _frame_name(k: int, phase: str, label: str, ext: str) -> str:
 
 
 def render_command(
-    file: Optional[str] = FILE_ARG,
-    expr: Optional[str] = EXPR_OPT,
-    at: Optional[List[str]] = AT_OPT,
-    at_file: Optional[str] = AT_FILE_OPT,
+    file: Optional[str] = PARAM["file"],
+    expr: Optional[str] = PARAM["expr"],
+    at: Optional[List[str]] = PARAM["at"],
+    at_file: Optional[str] = PARAM["at_file"],
     output: Optional[str] = typer.Option(
         None, "-o", "--output", metavar="OUT", help="Output file (default: FILE's stem + .png here; '-' for stdout)."
     ),
     fmt: Optional[str] = typer.Option(
         None, "--format", "-f", metavar="png|svg|pdf|dot", help="png, svg, pdf or dot (default: from -o, else png)."
     ),
-    of: Optional[str] = OF_OPT,
+    of: Optional[str] = PARAM["of"],
     rankdir: str = typer.Option(
         "LR", "--rankdir", metavar="LR|TB", help="LR: inputs left, output right; TB: top to bottom."
     ),
@@ -103,14 +92,12 @@ def render_command(
         metavar="SECONDS",
         help="Seconds the whole drawing may take (layout and every --steps frame) before cgraph gives up.",
     ),
-    seed: int = SEED_OPT,
-    max_memory: Optional[str] = MAX_MEMORY_OPT,
+    seed: int = PARAM["seed"],
+    max_memory: Optional[str] = PARAM["max_memory"],
 ) -> None:
     from cgraph_cli.dot import DotOptions, GraphPicture, evaluate_for_picture
     from cgraph_cli.fsutil import atomic_write
     from cgraph_cli.ir import TooManyNodes
-    from cgraph_cli.program import compile_program, load_source, pick_output
-    from cgraph_cli.values import gather_values
 
     if fmt is not None:
         check_choice(fmt, FORMATS, "--format")
@@ -126,11 +113,11 @@ def render_command(
     if output is not None and steps is not None:
         raise CgraphError("give either -o or --steps, not both")
 
-    source = load_source(file, expr)
-    limit = max_memory_bytes(max_memory)
-    given = gather_values(at, at_file, limit)
+    options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
+    request = options.build(max_nodes=max_nodes)
+    given = dict(request.values)
     try:
-        g = compile_program(source, given, seed=seed, max_memory=limit, max_nodes=max_nodes)
+        g = request.compile()
     except TooManyNodes:
         raise CgraphError(
             f"the graph has more than {max_nodes:,} nodes (--max-nodes {max_nodes}); "
@@ -138,7 +125,7 @@ def render_command(
             hint="draw a smaller program, raise the limit with --max-nodes N, "
             "or write only the DOT source with --format dot --max-nodes N",
         ) from None
-    out_node = pick_output(g, of)
+    out_node = request.output(g)
 
     if steps is not None and "\x00" in steps:
         raise CgraphError(f"--steps: cannot write {steps!r}: a file name cannot contain a NUL byte")
@@ -152,9 +139,7 @@ def render_command(
     if not no_values:
         values, grads, out_node = evaluate_for_picture(g, given, out_node, notes)
     elif given:
-        from cgraph_cli.values import bind_inputs
-
-        bind_inputs(g, given, require=False)  # still reject unknown names
+        request.inputs(g, require=False)  # still reject unknown names
     if steps is not None and values is None:
         raise CgraphError(
             "--steps shows values and gradients appearing step by step, so it needs every input's value",
