@@ -94,3 +94,14 @@ def test_json_eval_does_not_import_typer_or_rich() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert '"value": 9.0' in r.stdout
     assert r.stderr == "[]"
+
+
+def test_fast_parser_gives_typed_options() -> None:
+    from cgraph_cli.fastpath import EvalArgs
+    from cgraph_cli.request import Options
+
+    argv = ["eval", "-e", "y = a", "--at", "a=1", "--at=a=2", "--seed", "3", "-f", "csv", "--no-cache", "--all"]
+    want = Options(expr="y = a", at=("a=1", "a=2"), seed=3, no_cache=True)
+    assert parse_eval_args(argv) == EvalArgs(want, fmt="csv", all_nodes=True)
+    assert parse_eval_args(["eval", "-f", "csv", "-e", "y = a", "--seed", "-1"]) is None  # Typer words the range
+    assert parse_eval_args(["eval", "-f", "csv", "-e", "y = a", "--all=1"]) is None
