@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import sys
 from typing import Any, Iterator
 
@@ -24,6 +23,7 @@ import numpy as np
 from cgraph_cli import limits
 from cgraph_cli.engine import backward, evaluate, forward
 from cgraph_cli.errors import CgraphError, Source, closest
+from cgraph_cli.fmt import csv_cell
 from cgraph_cli.ir import Graph
 from cgraph_cli.ops import LEAF_OPS, OPS
 from cgraph_cli.request import Request
@@ -413,10 +413,4 @@ def _format_rows(lines: list[str], table: np.ndarray) -> str:
 
 
 def _cell(v: Any) -> str:
-    a = np.asarray(v, dtype=np.float64)
-    if a.ndim == 0:
-        x = float(a)
-        return "NaN" if x != x else repr(x)
-    from cgraph_cli.present import json_value
-
-    return _csv_line([json.dumps(json_value(a), separators=(",", ":"))])
+    return _csv_line([csv_cell(np.asarray(v, dtype=np.float64))])

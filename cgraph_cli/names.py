@@ -28,10 +28,8 @@ _WORD = re.compile(r"\S+")
 _CALL = re.compile(r"[A-Za-z_]\w*\(.*\)")
 
 
-def node_names(g: Graph, *, anonymous: str = "text") -> list[str]:
-    """The readable name of every node (see the module's docstring).
-
-    ``anonymous="id"`` names every anonymous node ``%ID`` (a table whose next column shows the source text)."""
+def node_names(g: Graph) -> list[str]:
+    """The readable name of every node (see the module's docstring)."""
     counts: dict[str, int] = {}
     for n in g.names:
         if n is not None:
@@ -40,14 +38,12 @@ def node_names(g: Graph, *, anonymous: str = "text") -> list[str]:
     labels: list[str] = []
     for i, n in enumerate(g.names):
         if n is None:
-            labels.append(f"%{i}" if anonymous == "id" else _anonymous(g, i))
+            labels.append(_anonymous(g, i))
         elif counts[n] > 1:
             seen[n] = seen.get(n, 0) + 1
             labels.append(n + str(seen[n]).translate(_SUBSCRIPTS))
         else:
             labels.append(n)
-    if anonymous == "id":
-        return labels
     # anonymous labels must be unique and must not look like a name
     taken: dict[str, int] = {}
     for i, lab in enumerate(labels):

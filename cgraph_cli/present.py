@@ -357,7 +357,7 @@ def to_table(result: Result, all_nodes: bool = False):
     from rich.table import Table
 
     g = result.graph
-    labels = node_names(g, anonymous="id")  # the expression column shows the text
+    labels = node_names(g)  # the same names as explain, the pictures and check
     t = Table(title=f"{g.label(result.out)} = {fmt_value(result.values[result.out])}", title_justify="left")
     t.add_column("node", style="bold", no_wrap=True)
     t.add_column("op", style="dim", no_wrap=True)
