@@ -235,3 +235,60 @@ def test_input_default_is_folded_as_the_engine_computes_it():
     ref = build_graph(parse(ref_src), ref_src)
     want = forward(ref, {})[ref.output]
     assert g.defaults["a"].dtype == want.dtype and g.defaults["a"].tobytes() == want.tobytes()
+
+
+# -- the engine's plan: named parts, kept in Graph.derived ---------------------------------------------------------
+
+
+def _wide_program() -> tuple[str, dict]:
+    import numpy as np
+
+    lines = [f"y{k} = sin(x{k % 7}) * x{(k + 3) % 7} + tanh(x{k % 5}) - max(x{k % 3}, x1)" for k in range(300)]
+    lines.append("out = " + " + ".join(f"y{k}" for k in range(0, 300, 30)))
+    return "\n".join(lines) + "\n", {f"x{k}": np.array(0.1 * k - 0.3) for k in range(7)}
+
+
+def test_evaluate_patches_no_attribute_onto_the_graph():
+    from dataclasses import fields
+
+    from cgraph_cli.engine import STRATEGIES, ScalarPlan, evaluate
+    from cgraph_cli.ir import Graph, build_graph
+    from cgraph_cli.parser import parse
+
+    text, values = _wide_program()
+    src = Source(text, "<t>")
+    g = build_graph(parse(src), src, values)
+    declared = {f.name for f in fields(Graph)}
+    for strategy in STRATEGIES:
+        evaluate(g, values, strategy=strategy)
+        assert set(vars(g)) == declared
+    assert set(g.derived) == {"scalar_plan"} and isinstance(g.derived["scalar_plan"], ScalarPlan)
+
+
+def test_scalar_plan_parts_are_named():
+    from cgraph_cli.engine import Back, Edges, LevelGroup, LevelPlan, OpCall, ScalarCode, Unary, scalar_plan
+    from cgraph_cli.ir import build_graph
+    from cgraph_cli.parser import parse
+
+    text, values = _wide_program()
+    src = Source(text, "<t>")
+    g = build_graph(parse(src), src, values)
+    plan = scalar_plan(g, values)
+    assert plan is not None and plan.wide(g.output)
+    code = plan.code
+    assert isinstance(code, ScalarCode) and len(code.kernel) == len(code.back) == len(g)
+    i = g.args[g.bindings["y3"]][1]  # y3 = ... - max(x0, x1): an 'NP' kernel, run by the record's functions
+    assert isinstance(code.extra[i], OpCall) and code.extra[i].op is OPS[g.ops[i]]
+    assert code.back[i] == Back.NP
+    kinds = {type(code.extra[j]) for j, op in enumerate(g.ops) if op not in LEAF_OPS and OPS[op].kernel.name == "NP1"}
+    assert kinds == {Unary}  # tanh
+    levels = plan.levels()
+    assert isinstance(levels, LevelPlan) and isinstance(levels.edges, Edges)
+    assert all(isinstance(grp, LevelGroup) for grp in levels.groups)
+    assert sorted(levels.groups_at) == sorted({grp.level for grp in levels.groups})
+    for grp in levels.groups:
+        assert all(g.ops[j] == grp.op and levels.depth[j] == grp.level for j in grp.nodes.tolist())
+        assert grp.a0.tolist() == [g.args[j][0] for j in grp.nodes.tolist()]
+    e = levels.edges
+    assert e.index[e.consumer, e.slot].tolist() == list(range(len(e.consumer)))
+    assert all(g.args[c][k] == t for c, k, t in zip(e.consumer.tolist(), e.slot.tolist(), e.target.tolist()))
