@@ -631,7 +631,8 @@ class ScalarPlan:
         return self._levels
 
     def _compile_levels(self) -> LevelPlan:
-        names, opid, arity, a0, a1 = self.operands()
+        ops = self.operands()
+        names, opid, arity, a0, a1 = ops.names, ops.opid, ops.arity, ops.a0, ops.a1
         lvl = self.depths()
         assert lvl is not None
         n = self.n
