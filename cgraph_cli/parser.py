@@ -33,6 +33,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cgraph_cli import __version__
 from cgraph_cli.errors import CgraphError, Source
 
 # -- the AST's fields, by name -------------------------------------------------------------------------------------
@@ -210,8 +211,6 @@ def _cache_file() -> str | bool:
         os.makedirs(folder, exist_ok=True)
     except OSError:
         return False
-    from cgraph_cli import __version__
-
     return os.path.join(folder, f"grammar-{__version__}.lark-cache")
 
 
