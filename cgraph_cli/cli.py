@@ -17,6 +17,7 @@ import sys
 
 from cgraph_cli import __version__
 from cgraph_cli.errors import CgraphError, OutputClosed
+from cgraph_cli.terminal import FALLBACK_ERRORS, ascii_fallback, can_encode
 
 _APP = None
 
@@ -121,71 +122,6 @@ class _StderrRaw(io.FileIO):
             return len(b)
 
 
-_FALLBACKS = {
-    "∂": "d",
-    "·": "*",
-    "—": "-",
-    "–": "-",
-    "…": "...",
-    "∞": "inf",
-    "≤": "<=",
-    "≥": ">=",
-    "≠": "!=",
-    "×": "x",
-    "→": "->",
-    "←": "<-",
-    "ᵀ": "^T",
-    "²": "^2",
-    "³": "^3",
-    "±": "+/-",
-    "√": "sqrt",
-    "Σ": "sum",
-    "‖": "||",
-    "‘": "'",
-    "’": "'",
-    "“": '"',
-    "”": '"',
-    "\u00a0": " ",
-}
-_FALLBACKS.update({chr(0x2080 + d): f"_{d}" for d in range(10)})  # subscripts: s₁ -> s_1
-_FALLBACKS.update({chr(c): ch for c, ch in zip((0x2074, 0x2075, 0x2076, 0x2077, 0x2078, 0x2079), "456789")})
-FALLBACK_ERRORS = "cgraph-ascii"
-
-
-def _ascii_fallback(err: UnicodeError):
-    """Codec error handler: readable ASCII for cgraph's symbols (∂ -> d, s₁ -> s_1), else \\uXXXX."""
-    if not isinstance(err, UnicodeEncodeError):
-        raise err
-    out = []
-    for ch in err.object[err.start : err.end]:
-        if ch in _FALLBACKS:
-            out.append(_FALLBACKS[ch])
-        elif 0x2500 <= ord(ch) <= 0x257F:  # box drawing
-            out.append(
-                "|" if ord(ch) in (0x2502, 0x2503, 0x2551) else "-" if ord(ch) in (0x2500, 0x2501, 0x2550) else "+"
-            )
-        else:
-            out.append(ch.encode("ascii", "backslashreplace").decode("ascii"))
-    return "".join(out), err.end
-
-
-def fallback_text(text: str, encoding: str) -> str:
-    """``text`` with what ``encoding`` cannot show replaced as on the standard streams (∂ -> d)."""
-    codecs.register_error(FALLBACK_ERRORS, _ascii_fallback)
-    try:
-        return text.encode(encoding, FALLBACK_ERRORS).decode(encoding)
-    except (UnicodeError, LookupError):
-        return text
-
-
-def can_encode(stream, text: str = "∂₁│") -> bool:
-    try:
-        text.encode(getattr(stream, "encoding", None) or "utf-8")
-        return True
-    except (UnicodeError, LookupError):
-        return False
-
-
 def _fd_open(fd: int) -> bool:
     try:
         os.fstat(fd)
@@ -209,7 +145,7 @@ def _setup_streams() -> None:
             pass
     if 0 in closed and sys.stdin is None:
         sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
-    codecs.register_error(FALLBACK_ERRORS, _ascii_fallback)
+    codecs.register_error(FALLBACK_ERRORS, ascii_fallback)
     for name, raw_type in (("stdout", _StdoutRaw), ("stderr", _StderrRaw)):
         fd = 1 if name == "stdout" else 2
         current = getattr(sys, name)

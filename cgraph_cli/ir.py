@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from cgraph_cli.errors import CgraphError, Source, closest, did_you_mean
-from cgraph_cli.fmt import fmt_index, fmt_shape
+from cgraph_cli.fmt import fmt_attr, fmt_const, fmt_index, fmt_shape
 from cgraph_cli.limits import DEFAULT_MAX_MEMORY, fmt_bytes, suggest_size
 from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS, OPS, arity_bounds, pick_call
 from cgraph_cli.parser import (
@@ -732,33 +732,19 @@ def format_ir(g: Graph) -> str:
         shape = "?" if g.shapes[i] is None else fmt_shape(g.shapes[i])
         if op == "const":
             v = g.attrs[i]["value"]
-            operands = _short(v)
+            operands = fmt_const(v)
         elif op == "input":
             operands = ""
         else:
             operands = " ".join(f"%{j}" for j in g.args[i])
             if g.attrs[i]:
-                operands += " " + " ".join(f"{k}={_fmt_attr(v)}" for k, v in sorted(g.attrs[i].items()))
+                operands += " " + " ".join(f"{k}={fmt_attr(v)}" for k, v in sorted(g.attrs[i].items()))
         line, col = g.line_col(i)
         name = f" {g.names[i]}" if g.names[i] else ""
         lines.append(f"{lhs}{name} = {op} {operands}".rstrip() + f" : {shape}  @{line}:{col}")
     outs = ", ".join(g.label(i) for i in g.outputs)
     lines.append(f"output {outs}")
     return "\n".join(lines)
-
-
-def _fmt_attr(v: Any) -> str:
-    if isinstance(v, tuple) and any(isinstance(x, slice) for x in v):
-        return fmt_index(v)
-    if isinstance(v, tuple):
-        return fmt_shape(v)
-    return str(v)
-
-
-def _short(v: np.ndarray) -> str:
-    if v.ndim == 0:
-        return format(float(v), ".6g")
-    return np.array2string(v, precision=4, threshold=6, edgeitems=2, separator=", ").replace("\n", "")
 
 
 def ir_data(g: Graph) -> dict[str, Any]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 from cgraph_cli.errors import Source
 from cgraph_cli.ops import LEAF_OPS, OPS
 
@@ -131,10 +129,6 @@ def test_engine_ir_parser_are_in_no_cycle():
     assert stuck == []
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 10: cli <-> commands.* <-> fastpath (commands.common imports cli) is being untangled in this round",
-)
 def test_no_import_cycles():
     cycles = find_cycles(import_graph())
     assert cycles == [], f"import cycles among cgraph_cli modules: {cycles}"

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from cgraph_cli.request import COMMON_OPTIONS, OptionSpec
+from cgraph_cli.terminal import can_encode, fallback_text
 
 
 def param(spec: OptionSpec) -> Any:
@@ -66,8 +67,6 @@ def out_json(data: Any) -> None:
     else as \\u escapes (the same JSON data either way)."""
     import json
 
-    from cgraph_cli.cli import can_encode
-
     text = json.dumps(
         strict_json_data(data), indent=2, ensure_ascii=not can_encode(sys.stdout, "∂₁ᵀ·…"), allow_nan=False
     )
@@ -124,8 +123,6 @@ def _fit_encoding(renderable: Any, encoding: str) -> Any:
     so that the columns stay aligned; other renderables are left to the stream's fallback."""
     from rich.table import Table
 
-    from cgraph_cli.cli import fallback_text
-
     if not isinstance(renderable, Table):
         return renderable
     if isinstance(renderable.title, str):
@@ -138,7 +135,6 @@ def _fit_encoding(renderable: Any, encoding: str) -> Any:
 
 
 def print_rich(renderable: Any) -> None:
-    from cgraph_cli.cli import can_encode
     from cgraph_cli.errors import OutputClosed
 
     if not can_encode(sys.stdout):
