@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from cgraph_cli.engine import evaluate  # noqa: E402
 from cgraph_cli.errors import Source  # noqa: E402
-from cgraph_cli.ir import Graph  # noqa: E402
+from cgraph_cli.ir.graph import Graph  # noqa: E402
 
 CGRAPH = [str(Path(sys.executable).parent / "cgraph")]
 if not Path(CGRAPH[0]).exists():
@@ -359,8 +359,8 @@ def mlp_numpy(X, T, W1, b1, W2, b2, W3, b3):
 
 
 def bench_mlp(quick: bool) -> None:
-    from cgraph_cli.program import compile_program
-    from cgraph_cli.values import bind_inputs
+    from cgraph_cli.run.program import compile_program
+    from cgraph_cli.run.values import bind_inputs
 
     print("\n== MLP 784-512-512-10, batch 256, fwd+bwd (inputs from .npz; start-up excluded) ==")
     rng = np.random.default_rng(0)
@@ -370,7 +370,7 @@ def bench_mlp(quick: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "mlp.npz"
         np.savez(npz, **data)
-        from cgraph_cli.values import read_at_file
+        from cgraph_cli.run.values import read_at_file
 
         given_all = read_at_file(str(npz))
     rep = 5 if quick else 15
@@ -442,7 +442,7 @@ def cli_time(args: list[str], env: dict | None = None, repeat: int = 1, stdin=No
 
 
 def bench_parse_eval_cache(quick: bool) -> None:
-    from cgraph_cli.parser import get_parser, parse, parse_lark
+    from cgraph_cli.lang.parser import get_parser, parse, parse_lark
 
     print("\n== parsing (the full grammar), eval end to end, IR cache ==")
     get_parser()
@@ -482,8 +482,8 @@ def bench_parse_eval_cache(quick: bool) -> None:
             f"{t1:.2f} / {t2:.2f} s",
             f"{t1 / t2:.1f}x faster (≥ 20x)",
         )
-        from cgraph_cli import cache
-        from cgraph_cli.program import compile_program
+        from cgraph_cli.run import cache
+        from cgraph_cli.run.program import compile_program
 
         os.environ["CGRAPH_CACHE_DIR"] = env["CGRAPH_CACHE_DIR"]
         try:
@@ -543,7 +543,7 @@ import resource, sys, tracemalloc
 sys.path.insert(0, {str(ROOT)!r})
 import numpy as np
 from cgraph_cli.errors import Source
-from cgraph_cli.program import compile_program
+from cgraph_cli.run.program import compile_program
 from cgraph_cli.engine import evaluate
 text = "x = a" + chr(10) + ("x = sin(x) * 0.999 + a" + chr(10)) * {n}
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -1,4 +1,4 @@
-from cgraph_cli.cli import main
+from cgraph_cli.cli.entry import main
 
 if __name__ == "__main__":
     main()

@@ -1,3 +1,5 @@
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -25,3 +27,53 @@ def run_cli(*args: str, input: str | None = None, env: dict | None = None, cwd=N
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def run_inproc(
+    *args: str, input: str | bytes | None = None, cwd=None, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Call the real entry point ``cgraph_cli.cli.entry.main(args)`` in this process (no interpreter start).
+
+    The one in-process runner of the suite: stdin, stdout (with ``.buffer``, like a real stream) and
+    stderr are captured, ``cwd`` and ``env`` are set for the call and restored. Any exception other
+    than SystemExit escapes and fails the test (a user would see a traceback)."""
+    from cgraph_cli.cli.entry import main
+
+    data = input.encode("utf-8") if isinstance(input, str) else (input or b"")
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+    err = io.StringIO()
+    saved_env, saved_cwd, saved_stdin = dict(os.environ), os.getcwd(), sys.stdin
+    os.environ.pop("CGRAPH_DEBUG", None)
+    os.environ.update(env or {})
+    code: object = 0
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(list(args))
+            except SystemExit as e:
+                code = e.code
+    finally:
+        sys.stdin = saved_stdin
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    code = 0 if code is None else code
+    assert isinstance(code, int), f"exit code {code!r} is not an int"
+    out.flush()
+    return subprocess.CompletedProcess(
+        list(args), code, out.buffer.getvalue().decode("utf-8", "replace"), err.getvalue()
+    )
+
+
+def run_inprocess(argv: list[str], stdin: bytes = b"") -> tuple[int, str, str]:
+    """:func:`run_inproc` as (exit code, stdout, stderr)."""
+    r = run_inproc(*argv, input=stdin)
+    return r.returncode, r.stdout, r.stderr
+
+
+def cli_inproc(*args: str) -> tuple[int, str, str]:
+    """:func:`run_inproc` as (exit code, stdout, stderr)."""
+    return run_inprocess(list(args))

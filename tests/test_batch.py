@@ -9,11 +9,11 @@ import random
 import numpy as np
 import pytest
 
-from cgraph_cli import batch as batch_mod
-from cgraph_cli.batch import run_batch
 from cgraph_cli.errors import CgraphError, Source
-from cgraph_cli.present import to_csv
-from cgraph_cli.program import run
+from cgraph_cli.present.tables import to_csv
+from cgraph_cli.run import batch as batch_mod
+from cgraph_cli.run.batch import run_batch
+from cgraph_cli.run.program import run
 from tests.conftest import EXAMPLES
 
 LECTURE = (EXAMPLES / "lecture.cg").read_text()

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cgraph_cli import cache
 from cgraph_cli.engine import evaluate
 from cgraph_cli.errors import Source
-from cgraph_cli.ir import format_ir, ir_data
-from cgraph_cli.program import compile_program
-from cgraph_cli.values import bind_inputs
+from cgraph_cli.ir.graph import format_ir, ir_data
+from cgraph_cli.run import cache
+from cgraph_cli.run.program import compile_program
+from cgraph_cli.run.values import bind_inputs
 from tests.conftest import EXAMPLES
 
 

@@ -3,7 +3,6 @@ verify against the program, and ignores a relative ``XDG_CACHE_HOME`` (issue 9: 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -13,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cgraph_cli import cache
-from cgraph_cli.cli import main
 from cgraph_cli.errors import Source
-from cgraph_cli.program import compile_program
+from cgraph_cli.run import cache
+from cgraph_cli.run.program import compile_program
+from tests.conftest import run_inprocess
 
 PAD = ("# " + "padding " * 9 + "\n") * (cache.MIN_CHARS // 70 + 1)  # makes any program big enough to be cached
 TAIL = """\
@@ -31,20 +30,6 @@ PROGRAM = PAD + TAIL
 ARGV = ["--at", "a=0.5", "--format", "csv"]
 
 
-def run(argv: list[str]) -> tuple[int, str, str]:
-    """``cgraph argv`` in this process: (exit code, stdout, stderr)."""
-    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
-    err = io.StringIO()
-    code: object = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(argv)
-        except SystemExit as e:
-            code = e.code
-    out.flush()
-    return (code or 0), out.buffer.getvalue().decode("utf-8", "replace"), err.getvalue()  # type: ignore[return-value]
-
-
 @pytest.fixture
 def xdg(tmp_path, monkeypatch) -> Path:
     """An absolute XDG_CACHE_HOME in the test's folder; returns the cache folder cgraph uses."""
@@ -55,7 +40,7 @@ def xdg(tmp_path, monkeypatch) -> Path:
 
 
 def eval_file(path: Path) -> tuple[int, str, str]:
-    return run(["eval", str(path), *ARGV])
+    return run_inprocess(["eval", str(path), *ARGV])
 
 
 def entries(folder: Path) -> list[Path]:

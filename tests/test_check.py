@@ -58,10 +58,10 @@ def test_away_from_the_kink_relu_passes():
 
 
 def test_other_kinks_are_named():
-    from cgraph_cli.check import check_gradients
+    from cgraph_cli.analysis.check import check_gradients
     from cgraph_cli.errors import Source
-    from cgraph_cli.program import compile_program
-    from cgraph_cli.values import bind_inputs
+    from cgraph_cli.run.program import compile_program
+    from cgraph_cli.run.values import bind_inputs
 
     def kinks(prog, **vals):
         given = {k: np.asarray(v, dtype=float) for k, v in vals.items()}
@@ -90,10 +90,10 @@ def test_other_kinks_are_named():
 def test_a_wrong_vjp_is_caught(monkeypatch):
     """Break mul's gradient for its second operand: check must see it, and only there."""
     from cgraph_cli import ops
-    from cgraph_cli.check import check_gradients
+    from cgraph_cli.analysis.check import check_gradients
     from cgraph_cli.errors import Source
-    from cgraph_cli.program import compile_program
-    from cgraph_cli.values import bind_inputs
+    from cgraph_cli.run.program import compile_program
+    from cgraph_cli.run.values import bind_inputs
 
     monkeypatch.setenv("CGRAPH_ENGINE", "generic")  # the op table's rules (fast scalar kernels are separate)
     good = ops.OPS["mul"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import EXAMPLES, run_cli
-from tests.test_errors import run_main
+from tests.conftest import run_inproc as run_main
 
 LECTURE = str(EXAMPLES / "lecture.cg")
 

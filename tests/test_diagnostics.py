@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_fuzz import at_for, programs, render_program, run_inprocess
+from tests.conftest import run_inprocess
+from tests.test_fuzz import at_for, programs, render_program
 
 
 def run(prog: str, *at: str, fmt: str = "table", strict: bool = False):

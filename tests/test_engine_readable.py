@@ -119,14 +119,33 @@ def test_cycle_finder_sees_function_level_imports(tmp_path):
 
 def test_ir_does_not_import_engine():
     graph = import_graph()
-    assert "cgraph_cli.engine" not in graph["cgraph_cli.ir"]
-    assert "cgraph_cli.ir" in graph["cgraph_cli.engine"]
+    for ir in ("cgraph_cli.ir.graph", "cgraph_cli.ir.names"):
+        assert not any(m.startswith("cgraph_cli.engine") for m in graph[ir])
+    assert "cgraph_cli.ir.graph" in graph["cgraph_cli.engine.reference"]
 
 
 def test_engine_ir_parser_are_in_no_cycle():
-    mine = {"cgraph_cli.engine", "cgraph_cli.ir", "cgraph_cli.parser"}
+    mine = {"cgraph_cli.engine", "cgraph_cli.engine.reference", "cgraph_cli.engine.scalar", "cgraph_cli.ir.graph"}
+    mine.add("cgraph_cli.lang.parser")
     stuck = [c for c in find_cycles(import_graph()) if mine & set(c)]
     assert stuck == []
+
+
+# the folders in the order of the pipeline: a module imports only from its own folder or the ones before it
+LAYERS = ["cgraph_cli", "errors", "fmt", "limits", "fsutil", "ops", "lang", "ir", "engine", "analysis", "run"]
+LAYERS += ["present", "cli", "__main__"]
+
+
+def test_folders_import_one_way():
+    graph = import_graph()
+    wrong = []
+    for a, targets in graph.items():
+        la = LAYERS.index(a.split(".")[1] if "." in a else "cgraph_cli")
+        for b in targets:
+            lb = LAYERS.index(b.split(".")[1] if "." in b else "cgraph_cli")
+            if lb > la:
+                wrong.append(f"{a} -> {b}")
+    assert wrong == []
 
 
 def test_no_import_cycles():
@@ -198,7 +217,7 @@ def test_no_op_name_literals_outside_the_records():
 
 
 def test_ast_fields_by_name():
-    from cgraph_cli import parser as P
+    from cgraph_cli.lang import parser as P
 
     text = "def f(u) = u * 2\ny = f(x)[1:] - -a[0]\n"
     for stmts in (P.parse_fast(text), P.parse_lark(Source(text, "<t>"))):
@@ -218,9 +237,9 @@ def test_ast_fields_by_name():
 
 
 def test_input_default_is_folded_as_the_engine_computes_it():
-    from cgraph_cli.engine import forward
-    from cgraph_cli.ir import build_graph
-    from cgraph_cli.parser import parse
+    from cgraph_cli.engine.reference import forward
+    from cgraph_cli.ir.graph import build_graph
+    from cgraph_cli.lang.parser import parse
 
     defs = "def f(u) = u * sin(u) + max(u, 0.5)\n"
     src = Source(defs + "input a = f([1, -2, 3]) ^ 2 / 3\ny = sum(a)\n", "<t>")
@@ -245,9 +264,10 @@ def _wide_program() -> tuple[str, dict]:
 def test_evaluate_patches_no_attribute_onto_the_graph():
     from dataclasses import fields
 
-    from cgraph_cli.engine import STRATEGIES, ScalarPlan, evaluate
-    from cgraph_cli.ir import Graph, build_graph
-    from cgraph_cli.parser import parse
+    from cgraph_cli.engine import STRATEGIES, evaluate
+    from cgraph_cli.engine.scalar import ScalarPlan
+    from cgraph_cli.ir.graph import Graph, build_graph
+    from cgraph_cli.lang.parser import parse
 
     text, values = _wide_program()
     src = Source(text, "<t>")
@@ -260,9 +280,9 @@ def test_evaluate_patches_no_attribute_onto_the_graph():
 
 
 def test_scalar_plan_parts_are_named():
-    from cgraph_cli.engine import Back, Edges, LevelGroup, LevelPlan, OpCall, ScalarCode, Unary, scalar_plan
-    from cgraph_cli.ir import build_graph
-    from cgraph_cli.parser import parse
+    from cgraph_cli.engine.scalar import Back, Edges, LevelGroup, LevelPlan, OpCall, ScalarCode, Unary, scalar_plan
+    from cgraph_cli.ir.graph import build_graph
+    from cgraph_cli.lang.parser import parse
 
     text, values = _wide_program()
     src = Source(text, "<t>")

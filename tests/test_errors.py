@@ -1,6 +1,6 @@
 """Every error path through the real command line: exit code, one `error:` message, no traceback.
 
-Most tests call the real entry point ``cgraph_cli.cli.main`` in-process (the same
+Most tests call the real entry point ``cgraph_cli.cli.entry.main`` in-process (the same
 Typer app and the same single error path as the installed command, at a fraction
 of a subprocess's start-up cost); the ones marked ``subprocess`` run the
 installed `cgraph` executable (tests/conftest.py) to prove the two agree.
@@ -8,51 +8,16 @@ installed `cgraph` executable (tests/conftest.py) to prove the two agree.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from tests.conftest import run_cli as run_subprocess
-
-
-def run_main(*args: str, input: str | None = None, cwd=None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Call ``cgraph_cli.cli.main(args)`` with captured stdin/stdout/stderr; like conftest.run_cli.
-
-    Any exception other than SystemExit escapes and fails the test (a user would see a traceback).
-    """
-    from cgraph_cli.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    stdin = io.TextIOWrapper(io.BytesIO((input or "").encode("utf-8")), encoding="utf-8")
-    saved_env = dict(os.environ)
-    saved_cwd = os.getcwd()
-    os.environ.pop("CGRAPH_DEBUG", None)
-    os.environ.update(env or {})
-    code = 0
-    try:
-        if cwd is not None:
-            os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            old_stdin, sys.stdin = sys.stdin, stdin
-            try:
-                main(list(args))
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            finally:
-                sys.stdin = old_stdin
-    finally:
-        os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_env)
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
-
+from tests.conftest import run_inproc as run_main
 
 run_cli = run_main
 
@@ -369,7 +334,6 @@ def test_at_file_npz_with_objects_is_refused(tmp_path):
     assert "--at-file" in err and ("Object arrays" in err or "pickle" in err)
     marker = tmp_path / "pwned"
     # a pickled payload inside the archive is never executed
-    import io
     import pickle
     import zipfile
 

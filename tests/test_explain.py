@@ -58,8 +58,8 @@ def test_other_point_gives_other_numbers():
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_json_steps_agree_with_eval(path):
-    from cgraph_cli import present
-    from cgraph_cli.program import load_source, run
+    from cgraph_cli.present import tables as present
+    from cgraph_cli.run.program import load_source, run
 
     x = run_cli("explain", str(path), "--format", "json")
     assert x.returncode == 0, x.stderr
@@ -173,9 +173,10 @@ def test_relu_kink_is_noted():
 
 def test_an_op_without_a_template_still_explains(monkeypatch):
     """A newly added op gets a numeric local derivative from its VJP at g = 1."""
-    from cgraph_cli import explain, ops
+    from cgraph_cli import ops
+    from cgraph_cli.analysis import explain
     from cgraph_cli.errors import Source
-    from cgraph_cli.program import run
+    from cgraph_cli.run.program import run
 
     cube = ops.Op(
         "cube", lambda a: a**3, (lambda g, ans, a: 3 * g * a * a,), ops.same_shape, 1, "cube", elementwise=True
@@ -202,9 +203,9 @@ def test_an_op_without_a_template_still_explains(monkeypatch):
 
 
 def test_rich_output_has_the_same_text():
-    from cgraph_cli import explain
+    from cgraph_cli.analysis import explain
     from cgraph_cli.errors import Source
-    from cgraph_cli.program import run
+    from cgraph_cli.run.program import run
 
     res = run(Source((EXAMPLES / "mlp.cg").read_text(), "mlp.cg"), {})
     ex = explain.explain(res)

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from cgraph_cli.cli import main
-from cgraph_cli.fastpath import parse_eval_args
+from cgraph_cli.cli.entry import main
+from cgraph_cli.cli.fastpath import parse_eval_args
 from tests.conftest import EXAMPLES
 
 LECTURE = str(EXAMPLES / "lecture.cg")
@@ -84,7 +84,7 @@ def test_fast_path_is_taken_only_for_what_it_knows() -> None:
 def test_json_eval_does_not_import_typer_or_rich() -> None:
     code = (
         "import sys\n"
-        "from cgraph_cli.cli import main\n"
+        "from cgraph_cli.cli.entry import main\n"
         "try:\n"
         "    main(['eval', '-e', 'x^2', '--at', 'x=3', '--format', 'json'])\n"
         "except SystemExit:\n"
@@ -97,8 +97,8 @@ def test_json_eval_does_not_import_typer_or_rich() -> None:
 
 
 def test_fast_parser_gives_typed_options() -> None:
-    from cgraph_cli.fastpath import EvalArgs
-    from cgraph_cli.request import Options
+    from cgraph_cli.cli.fastpath import EvalArgs
+    from cgraph_cli.run.request import Options
 
     argv = ["eval", "-e", "y = a", "--at", "a=1", "--at=a=2", "--seed", "3", "-f", "csv", "--no-cache", "--all"]
     want = Options(expr="y = a", at=("a=1", "a=2"), seed=3, no_cache=True)

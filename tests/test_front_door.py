@@ -1,5 +1,5 @@
 """One front door: every command reads the common options (FILE/-e, --at, --at-file, --of, --seed, --dtype,
---max-memory, --no-cache) through the one table and builds the same :class:`~cgraph_cli.request.Request`,
+--max-memory, --no-cache) through the one table and builds the same :class:`~cgraph_cli.run.request.Request`,
 so an option means the same in eval, render, check, explain and ir, and on eval's fast path."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cgraph_cli.fastpath import EVAL_OPTIONS, parse_eval_args
-from cgraph_cli.request import COMMON_OPTIONS, OPTION, Options, Request, build_request
+from cgraph_cli.cli.fastpath import EVAL_OPTIONS, parse_eval_args
+from cgraph_cli.run.request import COMMON_OPTIONS, OPTION, Options, Request, build_request
 from tests.conftest import EXAMPLES
-from tests.test_errors import run_main
+from tests.conftest import run_inproc as run_main
 
 LECTURE = str(EXAMPLES / "lecture.cg")
 COMMANDS = ("eval", "render", "check", "explain", "ir")
@@ -165,7 +165,7 @@ def test_the_builder_checks_options_for_library_callers() -> None:
 def _click_params(command: str) -> dict[str, object]:
     import typer.main
 
-    from cgraph_cli.cli import app
+    from cgraph_cli.cli.entry import app
 
     group = typer.main.get_command(app)
     return {p.name: p for p in group.commands[command].params}  # type: ignore[attr-defined]
@@ -191,6 +191,6 @@ def test_the_table_names_every_option_of_the_fast_parser() -> None:
     flags = [f for s in COMMON_OPTIONS + EVAL_OPTIONS for f in s.flags]
     assert len(flags) == len(set(flags))
     assert OPTION["dtype"].choices == ("float64", "float32")
-    from cgraph_cli.program import DTYPES
+    from cgraph_cli.run.program import DTYPES
 
     assert tuple(DTYPES) == OPTION["dtype"].choices  # the compiler knows every dtype the option allows

@@ -7,7 +7,7 @@ inside the text (and a syntax error always does).
 Inputs come from four Hypothesis strategies: (a) random text and token soup, (b) grammar-shaped
 programs with one token deleted, swapped or duplicated, (c) random valid programs, (d) random
 ``--at`` strings and ``--at-file`` JSON. Most examples run in-process through
-``cgraph_cli.cli.main(argv)``; a few go through the real ``cgraph`` entry point.
+``cgraph_cli.cli.entry.main(argv)``; a few go through the real ``cgraph`` entry point.
 
 ``CGRAPH_FUZZ_EXAMPLES`` sets the examples per property (``make fuzz`` uses 20000). Every input
 that ever failed is kept in ``tests/fuzz_corpus/`` and replayed by ``test_corpus``.
@@ -15,19 +15,17 @@ that ever failed is kept in ``tests/fuzz_corpus/`` and replayed by ``test_corpus
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cgraph_cli.cli import main
+from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS, OPS
+from tests.conftest import run_inprocess
 
 pytestmark = pytest.mark.slow  # the quick loop (make test-fast) leaves this file out
 
@@ -44,28 +42,6 @@ LOCATED = re.compile(r"^(?:error|warning): (.+?):(\d+):(\d+): ", re.M)
 
 
 # -- running the CLI in-process --------------------------------------------------------------
-
-
-def run_inprocess(argv: list[str], stdin: bytes = b"") -> tuple[int, str, str]:
-    """``cgraph argv`` inside this process: (exit code, stdout, stderr)."""
-    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)  # has .buffer, like sys.stdout
-    err = io.StringIO()
-    old_stdin = sys.stdin
-    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
-    code: object = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(argv)
-            except SystemExit as e:
-                code = e.code
-    finally:
-        sys.stdin = old_stdin
-    if code is None:
-        code = 0
-    assert isinstance(code, int), f"exit code {code!r} is not an int"
-    out.flush()
-    return code, out.buffer.getvalue().decode("utf-8", "replace"), err.getvalue()
 
 
 def check_answer(code: int, out: str, err: str, text: str | None, what: str) -> None:
@@ -93,11 +69,7 @@ def run_program(text: str, *extra: str, command: str = "eval") -> tuple[int, str
 # -- strategies ------------------------------------------------------------------------------
 
 NAMES = ["a", "b", "c", "x", "W", "y", "z", "f", "g", "t0", "out", "pi", "_q"]
-FUNCS = [
-    "exp", "log", "ln", "sqrt", "abs", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "softplus", "square",
-    "pow", "max", "min", "sum", "mean", "logsumexp", "norm", "dot", "transpose", "reshape", "softmax",
-    "zeros", "ones", "eye", "randn", "rand", "nosuch",
-]  # fmt: skip
+FUNCS = sorted(FUNCTIONS) + list(CONSTRUCTORS) + ["nosuch"]  # from the op records: a new op is fuzzed for free
 NUMBERS = ["0", "1", "2", "3", "-1", "0.5", ".5", "1e-3", "1e999", "1e308", "2.5e10", "7", "100", "1e-320"]
 PUNCT = ["+", "-", "*", "/", "@", "^", "**", "(", ")", "[", "]", ",", ":", "=", ";", "\n", "#", "\\\n"]
 KEYWORDS = ["input", "output", "def"]
@@ -162,8 +134,18 @@ def _join(items: list[str]) -> list[str]:
     return out
 
 
-UNARY = ["exp", "log", "ln", "sqrt", "abs", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "softplus", "square"]
-REDUCE = ["sum", "mean", "logsumexp", "norm", "max", "min"]
+# from the op records: one-operand elementwise functions, and the reductions of a vector to a number
+
+
+def _reduces(op) -> bool:
+    try:
+        return op.arity == 1 and not op.elementwise and op.shape([(3,)]) == ()
+    except ValueError:  # needs arguments (reshape)
+        return False
+
+
+UNARY = sorted({c.name for op in OPS.values() if op.elementwise and op.arity == 1 for c in op.calls})
+REDUCE = sorted({c.name for op in OPS.values() if _reduces(op) for c in op.calls})
 
 
 @st.composite
@@ -345,7 +327,7 @@ def test_fuzz_valid_programs(stmts: list[list[str]], fmt: str, strict: bool) -> 
 
 
 def _commands() -> list[str]:
-    from cgraph_cli.cli import app
+    from cgraph_cli.cli.entry import app
 
     names = {c.name for c in app.registered_commands}
     return [c for c in ("ir", "check", "explain", "render") if c in names]
@@ -371,8 +353,8 @@ def test_fuzz_other_commands(stmts: list[list[str]], command: str, fmt: str) -> 
 @given(text=st.one_of(programs().map(render_program), broken_programs(), text_soup))
 def test_fuzz_fast_parser_agrees_with_lark(text: str) -> None:
     """Differential: whatever the hand-written fast parser accepts, Lark parses to the same statements."""
-    from cgraph_cli import parser
     from cgraph_cli.errors import CgraphError, Source
+    from cgraph_cli.lang import parser
 
     if not hasattr(parser, "parse_fast"):
         return
@@ -539,7 +521,7 @@ def test_fuzz_pathological(text: str) -> None:
 @given(data=st.data())
 def test_fuzz_damaged_cache(tmp_path_factory, data) -> None:
     """A truncated or corrupted graph-cache entry is rebuilt, never an error or a wrong answer."""
-    from cgraph_cli import cache
+    from cgraph_cli.run import cache
 
     folder = tmp_path_factory.mktemp("cache")
     prog = "\n".join(f"x{i} = a * {i} + b" for i in range(cache.MIN_CHARS // 12)) + "\nz = x1 + x2\n"
@@ -569,7 +551,7 @@ def test_fuzz_damaged_cache(tmp_path_factory, data) -> None:
 def test_damaged_cache_header_regression(tmp_path) -> None:
     """Found by test_fuzz_damaged_cache: one flipped bit in an array's .npy header made numpy's header
     parser raise tokenize.TokenError (exit 3)."""
-    from cgraph_cli import cache
+    from cgraph_cli.run import cache
 
     prog = "\n".join(f"x{i} = a * {i} + b" for i in range(cache.MIN_CHARS // 12)) + "\nz = x1 + x2\n"
     argv = ["eval", "-e", prog, "--at", "a=1,b=2", "--format", "csv"]

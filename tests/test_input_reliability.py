@@ -23,10 +23,9 @@ import numpy as np
 import pytest
 
 from cgraph_cli import limits
-from cgraph_cli.batch import run_batch
 from cgraph_cli.errors import CgraphError, Source
-from tests.conftest import CGRAPH, run_cli
-from tests.test_fuzz import run_inprocess
+from cgraph_cli.run.batch import run_batch
+from tests.conftest import CGRAPH, run_cli, run_inprocess
 
 MEM_CAP = 2 << 30  # generous: cgraph needs a few hundred MiB; an unbounded read would need far more
 TIMEOUT = 120  # a guard against hangs, not a timing assertion
@@ -316,7 +315,7 @@ def test_batch_from_endless_stdin_is_refused():
 
 def test_batch_line_limit_does_not_depend_on_where_reads_end(tmp_path, monkeypatch):
     """A line over the limit is refused whether it falls inside one read or across two."""
-    import cgraph_cli.batch as batch
+    import cgraph_cli.run.batch as batch
 
     monkeypatch.setattr(limits, "MAX_LINE_CHARS", 50)
     for read_size in (7, 64, 1000):
@@ -344,7 +343,7 @@ def test_batch_long_quoted_cell_is_a_clear_error(tmp_path):
 def test_batch_line_endings_cr_crlf_lf_wherever_reads_end(tmp_path, monkeypatch, eol, read_size):
     """A lone CR is a line break (old Mac files), CRLF is one, even when a read ends between its CR and LF;
     line numbers in errors agree."""
-    import cgraph_cli.batch as batch
+    import cgraph_cli.run.batch as batch
 
     monkeypatch.setattr(batch, "_READ_BYTES", read_size)
     p = tmp_path / "p.csv"

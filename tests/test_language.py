@@ -2,7 +2,7 @@
 
 Values are checked against numpy computed independently here; gradients of
 small cases by hand.  Programs run in-process through the library's front door
-(``cgraph_cli.program.run``); the CLI paths are in test_cli_eval.py.
+(``cgraph_cli.run.program.run``); the CLI paths are in test_cli_eval.py.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from cgraph_cli.errors import CgraphError, Source
-from cgraph_cli.program import compile_program, pick_output, run
-from cgraph_cli.values import bind_inputs
+from cgraph_cli.run.program import compile_program, pick_output, run
+from cgraph_cli.run.values import bind_inputs
 from tests.conftest import EXAMPLES, run_cli
 
 
@@ -30,7 +30,7 @@ def value(src: str, name: str | None = None, **at):
     """The value of node ``name`` (default: the output); needs no scalar output."""
     vals = {k: np.asarray(v, dtype=float) for k, v in at.items()}
     g = compile_program(Source(src), vals)
-    from cgraph_cli.engine import forward
+    from cgraph_cli.engine.reference import forward
 
     v = forward(g, bind_inputs(g, vals))
     return v[g.bindings[name] if name else g.output]
@@ -486,7 +486,7 @@ def test_float32_computes_in_float32():
 
 def test_an_input_first_used_in_parentheses_is_located_at_its_name():
     from cgraph_cli.errors import Source
-    from cgraph_cli.program import compile_program
+    from cgraph_cli.run.program import compile_program
 
     g = compile_program(Source("y = ((x)) + 1"), {"x": 2.0})
     i = g.inputs["x"]

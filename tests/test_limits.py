@@ -10,10 +10,10 @@ import pytest
 
 from cgraph_cli import limits
 from cgraph_cli.errors import CgraphError, Source
-from cgraph_cli.ir import Builder
-from cgraph_cli.parser import parse
-from cgraph_cli.program import compile_program
-from tests.test_fuzz import run_inprocess
+from cgraph_cli.ir.graph import Builder
+from cgraph_cli.lang.parser import parse
+from cgraph_cli.run.program import compile_program
+from tests.conftest import run_inprocess
 
 
 @pytest.fixture(autouse=True)

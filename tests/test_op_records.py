@@ -17,7 +17,7 @@ import pytest
 
 from cgraph_cli.errors import Source
 from cgraph_cli.ops import FUNCTIONS, OPS, Kernel, Op, Rows
-from cgraph_cli.program import run
+from cgraph_cli.run.program import run
 from tests.conftest import run_cli
 
 # ops the grammar writes with syntax rather than a call: operators, indexing, tensor literals, x = y

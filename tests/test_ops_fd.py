@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from cgraph_cli import ops as ops_mod
-from cgraph_cli.engine import backward, evaluate, forward
+from cgraph_cli.engine import evaluate
+from cgraph_cli.engine.reference import backward, forward
 from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.ops import OPS, Op, unbroadcast
-from cgraph_cli.program import compile_program, run
-from cgraph_cli.values import bind_inputs
+from cgraph_cli.run.program import compile_program, run
+from cgraph_cli.run.values import bind_inputs
 
 EPS = 1e-6
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cgraph_cli.errors import CgraphError, Source
-from cgraph_cli.parser import parse, parse_fast, parse_lark
+from cgraph_cli.lang.parser import parse, parse_fast, parse_lark
 from tests.conftest import EXAMPLES
 
 SETTINGS = settings(
@@ -170,7 +170,7 @@ def test_deep_nesting_goes_to_lark() -> None:
 
 @pytest.mark.parametrize("seed", range(60))
 def test_small_blocks_agree(seed: int, monkeypatch) -> None:
-    from cgraph_cli import parser
+    from cgraph_cli.lang import parser
 
     monkeypatch.setattr(parser, "_BLOCK", 1 + seed % 7)
     text = gen_program(random.Random(5000 + seed)) + "\ny = a + \\\n  b\n# c \\\nz = 1\n"

@@ -18,13 +18,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cgraph_cli import engine as engine_mod
-from cgraph_cli.engine import evaluate, forward
+from cgraph_cli.engine import evaluate
+from cgraph_cli.engine.reference import forward
 from cgraph_cli.errors import CgraphError, Source
-from cgraph_cli.ir import build_graph
+from cgraph_cli.ir.graph import build_graph
+from cgraph_cli.lang.parser import parse
 from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS
-from cgraph_cli.parser import parse
-from cgraph_cli.program import compile_program, run
-from cgraph_cli.values import bind_inputs
+from cgraph_cli.run.program import compile_program, run
+from cgraph_cli.run.values import bind_inputs
 
 # the engine's evaluation strategies, if it has several (None: the default call)
 STRATEGIES = getattr(engine_mod, "STRATEGIES", (None,))
@@ -340,7 +341,7 @@ def test_random_tensor_programs_gradients_match_finite_differences(expr, seed):
 @SETTINGS
 @given(st.lists(st.text(alphabet="ab=,[]-+.e1 0pinfa_x;", max_size=20), max_size=3))
 def test_random_at_values_raise_only_cgraph_error(specs):
-    from cgraph_cli.values import parse_at
+    from cgraph_cli.run.values import parse_at
 
     try:
         values = parse_at(specs)

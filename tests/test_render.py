@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, ROOT, run_cli
+from conftest import EXAMPLES, ROOT, cli_inproc, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cgraph_cli.dot import GraphPicture, html_text, quote
 from cgraph_cli.errors import Source
-from cgraph_cli.ir import build_graph
-from cgraph_cli.parser import parse
+from cgraph_cli.ir.graph import build_graph
+from cgraph_cli.lang.parser import parse
+from cgraph_cli.present.dot import GraphPicture, html_text, quote
 
 GOLDEN = Path(__file__).parent / "golden"
 LECTURE = str(EXAMPLES / "lecture.cg")
@@ -28,24 +28,6 @@ AT = "a=-1,b=3,c=4"
 def graph_of(text: str, values=None):
     src = Source(text, "<test>")
     return build_graph(parse(src), src, values)
-
-
-def cli_inproc(*args: str) -> tuple[int, str, str]:
-    """Run the cgraph entry point in this process (fast: no interpreter start); (code, stdout, stderr)."""
-    import contextlib
-    import io
-
-    from cgraph_cli.cli import main
-
-    out, err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8"), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as e:
-            code = int(e.code or 0)
-    out.flush()
-    return code, out.buffer.getvalue().decode("utf-8"), err.getvalue()
 
 
 def dot_of(*args: str) -> str:
@@ -129,7 +111,7 @@ def test_gradients_match_the_engine_independently_of_hand_values():
     """Every gradient shown is ∂z/∂node from finite differences (an independent reference)."""
     g = graph_of("z = a * sin(b) + exp(a - b)")
     pic_vals = {"a": np.float64(0.3), "b": np.float64(-1.2)}
-    from cgraph_cli.dot import evaluate_for_picture
+    from cgraph_cli.present.dot import evaluate_for_picture
 
     values, grads, out = evaluate_for_picture(g, pic_vals)
     text = GraphPicture(g, values, grads, out).dot()
@@ -333,8 +315,8 @@ def test_graphviz_crash_is_an_error(monkeypatch):
     """A renderer killed by a signal becomes one clear error (simulated: the child kills itself)."""
     import subprocess
 
-    from cgraph_cli import render
     from cgraph_cli.errors import CgraphError
+    from cgraph_cli.present import render
 
     real = subprocess.run
 
@@ -453,7 +435,7 @@ def test_random_programs_give_well_formed_complete_dot(expr, with_values):
     g = graph_of(f"input a, b, c\nz = {expr}\n")
     if g.ops[g.output] == "input":
         return
-    from cgraph_cli.dot import evaluate_for_picture
+    from cgraph_cli.present.dot import evaluate_for_picture
 
     values = grads = None
     if with_values:

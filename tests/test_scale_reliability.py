@@ -19,8 +19,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from cgraph_cli import present
-from cgraph_cli.program import load_source, run
+from cgraph_cli.present import tables as present
+from cgraph_cli.run.program import load_source, run
 from tests.conftest import EXAMPLES, run_cli
 
 pytestmark = pytest.mark.slow  # the quick loop (make test-fast) leaves this file out
@@ -267,7 +267,7 @@ def test_max_of_many_tensor_operands_matches_numpy_in_float32_and_float64():
 
 
 def test_explain_of_a_20000_operand_max_is_linear_and_matches_numpy():
-    from cgraph_cli import explain
+    from cgraph_cli.analysis import explain
 
     n = 20_000
     text, x = _many_program(n)
@@ -287,7 +287,7 @@ def test_explain_of_a_20000_operand_max_is_linear_and_matches_numpy():
 
 
 def test_explain_lists_the_operands_of_a_small_max():
-    from cgraph_cli import explain
+    from cgraph_cli.analysis import explain
 
     res = evaluate("m = max(a, b, c)", a=np.float64(1), b=np.float64(1), c=np.float64(0))
     out = explain.to_text(explain.explain(res))
@@ -297,8 +297,8 @@ def test_explain_lists_the_operands_of_a_small_max():
 _EXPLAIN_50K = """
 import sys
 import numpy as np
-from cgraph_cli import explain
-from cgraph_cli.program import load_source, run
+from cgraph_cli.analysis import explain
+from cgraph_cli.run.program import load_source, run
 n = int(sys.argv[1])
 res = run(load_source(sys.argv[2], None), {}, max_nodes=2 * n)
 text = explain.to_text(explain.explain(res, max_steps=2 * n))
@@ -346,7 +346,7 @@ def _tower(levels: int) -> str:
 
 
 def test_explain_refuses_a_program_above_its_size_limit_with_a_hint():
-    from cgraph_cli import explain
+    from cgraph_cli.analysis import explain
     from cgraph_cli.errors import CgraphError
 
     res = evaluate(_tower(13), a=np.float64(1))  # 16k+ nodes

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_fuzz import run_inprocess
+from tests.conftest import run_inprocess
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cgraph_cli"
 
@@ -130,7 +130,7 @@ def test_python_names_in_programs_are_just_unknown(prog):
 
 # -- DOT injection ---------------------------------------------------------------------------
 
-dot = pytest.importorskip("cgraph_cli.dot")
+dot = pytest.importorskip("cgraph_cli.present.dot")
 
 
 def parse_dot(text: str):
@@ -185,7 +185,7 @@ def test_program_text_cannot_inject_dot(prog, command):
     assert code == 0, err
     g = parse_dot(out)
     from cgraph_cli.errors import Source
-    from cgraph_cli.program import compile_program
+    from cgraph_cli.run.program import compile_program
 
     ir = compile_program(Source(prog))
     drawn = {str(n) for n in g.nodes()}

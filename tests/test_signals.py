@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CGRAPH, run_cli
-from tests.test_fuzz import run_inprocess
+from tests.conftest import CGRAPH, run_cli, run_inprocess
 
 pytestmark = pytest.mark.slow  # the quick loop (make test-fast) leaves this file out
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cgraph_cli.errors import Source
-from cgraph_cli.program import run
+from cgraph_cli.run.program import run
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow  # the quick loop (make test-fast) leaves this file out

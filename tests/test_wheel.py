@@ -65,10 +65,10 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_contains_the_grammar(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "cgraph_cli/grammars/cgraph.lark" in names
-    assert "cgraph_cli/cli.py" in names and "cgraph_cli/ops/__init__.py" in names
+    assert "cgraph_cli/cli/entry.py" in names and "cgraph_cli/ops/__init__.py" in names
     assert not any(n.startswith("tests/") for n in names)
     meta = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "cgraph = cgraph_cli.cli:main" in zipfile.ZipFile(wheel).read(meta).decode()
+    assert "cgraph = cgraph_cli.cli.entry:main" in zipfile.ZipFile(wheel).read(meta).decode()
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_installed_wheel_runs_outside_the_repo(venv, tmp_path):
     r = _run([str(cgraph), "eval", "lecture.cg"], cwd=work, timeout=120)
     assert r.returncode == 0 and "14" in r.stdout, r.stderr
     # the code and the grammar come from the venv, not from the repository
-    probe = "import cgraph_cli, cgraph_cli.parser as p; print(cgraph_cli.__file__); print(p.grammar_path())"
+    probe = "import cgraph_cli, cgraph_cli.lang.parser as p; print(cgraph_cli.__file__); print(p.grammar_path())"
     r = _run([str(venv / "bin" / "python"), "-c", probe], cwd=work, timeout=120)
     assert r.returncode == 0, r.stderr
     module_file, grammar = r.stdout.split("\n")[:2]

@@ -3,10 +3,10 @@
 Importing Typer (and through it click, rich and pydantic pieces) costs more than numpy itself, and a
 script that asks for one value and its gradient pays it on every call.  :func:`parse_eval_args`
 recognises an ``eval`` command line made only of options it knows, with values it can check exactly as
-Typer would.  The options it knows are those of :data:`cgraph_cli.request.COMMON_OPTIONS` and
+Typer would.  The options it knows are those of :data:`cgraph_cli.run.request.COMMON_OPTIONS` and
 :data:`EVAL_OPTIONS`, the very tables the Typer declarations are made from; it gives the same
 :class:`EvalArgs` as Typer's ``eval`` command, and both call :func:`run_eval`, which builds the
-:class:`~cgraph_cli.request.Request` through the one builder.  Anything else
+:class:`~cgraph_cli.run.request.Request` through the one builder.  Anything else
 (``--help``, an unknown or malformed option, the table format, a value Typer would reject) returns None
 and the ordinary Typer path handles it, errors included.  ``cli.main`` wraps both in the same error
 handling, and tests/test_fastpath.py checks that both paths give the same stdout, stderr and exit code.
@@ -19,7 +19,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from cgraph_cli.request import COMMON_OPTIONS, Options, OptionSpec, check_choice
+from cgraph_cli.run.request import COMMON_OPTIONS, Options, OptionSpec, check_choice
 
 FORMATS = ("table", "json", "csv")
 EVAL_OPTIONS: tuple[OptionSpec, ...] = (
@@ -35,7 +35,7 @@ EVAL_OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("strict", ("--strict",), "flag", False, None, "Exit 1 when a value or gradient is not finite."),
 )
-"""``eval``'s own options; with :data:`cgraph_cli.request.COMMON_OPTIONS`, all that the fast parser reads.
+"""``eval``'s own options; with :data:`cgraph_cli.run.request.COMMON_OPTIONS`, all that the fast parser reads.
 ``commands/eval_cmd.py`` declares them to Typer from this table."""
 EVAL_OPTION = {spec.key: spec for spec in EVAL_OPTIONS}
 _BY_FLAG: dict[str, OptionSpec] = {flag: spec for spec in COMMON_OPTIONS + EVAL_OPTIONS for flag in spec.flags}
@@ -128,15 +128,15 @@ def run_eval(args: EvalArgs) -> int:
         )
     request = args.options.build()
     if args.batch is not None:
-        from cgraph_cli.batch import run_request
+        from cgraph_cli.run.batch import run_request
 
         return run_request(request, args.batch, strict=args.strict)
     result = request.run()
-    from cgraph_cli import present
+    from cgraph_cli.present import tables as present
 
     try:
         if args.fmt == "table":  # only through Typer (parse_eval_args leaves tables to it)
-            from cgraph_cli.commands.common import print_rich
+            from cgraph_cli.cli.commands.common import print_rich
 
             print_rich(present.to_table(result, args.all_nodes))
         elif args.fmt == "json":  # written as it is formatted: memory bounded by a few chunks

@@ -84,8 +84,8 @@ _TERMINAL_NAMES = {
 
 def grammar_path() -> Path:
     """The grammar file: inside the installed package, or the repository's grammars/."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "grammars" / "cgraph.lark", here.parent / "grammars" / "cgraph.lark"):
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "grammars" / "cgraph.lark", package.parent / "grammars" / "cgraph.lark"):
         if candidate.is_file():
             return candidate
     raise CgraphError("internal error: the grammar file cgraph.lark is missing from the installation")

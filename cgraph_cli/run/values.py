@@ -10,7 +10,7 @@ import numpy as np
 
 from cgraph_cli.errors import CgraphError, closest
 from cgraph_cli.fmt import fmt_shape
-from cgraph_cli.ir import Graph
+from cgraph_cli.ir.graph import Graph
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<open>\[)|(?P<close>\])|(?P<comma>,)|"

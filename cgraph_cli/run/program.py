@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from cgraph_cli.engine import Result, evaluate
+from cgraph_cli.engine import evaluate
+from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import CgraphError, Source
-from cgraph_cli.ir import MAX_NODES, Graph, TooManyNodes, build_graph
-from cgraph_cli.parser import parse
-from cgraph_cli.values import bind_inputs
+from cgraph_cli.ir.graph import MAX_NODES, Graph, TooManyNodes, build_graph
+from cgraph_cli.lang.parser import parse
+from cgraph_cli.run.values import bind_inputs
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -78,10 +79,10 @@ def compile_program(
 
     ``max_memory`` (bytes, default 1 GiB) bounds the values the program may create; a graph of more
     than ``max_nodes`` nodes is refused with :class:`~cgraph_cli.ir.TooManyNodes` as soon as it gets
-    there. A large program's graph is cached by content (see :mod:`cgraph_cli.cache`) unless
+    there. A large program's graph is cached by content (see :mod:`cgraph_cli.run.cache`) unless
     ``use_cache`` is off.
     """
-    from cgraph_cli import cache
+    from cgraph_cli.run import cache
 
     key = None
     if cache.enabled(source, use_cache):

@@ -1,178 +1,20 @@
-"""Forward and backward passes: plain loops over the node list, never recursion.
-
-The backward pass is reverse-mode autodiff: each node's gradient
-``∂out/∂node`` is the sum over its successors of the successor's gradient
-times the local derivative, accumulated on write as successors are visited in
-reverse topological order.
-
-:func:`evaluate` picks one of three strategies that give the same numbers:
-
-- ``generic``: one numpy call per node (any shapes; the reference);
-- ``scalar``: every node a float64 scalar and the graph narrow (chains, running
-  sums): a tight loop over Python floats with small per-op kernels;
-- ``levels``: every node a float64 scalar and the graph wide: nodes grouped by
-  (depth, op) and each group evaluated with one numpy call over index arrays.
-
-The fast strategies are exact: the same IEEE operations as the generic path in
-the same order (operands' gradients are accumulated in decreasing order of the
-consumer, as the generic loop does), and Python's ``math`` is used only where
-it agrees bit for bit with numpy; everything else calls numpy on the scalar.
-A Python float exception (division by zero, a math domain error) makes the
-scalar loop hand the graph to a numpy strategy, which follows numpy's rules.
-"""
+"""The fast strategies for graphs of float64 scalars: a Python-float loop and level-batched numpy."""
 
 from __future__ import annotations
 
 import enum
 import math
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from cgraph_cli.errors import CgraphError
-from cgraph_cli.fmt import fmt_shape
-from cgraph_cli.ir import Graph
-from cgraph_cli.ops import LEAF_OPS, OPS, Kernel, Op, unbroadcast
+from cgraph_cli.engine.reference import Result, check_scalar_output
+from cgraph_cli.ir.graph import Graph
+from cgraph_cli.ops import LEAF_OPS, OPS, Kernel, Op
 
-STRATEGIES = ("auto", "generic", "scalar", "levels")
 # A graph whose average level holds at least this many nodes runs level-batched.
 WIDE = 48
-
-
-def forward(g: Graph, inputs: dict[str, np.ndarray], upto: int | None = None, *, rows: bool = False) -> list[Any]:
-    """Every node's value, in topological order (nodes after ``upto`` are skipped).
-
-    With ``rows``, every value is a 1-D array holding one scalar per row and each op runs in its
-    row form (:class:`cgraph_cli.ops.Rows`): ``eval --batch``."""
-    n = len(g.ops) if upto is None else upto + 1
-    vals: list[Any] = [None] * n
-    with np.errstate(all="ignore"):
-        for i, (op, args, attrs, name) in enumerate(zip(g.ops[:n], g.args, g.attrs, g.names)):
-            if op == "const":
-                vals[i] = attrs["value"]  # type: ignore[index]
-            elif op == "input":
-                vals[i] = inputs[name]  # type: ignore[index]
-            else:
-                spec = OPS[op]
-                f = spec.row_fwd() if rows else spec.fwd
-                vals[i] = f(*[vals[j] for j in args], **(attrs or {}))
-    return vals
-
-
-def backward(g: Graph, vals: list[Any], out: int, *, rows: bool = False) -> list[Any]:
-    """``∂out/∂node`` for every node that depends on an input (None elsewhere).
-
-    Reverse topological order; each node passes ``g · ∂node/∂operand`` (its op's VJPs) to every
-    operand that needs a gradient, where it is summed: the chain rule over the successors."""
-    need = g.needs_grad()
-    grads: list[Any] = [None] * len(g.ops)
-    if not need[out]:
-        return _zero_grads(g, need, grads)
-    grads[out] = np.ones_like(vals[out])
-    with np.errstate(all="ignore"):
-        for i in range(out, -1, -1):
-            op, args, gi = g.ops[i], g.args[i], grads[i]
-            if gi is None or op in LEAF_OPS:
-                continue
-            ks = [k for k, j in enumerate(args) if need[j]]
-            xs = [vals[j] for j in args]
-            for k, gk in zip(ks, OPS[op].vjps(ks, gi, vals[i], xs, g.attrs[i], rows=rows)):
-                if gk is not None:
-                    j = args[k]
-                    gk = unbroadcast(gk, np.shape(vals[j]), op)
-                    grads[j] = gk if grads[j] is None else grads[j] + gk
-    return _zero_grads(g, need, grads, vals)
-
-
-def _zero_grads(g: Graph, need: list[bool], grads: list[Any], vals: list[Any] | None = None) -> list[Any]:
-    """Nodes that depend on an input but do not reach the output have gradient 0."""
-    for i, nd in enumerate(need):
-        if nd and grads[i] is None:
-            shape = np.shape(vals[i]) if vals is not None and i < len(vals) else (g.shapes[i] or ())
-            grads[i] = np.zeros(shape, dtype=g.dtype)
-    return grads
-
-
-@dataclass
-class Result:
-    graph: Graph
-    values: list[Any]
-    grads: list[Any]
-    out: int  # the differentiated output node
-    inputs: dict[str, np.ndarray]
-    nonfinite: list[tuple[str, int]]  # ("forward"|"backward", node) first occurrences
-
-
-def _all_finite(v: Any) -> bool:
-    if np.size(v) > 64:  # one fast reduction: a finite sum means every entry is finite (inf/NaN propagate)
-        with np.errstate(all="ignore"):
-            if np.isfinite(np.sum(v)):
-                return True
-    return bool(np.all(np.isfinite(v)))
-
-
-def first_nonfinite(items: list[Any], order) -> int | None:
-    for i in order:
-        v = items[i]
-        if v is None:
-            continue
-        if not _all_finite(v):
-            return i
-    return None
-
-
-def _check_scalar_output(g: Graph, out: int, shape: tuple) -> None:
-    if int(np.prod(shape, dtype=np.int64)) != 1:
-        name = g.label(out)
-        raise CgraphError(
-            f"output '{name}' has shape {fmt_shape(shape)}; only a scalar can be differentiated",
-            g.spans[out],
-            hint=f"differentiate a scalar such as sum({name}) or mean({name})",
-            source=g.source,
-        )
-
-
-def evaluate(g: Graph, inputs: dict[str, np.ndarray], out: int | None = None, *, strategy: str | None = None) -> Result:
-    """Forward and backward pass; the output must be a scalar (one element).
-
-    ``strategy`` forces one of :data:`STRATEGIES` (default: ``$CGRAPH_ENGINE`` or ``auto``);
-    a fast strategy that does not apply to the graph falls back to the generic one.
-    """
-    out = g.output if out is None else out
-    strategy = strategy or os.environ.get("CGRAPH_ENGINE") or "auto"
-    if strategy not in STRATEGIES:
-        raise CgraphError(f"unknown engine strategy '{strategy}' (one of: {', '.join(STRATEGIES)})")
-    if strategy != "generic":
-        plan = scalar_plan(g, inputs)
-        if plan is not None:
-            kind = strategy
-            if kind == "auto":
-                kind = "levels" if plan.wide(out) else "scalar"
-            res = None
-            if kind == "scalar":
-                res = plan.run_scalar(inputs, out)
-                if res is not None:
-                    return res
-                # a Python float exception (x / 0, math domain): numpy's rules apply
-                if strategy == "scalar" or not plan.wide(out):
-                    kind = "generic"
-            if kind == "levels" and plan.batchable():
-                return plan.run_levels(inputs, out)
-    vals = forward(g, inputs)
-    _check_scalar_output(g, out, np.shape(vals[out]))
-    grads = backward(g, vals, out)
-    bad: list[tuple[str, int]] = []
-    fi = first_nonfinite(vals, range(len(vals)))
-    if fi is not None:
-        bad.append(("forward", fi))
-    bi = first_nonfinite(grads, range(len(grads) - 1, -1, -1))
-    if bi is not None:
-        bad.append(("backward", bi))
-    return Result(g, vals, grads, out, inputs, bad)
-
 
 # -- scalar graphs ---------------------------------------------------------------------------------------------------
 #
@@ -735,7 +577,7 @@ class ScalarPlan:
         """Values and gradients as numpy float64 scalars (so that arithmetic on them follows numpy's rules,
         as on the generic path's); leaves keep their given arrays; None where no gradient is defined."""
         g = self.g
-        _check_scalar_output(g, out, ())
+        check_scalar_output(g, out, ())
         need = self.need
         V = np.array(v, dtype=np.float64)
         Ga = np.array(G, dtype=np.float64)  # None -> NaN
@@ -766,7 +608,7 @@ class ScalarPlan:
     def _result_arrays(self, inputs, out, V: np.ndarray, G: np.ndarray, reached: np.ndarray) -> Result:
         g = self.g
         n = self.n
-        _check_scalar_output(g, out, ())
+        check_scalar_output(g, out, ())
         need = self.need_array()
         values: list[Any] = list(V)
         for i in self.leaves:

@@ -13,9 +13,9 @@ from typing import Any, List, Optional
 
 import typer
 
-from cgraph_cli.commands.common import PARAM, out, warn
+from cgraph_cli.cli.commands.common import PARAM, out, warn
 from cgraph_cli.errors import CgraphError
-from cgraph_cli.request import Options, check_choice
+from cgraph_cli.run.request import Options, check_choice
 
 HELP = """Draw the computation graph: one box per node with its value and its gradient ∂out/∂node.
 
@@ -95,9 +95,9 @@ def render_command(
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
 ) -> None:
-    from cgraph_cli.dot import DotOptions, GraphPicture, evaluate_for_picture
     from cgraph_cli.fsutil import atomic_write
-    from cgraph_cli.ir import TooManyNodes
+    from cgraph_cli.ir.graph import TooManyNodes
+    from cgraph_cli.present.dot import DotOptions, GraphPicture, evaluate_for_picture
 
     if fmt is not None:
         check_choice(fmt, FORMATS, "--format")
@@ -170,7 +170,7 @@ def render_command(
     if fmt == "dot":
         data: bytes = text.encode("utf-8")
     else:
-        from cgraph_cli.render import render_dot
+        from cgraph_cli.present.render import render_dot
 
         data = render_dot(text, fmt, timeout)
     if target == "-":
@@ -184,7 +184,7 @@ def render_command(
 
 def _write_steps(picture: Any, steps: str, fmt: str, timeout: float) -> None:
     from cgraph_cli.fsutil import atomic_write
-    from cgraph_cli.render import render_frames
+    from cgraph_cli.present.render import render_frames
 
     gif = steps.lower().endswith(".gif")
     if gif and fmt != "png":

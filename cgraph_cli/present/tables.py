@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from cgraph_cli import anomaly
-from cgraph_cli.engine import Result, _all_finite
+from cgraph_cli.analysis import anomaly
+from cgraph_cli.engine.reference import Result, _all_finite
 from cgraph_cli.fmt import csv_cell, fmt_cell, fmt_number, fmt_shape, fmt_value, json_number, json_value
-from cgraph_cli.ir import Graph
-from cgraph_cli.names import node_names
+from cgraph_cli.ir.graph import Graph
+from cgraph_cli.ir.names import node_names
 
 __all__ = [  # the number formatters live in cgraph_cli.fmt; these names stay importable from here
     "fmt_cell",

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from cgraph_cli.errors import Source
-from cgraph_cli.ir import Frame, Graph
+from cgraph_cli.ir.graph import Frame, Graph
 from cgraph_cli.ops import LEAF_OPS, OPS
 
 MIN_CHARS = 20_000
@@ -46,7 +46,7 @@ FORMAT = 3
 MAGIC = "cgraph-ir-cache"
 _MARK = "cgraph_seal"  # the member holding the seal (JSON: magic, format, key, digest)
 _ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.npz\Z")
-_MODULES = ("ir.py", "ops.py", "parser.py", "cache.py", "errors.py")
+_MODULES = ("ir", "ops", "lang", "run/cache.py", "errors.py")  # what a stored graph depends on, in the package
 # format 2 (cgraph 0.x before seals): recognised by its exact members and JSON keys, so it can be trimmed
 _V2_MEMBERS = {"ops", "arity", "args", "ndim", "dims", "spans", "frames_of", "cidx", "cval", "tidx", "tndim"}
 _V2_MEMBERS |= {"tdims", "tflat", "meta"}
@@ -88,11 +88,14 @@ def enabled(source: Source, use_cache: bool = True) -> bool:
 
 def _fingerprint() -> str:
     from cgraph_cli import __version__
-    from cgraph_cli.parser import grammar_path
+    from cgraph_cli.lang.parser import grammar_path
 
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     parts = [__version__, str(FORMAT)]
-    for p in [here / m for m in _MODULES] + [grammar_path()]:
+    files = []
+    for m in _MODULES:
+        files += sorted((package / m).glob("*.py")) if (package / m).is_dir() else [package / m]
+    for p in files + [grammar_path()]:
         try:
             st = p.stat()
             parts.append(f"{p.name}:{st.st_mtime_ns}:{st.st_size}")

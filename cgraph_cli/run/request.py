@@ -27,8 +27,8 @@ from cgraph_cli.limits import DEFAULT_MAX_MEMORY, parse_size
 if TYPE_CHECKING:
     import numpy as np
 
-    from cgraph_cli.engine import Result
-    from cgraph_cli.ir import Graph
+    from cgraph_cli.engine.reference import Result
+    from cgraph_cli.ir.graph import Graph
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,8 @@ class Options:
         the memory limit) and ``--at`` on top of it. ``max_nodes`` (default: the IR builder's cap) is the
         command's node limit, such as ``render --max-nodes``.
         """
-        from cgraph_cli.program import load_source  # numpy and the compiler: only once a request is built
-        from cgraph_cli.values import gather_values
+        from cgraph_cli.run.program import load_source  # numpy and the compiler: only once a request is built
+        from cgraph_cli.run.values import gather_values
 
         OPTION["seed"].check(self.seed)
         OPTION["dtype"].check(self.dtype)
@@ -224,7 +224,7 @@ class Request:
     __hash__ = None  # type: ignore[assignment]
 
     def _settings(self) -> dict[str, Any]:
-        from cgraph_cli.ir import MAX_NODES
+        from cgraph_cli.ir.graph import MAX_NODES
 
         return {
             "seed": self.seed,
@@ -239,25 +239,25 @@ class Request:
 
         Raises :class:`~cgraph_cli.ir.TooManyNodes` past ``max_nodes`` and :class:`CgraphError` for a
         program error or one whose values would pass ``max_memory``."""
-        from cgraph_cli.program import compile_program
+        from cgraph_cli.run.program import compile_program
 
         return compile_program(self.source, dict(self.values), **self._settings())
 
     def output(self, g: Graph) -> int:
         """The node ``--of`` names (did-you-mean for an unknown name), else the program's first output."""
-        from cgraph_cli.program import pick_output
+        from cgraph_cli.run.program import pick_output
 
         return pick_output(g, self.of)
 
     def inputs(self, g: Graph, *, require: bool = True) -> dict[str, np.ndarray]:
         """Every input's value (given, else its default); unknown names are refused, and with ``require``
         missing values too."""
-        from cgraph_cli.values import bind_inputs
+        from cgraph_cli.run.values import bind_inputs
 
         return bind_inputs(g, dict(self.values), require=require)
 
     def run(self) -> Result:
         """Compile, bind the inputs, and run the forward and backward passes for the output."""
-        from cgraph_cli.program import run
+        from cgraph_cli.run.program import run
 
         return run(self.source, dict(self.values), of=self.of, **self._settings())

@@ -7,9 +7,9 @@ from a program (names, source text, numbers) goes through :func:`html_text` or
 :func:`quote` (the ``graphviz`` package's escaping and quoting), so it cannot
 inject Graphviz attributes.
 
-Nodes are named as everywhere else (:func:`cgraph_cli.names.node_names`: ``s₁``,
+Nodes are named as everywhere else (:func:`cgraph_cli.ir.names.node_names`: ``s₁``,
 ``s₂`` for a reassigned name), numbers are :func:`cgraph_cli.fmt.fmt_number` in
-its picture style, and the ``--steps`` frames are :func:`cgraph_cli.explain.explain`'s
+its picture style, and the ``--steps`` frames are :func:`cgraph_cli.analysis.explain.explain`'s
 steps, each captioned with that step's ``explain`` text.
 
 Layout choices, each for the reader of the picture:
@@ -26,7 +26,7 @@ Layout choices, each for the reader of the picture:
   gradient and then as one small dashed copy per use, so that hundreds of edges
   from one node do not wreck the layout.
 
-Graphviz itself is not run here; :mod:`cgraph_cli.render` lays the text out.
+Graphviz itself is not run here; :mod:`cgraph_cli.present.render` lays the text out.
 """
 
 from __future__ import annotations
@@ -40,15 +40,16 @@ import numpy as np
 from graphviz import escape
 from graphviz.quoting import quote as _gv_quote
 
-from cgraph_cli import anomaly
-from cgraph_cli.engine import Result, evaluate, forward
+from cgraph_cli.analysis import anomaly
+from cgraph_cli.analysis.explain import MAX_STEPS, Explanation, explain, step_text
+from cgraph_cli.engine import evaluate
+from cgraph_cli.engine.reference import Result, forward
 from cgraph_cli.errors import CgraphError
-from cgraph_cli.explain import MAX_STEPS, Explanation, explain, step_text
 from cgraph_cli.fmt import fmt_number, fmt_picture, fmt_shape
-from cgraph_cli.ir import Graph
-from cgraph_cli.names import node_names
+from cgraph_cli.ir.graph import Graph
+from cgraph_cli.ir.names import node_names
 from cgraph_cli.ops import LEAF_OPS, OPS
-from cgraph_cli.values import bind_inputs
+from cgraph_cli.run.values import bind_inputs
 
 FANOUT = 8  # a leaf with more uses than this is drawn as one copy per use
 

@@ -16,8 +16,8 @@ import os
 import sys
 
 from cgraph_cli import __version__
+from cgraph_cli.cli.terminal import FALLBACK_ERRORS, ascii_fallback, can_encode
 from cgraph_cli.errors import CgraphError, OutputClosed
-from cgraph_cli.terminal import FALLBACK_ERRORS, ascii_fallback, can_encode
 
 _APP = None
 
@@ -68,7 +68,7 @@ def _build_app():
         """Evaluate, differentiate and draw computation graphs."""
 
     def _register() -> None:
-        from cgraph_cli.commands import check_cmd, eval_cmd, explain_cmd, ir_cmd, render_cmd
+        from cgraph_cli.cli.commands import check_cmd, eval_cmd, explain_cmd, ir_cmd, render_cmd
 
         for mod in (eval_cmd, render_cmd, check_cmd, explain_cmd, ir_cmd):
             mod.register(app)
@@ -257,7 +257,7 @@ class _NotRaised(Exception):
 
 
 def _main(argv: list[str] | None) -> None:
-    from cgraph_cli.fastpath import parse_eval_args
+    from cgraph_cli.cli.fastpath import parse_eval_args
 
     fast = parse_eval_args(list(sys.argv[1:] if argv is None else argv))
     if fast is None:
@@ -268,7 +268,7 @@ def _main(argv: list[str] | None) -> None:
     code = 0
     try:
         if fast is not None:
-            from cgraph_cli.fastpath import run_eval
+            from cgraph_cli.cli.fastpath import run_eval
 
             rv = run_eval(fast)
         else:

@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from cgraph_cli.fmt import FULL, fmt_list
-from cgraph_cli.ir import Graph
+from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ops.text import balanced_outer
 
 MAX_LABEL = 20  # longer source text is shown as %ID

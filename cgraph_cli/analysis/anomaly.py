@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from cgraph_cli.engine import Result
+from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import format_located
 from cgraph_cli.fmt import fmt_value
-from cgraph_cli.ir import Graph
-from cgraph_cli.names import node_names
+from cgraph_cli.ir.graph import Graph
+from cgraph_cli.ir.names import node_names
 from cgraph_cli.ops import OPS, unbroadcast
 
 

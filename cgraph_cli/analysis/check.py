@@ -26,11 +26,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cgraph_cli.engine import Result, evaluate, forward
+from cgraph_cli.engine import evaluate
+from cgraph_cli.engine.reference import Result, forward
 from cgraph_cli.errors import CgraphError, closest, format_located
 from cgraph_cli.fmt import fmt_number, fmt_shape, fmt_value, json_number, json_value
-from cgraph_cli.ir import Graph
-from cgraph_cli.names import node_names
+from cgraph_cli.ir.graph import Graph
+from cgraph_cli.ir.names import node_names
 from cgraph_cli.ops import LEAF_OPS, OPS
 
 

@@ -56,7 +56,9 @@ MIN_STEP_DPI = 40.0
 GIF_NAME = "anim.gif"
 REFUSED = 4  # the child's exit code for "this job is too large", with its reason on stderr
 
-_BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from cgraph_cli.render import _child_main; _child_main()"
+_BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv[1]); from cgraph_cli.present.render import _child_main; _child_main()"
+)
 
 
 def render_dot(dot: str, fmt: str, timeout: float = DEFAULT_TIMEOUT) -> bytes:

@@ -6,8 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from cgraph_cli.commands.common import PARAM, out, out_json
-from cgraph_cli.request import Options, check_choice
+from cgraph_cli.cli.commands.common import PARAM, out, out_json
+from cgraph_cli.run.request import Options, check_choice
 
 HELP = """Print the graph IR: one line per node in topological order.
 
@@ -30,7 +30,7 @@ def ir_command(
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
 ) -> None:
-    from cgraph_cli.ir import format_ir
+    from cgraph_cli.ir.graph import format_ir
 
     check_choice(fmt, ("text", "json", "dot"), "--format")
     request = Options(file=file, expr=expr, at=at or (), at_file=at_file, seed=seed, max_memory=max_memory).build()
@@ -38,11 +38,11 @@ def ir_command(
     if fmt == "text":
         out(format_ir(g))
     elif fmt == "json":
-        from cgraph_cli.ir import ir_data
+        from cgraph_cli.ir.graph import ir_data
 
         out_json(ir_data(g))  # strict: a constant 1e400 is "Infinity", not a bare Infinity
     else:
-        from cgraph_cli.dot import ir_dot
+        from cgraph_cli.present.dot import ir_dot
 
         out(ir_dot(g, dict(request.values)))
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import typer
 
-from cgraph_cli.request import COMMON_OPTIONS, OptionSpec
-from cgraph_cli.terminal import can_encode, fallback_text
+from cgraph_cli.cli.terminal import can_encode, fallback_text
+from cgraph_cli.run.request import COMMON_OPTIONS, OptionSpec
 
 
 def param(spec: OptionSpec) -> Any:
@@ -26,7 +26,7 @@ def param(spec: OptionSpec) -> Any:
 
 
 PARAM: dict[str, Any] = {spec.key: param(spec) for spec in COMMON_OPTIONS}
-"""The common options' Typer declarations, made from :data:`cgraph_cli.request.COMMON_OPTIONS`."""
+"""The common options' Typer declarations, made from :data:`cgraph_cli.run.request.COMMON_OPTIONS`."""
 
 
 def out(text: str) -> None:

@@ -20,9 +20,7 @@ import numpy as np
 
 from cgraph_cli.errors import CgraphError, Source, closest, did_you_mean
 from cgraph_cli.fmt import fmt_attr, fmt_const, fmt_index, fmt_shape
-from cgraph_cli.limits import DEFAULT_MAX_MEMORY, fmt_bytes, suggest_size
-from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS, OPS, arity_bounds, pick_call
-from cgraph_cli.parser import (
+from cgraph_cli.lang.parser import (
     ASSIGN_EXPR,
     ASSIGN_NAME,
     ASSIGN_NAME_SPAN,
@@ -54,6 +52,8 @@ from cgraph_cli.parser import (
     SUB_KIND,
     TENSOR_ITEMS,
 )
+from cgraph_cli.limits import DEFAULT_MAX_MEMORY, fmt_bytes, suggest_size
+from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS, OPS, arity_bounds, pick_call
 
 Span = tuple[int, int]
 MAX_NODES = 10_000_000

@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from cgraph_cli.commands.common import PARAM, out_json, print_rich, warn
-from cgraph_cli.request import Options, check_choice
+from cgraph_cli.cli.commands.common import PARAM, out_json, print_rich, warn
+from cgraph_cli.run.request import Options, check_choice
 
 HELP = """Explain backpropagation step by step: the forward pass, then the backward pass.
 
@@ -48,8 +48,9 @@ def explain_command(
         10_000, "--max-steps", metavar="N", min=1, help="Refuse programs of more nodes than this (a step per node)."
     ),
 ) -> None:
-    from cgraph_cli import explain, present
-    from cgraph_cli.ir import TooManyNodes
+    from cgraph_cli.analysis import explain
+    from cgraph_cli.ir.graph import TooManyNodes
+    from cgraph_cli.present import tables as present
 
     check_choice(fmt, ("text", "json"), "--format")
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)

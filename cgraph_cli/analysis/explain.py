@@ -12,7 +12,7 @@ then with the numbers, then the result, followed by the local derivatives it use
     ∂z/∂b = ∂z/∂x · ∂x/∂b + ∂z/∂y · ∂y/∂b = 7 · 1 + 2 · 1 = 9
         where ∂x/∂b = 1, ∂y/∂b = 1
 
-Names are those of :func:`cgraph_cli.names.node_names` (the same in the eval table, ``check``, the
+Names are those of :func:`cgraph_cli.ir.names.node_names` (the same in the eval table, ``check``, the
 pictures, their ``--steps`` captions and the warnings): ``s₁``, ``s₂`` for a reassigned name, the source
 text ``(w * x)`` for an anonymous node, ``%ID`` where that text would be long, repeated or inside a user
 function, and a constant's value.
@@ -40,11 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from cgraph_cli.engine import Result
+from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.fmt import fmt_list, fmt_norm, fmt_operand, fmt_shape, is_small, json_value
-from cgraph_cli.ir import Graph
-from cgraph_cli.names import node_names
+from cgraph_cli.ir.graph import Graph
+from cgraph_cli.ir.names import node_names
 from cgraph_cli.ops import OPS, unbroadcast
 from cgraph_cli.ops.text import call, paren
 

@@ -21,12 +21,13 @@ from typing import Any, Iterator
 import numpy as np
 
 from cgraph_cli import limits
-from cgraph_cli.engine import backward, evaluate, forward
+from cgraph_cli.engine import evaluate
+from cgraph_cli.engine.reference import backward, forward
 from cgraph_cli.errors import CgraphError, Source, closest
 from cgraph_cli.fmt import csv_cell
-from cgraph_cli.ir import Graph
+from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ops import LEAF_OPS, OPS
-from cgraph_cli.request import Request
+from cgraph_cli.run.request import Request
 
 CHUNK_ROWS = 1 << 16
 _READ_BYTES = 1 << 22
@@ -66,8 +67,8 @@ def run_batch(
     A warning names the first row (and its column) whose value or gradient is not finite. Returns the exit
     code: 1 if there is such a row and ``strict`` is set (as ``eval --strict`` for one point), else 0.
     """
-    from cgraph_cli.program import DTYPES, compile_program, pick_output
-    from cgraph_cli.values import bind_inputs
+    from cgraph_cli.run.program import DTYPES, compile_program, pick_output
+    from cgraph_cli.run.values import bind_inputs
 
     stream = out if out is not None else sys.stdout
     shown = _shown(batch_path)

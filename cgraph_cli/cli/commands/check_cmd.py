@@ -6,9 +6,9 @@ from typing import List, Optional
 
 import typer
 
-from cgraph_cli.commands.common import PARAM, out, out_json, print_rich, warn
+from cgraph_cli.cli.commands.common import PARAM, out, out_json, print_rich, warn
 from cgraph_cli.errors import CgraphError
-from cgraph_cli.request import Options, check_choice
+from cgraph_cli.run.request import Options, check_choice
 
 HELP = """Check every gradient entry against central finite differences.
 
@@ -63,7 +63,7 @@ def check_command(
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
 ) -> None:
-    from cgraph_cli import check
+    from cgraph_cli.analysis import check
 
     check_choice(fmt, ("table", "json"), "--format")
     if all_entries and samples is not None:
@@ -102,7 +102,7 @@ def check_command(
         for t in check.to_tables(report):
             print_rich(t)
         out(check.summary(report))
-    from cgraph_cli.present import nonfinite_warnings
+    from cgraph_cli.present.tables import nonfinite_warnings
 
     for w in nonfinite_warnings(report.result) + check.kink_warnings(report):
         warn(w)
@@ -117,7 +117,7 @@ class _progress:
     """A progress bar on stderr while entries are checked, only when stderr is a terminal.
 
     Used as ``with _progress() as progress``: ``progress`` is None (no bar) or a ``(done, total)``
-    callback for :func:`cgraph_cli.check.check_gradients`."""
+    callback for :func:`cgraph_cli.analysis.check.check_gradients`."""
 
     def __init__(self) -> None:
         self.bar = None
@@ -138,7 +138,7 @@ class _progress:
                 return
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            from cgraph_cli.commands.common import make_console
+            from cgraph_cli.cli.commands.common import make_console
 
             self.bar = Progress(
                 TextColumn("checking gradients"),

@@ -6,9 +6,9 @@ from typing import List, Optional
 
 import typer
 
-from cgraph_cli.commands.common import PARAM, param
-from cgraph_cli.fastpath import EVAL_OPTION, EvalArgs, run_eval
-from cgraph_cli.request import Options
+from cgraph_cli.cli.commands.common import PARAM, param
+from cgraph_cli.cli.fastpath import EVAL_OPTION, EvalArgs, run_eval
+from cgraph_cli.run.request import Options
 
 HELP = """Evaluate a program: every node's value and its gradient ∂out/∂node.
 

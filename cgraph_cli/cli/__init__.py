@@ -1,0 +1,1 @@
+"""The command line: the entry point, the fast start-up path, the Typer commands and terminal text."""

@@ -1,0 +1,76 @@
+"""Forward and backward passes: plain loops over the node list, never recursion.
+
+The backward pass is reverse-mode autodiff: each node's gradient
+``∂out/∂node`` is the sum over its successors of the successor's gradient
+times the local derivative, accumulated on write as successors are visited in
+reverse topological order.
+
+:func:`evaluate` picks one of three strategies that give the same numbers:
+
+- ``generic``: one numpy call per node (any shapes; the reference);
+- ``scalar``: every node a float64 scalar and the graph narrow (chains, running
+  sums): a tight loop over Python floats with small per-op kernels;
+- ``levels``: every node a float64 scalar and the graph wide: nodes grouped by
+  (depth, op) and each group evaluated with one numpy call over index arrays.
+
+The fast strategies are exact: the same IEEE operations as the generic path in
+the same order (operands' gradients are accumulated in decreasing order of the
+consumer, as the generic loop does), and Python's ``math`` is used only where
+it agrees bit for bit with numpy; everything else calls numpy on the scalar.
+A Python float exception (division by zero, a math domain error) makes the
+scalar loop hand the graph to a numpy strategy, which follows numpy's rules.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from cgraph_cli.engine.reference import Result, backward, check_scalar_output, first_nonfinite, forward
+from cgraph_cli.engine.scalar import scalar_plan
+from cgraph_cli.errors import CgraphError
+from cgraph_cli.ir.graph import Graph
+
+__all__ = ["STRATEGIES", "Result", "backward", "evaluate", "forward"]
+
+STRATEGIES = ("auto", "generic", "scalar", "levels")
+
+
+def evaluate(g: Graph, inputs: dict[str, np.ndarray], out: int | None = None, *, strategy: str | None = None) -> Result:
+    """Forward and backward pass; the output must be a scalar (one element).
+
+    ``strategy`` forces one of :data:`STRATEGIES` (default: ``$CGRAPH_ENGINE`` or ``auto``);
+    a fast strategy that does not apply to the graph falls back to the generic one.
+    """
+    out = g.output if out is None else out
+    strategy = strategy or os.environ.get("CGRAPH_ENGINE") or "auto"
+    if strategy not in STRATEGIES:
+        raise CgraphError(f"unknown engine strategy '{strategy}' (one of: {', '.join(STRATEGIES)})")
+    if strategy != "generic":
+        plan = scalar_plan(g, inputs)
+        if plan is not None:
+            kind = strategy
+            if kind == "auto":
+                kind = "levels" if plan.wide(out) else "scalar"
+            res = None
+            if kind == "scalar":
+                res = plan.run_scalar(inputs, out)
+                if res is not None:
+                    return res
+                # a Python float exception (x / 0, math domain): numpy's rules apply
+                if strategy == "scalar" or not plan.wide(out):
+                    kind = "generic"
+            if kind == "levels" and plan.batchable():
+                return plan.run_levels(inputs, out)
+    vals = forward(g, inputs)
+    check_scalar_output(g, out, np.shape(vals[out]))
+    grads = backward(g, vals, out)
+    bad: list[tuple[str, int]] = []
+    fi = first_nonfinite(vals, range(len(vals)))
+    if fi is not None:
+        bad.append(("forward", fi))
+    bi = first_nonfinite(grads, range(len(grads) - 1, -1, -1))
+    if bi is not None:
+        bad.append(("backward", bi))
+    return Result(g, vals, grads, out, inputs, bad)

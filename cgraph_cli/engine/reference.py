@@ -1,0 +1,109 @@
+"""The reference engine: the forward pass and the backward pass (reverse-mode autodiff) as plain loops.
+
+Read these first: every fast strategy (:mod:`cgraph_cli.engine.scalar`) is tested bit-identical to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cgraph_cli.errors import CgraphError
+from cgraph_cli.fmt import fmt_shape
+from cgraph_cli.ir.graph import Graph
+from cgraph_cli.ops import LEAF_OPS, OPS, unbroadcast
+
+
+def forward(g: Graph, inputs: dict[str, np.ndarray], upto: int | None = None, *, rows: bool = False) -> list[Any]:
+    """Every node's value, in topological order (nodes after ``upto`` are skipped).
+
+    With ``rows``, every value is a 1-D array holding one scalar per row and each op runs in its
+    row form (:class:`cgraph_cli.ops.Rows`): ``eval --batch``."""
+    n = len(g.ops) if upto is None else upto + 1
+    vals: list[Any] = [None] * n
+    with np.errstate(all="ignore"):
+        for i, (op, args, attrs, name) in enumerate(zip(g.ops[:n], g.args, g.attrs, g.names)):
+            if op == "const":
+                vals[i] = attrs["value"]  # type: ignore[index]
+            elif op == "input":
+                vals[i] = inputs[name]  # type: ignore[index]
+            else:
+                spec = OPS[op]
+                f = spec.row_fwd() if rows else spec.fwd
+                vals[i] = f(*[vals[j] for j in args], **(attrs or {}))
+    return vals
+
+
+def backward(g: Graph, vals: list[Any], out: int, *, rows: bool = False) -> list[Any]:
+    """``∂out/∂node`` for every node that depends on an input (None elsewhere).
+
+    Reverse topological order; each node passes ``g · ∂node/∂operand`` (its op's VJPs) to every
+    operand that needs a gradient, where it is summed: the chain rule over the successors."""
+    need = g.needs_grad()
+    grads: list[Any] = [None] * len(g.ops)
+    if not need[out]:
+        return _zero_grads(g, need, grads)
+    grads[out] = np.ones_like(vals[out])
+    with np.errstate(all="ignore"):
+        for i in range(out, -1, -1):
+            op, args, gi = g.ops[i], g.args[i], grads[i]
+            if gi is None or op in LEAF_OPS:
+                continue
+            ks = [k for k, j in enumerate(args) if need[j]]
+            xs = [vals[j] for j in args]
+            for k, gk in zip(ks, OPS[op].vjps(ks, gi, vals[i], xs, g.attrs[i], rows=rows)):
+                if gk is not None:
+                    j = args[k]
+                    gk = unbroadcast(gk, np.shape(vals[j]), op)
+                    grads[j] = gk if grads[j] is None else grads[j] + gk
+    return _zero_grads(g, need, grads, vals)
+
+
+def _zero_grads(g: Graph, need: list[bool], grads: list[Any], vals: list[Any] | None = None) -> list[Any]:
+    """Nodes that depend on an input but do not reach the output have gradient 0."""
+    for i, nd in enumerate(need):
+        if nd and grads[i] is None:
+            shape = np.shape(vals[i]) if vals is not None and i < len(vals) else (g.shapes[i] or ())
+            grads[i] = np.zeros(shape, dtype=g.dtype)
+    return grads
+
+
+@dataclass
+class Result:
+    graph: Graph
+    values: list[Any]
+    grads: list[Any]
+    out: int  # the differentiated output node
+    inputs: dict[str, np.ndarray]
+    nonfinite: list[tuple[str, int]]  # ("forward"|"backward", node) first occurrences
+
+
+def _all_finite(v: Any) -> bool:
+    if np.size(v) > 64:  # one fast reduction: a finite sum means every entry is finite (inf/NaN propagate)
+        with np.errstate(all="ignore"):
+            if np.isfinite(np.sum(v)):
+                return True
+    return bool(np.all(np.isfinite(v)))
+
+
+def first_nonfinite(items: list[Any], order) -> int | None:
+    for i in order:
+        v = items[i]
+        if v is None:
+            continue
+        if not _all_finite(v):
+            return i
+    return None
+
+
+def check_scalar_output(g: Graph, out: int, shape: tuple) -> None:
+    if int(np.prod(shape, dtype=np.int64)) != 1:
+        name = g.label(out)
+        raise CgraphError(
+            f"output '{name}' has shape {fmt_shape(shape)}; only a scalar can be differentiated",
+            g.spans[out],
+            hint=f"differentiate a scalar such as sum({name}) or mean({name})",
+            source=g.source,
+        )
