@@ -2,8 +2,10 @@
 
 A :class:`Graph` stores nodes in topological order as parallel lists (op,
 operand ids, attributes, shape, name, source span, call frame), so a large
-program costs a few list slots per node rather than an object.  The
-:class:`Builder` lowers the parser's statement list into a Graph with
+program costs a few list slots per node rather than an object: spans are two
+integer columns, and equal scalar constants share one read-only array and one
+attributes dict.  The :class:`Builder` lowers the parser's statements (a list,
+or an iterator whose statements are dropped once lowered) into a Graph with
 sequential semantics (a name refers to its newest assignment; a name used
 before any assignment is an input), inlines ``def`` functions at each call,
 and infers shapes as it goes so that a shape error points at its source.
@@ -13,6 +15,8 @@ Nothing here recurses over the program.
 from __future__ import annotations
 
 import math
+from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -64,6 +68,57 @@ class TooManyNodes(CgraphError):
     """The graph grew past the builder's node limit (a command with a smaller limit words its own refusal)."""
 
 
+class Spans:
+    """The nodes' source spans as two integer columns (16 bytes a node, not a tuple of two ints).
+
+    Reads like a list of ``(start, end)`` tuples: ``spans[i]``, ``spans[i] = (s, e)``, ``len``, iteration."""
+
+    __slots__ = ("starts", "ends")
+
+    def __init__(self, pairs=()) -> None:
+        self.starts = array("q")
+        self.ends = array("q")
+        for s, e in pairs:
+            self.starts.append(s)
+            self.ends.append(e)
+
+    @classmethod
+    def from_columns(cls, starts, ends) -> Spans:
+        sp = cls()
+        sp.starts = array("q", starts)
+        sp.ends = array("q", ends)
+        return sp
+
+    def append(self, span: Span) -> None:
+        self.starts.append(span[0])
+        self.ends.append(span[1])
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return list(zip(self.starts[i], self.ends[i]))
+        return (self.starts[i], self.ends[i])
+
+    def __setitem__(self, i: int, span: Span) -> None:
+        self.starts[i], self.ends[i] = span
+
+    def __iter__(self):
+        return zip(self.starts, self.ends)
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, Spans):
+            return self.starts == other.starts and self.ends == other.ends
+        try:
+            return list(self) == list(other)
+        except TypeError:
+            return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Spans({list(self)!r})"
+
+
 @dataclass
 class Frame:
     """One inlined call of a user function (drawn as a cluster)."""
@@ -82,7 +137,7 @@ class Graph:
     attrs: list[dict | None] = field(default_factory=list)
     shapes: list[tuple[int, ...] | None] = field(default_factory=list)
     names: list[str | None] = field(default_factory=list)
-    spans: list[Span] = field(default_factory=list)
+    spans: Spans = field(default_factory=Spans)
     frames_of: list[int] = field(default_factory=list)
     frames: list[Frame] = field(default_factory=list)
     # program-level facts
@@ -253,6 +308,8 @@ class Builder:
         self.defs: dict[str, _Def] = {}
         self.last_assigned: int | None = None
         self.declared: set[str] = set()
+        # one read-only 0-d array per distinct scalar literal, in one attrs dict that its nodes share
+        self.scalars: dict[Any, dict] = {}
 
     # -- nodes ---------------------------------------------------------------------
     def node(self, op: str, args: tuple[int, ...], span: Span, frame: int, attrs: dict | None = None) -> int:
@@ -287,7 +344,9 @@ class Builder:
         g.attrs.append(attrs)
         g.shapes.append(shape)
         g.names.append(None)
-        g.spans.append(span)
+        spans = g.spans
+        spans.starts.append(span[0])
+        spans.ends.append(span[1])
         g.frames_of.append(frame)
         return i
 
@@ -306,6 +365,16 @@ class Builder:
             )
 
     def const(self, value: Any, span: Span, frame: int) -> int:
+        if type(value) is float:  # a scalar literal: shared with every equal one (0.0 and -0.0 apart)
+            key = value if value else (value, math.copysign(1.0, value))
+            attrs = self.scalars.get(key)
+            if attrs is None:
+                arr = np.asarray(value, dtype=self.dtype)
+                arr.flags.writeable = False
+                attrs = self.scalars[key] = {"value": arr}
+            i = self.node("const", (), span, frame, attrs)
+            self.g.shapes[i] = ()
+            return i
         arr = np.asarray(value, dtype=self.dtype)
         i = self.node("const", (), span, frame, {"value": arr})
         self.g.shapes[i] = arr.shape
@@ -343,13 +412,17 @@ class Builder:
         return i
 
     # -- statements ----------------------------------------------------------------
-    def build(self, stmts: list[tuple]) -> Graph:
+    def build(self, stmts: Iterable[tuple]) -> Graph:
+        """Lower the statements one at a time (an iterator's statements can be dropped once lowered)."""
         g = self.g
-        if not stmts:
+        it = iter(stmts)
+        st = next(it, None)
+        if st is None:
             raise CgraphError("the program is empty", hint="write at least one assignment, such as: z = x * y")
-        last = len(stmts) - 1
         bare_out: int | None = None
-        for k, st in enumerate(stmts):
+        while st is not None:
+            following = next(it, None)  # one statement ahead: is this one the last?
+            self.tensors_checked.clear()  # ids of tensors of statements dropped since may be reused
             kind = st[KIND]
             if kind == "assign":
                 self.assign(st[ASSIGN_NAME], st[ASSIGN_NAME_SPAN], st[ASSIGN_EXPR], _span(st))
@@ -363,13 +436,14 @@ class Builder:
             elif kind == "def":
                 self.define(st)
             elif kind == "bare":
-                if k != last:
+                if following is not None:
                     raise CgraphError(
                         "an expression on its own is only allowed as the last statement",
                         _span(st),
                         hint="give it a name, such as: t = ...",
                     )
                 bare_out = self.assign("out", _span(st), st[BARE_EXPR], _span(st))
+            st = following
         if not g.outputs:
             if bare_out is not None:
                 g.outputs.append(bare_out)
@@ -703,7 +777,7 @@ def _suggest_plain(name: str, choices) -> str:
 
 
 def build_graph(
-    stmts: list[tuple],
+    stmts: Iterable[tuple],
     source: Source,
     values: dict[str, np.ndarray] | None = None,
     *,
@@ -712,7 +786,8 @@ def build_graph(
     max_memory: int | None = None,
     max_nodes: int = MAX_NODES,
 ) -> Graph:
-    """Lower parsed statements into a Graph (see :class:`Builder`)."""
+    """Lower parsed statements into a Graph (see :class:`Builder`); ``stmts`` may be an iterator, whose
+    statements are then dropped as soon as they are lowered."""
     try:
         return Builder(source, values, seed=seed, dtype=dtype, max_memory=max_memory, max_nodes=max_nodes).build(stmts)
     except CgraphError as err:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -391,11 +392,49 @@ def _tokens(text: str, pos: int = 0, n: int | None = None) -> tuple[list[str], l
 _BLOCK = 1 << 16  # characters tokenized at a time (whole lines), so that tokens never pile up
 
 
+class NotFast(Exception):
+    """The fast path does not accept the text (a syntax error, or something unusual): Lark decides."""
+
+
+def fast_blocks(text: str) -> Iterator[list[tuple]]:
+    """The statements of ``text`` (which ends with a newline), a block of whole statements at a time.
+
+    Only one block's tokens and statements exist at a time, so a caller that lowers each block before
+    asking for the next never holds the whole program's AST.  Raises :class:`NotFast` at the first block
+    the fast path does not accept (the blocks before it were well-formed)."""
+    start = 0
+    n = len(text)
+    while start < n:
+        end = text.find("\n", min(start + _BLOCK, n - 1))
+        while end != -1 and text[text.rfind("\n", 0, end) + 1 : end].rstrip(" \t\r").endswith("\\"):
+            # a line continued by a backslash: the statement goes on
+            end = text.find("\n", end + 1)
+        end = n if end == -1 else end + 1
+        out: list[tuple] = []
+        try:
+            _FastParser(text, start, end).program(out)
+        except (_GiveUp, RecursionError, IndexError):
+            raise NotFast from None
+        yield out
+        start = end
+
+
+def statement_blocks(source: Source) -> Iterator[list[tuple]]:
+    """The program's statements in blocks, by the fast path (see :func:`fast_blocks`); raises :class:`NotFast`
+    where it gives up, and at once under ``CGRAPH_PARSER=lark``: then :func:`parse_lark` parses the whole text."""
+    if os.environ.get("CGRAPH_PARSER") == "lark":
+        raise NotFast
+    text = source.text
+    if not text.endswith("\n"):
+        text += "\n"
+    yield from fast_blocks(text)
+
+
 def parse_fast(text: str) -> list[tuple] | None:
     """The statement list, or None when the fast path does not accept the text (Lark decides then).
 
-    The text (which ends with a newline) is parsed in blocks of whole statements, so only one block's tokens
-    exist at a time; the garbage collector is paused meanwhile, as the AST is made of acyclic tuples only.
+    The text (which ends with a newline) is parsed in blocks of whole statements (:func:`fast_blocks`); the
+    garbage collector is paused meanwhile, as the AST is made of acyclic tuples only.
     """
     import gc
 
@@ -403,18 +442,10 @@ def parse_fast(text: str) -> list[tuple] | None:
     gc.disable()
     try:
         out: list[tuple] = []
-        start = 0
-        n = len(text)
-        while start < n:
-            end = text.find("\n", min(start + _BLOCK, n - 1))
-            while end != -1 and text[text.rfind("\n", 0, end) + 1 : end].rstrip(" \t\r").endswith("\\"):
-                # a line continued by a backslash: the statement goes on
-                end = text.find("\n", end + 1)
-            end = n if end == -1 else end + 1
-            _FastParser(text, start, end).program(out)
-            start = end
+        for block in fast_blocks(text):
+            out.extend(block)
         return out
-    except (_GiveUp, RecursionError, IndexError):
+    except NotFast:
         return None
     finally:
         if enabled:

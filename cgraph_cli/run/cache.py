@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from cgraph_cli.errors import Source
-from cgraph_cli.ir.graph import Frame, Graph
+from cgraph_cli.ir.graph import Frame, Graph, Spans
 from cgraph_cli.ops import LEAF_OPS, OPS
 
 MIN_CHARS = 20_000
@@ -256,6 +256,17 @@ def _is_ours(path: Path) -> bool:
         return False
 
 
+def _span_columns(g: Graph, n: int) -> np.ndarray:
+    """The spans as an (n, 2) array (from the Graph's two columns without making a tuple a node)."""
+    sp = g.spans
+    if isinstance(sp, Spans):
+        out = np.empty((n, 2), dtype=np.int64)
+        out[:, 0] = np.frombuffer(sp.starts, dtype=np.int64) if n else 0
+        out[:, 1] = np.frombuffer(sp.ends, dtype=np.int64) if n else 0
+        return out
+    return np.array(list(sp), dtype=np.int64).reshape(n, 2)
+
+
 def _to_arrays(g: Graph) -> dict[str, np.ndarray]:
     n = len(g.ops)
     opnames = sorted(set(g.ops))
@@ -270,7 +281,7 @@ def _to_arrays(g: Graph) -> dict[str, np.ndarray]:
         "args": flat,
         "ndim": ndim,
         "dims": dims,
-        "spans": np.array(g.spans, dtype=np.int64).reshape(n, 2),
+        "spans": _span_columns(g, n),
         "frames_of": np.array(g.frames_of, dtype=np.int32),
     }
     scalar_idx, scalar_val, other_attrs = [], [], []
@@ -555,7 +566,7 @@ def _from_arrays(z: dict[str, np.ndarray], source: Source) -> Graph:
                 ok = False
             _require(ok, "attributes")
     sp = z["spans"]
-    spans = list(zip(sp[:, 0].tolist(), sp[:, 1].tolist()))
+    spans = Spans.from_columns(sp[:, 0].tolist(), sp[:, 1].tolist())
     inputs = dict((k, v) for k, v in meta["inputs"])
     defaults = {name: z[f"d_{name}"] for name in meta["defaults"]}
     for name, v in defaults.items():

@@ -11,7 +11,7 @@ from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.ir.graph import MAX_NODES, Graph, TooManyNodes, build_graph
-from cgraph_cli.lang.parser import parse
+from cgraph_cli.lang.parser import NotFast, parse_lark, statement_blocks
 from cgraph_cli.run.values import bind_inputs
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -97,17 +97,43 @@ def compile_program(
     enabled = gc.isenabled()
     gc.disable()  # the AST and the IR are acyclic: collections while building them are pure cost
     try:
-        stmts = parse(source)
-        g = build_graph(
-            stmts, source, values, seed=seed, dtype=DTYPES[dtype], max_memory=max_memory, max_nodes=max_nodes
-        )
-        del stmts
+        g = _parse_and_build(source, values, seed, DTYPES[dtype], max_memory, max_nodes)
     finally:
         if enabled:
             gc.enable()
     if key is not None:
         cache.store(key, g)
     return g
+
+
+def _parse_and_build(source: Source, values, seed: int, dtype, max_memory, max_nodes: int) -> Graph:
+    """Parse and lower a block of statements at a time, so that the whole program's AST never exists next to
+    its graph (a program's AST takes several times the memory of its graph).
+
+    The result is the same as parsing everything first: where the fast parser gives up, Lark parses the
+    whole text and the graph is built from its statements; when building fails, the rest of the text is
+    still parsed, so that a syntax error anywhere is the error reported, as it comes first.
+    """
+
+    def build(stmts) -> Graph:
+        return build_graph(stmts, source, values, seed=seed, dtype=dtype, max_memory=max_memory, max_nodes=max_nodes)
+
+    blocks = statement_blocks(source)
+    try:
+        return build(st for block in blocks for st in block)
+    except NotFast:
+        pass  # (outside the handler, the partly built graph is freed)
+    except CgraphError as err:
+        failed: CgraphError | None = err
+        try:
+            for _ in blocks:  # the rest of the text: a syntax error comes first
+                pass
+        except NotFast:
+            failed = None
+        if failed is not None:
+            raise failed from None
+    del blocks
+    return build(parse_lark(source))
 
 
 def pick_output(g: Graph, of: str | None) -> int:
