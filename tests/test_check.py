@@ -174,9 +174,9 @@ def test_help_has_examples():
 
 
 def test_roundoff_limited_failures_are_explained():
-    # f = 1000 + 1e-7 a: f is known to ~1e-13, so (f+ - f-) / 2e-6 cannot resolve 1e-7 to within atol
+    # fixed settings: f = 1000 + 1e-7 a is known to ~1e-13, so (f+ - f-) / 2e-6 cannot resolve 1e-7 to within atol
     prog = "y = 1000 + 0.0000001 * a"
-    r = run_cli("check", "-e", prog, "--at", "a=1")
+    r = run_cli("check", "-e", prog, "--at", "a=1", "--eps", "1e-6")
     assert r.returncode == 1
     assert "differ by less than the finite differences' own round-off" in r.stdout
     assert "larger --eps" in r.stdout
@@ -184,3 +184,9 @@ def test_roundoff_limited_failures_are_explained():
     doc = json.loads(r.stdout)
     assert r.returncode == 0 and doc["passed"]
     assert abs(doc["inputs"][0]["entries"][0]["numeric"] - 1e-7) < 1e-11
+    # the default takes the round-off into its error estimate: no false alarm
+    r = run_cli("check", "-e", prog, "--at", "a=1", "--format", "json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["passed"] and doc["method"] == "richardson"
+    e = doc["inputs"][0]["entries"][0]
+    assert abs(e["numeric"] - 1e-7) <= e["error_estimate"]

@@ -1,12 +1,21 @@
-"""``cgraph check``: reverse-mode gradients against central finite differences.
+"""``cgraph check``: reverse-mode gradients against finite differences with an error estimate.
 
-For every checked entry ``x[i]`` of an input, the numeric derivative is
+The numeric derivative of every checked entry ``x[i]`` is computed in float64 by re-running only the
+forward pass (:func:`cgraph_cli.engine.forward`) of the graph, which is built once. The analytic
+derivative ``a`` is the engine's backward pass. Two ways (issue 18):
 
-    n = (f(x + eps·e_i) - f(x - eps·e_i)) / (2·eps)
-
-computed in float64 by re-running only the forward pass (:func:`cgraph_cli.engine.forward`) of the
-graph, which is built once. The analytic derivative ``a`` is the engine's backward pass. An entry
-passes when ``|a - n| <= atol + rtol·|n|`` (SPEC §3; NaN never passes).
+* the default, :func:`_richardson`: central differences ``D(h) = (f(x+h) - f(x-h)) / 2h`` at three
+  steps ``h, h/2, h/4`` (``h`` from the scale of ``x[i]``: ``2^-9·max(|x[i]|, 1)``), combined by
+  Richardson extrapolation into ``n = (64·D(h/4) - 20·D(h/2) + D(h)) / 45``. Its error estimate ``e`` is
+  the distance to the previous extrapolation level plus the round-off of ``f`` amplified by the
+  quotients. An entry passes when ``|a - n| <= e + RTOL·|n|``. A step whose estimate is poor, or
+  whose verdict is a failure, is retried at smaller steps and the attempt with the smallest estimate
+  counts. Where the stencil leaves the function's domain (a NaN or an infinity while ``f(x)`` is
+  finite), smaller steps are tried, then a one-sided difference (forward, else backward) at six
+  steps, extrapolated by Aitken's Δ² (which also removes an error ``c·h^p`` of unknown power, as
+  ``x^1.1`` at 0 has); the row says so.
+* fixed settings, when ``eps``, ``rtol`` or ``atol`` is given: ``n = (f(x+eps) - f(x-eps)) / 2eps`` and
+  ``|a - n| <= atol + rtol·|n|`` (SPEC §3, the behaviour before issue 18). NaN never passes.
 
 At a kink (relu or abs at 0, a tie of max/min, a zero vector under norm, sqrt at 0) the function is
 not differentiable: the engine follows PyTorch's convention there while finite differences see the
@@ -49,6 +58,14 @@ class InputCheck:
     ok: np.ndarray  # bool per entry
     sampled: bool = False
     roundoff: np.ndarray | None = None  # the finite difference's round-off level per entry
+    error: np.ndarray | None = None  # the numeric derivative's error estimate per entry
+    method: list[str] | None = None  # "central", "one-sided (forward)", "one-sided (backward)" per entry
+    step: np.ndarray | None = None  # the (largest) step used per entry
+
+    def note(self, k: int) -> str:
+        """What to say in entry k's row about how its numeric derivative was taken."""
+        m = self.method[k] if self.method is not None else "central"
+        return "" if m == "central" else "one-sided"
 
     @property
     def noisy(self) -> int:
@@ -86,11 +103,15 @@ class Kink:
 @dataclass
 class CheckReport:
     result: Result
-    eps: float
+    eps: float | None  # None: the default, Richardson extrapolation with a step per entry
     rtol: float
     atol: float
     inputs: list[InputCheck] = field(default_factory=list)
     kinks: list[Kink] = field(default_factory=list)
+
+    @property
+    def method(self) -> str:
+        return "richardson" if self.eps is None else "fixed"
 
     @property
     def checked(self) -> int:
@@ -152,13 +173,17 @@ def pick_inputs(g: Graph, wrt: list[str] | None) -> list[str]:
 
 DEFAULT_SAMPLES = 1000  # the command line checks this many random entries of a larger input
 
+# the fixed settings (--eps/--rtol/--atol): any one given selects them, the others take these values
+FIXED_EPS, FIXED_RTOL, FIXED_ATOL = 1e-6, 1e-5, 1e-8
+RTOL = 1e-6  # the default's relative tolerance on top of each entry's error estimate
 
-def check_options(eps: float, rtol: float, atol: float, samples: int | None) -> None:
+
+def check_options(eps: float | None, rtol: float | None, atol: float | None, samples: int | None) -> None:
     """Refuse tolerances that would make every check fail (or pass): NaN, infinities, negatives."""
-    if not (math.isfinite(eps) and eps > 0):
+    if eps is not None and not (math.isfinite(eps) and eps > 0):
         raise CgraphError(f"--eps must be a positive finite number, got {fmt_number(eps, 6, 'python')}")
     for option, value in (("--rtol", rtol), ("--atol", atol)):
-        if not (math.isfinite(value) and value >= 0):
+        if value is not None and not (math.isfinite(value) and value >= 0):
             raise CgraphError(f"{option} must be a finite number, 0 or more, got {fmt_number(value, 6, 'python')}")
     if samples is not None and samples < 1:
         raise CgraphError(f"--samples must be at least 1, got {samples}")
@@ -169,19 +194,29 @@ def check_gradients(
     inputs: dict[str, np.ndarray],
     out: int | None = None,
     *,
-    eps: float = 1e-6,
-    rtol: float = 1e-5,
-    atol: float = 1e-8,
+    eps: float | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
     wrt: list[str] | None = None,
     samples: int | None = None,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> CheckReport:
-    """Compare the engine's gradient of ``out`` with central finite differences, entry by entry.
+    """Compare the engine's gradient of ``out`` with finite differences, entry by entry.
 
+    By default each entry's numeric derivative comes with an error estimate (Richardson extrapolation);
+    any of ``eps``, ``rtol``, ``atol`` given selects the fixed-step central difference and fixed
+    tolerances (the others default to :data:`FIXED_EPS`, :data:`FIXED_RTOL`, :data:`FIXED_ATOL`).
     ``samples``: check that many entries of each larger input, chosen at random (seeded by ``seed``);
     None checks every entry. ``progress(done, total)`` is called as entries are checked."""
     check_options(eps, rtol, atol, samples)
+    fixed = eps is not None or rtol is not None or atol is not None
+    if fixed:
+        eps = FIXED_EPS if eps is None else eps
+        rtol = FIXED_RTOL if rtol is None else rtol
+        atol = FIXED_ATOL if atol is None else atol
+    else:
+        rtol, atol = RTOL, 0.0
     names = pick_inputs(g, wrt)
     base = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
     result = evaluate(g, base, out)
@@ -207,19 +242,157 @@ def check_gradients(
             def tick(k: int, _start: int = done) -> None:
                 progress(_start + k, total)
 
-        numeric, roundoff = _central_differences(g, base, name, index, out, eps, tick)
+        if fixed:
+            numeric, roundoff = _central_differences(g, base, name, index, out, eps, tick)
+            error, method, step = roundoff, ["central"] * len(index), np.full(len(index), eps)
+            ok = verdict(analytic, numeric, np.full(len(index), atol), rtol)
+        else:
+            f0 = float(np.asarray(result.values[out], dtype=np.float64).reshape(-1)[0])
+            numeric, error, roundoff, method, step = _richardson(g, base, name, index, out, f0, analytic, tick)
+            ok = verdict(analytic, numeric, error, rtol)
         done += len(index)
         with np.errstate(all="ignore"):
             same = analytic == numeric  # also the same infinity
             diff = np.where(same, 0.0, np.abs(analytic - numeric))
             rel = np.where(numeric != 0, diff / np.abs(numeric), np.where(diff == 0, 0.0, np.inf))
             rel = np.where(same, 0.0, rel)
-            ok = same | (diff <= atol + rtol * np.abs(numeric))  # False for NaN
         report.inputs.append(
-            InputCheck(name, tuple(x.shape), index, analytic, numeric, diff, rel, ok, sampled, roundoff)
+            InputCheck(
+                name, tuple(x.shape), index, analytic, numeric, diff, rel, ok, sampled, roundoff, error, method, step
+            )
         )
-    report.kinks = find_kinks(result, eps)
+    report.kinks = find_kinks(result, eps if eps is not None else 1e-6)
     return report
+
+
+def verdict(analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray, rtol: float) -> np.ndarray:
+    """Pass where ``|a - n| <= allowed + rtol·|n|`` or a and n are the same (infinity); NaN fails."""
+    analytic, numeric = np.asarray(analytic, dtype=np.float64), np.asarray(numeric, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        same = analytic == numeric
+        diff = np.abs(analytic - numeric)
+        return same | (diff <= np.asarray(allowed) + rtol * np.abs(numeric))
+
+
+BASE_STEP = 2.0**-9  # the first step is this times max(|x|, 1)
+RETRY = 32.0  # each retry divides the step by this
+TRIES = 7  # steps h0, h0/32, ..., h0/32^6: the smaller ones only when the larger leave the domain
+ROUND = 16 * np.finfo(np.float64).eps  # f's relative round-off, with a margin for cancellation inside f
+RESOLVED = 1e-4  # an estimate above this fraction of |n| is worth a retry at a smaller step
+
+
+def _richardson(
+    g: Graph,
+    base: dict[str, np.ndarray],
+    name: str,
+    index: np.ndarray,
+    out: int,
+    f0: float,
+    analytic: np.ndarray,
+    tick: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Per flat index: (numeric derivative, error estimate, round-off part, method, step).
+
+    Central differences at h, h/2, h/4 extrapolated twice (see the module's docstring); the step is
+    retried smaller (by RETRY) while the stencil leaves the domain, or the estimate is poor, or the
+    entry fails, and the finite attempt with the smallest estimate counts. When no central stencil
+    stays in the domain: a one-sided difference."""
+    work = np.array(base[name], dtype=np.float64, copy=True)
+    flat = work.reshape(-1)
+    values = dict(base)
+    values[name] = work
+    n = len(index)
+    res, err, noise, step = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    method = ["central"] * n
+
+    def f(fi: int, v: float) -> float:
+        flat[fi] = v
+        return float(np.asarray(forward(g, values, upto=out)[out], dtype=np.float64).reshape(-1)[0])
+
+    with np.errstate(all="ignore"):
+        for k, fi in enumerate(index):
+            x = float(flat[fi])
+            h0 = BASE_STEP * max(abs(x), 1.0)
+            best = None
+            if math.isfinite(f0) and math.isfinite(x):
+                for t in range(TRIES):
+                    h = h0 / RETRY**t
+                    got = _central_attempt(lambda v, _fi=fi: f(_fi, v), x, h, f0)
+                    if got is None:
+                        continue  # the stencil leaves the domain: a smaller step
+                    if best is None or got[1] < best[1]:
+                        best = got
+                    num, e = got[0], got[1]
+                    good = bool(verdict(analytic[k : k + 1], np.array([num]), np.array([e]), RTOL)[0])
+                    if (good and e <= RESOLVED * abs(num)) or t >= 2:
+                        break
+                if best is None:
+                    best = _one_sided(lambda v, _fi=fi: f(_fi, v), x, h0, f0)
+                    if best is not None:
+                        method[k] = best[4]
+                flat[fi] = x
+            if best is not None:
+                res[k], err[k], noise[k], step[k] = best[:4]
+            if tick is not None:
+                tick(k + 1)
+    return res, err, noise, method, step
+
+
+def _central_attempt(f: Callable[[float], float], x: float, h: float, f0: float):
+    """(n, estimate, round-off, h) from central differences at h, h/2, h/4; None if a value is not finite."""
+    d, big = [], abs(f0)
+    for s in (h, h / 2, h / 4):
+        xp, xm = x + s, x - s
+        fp, fm = f(xp), f(xm)
+        if not (math.isfinite(fp) and math.isfinite(fm)) or xp == xm:
+            return None
+        d.append((fp - fm) / (xp - xm))
+        big = max(big, abs(fp), abs(fm))
+    d1, d2, d4 = d
+    r1 = (4 * d4 - d2) / 3  # h^2 removed
+    r2 = (16 * r1 - (4 * d2 - d1) / 3) / 15  # h^4 removed: (64 d4 - 20 d2 + d1) / 45
+    delta = ROUND * big / h  # the round-off of one quotient D(h), from |f| / h
+    roundoff = (64 * 4 + 20 * 2 + 1) / 45 * delta + (16 + 2) / 3 * delta  # of r2 and of r1
+    est = abs(r2 - r1) + roundoff
+    if not (math.isfinite(r2) and math.isfinite(est)):
+        return None
+    return r2, est, roundoff, h
+
+
+def _one_sided(f: Callable[[float], float], x: float, h0: float, f0: float):
+    """(n, estimate, round-off, h, method): forward (else backward) differences at h0·4^-j, j < 6,
+    extrapolated by Aitken's Δ² on the last three and on the three before; None if neither side works."""
+    for sign, side in ((1.0, "forward"), (-1.0, "backward")):
+        d, big, ok = [], abs(f0), True
+        for j in range(6):
+            xs = x + sign * h0 / 4.0**j
+            fs = f(xs)
+            if not math.isfinite(fs) or xs == x:
+                ok = False
+                break
+            d.append((fs - f0) / (xs - x))
+            big = max(big, abs(fs))
+        if not ok:
+            continue
+        delta = 2 * ROUND * big / (h0 / 4.0**5)  # round-off of the smallest step's quotient
+        a2, a1 = _aitken(d[3], d[4], d[5]), _aitken(d[2], d[3], d[4])
+        if a2 is None or a1 is None:  # not converging like c·h^p: the last quotient, with its last change
+            num, est = d[5], abs(d[5] - d[4]) + delta
+        else:
+            num, est = a2, abs(a2 - a1) + 4 * delta
+        return num, est, delta, h0, f"one-sided ({side})"
+    return None
+
+
+def _aitken(d0: float, d1: float, d2: float) -> float | None:
+    """Aitken's Δ² limit of d0, d1, d2 (exact for d = n + c·r^j); None unless it converges (|r| < 1)."""
+    a, b = d1 - d0, d2 - d1
+    if a == b:
+        return d2 if a == 0 else None
+    r = b / a if a != 0 else math.inf
+    if not (abs(r) < 0.99):
+        return None
+    return d2 - b * b / (b - a)
 
 
 def _central_differences(
@@ -270,19 +443,33 @@ def rows_to_show(c: InputCheck) -> list[int]:
     return sorted(bad[:MAX_ROWS] + good[: max(0, MAX_ROWS // 2 - len(bad))])
 
 
+def settings_text(report: CheckReport) -> str:
+    """How the numeric derivatives were taken and judged, for the summary line."""
+    if report.eps is None:
+        return f"Richardson extrapolation, per-entry error estimate, rtol {fmt_number(report.rtol, 6, 'python')}"
+    return ", ".join(
+        f"{k} {fmt_number(v, 6, 'python')}"
+        for k, v in (("eps", report.eps), ("rtol", report.rtol), ("atol", report.atol))
+    )
+
+
 def summary(report: CheckReport) -> str:
     r = report.result
     out = node_names(r.graph)[r.out]
     n, bad = report.checked, report.failed
-    tol = ", ".join(
-        f"{k} {fmt_number(v, 6, 'python')}"
-        for k, v in (("eps", report.eps), ("rtol", report.rtol), ("atol", report.atol))
-    )
+    tol = settings_text(report)
     sampled = " (sampled)" if any(c.sampled for c in report.inputs) else ""
     if n == 0:
         return f"ok: nothing to check: {out} has no inputs to differentiate with respect to"
+    onesided = sum(1 for c in report.inputs for k in range(len(c.index)) if c.note(k))
+    domain = (
+        f"\nnote: {onesided} entr{'y sits' if onesided == 1 else 'ies sit'} on the edge of the function's domain"
+        " (the central difference gives NaN or an infinity there): taken one-sided"
+        if onesided
+        else ""
+    )
     if bad == 0:
-        return f"ok: all {n} gradient entries of {out} match finite differences{sampled} ({tol})"
+        return f"ok: all {n} gradient entries of {out} match finite differences{sampled} ({tol}){domain}"
     worst = max(
         ((c, k) for c in report.inputs for k in range(len(c.index)) if not c.ok[k]),
         key=lambda ck: np.nan_to_num(ck[0].abs_error[ck[1]], nan=np.inf),
@@ -298,7 +485,7 @@ def summary(report: CheckReport) -> str:
             f"\nnote: {noisy} of these differ by less than the finite differences' own round-off"
             f" (up to {fmt_number(level, 1, 'sci')} here, from |{out}| / eps): a larger --eps or --atol may settle them"
         )
-    return text
+    return text + domain
 
 
 def to_tables(report: CheckReport) -> list[Any]:
@@ -316,27 +503,32 @@ def to_tables(report: CheckReport) -> list[Any]:
         )
         status = "ok" if c.failed == 0 else f"{c.failed} failed"
         t = Table(title=f"∂{outl}/∂{c.name}  shape {fmt_shape(c.shape)}, {what}: {status}", title_justify="left")
-        t.add_column("entry", style="bold")
+        t.add_column(
+            "entry", style="bold", no_wrap=True, min_width=min(12, max(5, len(c.entry_name(0)) if len(c.index) else 5))
+        )
         t.add_column("analytic", justify="right", style="cyan", no_wrap=True)
         t.add_column("numeric", justify="right", style="magenta", no_wrap=True)
+        t.add_column("± est.", justify="right", no_wrap=True)
         t.add_column("|a - n|", justify="right", no_wrap=True)
         t.add_column("rel. error", justify="right", no_wrap=True)
-        t.add_column("", no_wrap=True)
+        t.add_column("", no_wrap=True, min_width=15 if any(c.note(k) for k in range(len(c.index))) else 4)
         shown = rows_to_show(c)
         for k in shown:
             t.add_row(
                 c.entry_name(k),
                 fmt_number(c.analytic[k]),
                 fmt_number(c.numeric[k]),
+                fmt_number(c.error[k], 2, "sci") if c.error is not None else "",
                 fmt_number(c.abs_error[k], 2, "sci"),
                 fmt_number(c.rel_error[k], 2, "sci"),
-                "pass" if c.ok[k] else "FAIL",
+                ("pass" if c.ok[k] else "FAIL") + (f", {c.note(k)}" if c.note(k) else ""),
                 style=None if c.ok[k] else "red",
             )
         hidden = len(c.index) - len(shown)
         if hidden:
             t.add_row(
                 f"… {hidden} more",
+                "",
                 "",
                 "",
                 f"max {fmt_number(np.max(c.abs_error), 2, 'sci')}",
@@ -355,6 +547,7 @@ def to_data(report: CheckReport) -> dict[str, Any]:
         "eps": report.eps,
         "rtol": report.rtol,
         "atol": report.atol,
+        "method": report.method,  # "richardson" (the default) or "fixed" (--eps/--rtol/--atol)
         "passed": report.passed,
         "checked": report.checked,
         "size": sum(c.size for c in report.inputs),  # entries of the inputs checked; > checked if sampled
@@ -370,6 +563,7 @@ def to_data(report: CheckReport) -> dict[str, Any]:
                 "failed": c.failed,
                 "failed_within_roundoff": c.noisy,
                 "max_abs_error": json_number(np.max(c.abs_error)) if len(c.index) else 0.0,
+                "max_error_estimate": json_number(np.max(c.error)) if c.error is not None and len(c.index) else 0.0,
                 "entries": [
                     {
                         "entry": c.entry_name(k),
@@ -379,6 +573,9 @@ def to_data(report: CheckReport) -> dict[str, Any]:
                         "abs_error": json_number(c.abs_error[k]),
                         "rel_error": json_number(c.rel_error[k]),
                         "roundoff": json_number(c.roundoff[k]) if c.roundoff is not None else None,
+                        "error_estimate": json_number(c.error[k]) if c.error is not None else None,
+                        "method": c.method[k] if c.method is not None else "central",
+                        "step": json_number(c.step[k]) if c.step is not None else None,
                         "ok": bool(c.ok[k]),
                     }
                     for k in range(len(c.index))

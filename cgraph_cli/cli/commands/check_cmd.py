@@ -1,4 +1,4 @@
-"""cgraph check: the backward pass against central finite differences."""
+"""cgraph check: the backward pass against finite differences with an error estimate."""
 
 from __future__ import annotations
 
@@ -10,13 +10,20 @@ from cgraph_cli.cli.commands.common import PARAM, out, out_json, print_rich, war
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.run.request import Options, check_choice
 
-HELP = """Check every gradient entry against central finite differences.
+HELP = """Check every gradient entry against finite differences.
 
 For each entry x[i] of each input (or of the inputs given by --wrt), the numeric
-derivative (f(x + eps) - f(x - eps)) / 2eps, in float64, is compared with the
-reverse-mode gradient. An entry passes when |a - n| <= atol + rtol * |n|. Prints one
-table per input (analytic, numeric, absolute and relative error) and a summary line.
-Exits 0 when every entry passes and 1 when any differs.
+derivative is taken in float64 by central differences at three steps (from the
+scale of x[i]) combined by Richardson extrapolation, with an error estimate e
+(truncation and round-off). An entry passes when |a - n| <= e + 1e-6 * |n|. Where
+the central stencil leaves the function's domain (a NaN or an infinity while
+f(x) is finite) a one-sided difference is used, and the row says so. Prints one
+table per input (analytic, numeric, its estimate, absolute and relative error)
+and a summary line. Exits 0 when every entry passes and 1 when any differs.
+
+Fixed settings: --eps, --rtol or --atol (any of them) switches to the central
+difference (f(x + eps) - f(x - eps)) / 2eps and |a - n| <= atol + rtol * |n|
+(defaults then: eps 1e-6, rtol 1e-5, atol 1e-8).
 
 Large tensors: an input with more than 1000 entries is checked at 1000 entries
 chosen at random (seeded by --seed), and a note on stderr says so; --samples N
@@ -44,9 +51,19 @@ def check_command(
     at: Optional[List[str]] = PARAM["at"],
     at_file: Optional[str] = PARAM["at_file"],
     of: Optional[str] = PARAM["of"],
-    eps: float = typer.Option(1e-6, "--eps", metavar="X", help="Finite-difference step."),
-    rtol: float = typer.Option(1e-5, "--rtol", metavar="X", help="Relative tolerance."),
-    atol: float = typer.Option(1e-8, "--atol", metavar="X", help="Absolute tolerance."),
+    eps: Optional[float] = typer.Option(
+        None,
+        "--eps",
+        metavar="X",
+        help="Fixed finite-difference step (default 1e-6 once fixed settings are chosen).",
+        show_default=False,
+    ),
+    rtol: Optional[float] = typer.Option(
+        None, "--rtol", metavar="X", help="Fixed relative tolerance (1e-5 with fixed settings).", show_default=False
+    ),
+    atol: Optional[float] = typer.Option(
+        None, "--atol", metavar="X", help="Fixed absolute tolerance (1e-8 with fixed settings).", show_default=False
+    ),
     wrt: Optional[str] = typer.Option(None, "--wrt", metavar="NAME,...", help="Check only these inputs."),
     samples: Optional[int] = typer.Option(
         None,
