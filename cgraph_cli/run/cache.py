@@ -543,8 +543,15 @@ def _from_arrays(z: dict[str, np.ndarray], source: Source) -> Graph:
             shapes.append(tuple(dims[p : p + d]))
             p += d
     attrs: list[Any] = [None] * n
-    for i, v in zip(z["cidx"].tolist(), z["cval"]):
-        attrs[i] = {"value": np.asarray(v, dtype=dtype)}
+    shared: dict[Any, dict] = {}  # equal scalar constants share one read-only array, as the builder's do
+    for i, v in zip(z["cidx"].tolist(), z["cval"].tolist()):
+        key = v if v else (v, math.copysign(1.0, v))
+        a = shared.get(key)
+        if a is None:
+            arr = np.asarray(v, dtype=dtype)
+            arr.flags.writeable = False
+            a = shared[key] = {"value": arr}
+        attrs[i] = a
     tflat = z["tflat"]
     tdims = z["tdims"].tolist()
     p = q = 0
