@@ -12,8 +12,8 @@ demo: $(STAMP)  ## set up and evaluate the lecture example
 test: $(STAMP)  ## set up and run the whole test suite
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)  ## the quick loop while editing: everything but the tests marked slow (under a minute)
-	$(BIN)/python -m pytest -m "not slow" -x
+test-fast: $(STAMP)  ## the quick loop while editing: everything but the tests marked slow, on two cores
+	$(BIN)/python -m pytest -m "not slow" -x -n 2
 
 setup: $(STAMP)
 
