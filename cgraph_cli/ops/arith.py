@@ -157,6 +157,7 @@ RECORDS = [
         elementwise=True,
         rows=ROWWISE,
         kernel=Kernel.ID,
+        complex_step=True,
     ),
     Op(
         "add",
@@ -172,6 +173,7 @@ RECORDS = [
         rows=ROWWISE,
         kernel=Kernel.ADD,
         test_shapes=((3, 1), (4,)),
+        complex_step=True,
     ),
     Op(
         "sub",
@@ -188,6 +190,7 @@ RECORDS = [
         rows=ROWWISE,
         kernel=Kernel.SUB,
         test_shapes=((2, 3), (3,)),
+        complex_step=True,
     ),
     Op(
         "mul",
@@ -203,6 +206,7 @@ RECORDS = [
         rows=ROWWISE,
         kernel=Kernel.MUL,
         test_shapes=((3,), (2, 1)),
+        complex_step=True,
     ),
     Op(
         "div",
@@ -222,6 +226,7 @@ RECORDS = [
         grad_hint=lambda k, xs: "division by zero in the derivative of a / b (b = 0)" if np.any(xs[1] == 0) else None,
         domain=(0.5, 2.0),
         test_shapes=((2, 3), (3,)),
+        complex_step=True,
     ),
     Op(
         "pow",
@@ -242,6 +247,7 @@ RECORDS = [
         grad_hint=_pow_grad_hint,
         domain=(0.5, 2.0),
         test_shapes=((3,), ()),
+        complex_step=True,
     ),
     Op(
         "matmul",
@@ -256,6 +262,7 @@ RECORDS = [
         local=lambda k, L, A, at, sh: L[1 - k],
         vjp_text=_matmul_vjp_text,
         test_shapes=((2, 3), (3, 4)),
+        complex_step=True,
     ),
     Op(
         "neg",
@@ -270,5 +277,6 @@ RECORDS = [
         elementwise=True,
         rows=ROWWISE,
         kernel=Kernel.NEG,
+        complex_step=True,
     ),
 ]

@@ -118,6 +118,7 @@ class Op:
     elementwise: bool = False  # acts entry by entry on broadcast operands
     rows: Rows | None = None  # how it runs on rows of scalars; None: it does not
     kernel: Kernel = Kernel.NP
+    complex_step: bool = False  # fwd is analytic on complex numbers: check --method complex may pass through
     # -- kinks and non-finite numbers
     kink: Kink | None = None
     hint: Callable[[list[Any], Any], str | None] | None = None  # why its value is not finite

@@ -115,6 +115,7 @@ RECORDS = [
         lambda g, ans, a: g * ans,
         lambda k, L, A, at, sh: call("exp", L[0]),
         kernel=Kernel.NP1,
+        complex_step=True,
     ),
     unary(
         "log",
@@ -126,6 +127,7 @@ RECORDS = [
         hint=lambda xs, v: "log is defined only for positive values" if np.any(xs[0] <= 0) else None,
         grad_hint=lambda k, xs: "the derivative of log, 1/x, is infinite at x = 0" if np.any(xs[0] == 0) else None,
         domain=(0.2, 3.0),
+        complex_step=True,
     ),
     unary(
         "sqrt",
@@ -142,6 +144,7 @@ RECORDS = [
             "the derivative of sqrt, 1/(2·sqrt(x)), is infinite at x = 0" if np.any(xs[0] == 0) else None
         ),
         domain=(0.2, 3.0),
+        complex_step=True,
     ),
     unary(
         "abs",
@@ -155,13 +158,21 @@ RECORDS = [
             "abs'(0) is taken as 0",
         ),
     ),
-    unary("sin", np.sin, lambda g, ans, a: g * np.cos(a), lambda k, L, A, at, sh: call("cos", L[0]), kernel=Kernel.SIN),
+    unary(
+        "sin",
+        np.sin,
+        lambda g, ans, a: g * np.cos(a),
+        lambda k, L, A, at, sh: call("cos", L[0]),
+        kernel=Kernel.SIN,
+        complex_step=True,
+    ),
     unary(
         "cos",
         np.cos,
         lambda g, ans, a: -g * np.sin(a),
         lambda k, L, A, at, sh: f"-{call('sin', L[0])}",
         kernel=Kernel.COS,
+        complex_step=True,
     ),
     unary(
         "tan",
@@ -170,6 +181,7 @@ RECORDS = [
         lambda k, L, A, at, sh: f"1 + {call('tan', L[0])}^2",
         kernel=Kernel.NP1,
         domain=(-1.2, 1.2),
+        complex_step=True,
     ),
     unary(
         "tanh",
@@ -177,6 +189,7 @@ RECORDS = [
         lambda g, ans, a: g * (1 - ans * ans),
         lambda k, L, A, at, sh: f"1 - {call('tanh', L[0])}^2",
         kernel=Kernel.NP1,
+        complex_step=True,
     ),
     unary(
         "sigmoid",
@@ -210,6 +223,7 @@ RECORDS = [
         lambda g, ans, a: 2 * g * a,
         lambda k, L, A, at, sh: f"2 · {paren(L[0])}",
         kernel=Kernel.SQUARE,
+        complex_step=True,
     ),
     _extreme("maximum", "max", np.maximum),
     _extreme("minimum", "min", np.minimum),

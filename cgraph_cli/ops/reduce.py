@@ -125,6 +125,7 @@ RECORDS = [
         kernel=Kernel.ID,
         test_shapes=((2, 3),),
         test_attrs={"axis": 1},
+        complex_step=True,
     ),
     Op(
         "mean",
@@ -139,6 +140,7 @@ RECORDS = [
         rows=Rows(lambda x, axis=None: x / 1, (lambda g, ans, x, axis=None: g / 1,)),
         test_shapes=((2, 3),),
         test_attrs={"axis": 0},
+        complex_step=True,
     ),
     _extreme("amax", "max", np.max),
     _extreme("amin", "min", np.min),
@@ -158,6 +160,7 @@ RECORDS = [
         vjp_text=lambda k, U, L, A, at, sh: (f"{U} · {call('softmax', L[0])}", None),
         rows=Rows(_lse_rows, (lambda g, ans, x, axis=None: g * np.exp(x - ans),)),
         test_shapes=((5,),),
+        complex_step=True,
     ),
     Op(
         "norm",

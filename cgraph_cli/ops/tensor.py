@@ -108,6 +108,7 @@ RECORDS = [
         rows=Rows(lambda x: x, (lambda g, ans, x: g,)),
         kernel=Kernel.ID,
         test_shapes=((2, 3),),
+        complex_step=True,
     ),
     Op(
         "reshape",
@@ -123,6 +124,7 @@ RECORDS = [
         kernel=Kernel.ID,
         test_shapes=((2, 3),),
         test_attrs={"dims": (3, 2)},
+        complex_step=True,
     ),
     Op(
         "softmax",
@@ -136,6 +138,7 @@ RECORDS = [
         vjp_text=lambda k, U, L, A, at, sh: (f"{paren(A)} ⊙ ({U} - Σ({U} ⊙ {paren(A)}))", None),
         rows=Rows(lambda x, axis=-1: np.ones_like(x), (lambda g, ans, x, axis=-1: np.zeros_like(g),)),
         test_shapes=((2, 3),),
+        complex_step=True,
     ),
     Op(
         "index",
@@ -152,6 +155,7 @@ RECORDS = [
         ),
         test_shapes=((3, 4),),
         test_attrs={"idx": (slice(0, 2), 1)},
+        complex_step=True,
     ),
     Op(
         "stack",
@@ -164,6 +168,7 @@ RECORDS = [
         local=lambda k, L, A, at, sh: "1",
         vjp_text=lambda k, U, L, A, at, sh: (f"{U}[{k}]", f"{fmt_shape(sh[-1])} → {fmt_shape(sh[k])}"),
         test_shapes=((2,), (2,)),
+        complex_step=True,
     ),
     Op(
         "cumsum",
@@ -178,5 +183,6 @@ RECORDS = [
         rows=None,  # a running sum along an axis: never entry by entry
         test_shapes=((2, 3),),
         test_attrs={"axis": 1},
+        complex_step=True,
     ),
 ]
