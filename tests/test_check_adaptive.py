@@ -273,3 +273,84 @@ def test_every_injected_error_is_found(case, how, which):
         return  # a gradient of 0 or not resolved: nothing to inject into
     ok = check_mod.verdict(np.array([wrong]), c.numeric, c.error, check_mod.RTOL)
     assert not ok[0], (prog, point, how, a, c.numeric[0], c.error[0])
+
+
+# -- --method complex -----------------------------------------------------------------------------
+
+
+def test_complex_step_records_are_true():
+    """Every op whose record says complex_step: Im fwd(x + ih)/h is its VJP (so the check can trust it)."""
+    from cgraph_cli.ops import OPS, unbroadcast
+    from tests.test_ops_fd import sample_operands
+
+    flagged = [op for op in OPS.values() if op.complex_step]
+    assert {"add", "mul", "exp", "sin", "pow", "matmul", "sum"} <= {op.name for op in flagged}
+    assert not any(OPS[n].complex_step for n in ("abs", "relu", "maximum", "amax", "norm", "atan2"))
+    for op in flagged:
+        attrs = dict(op.test_attrs or {})
+        xs = sample_operands(op)
+        ans = np.asarray(op.fwd(*xs, **attrs))
+        cot = np.random.default_rng(1).uniform(0.5, 1.5, size=ans.shape)
+        for k in range(len(xs)):
+            analytic = unbroadcast(op.vjp_for(k)(cot, ans, *xs, **attrs), np.shape(xs[k]), op.name)
+            got = np.zeros(np.shape(xs[k]))
+            for idx in np.ndindex(*np.shape(xs[k])):
+                zs = [np.array(x, dtype=complex) for x in xs]
+                zs[k][idx] += 1e-20j
+                got[idx] = np.imag(np.sum(cot * op.fwd(*zs, **attrs))) / 1e-20
+            np.testing.assert_allclose(got, analytic, rtol=1e-10, atol=1e-12, err_msg=op.name)
+
+
+@pytest.mark.parametrize("name,prog,point", SMOOTH, ids=[s[0] for s in SMOOTH])
+def test_complex_step_no_false_alarm_or_a_clear_refusal(name, prog, point):
+    from cgraph_cli.errors import CgraphError
+
+    try:
+        rep = _check(prog, point, method="complex")
+    except CgraphError as e:
+        assert "abs" in str(e) and "not analytic" in str(e)
+        return
+    assert rep.passed and rep.method == "complex"
+
+
+def test_complex_step_on_the_command_line():
+    r = run_cli("check", "-e", "y = sum(exp(x) * sin(x))", "--at", "x=[1,2,3]", "--method", "complex", "-f", "json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["method"] == "complex"
+    for e in doc["inputs"][0]["entries"]:
+        x = [1, 2, 3][e["index"][0]]
+        assert e["method"] == "complex step"
+        assert abs(e["numeric"] - np.exp(x) * (np.sin(x) + np.cos(x))) <= 1e-14 * np.exp(x) * 4
+        assert e["error_estimate"] < 1e-12 * abs(e["numeric"])
+    # a non-analytic op on the path: refused, naming it
+    r = run_cli("check", "-e", "y = relu(a) * a", "--at", "a=1", "--method", "complex")
+    assert r.returncode == 2 and "relu (line 1, column 5) is not analytic" in r.stderr, r.stderr
+    r = run_cli("check", str(EXAMPLES / "lecture.cg"), "--method", "complex", "--eps", "1e-3")
+    assert r.returncode == 2 and "cannot be combined" in r.stderr
+    r = run_cli("check", str(EXAMPLES / "lecture.cg"), "--method", "forward")
+    assert r.returncode == 2 and r.stderr.startswith("error:")
+
+
+@pytest.mark.parametrize("how", list(MUTATIONS))
+def test_complex_step_catches_a_wrong_vjp(monkeypatch, how):
+    prog, point = "y = sum(sin(x) * x) + 1e6", {"x": [0.3, -1.2, 2.5]}
+    assert _check(prog, point, method="complex").passed
+    _broken(monkeypatch, "sin", 0, MUTATIONS[how])
+    rep = _check(prog, point, method="complex")
+    assert not rep.inputs[0].ok.any(), how
+
+
+@SETTINGS
+@given(smooth_programs())
+def test_complex_step_no_false_alarm_at_random_smooth_points(case):
+    from cgraph_cli.errors import CgraphError
+
+    prog, point = case
+    try:
+        rep = _check(prog, point, method="complex")
+    except CgraphError:
+        return  # abs, relu, max on the path
+    bad = [
+        (c.entry_name(k), c.analytic[k], c.numeric[k], c.error[k]) for c in rep.inputs for k in np.flatnonzero(~c.ok)
+    ]
+    assert rep.passed, (prog, point, bad)

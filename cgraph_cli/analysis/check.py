@@ -14,6 +14,11 @@ derivative ``a`` is the engine's backward pass. Two ways (issue 18):
   finite), smaller steps are tried, then a one-sided difference (forward, else backward) at six
   steps, extrapolated by Aitken's Δ² (which also removes an error ``c·h^p`` of unknown power, as
   ``x^1.1`` at 0 has); the row says so.
+* ``method="complex"``, where every op on the way from the inputs to the output has a ``complex_step``
+  record (its forward is analytic on complex numbers): ``n = Im f(x + i·h) / h``, free of
+  cancellation, at ``h = 1e-20`` and, for the estimate, at ``h = 1e-10·max(|x|, 1)``; their distance plus
+  a few ulp is the estimate. An entry whose two values disagree (a branch point such as ``x^1.1`` at 0),
+  or whose derivative is near 0 beside ``|f| / |x|`` (a minimum), falls back to the default for that entry.
 * fixed settings, when ``eps``, ``rtol`` or ``atol`` is given: ``n = (f(x+eps) - f(x-eps)) / 2eps`` and
   ``|a - n| <= atol + rtol·|n|`` (SPEC §3, the behaviour before issue 18). NaN never passes.
 
@@ -59,13 +64,13 @@ class InputCheck:
     sampled: bool = False
     roundoff: np.ndarray | None = None  # the finite difference's round-off level per entry
     error: np.ndarray | None = None  # the numeric derivative's error estimate per entry
-    method: list[str] | None = None  # "central", "one-sided (forward)", "one-sided (backward)" per entry
+    method: list[str] | None = None  # "central", "one-sided (forward)", "one-sided (backward)", "complex step"
     step: np.ndarray | None = None  # the (largest) step used per entry
 
     def note(self, k: int) -> str:
         """What to say in entry k's row about how its numeric derivative was taken."""
         m = self.method[k] if self.method is not None else "central"
-        return "" if m == "central" else "one-sided"
+        return "one-sided" if m.startswith("one-sided") else ""
 
     @property
     def noisy(self) -> int:
@@ -108,10 +113,11 @@ class CheckReport:
     atol: float
     inputs: list[InputCheck] = field(default_factory=list)
     kinks: list[Kink] = field(default_factory=list)
+    how: str = "richardson"  # "richardson", "complex" or "fixed"
 
     @property
     def method(self) -> str:
-        return "richardson" if self.eps is None else "fixed"
+        return self.how
 
     @property
     def checked(self) -> int:
@@ -172,6 +178,7 @@ def pick_inputs(g: Graph, wrt: list[str] | None) -> list[str]:
 
 
 DEFAULT_SAMPLES = 1000  # the command line checks this many random entries of a larger input
+METHODS = ("richardson", "complex")  # --method; fixed settings are chosen by --eps/--rtol/--atol
 
 # the fixed settings (--eps/--rtol/--atol): any one given selects them, the others take these values
 FIXED_EPS, FIXED_RTOL, FIXED_ATOL = 1e-6, 1e-5, 1e-8
@@ -201,16 +208,23 @@ def check_gradients(
     samples: int | None = None,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    method: str = "richardson",
 ) -> CheckReport:
     """Compare the engine's gradient of ``out`` with finite differences, entry by entry.
 
     By default each entry's numeric derivative comes with an error estimate (Richardson extrapolation);
     any of ``eps``, ``rtol``, ``atol`` given selects the fixed-step central difference and fixed
     tolerances (the others default to :data:`FIXED_EPS`, :data:`FIXED_RTOL`, :data:`FIXED_ATOL`).
+    ``method="complex"``: the complex-step derivative, where every op on the path allows it (else a
+    CgraphError names the op that does not); not combined with fixed settings.
     ``samples``: check that many entries of each larger input, chosen at random (seeded by ``seed``);
     None checks every entry. ``progress(done, total)`` is called as entries are checked."""
     check_options(eps, rtol, atol, samples)
     fixed = eps is not None or rtol is not None or atol is not None
+    if method not in METHODS:
+        raise CgraphError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if fixed and method != "richardson":
+        raise CgraphError(f"--method {method} and --eps/--rtol/--atol cannot be combined: pick one")
     if fixed:
         eps = FIXED_EPS if eps is None else eps
         rtol = FIXED_RTOL if rtol is None else rtol
@@ -221,7 +235,9 @@ def check_gradients(
     base = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
     result = evaluate(g, base, out)
     out = result.out
-    report = CheckReport(result, eps, rtol, atol)
+    report = CheckReport(result, eps, rtol, atol, how="fixed" if fixed else method)
+    if method == "complex":
+        complex_path(result)
     rng = np.random.default_rng(seed)
     plan = []
     for name in names:
@@ -244,11 +260,12 @@ def check_gradients(
 
         if fixed:
             numeric, roundoff = _central_differences(g, base, name, index, out, eps, tick)
-            error, method, step = roundoff, ["central"] * len(index), np.full(len(index), eps)
+            error, how, step = roundoff, ["central"] * len(index), np.full(len(index), eps)
             ok = verdict(analytic, numeric, np.full(len(index), atol), rtol)
         else:
             f0 = float(np.asarray(result.values[out], dtype=np.float64).reshape(-1)[0])
-            numeric, error, roundoff, method, step = _richardson(g, base, name, index, out, f0, analytic, tick)
+            numerical = _complex_step if method == "complex" else _richardson
+            numeric, error, roundoff, how, step = numerical(g, base, name, index, out, f0, analytic, tick)
             ok = verdict(analytic, numeric, error, rtol)
         done += len(index)
         with np.errstate(all="ignore"):
@@ -258,7 +275,7 @@ def check_gradients(
             rel = np.where(same, 0.0, rel)
         report.inputs.append(
             InputCheck(
-                name, tuple(x.shape), index, analytic, numeric, diff, rel, ok, sampled, roundoff, error, method, step
+                name, tuple(x.shape), index, analytic, numeric, diff, rel, ok, sampled, roundoff, error, how, step
             )
         )
     report.kinks = find_kinks(result, eps if eps is not None else 1e-6)
@@ -336,6 +353,74 @@ def _richardson(
             if tick is not None:
                 tick(k + 1)
     return res, err, noise, method, step
+
+
+def complex_path(result: Result) -> None:
+    """Refuse the complex step unless every op between the inputs and the output allows it."""
+    g = result.graph
+    need, anc = g.needs_grad(), g.ancestors(result.out)
+    for i in range(result.out + 1):
+        if g.ops[i] in LEAF_OPS or not (need[i] and anc[i]) or OPS[g.ops[i]].complex_step:
+            continue
+        line, col = g.line_col(i)
+        raise CgraphError(
+            f"--method complex: {g.ops[i]} (line {line}, column {col}) is not analytic on complex numbers,"
+            " so the complex step cannot pass through it",
+            hint="leave --method out: the default (Richardson extrapolation) works for every program",
+        )
+
+
+CS_STEP, CS_CHECK = 1e-20, 1e-10  # the complex step, and the larger one that checks it (times max(|x|, 1))
+
+
+def _complex_step(
+    g: Graph,
+    base: dict[str, np.ndarray],
+    name: str,
+    index: np.ndarray,
+    out: int,
+    f0: float,
+    analytic: np.ndarray,
+    tick: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Per flat index: (Im f(x + ih) / h, estimate, round-off part, method, h).
+
+    The estimate is the distance between the values at two steps plus a few ulp; an entry where it is
+    not small (a branch point, a value that is not complex) is taken by :func:`_richardson` instead."""
+    work = np.array(base[name], dtype=np.complex128, copy=True)
+    flat = work.reshape(-1)
+    values = dict(base)
+    values[name] = work
+    n = len(index)
+    res, err, noise, step = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    how = ["complex step"] * n
+    redo = []
+    with np.errstate(all="ignore"):
+        for k, fi in enumerate(index):
+            x = flat[fi]
+            ns = []
+            for h in (CS_STEP, CS_CHECK * max(abs(x.real), 1.0)):
+                flat[fi] = x + 1j * h
+                v = np.asarray(forward(g, values, upto=out)[out]).reshape(-1)[0]
+                ns.append(float(np.imag(v)) / h if np.iscomplexobj(v) else math.nan)
+            flat[fi] = x
+            u = np.finfo(np.float64).eps
+            floor = 64 * u * (abs(ns[0]) + abs(analytic[k]))  # rounding in either, relative to the derivative
+            est = abs(ns[0] - ns[1]) + floor
+            # a derivative near 0 next to |f| / |x| (a stationary point): the terms of both derivatives
+            # cancel and their rounding is not relative to the result; the default's estimate covers it
+            flat_spot = abs(ns[0]) <= 1e3 * u * abs(f0) / max(abs(x.real), 1.0)
+            if math.isfinite(est) and est <= RESOLVED * abs(ns[0]) and not flat_spot:
+                res[k], err[k], noise[k], step[k] = ns[0], est, floor, CS_STEP
+            else:
+                redo.append(k)
+            if tick is not None:
+                tick(k + 1)
+    if redo:
+        r = _richardson(g, base, name, index[redo], out, f0, analytic[redo])
+        for j, k in enumerate(redo):
+            res[k], err[k], noise[k], how[k], step[k] = r[0][j], r[1][j], r[2][j], r[3][j], r[4][j]
+    return res, err, noise, how, step
 
 
 def _central_attempt(f: Callable[[float], float], x: float, h: float, f0: float):
@@ -446,7 +531,8 @@ def rows_to_show(c: InputCheck) -> list[int]:
 def settings_text(report: CheckReport) -> str:
     """How the numeric derivatives were taken and judged, for the summary line."""
     if report.eps is None:
-        return f"Richardson extrapolation, per-entry error estimate, rtol {fmt_number(report.rtol, 6, 'python')}"
+        how = "complex step" if report.how == "complex" else "Richardson extrapolation"
+        return f"{how}, per-entry error estimate, rtol {fmt_number(report.rtol, 6, 'python')}"
     return ", ".join(
         f"{k} {fmt_number(v, 6, 'python')}"
         for k, v in (("eps", report.eps), ("rtol", report.rtol), ("atol", report.atol))
@@ -547,7 +633,7 @@ def to_data(report: CheckReport) -> dict[str, Any]:
         "eps": report.eps,
         "rtol": report.rtol,
         "atol": report.atol,
-        "method": report.method,  # "richardson" (the default) or "fixed" (--eps/--rtol/--atol)
+        "method": report.method,  # "richardson" (the default), "complex" or "fixed" (--eps/--rtol/--atol)
         "passed": report.passed,
         "checked": report.checked,
         "size": sum(c.size for c in report.inputs),  # entries of the inputs checked; > checked if sampled
