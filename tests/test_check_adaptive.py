@@ -354,3 +354,12 @@ def test_complex_step_no_false_alarm_at_random_smooth_points(case):
         (c.entry_name(k), c.analytic[k], c.numeric[k], c.error[k]) for c in rep.inputs for k in np.flatnonzero(~c.ok)
     ]
     assert rep.passed, (prog, point, bad)
+
+
+@pytest.mark.parametrize("prog", ["y = relu(a)", "y = abs(a) * 3", "y = max(a, 2*a*a)", "y = relu(a) * sin(a)"])
+@pytest.mark.parametrize("a", [1e-3, 1e-4, 1e-6, 1e-7, 1e-8, -1e-5])
+def test_near_a_kink_but_not_on_it_no_false_alarm(prog, a):
+    """The stencil first crosses the kink; smaller steps leave it out, and the tightest estimate counts."""
+    rep = _check(prog, {"a": a})
+    c = rep.inputs[0]
+    assert rep.passed, (c.analytic, c.numeric, c.error)

@@ -293,7 +293,7 @@ def verdict(analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray, rtol
 
 BASE_STEP = 2.0**-9  # the first step is this times max(|x|, 1)
 RETRY = 32.0  # each retry divides the step by this
-TRIES = 7  # steps h0, h0/32, ..., h0/32^6: the smaller ones only when the larger leave the domain
+TRIES = 7  # steps h0, h0/32, ..., h0/32^6: beyond h0/32^4 only when the larger leave the domain
 ROUND = 16 * np.finfo(np.float64).eps  # f's relative round-off, with a margin for cancellation inside f
 RESOLVED = 1e-4  # an estimate above this fraction of |n| is worth a retry at a smaller step
 
@@ -341,7 +341,9 @@ def _richardson(
                         best = got
                     num, e = got[0], got[1]
                     good = bool(verdict(analytic[k : k + 1], np.array([num]), np.array([e]), RTOL)[0])
-                    if (good and e <= RESOLVED * abs(num)) or t >= 2:
+                    # resolved and passing: done; else up to four retries (a kink or a branch point
+                    # within the stencil moves out of a smaller one)
+                    if (good and e <= RESOLVED * abs(num)) or t >= 4:
                         break
                 if best is None:
                     best = _one_sided(lambda v, _fi=fi: f(_fi, v), x, h0, f0)
