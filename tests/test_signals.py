@@ -65,14 +65,6 @@ def dirs(tmp_path):
     return work, tmp
 
 
-def render_available() -> bool:
-    return (Path(__file__).resolve().parent.parent / "cgraph_cli" / "render.py").is_file()
-
-
-needs_render = pytest.mark.skipif(not render_available(), reason="cgraph render is not built yet")
-
-
-@needs_render
 @pytest.mark.parametrize(
     "sig,code,group",
     [(signal.SIGINT, 130, False), (signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)],
@@ -94,7 +86,6 @@ def test_interrupted_render_leaves_no_file(dirs, sig, code, group):
     assert list(tmp.iterdir()) == []  # the renderer's scratch folder is gone too
 
 
-@needs_render
 def test_interrupted_steps_leaves_no_partial_frame(dirs):
     work, tmp = dirs
     prog = slow_program(work, 60)
@@ -173,14 +164,12 @@ def test_broken_pipe_through_a_real_shell_pipeline(tmp_path):
 # -- outputs that cannot be written ----------------------------------------------------------
 
 
-@needs_render
 def test_output_into_a_missing_folder(tmp_path):
     r = run_cli("render", "-e", "z = a * b", "--at", "a=1,b=2", "-o", str(tmp_path / "nope" / "z.png"))
     assert r.returncode == 2 and r.stderr.startswith("error: cannot write") and "does not exist" in r.stderr
     assert "Traceback" not in r.stderr
 
 
-@needs_render
 @pytest.mark.parametrize("target", ["/proc/cgraph-test.svg", "{tmp}/file.txt/z.svg", "{tmp}"])
 def test_output_to_unwritable_paths(tmp_path, target):
     (tmp_path / "file.txt").write_text("x")
@@ -188,7 +177,6 @@ def test_output_to_unwritable_paths(tmp_path, target):
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
 
 
-@needs_render
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only folder")
 def test_output_into_a_read_only_folder(tmp_path):
     ro = tmp_path / "ro"
