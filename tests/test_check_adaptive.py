@@ -258,21 +258,52 @@ def test_no_false_alarm_at_random_smooth_points(case):
 
 
 @SETTINGS
-@given(smooth_programs(), st.sampled_from(list(MUTATIONS)), st.integers(0, 2))
-def test_every_injected_error_is_found(case, how, which):
-    """Scale one input's gradient after the fact: the check of that input must fail where it is not 0."""
+@given(smooth_programs(), st.sampled_from(list(MUTATIONS)))
+def test_every_injected_error_is_found(case, how):
+    """Make each input's gradient wrong after the fact: the verdict must fail it wherever it is not 0."""
     from cgraph_cli.analysis import check as check_mod
 
     prog, point = case
-    name = ["a", "b", "c"][which]
-    rep = _check(prog, point)
-    c = next(c for c in rep.inputs if c.name == name)
-    a = c.analytic[0]
-    wrong = MUTATIONS[how](a)
-    if not np.isfinite(a) or abs(a) < 1e-6 or c.error[0] > 1e-6 * abs(a):
-        return  # a gradient of 0 or not resolved: nothing to inject into
-    ok = check_mod.verdict(np.array([wrong]), c.numeric, c.error, check_mod.RTOL)
-    assert not ok[0], (prog, point, how, a, c.numeric[0], c.error[0])
+    for c in _check(prog, point).inputs:
+        a = c.analytic[0]
+        if not np.isfinite(a) or abs(a) < 1e-6 or c.error[0] > 1e-6 * abs(a):
+            continue  # a gradient of 0 (the input is not used) or one its estimate cannot resolve
+        ok = check_mod.verdict(np.array([MUTATIONS[how](a)]), c.numeric, c.error, check_mod.RTOL)
+        assert not ok[0], (prog, point, c.name, how, a, c.numeric[0], c.error[0])
+
+
+@SETTINGS
+@given(
+    smooth_programs(),
+    st.sampled_from(["sin", "cos", "tanh", "exp", "mul", "add", "div", "pow"]),
+    st.sampled_from(list(MUTATIONS)),
+)
+def test_every_wrong_vjp_is_found(case, op, how):
+    """Break one op's VJP in a random smooth program: every entry whose gradient it changes fails."""
+    import os
+
+    from cgraph_cli import ops
+
+    prog, point = case
+    good = _check(prog, point)
+    assert good.passed
+    saved, env = ops.OPS[op], os.environ.get("CGRAPH_ENGINE")
+    vjp = list(saved.vjp)
+    vjp[0] = lambda g, ans, *xs, _f=vjp[0]: MUTATIONS[how](_f(g, ans, *xs))
+    try:
+        os.environ["CGRAPH_ENGINE"] = "generic"
+        ops.OPS[op] = replace(saved, vjp=tuple(vjp))
+        bad = _check(prog, point)
+    finally:
+        ops.OPS[op] = saved
+        if env is None:
+            os.environ.pop("CGRAPH_ENGINE", None)
+        else:
+            os.environ["CGRAPH_ENGINE"] = env
+    for c0, c1 in zip(good.inputs, bad.inputs):
+        changed = abs(c1.analytic[0] - c0.analytic[0])
+        if changed > 1e-6 * abs(c0.analytic[0]) and changed > 10 * c0.error[0]:
+            assert not c1.ok[0], (prog, point, op, how, c0.analytic[0], c1.analytic[0], c1.numeric[0], c1.error[0])
 
 
 # -- --method complex -----------------------------------------------------------------------------
