@@ -332,18 +332,22 @@ def _richardson(
             h0 = BASE_STEP * max(abs(x), 1.0)
             best = None
             if math.isfinite(f0) and math.isfinite(x):
-                for t in range(TRIES):
-                    h = h0 / RETRY**t
+                steps = [h0 / RETRY**t for t in range(TRIES)]
+                if 0 < abs(x) / 4 < steps[-1]:  # a boundary closer than the smallest step: inside it
+                    steps += [abs(x) / 4, abs(x) / 4 / RETRY]
+                tried = 0
+                for h in steps:
                     got = _central_attempt(lambda v, _fi=fi: f(_fi, v), x, h, f0)
                     if got is None:
                         continue  # the stencil leaves the domain: a smaller step
+                    tried += 1
                     if best is None or got[1] < best[1]:
                         best = got
                     num, e = got[0], got[1]
                     good = bool(verdict(analytic[k : k + 1], np.array([num]), np.array([e]), RTOL)[0])
                     # resolved and passing: done; else up to four retries (a kink or a branch point
                     # within the stencil moves out of a smaller one)
-                    if (good and e <= RESOLVED * abs(num)) or t >= 4:
+                    if (good and e <= RESOLVED * abs(num)) or tried >= 5:
                         break
                 if best is None:
                     best = _one_sided(lambda v, _fi=fi: f(_fi, v), x, h0, f0)
