@@ -603,7 +603,9 @@ def to_tables(report: CheckReport) -> list[Any]:
         t.add_column("± est.", justify="right", no_wrap=True)
         t.add_column("|a - n|", justify="right", no_wrap=True)
         t.add_column("rel. error", justify="right", no_wrap=True)
-        t.add_column("", no_wrap=True, min_width=15 if any(c.note(k) for k in range(len(c.index))) else 4)
+        notes = [c.note(k) for k in range(len(c.index))]
+        widest = max((len(w) for n in notes if n for w in n.split()), default=4)
+        t.add_column("", min_width=widest)  # "pass, one-sided" wraps at its space rather than cut a number short
         shown = rows_to_show(c)
         for k in shown:
             t.add_row(
