@@ -22,6 +22,7 @@ import re
 from cgraph_cli.errors import CgraphError
 
 DEFAULT_MAX_MEMORY = 1 << 30  # 1 GiB of values
+CACHE_MIN_CHARS = 20_000  # programs this long or longer are cached compiled (cgraph_cli.run.cache)
 MAX_FILE_BYTES = 64 << 20  # 64 MiB of program text
 MAX_LINE_CHARS = 1_000_000  # one line: a 20,000-term sum is ~200 kB; parsing 1 MB takes seconds
 NPZ_OVERHEAD_BYTES = 1 << 20  # an archive's headers beyond its arrays' bytes (a few hundred bytes per array)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cgraph_cli import limits
 from cgraph_cli.engine import evaluate
 from cgraph_cli.errors import Source
 from cgraph_cli.ir.graph import format_ir, ir_data
@@ -19,7 +20,7 @@ from tests.conftest import EXAMPLES
 def cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("CGRAPH_CACHE_DIR", str(tmp_path / "ir"))
     monkeypatch.delenv("CGRAPH_NO_CACHE", raising=False)
-    monkeypatch.setattr(cache, "MIN_CHARS", 0)
+    monkeypatch.setattr(limits, "CACHE_MIN_CHARS", 0)
     return tmp_path / "ir"
 
 
@@ -83,7 +84,7 @@ def test_no_cache_and_small_programs_write_nothing(cache_dir, monkeypatch) -> No
     src = Source("y = a * b\n", "p.cg")
     compile_program(src, {}, use_cache=False)
     assert not cache_dir.exists() or not list(cache_dir.glob("*.npz"))
-    monkeypatch.setattr(cache, "MIN_CHARS", 1000)
+    monkeypatch.setattr(limits, "CACHE_MIN_CHARS", 1000)
     compile_program(src, {})
     assert not cache_dir.exists() or not list(cache_dir.glob("*.npz"))
 

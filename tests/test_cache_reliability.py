@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cgraph_cli import limits
 from cgraph_cli.errors import Source
 from cgraph_cli.run import cache
 from cgraph_cli.run.program import compile_program
 from tests.conftest import run_inprocess
 
-PAD = ("# " + "padding " * 9 + "\n") * (cache.MIN_CHARS // 70 + 1)  # makes any program big enough to be cached
+PAD = ("# " + "padding " * 9 + "\n") * (limits.CACHE_MIN_CHARS // 70 + 1)  # makes any program big enough to be cached
 TAIL = """\
 input x = [1.0, 0.5, -1.0], t = [0.0, 1.0]
 input W1 = randn(4, 3), b1 = zeros(4)
@@ -307,7 +308,7 @@ def _fill(ks: range, folder: Path | None = None) -> list[str]:
 
 def test_trimming_keeps_foreign_files_and_the_newest_32_entries(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("CGRAPH_NO_CACHE", raising=False)
-    monkeypatch.setattr(cache, "MIN_CHARS", 0)
+    monkeypatch.setattr(limits, "CACHE_MIN_CHARS", 0)
     elsewhere = tmp_path / "elsewhere"
     monkeypatch.setenv("CGRAPH_CACHE_DIR", str(elsewhere))
     (kept,) = _fill(range(1000, 1001))  # a real cgraph entry outside the cache folder
@@ -330,7 +331,7 @@ def test_a_symlinked_cache_folder_is_not_used(tmp_path, monkeypatch, where) -> N
     data = tmp_path / "data"
     foreign = _foreign_files(data)
     monkeypatch.delenv("CGRAPH_NO_CACHE", raising=False)
-    monkeypatch.setattr(cache, "MIN_CHARS", 0)
+    monkeypatch.setattr(limits, "CACHE_MIN_CHARS", 0)
     xdg = tmp_path / "xdg"
     if where == "CGRAPH_CACHE_DIR":
         (tmp_path / "link").symlink_to(data)
@@ -392,7 +393,7 @@ def test_entries_of_the_format_before_seals_are_trimmed_too(tmp_path, monkeypatc
     folder = tmp_path / "cache"
     monkeypatch.setenv("CGRAPH_CACHE_DIR", str(folder))
     monkeypatch.delenv("CGRAPH_NO_CACHE", raising=False)
-    monkeypatch.setattr(cache, "MIN_CHARS", 0)
+    monkeypatch.setattr(limits, "CACHE_MIN_CHARS", 0)
     foreign = _foreign_files(folder)
     old = _fill(range(100, 110))
     for k, key in enumerate(old):  # strip the seal: what cgraph wrote before

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from cgraph_cli import limits
 from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS, OPS
 from tests.conftest import run_inprocess
 
@@ -521,10 +522,9 @@ def test_fuzz_pathological(text: str) -> None:
 @given(data=st.data())
 def test_fuzz_damaged_cache(tmp_path_factory, data) -> None:
     """A truncated or corrupted graph-cache entry is rebuilt, never an error or a wrong answer."""
-    from cgraph_cli.run import cache
 
     folder = tmp_path_factory.mktemp("cache")
-    prog = "\n".join(f"x{i} = a * {i} + b" for i in range(cache.MIN_CHARS // 12)) + "\nz = x1 + x2\n"
+    prog = "\n".join(f"x{i} = a * {i} + b" for i in range(limits.CACHE_MIN_CHARS // 12)) + "\nz = x1 + x2\n"
     argv = ["eval", "-e", prog, "--at", "a=1,b=2", "--format", "csv"]
     with pytest.MonkeyPatch.context() as m:
         m.setenv("CGRAPH_CACHE_DIR", str(folder))
@@ -551,9 +551,8 @@ def test_fuzz_damaged_cache(tmp_path_factory, data) -> None:
 def test_damaged_cache_header_regression(tmp_path) -> None:
     """Found by test_fuzz_damaged_cache: one flipped bit in an array's .npy header made numpy's header
     parser raise tokenize.TokenError (exit 3)."""
-    from cgraph_cli.run import cache
 
-    prog = "\n".join(f"x{i} = a * {i} + b" for i in range(cache.MIN_CHARS // 12)) + "\nz = x1 + x2\n"
+    prog = "\n".join(f"x{i} = a * {i} + b" for i in range(limits.CACHE_MIN_CHARS // 12)) + "\nz = x1 + x2\n"
     argv = ["eval", "-e", prog, "--at", "a=1,b=2", "--format", "csv"]
     with pytest.MonkeyPatch.context() as m:
         m.setenv("CGRAPH_CACHE_DIR", str(tmp_path))

@@ -18,8 +18,8 @@ A relative ``XDG_CACHE_HOME`` is ignored, as the XDG spec says.
   regular file (not a symlink) and carrying the seal.  A cache folder that is a symbolic link is not used
   at all (nothing is read, written or deleted there).  The folder keeps the newest :data:`MAX_ENTRIES`
   of cgraph's entries; other files in it are left alone.
-- Only programs of at least :data:`MIN_CHARS` characters are cached: below that, compiling is faster
-  than reading a file.  ``--no-cache`` (or ``CGRAPH_NO_CACHE=1``) skips the cache.
+- Only programs of at least :data:`cgraph_cli.limits.CACHE_MIN_CHARS` characters are cached: below that,
+  compiling is faster than reading a file.  ``--no-cache`` (or ``CGRAPH_NO_CACHE=1``) skips the cache.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from typing import Any
 
 import numpy as np
 
+from cgraph_cli import limits
 from cgraph_cli.errors import Source
 from cgraph_cli.ir.graph import Frame, Graph, Spans
 from cgraph_cli.ops import LEAF_OPS, OPS
 
-MIN_CHARS = 20_000
 MAX_ENTRIES = 32  # older entries (of cgraph's own) are removed
 FORMAT = 3
 MAGIC = "cgraph-ir-cache"
@@ -83,7 +83,7 @@ def _folder() -> Path | None:
 
 
 def enabled(source: Source, use_cache: bool = True) -> bool:
-    return use_cache and not os.environ.get("CGRAPH_NO_CACHE") and len(source.text) >= MIN_CHARS
+    return use_cache and not os.environ.get("CGRAPH_NO_CACHE") and len(source.text) >= limits.CACHE_MIN_CHARS
 
 
 def _fingerprint() -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from cgraph_cli import limits
 from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import CgraphError, Source
@@ -82,16 +83,17 @@ def compile_program(
     there. A large program's graph is cached by content (see :mod:`cgraph_cli.run.cache`) unless
     ``use_cache`` is off.
     """
-    from cgraph_cli.run import cache
-
     key = None
-    if cache.enabled(source, use_cache):
-        key = cache.key(source, values, seed, f"{dtype}|{max_memory}")
-        g = cache.load(key, source)
-        if g is not None:
-            if len(g) > max_nodes:
-                raise TooManyNodes(f"the program expands to more than {max_nodes:,} nodes")
-            return g
+    if use_cache and len(source.text) >= limits.CACHE_MIN_CHARS:  # only then is the cache module imported (start-up)
+        from cgraph_cli.run import cache
+
+        if cache.enabled(source, use_cache):
+            key = cache.key(source, values, seed, f"{dtype}|{max_memory}")
+            g = cache.load(key, source)
+            if g is not None:
+                if len(g) > max_nodes:
+                    raise TooManyNodes(f"the program expands to more than {max_nodes:,} nodes")
+                return g
     import gc
 
     enabled = gc.isenabled()
