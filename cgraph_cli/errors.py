@@ -136,8 +136,10 @@ class OutputClosed(Exception):
 
 
 def closest(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str | None:
-    """The closest spelling among ``choices`` (for 'did you mean' hints), or None."""
-    match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    """The closest spelling among ``choices`` (for 'did you mean' hints), or None.
+
+    Short names get a looser cutoff: 'W9' is one letter from 'W1', a similarity of only 0.5."""
+    match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6 if len(word) > 3 else 0.5)
     return match[0] if match else None
 
 

@@ -1,6 +1,7 @@
 """cgraph check: finite differences against the backward pass; kinks; a wrong VJP is caught."""
 
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -190,3 +191,10 @@ def test_roundoff_limited_failures_are_explained():
     assert r.returncode == 0 and doc["passed"] and doc["method"] == "richardson"
     e = doc["inputs"][0]["entries"][0]
     assert abs(e["numeric"] - 1e-7) <= e["error_estimate"]
+
+
+def test_wrt_with_a_short_misspelt_name_suggests_the_input():
+    r = run_cli("check", str(EXAMPLES / "mlp.cg"), "--wrt", "W9")
+    assert r.returncode == 2
+    assert "error: --wrt: 'W9' is not an input of the program" in r.stderr
+    assert re.search(r"hint: did you mean 'W[12]'\?", r.stderr), r.stderr
