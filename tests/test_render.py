@@ -481,3 +481,31 @@ def test_image_to_dev_stdout_is_not_followed_by_a_message(tmp_path):
 def test_steps_folder_with_a_nul_byte_is_a_clear_error():
     code, out, err = cli_inproc("render", LECTURE, "--steps", "a\x00b")
     assert code == 2 and err.startswith("error: --steps: cannot write") and "NUL" in err
+
+
+def test_binary_image_to_a_terminal_is_refused():
+    """`render -o -` on a terminal would print raw PNG bytes: refused with a hint, as curl does."""
+    import os
+    import pty
+    import subprocess
+
+    from conftest import CGRAPH
+
+    primary, secondary = pty.openpty()
+    try:
+        r = subprocess.run(
+            [str(CGRAPH), "render", str(EXAMPLES / "lecture.cg"), "-o", "-"],
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(secondary)
+        os.close(primary)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: -o - would write a binary PNG image to the terminal")
+    assert "hint: redirect it" in r.stderr
+    # piped, the bytes are the output
+    r = run_cli("render", str(EXAMPLES / "lecture.cg"), "-o", "-", "--format", "svg")
+    assert r.returncode == 0 and "<svg" in r.stdout

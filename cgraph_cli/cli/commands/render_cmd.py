@@ -166,6 +166,11 @@ def render_command(
                     f"cannot tell the format from '{output}'",
                     hint="end the name in .png, .svg, .pdf or .dot, or pass --format",
                 )
+    if target == "-" and fmt in ("png", "pdf") and sys.stdout.isatty():  # as curl does: no binary on a terminal
+        raise CgraphError(
+            f"-o - would write a binary {fmt.upper()} image to the terminal",
+            hint=f"redirect it (cgraph render ... -o - > picture.{fmt}), give a file name with -o, or use --format svg",
+        )
     text = picture.dot()
     if fmt == "dot":
         data: bytes = text.encode("utf-8")
