@@ -220,3 +220,16 @@ def test_output_values_are_float64_by_default():
     doc = strict_json(ok("eval", "-e", "y = x / 3", "--at", "x=1", "--format", "json").stdout)
     assert doc["value"] == 1 / 3
     assert np.float64(doc["gradients"]["x"]) == np.float64(1) / 3
+
+
+def test_piped_tables_have_no_trailing_spaces():
+    """rich pads a table's title to the table's width; piped output carries no trailing spaces."""
+    for args in (
+        ["eval", str(EXAMPLES / "lecture.cg"), "--at", "a=-1,b=3,c=4"],
+        ["check", str(EXAMPLES / "lecture.cg"), "--at", "a=-1,b=3,c=4"],
+    ):
+        r = run_cli(*args)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.split("\n")
+        assert lines[0] in ("z = 14", "∂z/∂a  shape (), 1 entry: ok")
+        assert [ln for ln in lines if ln != ln.rstrip()] == []

@@ -140,6 +140,12 @@ def print_rich(renderable: Any) -> None:
     if not can_encode(sys.stdout):
         renderable = _fit_encoding(renderable, sys.stdout.encoding)
     try:
-        make_console().print(renderable)
+        console = make_console()
+        if sys.stdout.isatty():
+            console.print(renderable)
+        else:  # piped: the same text without the padding rich adds to titles (no trailing spaces)
+            with console.capture() as captured:
+                console.print(renderable)
+            sys.stdout.write("\n".join(line.rstrip() for line in captured.get().split("\n")))
     except BrokenPipeError:
         raise OutputClosed() from None
