@@ -109,3 +109,12 @@ def read_bounded(f, limit: int, chunk: int = READ_CHUNK) -> bytes:
         parts.append(data)
         total += len(data)
     return b"".join(parts)
+
+
+def user_cache_home() -> Path:
+    """``$XDG_CACHE_HOME``, or ``~/.cache`` when it is unset, empty or relative (the XDG spec says to ignore a
+    relative one: it would put cache files in the current folder)."""
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base)

@@ -383,6 +383,10 @@ def test_relative_xdg_cache_home_is_ignored(tmp_path, monkeypatch) -> None:
     reference = eval_file(prog)
     assert reference[0] == 0
     assert not (work / "relcache" / "cgraph" / "ir").exists()
+    from cgraph_cli.lang import parser  # the grammar's table cache follows the same rule
+
+    assert Path(parser._cache_file()).parent == home / ".cache" / "cgraph"
+    assert not (work / "relcache").exists()
     assert len(entries(home / ".cache" / "cgraph" / "ir")) == 1
     assert eval_file(prog) == reference
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from cgraph_cli import __version__
 from cgraph_cli.errors import CgraphError, Source
+from cgraph_cli.fsutil import user_cache_home
 
 # -- the AST's fields, by name -------------------------------------------------------------------------------------
 # every node and statement: its kind and its span; the kind's own fields start at FIELDS
@@ -206,8 +207,7 @@ _PARSER: Any = None
 
 
 def _cache_file() -> str | bool:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(base, "cgraph")
+    folder = os.path.join(user_cache_home(), "cgraph")
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError:

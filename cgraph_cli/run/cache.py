@@ -38,6 +38,7 @@ import numpy as np
 
 from cgraph_cli import limits
 from cgraph_cli.errors import Source
+from cgraph_cli.fsutil import user_cache_home
 from cgraph_cli.ir.graph import Frame, Graph, Spans
 from cgraph_cli.ops import LEAF_OPS, OPS
 
@@ -59,10 +60,7 @@ def cache_dir() -> Path:
     env = os.environ.get("CGRAPH_CACHE_DIR")
     if env:
         return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    if not os.path.isabs(base):  # unset, empty or relative: the XDG spec says to ignore it
-        base = os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cgraph" / "ir"
+    return user_cache_home() / "cgraph" / "ir"
 
 
 def _folder() -> Path | None:
