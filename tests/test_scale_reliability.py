@@ -19,6 +19,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from cgraph_cli import fmt
 from cgraph_cli.present import tables as present
 from cgraph_cli.run.program import load_source, run
 from tests.conftest import EXAMPLES, run_cli
@@ -36,10 +37,10 @@ def ref_json_value(v):
         return None
     a = np.asarray(v, dtype=np.float64)
     if a.ndim == 0:
-        return present.json_number(a)
+        return fmt.json_number(a)
     if np.all(np.isfinite(a)):
         return a.tolist()
-    flat = [present.json_number(x) for x in a.ravel()]
+    flat = [fmt.json_number(x) for x in a.ravel()]
     out = flat
     for d in reversed(a.shape[1:]):
         out = [out[i : i + d] for i in range(0, len(out), d)]
@@ -56,7 +57,7 @@ def ref_csv_cell(v) -> str:
         return ""
     a = np.asarray(v)
     if a.ndim == 0:
-        return repr(float(a)) if np.isfinite(a) else present.fmt_number(a)
+        return repr(float(a)) if np.isfinite(a) else fmt.fmt_number(a)
     return json.dumps(ref_json_value(a), separators=(",", ":"))
 
 

@@ -15,14 +15,6 @@ from cgraph_cli.fmt import csv_cell, fmt_cell, fmt_number, fmt_shape, fmt_value,
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ir.names import node_names
 
-__all__ = [  # the number formatters live in cgraph_cli.fmt; these names stay importable from here
-    "fmt_cell",
-    "fmt_number",
-    "fmt_value",
-    "json_number",
-    "json_value",
-]
-
 
 def rows(result: Result, all_nodes: bool = False) -> list[int]:
     g = result.graph
