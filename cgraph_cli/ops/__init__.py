@@ -8,7 +8,6 @@ Adding an op is adding one record to one of the family modules below.
 
 from __future__ import annotations
 
-from cgraph_cli.fmt import fmt_index, fmt_shape
 from cgraph_cli.ops import arith, elementwise, reduce, tensor
 from cgraph_cli.ops.core import (
     ROWWISE,
@@ -37,8 +36,6 @@ __all__ = [
     "Rows",
     "Shape",
     "broadcast_shape",
-    "fmt_index",
-    "fmt_shape",
     "reduce_shape",
     "same_shape",
     "unbroadcast",
