@@ -60,10 +60,11 @@ LEAF_OPS = ("input", "const")
 CONSTRUCTORS = ("zeros", "ones", "eye", "randn", "rand")
 
 
-def pick_call(name: str, n: int) -> tuple[Call, Op] | None:
-    """The call of function ``name`` that takes ``n`` arguments (None: no such function or arity)."""
+def pick_call(name: str, n: int, keywords: tuple[str, ...] = ()) -> tuple[Call, Op] | None:
+    """The call of function ``name`` that takes ``n`` positional arguments and accepts every one of
+    ``keywords`` (None: no such function, arity or keyword set)."""
     for c, op in FUNCTIONS.get(name, ()):
-        if n >= c.min_args and (c.max_args is None or n <= c.max_args):
+        if n >= c.min_args and (c.max_args is None or n <= c.max_args) and set(keywords) <= set(c.keywords):
             return c, op
     return None
 

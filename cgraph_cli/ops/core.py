@@ -84,13 +84,16 @@ class Call:
     """How the language spells a call of the op: ``name(x, ...)`` with ``min_args`` to
     ``max_args`` operands (None: no upper bound), the trailing static integer arguments
     (``"axis"``: one optional axis; ``"dims"``: all the rest), and the op to use instead when an
-    operand is a scalar (``dot`` of a scalar is ``mul``)."""
+    operand is a scalar (``dot`` of a scalar is ``mul``). ``keywords`` names the keyword arguments
+    the call accepts (``sum(x, axis=1, keepdims=true)``); each becomes the op attribute of that name,
+    a static value (int, float, bool or a tuple of ints) fixed when the program is compiled."""
 
     name: str
     min_args: int = 1
     max_args: int | None = 1
     static: str | None = None
     scalar_op: str | None = None
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
