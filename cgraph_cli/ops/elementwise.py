@@ -5,7 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from cgraph_cli.ops.core import ROWWISE, Call, Kernel, Kink, Op, broadcast_shape, near_zero, same_shape
+from cgraph_cli.ops.core import (
+    ROWWISE,
+    Call,
+    Code,
+    Kernel,
+    Kink,
+    Lower,
+    Op,
+    Site,
+    broadcast_shape,
+    near_zero,
+    same_shape,
+)
 from cgraph_cli.ops.text import call, paren
 
 
@@ -29,6 +41,134 @@ def unary(name, fwd, vjp, local, *, glyph=None, kernel=Kernel.NP, also=(), **kw)
         kernel=kernel,
         **kw,
     )
+
+
+# -- how other engines write them (cgraph export) --------------------------------------------
+
+
+def same_everywhere(fn: str, onnx: str, torch: str | None = None) -> Lower:
+    """A function numpy, jax.numpy and torch all have, with cgraph's derivative (``torch``: its torch name)."""
+    return Lower(array=Code(f"{{m}}.{fn}({{0}})"), torch=Code(f"torch.{torch or fn}({{0}})"), onnx=onnx)
+
+
+JAX_ABS = """\
+@jax.custom_jvp
+def cg_abs(x):
+    return jnp.abs(x)
+
+
+@cg_abs.defjvp
+def _cg_abs_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return jnp.abs(x), jnp.sign(x) * t  # abs'(0) = 0, as in PyTorch
+"""
+
+
+def _log1p_onnx(site, y: str) -> str:
+    """log(1 + y) to full precision without a Log1p operator (Kahan: log(u) * y / (u - 1) with u = 1 + y)."""
+    one = site.number(1.0)
+    u = site.node("Add", [one, y])
+    um1 = site.node("Sub", [u, one])
+    exact = site.node("Equal", [u, one])
+    ratio = site.node("Div", [site.node("Mul", [site.node("Log", [u]), y]), site.node("Where", [exact, one, um1])])
+    return site.node("Where", [exact, y, ratio])
+
+
+def _softplus_onnx(site) -> str:
+    """logaddexp(0, x) = max(x, 0) + log1p(exp(-|x|)), as numpy computes it."""
+    (x,) = site.xs
+    zero = site.number(0.0)
+    e = site.node("Exp", [site.node("Neg", [site.node("Abs", [x])])])
+    return site.node("Add", [site.node("Max", [x, zero]), _log1p_onnx(site, e)])
+
+
+def _sigmoid_onnx(site) -> str:
+    """exp(-logaddexp(0, -x)), cgraph's own formula."""
+    (x,) = site.xs
+    zero = site.number(0.0)
+    nx = site.node("Neg", [x])
+    e = site.node("Exp", [site.node("Neg", [site.node("Abs", [nx])])])
+    lae = site.node("Add", [site.node("Max", [nx, zero]), _log1p_onnx(site, e)])
+    return site.node("Exp", [site.node("Neg", [lae])])
+
+
+def _extreme_python(fn: str, stacked: str):
+    """max/min of two operands as the target's elementwise function (a tie splits the gradient in halves in
+    numpy's, jax's and torch's convention alike); of more operands as a reduction over the stacked operands,
+    whose derivative splits a tie evenly among all of them, as cgraph does (folding the two-operand function
+    would give 1/4, 1/4, 1/2)."""
+
+    def write(site: Site) -> str:
+        if len(site.xs) == 2:
+            return f"{site.m}.{fn}({site.xs[0]}, {site.xs[1]})"
+        if site.m == "torch":
+            return f"torch.{stacked}(torch.stack(torch.broadcast_tensors({', '.join(site.xs)})), dim=0)"
+        return f"{site.m}.{stacked}({site.m}.stack({site.m}.broadcast_arrays({', '.join(site.xs)})), axis=0)"
+
+    return write
+
+
+def _extreme_lower(fn: str, stacked: str, onnx: str) -> Lower:
+    note = (
+        f"{fn} of more than two operands is written as {stacked} over the stacked operands: its derivative "
+        f"splits a tie evenly among all of them, as cgraph does, where folding {fn} would split it in halves "
+        "at each step"
+    )
+    code = Code(_extreme_python(fn, stacked), note=note)
+    return Lower(array=code, torch=code, onnx=onnx)
+
+
+# Cephes' atan (Moshier): a rational approximation after reducing |x| to [0, 0.66], accurate to about one ulp in
+# float64. onnxruntime runs ONNX's Atan on float32 only, so the export builds atan from these operations.
+_ATAN_P = (-8.750608600031904122785e-1, -1.615753718733365076637e1, -7.500855792314704667340e1)
+_ATAN_P += (-1.228866684490136173410e2, -6.485021904942025371773e1)
+_ATAN_Q = (2.485846490142306297962e1, 1.650270098316988542046e2, 4.328810604912902668951e2)
+_ATAN_Q += (4.853903996359136964868e2, 1.945506571482613964425e2)
+_MOREBITS = 6.123233995736765886130e-17
+_PI = 3.141592653589793
+
+
+def atan_onnx(site, x: str) -> str:
+    """atan(x) in float64 from ONNX's arithmetic (Cephes' algorithm, branch by branch with Where)."""
+    num = site.number
+    a = site.node("Abs", [x])
+    big = site.node("Greater", [a, num(2.414213562373095)])  # tan(3 pi / 8)
+    mid = site.node("And", [site.node("Greater", [a, num(0.66)]), site.node("Not", [big])])
+    reduced = site.node(
+        "Where",
+        [
+            big,
+            site.node("Div", [num(-1.0), a]),
+            site.node(
+                "Where", [mid, site.node("Div", [site.node("Sub", [a, num(1.0)]), site.node("Add", [a, num(1.0)])]), a]
+            ),
+        ],
+    )
+    base = site.node("Where", [big, num(_PI / 2), site.node("Where", [mid, num(_PI / 4), num(0.0)])])
+    extra = site.node("Where", [big, num(_MOREBITS), site.node("Where", [mid, num(0.5 * _MOREBITS), num(0.0)])])
+    z = site.node("Mul", [reduced, reduced])
+    p = num(_ATAN_P[0])
+    for c in _ATAN_P[1:]:
+        p = site.node("Add", [site.node("Mul", [p, z]), num(c)])
+    q = site.node("Add", [z, num(_ATAN_Q[0])])
+    for c in _ATAN_Q[1:]:
+        q = site.node("Add", [site.node("Mul", [q, z]), num(c)])
+    r = site.node("Div", [site.node("Mul", [z, p]), q])
+    r = site.node("Add", [site.node("Mul", [reduced, r]), reduced])
+    r = site.node("Add", [base, site.node("Add", [r, extra])])
+    return site.node("Where", [site.node("Less", [x, num(0.0)]), site.node("Neg", [r]), r])
+
+
+def _atan2_onnx(site) -> str:
+    """atan2(y, x) from atan(y / x) and the quadrant: +-pi for x < 0, +-pi/2 for x == 0."""
+    y, x = site.xs
+    zero, pi = site.number(0.0), site.number(_PI)
+    base = atan_onnx(site, site.node("Div", [y, x]))
+    shift = site.node("Where", [site.node("Less", [y, zero]), site.node("Neg", [pi]), pi])
+    left = site.node("Add", [base, shift])
+    axis = site.node("Mul", [site.node("Sign", [y]), site.number(_PI / 2)])
+    x_neg, x_zero = site.node("Less", [x, zero]), site.node("Equal", [x, zero])
+    return site.node("Where", [x_zero, axis, site.node("Where", [x_neg, left, base])])
 
 
 def _fold(f, args):
@@ -68,7 +208,7 @@ def _extreme_local(which: str, k: int, L: list[str], A: str) -> str:
     return f"[{L[k]} = {which}({listed})]"
 
 
-def _extreme(name: str, which: str, f) -> Op:
+def _extreme(name: str, which: str, f, lower: Lower) -> Op:
     return Op(
         name,
         lambda *a: _fold(f, a),
@@ -87,6 +227,7 @@ def _extreme(name: str, which: str, f) -> Op:
             f"{which} is not differentiable at a tie (cgraph splits the gradient evenly)",
             "a tie: the gradient is split evenly",
         ),
+        lower=lower,
     )
 
 
@@ -116,6 +257,7 @@ RECORDS = [
         lambda k, L, A, at, sh: call("exp", L[0]),
         kernel=Kernel.NP1,
         complex_step=True,
+        lower=same_everywhere("exp", "Exp"),
     ),
     unary(
         "log",
@@ -128,6 +270,7 @@ RECORDS = [
         grad_hint=lambda k, xs: "the derivative of log, 1/x, is infinite at x = 0" if np.any(xs[0] == 0) else None,
         domain=(0.2, 3.0),
         complex_step=True,
+        lower=same_everywhere("log", "Log"),
     ),
     unary(
         "sqrt",
@@ -145,6 +288,7 @@ RECORDS = [
         ),
         domain=(0.2, 3.0),
         complex_step=True,
+        lower=same_everywhere("sqrt", "Sqrt"),
     ),
     unary(
         "abs",
@@ -157,6 +301,16 @@ RECORDS = [
             "abs is not differentiable at 0 (cgraph takes abs'(0) = 0)",
             "abs'(0) is taken as 0",
         ),
+        lower=Lower(
+            array=Code("{m}.abs({0})"),
+            jax=Code(
+                "cg_abs({0})",
+                (JAX_ABS,),
+                "jax's own abs'(0) is 1; cg_abs has a custom JVP with sign(x), so abs'(0) = 0 as in PyTorch",
+            ),
+            torch=Code("torch.abs({0})"),
+            onnx="Abs",
+        ),
     ),
     unary(
         "sin",
@@ -165,6 +319,7 @@ RECORDS = [
         lambda k, L, A, at, sh: call("cos", L[0]),
         kernel=Kernel.SIN,
         complex_step=True,
+        lower=same_everywhere("sin", "Sin"),
     ),
     unary(
         "cos",
@@ -173,6 +328,7 @@ RECORDS = [
         lambda k, L, A, at, sh: f"-{call('sin', L[0])}",
         kernel=Kernel.COS,
         complex_step=True,
+        lower=same_everywhere("cos", "Cos"),
     ),
     unary(
         "tan",
@@ -182,6 +338,12 @@ RECORDS = [
         kernel=Kernel.NP1,
         domain=(-1.2, 1.2),
         complex_step=True,
+        lower=Lower(
+            array=Code("{m}.tan({0})"),
+            torch=Code("torch.tan({0})"),
+            # onnxruntime runs ONNX's Tan on float32 only
+            onnx=lambda site: site.node("Div", [site.node("Sin", site.xs), site.node("Cos", site.xs)]),
+        ),
     ),
     unary(
         "tanh",
@@ -190,6 +352,7 @@ RECORDS = [
         lambda k, L, A, at, sh: f"1 - {call('tanh', L[0])}^2",
         kernel=Kernel.NP1,
         complex_step=True,
+        lower=same_everywhere("tanh", "Tanh"),
     ),
     unary(
         "sigmoid",
@@ -198,6 +361,12 @@ RECORDS = [
         lambda k, L, A, at, sh: f"{call('σ', L[0])} · (1 - {call('σ', L[0])})",
         glyph="σ",
         call="σ",
+        lower=Lower(
+            numpy=Code("np.exp(-np.logaddexp(0.0, -{0}))"),
+            jax=Code("jax.nn.sigmoid({0})"),
+            torch=Code("torch.sigmoid({0})"),
+            onnx=_sigmoid_onnx,
+        ),
     ),
     unary(
         "relu",
@@ -210,12 +379,30 @@ RECORDS = [
             "relu is not differentiable at 0 (cgraph takes relu'(0) = 0)",
             "relu'(0) is taken as 0",
         ),
+        lower=Lower(
+            numpy=Code("np.maximum({0}, 0.0)"),
+            jax=Code(
+                "jax.nn.relu({0})",
+                note="jnp.maximum(x, 0) would give relu'(0) = 1/2 (a tie); jax.nn.relu's custom JVP gives 0",
+            ),
+            torch=Code("torch.relu({0})"),
+            onnx="Relu",
+        ),
     ),
     unary(
         "softplus",
         lambda a: np.logaddexp(0, a),
         lambda g, ans, a: g * _sigmoid(a),
         lambda k, L, A, at, sh: call("σ", L[0]),
+        lower=Lower(
+            array=Code("{m}.logaddexp(0.0, {0})"),
+            torch=Code(
+                "torch.logaddexp(torch.zeros_like({0}), {0})",
+                note="torch.nn.functional.softplus returns x itself beyond x > 20 (its threshold), which is off by "
+                "up to 2e-9; logaddexp(0, x) is exact",
+            ),
+            onnx=_softplus_onnx,
+        ),
     ),
     unary(
         "square",
@@ -224,9 +411,14 @@ RECORDS = [
         lambda k, L, A, at, sh: f"2 · {paren(L[0])}",
         kernel=Kernel.SQUARE,
         complex_step=True,
+        lower=Lower(
+            array=Code("{m}.square({0})"),
+            torch=Code("torch.square({0})"),
+            onnx=lambda s: s.node("Mul", [s.xs[0], s.xs[0]]),
+        ),
     ),
-    _extreme("maximum", "max", np.maximum),
-    _extreme("minimum", "min", np.minimum),
+    _extreme("maximum", "max", np.maximum, _extreme_lower("maximum", "amax", "Max")),
+    _extreme("minimum", "min", np.minimum, _extreme_lower("minimum", "amin", "Min")),
     Op(
         "atan2",
         np.arctan2,
@@ -247,5 +439,6 @@ RECORDS = [
         ),
         domain=(0.5, 2.0),
         test_shapes=((3,), (2, 1)),
+        lower=Lower(array=Code("{m}.arctan2({0}, {1})"), torch=Code("torch.atan2({0}, {1})"), onnx=_atan2_onnx),
     ),
 ]

@@ -5,7 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from cgraph_cli.fmt import fmt_shape
-from cgraph_cli.ops.core import Call, Kernel, Kink, Op, Rows, expand_reduced, norm_axis, reduce_shape
+from cgraph_cli.ops.core import (
+    Call,
+    Code,
+    Kernel,
+    Kink,
+    Lower,
+    Op,
+    Rows,
+    Site,
+    expand_reduced,
+    norm_axis,
+    reduce_shape,
+)
 from cgraph_cli.ops.text import call, paren
 
 
@@ -76,6 +88,98 @@ def _count(attrs, shapes) -> int:
     return int(np.prod(s)) if attrs.get("axis") is None else s[attrs["axis"]]
 
 
+# -- how other engines write them (cgraph export) --------------------------------------------
+
+
+def reduction(fn: str, torch_fn: str | None = None, onnx: str | None = None, *, note: str | None = None) -> Lower:
+    """A reduction over all entries or one ``axis``: ``{m}.fn(x, axis=k)``, ``torch.fn(x, dim=k)`` and the ONNX
+    ``Reduce*`` operator (None: no torch or ONNX spelling given here)."""
+
+    def array(site: Site) -> str:
+        axis = site.attrs.get("axis")
+        return f"{site.m}.{fn}({site.xs[0]})" if axis is None else f"{site.m}.{fn}({site.xs[0]}, axis={axis})"
+
+    def torch(site: Site) -> str:
+        axis = site.attrs.get("axis")
+        return f"torch.{torch_fn}({site.xs[0]})" if axis is None else f"torch.{torch_fn}({site.xs[0]}, dim={axis})"
+
+    return Lower(
+        array=Code(array),
+        torch=Code(torch, note=note) if torch_fn else None,
+        onnx=(lambda site: onnx_reduce(site, onnx, site.xs[0])) if onnx else None,
+    )
+
+
+def onnx_reduce(site, op_type: str, x: str, keepdims: bool = False) -> str:
+    """An ONNX ``Reduce*`` over the site's ``axis`` (None: every axis; a 0-d operand is its own reduction)."""
+    axis = site.attrs.get("axis")
+    if len(site.shapes[0]) == 0:
+        return site.node("Identity", [x])
+    axes = list(range(len(site.shapes[0]))) if axis is None else [axis % len(site.shapes[0])]
+    return site.node(op_type, [x, site.ints(axes)], keepdims=int(keepdims))
+
+
+def _mean_onnx(site) -> str:
+    """sum / n, as cgraph computes the mean."""
+    total = onnx_reduce(site, "ReduceSum", site.xs[0])
+    return site.node("Div", [total, site.number(float(_count(site.attrs, site.shapes)))])
+
+
+def _logsumexp_onnx(site) -> str:
+    """cgraph's formula: m = max (0 where not finite), log(sum(exp(x - m))) + m."""
+    (x,) = site.xs
+    if len(site.shapes[0]) == 0:
+        return site.node("Identity", [x])
+    m = onnx_reduce(site, "ReduceMax", x, keepdims=True)
+    finite = site.node("Not", [site.node("Or", [site.node("IsInf", [m]), site.node("IsNaN", [m])])])
+    m = site.node("Where", [finite, m, site.number(0.0)])
+    total = onnx_reduce(site, "ReduceSum", site.node("Exp", [site.node("Sub", [x, m])]), keepdims=True)
+    out = site.node("Add", [site.node("Log", [total]), m])
+    return site.node("Reshape", [out, site.ints(list(site.shape))])
+
+
+NUMPY_LOGSUMEXP = """\
+def cg_logsumexp(x, axis=None):
+    if np.size(x) == 0:
+        return np.log(np.sum(np.exp(x), axis=axis))
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return s.reshape(np.sum(x, axis=axis).shape)
+"""
+
+JAX_NORM = """\
+@jax.custom_jvp
+def cg_norm(x):
+    return jnp.sqrt(jnp.sum(jnp.square(x)))
+
+
+@cg_norm.defjvp
+def _cg_norm_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    n = cg_norm(x)
+    safe = jnp.where(n == 0, 1.0, n)
+    return n, jnp.sum(jnp.where(n == 0, 0.0, x / safe) * t)  # 0 at the zero vector, as in PyTorch
+"""
+
+
+def _torch_logsumexp(site: Site) -> str:
+    axis = site.attrs.get("axis")
+    if axis is None:
+        return f"torch.logsumexp({site.xs[0]}.reshape(-1), dim=0)"
+    return f"torch.logsumexp({site.xs[0]}, dim={axis})"
+
+
+def _jax_logsumexp(site: Site) -> str:
+    axis = site.attrs.get("axis")
+    return f"jax.nn.logsumexp({site.xs[0]})" if axis is None else f"jax.nn.logsumexp({site.xs[0]}, axis={axis})"
+
+
+def _numpy_logsumexp(site: Site) -> str:
+    axis = site.attrs.get("axis")
+    return f"cg_logsumexp({site.xs[0]})" if axis is None else f"cg_logsumexp({site.xs[0]}, axis={axis})"
+
+
 def _sum_vjp_text(k, U, L, A, at, sh):
     axis = at.get("axis")
     if axis is None:
@@ -88,7 +192,7 @@ def _mean_vjp_text(k, U, L, A, at, sh):
     return (f"{f} / {_count(at, sh)}", s)
 
 
-def _extreme(name: str, which: str, f) -> Op:
+def _extreme(name: str, which: str, f, onnx: str) -> Op:
     return Op(
         name,
         lambda x, axis=None: f(x, axis=axis),
@@ -107,6 +211,13 @@ def _extreme(name: str, which: str, f) -> Op:
             "a tie: the gradient is split evenly",
         ),
         test_shapes=((4,),),
+        lower=reduction(
+            which,
+            "a" + which,
+            onnx,
+            note=f"torch.{which}(x, dim) sends the gradient to one of tied entries; torch.a{which} splits it evenly, "
+            "as cgraph does",
+        ),
     )
 
 
@@ -126,6 +237,7 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"axis": 1},
         complex_step=True,
+        lower=reduction("sum", "sum", "ReduceSum"),
     ),
     Op(
         "mean",
@@ -141,9 +253,14 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"axis": 0},
         complex_step=True,
+        lower=Lower(
+            array=reduction("mean").array,
+            torch=reduction("mean", "mean").torch,
+            onnx=_mean_onnx,
+        ),
     ),
-    _extreme("amax", "max", np.max),
-    _extreme("amin", "min", np.min),
+    _extreme("amax", "max", np.max, "ReduceMax"),
+    _extreme("amin", "min", np.min, "ReduceMin"),
     Op(
         "logsumexp",
         _logsumexp,
@@ -161,6 +278,12 @@ RECORDS = [
         rows=Rows(_lse_rows, (lambda g, ans, x, axis=None: g * np.exp(x - ans),)),
         test_shapes=((5,),),
         complex_step=True,
+        lower=Lower(
+            numpy=Code(_numpy_logsumexp, (NUMPY_LOGSUMEXP,)),
+            jax=Code(_jax_logsumexp),
+            torch=Code(_torch_logsumexp),
+            onnx=_logsumexp_onnx,
+        ),
     ),
     Op(
         "norm",
@@ -179,5 +302,18 @@ RECORDS = [
         ),
         grad_hint=lambda k, xs: "the derivative of norm(x) is x/norm(x), undefined at x = 0",
         test_shapes=((2, 3),),
+        lower=Lower(
+            numpy=Code("np.sqrt(np.sum(np.square({0})))"),
+            jax=Code(
+                "cg_norm({0})",
+                (JAX_NORM,),
+                "jnp.linalg.norm's derivative at the zero vector is nan; cg_norm has a custom JVP that takes it as 0, "
+                "as PyTorch does",
+            ),
+            torch=Code("torch.linalg.vector_norm({0})"),
+            onnx=lambda site: site.node(
+                "Sqrt", [onnx_reduce(site, "ReduceSum", site.node("Mul", [site.xs[0], site.xs[0]]))]
+            ),
+        ),
     ),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cgraph_cli.fmt import fmt_index, fmt_shape
-from cgraph_cli.ops.core import Call, Kernel, Op, Rows, index_shape, norm_axis
+from cgraph_cli.ops.core import Call, Code, Kernel, Lower, Op, Rows, Site, index_shape, norm_axis
 from cgraph_cli.ops.text import paren, transposed
 
 
@@ -93,6 +93,123 @@ def _shape_change_text(what):
     return lambda k, U, L, A, at, sh: (what(U, at, sh), f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}")
 
 
+# -- how other engines write them (cgraph export) --------------------------------------------
+
+
+def _torch_transpose(site: Site) -> str:
+    nd = len(site.shapes[0])
+    if nd < 2:
+        return site.xs[0]
+    return f"torch.permute({site.xs[0]}, {tuple(reversed(range(nd)))})"
+
+
+def _axes_entries(idx: tuple, shape) -> list[tuple[int, range | int]]:
+    """Each indexed axis of an operand of ``shape`` with the entries it keeps: an int (the axis goes away)
+    or a range (normalised, possibly with a negative step)."""
+    out = []
+    for ax, i in enumerate(idx):
+        n = shape[ax]
+        if isinstance(i, slice):
+            out.append((ax, range(*i.indices(n))))
+        else:
+            out.append((ax, i % n))
+    return out
+
+
+def _torch_index(site: Site) -> str:
+    """Basic indexing; torch has no negative slice step, so such an axis is flipped first (the same entries
+    in the same order)."""
+    idx = site.attrs.get("idx", ())
+    entries = _axes_entries(idx, site.shapes[0])
+    flip = [ax for ax, r in entries if isinstance(r, range) and r.step < 0]
+    if not flip:
+        return f"{site.xs[0]}{fmt_index(idx)}"
+    parts = []
+    for ax, r in entries:
+        if not isinstance(r, range):
+            parts.append(r)
+        elif r.step > 0:
+            parts.append(idx[ax])
+        elif len(r) == 0:
+            parts.append(slice(0, 0))
+        else:  # entries start, start + step, ... of the axis are n-1-start, ... of the flipped axis
+            n = site.shapes[0][ax]
+            first, last = n - 1 - r[0], n - 1 - r[-1]
+            parts.append(slice(first, last + 1, -r.step if r.step != -1 else None))
+    return f"torch.flip({site.xs[0]}, {tuple(flip)}){fmt_index(tuple(parts))}"
+
+
+def _onnx_index(site) -> str:
+    """Basic indexing as one Gather per indexed axis (an int index removes its axis, as in numpy)."""
+    (x,) = site.xs
+    out, removed = x, 0
+    for ax, r in _axes_entries(site.attrs.get("idx", ()), site.shapes[0]):
+        if isinstance(r, range) and r == range(site.shapes[0][ax]):
+            continue  # the whole axis
+        picked = site.ints(r) if not isinstance(r, range) else site.ints(list(r))
+        out = site.node("Gather", [out, picked], axis=ax - removed)
+        removed += not isinstance(r, range)
+    return out if out != x else site.node("Identity", [x])
+
+
+def _array_axis_call(fn: str, default_axis=None):
+    def write(site: Site) -> str:
+        axis = site.attrs.get("axis", default_axis)
+        return f"{site.m}.{fn}({site.xs[0]})" if axis is None else f"{site.m}.{fn}({site.xs[0]}, axis={axis})"
+
+    return write
+
+
+def _jax_softmax(site: Site) -> str:
+    if len(site.shapes[0]) == 0:
+        return f"jnp.ones_like({site.xs[0]})"
+    return f"jax.nn.softmax({site.xs[0]}, axis={site.attrs.get('axis', -1)})"
+
+
+def _torch_softmax(site: Site) -> str:
+    if len(site.shapes[0]) == 0:
+        return f"torch.ones_like({site.xs[0]})"
+    return f"torch.softmax({site.xs[0]}, dim={site.attrs.get('axis', -1)})"
+
+
+def _onnx_softmax(site) -> str:
+    if len(site.shapes[0]) == 0:
+        return site.node("Identity", [site.number(1.0)])
+    return site.node("Softmax", [site.xs[0]], axis=site.attrs.get("axis", -1))
+
+
+NUMPY_SOFTMAX = """\
+def cg_softmax(x, axis=-1):
+    if np.ndim(x) == 0:
+        return np.ones_like(x)
+    if np.size(x) == 0:
+        return np.zeros_like(x)
+    m = np.max(x, axis=axis, keepdims=True)
+    e = np.exp(x - np.where(np.isfinite(m), m, 0))
+    return e / np.sum(e, axis=axis, keepdims=True)
+"""
+
+
+def _torch_cumsum(site: Site) -> str:
+    axis = site.attrs.get("axis")
+    if axis is None:
+        return f"torch.cumsum({site.xs[0]}.reshape(-1), dim=0)"
+    return f"torch.cumsum({site.xs[0]}, dim={axis})"
+
+
+def _onnx_cumsum(site) -> str:
+    (x,) = site.xs
+    axis = site.attrs.get("axis")
+    if axis is None:
+        x, axis = site.node("Reshape", [x, site.ints([-1])]), 0
+    return site.node("CumSum", [x, site.ints(axis)])
+
+
+def _onnx_stack(site) -> str:
+    zero = site.ints([0])
+    return site.node("Concat", [site.node("Unsqueeze", [x, zero]) for x in site.xs], axis=0)
+
+
 RECORDS = [
     Op(
         "transpose",
@@ -109,6 +226,11 @@ RECORDS = [
         kernel=Kernel.ID,
         test_shapes=((2, 3),),
         complex_step=True,
+        lower=Lower(
+            array=Code("{m}.transpose({0})"),
+            torch=Code(_torch_transpose),
+            onnx=lambda site: site.node("Transpose", site.xs, perm=list(reversed(range(len(site.shapes[0]))))),
+        ),
     ),
     Op(
         "reshape",
@@ -125,6 +247,11 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"dims": (3, 2)},
         complex_step=True,
+        lower=Lower(
+            array=Code(lambda site: f"{site.m}.reshape({site.xs[0]}, {site.shape})"),
+            torch=Code(lambda site: f"torch.reshape({site.xs[0]}, {site.shape})"),
+            onnx=lambda site: site.node("Reshape", [site.xs[0], site.ints(list(site.shape))]),
+        ),
     ),
     Op(
         "softmax",
@@ -139,6 +266,12 @@ RECORDS = [
         rows=Rows(lambda x, axis=-1: np.ones_like(x), (lambda g, ans, x, axis=-1: np.zeros_like(g),)),
         test_shapes=((2, 3),),
         complex_step=True,
+        lower=Lower(
+            numpy=Code(lambda site: f"cg_softmax({site.xs[0]}, axis={site.attrs.get('axis', -1)})", (NUMPY_SOFTMAX,)),
+            jax=Code(_jax_softmax),
+            torch=Code(_torch_softmax),
+            onnx=_onnx_softmax,
+        ),
     ),
     Op(
         "index",
@@ -156,6 +289,11 @@ RECORDS = [
         test_shapes=((3, 4),),
         test_attrs={"idx": (slice(0, 2), 1)},
         complex_step=True,
+        lower=Lower(
+            array=Code(lambda site: f"{site.xs[0]}{fmt_index(site.attrs.get('idx', ()))}"),
+            torch=Code(_torch_index),
+            onnx=_onnx_index,
+        ),
     ),
     Op(
         "stack",
@@ -169,6 +307,7 @@ RECORDS = [
         vjp_text=lambda k, U, L, A, at, sh: (f"{U}[{k}]", f"{fmt_shape(sh[-1])} → {fmt_shape(sh[k])}"),
         test_shapes=((2,), (2,)),
         complex_step=True,
+        lower=Lower(array=Code("{m}.stack([{args}])"), torch=Code("torch.stack([{args}])"), onnx=_onnx_stack),
     ),
     Op(
         "cumsum",
@@ -184,5 +323,6 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"axis": 1},
         complex_step=True,
+        lower=Lower(array=Code(_array_axis_call("cumsum")), torch=Code(_torch_cumsum), onnx=_onnx_cumsum),
     ),
 ]
