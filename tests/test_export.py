@@ -97,54 +97,116 @@ def run_numpy(req: Request, tmp_path: Path, inputs: dict) -> np.ndarray:
     return mod.forward(**{names[k]: v for k, v in inputs.items()})
 
 
-def run_onnx(req: Request, inputs: dict) -> np.ndarray:
-    import onnxruntime as ort
+# JAX, PyTorch and onnxruntime run in a separate process (one per test worker, started on first use): JAX warns
+# at every fork of a process that imported it, and the suite forks for its CLI tests.
+RUNNER = r"""
+import importlib.util, json, sys, traceback
+import numpy as np
 
-    sess = ort.InferenceSession(exported(req, "onnx"), providers=["CPUExecutionProvider"])
-    feeds = {i.name: np.asarray(inputs[i.name], dtype=np.float64) for i in sess.get_inputs()}
-    (out,) = sess.run(None, feeds)
+def load(path):
+    spec = importlib.util.spec_from_file_location("exported_" + str(len(sys.modules)), path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+def run(job):
+    data = dict(np.load(job["inputs"]))
+    target = job["target"]
+    if target == "onnx":
+        import onnxruntime as ort
+        sess = ort.InferenceSession(job["module"], providers=["CPUExecutionProvider"])
+        (out,) = sess.run(None, {i.name: data[i.name] for i in sess.get_inputs()})
+        return {"value": out}
+    mod = load(job["module"])
+    if target == "jax":
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        value, grads = jax.value_and_grad(lambda q: mod.f(**q))(data)
+    else:
+        import torch
+        p = {k: torch.tensor(v, dtype=torch.float64) for k, v in data.items()}
+        grads, value = torch.func.grad_and_value(lambda q: mod.f(**q))(p)
+        value, grads = value.detach().numpy(), {k: v.detach().numpy() for k, v in grads.items()}
+    out = {"value": np.asarray(value)}
+    out.update({"grad:" + k: np.asarray(v) for k, v in grads.items()})
     return out
 
-
-def run_jax(req: Request, tmp_path: Path, inputs: dict):
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    mod = load(exported(req, "jax"), tmp_path)
-    names = params(req, "jax")
-    p = {names[k]: np.asarray(v) for k, v in inputs.items()}
-    value, grads = jax.value_and_grad(lambda q: mod.f(**q))(p)
-    return np.asarray(value), {k: np.asarray(grads[names[k]]) for k in inputs}
-
-
-def run_torch(req: Request, tmp_path: Path, inputs: dict):
-    import torch
-
-    mod = load(exported(req, "torch"), tmp_path)
-    names = params(req, "torch")
-    p = {names[k]: torch.tensor(np.asarray(v), dtype=torch.float64) for k, v in inputs.items()}
-    grads, value = torch.func.grad_and_value(lambda q: mod.f(**q))(p)
-    return value.detach().numpy(), {k: grads[names[k]].detach().numpy() for k in inputs}
+for line in sys.stdin:
+    job = json.loads(line)
+    try:
+        np.savez(job["out"], **run(job))
+        reply = {"ok": True}
+    except Exception:
+        reply = {"ok": False, "error": traceback.format_exc()}
+    print(json.dumps(reply), flush=True)
+"""
 
 
-def verify(req: Request, tmp_path: Path, targets=("numpy", "onnx", "jax", "torch")) -> None:
+class Engines:
+    """The runner process: runs an exported module or model on given inputs, gives value and gradients."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+
+    def run(self, target: str, code: bytes, inputs: dict, tmp_path: Path) -> dict:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", RUNNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+        _LOADED[0] += 1
+        k = _LOADED[0]
+        module = tmp_path / (f"model_{k}.onnx" if target == "onnx" else f"exported_{target}_{k}.py")
+        module.write_bytes(code)
+        np.savez(tmp_path / f"in_{k}.npz", **{n: np.asarray(v, dtype=np.float64) for n, v in inputs.items()})
+        job = {"target": target, "module": str(module), "inputs": str(tmp_path / f"in_{k}.npz")}
+        job["out"] = str(tmp_path / f"out_{k}.npz")
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        reply = json.loads(self.proc.stdout.readline() or '{"ok": false, "error": "the runner died"}')
+        assert reply["ok"], f"{target} failed on the exported code:\n{reply['error']}\n{code.decode(errors='replace')}"
+        with np.load(job["out"]) as data:
+            return {k: data[k] for k in data.files}
+
+    def close(self) -> None:
+        if self.proc is not None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def engines():
+    e = Engines()
+    yield e
+    e.close()
+
+
+def run_onnx(req: Request, engines: Engines, tmp_path: Path, inputs: dict) -> np.ndarray:
+    return engines.run("onnx", exported(req, "onnx"), inputs, tmp_path)["value"]
+
+
+def run_framework(target: str, req: Request, engines: Engines, tmp_path: Path, inputs: dict):
+    names = params(req, target)
+    res = engines.run(target, exported(req, target), {names[k]: v for k, v in inputs.items()}, tmp_path)
+    return res["value"], {k: res["grad:" + names[k]] for k in inputs}
+
+
+def verify(req: Request, engines: Engines, tmp_path: Path, targets=("numpy", "onnx", "jax", "torch")) -> None:
     """Every target's value (and gradients where the target differentiates) against cgraph's."""
     value, grads, inputs = reference(req)
     src = req.source.text
     if "numpy" in targets:
         assert_close(run_numpy(req, tmp_path, inputs), value, f"numpy value of {src!r}")
     if "onnx" in targets:
-        assert_close(run_onnx(req, inputs), value, f"onnx value of {src!r}")
-    if "jax" in targets:
-        v, gr = run_jax(req, tmp_path, inputs)
-        assert_close(v, value, f"jax value of {src!r}")
+        assert_close(run_onnx(req, engines, tmp_path, inputs), value, f"onnx value of {src!r}")
+    for target in ("jax", "torch"):
+        if target not in targets or (target == "torch" and not HAS_TORCH):
+            continue
+        v, gr = run_framework(target, req, engines, tmp_path, inputs)
+        assert_close(v, value, f"{target} value of {src!r}")
         for k in inputs:
-            assert_close(gr[k], grads[k], f"jax d/d{k} of {src!r}")
-    if "torch" in targets and HAS_TORCH:
-        v, gr = run_torch(req, tmp_path, inputs)
-        assert_close(v, value, f"torch value of {src!r}")
-        for k in inputs:
-            assert_close(gr[k], grads[k], f"torch d/d{k} of {src!r}")
+            assert_close(gr[k], grads[k], f"{target} d/d{k} of {src!r}")
 
 
 # -- every example, every target, against `cgraph eval --format json` --------------------------------------------
@@ -154,7 +216,7 @@ EXAMPLE_FILES = sorted(EXAMPLES.glob("*.cg"))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.stem)
-def test_examples_match_cgraph_eval(path, tmp_path):
+def test_examples_match_cgraph_eval(path, engines, tmp_path):
     r = run_inproc("eval", str(path), "--format", "json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
@@ -163,7 +225,7 @@ def test_examples_match_cgraph_eval(path, tmp_path):
     assert_close(value, data["value"], "cgraph eval and the engine")  # the harness's reference is eval's
     for k, v in data["gradients"].items():
         assert_close(grads[k], v, f"eval's d/d{k}")
-    verify(req, tmp_path)
+    verify(req, engines, tmp_path)
 
 
 def test_torch_is_skipped_with_a_reason_when_missing():
@@ -201,8 +263,8 @@ KINKS = [
 
 
 @pytest.mark.parametrize("text,values", KINKS, ids=[f"{t} at {v}" for t, v in KINKS])
-def test_kinks_keep_pytorch_conventions(text, values, tmp_path):
-    verify(request_for(text, values), tmp_path)
+def test_kinks_keep_pytorch_conventions(text, values, engines, tmp_path):
+    verify(request_for(text, values), engines, tmp_path)
 
 
 TENSOR_PROGRAMS = [
@@ -232,32 +294,47 @@ TENSOR_PROGRAMS = [
 
 
 @pytest.mark.parametrize("text,values", TENSOR_PROGRAMS, ids=[t for t, _ in TENSOR_PROGRAMS])
-def test_tensor_ops_in_every_target(text, values, tmp_path):
-    verify(request_for(text, values), tmp_path)
+def test_tensor_ops_in_every_target(text, values, engines, tmp_path):
+    verify(request_for(text, values), engines, tmp_path)
+
+
+def run_script(script: str, tmp_path: Path) -> str:
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
 
 
 def test_jax_export_jits_and_takes_second_derivatives(tmp_path):
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
     req = request_for("z = a ^ 3 * b + abs(a) * relu(b)", {"a": 2.0, "b": 0.5})
-    mod = load(exported(req, "jax"), tmp_path)
-    assert float(jax.jit(mod.f)(a=2.0, b=0.5)) == pytest.approx(8 * 0.5 + 2 * 0.5, rel=1e-15)
-    h = jax.hessian(mod.f, argnums=(0, 1))(2.0, 0.5)
-    # d2/da2 = 6ab = 6, d2/dadb = 3a^2 + relu'(b) = 13, d2/db2 = 0
-    assert np.allclose(np.array(h, dtype=float), [[6.0, 13.0], [13.0, 0.0]], rtol=1e-13)
+    (tmp_path / "prog_jax.py").write_bytes(exported(req, "jax"))
+    out = run_script(
+        "import jax, numpy as np\n"
+        'jax.config.update("jax_enable_x64", True)\n'
+        "from prog_jax import f\n"
+        "print(float(jax.jit(f)(a=2.0, b=0.5)))\n"
+        "print(np.array(jax.hessian(f, argnums=(0, 1))(2.0, 0.5), dtype=float).tolist())\n",
+        tmp_path,
+    )
+    value, hessian = out.splitlines()
+    assert float(value) == pytest.approx(8 * 0.5 + 2 * 0.5, rel=1e-15)
+    # d2/da2 = 6ab = 6, d2/dadb = 3a^2 + abs'(a) relu'(b) = 13, d2/db2 = 0
+    assert np.allclose(json.loads(hessian), [[6.0, 13.0], [13.0, 0.0]], rtol=1e-13)
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason=TORCH_REASON)
-def test_torch_export_compiles_and_runs_torch_func(tmp_path):
-    import torch
-
+def test_torch_export_runs_torch_func(tmp_path):
     req = request_for("z = sum(relu(x) * w) + max(x)", {"x": [1.0, 0.0, -2.0], "w": [0.5, 2.0, 1.0]})
-    mod = load(exported(req, "torch"), tmp_path)
-    x = torch.tensor([1.0, 0.0, -2.0], dtype=torch.float64)
-    w = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)
-    g = torch.func.grad(mod.f, argnums=(0, 1))(x, w)
-    assert g[0].tolist() == [1.5, 0.0, 0.0] and g[1].tolist() == [1.0, 0.0, 0.0]
+    (tmp_path / "prog_torch.py").write_bytes(exported(req, "torch"))
+    out = run_script(
+        "import torch\n"
+        "from prog_torch import f\n"
+        "x = torch.tensor([1.0, 0.0, -2.0], dtype=torch.float64)\n"
+        "w = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)\n"
+        "gx, gw = torch.func.grad(f, argnums=(0, 1))(x, w)\n"
+        "print(gx.tolist(), gw.tolist())\n",
+        tmp_path,
+    )
+    assert out.strip() == "[1.5, 0.0, 0.0] [1.0, 0.0, 0.0]"
 
 
 # -- the command --------------------------------------------------------------------------------------------------
@@ -411,9 +488,9 @@ def test_generated_code_passes_ruff(prog, target, tmp_path):
         assert rr.returncode == 0, rr.stdout + rr.stderr + out.read_text()
 
 
-def test_renamed_inputs_still_compute(tmp_path):
+def test_renamed_inputs_still_compute(engines, tmp_path):
     req = request_for("input lambda = 1, l = 2, np = 3, f = 4\nz = lambda * l + np * f", {})
-    verify(req, tmp_path)
+    verify(req, engines, tmp_path)
 
 
 LAZY = """
