@@ -1,7 +1,10 @@
 """Functions applied entry by entry: ``exp log sqrt abs sin cos tan tanh sigmoid relu softplus
-square atan2`` and ``max``/``min`` of several operands."""
+square sign sinh cosh asin acos atan log1p expm1 erf atan2 logaddexp clip where``, ``max``/``min``
+of several operands, and the comparisons ``< <= > >= == !=`` (0/1 masks)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -12,6 +15,7 @@ from cgraph_cli.ops.core import (
     Kernel,
     Kink,
     Lower,
+    NoEquivalent,
     Op,
     Site,
     broadcast_shape,
@@ -171,6 +175,115 @@ def _atan2_onnx(site) -> str:
     return site.node("Where", [x_zero, axis, site.node("Where", [x_neg, left, base])])
 
 
+def _expm1_onnx(site, x: str) -> str:
+    """exp(x) - 1 to full precision without an Expm1 operator (Kahan: (u - 1) x / log(u) with u = exp(x))."""
+    num = site.number
+    u = site.node("Exp", [x])
+    um1 = site.node("Sub", [u, num(1.0)])
+    safe_log = site.node("Where", [site.node("Equal", [u, num(1.0)]), num(2.0), site.node("Log", [u])])
+    ratio = site.node("Div", [site.node("Mul", [um1, x]), safe_log])
+    out = site.node("Where", [site.node("Equal", [um1, num(-1.0)]), um1, ratio])
+    out = site.node("Where", [site.node("IsInf", [u]), u, out])
+    return site.node("Where", [site.node("Equal", [u, num(1.0)]), x, out])
+
+
+_LN2 = 0.6931471805599453
+
+
+def _sinh_onnx(site) -> str:
+    """sinh from expm1 near 0 (u + u/(u + 1)) / 2, and exp(|x| - log 2) with x's sign beyond |x| = 20."""
+    (x,) = site.xs
+    num = site.number
+    u = _expm1_onnx(site, x)
+    small = site.node("Mul", [num(0.5), site.node("Add", [u, site.node("Div", [u, site.node("Add", [u, num(1.0)])])])])
+    a = site.node("Abs", [x])
+    big = site.node("Mul", [site.node("Sign", [x]), site.node("Exp", [site.node("Sub", [a, num(_LN2)])])])
+    return site.node("Where", [site.node("Less", [a, num(20.0)]), small, big])
+
+
+def _cosh_onnx(site) -> str:
+    (x,) = site.xs
+    num = site.number
+    a = site.node("Abs", [x])
+    small = site.node(
+        "Mul", [num(0.5), site.node("Add", [site.node("Exp", [x]), site.node("Exp", [site.node("Neg", [x])])])]
+    )
+    big = site.node("Exp", [site.node("Sub", [a, num(_LN2)])])
+    return site.node("Where", [site.node("Less", [a, num(20.0)]), small, big])
+
+
+def _asin_onnx(site) -> str:
+    """asin(x) = atan(x / sqrt((1 - x)(1 + x))) (onnxruntime runs Asin in float32 only)."""
+    (x,) = site.xs
+    one = site.number(1.0)
+    root = site.node("Sqrt", [site.node("Mul", [site.node("Sub", [one, x]), site.node("Add", [one, x])])])
+    return atan_onnx(site, site.node("Div", [x, root]))
+
+
+def _acos_onnx(site) -> str:
+    """acos(x) = 2 atan(sqrt((1 - x) / (1 + x)))."""
+    (x,) = site.xs
+    one = site.number(1.0)
+    root = site.node("Sqrt", [site.node("Div", [site.node("Sub", [one, x]), site.node("Add", [one, x])])])
+    return site.node("Mul", [site.number(2.0), atan_onnx(site, root)])
+
+
+def _no_erf_onnx(site) -> str:
+    raise NoEquivalent("onnxruntime computes ONNX's Erf in float32 only, and cgraph exports float64")
+
+
+def _logaddexp_onnx(site) -> str:
+    """numpy's logaddexp: a + log(2) where a == b, else max + log1p(exp(-|a - b|))."""
+    a, b = site.xs
+    tail = _log1p_onnx(site, site.node("Exp", [site.node("Neg", [site.node("Abs", [site.node("Sub", [a, b])])])]))
+    general = site.node("Add", [site.node("Max", [a, b]), tail])
+    same = site.node("Add", [a, site.number(_LN2)])
+    return site.node("Where", [site.node("Equal", [a, b]), same, general])
+
+
+def _comparison_lower(symbol: str, np_fn: str, torch_fn: str, onnx: str) -> Lower:
+    """A 0/1 mask in the operands' float type: no gradient flows through it in any target."""
+
+    def onnx_mask(site) -> str:
+        if onnx == "NotEqual":
+            mask = site.node("Not", [site.node("Equal", site.xs)])
+        else:
+            mask = site.node(onnx, site.xs)
+        return site.node("Cast", [mask], to=11)  # DOUBLE
+
+    return Lower(
+        numpy=Code(f"np.{np_fn}({{0}}, {{1}}).astype(np.float64)"),
+        jax=Code(f"jnp.{np_fn}({{0}}, {{1}}).astype(jnp.float64)"),
+        torch=Code(f"torch.{torch_fn}({{0}}, {{1}}).to(torch.float64)"),
+        onnx=onnx_mask,
+    )
+
+
+_WHERE = Lower(
+    array=Code("{m}.where({0} != 0, {1}, {2})"),
+    torch=Code("torch.where({0} != 0, {1}, {2})"),
+    onnx=lambda site: site.node(
+        "Where", [site.node("Not", [site.node("Equal", [site.xs[0], site.number(0.0)])]), site.xs[1], site.xs[2]]
+    ),
+)
+
+_CLIP_NOTE = (
+    "clip is written with where, so that the gradient goes to x strictly inside (lo, hi) and to the bound that "
+    "is the result elsewhere, as cgraph sends it (min(max(x, lo), hi) would split ties in halves)"
+)
+_CLIP = Lower(
+    numpy=Code("np.minimum(np.maximum({0}, {1}), {2})"),
+    jax=Code("jnp.where(jnp.maximum({0}, {1}) >= {2}, {2}, jnp.where({0} <= {1}, {1}, {0}))", note=_CLIP_NOTE),
+    torch=Code("torch.where(torch.maximum({0}, {1}) >= {2}, {2}, torch.where({0} <= {1}, {1}, {0}))", note=_CLIP_NOTE),
+    onnx=lambda site: site.node("Min", [site.node("Max", site.xs[:2]), site.xs[2]]),
+)
+
+NUMPY_ERF = """\
+def cg_erf(x):
+    return np.asarray(np.frompyfunc(math.erf, 1, 1)(x), dtype=np.float64)
+"""
+
+
 def _fold(f, args):
     out = args[0]
     for a in args[1:]:
@@ -208,12 +321,25 @@ def _extreme_local(which: str, k: int, L: list[str], A: str) -> str:
     return f"[{L[k]} = {which}({listed})]"
 
 
+def _extreme_shape(which: str):
+    def shape(shapes, **_):
+        try:
+            return broadcast_shape(shapes)
+        except ValueError as e:  # max(X, 1) meant as numpy's max along axis 1?
+            raise ValueError(
+                f"{e}; {which}(a, b, ...) is the entry-by-entry {which}imum of its operands: "
+                f"for the {which}imum along an axis, write {which}(x, axis=1)"
+            ) from None
+
+    return shape
+
+
 def _extreme(name: str, which: str, f, lower: Lower) -> Op:
     return Op(
         name,
         lambda *a: _fold(f, a),
         _extreme_vjp,
-        broadcast_shape,
+        _extreme_shape(which),
         None,
         which,
         call=which,
@@ -247,6 +373,101 @@ def _atan2_vjp_x(g, ans, y, x):
 def _origin(xs, ans, attrs, eps) -> bool:
     y, x = np.broadcast_arrays(*(np.abs(np.asarray(v, dtype=np.float64)) for v in xs))
     return bool(np.any((y <= eps) & (x <= eps)))
+
+
+# -- sign, erf and the comparisons: functions whose derivative is 0 (or that pass none) ----------------
+
+
+def _zero_vjp(g, ans, *xs, **_):
+    """No gradient flows: zeros of the operand's shape (a step function's derivative, PyTorch's
+    convention for sign and the comparisons)."""
+    return np.zeros(np.shape(xs[0]), dtype=np.result_type(g))
+
+
+def _zero_vjp_of(k: int):
+    return lambda g, ans, *xs, **_: np.zeros(np.shape(xs[k]), dtype=np.result_type(g))
+
+
+_erf_entries = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(x):
+    """The error function entry by entry, by Python's math.erf (numpy has none; scipy is not needed)."""
+    x = np.asarray(x)
+    return np.asarray(_erf_entries(x), dtype=x.dtype if x.dtype.kind == "f" else np.float64)
+
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+def _near(xs, ans, attrs, eps) -> bool:
+    """Two operands within eps of each other at some entry (where a comparison jumps)."""
+    a, b = (np.asarray(x, dtype=np.float64) for x in xs[:2])
+    return bool(np.any(np.abs(a - b) <= eps))
+
+
+def comparison(name: str, symbol: str, glyph: str, f, *, commutative: bool = False, lower: Lower | None = None) -> Op:
+    """A comparison ``a < b``: 1 where it holds, 0 where not (the operands' float type), no gradient."""
+    return Op(
+        name,
+        lambda a, b: f(a, b).astype(np.result_type(a, b)),
+        (_zero_vjp_of(0), _zero_vjp_of(1)),
+        broadcast_shape,
+        2,
+        glyph,
+        infix=symbol,
+        ports=None if commutative else ("a", "b"),
+        commutative=commutative,
+        formula=lambda L, at: f"{L[0]} {symbol} {L[1]}",
+        local=lambda k, L, A, at, sh: "0",
+        elementwise=True,
+        rows=ROWWISE,
+        kink=Kink(
+            _near,
+            f"a comparison '{symbol}' jumps from 0 to 1 where its operands are equal "
+            "(cgraph takes its derivative as 0 everywhere: no gradient flows through a comparison)",
+        ),
+        lower=lower,
+    )
+
+
+# -- where and clip ---------------------------------------------------------------------------------
+
+
+def _where(c, a, b):
+    return np.where(c != 0, a, b)
+
+
+def _clip_masks(x, lo, hi):
+    """Which of x, lo, hi the result of min(max(x, lo), hi) is, entry by entry: hi where max(x, lo) >= hi,
+    else lo where x <= lo, else x (strictly inside lo < x < hi)."""
+    to_hi = np.maximum(x, lo) >= hi
+    to_lo = ~to_hi & (x <= lo)
+    return ~(to_hi | to_lo), to_lo, to_hi
+
+
+def _clip_vjp(k: int):
+    return lambda g, ans, x, lo, hi: g * _clip_masks(x, lo, hi)[k]
+
+
+def _at_bound(xs, ans, attrs, eps) -> bool:
+    x, lo, hi = (np.asarray(v, dtype=np.float64) for v in xs)
+    return bool(np.any((np.abs(x - lo) <= eps) | (np.abs(x - hi) <= eps)))
+
+
+def _clip_local(k, L, A, at, sh):
+    x, lo, hi = L
+    return [f"[{lo} < {x} < {hi}]", f"[{x} ≤ {lo} < {hi}]", f"[max({x}, {lo}) ≥ {hi}]"][k]
+
+
+def _asin_like_hint(name):
+    return lambda xs, v: f"{name} is defined only for -1 ≤ x ≤ 1" if np.any(np.abs(xs[0]) > 1) else None
+
+
+def _asin_like_grad_hint(name):
+    return lambda k, xs: (
+        f"the derivative of {name}, ±1/sqrt(1 - x^2), is infinite at x = ±1" if np.any(np.abs(xs[0]) == 1) else None
+    )
 
 
 RECORDS = [
@@ -440,5 +661,182 @@ RECORDS = [
         domain=(0.5, 2.0),
         test_shapes=((3,), (2, 1)),
         lower=Lower(array=Code("{m}.arctan2({0}, {1})"), torch=Code("torch.atan2({0}, {1})"), onnx=_atan2_onnx),
+    ),
+    unary(
+        "sign",
+        np.sign,
+        _zero_vjp,
+        lambda k, L, A, at, sh: "0",
+        kernel=Kernel.NP1,
+        kink=Kink(
+            lambda xs, ans, at, eps: near_zero(xs[0], eps),
+            "sign jumps at 0 (cgraph takes its derivative as 0 everywhere, as PyTorch)",
+        ),
+        lower=same_everywhere("sign", "Sign"),
+    ),
+    unary(
+        "sinh",
+        np.sinh,
+        lambda g, ans, a: g * np.cosh(a),
+        lambda k, L, A, at, sh: call("cosh", L[0]),
+        kernel=Kernel.NP1,
+        complex_step=True,
+        lower=Lower(array=Code("{m}.sinh({0})"), torch=Code("torch.sinh({0})"), onnx=_sinh_onnx),
+    ),
+    unary(
+        "cosh",
+        np.cosh,
+        lambda g, ans, a: g * np.sinh(a),
+        lambda k, L, A, at, sh: call("sinh", L[0]),
+        kernel=Kernel.NP1,
+        complex_step=True,
+        lower=Lower(array=Code("{m}.cosh({0})"), torch=Code("torch.cosh({0})"), onnx=_cosh_onnx),
+    ),
+    unary(
+        "asin",
+        np.arcsin,
+        lambda g, ans, a: g / np.sqrt(1 - a * a),
+        lambda k, L, A, at, sh: f"1/sqrt(1 - {paren(L[0])}^2)",
+        kernel=Kernel.NP1,
+        hint=_asin_like_hint("asin"),
+        grad_hint=_asin_like_grad_hint("asin"),
+        domain=(-0.9, 0.9),
+        complex_step=True,
+        lower=Lower(array=Code("{m}.arcsin({0})"), torch=Code("torch.asin({0})"), onnx=_asin_onnx),
+    ),
+    unary(
+        "acos",
+        np.arccos,
+        lambda g, ans, a: -g / np.sqrt(1 - a * a),
+        lambda k, L, A, at, sh: f"-1/sqrt(1 - {paren(L[0])}^2)",
+        kernel=Kernel.NP1,
+        hint=_asin_like_hint("acos"),
+        grad_hint=_asin_like_grad_hint("acos"),
+        domain=(-0.9, 0.9),
+        complex_step=True,
+        lower=Lower(array=Code("{m}.arccos({0})"), torch=Code("torch.acos({0})"), onnx=_acos_onnx),
+    ),
+    unary(
+        "atan",
+        np.arctan,
+        lambda g, ans, a: g / (1 + a * a),
+        lambda k, L, A, at, sh: f"1/(1 + {paren(L[0])}^2)",
+        kernel=Kernel.NP1,
+        complex_step=True,
+        lower=Lower(
+            array=Code("{m}.arctan({0})"), torch=Code("torch.atan({0})"), onnx=lambda site: atan_onnx(site, site.xs[0])
+        ),
+    ),
+    unary(
+        "log1p",
+        np.log1p,
+        lambda g, ans, a: g / (1 + a),
+        lambda k, L, A, at, sh: f"1/(1 + {L[0]})",
+        kernel=Kernel.NP1,
+        hint=lambda xs, v: "log1p(x) is defined only for x > -1" if np.any(xs[0] <= -1) else None,
+        grad_hint=lambda k, xs: (
+            "the derivative of log1p, 1/(1 + x), is infinite at x = -1" if np.any(xs[0] == -1) else None
+        ),
+        domain=(-0.5, 2.0),
+        complex_step=True,
+        lower=Lower(
+            array=Code("{m}.log1p({0})"),
+            torch=Code("torch.log1p({0})"),
+            onnx=lambda site: _log1p_onnx(site, site.xs[0]),
+        ),
+    ),
+    unary(
+        "expm1",
+        np.expm1,
+        lambda g, ans, a: g * np.exp(a),
+        lambda k, L, A, at, sh: call("exp", L[0]),
+        kernel=Kernel.NP1,
+        complex_step=True,
+        lower=Lower(
+            array=Code("{m}.expm1({0})"),
+            torch=Code("torch.expm1({0})"),
+            onnx=lambda site: _expm1_onnx(site, site.xs[0]),
+        ),
+    ),
+    unary(
+        "erf",
+        _erf,
+        lambda g, ans, a: g * (_TWO_OVER_SQRT_PI * np.exp(-(a * a))),
+        lambda k, L, A, at, sh: f"2/sqrt(π) · exp(-{paren(L[0])}^2)",
+        kernel=Kernel.NP1,
+        lower=Lower(
+            numpy=Code("cg_erf({0})", (NUMPY_ERF,)),
+            jax=Code("jax.lax.erf({0})"),
+            torch=Code("torch.erf({0})"),
+            onnx=_no_erf_onnx,
+        ),
+    ),
+    Op(
+        "logaddexp",
+        np.logaddexp,
+        (lambda g, ans, a, b: g * np.exp(a - ans), lambda g, ans, a, b: g * np.exp(b - ans)),
+        broadcast_shape,
+        2,
+        "logaddexp",
+        calls=(Call("logaddexp", 2, 2),),
+        commutative=True,
+        local=lambda k, L, A, at, sh: call("exp", f"{L[k]} - {A}"),
+        elementwise=True,
+        rows=ROWWISE,
+        test_shapes=((3,), (2, 1)),
+        lower=Lower(
+            array=Code("{m}.logaddexp({0}, {1})"), torch=Code("torch.logaddexp({0}, {1})"), onnx=_logaddexp_onnx
+        ),
+    ),
+    comparison("lt", "<", "<", np.less, lower=_comparison_lower("<", "less", "lt", "Less")),
+    comparison("le", "<=", "≤", np.less_equal, lower=_comparison_lower("<=", "less_equal", "le", "LessOrEqual")),
+    comparison("gt", ">", ">", np.greater, lower=_comparison_lower(">", "greater", "gt", "Greater")),
+    comparison(
+        "ge", ">=", "≥", np.greater_equal, lower=_comparison_lower(">=", "greater_equal", "ge", "GreaterOrEqual")
+    ),
+    comparison("eq", "==", "=", np.equal, commutative=True, lower=_comparison_lower("==", "equal", "eq", "Equal")),
+    comparison(
+        "ne", "!=", "≠", np.not_equal, commutative=True, lower=_comparison_lower("!=", "not_equal", "ne", "NotEqual")
+    ),
+    Op(
+        "where",
+        _where,
+        (
+            _zero_vjp_of(0),
+            lambda g, ans, c, a, b: np.where(c != 0, g, 0.0).astype(np.result_type(g), copy=False),
+            lambda g, ans, c, a, b: np.where(c != 0, 0.0, g).astype(np.result_type(g), copy=False),
+        ),
+        broadcast_shape,
+        3,
+        "where",
+        calls=(Call("where", 3, 3),),
+        ports=("cond", "then", "else"),
+        local=lambda k, L, A, at, sh: ["0", f"[{L[0]} ≠ 0]", f"[{L[0]} = 0]"][k],
+        elementwise=True,
+        rows=ROWWISE,
+        test_shapes=((2, 3), (3,), (2, 1)),
+        lower=_WHERE,
+    ),
+    Op(
+        "clip",
+        lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi),
+        (_clip_vjp(0), _clip_vjp(1), _clip_vjp(2)),
+        broadcast_shape,
+        3,
+        "clip",
+        calls=(Call("clip", 3, 3),),
+        ports=("x", "lo", "hi"),
+        local=_clip_local,
+        elementwise=True,
+        rows=ROWWISE,
+        kink=Kink(
+            _at_bound,
+            "clip is not differentiable at x = lo or x = hi (cgraph passes the gradient to x only strictly "
+            "inside lo < x < hi, and to the bound that is the result elsewhere)",
+            "on a bound: the gradient goes to the bound",
+        ),
+        domain=(-2.0, 2.0),
+        test_shapes=((2, 3), (), (3,)),
+        lower=_CLIP,
     ),
 ]

@@ -53,6 +53,10 @@ class OnnxSite:
         """A float64 0-d constant."""
         return self.b.constant(np.asarray(x, dtype=np.float64), "k")
 
+    def array(self, values: Any) -> str:
+        """A float64 tensor constant."""
+        return self.b.constant(np.asarray(values, dtype=np.float64), "k")
+
 
 class _Builder:
     def __init__(self, plan: Plan) -> None:

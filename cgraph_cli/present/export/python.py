@@ -58,10 +58,9 @@ TARGETS = {
 }
 
 
-def helper_name(text: str) -> str:
-    m = re.search(r"^def (\w+)", text, re.M)
-    assert m, "a helper defines a function"
-    return m.group(1)
+def helper_defines(text: str) -> set[str]:
+    """The module-level names a helper defines (functions and assignments)."""
+    return {m.group(1) or m.group(2) for m in re.finditer(r"^(?:def (\w+)|(\w+) = )", text, re.M)}
 
 
 def helper_names() -> set[str]:
@@ -73,8 +72,8 @@ def helper_names() -> set[str]:
         for target in TARGETS:
             code = op.lower.code(target)
             if code is not None:
-                names.update(helper_name(h) for h in code.helpers)
-                names.update(f"_{helper_name(h)}_jvp" for h in code.helpers)
+                for h in code.helpers:
+                    names |= helper_defines(h)
     return names
 
 
@@ -166,6 +165,8 @@ def _fn_doc(plan: Plan) -> str:
 
 def _imports(code: str) -> str:
     lines = []
+    if re.search(r"(?<![\w.])math\.", code):
+        lines += ["import math", ""]  # the standard library first, as isort sorts
     if re.search(r"(?<![\w.])jax\.", code):
         lines.append("import jax")
     if re.search(r"(?<![\w.])jnp\.", code):
