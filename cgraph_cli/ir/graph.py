@@ -720,7 +720,7 @@ class Builder:
             k = x[KIND]
             if k == "call" and x[CALL_FNAME] in self.defs:
                 n += self.defs[x[CALL_FNAME]].size
-            elif k != "name" or x[NAME_ID] == "pi":
+            elif k != "name" or x[NAME_ID] == "pi" or x[NAME_ID] in self.consts:  # constants are nodes
                 n += 1
             if n >= cap:
                 return cap
