@@ -1,7 +1,8 @@
 """What an op record is, and the shape rules and helpers the records share.
 
 An :class:`Op` is everything cgraph knows about one operation, in one place: how it computes
-(``fwd``), its vector-Jacobian product per operand (``vjp``), its shape rule, how the language
+(``fwd``), its vector-Jacobian product per operand (``vjp``), its Jacobian-vector product (``jvp``,
+forward mode), its shape rule, how the language
 spells it, how it runs on rows of scalars and in the engine's Python-float loop, where it has a
 kink and what cgraph takes there, why it may produce a non-finite number, and how ``explain``,
 the ``--steps`` captions and the pictures write it. Every other module reads these records and
@@ -21,6 +22,7 @@ from cgraph_cli.fmt import fmt_index, fmt_shape
 Shape = tuple[int, ...]
 ShapeRule = Callable[..., Shape]
 Vjp = Callable[..., Any]  # vjp(g, ans, *operands, **attrs) -> g · ∂ans/∂operand
+Jvp = Callable[..., Any]  # jvp(ts, ans, *operands, **attrs) -> Σ_k ∂ans/∂operand_k · ts[k] (ts[k] None: zero)
 # text templates: operand labels L, the node's own label A, attrs, operand shapes then the node's shape
 LocalText = Callable[[int, list[str], str, dict, list[Shape]], str]
 VjpText = Callable[[int, str, list[str], str, dict, list[Shape]], tuple[str, "str | None"]]
@@ -48,6 +50,23 @@ class Kernel(enum.IntEnum):
     RELU = 12
     NP1 = 13
     NP = 14
+
+
+class Derive(enum.Enum):
+    """How an op's Jacobian-vector product (forward mode) follows from facts its record already holds,
+    where that is exact and cheap (the rest give ``jvp`` as a function of their own).
+
+    ``LINEAR``: the op is linear in its operands taken together (``add``, ``sum``, ``reshape``,
+    ``index``, ``stack``, ``cumsum`` ...), so its JVP is the op itself applied to the tangents
+    (HIPS autograd's ``def_linear``). ``BILINEAR``: linear in each operand separately (``mul``,
+    ``matmul``): the product rule, the op applied with one operand replaced by its tangent, summed over
+    the operands. ``ELEMENTWISE``: an elementwise op whose VJP of operand k is ``g ⊙ ∂f/∂x_k`` (linear
+    in ``g``, entry by entry): the JVP is the sum of those VJPs with the tangent broadcast to the
+    result in place of ``g``, so kinks and special points follow the VJP's convention exactly."""
+
+    LINEAR = "linear"
+    BILINEAR = "bilinear"
+    ELEMENTWISE = "elementwise"
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,7 @@ class Op:
     shape: ShapeRule
     arity: int | None  # None: variadic
     glyph: str  # the symbol in pictures and listings ("+", "×", "exp", "σ")
+    jvp: Jvp | Derive | None = None  # forward mode: a rule of its own, or how it follows from the record
     # -- how it is written
     infix: str | None = None  # the operator of an infix formula ("+", "*", "^"); None: a call
     call: str | None = None  # the function name in formulas (default: the op's name)
@@ -179,6 +199,39 @@ class Op:
         if self.rows.vjp is not None:
             return self.rows.vjp[k]
         return self.vjp_for(k)
+
+    def tangent(self, ts: list[Any], ans: Any, args: list[Any], attrs: dict | None = None) -> Any:
+        """The JVP: ``Σ_k ∂ans/∂args[k] · ts[k]``, the result's tangent (shape of ``ans``), where ``ts[k]``
+        is operand k's tangent (None: zero). None when every tangent is None (no direction reaches it)."""
+        if all(t is None for t in ts):
+            return None
+        attrs = attrs or {}
+        rule = self.jvp
+        shape = np.shape(ans)
+        if rule is None:
+            raise KeyError(f"op '{self.name}' has no JVP rule")
+        if rule is Derive.LINEAR:
+            out = self.fwd(*[np.zeros_like(x) if t is None else t for t, x in zip(ts, args)], **attrs)
+        elif rule is Derive.BILINEAR:
+            out = None
+            for k, t in enumerate(ts):
+                if t is not None:
+                    term = self.fwd(*args[:k], t, *args[k + 1 :], **attrs)
+                    out = term if out is None else out + term
+        elif rule is Derive.ELEMENTWISE:
+            out = None
+            for k, t in enumerate(ts):
+                if t is not None:
+                    term = self.vjps([k], np.broadcast_to(t, shape), ans, args, attrs)[0]
+                    if term is not None:
+                        out = term if out is None else out + term
+            if out is None:
+                return None
+        else:
+            out = rule(ts, ans, *args, **attrs)
+        if np.shape(out) != shape:
+            out = np.array(np.broadcast_to(out, shape))
+        return out
 
     @property
     def fname(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cgraph_cli.fmt import fmt_shape
-from cgraph_cli.ops.core import Call, Kernel, Kink, Op, Rows, expand_reduced, norm_axis, reduce_shape
+from cgraph_cli.ops.core import Call, Derive, Kernel, Kink, Op, Rows, expand_reduced, norm_axis, reduce_shape
 from cgraph_cli.ops.text import call, paren
 
 
@@ -36,6 +36,24 @@ def _reduce_extreme_vjp(g, ans, x, axis=None):
     mask = x == (ans if axis is None else np.expand_dims(ans, axis))
     count = np.sum(mask, axis=axis, keepdims=axis is not None).astype(np.result_type(g))
     return expand_reduced(g, np.shape(x), axis) * mask / count
+
+
+def _reduce_extreme_jvp(ts, ans, x, axis=None):
+    """The tangents of the entries that are the extreme, averaged over the ties (the adjoint of the VJP)."""
+    mask = x == (ans if axis is None else np.expand_dims(ans, axis))
+    count = np.sum(mask, axis=axis).astype(np.result_type(ts[0]))
+    return np.sum(ts[0] * mask, axis=axis) / count
+
+
+def _lse_jvp(ts, ans, x, axis=None):
+    """Σ t ⊙ softmax(x) along the reduced axis."""
+    return np.sum(ts[0] * np.exp(x - expand_reduced(ans, np.shape(x), axis)), axis=axis)
+
+
+def _norm_jvp(ts, ans, x):
+    """⟨t, x⟩ / ‖x‖, taken as 0 at the zero vector (as the VJP takes it)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ans == 0, 0.0, np.sum(ts[0] * x) / np.where(ans == 0, 1.0, ans))
 
 
 def _extreme_rows_vjp(g, ans, x, axis=None):
@@ -96,6 +114,7 @@ def _extreme(name: str, which: str, f) -> Op:
         extreme_shape,
         1,
         which,
+        jvp=_reduce_extreme_jvp,
         call=which,
         calls=(Call(which, 1, 1),),
         local=lambda k, L, A, at, sh: f"[{L[0]} = {call(which, L[0])}]",
@@ -118,6 +137,7 @@ RECORDS = [
         reduce_shape,
         1,
         "sum",
+        jvp=Derive.LINEAR,
         calls=(Call("sum", 1, 2, "axis"),),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=_sum_vjp_text,
@@ -134,6 +154,7 @@ RECORDS = [
         reduce_shape,
         1,
         "mean",
+        jvp=Derive.LINEAR,
         calls=(Call("mean", 1, 2, "axis"),),
         local=lambda k, L, A, at, sh: f"1/{_count(at, sh)}",
         vjp_text=_mean_vjp_text,
@@ -155,6 +176,7 @@ RECORDS = [
         reduce_shape,
         1,
         "logsumexp",
+        jvp=_lse_jvp,
         calls=(Call("logsumexp", 1, 2, "axis"),),
         local=lambda k, L, A, at, sh: call("softmax", L[0]),
         vjp_text=lambda k, U, L, A, at, sh: (f"{U} · {call('softmax', L[0])}", None),
@@ -169,6 +191,7 @@ RECORDS = [
         reduce_shape,
         1,
         "norm",
+        jvp=_norm_jvp,
         calls=(Call("norm"),),
         local=lambda k, L, A, at, sh: f"{paren(L[0])}/‖{L[0]}‖",
         vjp_text=lambda k, U, L, A, at, sh: (f"{U} · {paren(L[0])}/‖{L[0]}‖", None),

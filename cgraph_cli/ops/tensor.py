@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cgraph_cli.fmt import fmt_index, fmt_shape
-from cgraph_cli.ops.core import Call, Kernel, Op, Rows, index_shape, norm_axis
+from cgraph_cli.ops.core import Call, Derive, Kernel, Op, Rows, index_shape, norm_axis
 from cgraph_cli.ops.text import paren, transposed
 
 
@@ -55,6 +55,13 @@ def _softmax_vjp(g, ans, x, axis=-1):
     return ans * (g - np.sum(g * ans, axis=axis, keepdims=True))
 
 
+def _softmax_jvp(ts, ans, x, axis=-1):
+    """s ⊙ (t - Σ t ⊙ s) along the axis (the softmax's Jacobian is symmetric: the VJP's form)."""
+    if np.ndim(x) == 0:
+        return np.zeros_like(ts[0])
+    return ans * (ts[0] - np.sum(ts[0] * ans, axis=axis, keepdims=True))
+
+
 def _index_vjp(g, ans, x, idx=()):
     out = np.zeros(np.shape(x), dtype=np.result_type(g, x))
     out[idx] = g
@@ -101,6 +108,7 @@ RECORDS = [
         transpose_shape,
         1,
         "ᵀ",
+        jvp=Derive.LINEAR,
         calls=(Call("transpose"),),
         formula=lambda L, at: transposed(L[0]),
         local=lambda k, L, A, at, sh: "1",
@@ -117,6 +125,7 @@ RECORDS = [
         reshape_shape,
         1,
         "reshape",
+        jvp=Derive.LINEAR,
         calls=(Call("reshape", 2, None, "dims"),),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=_shape_change_text(lambda U, at, sh: f"reshape({U}, {', '.join(str(d) for d in sh[0])})"),
@@ -133,6 +142,7 @@ RECORDS = [
         softmax_shape,
         1,
         "softmax",
+        jvp=_softmax_jvp,
         calls=(Call("softmax", 1, 2, "axis"),),
         local=lambda k, L, A, at, sh: "0",
         vjp_text=lambda k, U, L, A, at, sh: (f"{paren(A)} ⊙ ({U} - Σ({U} ⊙ {paren(A)}))", None),
@@ -147,6 +157,7 @@ RECORDS = [
         index_shape,
         1,
         "[]",
+        jvp=Derive.LINEAR,
         formula=lambda L, at: f"{paren(L[0])}{fmt_index(at.get('idx', ()))}",
         label=lambda at: fmt_index(at["idx"]),
         local=lambda k, L, A, at, sh: "1",
@@ -164,6 +175,7 @@ RECORDS = [
         _stack_shape,
         None,
         "[ ]",
+        jvp=Derive.LINEAR,
         formula=lambda L, at: "[" + ", ".join(L) + "]",
         local=lambda k, L, A, at, sh: "1",
         vjp_text=lambda k, U, L, A, at, sh: (f"{U}[{k}]", f"{fmt_shape(sh[-1])} → {fmt_shape(sh[k])}"),
@@ -177,6 +189,7 @@ RECORDS = [
         cumsum_shape,
         1,
         "cumsum",
+        jvp=Derive.LINEAR,
         calls=(Call("cumsum", 1, 2, "axis"),),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=_cumsum_vjp_text,
