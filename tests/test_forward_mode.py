@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 import pytest
 
-from cgraph_cli.engine.forward import jvp, tangents
+from cgraph_cli.engine.forward_mode import jvp, tangents
 from cgraph_cli.engine.reference import backward, forward
 from cgraph_cli.errors import Source
 from cgraph_cli.ops import OPS, Derive, unbroadcast

@@ -95,7 +95,7 @@ class Result:
     out: int  # the differentiated output node
     inputs: dict[str, np.ndarray]
     nonfinite: list[tuple[str, int]]  # ("forward"|"backward"|"tangent", node) first occurrences
-    # what was differentiated (engine/forward.py): "reverse" (∂out/∂node, the default), "cotangent"
+    # what was differentiated (engine/forward_mode.py): "reverse" (∂out/∂node, the default), "cotangent"
     # (vᵀ ∂out/∂node for the given v) or "forward" (each node's tangent along ``direction``)
     mode: str = "reverse"
     tangents: list[Any] | None = None  # forward mode: every node's tangent

@@ -10,7 +10,8 @@ tangent 0.
 A Jacobian ``∂out/∂x`` for every input ``x`` takes one forward pass per input entry (a column each) or
 one reverse pass per output entry (a row each); :func:`jacobian` takes whichever needs fewer passes.
 
-Read beside :mod:`cgraph_cli.engine.reference`: the same loops, the same Result.
+Read beside :mod:`cgraph_cli.engine.reference`: the same loops, the same Result. (Not named ``forward``:
+that name is the forward pass, :func:`cgraph_cli.engine.forward`.)
 """
 
 from __future__ import annotations
