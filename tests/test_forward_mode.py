@@ -187,3 +187,16 @@ def test_a_non_finite_tangent_is_found_where_it_starts():
     g, inputs = _compile("input a\nr = sqrt(a)\ny = r * 2", a=0)
     res = jvp(g, inputs, {"a": 1.0})
     assert ("tangent", g.bindings["r"]) in res.nonfinite
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin", "logsumexp", "norm", "prod", "var", "std"])
+@pytest.mark.parametrize("attrs", [{"axis": (0, 2)}, {"axis": -1, "keepdims": True}, {"axis": None, "keepdims": True}])
+def test_reductions_over_axis_tuples_and_keepdims(name, attrs):
+    op = OPS[name]
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0.5, 2.0, size=(2, 3, 4))
+    ans = op.fwd(x, **attrs)
+    t, v = rng.standard_normal(x.shape), rng.standard_normal(np.shape(ans))
+    got = op.tangent([t], ans, [x], attrs)
+    assert np.shape(got) == np.shape(ans)
+    assert float(np.sum(got * v)) == pytest.approx(float(np.sum(t * op.vjps([0], v, ans, [x], attrs)[0])), rel=1e-12)
