@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cgraph_cli.fmt import fmt_number, fmt_shape
-from cgraph_cli.ops.core import ROWWISE, Call, Code, Kernel, Lower, Op, Rows, broadcast_shape, same_shape
+from cgraph_cli.ops.core import ROWWISE, Call, Code, Derive, Kernel, Lower, Op, Rows, broadcast_shape, same_shape
 from cgraph_cli.ops.text import call, paren, transposed
 
 # -- pow ---------------------------------------------------------------------------------
@@ -187,6 +187,7 @@ RECORDS = [
         same_shape,
         1,
         "=",
+        jvp=Derive.LINEAR,
         formula=lambda L, at: L[0],
         local=_one,
         elementwise=True,
@@ -202,6 +203,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "+",
+        jvp=Derive.LINEAR,
         infix="+",
         commutative=True,
         local=_one,
@@ -219,6 +221,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "−",
+        jvp=Derive.LINEAR,
         infix="-",
         ports=("+", "−"),
         paren_second=True,
@@ -237,6 +240,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "×",
+        jvp=Derive.BILINEAR,
         infix="*",
         commutative=True,
         local=lambda k, L, A, at, sh: L[1 - k],
@@ -254,6 +258,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "/",
+        jvp=Derive.ELEMENTWISE,
         infix="/",
         ports=("num", "den"),
         paren_second=True,
@@ -275,6 +280,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "^",
+        jvp=Derive.ELEMENTWISE,
         infix="^",
         calls=(Call("pow", 2, 2),),
         ports=("base", "exp"),
@@ -307,6 +313,7 @@ RECORDS = [
         matmul_shape,
         2,
         "@",
+        jvp=Derive.BILINEAR,
         infix="@",
         calls=(Call("dot", 2, 2, scalar_op="mul"),),
         ports=("A", "B"),
@@ -323,6 +330,7 @@ RECORDS = [
         same_shape,
         1,
         "−",
+        jvp=Derive.LINEAR,
         formula=lambda L, at: f"-{paren(L[0])}",
         paren_first=True,
         local=lambda k, L, A, at, sh: "-1",
