@@ -78,6 +78,13 @@ class Result:
     out: int  # the differentiated output node
     inputs: dict[str, np.ndarray]
     nonfinite: list[tuple[str, int]]  # ("forward"|"backward", node) first occurrences
+    masks: tuple[np.ndarray, np.ndarray] | None = None  # nonfinite_mask of values and of grads, when known
+
+    def nonfinite_nodes(self) -> np.ndarray:
+        """For each node, whether its value or its gradient holds a NaN or an infinity (scanned once)."""
+        if self.masks is None:
+            self.masks = (nonfinite_mask(self.values), nonfinite_mask(self.grads))
+        return self.masks[0] | self.masks[1]
 
 
 def _all_finite(v: Any) -> bool:
@@ -88,14 +95,32 @@ def _all_finite(v: Any) -> bool:
     return bool(np.all(np.isfinite(v)))
 
 
-def first_nonfinite(items: list[Any], order) -> int | None:
-    for i in order:
-        v = items[i]
+def nonfinite_mask(items: list[Any]) -> np.ndarray:
+    """Whether each item (a number or an array; None: no value) holds a NaN or an infinity: the 0-d items
+    in one vectorised scan, each tensor by one reduction."""
+    bad = np.zeros(len(items), dtype=bool)
+    where: list[int] = []
+    scalars: list[Any] = []
+    for i, v in enumerate(items):
         if v is None:
             continue
-        if not _all_finite(v):
-            return i
-    return None
+        if getattr(v, "ndim", 0) == 0:
+            where.append(i)
+            scalars.append(v)
+        elif not _all_finite(v):
+            bad[i] = True
+    if scalars:
+        fin = np.isfinite(np.fromiter(map(float, scalars), dtype=np.float64, count=len(scalars)))
+        if not fin.all():
+            bad[np.asarray(where)[~fin]] = True
+    return bad
+
+
+def first_true(mask: np.ndarray, last: bool = False) -> int | None:
+    """The first (or the last) index where ``mask`` holds, None if nowhere."""
+    if not mask.any():
+        return None
+    return int(len(mask) - 1 - np.argmax(mask[::-1])) if last else int(np.argmax(mask))
 
 
 def check_scalar_output(g: Graph, out: int, shape: tuple) -> None:
