@@ -281,14 +281,16 @@ def _parse_chunk(
 # Text made only of JSON numbers, commas and line breaks; and the one JSON number float() reads differently
 # (the integer -0, which JSON makes 0 and float() makes -0.0).
 _NUMBERS_ONLY = re.compile(r"[0-9eE.+\-,\n \t]*")
-_INTEGER_MINUS_ZERO = re.compile(r"(?<![0-9.eE])-0+(?![0-9.eE])")
+_MINUS_ZEROS = re.compile(r"-0+(?![0-9.eE])")
 
 
 def _parse_numbers(body: str, nlines: int, ncols: int) -> np.ndarray | None:
     """The cells read by orjson's C parser as a JSON array: exactly ``float(cell)`` for every cell JSON
     accepts (correctly rounded, as float() is), None for anything else (``+1``, ``.5``, ``inf``, ``1_0``,
     an empty cell), which the callers read the slow way with float()'s own rules."""
-    if not _NUMBERS_ONLY.fullmatch(body) or _INTEGER_MINUS_ZERO.search(body):
+    if not _NUMBERS_ONLY.fullmatch(body) or any(
+        m.start() == 0 or body[m.start() - 1] in ",\n \t" for m in _MINUS_ZEROS.finditer(body)
+    ):
         return None
     import orjson
 
@@ -444,7 +446,34 @@ def _format_rows(lines: list[str], table: np.ndarray) -> str:
 # orjson writes the same shortest round-trip digits as repr() (both are the shortest text that reads back as the
 # same double, the nearest one when several are that short) but spells some exponents differently (1e-7, not
 # 1e-07; 0.00001, not 1e-05): those few tokens are rewritten by repr().
-_OTHER_SPELLING = re.compile(r"(?<![-0-9.])-?(?:[0-9.]*e[-+]?[0-9]+|0\.0000[0-9]*)")
+_EXPONENT = re.compile(r"[0-9]e[-+]?[0-9]+")
+
+
+def _respell(text: str) -> str:
+    """orjson's text of a nested list with every number spelt as repr() spells it."""
+    spans = []
+    for m in _EXPONENT.finditer(text):  # a token with an exponent: from the delimiter before it
+        start = max(text.rfind(",", 0, m.start()), text.rfind("[", 0, m.start())) + 1
+        spans.append((start, m.end()))
+    pos = text.find("0.0000")
+    while pos >= 0:  # 0.00001 .. 0.0000999: repr() writes 1e-05 ..
+        start = pos - 1 if pos and text[pos - 1] == "-" else pos
+        end = pos + 6
+        if start == 0 or text[start - 1] in ",[":
+            while end < len(text) and text[end].isdigit():
+                end += 1
+            spans.append((start, end))
+        pos = text.find("0.0000", end)
+    if not spans:
+        return text
+    out = []
+    last = 0
+    for start, end in sorted(spans):
+        out.append(text[last:start])
+        out.append(repr(float(text[start:end])))
+        last = end
+    out.append(text[last:])
+    return "".join(out)
 
 
 def _number_rows(table: np.ndarray) -> str:
@@ -452,9 +481,7 @@ def _number_rows(table: np.ndarray) -> str:
     orjson's C encoder (a few times faster than repr on every float)."""
     import orjson
 
-    text = orjson.dumps(table, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-    if "e" in text or "0.0000" in text:
-        text = _OTHER_SPELLING.sub(lambda m: repr(float(m.group())), text)
+    text = _respell(orjson.dumps(table, option=orjson.OPT_SERIALIZE_NUMPY).decode())
     return text[2:-2].replace("],[", "\n")
 
 
