@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from cgraph_cli.engine.reference import Result, backward, check_scalar_output, first_true, forward, nonfinite_mask
+from cgraph_cli.engine.reference import Result, backward, check_scalar_output, forward, nonfinite_report
 from cgraph_cli.engine.scalar import scalar_plan
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.ir.graph import Graph
@@ -66,12 +66,5 @@ def evaluate(g: Graph, inputs: dict[str, np.ndarray], out: int | None = None, *,
     vals = forward(g, inputs)
     check_scalar_output(g, out, np.shape(vals[out]))
     grads = backward(g, vals, out)
-    bad: list[tuple[str, int]] = []
-    masks = (nonfinite_mask(vals), nonfinite_mask(grads))  # one scan of every node, kept for the presenters
-    fi = first_true(masks[0])
-    if fi is not None:
-        bad.append(("forward", fi))
-    bi = first_true(masks[1], last=True)
-    if bi is not None:
-        bad.append(("backward", bi))
-    return Result(g, vals, grads, out, inputs, bad, masks)
+    bad, masks = nonfinite_report(vals, grads)  # one scan of every node, kept for the presenters
+    return Result(g, vals, grads, out, inputs, bad, masks=masks)
