@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from cgraph_cli.fmt import fmt_index, fmt_shape
-from cgraph_cli.ops.core import Call, Kernel, Op, Rows, index_shape, norm_axes, norm_axis
+from cgraph_cli.ops.core import Call, Derive, Kernel, Op, Rows, index_shape, norm_axes, norm_axis
 from cgraph_cli.ops.text import call, keyword_call, keyword_label, paren, transposed
 
 
@@ -86,6 +86,20 @@ def _softmax_vjp(g, ans, x, axis=None):
     if np.ndim(x) == 0:
         return np.zeros_like(g)
     return ans * (g - np.sum(g * ans, axis=_softmax_axes(x, axis), keepdims=True))
+
+
+def _softmax_jvp(ts, ans, x, axis=None):
+    """s ⊙ (t - Σ t ⊙ s) along the axes: the softmax's Jacobian is symmetric, so this is the VJP's form."""
+    if np.ndim(x) == 0:
+        return np.zeros_like(ts[0])
+    return ans * (ts[0] - np.sum(ts[0] * ans, axis=_softmax_axes(x, axis), keepdims=True))
+
+
+def _log_softmax_jvp(ts, ans, x, axis=None):
+    """t - Σ t ⊙ exp(log_softmax(x)) along the axes (the adjoint of its VJP, g - exp(ans) ⊙ Σ g)."""
+    if np.ndim(x) == 0:
+        return ts[0] - np.exp(ans) * ts[0]
+    return ts[0] - np.sum(ts[0] * np.exp(ans), axis=_softmax_axes(x, axis), keepdims=True)
 
 
 def _lse_entries(x):
@@ -225,8 +239,13 @@ def outer_shape(shapes, **_):
 
 
 def _index_vjp(g, ans, x, idx=()):
+    """The gradient placed where the entries came from; an entry picked several times (``x[[0, 0]]``, integer
+    arrays) gets the sum of its gradients (scatter-add)."""
     out = np.zeros(np.shape(x), dtype=np.result_type(g, x))
-    out[idx] = g
+    if any(isinstance(i, np.ndarray) for i in idx):
+        np.add.at(out, idx, g)
+    else:
+        out[idx] = g  # basic indexing picks each entry at most once
     return out
 
 
@@ -264,6 +283,7 @@ RECORDS = [
         transpose_shape,
         1,
         "ᵀ",
+        jvp=Derive.LINEAR,
         calls=(
             Call("transpose", doc="the axes reversed (a matrix transposed)"),
             Call("transpose", 2, None, "dims", doc="the axes permuted: axis k of the result is axis dk of x"),
@@ -289,6 +309,7 @@ RECORDS = [
         reshape_shape,
         1,
         "reshape",
+        jvp=Derive.LINEAR,
         calls=(
             Call(
                 "reshape",
@@ -313,6 +334,7 @@ RECORDS = [
         softmax_shape,
         1,
         "softmax",
+        jvp=_softmax_jvp,
         calls=(
             Call(
                 "softmax", 1, 2, "axis", keywords=("axis",), doc="exp(x) / sum(exp(x)) along axis (default: the last)"
@@ -332,6 +354,7 @@ RECORDS = [
         softmax_shape,
         1,
         "log_softmax",
+        jvp=_log_softmax_jvp,
         calls=(
             Call(
                 "log_softmax", 1, 2, "axis", keywords=("axis",), doc="x - logsumexp(x) along axis (default: the last)"
@@ -355,6 +378,7 @@ RECORDS = [
         expand_dims_shape,
         1,
         "expand_dims",
+        jvp=Derive.LINEAR,
         calls=(Call("expand_dims", 1, 2, "axis", keywords=("axis",), doc="a new axis of length 1 at axis (required)"),),
         formula=lambda L, at: keyword_call("expand_dims", L, at, {}, ("axis",)),
         label=lambda at: keyword_label("expand_dims", at, {}),
@@ -371,6 +395,7 @@ RECORDS = [
         squeeze_shape,
         1,
         "squeeze",
+        jvp=Derive.LINEAR,
         calls=(Call("squeeze", 1, 2, "axis", keywords=("axis",), doc="axes of length 1 removed (all, or axis)"),),
         formula=lambda L, at: keyword_call("squeeze", L, at, {"axis": None}, ("axis",)),
         label=lambda at: keyword_label("squeeze", at, {"axis": None}),
@@ -389,6 +414,7 @@ RECORDS = [
         index_shape,
         1,
         "[]",
+        jvp=Derive.LINEAR,
         formula=lambda L, at: f"{paren(L[0])}{fmt_index(at.get('idx', ()))}",
         label=lambda at: fmt_index(at["idx"]),
         local=lambda k, L, A, at, sh: "1",
@@ -406,6 +432,7 @@ RECORDS = [
         _stack_shape,
         None,
         "[ ]",
+        jvp=Derive.LINEAR,
         calls=(
             Call(
                 "stack", 1, None, keywords=("axis",), doc="equal shapes joined along a new axis ([a, b] is stack(a, b))"
@@ -430,6 +457,7 @@ RECORDS = [
         concat_shape,
         None,
         "concat",
+        jvp=Derive.LINEAR,
         calls=(Call("concat", 1, None, keywords=("axis",), doc="joined along an existing axis"),),
         formula=lambda L, at: keyword_call("concat", L, at, {"axis": 0}),
         label=lambda at: keyword_label("concat", at, {"axis": 0}),
@@ -448,6 +476,7 @@ RECORDS = [
         diag_shape,
         1,
         "diag",
+        jvp=Derive.LINEAR,
         calls=(Call("diag", doc="a vector to a diagonal matrix; a matrix to its diagonal"),),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=lambda k, U, L, A, at, sh: (
@@ -464,6 +493,7 @@ RECORDS = [
         trace_shape,
         1,
         "trace",
+        jvp=Derive.LINEAR,
         calls=(Call("trace", doc="the sum of a matrix's diagonal"),),
         local=lambda k, L, A, at, sh: "I",
         vjp_text=lambda k, U, L, A, at, sh: (f"{U} · I", f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}"),
@@ -477,6 +507,7 @@ RECORDS = [
         outer_shape,
         2,
         "⊗",
+        jvp=Derive.BILINEAR,
         call="outer",
         calls=(Call("outer", 2, 2, doc="the matrix a_i · b_j of two vectors"),),
         ports=("a", "b"),
@@ -495,6 +526,7 @@ RECORDS = [
         cumsum_shape,
         1,
         "cumsum",
+        jvp=Derive.LINEAR,
         calls=(
             Call(
                 "cumsum",
