@@ -15,9 +15,9 @@ import io
 import os
 import sys
 
-from cgraph_cli import __version__
 from cgraph_cli.cli.terminal import FALLBACK_ERRORS, ascii_fallback, can_encode
 from cgraph_cli.errors import CgraphError, OutputClosed
+from cgraph_cli.version import __version__
 
 _APP = None
 
