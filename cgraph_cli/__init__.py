@@ -12,9 +12,13 @@ The names below are the public API (:mod:`cgraph_cli.api`); they are loaded on f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from cgraph_cli import early
 
-from cgraph_cli.version import __version__
+early.install()  # first: Ctrl-C while the cgraph program loads is a quiet exit 130 (the program only)
+
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+from cgraph_cli.version import __version__  # noqa: E402
 
 if TYPE_CHECKING:
     from cgraph_cli.api import (

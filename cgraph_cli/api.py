@@ -63,8 +63,8 @@ __all__ = [
 
 Value = Union[float, np.ndarray]
 """A value or gradient: a float for a scalar, else a numpy array."""
-Format = Literal["png", "svg", "pdf", "dot"]
-PICTURE_FORMATS = ("png", "svg", "pdf", "dot")
+Format = Literal["png", "svg", "pdf", "dot", "html"]
+PICTURE_FORMATS = ("png", "svg", "pdf", "dot", "html")
 RENDER_MAX_NODES = 1000  # render's --max-nodes default: a larger picture is unreadable
 RENDER_TIMEOUT = 30.0
 EXPLAIN_MAX_STEPS = 10_000
@@ -460,7 +460,8 @@ class Program:
         seed: int | None = None,
         **inputs: Any,
     ) -> bytes:
-        """The picture as ``format`` bytes: ``"png"``, ``"svg"``, ``"pdf"`` or ``"dot"`` (see :meth:`picture`).
+        """The picture as ``format`` bytes: ``"png"``, ``"svg"``, ``"pdf"``, ``"dot"`` or ``"html"`` (an interactive
+        page) (see :meth:`picture`).
 
         >>> cg.parse("z = x * y").render(x=2, y=3, format="svg")[:5]
         b'<?xml'
@@ -880,11 +881,11 @@ class CheckReport:
 
         return json_text(self.to_data(), ensure_ascii=False)
 
-    def to_rich(self) -> list[Any]:
-        """The tables ``cgraph check`` prints (one rich ``Table`` per input)."""
-        from cgraph_cli.analysis.check import to_tables
+    def to_rich(self) -> Any:
+        """The table ``cgraph check`` prints (a rich ``Table``: every entry checked)."""
+        from cgraph_cli.analysis.check import to_table
 
-        return to_tables(self.report)
+        return to_table(self.report)
 
     def __repr__(self) -> str:
         return f"<cgraph CheckReport: {self.summary.splitlines()[0]}>"
@@ -960,19 +961,24 @@ class Picture:
         """The DOT text (``cgraph render --format dot``)."""
         return self.graph_picture.dot()
 
-    def render(self, format: Format = "png") -> bytes:
-        """The picture as ``format`` bytes: png, svg, pdf (drawn by Graphviz) or dot (the text, UTF-8)."""
+    def render(self, format: Format = "png", *, title: str | None = None) -> bytes:
+        """The picture as ``format`` bytes: png, svg, pdf (drawn by Graphviz), dot (the text, UTF-8) or html (an
+        interactive page titled ``title``, by default the program's name; UTF-8)."""
         check_choice(format, PICTURE_FORMATS, "--format")
-        text = self.dot()
+        if format == "html":
+            from cgraph_cli.present.html import html_page
+
+            page = html_page(self.graph_picture, self.graph.source.filename if title is None else title, self.timeout)
+            return page.encode("utf-8")
         if format == "dot":
-            return text.encode("utf-8")
+            return self.dot().encode("utf-8")
         from cgraph_cli.present.render import render_dot
 
-        return render_dot(text, format, self.timeout)
+        return render_dot(self.dot(), format, self.timeout)
 
     def save(self, path: str | os.PathLike[str], *, format: Format | None = None) -> Path:
         """Write the picture to ``path`` atomically (nothing half-written); the format comes from the suffix
-        (``.png``, ``.svg``, ``.pdf``, ``.dot``) unless given. Returns the path."""
+        (``.png``, ``.svg``, ``.pdf``, ``.dot``, ``.html``) unless given. Returns the path."""
         from cgraph_cli.fsutil import atomic_write
 
         target = Path(path)
@@ -981,7 +987,7 @@ class Picture:
             if suffix not in PICTURE_FORMATS:
                 raise CgraphError(
                     f"cannot tell the format from '{os.fspath(path)}'",
-                    hint="end the name in .png, .svg, .pdf or .dot, or pass --format",
+                    hint="end the name in .png, .svg, .pdf, .dot or .html, or pass --format",
                 )
             format = suffix  # type: ignore[assignment]
         assert format is not None

@@ -17,7 +17,7 @@ scale of x[i]) combined by Richardson extrapolation, with an error estimate e
 (truncation and round-off). An entry passes when |a - n| <= e + 1e-6 * |n|. Where
 the central stencil leaves the function's domain (a NaN or an infinity while
 f(x) is finite) a one-sided difference is used, and the row says so. Prints one
-table per input (analytic, numeric, its estimate, absolute and relative error)
+table of every entry checked (analytic, numeric, its estimate, absolute and relative error)
 and a summary line. Exits 0 when every entry passes and 1 when any differs.
 
 Fixed settings: --eps, --rtol or --atol (any of them) switches to the central
@@ -114,8 +114,7 @@ def check_command(
     if fmt == "json":
         out_json(report.to_data())
     else:
-        for t in report.to_rich():
-            print_rich(t)
+        print_rich(report.to_rich())
         out(report.summary)
     for w in report.warnings:
         warn(w)

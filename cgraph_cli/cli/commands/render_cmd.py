@@ -34,6 +34,11 @@ Examples:
 
   cgraph render -e 'z = (a + b) * (b + c)' --no-values -o z.pdf
 
+An interactive page (one self-contained file: pan, zoom, a node's full value and gradient, and a stepper
+through the forward and backward passes):
+
+  cgraph render examples/lecture.cg --at a=-1,b=3,c=4 -o lecture.html
+
 Step by step (one frame per forward and backward step, or an animated GIF):
 
   cgraph render examples/lecture.cg --steps frames/
@@ -41,7 +46,7 @@ Step by step (one frame per forward and backward step, or an animated GIF):
   cgraph render examples/lecture.cg --steps lecture.gif
 """
 
-FORMATS = ("png", "svg", "pdf", "dot")
+FORMATS = ("png", "svg", "pdf", "dot", "html")
 MAX_STEP_WORK = 80_000  # nodes × frames for --steps: about 200 nodes (two frames per node)
 _FRAME = re.compile(r"\d{3,}-(forward|backward)-[A-Za-z0-9_]+\.(png|svg)\Z")
 
@@ -65,7 +70,11 @@ def render_command(
         None, "-o", "--output", metavar="OUT", help="Output file (default: FILE's stem + .png here; '-' for stdout)."
     ),
     fmt: Optional[str] = typer.Option(
-        None, "--format", "-f", metavar="png|svg|pdf|dot", help="png, svg, pdf or dot (default: from -o, else png)."
+        None,
+        "--format",
+        "-f",
+        metavar="png|svg|pdf|dot|html",
+        help="png, svg, pdf, dot or html (an interactive page; default: from -o, else png).",
     ),
     of: Optional[str] = PARAM["of"],
     rankdir: str = typer.Option(
@@ -137,14 +146,15 @@ def render_command(
             if fmt is None:
                 raise CgraphError(
                     f"cannot tell the format from '{output}'",
-                    hint="end the name in .png, .svg, .pdf or .dot, or pass --format",
+                    hint="end the name in .png, .svg, .pdf, .dot or .html, or pass --format",
                 )
     if target == "-" and fmt in ("png", "pdf") and sys.stdout.isatty():  # as curl does: no binary on a terminal
         raise CgraphError(
             f"-o - would write a binary {fmt.upper()} image to the terminal",
             hint=f"redirect it (cgraph render ... -o - > picture.{fmt}), give a file name with -o, or use --format svg",
         )
-    data = picture.render(fmt)  # type: ignore[arg-type]
+    title = file if file not in (None, "-") and expr is None else picture.graph.source.filename  # as the user wrote it
+    data = picture.render(fmt, title=title)  # type: ignore[arg-type]
     if target == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
