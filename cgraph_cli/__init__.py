@@ -10,17 +10,42 @@ The names below are the public API (:mod:`cgraph_cli.api`); they are loaded on f
 ``%load_ext cgraph_cli`` in a notebook adds the ``%%cgraph`` cell magic.
 """
 
-from __future__ import annotations
+import _signal
+import sys as _sys
 
-from cgraph_cli import early
 
-early.install()  # first: Ctrl-C while the cgraph program loads is a quiet exit 130 (the program only)
+def _interrupted_early(signum, frame) -> None:
+    """Ctrl-C while the cgraph program is still loading: a quiet exit 130 (nothing is written yet)."""
+    import os
 
-from typing import TYPE_CHECKING, Any  # noqa: E402
+    os._exit(130)
+
+
+def _is_program() -> bool:
+    """Whether this process is the cgraph program (its console script or ``python -m cgraph_cli``)."""
+    argv = list(getattr(_sys, "orig_argv", ()))  # python -m cgraph_cli: the package loads before its __main__
+    if "-m" in argv[:-1] and argv[argv.index("-m") + 1] == "cgraph_cli" or "-mcgraph_cli" in argv:
+        return True
+    main = _sys.modules.get("__main__")
+    name = str(getattr(main, "__file__", None) or "").replace("\\", "/").rsplit("/", 1)[-1]
+    return name.removesuffix(".exe") == "cgraph"
+
+
+# Ctrl-C in the first milliseconds, while the program loads (before main() runs), must end as it does later
+# (exit 130, no message) and not with Python's traceback: the handler goes in first, before any other import
+# of the package. Only for the cgraph program itself, never in a program that imports cgraph_cli; the
+# command line (cli/entry.py) hands Ctrl-C back to Python once the command runs.
+if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler and _is_program():
+    _signal.signal(_signal.SIGINT, _interrupted_early)
+
+
+import typing as _typing  # noqa: E402
 
 from cgraph_cli.version import __version__  # noqa: E402
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:  # for type checkers and editors: the names as they are loaded below
+    from typing import Any
+
     from cgraph_cli.api import (
         CgraphError,
         CheckReport,
@@ -56,7 +81,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     """The API's names, imported from :mod:`cgraph_cli.api` when first asked for."""
     if name in __all__:
         from cgraph_cli import api
@@ -67,11 +92,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'cgraph_cli' has no attribute {name!r}")
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+def __dir__() -> "list[str]":
+    return sorted(__all__)
 
 
-def load_ipython_extension(ipython: Any) -> None:
+def load_ipython_extension(ipython: "Any") -> None:
     """``%load_ext cgraph_cli``: adds the ``%%cgraph`` cell magic, which evaluates the cell's program at the
     values of its ``--at`` (as the command line reads them) and shows the table and the annotated graph::
 
