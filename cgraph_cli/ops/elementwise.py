@@ -30,7 +30,7 @@ def _sigmoid(x):
     return np.exp(-np.logaddexp(0.0, -x))
 
 
-def unary(name, fwd, vjp, local, *, glyph=None, kernel=Kernel.NP, also=(), **kw) -> Op:
+def unary(name, fwd, vjp, local, *, doc: str, glyph=None, kernel=Kernel.NP, also=(), **kw) -> Op:
     """A one-operand function called by its own name (and by the names in ``also``); its JVP is its VJP
     with the tangent in place of g (``Derive.ELEMENTWISE``: the VJP is ``g ⊙ f'(x)``)."""
     return Op(
@@ -41,7 +41,7 @@ def unary(name, fwd, vjp, local, *, glyph=None, kernel=Kernel.NP, also=(), **kw)
         1,
         glyph or name,
         jvp=Derive.ELEMENTWISE,
-        calls=tuple(Call(n) for n in (name, *also)),
+        calls=tuple(Call(n, doc=doc) for n in (name, *also)),
         local=local,
         elementwise=True,
         rows=ROWWISE,
@@ -361,7 +361,7 @@ def _extreme(name: str, which: str, f, lower: Lower) -> Op:
         which,
         jvp=_extreme_jvp,
         call=which,
-        calls=(Call(which, 2, None),),
+        calls=(Call(which, 2, None, doc=f"the {which}imum of the operands, entry by entry"),),
         commutative=True,
         local=lambda k, L, A, at, sh: _extreme_local(which, k, L, A),
         elementwise=True,
@@ -498,6 +498,7 @@ RECORDS = [
         kernel=Kernel.NP1,
         complex_step=True,
         lower=same_everywhere("exp", "Exp"),
+        doc="e to the x",
     ),
     unary(
         "log",
@@ -511,6 +512,7 @@ RECORDS = [
         domain=(0.2, 3.0),
         complex_step=True,
         lower=same_everywhere("log", "Log"),
+        doc="natural logarithm",
     ),
     unary(
         "sqrt",
@@ -529,6 +531,7 @@ RECORDS = [
         domain=(0.2, 3.0),
         complex_step=True,
         lower=same_everywhere("sqrt", "Sqrt"),
+        doc="square root",
     ),
     unary(
         "abs",
@@ -551,6 +554,7 @@ RECORDS = [
             torch=Code("torch.abs({0})"),
             onnx="Abs",
         ),
+        doc="absolute value",
     ),
     unary(
         "sin",
@@ -560,6 +564,7 @@ RECORDS = [
         kernel=Kernel.SIN,
         complex_step=True,
         lower=same_everywhere("sin", "Sin"),
+        doc="sine",
     ),
     unary(
         "cos",
@@ -569,6 +574,7 @@ RECORDS = [
         kernel=Kernel.COS,
         complex_step=True,
         lower=same_everywhere("cos", "Cos"),
+        doc="cosine",
     ),
     unary(
         "tan",
@@ -584,6 +590,7 @@ RECORDS = [
             # onnxruntime runs ONNX's Tan on float32 only
             onnx=lambda site: site.node("Div", [site.node("Sin", site.xs), site.node("Cos", site.xs)]),
         ),
+        doc="tangent",
     ),
     unary(
         "tanh",
@@ -593,6 +600,7 @@ RECORDS = [
         kernel=Kernel.NP1,
         complex_step=True,
         lower=same_everywhere("tanh", "Tanh"),
+        doc="hyperbolic tangent",
     ),
     unary(
         "sigmoid",
@@ -607,6 +615,7 @@ RECORDS = [
             torch=Code("torch.sigmoid({0})"),
             onnx=_sigmoid_onnx,
         ),
+        doc="1 / (1 + exp(-x))",
     ),
     unary(
         "relu",
@@ -628,6 +637,7 @@ RECORDS = [
             torch=Code("torch.relu({0})"),
             onnx="Relu",
         ),
+        doc="max(x, 0)",
     ),
     unary(
         "softplus",
@@ -643,6 +653,7 @@ RECORDS = [
             ),
             onnx=_softplus_onnx,
         ),
+        doc="log(1 + exp(x))",
     ),
     unary(
         "square",
@@ -656,6 +667,7 @@ RECORDS = [
             torch=Code("torch.square({0})"),
             onnx=lambda s: s.node("Mul", [s.xs[0], s.xs[0]]),
         ),
+        doc="x^2",
     ),
     _extreme("maximum", "max", np.maximum, _extreme_lower("maximum", "amax", "Max")),
     _extreme("minimum", "min", np.minimum, _extreme_lower("minimum", "amin", "Min")),
@@ -667,7 +679,7 @@ RECORDS = [
         2,
         "atan2",
         jvp=Derive.ELEMENTWISE,
-        calls=(Call("atan2", 2, 2),),
+        calls=(Call("atan2", 2, 2, doc="the angle of the point (x, y), in (-π, π]"),),
         ports=("y", "x"),
         local=_atan2_local,
         elementwise=True,
@@ -693,6 +705,7 @@ RECORDS = [
             "sign jumps at 0 (cgraph takes its derivative as 0 everywhere, as PyTorch)",
         ),
         lower=same_everywhere("sign", "Sign"),
+        doc="-1, 0 or 1",
     ),
     unary(
         "sinh",
@@ -702,6 +715,7 @@ RECORDS = [
         kernel=Kernel.NP1,
         complex_step=True,
         lower=Lower(array=Code("{m}.sinh({0})"), torch=Code("torch.sinh({0})"), onnx=_sinh_onnx),
+        doc="hyperbolic sine",
     ),
     unary(
         "cosh",
@@ -711,6 +725,7 @@ RECORDS = [
         kernel=Kernel.NP1,
         complex_step=True,
         lower=Lower(array=Code("{m}.cosh({0})"), torch=Code("torch.cosh({0})"), onnx=_cosh_onnx),
+        doc="hyperbolic cosine",
     ),
     unary(
         "asin",
@@ -723,6 +738,7 @@ RECORDS = [
         domain=(-0.9, 0.9),
         complex_step=True,
         lower=Lower(array=Code("{m}.arcsin({0})"), torch=Code("torch.asin({0})"), onnx=_asin_onnx),
+        doc="inverse sine",
     ),
     unary(
         "acos",
@@ -735,6 +751,7 @@ RECORDS = [
         domain=(-0.9, 0.9),
         complex_step=True,
         lower=Lower(array=Code("{m}.arccos({0})"), torch=Code("torch.acos({0})"), onnx=_acos_onnx),
+        doc="inverse cosine",
     ),
     unary(
         "atan",
@@ -746,6 +763,7 @@ RECORDS = [
         lower=Lower(
             array=Code("{m}.arctan({0})"), torch=Code("torch.atan({0})"), onnx=lambda site: atan_onnx(site, site.xs[0])
         ),
+        doc="inverse tangent",
     ),
     unary(
         "log1p",
@@ -764,6 +782,7 @@ RECORDS = [
             torch=Code("torch.log1p({0})"),
             onnx=lambda site: _log1p_onnx(site, site.xs[0]),
         ),
+        doc="log(1 + x), exact for small x",
     ),
     unary(
         "expm1",
@@ -777,6 +796,7 @@ RECORDS = [
             torch=Code("torch.expm1({0})"),
             onnx=lambda site: _expm1_onnx(site, site.xs[0]),
         ),
+        doc="exp(x) - 1, exact for small x",
     ),
     unary(
         "erf",
@@ -790,6 +810,7 @@ RECORDS = [
             torch=Code("torch.erf({0})"),
             onnx=_no_erf_onnx,
         ),
+        doc="the error function",
     ),
     Op(
         "logaddexp",
@@ -799,7 +820,7 @@ RECORDS = [
         2,
         "logaddexp",
         jvp=Derive.ELEMENTWISE,
-        calls=(Call("logaddexp", 2, 2),),
+        calls=(Call("logaddexp", 2, 2, doc="log(exp(a) + exp(b)), without overflow"),),
         commutative=True,
         local=lambda k, L, A, at, sh: call("exp", f"{L[k]} - {A}"),
         elementwise=True,
@@ -831,7 +852,7 @@ RECORDS = [
         3,
         "where",
         jvp=Derive.ELEMENTWISE,
-        calls=(Call("where", 3, 3),),
+        calls=(Call("where", 3, 3, doc="then where cond ≠ 0, else elsewhere (cond: a mask such as a < b)"),),
         ports=("cond", "then", "else"),
         local=lambda k, L, A, at, sh: ["0", f"[{L[0]} ≠ 0]", f"[{L[0]} = 0]"][k],
         elementwise=True,
@@ -847,7 +868,7 @@ RECORDS = [
         3,
         "clip",
         jvp=Derive.ELEMENTWISE,
-        calls=(Call("clip", 3, 3),),
+        calls=(Call("clip", 3, 3, doc="x limited to [lo, hi]: min(max(x, lo), hi)"),),
         ports=("x", "lo", "hi"),
         local=_clip_local,
         elementwise=True,
