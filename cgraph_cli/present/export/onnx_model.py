@@ -15,10 +15,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from cgraph_cli import __version__
 from cgraph_cli.ops import OPS
 from cgraph_cli.ops.core import NoEquivalent
 from cgraph_cli.present.export.plan import Plan, no_equivalent
+from cgraph_cli.version import __version__
 
 OPSET = 18
 IR_VERSION = 8  # the IR version that goes with opset 18 (onnxruntime 1.14 and later read it)
