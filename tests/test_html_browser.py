@@ -18,9 +18,7 @@ from tests import browser
 from tests.conftest import ROOT, run_inproc
 from tests.test_html_page import EVIL, evil_program
 
-WHY = browser.why_not()
-if WHY:
-    print(f"\ntests/test_html_browser.py: skipped: {WHY}")
+WHY = browser.why_not()  # tests/conftest.py prints it at the end of a run that skipped these tests
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(WHY is not None, reason=f"no headless browser: {WHY}")]
 
 
