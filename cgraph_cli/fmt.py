@@ -241,15 +241,39 @@ def fmt_index(idx: tuple) -> str:
             a = "" if i.start is None else str(i.start)
             b = "" if i.stop is None else str(i.stop)
             parts.append(f"{a}:{b}" + ("" if i.step is None else f":{i.step}"))
+        elif i is Ellipsis:
+            parts.append("...")
+        elif i is None:
+            parts.append("None")
+        elif isinstance(i, np.ndarray):  # integer-array indexing: the list as written
+            parts.append(str(i.tolist()))
         else:
             parts.append(str(i))
     return "[" + ", ".join(parts) + "]"
 
 
+def fmt_keyword(v: Any) -> str:
+    """A keyword argument's static value as the language writes it: ``true``, ``inf``, ``(0, 1)``, ``2``."""
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, tuple):
+        return fmt_shape(v)
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if v.is_integer():
+            return str(int(v))
+    return str(v)
+
+
 def fmt_attr(v: Any) -> str:
     """An op attribute: an index, a shape, or the value as it prints."""
-    if isinstance(v, tuple) and any(isinstance(x, slice) for x in v):
+    if isinstance(v, tuple) and any(isinstance(x, slice) or x is None or x is Ellipsis for x in v):
         return fmt_index(v)
+    if isinstance(v, tuple) and any(isinstance(x, np.ndarray) for x in v):
+        return fmt_index(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
     if isinstance(v, tuple):
         return fmt_shape(v)
     return str(v)

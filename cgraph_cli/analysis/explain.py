@@ -479,6 +479,17 @@ def step_text(ex: Explanation, phase: str, k: int) -> str:
     return forward_text(ex.forward[k]) if phase == "forward" else backward_text(ex, ex.backward[k])
 
 
+def step_lines(ex: Explanation, phase: str, k: int) -> list[str]:
+    """Step ``k`` of ``phase`` as ``explain`` writes it (its chain rule, shapes, 'where' and 'note' lines), without
+    the two spaces that indent every step in ``explain``'s output: the node panel of the interactive page."""
+    if phase == "forward":
+        rows = [_forward_line(ex.forward[k])]
+    else:
+        main, extra = _backward_lines(ex, ex.backward[k])
+        rows = main + extra
+    return [_plain(row)[2:] if _plain(row).startswith("  ") else _plain(row) for row in rows]
+
+
 def to_text(ex: Explanation) -> str:
     """Plain text (exactly predictable: used when stdout is not a terminal)."""
     return "\n".join("".join(s for s, _ in line) for line in lines(ex)) + "\n"

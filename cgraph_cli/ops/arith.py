@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cgraph_cli.fmt import fmt_number, fmt_shape
-from cgraph_cli.ops.core import ROWWISE, Call, Kernel, Op, Rows, broadcast_shape, same_shape
+from cgraph_cli.ops.core import ROWWISE, Call, Derive, Kernel, Op, Rows, broadcast_shape, same_shape
 from cgraph_cli.ops.text import call, paren, transposed
 
 # -- pow ---------------------------------------------------------------------------------
@@ -152,6 +152,7 @@ RECORDS = [
         same_shape,
         1,
         "=",
+        jvp=Derive.LINEAR,
         formula=lambda L, at: L[0],
         local=_one,
         elementwise=True,
@@ -166,6 +167,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "+",
+        jvp=Derive.LINEAR,
         infix="+",
         commutative=True,
         local=_one,
@@ -182,6 +184,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "−",
+        jvp=Derive.LINEAR,
         infix="-",
         ports=("+", "−"),
         paren_second=True,
@@ -199,6 +202,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "×",
+        jvp=Derive.BILINEAR,
         infix="*",
         commutative=True,
         local=lambda k, L, A, at, sh: L[1 - k],
@@ -215,6 +219,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "/",
+        jvp=Derive.ELEMENTWISE,
         infix="/",
         ports=("num", "den"),
         paren_second=True,
@@ -235,6 +240,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "^",
+        jvp=Derive.ELEMENTWISE,
         infix="^",
         calls=(Call("pow", 2, 2),),
         ports=("base", "exp"),
@@ -256,6 +262,7 @@ RECORDS = [
         matmul_shape,
         2,
         "@",
+        jvp=Derive.BILINEAR,
         infix="@",
         calls=(Call("dot", 2, 2, scalar_op="mul"),),
         ports=("A", "B"),
@@ -271,6 +278,7 @@ RECORDS = [
         same_shape,
         1,
         "−",
+        jvp=Derive.LINEAR,
         formula=lambda L, at: f"-{paren(L[0])}",
         paren_first=True,
         local=lambda k, L, A, at, sh: "-1",

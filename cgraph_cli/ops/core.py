@@ -1,7 +1,8 @@
 """What an op record is, and the shape rules and helpers the records share.
 
 An :class:`Op` is everything cgraph knows about one operation, in one place: how it computes
-(``fwd``), its vector-Jacobian product per operand (``vjp``), its shape rule, how the language
+(``fwd``), its vector-Jacobian product per operand (``vjp``), its Jacobian-vector product (``jvp``,
+forward mode), its shape rule, how the language
 spells it, how it runs on rows of scalars and in the engine's Python-float loop, where it has a
 kink and what cgraph takes there, why it may produce a non-finite number, and how ``explain``,
 the ``--steps`` captions and the pictures write it. Every other module reads these records and
@@ -21,6 +22,7 @@ from cgraph_cli.fmt import fmt_index, fmt_shape
 Shape = tuple[int, ...]
 ShapeRule = Callable[..., Shape]
 Vjp = Callable[..., Any]  # vjp(g, ans, *operands, **attrs) -> g · ∂ans/∂operand
+Jvp = Callable[..., Any]  # jvp(ts, ans, *operands, **attrs) -> Σ_k ∂ans/∂operand_k · ts[k] (ts[k] None: zero)
 # text templates: operand labels L, the node's own label A, attrs, operand shapes then the node's shape
 LocalText = Callable[[int, list[str], str, dict, list[Shape]], str]
 VjpText = Callable[[int, str, list[str], str, dict, list[Shape]], tuple[str, "str | None"]]
@@ -48,6 +50,27 @@ class Kernel(enum.IntEnum):
     RELU = 12
     NP1 = 13
     NP = 14
+
+
+class Derive(enum.Enum):
+    """How an op's Jacobian-vector product (forward mode) follows from facts its record already holds,
+    where that is exact and cheap (the rest give ``jvp`` as a function of their own).
+
+    ``LINEAR``: the op is linear in its operands taken together (``add``, ``sum``, ``reshape``,
+    ``index``, ``stack``, ``cumsum`` ...), so its JVP is the op itself applied to the tangents
+    (HIPS autograd's ``def_linear``). ``BILINEAR``: linear in each operand separately (``mul``,
+    ``matmul``): the product rule, the op applied with one operand replaced by its tangent, summed over
+    the operands. ``ELEMENTWISE``: an elementwise op whose VJP of operand k is ``g ⊙ ∂f/∂x_k`` (linear
+    in ``g``, entry by entry): the JVP is the sum of those VJPs with the tangent broadcast to the
+    result in place of ``g``, so kinks and special points follow the VJP's convention exactly.
+    ``REDUCTION``: a reduction over ``axis`` (with ``keepdims``) whose VJP is the upstream gradient
+    spread back over the reduced axes times a local factor ``L(x)`` (``max``, ``logsumexp``, ``norm``,
+    ``prod``, ``var`` ...): the JVP is ``Σ t ⊙ L(x)`` over those axes, ``L`` being the VJP of ones."""
+
+    LINEAR = "linear"
+    BILINEAR = "bilinear"
+    ELEMENTWISE = "elementwise"
+    REDUCTION = "reduction"
 
 
 @dataclass(frozen=True)
@@ -104,6 +127,7 @@ class Op:
     shape: ShapeRule
     arity: int | None  # None: variadic
     glyph: str  # the symbol in pictures and listings ("+", "×", "exp", "σ")
+    jvp: Jvp | Derive | None = None  # forward mode: a rule of its own, or how it follows from the record
     # -- how it is written
     infix: str | None = None  # the operator of an infix formula ("+", "*", "^"); None: a call
     call: str | None = None  # the function name in formulas (default: the op's name)
@@ -180,6 +204,42 @@ class Op:
             return self.rows.vjp[k]
         return self.vjp_for(k)
 
+    def tangent(self, ts: list[Any], ans: Any, args: list[Any], attrs: dict | None = None) -> Any:
+        """The JVP: ``Σ_k ∂ans/∂args[k] · ts[k]``, the result's tangent (shape of ``ans``), where ``ts[k]``
+        is operand k's tangent (None: zero). None when every tangent is None (no direction reaches it)."""
+        if all(t is None for t in ts):
+            return None
+        attrs = attrs or {}
+        rule = self.jvp
+        shape = np.shape(ans)
+        if rule is None:
+            raise KeyError(f"op '{self.name}' has no JVP rule")
+        if rule is Derive.LINEAR:
+            out = self.fwd(*[np.zeros_like(x) if t is None else t for t, x in zip(ts, args)], **attrs)
+        elif rule is Derive.BILINEAR:
+            out = None
+            for k, t in enumerate(ts):
+                if t is not None:
+                    term = self.fwd(*args[:k], t, *args[k + 1 :], **attrs)
+                    out = term if out is None else out + term
+        elif rule is Derive.ELEMENTWISE:
+            out = None
+            for k, t in enumerate(ts):
+                if t is not None:
+                    term = self.vjps([k], np.broadcast_to(t, shape), ans, args, attrs)[0]
+                    if term is not None:
+                        out = term if out is None else out + term
+            if out is None:
+                return None
+        elif rule is Derive.REDUCTION:
+            local = self.vjps([0], np.ones(shape, dtype=np.result_type(ts[0])), ans, args, attrs)[0]
+            out = np.sum(ts[0] * local, axis=attrs.get("axis"), keepdims=attrs.get("keepdims", False))
+        else:
+            out = rule(ts, ans, *args, **attrs)
+        if np.shape(out) != shape:
+            out = np.array(np.broadcast_to(out, shape))
+        return out
+
     @property
     def fname(self) -> str:
         """The op's name in formulas."""
@@ -209,15 +269,72 @@ def norm_axis(axis: int | None, ndim: int) -> int | None:
     return axis % ndim
 
 
-def reduce_shape(shapes: list[Shape], axis: int | None = None, **_: Any) -> Shape:
+def norm_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...] | None:
+    """An ``axis=`` attribute (None, an int or a tuple of ints, negative from the end) as sorted axes
+    counted from 0 (None: every axis). An axis on a 0-d value is out of range (numpy's rule)."""
+    if axis is None:
+        return None
+    if isinstance(axis, tuple):
+        axes = tuple(norm_axis(a, ndim) for a in axis)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"axis {fmt_shape(axis)} names an axis twice")
+        return tuple(sorted(axes))  # type: ignore[arg-type]
+    return (norm_axis(axis, ndim),)  # type: ignore[return-value]
+
+
+def reduce_shape(shapes: list[Shape], axis=None, keepdims: bool = False, **_: Any) -> Shape:
     s = shapes[0]
-    ax = norm_axis(axis, len(s))
-    if ax is None:
-        return ()
-    return s[:ax] + s[ax + 1 :]
+    axes = norm_axes(axis, len(s))
+    if axes is None:
+        axes = tuple(range(len(s)))
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(s))
+    return tuple(d for i, d in enumerate(s) if i not in axes)
+
+
+def reduced_count(shape: Shape, axis=None) -> int:
+    """How many entries a reduction over ``axis`` combines into each entry of its result."""
+    axes = norm_axes(axis, len(shape))
+    if axes is None:
+        return int(np.prod(shape, dtype=np.int64))
+    return int(np.prod([shape[a] for a in axes], dtype=np.int64))
+
+
+def index_problem(shape: Shape, idx: tuple) -> tuple[int | None, str] | None:
+    """Why the index ``idx`` (ints, slices, ``None``, ``...``, integer arrays) does not fit ``shape``: the position
+    of the subscript at fault and the message; None when it fits."""
+    ndim = len(shape)
+    ellipses = [k for k, i in enumerate(idx) if i is Ellipsis]
+    if len(ellipses) > 1:
+        return ellipses[1], "an index can have only one '...'"
+    takes = [k for k, i in enumerate(idx) if i is not None and i is not Ellipsis]  # each takes one axis
+    if len(takes) > ndim:
+        return takes[ndim], (
+            f"too many indices: {len(takes)} for a value of shape {fmt_shape(shape)} "
+            f"({ndim} dimension{'s' * (ndim != 1)})"
+        )
+    axis = 0
+    for k, i in enumerate(idx):
+        if i is Ellipsis:
+            axis += ndim - len(takes)
+            continue
+        if i is None:
+            continue
+        size = shape[axis]
+        if isinstance(i, np.ndarray):
+            bad = i[(i >= size) | (i < -size)]
+            if bad.size:
+                return k, f"index {int(bad.flat[0])} is out of range for axis {axis} of size {size}"
+        elif not isinstance(i, slice) and not -size <= i < size:
+            return k, f"index {i} is out of range for axis {axis} of size {size}"
+        axis += 1
+    return None
 
 
 def index_shape(shapes: list[Shape], idx: tuple = (), **_: Any) -> Shape:
+    problem = index_problem(shapes[0], idx)
+    if problem is not None:
+        raise ValueError(problem[1])
     probe = np.broadcast_to(np.empty((), dtype=np.int8), shapes[0])  # no allocation
     try:
         return probe[idx].shape
@@ -228,11 +345,23 @@ def index_shape(shapes: list[Shape], idx: tuple = (), **_: Any) -> Shape:
 # -- helpers shared by the records -------------------------------------------------------
 
 
-def expand_reduced(g, shape: Shape, axis: int | None):
-    """Broadcast the gradient of a reduction back to the operand's shape."""
-    if axis is not None and len(shape) > 0:
-        g = np.expand_dims(g, axis % len(shape))
+def expand_reduced(g, shape: Shape, axis=None, keepdims: bool = False):
+    """Broadcast the gradient (or value) of a reduction over ``axis`` back to the operand's shape."""
+    axes = norm_axes(axis, len(shape))
+    if axes is not None and axes and not keepdims:
+        g = np.expand_dims(g, axes)
+    elif axes is None and keepdims:
+        g = np.reshape(g, ())
     return np.broadcast_to(g, shape)
+
+
+def keep(v, shape: Shape, axis=None):
+    """The result of a reduction over ``axis`` with its reduced axes kept (length 1), whether or not
+    it was computed with ``keepdims``: the form that broadcasts against the operand."""
+    axes = norm_axes(axis, len(shape))
+    if axes is None:
+        return np.reshape(v, (1,) * len(shape))
+    return np.reshape(v, tuple(1 if i in axes else d for i, d in enumerate(shape)))
 
 
 def near_zero(x: Any, eps: float) -> bool:
