@@ -575,6 +575,15 @@ def test_generated_code_passes_ruff(prog, target, tmp_path):
         assert rr.returncode == 0, rr.stdout + rr.stderr + out.read_text()
 
 
+@pytest.mark.parametrize(
+    "text,values",
+    [("input a = 1\nt = 0.5", {}), ("input a = 1\nt = [1, 2] @ [3, 4]", {}), ("z = a", {"a": 2.0})],
+    ids=["constant", "folded", "input"],
+)
+def test_an_output_that_is_a_constant_or_an_input(text, values, engines, tmp_path):
+    verify(request_for(text, values), engines, tmp_path)
+
+
 def test_renamed_inputs_still_compute(engines, tmp_path):
     req = request_for("input lambda = 1, l = 2, np = 3, f = 4\nz = lambda * l + np * f", {})
     verify(req, engines, tmp_path)

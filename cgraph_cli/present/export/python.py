@@ -116,7 +116,10 @@ def module(plan: Plan, target_name: str, source_name: str) -> str:
             notes.append(code.note)
         operand[i] = plan.ident[i]
         body += _assign(plan.ident[i], expr, plan.comment(i), INDENT)
-    body.append(f"{INDENT}return {plan.ident[plan.out]}")
+    result = operand[plan.out]
+    if plan.out in plan.consts:  # a constant output: an array all the same (differentiable: zero gradients)
+        result = t.convert(result)
+    body.append(f"{INDENT}return {result}")
 
     params = _params(plan, t)
     defaults = _defaults(plan, t)
