@@ -18,8 +18,9 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import Sequence
 
-from cgraph_cli.run.request import COMMON_OPTIONS, Options, OptionSpec, check_choice
+from cgraph_cli.run.request import COMMON_OPTIONS, DERIVATIVE_OPTIONS, Options, OptionSpec, check_choice
 
 FORMATS = ("table", "json", "csv")
 EVAL_OPTIONS: tuple[OptionSpec, ...] = (
@@ -34,8 +35,9 @@ EVAL_OPTIONS: tuple[OptionSpec, ...] = (
         "CSV of points (header = input names): one output row per point.",
     ),
     OptionSpec("strict", ("--strict",), "flag", False, None, "Exit 1 when a value or gradient is not finite."),
-)
-"""``eval``'s own options; with :data:`cgraph_cli.run.request.COMMON_OPTIONS`, all that the fast parser reads.
+) + DERIVATIVE_OPTIONS
+"""``eval``'s own options (and how to differentiate, :data:`cgraph_cli.run.request.DERIVATIVE_OPTIONS`); with
+:data:`cgraph_cli.run.request.COMMON_OPTIONS`, all that the fast parser reads.
 ``commands/eval_cmd.py`` declares them to Typer from this table."""
 EVAL_OPTION = {spec.key: spec for spec in EVAL_OPTIONS}
 _BY_FLAG: dict[str, OptionSpec] = {flag: spec for spec in COMMON_OPTIONS + EVAL_OPTIONS for flag in spec.flags}
@@ -51,6 +53,16 @@ class EvalArgs:
     all_nodes: bool = EVAL_OPTION["all_nodes"].default
     batch: str | None = EVAL_OPTION["batch"].default
     strict: bool = EVAL_OPTION["strict"].default
+    mode: str | None = EVAL_OPTION["mode"].default
+    tangent: Sequence[str] | None = EVAL_OPTION["tangent"].default
+    cotangent: str | None = EVAL_OPTION["cotangent"].default
+    jacobian: bool = EVAL_OPTION["jacobian"].default
+
+    @property
+    def derivatives(self):
+        from cgraph_cli.run.derivatives import Derivatives
+
+        return Derivatives(self.mode, self.tangent or (), self.cotangent, self.jacobian)
 
 
 def parse_eval_args(argv: list[str]) -> EvalArgs | None:
@@ -126,12 +138,24 @@ def run_eval(args: EvalArgs) -> int:
             "--batch writes CSV (one row per point); it cannot be combined with "
             + ("--format json" if args.fmt == "json" else "--all")
         )
+    deriv = args.derivatives
+    if args.batch is not None and deriv.given:
+        raise CgraphError(
+            "--batch gives each point's gradient; it cannot be combined with --mode, --tangent, --cotangent or"
+            " --jacobian"
+        )
+    deriv.check()
     request = args.options.build()
     if args.batch is not None:
         from cgraph_cli.run.batch import run_request
 
         return run_request(request, args.batch, strict=args.strict)
-    result = request.run()
+    if deriv.given or (args.options.at_file is not None and "cotangent" in request.values):
+        from cgraph_cli.run.derivatives import run as run_derivatives
+
+        result = run_derivatives(request, deriv)
+    else:
+        result = request.run()
     from cgraph_cli.present import tables as present
 
     try:

@@ -101,6 +101,7 @@ class Result:
     tangents: list[Any] | None = None  # forward mode: every node's tangent
     direction: dict[str, Any] | None = None  # forward mode: each input's tangent
     cotangent: Any = None  # mode "cotangent": the output's cotangent v
+    jacobian: Any = None  # mode "jacobian": the Jacobian (engine.forward_mode.Jacobian)
 
     @property
     def jvp(self) -> Any:
@@ -132,6 +133,9 @@ def check_scalar_output(g: Graph, out: int, shape: tuple) -> None:
         raise CgraphError(
             f"output '{name}' has shape {fmt_shape(shape)}; only a scalar can be differentiated",
             g.spans[out],
-            hint=f"differentiate a scalar such as sum({name}) or mean({name})",
+            hint=(
+                f"differentiate a scalar such as sum({name}) or mean({name}); or, with cgraph eval, ask for the"
+                f" Jacobian (--jacobian) or a vector-Jacobian product (--cotangent V, V of shape {fmt_shape(shape)})"
+            ),
             source=g.source,
         )
