@@ -300,7 +300,41 @@ def reduced_count(shape: Shape, axis=None) -> int:
     return int(np.prod([shape[a] for a in axes], dtype=np.int64))
 
 
+def index_problem(shape: Shape, idx: tuple) -> tuple[int | None, str] | None:
+    """Why the index ``idx`` (ints, slices, ``None``, ``...``, integer arrays) does not fit ``shape``: the position
+    of the subscript at fault and the message; None when it fits."""
+    ndim = len(shape)
+    ellipses = [k for k, i in enumerate(idx) if i is Ellipsis]
+    if len(ellipses) > 1:
+        return ellipses[1], "an index can have only one '...'"
+    takes = [k for k, i in enumerate(idx) if i is not None and i is not Ellipsis]  # each takes one axis
+    if len(takes) > ndim:
+        return takes[ndim], (
+            f"too many indices: {len(takes)} for a value of shape {fmt_shape(shape)} "
+            f"({ndim} dimension{'s' * (ndim != 1)})"
+        )
+    axis = 0
+    for k, i in enumerate(idx):
+        if i is Ellipsis:
+            axis += ndim - len(takes)
+            continue
+        if i is None:
+            continue
+        size = shape[axis]
+        if isinstance(i, np.ndarray):
+            bad = i[(i >= size) | (i < -size)]
+            if bad.size:
+                return k, f"index {int(bad.flat[0])} is out of range for axis {axis} of size {size}"
+        elif not isinstance(i, slice) and not -size <= i < size:
+            return k, f"index {i} is out of range for axis {axis} of size {size}"
+        axis += 1
+    return None
+
+
 def index_shape(shapes: list[Shape], idx: tuple = (), **_: Any) -> Shape:
+    problem = index_problem(shapes[0], idx)
+    if problem is not None:
+        raise ValueError(problem[1])
     probe = np.broadcast_to(np.empty((), dtype=np.int8), shapes[0])  # no allocation
     try:
         return probe[idx].shape

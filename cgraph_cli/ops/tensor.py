@@ -239,8 +239,13 @@ def outer_shape(shapes, **_):
 
 
 def _index_vjp(g, ans, x, idx=()):
+    """The gradient placed where the entries came from; an entry picked several times (``x[[0, 0]]``, integer
+    arrays) gets the sum of its gradients (scatter-add)."""
     out = np.zeros(np.shape(x), dtype=np.result_type(g, x))
-    out[idx] = g
+    if any(isinstance(i, np.ndarray) for i in idx):
+        np.add.at(out, idx, g)
+    else:
+        out[idx] = g  # basic indexing picks each entry at most once
     return out
 
 
