@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -33,7 +33,14 @@ CHUNK_ROWS = 1 << 16
 _READ_BYTES = 1 << 22
 
 
-def run_request(request: Request, batch_path: str, *, out: Any = None, strict: bool = False) -> int:
+def run_request(
+    request: Request,
+    batch_path: str,
+    *,
+    out: Any = None,
+    strict: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> int:
     """``eval --batch``: :func:`run_batch` with the program, ``--at`` values and settings of ``request``."""
     return run_batch(
         request.source,
@@ -46,6 +53,7 @@ def run_request(request: Request, batch_path: str, *, out: Any = None, strict: b
         max_memory=request.max_memory,
         use_cache=request.use_cache,
         strict=strict,
+        warn=warn,
     )
 
 
@@ -61,11 +69,13 @@ def run_batch(
     max_memory: int | None = None,
     use_cache: bool = True,
     strict: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> int:
     """Evaluate ``source`` at every row of the CSV ``batch_path``; write CSV to ``out`` (stdout).
 
-    A warning names the first row (and its column) whose value or gradient is not finite. Returns the exit
-    code: 1 if there is such a row and ``strict`` is set (as ``eval --strict`` for one point), else 0.
+    A warning names the first row (and its column) whose value or gradient is not finite; it goes to ``warn``
+    (a line without its newline), by default to stderr. Returns the exit code: 1 if there is such a row and
+    ``strict`` is set (as ``eval --strict`` for one point), else 0.
     """
     from cgraph_cli.run.program import DTYPES, compile_program, pick_output
     from cgraph_cli.run.values import bind_inputs
@@ -113,9 +123,13 @@ def run_batch(
         if head:
             stream.write(head)
         if bad is not None:
-            sys.stderr.write(
-                f"warning: {shown}:{bad[0]}: a value or gradient is not finite (first such row; column '{bad[1]}')\n"
+            message = (
+                f"warning: {shown}:{bad[0]}: a value or gradient is not finite (first such row; column '{bad[1]}')"
             )
+            if warn is not None:
+                warn(message)
+            else:
+                sys.stderr.write(message + "\n")
     return 1 if strict and bad is not None else 0
 
 
