@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cgraph_cli.engine.forward_mode import default_direction, jacobian, jvp, vjp
-from cgraph_cli.engine.reference import Result, first_nonfinite, forward
+from cgraph_cli.engine.reference import Result, forward, nonfinite_report
 from cgraph_cli.errors import CgraphError, closest
 from cgraph_cli.fmt import fmt_shape
 from cgraph_cli.ir.graph import Graph
@@ -134,9 +134,7 @@ def run(request: Request, d: Derivatives) -> Result:
     if d.jacobian:
         vals = forward(g, inputs)
         jac = jacobian(g, vals, out, d.mode)
-        bad = []
-        fi = first_nonfinite(vals, range(len(vals)))
-        if fi is not None:
-            bad.append(("forward", fi))
-        return Result(g, vals, [None] * len(vals), out, inputs, bad, mode="jacobian", jacobian=jac)
+        none: list[Any] = [None] * len(vals)
+        bad, masks = nonfinite_report(vals, none)
+        return Result(g, vals, none, out, inputs, bad, mode="jacobian", jacobian=jac, masks=masks)
     return request.run()  # --mode reverse: the default
