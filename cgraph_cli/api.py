@@ -324,7 +324,7 @@ class Program:
         """The forward and backward passes step by step, as ``cgraph explain`` writes them.
 
         >>> print(cg.parse("z = x * y").explain(x=2, y=3).text.splitlines()[-1])
-        ∂z/∂x = ∂z/∂z · ∂z/∂x = 1 · y = 1 · 3 = 3
+          ∂z/∂x = y = 3
         """
         from cgraph_cli.analysis import explain
         from cgraph_cli.ir.graph import TooManyNodes
@@ -1034,9 +1034,11 @@ class Steps:
         self._images: dict[str, list[bytes]] = {}
 
     def __len__(self) -> int:
+        """The number of frames: one per forward step and one per backward step."""
         return len(self.frames)
 
     def __iter__(self) -> Iterator[Frame]:
+        """The frames in order: the forward steps, then the backward steps."""
         return iter(self.frames)
 
     def render(self, format: Literal["svg", "png"] = "svg") -> list[bytes]:
