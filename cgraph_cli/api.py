@@ -493,6 +493,40 @@ class Program:
         the path. ``options`` are those of :meth:`picture` and the input values."""
         return self.picture(values, **options).save(path, format=format)
 
+    # -- other engines -----------------------------------------------------------------------------
+    def export(
+        self,
+        to: str,
+        values: Mapping[str, Any] | None = None,
+        /,
+        *,
+        of: str | None = None,
+        seed: int | None = None,
+        source_name: str | None = None,
+        **inputs: Any,
+    ) -> bytes:
+        """The program for another engine (``cgraph export``): ``to`` is ``"numpy"``, ``"jax"`` or ``"torch"``
+        (a Python module's source, UTF-8) or ``"onnx"`` (a model; needs the onnx package). Given values fix
+        input shapes and become the defaults; ``source_name`` is the file named in the module's header.
+
+        >>> code = cg.parse("z = x * y").export("numpy").decode()
+        >>> "def forward(" in code
+        True
+        """
+        from cgraph_cli.present.export import TARGETS, export
+
+        check_choice(to, TARGETS, "--to")
+        request = self._with(values, inputs, of=of, seed=seed)
+        if to == "onnx":
+            import importlib.util
+
+            if importlib.util.find_spec("onnx") is None:
+                raise CgraphError("--to onnx needs the onnx package", hint="pip install onnx")
+        if source_name is None:
+            name = request.source.filename
+            source_name = name if name.startswith("<") else Path(name).name
+        return export(request, to, source_name)
+
     # -- notebook display --------------------------------------------------------------------------
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """The program's structure as SVG (PNG as a fallback) with its IR listing as text."""
