@@ -351,6 +351,7 @@ class Program:
         all_entries: bool = False,
         seed: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        modes: bool = False,
         **inputs: Any,
     ) -> CheckReport:
         """Check every gradient entry against finite differences (``cgraph check``); see its ``--help``.
@@ -358,7 +359,8 @@ class Program:
         ``wrt`` limits the check to some inputs; ``eps``/``rtol``/``atol`` switch to a fixed central
         difference; ``method="complex"`` takes the complex-step derivative; an input of more than 1000
         entries is checked at 1000 random ones unless ``samples`` or ``all_entries`` says otherwise.
-        ``progress(done, total)`` is called as entries are checked.
+        ``progress(done, total)`` is called as entries are checked. ``modes``: also check forward mode
+        against reverse mode (``check --modes``: ⟨v, J t⟩ = ⟨Jᵀv, t⟩ for random t and v).
 
         >>> report = cg.parse("y = sin(x) * x").check(x=0.5)
         >>> report.ok, len(report.rows)
@@ -393,6 +395,8 @@ class Program:
             progress=progress,
             method=method,
         )
+        if modes:
+            report.modes = check.check_modes(g, bound, target, seed=request.seed)
         notes = []
         if by_default:
             for c in report.inputs:
