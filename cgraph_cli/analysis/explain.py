@@ -38,6 +38,7 @@ Numbers are those of :func:`cgraph_cli.engine.evaluate` (the same as ``cgraph ev
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -591,8 +592,8 @@ def to_data(ex: Explanation) -> dict[str, Any]:
 def dot(label: str) -> str:
     """The tangent's name: ``ẋ`` for a one-letter name (simpleautodiff's dual numbers), ``dW1``, ``d(w * x)``
     for a longer one."""
-    if len(label) == 1 and label.isalpha():
-        return label + "\u0307"
+    if len(label) == 1 and label.isalpha():  # precomposed where Unicode has it (ṫ is a letter: no parentheses)
+        return unicodedata.normalize("NFC", label + "\u0307")
     if re.fullmatch(r"[\w.%₀-₉]+", label) or (label.startswith("(") and label.endswith(")")):
         return "d" + label
     return f"d({label})"
@@ -672,7 +673,12 @@ def _tangent_segs(st: ForwardStep) -> list[Seg]:
 def _forward_mode_lines(ex: Explanation) -> list[list[Seg]]:
     r = ex.result
     outl = ex.out_label
-    direction = ", ".join(f"{k} = {fmt_value(t)}" for k, t in (r.direction or {}).items())
+    given = r.direction or {}
+    small = all(is_small(t) for t in given.values())  # else only the inputs it moves
+    moved = {k: t for k, t in given.items() if small or np.any(np.asarray(t) != 0)}
+    direction = ", ".join(f"{k} = {fmt_value(t)}" for k, t in moved.items()) or "0"
+    if moved and len(moved) < len(given):
+        direction += ", 0 for the other inputs"
     res: list[list[Seg]] = [
         [(f"Forward mode: each node's value and its tangent along t ({direction})", "bold underline")],
         [("  (ẋ, or dname for a longer name, is the node's tangent ∂node/∂t: the dual number x + ẋ·ε)", "dim")],
