@@ -146,7 +146,12 @@ def run_eval(args: EvalArgs) -> int:
             present.write_csv(result, sys.stdout, args.all_nodes)
     except BrokenPipeError:
         raise OutputClosed() from None
-    for w in present.nonfinite_warnings(result):
+    warnings = present.nonfinite_warnings(result)
+    if not all(map(str.isascii, result.graph.bindings)):  # names beyond ASCII: any mixing alphabets confusably
+        from cgraph_cli.ir.names import name_warnings
+
+        warnings = name_warnings(result.graph) + warnings
+    for w in warnings:
         try:
             sys.stderr.write(w.rstrip("\n") + "\n")
         except (OSError, ValueError, AttributeError):  # a lost warning must not change the exit code

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from cgraph_cli.cli.commands.common import PARAM, out, out_json, print_rich, warn
+from cgraph_cli.cli.commands.common import PARAM, out, out_json, print_rich, warn, warn_names
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.run.request import Options, check_choice
 
@@ -106,6 +106,7 @@ def check_command(
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
     request = options.build()  # float64: the finite differences are taken in float64
     g = request.compile()
+    warn_names(g)
     inputs = request.inputs(g)
     target = request.output(g)
     names = [w.strip() for w in wrt.split(",") if w.strip()] if wrt else None

@@ -47,6 +47,16 @@ def warn(text: str) -> None:
         pass
 
 
+def warn_names(g: Any) -> None:
+    """A warning for each name of the program that mixes alphabets confusably (ir.names.name_warnings)."""
+    if all(map(str.isascii, g.bindings)):  # the common case: nothing to import
+        return
+    from cgraph_cli.ir.names import name_warnings
+
+    for w in name_warnings(g):
+        warn(w)
+
+
 def strict_json_data(obj: Any) -> Any:
     """Non-finite floats anywhere in ``obj`` as the strings "NaN", "Infinity", "-Infinity" (SPEC §3)."""
     import math

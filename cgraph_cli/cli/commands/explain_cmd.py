@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from cgraph_cli.cli.commands.common import PARAM, out_json, print_rich, warn
+from cgraph_cli.cli.commands.common import PARAM, out_json, print_rich, warn, warn_names
 from cgraph_cli.run.request import Options, check_choice
 
 HELP = """Explain backpropagation step by step: the forward pass, then the backward pass.
@@ -66,6 +66,7 @@ def explain_command(
         print_rich(explain.to_rich(ex))
     else:
         sys.stdout.write(explain.to_text(ex))
+    warn_names(result.graph)
     for w in present.nonfinite_warnings(result):
         warn(w)
 

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from cgraph_cli.cli.commands.common import PARAM, out, out_json
+from cgraph_cli.cli.commands.common import PARAM, out, out_json, warn_names
 from cgraph_cli.run.request import Options, check_choice
 
 HELP = """Print the graph IR: one line per node in topological order.
@@ -35,6 +35,7 @@ def ir_command(
     check_choice(fmt, ("text", "json", "dot"), "--format")
     request = Options(file=file, expr=expr, at=at or (), at_file=at_file, seed=seed, max_memory=max_memory).build()
     g = request.compile()
+    warn_names(g)
     if fmt == "text":
         out(format_ir(g))
     elif fmt == "json":

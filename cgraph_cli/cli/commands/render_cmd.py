@@ -13,7 +13,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from cgraph_cli.cli.commands.common import PARAM, out, warn
+from cgraph_cli.cli.commands.common import PARAM, out, warn, warn_names
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.run.request import Options, check_choice
 
@@ -134,6 +134,7 @@ def render_command(
             hint="draw a smaller program, raise the limit with --max-nodes N, "
             "or write only the DOT source with --format dot --max-nodes N",
         ) from None
+    warn_names(g)
     out_node = request.output(g)
 
     if steps is not None and "\x00" in steps:
