@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
@@ -13,7 +12,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from cgraph_cli.cli.commands.common import PARAM, out, warn, warn_names
+from cgraph_cli.cli.commands.common import PARAM, out, warn
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.run.request import Options, check_choice
 
@@ -104,38 +103,20 @@ def render_command(
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
 ) -> None:
+    from cgraph_cli.api import Program, check_picture_options
     from cgraph_cli.fsutil import atomic_write
-    from cgraph_cli.ir.graph import TooManyNodes
-    from cgraph_cli.present.dot import DotOptions, GraphPicture, evaluate_for_picture
 
     if fmt is not None:
         check_choice(fmt, FORMATS, "--format")
-    check_choice(rankdir, ("LR", "TB"), "--rankdir")
-    check_choice(edge_labels, ("local", "none"), "--edge-labels")
-    if max_nodes < 1:
-        raise CgraphError("--max-nodes must be at least 1")
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise CgraphError(
-            f"--timeout must be a positive finite number of seconds, not {timeout:g}",
-            hint="for example --timeout 120",
-        )
+    check_picture_options(rankdir, edge_labels, max_nodes, timeout)
     if output is not None and steps is not None:
         raise CgraphError("give either -o or --steps, not both")
 
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
-    request = options.build(max_nodes=max_nodes)
-    given = dict(request.values)
-    try:
-        g = request.compile()
-    except TooManyNodes:
-        raise CgraphError(
-            f"the graph has more than {max_nodes:,} nodes (--max-nodes {max_nodes}); "
-            "a picture that large is unreadable and Graphviz may take minutes",
-            hint="draw a smaller program, raise the limit with --max-nodes N, "
-            "or write only the DOT source with --format dot --max-nodes N",
-        ) from None
-    warn_names(g)
-    out_node = request.output(g)
+    program = Program.from_options(options, max_nodes=max_nodes)
+    picture = program.picture(
+        show_values=not no_values, rankdir=rankdir, edge_labels=edge_labels, max_nodes=max_nodes, timeout=timeout
+    )
 
     if steps is not None and "\x00" in steps:
         raise CgraphError(f"--steps: cannot write {steps!r}: a file name cannot contain a NUL byte")
@@ -144,24 +125,15 @@ def render_command(
             f"--steps writes many frames: give it a folder or a .gif file, not {steps}",
             hint="for example --steps frames/ or --steps lecture.gif",
         )
-    notes: list[str] = []
-    values = grads = None
-    if not no_values:
-        values, grads, out_node = evaluate_for_picture(g, given, out_node, notes)
-    elif given:
-        request.inputs(g, require=False)  # still reject unknown names
-    if steps is not None and values is None:
-        raise CgraphError(
-            "--steps shows values and gradients appearing step by step, so it needs every input's value",
-            hint="give them with --at, or declare defaults with 'input a = 1'",
-        )
-    for note in notes:
+    notes = picture.notes  # the values and gradients are computed here
+    if steps is not None and not picture.has_values:
+        picture.steps()  # refused: the frames need every input's value
+    for note in picture.warnings + notes:
         warn(note)
-    picture = GraphPicture(g, values, grads, out_node, DotOptions(rankdir=rankdir, edge_labels=edge_labels))
 
     stem = "graph" if file in (None, "-") or expr is not None else Path(file).stem
     if steps is not None:
-        _write_steps(picture, steps, fmt or "png", timeout)
+        _write_steps(picture.graph_picture, steps, fmt or "png", timeout)
         return
 
     if output is None:
@@ -181,17 +153,8 @@ def render_command(
             f"-o - would write a binary {fmt.upper()} image to the terminal",
             hint=f"redirect it (cgraph render ... -o - > picture.{fmt}), give a file name with -o, or use --format svg",
         )
-    if fmt == "html":
-        from cgraph_cli.present.html import html_page
-
-        title = file if file not in (None, "-") and expr is None else g.source.filename  # as the user wrote it
-        data: bytes = html_page(picture, title, timeout).encode("utf-8")
-    elif fmt == "dot":
-        data = picture.dot().encode("utf-8")
-    else:
-        from cgraph_cli.present.render import render_dot
-
-        data = render_dot(picture.dot(), fmt, timeout)
+    title = file if file not in (None, "-") and expr is None else picture.graph.source.filename  # as the user wrote it
+    data = picture.render(fmt, title=title)  # type: ignore[arg-type]
     if target == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
