@@ -99,12 +99,12 @@ def _merge(base: Mapping[str, Any], values: Mapping[str, Any] | None, inputs: Ma
 
 
 def _name_warnings(g: Graph) -> list[str]:
-    """A warning per name that mixes alphabets confusably (:func:`cgraph_cli.ir.names.name_warnings`)."""
+    """A warning per name that mixes alphabets confusably (:func:`cgraph_cli.lang.scripts.name_warnings`)."""
     if all(map(str.isascii, g.bindings)):  # the common case: nothing more to import
         return []
-    from cgraph_cli.ir.names import name_warnings
+    from cgraph_cli.lang.scripts import name_warnings
 
-    return name_warnings(g)
+    return name_warnings(g.bindings, g.source)
 
 
 @dataclass(frozen=True)

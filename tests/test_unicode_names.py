@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from cgraph_cli.errors import Source
-from cgraph_cli.ir.names import name_warnings
 from cgraph_cli.lang.parser import parse_fast, parse_lark
-from cgraph_cli.lang.scripts import confusable
+from cgraph_cli.lang.scripts import confusable, name_warnings
 from cgraph_cli.run.program import compile_program, run
 from tests.conftest import run_inproc
 from tests.test_parser_fast import check
@@ -115,7 +114,7 @@ def test_every_command_warns(command: list[str]) -> None:
 
 def test_no_warning_for_plain_names() -> None:
     g = compile_program(Source("θ = α * σ1\nx = θ + 1", "<t>"), {"α": np.array(1.0), "σ1": np.array(2.0)})
-    assert name_warnings(g) == []
+    assert name_warnings(g.bindings, g.source) == []
     r = run_inproc("eval", "-e", "θ = α * 2", "--at", "α=1")
     assert r.returncode == 0 and r.stderr == ""
 

@@ -17,10 +17,8 @@ import re
 
 import numpy as np
 
-from cgraph_cli.errors import format_located
 from cgraph_cli.fmt import FULL, fmt_list
 from cgraph_cli.ir.graph import Graph
-from cgraph_cli.lang.scripts import confusable
 from cgraph_cli.ops.text import balanced_outer
 
 MAX_LABEL = 20  # longer source text is shown as %ID
@@ -88,23 +86,3 @@ def _one_line(g: Graph, i: int) -> str:
             return ""
         words.append(m.group())
     return " ".join(words)
-
-
-def name_warnings(g: Graph) -> list[str]:
-    """A warning for each name of the program that mixes alphabets confusably (:func:`~cgraph_cli.lang.scripts.
-    confusable`), at the character in the name's first occurrence in the source."""
-    out = []
-    for name in g.bindings:
-        found = confusable(name)
-        if found is None:
-            continue
-        k, message = found
-        m = re.search(rf"(?<!\w){re.escape(name)}(?!\w)", g.source.text)
-        span = None if m is None else (m.start() + k, m.start() + k + 1)
-        out.append(
-            "warning: "
-            + format_located(
-                message, span, g.source, "two names that look alike are different names; type it in one alphabet"
-            )
-        )
-    return out

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from collections.abc import Iterable
+
+from cgraph_cli.errors import Source, format_located
 
 # Cyrillic and Greek letters drawn like a Latin letter, and that letter
 LOOKALIKES = {
@@ -52,3 +56,19 @@ def confusable(name: str) -> tuple[int, str] | None:
             f"which looks like {like}"
         )
     return None
+
+
+def name_warnings(names: Iterable[str], source: Source) -> list[str]:
+    """A warning for each of the program's ``names`` that mixes alphabets confusably (:func:`confusable`), at
+    the character in the name's first occurrence in the source."""
+    out = []
+    for name in names:
+        found = confusable(name)
+        if found is None:
+            continue
+        k, message = found
+        m = re.search(rf"(?<!\w){re.escape(name)}(?!\w)", source.text)
+        span = None if m is None else (m.start() + k, m.start() + k + 1)
+        hint = "two names that look alike are different names; type it in one alphabet"
+        out.append("warning: " + format_located(message, span, source, hint))
+    return out
