@@ -98,6 +98,15 @@ def _merge(base: Mapping[str, Any], values: Mapping[str, Any] | None, inputs: Ma
 # -- the program ---------------------------------------------------------------------------------------------------
 
 
+def _name_warnings(g: Graph) -> list[str]:
+    """A warning per name that mixes alphabets confusably (:func:`cgraph_cli.lang.scripts.name_warnings`)."""
+    if all(map(str.isascii, g.bindings)):  # the common case: nothing more to import
+        return []
+    from cgraph_cli.lang.scripts import name_warnings
+
+    return name_warnings(g.bindings, g.source)
+
+
 @dataclass(frozen=True)
 class Input:
     """One input of a program: its name, declared shape (None when it comes from the value), default value.
@@ -171,6 +180,12 @@ class Program:
                 if self._structure_ is None:
                     self._structure_ = g
         return self._structure_
+
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings about the program itself (the command line prints them on stderr): a name that mixes
+        alphabets confusably, such as a Cyrillic 'а' among Latin letters."""
+        return _name_warnings(self._structure())
 
     @property
     def inputs(self) -> dict[str, Input]:
@@ -669,8 +684,9 @@ class Evaluation:
 
     @property
     def warnings(self) -> list[str]:
-        """The warnings the command line prints on stderr: where a non-finite number first appeared."""
-        return tables.nonfinite_warnings(self.result)
+        """The warnings the command line prints on stderr: a name that mixes alphabets confusably, where a
+        non-finite number first appeared."""
+        return _name_warnings(self.result.graph) + tables.nonfinite_warnings(self.result)
 
     def to_data(self) -> dict[str, Any]:
         """The JSON document as data (SPEC §3; tensors as nested lists, non-finite numbers as strings)."""
@@ -773,7 +789,7 @@ class Explanation:
     @property
     def warnings(self) -> list[str]:
         """Where a non-finite number first appeared (the command line's stderr)."""
-        return tables.nonfinite_warnings(self.explanation.result)
+        return _name_warnings(self.explanation.result.graph) + tables.nonfinite_warnings(self.explanation.result)
 
     def to_data(self) -> dict[str, Any]:
         """The steps as data (``cgraph explain --format json``)."""
@@ -871,7 +887,11 @@ class CheckReport:
         """Non-finite numbers and points where the program is not differentiable (the command line's stderr)."""
         from cgraph_cli.analysis.check import kink_warnings
 
-        return tables.nonfinite_warnings(self.report.result) + kink_warnings(self.report)
+        return (
+            _name_warnings(self.report.result.graph)
+            + tables.nonfinite_warnings(self.report.result)
+            + kink_warnings(self.report)
+        )
 
     def to_data(self) -> dict[str, Any]:
         """The report as data (``cgraph check --format json``)."""
@@ -955,6 +975,11 @@ class Picture:
     def notes(self) -> list[str]:
         """Why the picture shows less than everything (missing inputs, a non-scalar output, non-finite numbers)."""
         return self._make()[1]
+
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings about the program drawn: a name that mixes alphabets confusably."""
+        return _name_warnings(self.graph)
 
     @property
     def has_values(self) -> bool:
