@@ -34,6 +34,15 @@ EVAL_OPTIONS: tuple[OptionSpec, ...] = (
         "CSV of points (header = input names): one output row per point.",
     ),
     OptionSpec("strict", ("--strict",), "flag", False, None, "Exit 1 when a value or gradient is not finite."),
+    OptionSpec("hessian", ("--hessian",), "flag", False, None, "Also the Hessian of the (scalar) output."),
+    OptionSpec(
+        "hvp",
+        ("--hvp",),
+        "text",
+        None,
+        "NAME=VALUE,...",
+        "Also the Hessian-vector product along a direction per input, e.g. --hvp a=1,b=0 (others 0).",
+    ),
 )
 """``eval``'s own options; with :data:`cgraph_cli.run.request.COMMON_OPTIONS`, all that the fast parser reads.
 ``commands/eval_cmd.py`` declares them to Typer from this table."""
@@ -51,6 +60,8 @@ class EvalArgs:
     all_nodes: bool = EVAL_OPTION["all_nodes"].default
     batch: str | None = EVAL_OPTION["batch"].default
     strict: bool = EVAL_OPTION["strict"].default
+    hessian: bool = EVAL_OPTION["hessian"].default
+    hvp: str | None = EVAL_OPTION["hvp"].default
 
 
 def parse_eval_args(argv: list[str]) -> EvalArgs | None:
@@ -126,12 +137,25 @@ def run_eval(args: EvalArgs) -> int:
             "--batch writes CSV (one row per point); it cannot be combined with "
             + ("--format json" if args.fmt == "json" else "--all")
         )
+    second = args.hessian or args.hvp is not None
+    if second and (args.batch is not None or args.fmt == "csv"):
+        flag = "--hessian" if args.hessian else "--hvp"
+        raise CgraphError(
+            f"{flag} is shown as a table or as JSON; it cannot be combined with "
+            + ("--batch" if args.batch is not None else "--format csv"),
+            hint="use --format json",
+        )
     request = args.options.build()
     if args.batch is not None:
         from cgraph_cli.run.batch import run_request
 
         return run_request(request, args.batch, strict=args.strict)
     result = request.run()
+    extra = None
+    if second:
+        from cgraph_cli.run.second import second_order
+
+        extra = second_order(result, want_hessian=args.hessian, hvp=args.hvp, max_memory=request.max_memory)
     from cgraph_cli.present import tables as present
 
     try:
@@ -139,8 +163,16 @@ def run_eval(args: EvalArgs) -> int:
             from cgraph_cli.cli.commands.common import print_rich
 
             print_rich(present.to_table(result, args.all_nodes))
+            if extra:
+                from cgraph_cli.present import second as present_second
+
+                if "hessian" in extra:
+                    for t in present_second.hessian_tables(result.graph, result.out, extra["hessian"]):
+                        print_rich(t)
+                if "hvp" in extra:
+                    print_rich(present_second.hvp_table(result.graph, result.out, extra["hvp"]))
         elif args.fmt == "json":  # written as it is formatted: memory bounded by a few chunks
-            present.write_json(result, sys.stdout)
+            present.write_json(result, sys.stdout, extra)
             sys.stdout.write("\n")
         else:
             present.write_csv(result, sys.stdout, args.all_nodes)

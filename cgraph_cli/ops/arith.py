@@ -18,9 +18,12 @@ def _pow_vjp_base(g, ans, a, b):
 
 def _pow_vjp_exp(g, ans, a, b):
     # PyTorch: d/db a^b = a^b log(a), taken as 0 where a == 0 and b >= 0
+    # written so that it can be traced (ir/trace.py) with no branch whose gradient is 0 · inf: ans · -inf,
+    # the value at a == 0 for b < 0, is selected only there
     with np.errstate(divide="ignore", invalid="ignore"):
-        d = ans * np.log(np.where(a == 0, 1.0, a))
-    return g * np.where((a == 0) & (b >= 0), 0.0, np.where(a == 0, ans * -np.inf, d))
+        zero = a == 0
+        d = ans * np.where(zero, -np.inf, np.log(np.where(zero, 1.0, a)))
+        return g * np.where(zero, np.where(b >= 0, 0.0, d), d)
 
 
 def _power_rows(a, b):
@@ -174,6 +177,7 @@ RECORDS = [
         kernel=Kernel.ADD,
         test_shapes=((3, 1), (4,)),
         complex_step=True,
+        numpy=np.add,
     ),
     Op(
         "sub",
@@ -191,6 +195,7 @@ RECORDS = [
         kernel=Kernel.SUB,
         test_shapes=((2, 3), (3,)),
         complex_step=True,
+        numpy=np.subtract,
     ),
     Op(
         "mul",
@@ -207,6 +212,7 @@ RECORDS = [
         kernel=Kernel.MUL,
         test_shapes=((3,), (2, 1)),
         complex_step=True,
+        numpy=np.multiply,
     ),
     Op(
         "div",
@@ -227,6 +233,7 @@ RECORDS = [
         domain=(0.5, 2.0),
         test_shapes=((2, 3), (3,)),
         complex_step=True,
+        numpy=np.divide,
     ),
     Op(
         "pow",
@@ -248,6 +255,7 @@ RECORDS = [
         domain=(0.5, 2.0),
         test_shapes=((3,), ()),
         complex_step=True,
+        numpy=np.power,
     ),
     Op(
         "matmul",
@@ -263,6 +271,7 @@ RECORDS = [
         vjp_text=_matmul_vjp_text,
         test_shapes=((2, 3), (3, 4)),
         complex_step=True,
+        numpy=np.matmul,
     ),
     Op(
         "neg",
@@ -278,5 +287,6 @@ RECORDS = [
         rows=ROWWISE,
         kernel=Kernel.NEG,
         complex_step=True,
+        numpy=np.negative,
     ),
 ]

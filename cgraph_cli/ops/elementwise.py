@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from cgraph_cli.ops.core import ROWWISE, Call, Kernel, Kink, Op, broadcast_shape, near_zero, same_shape
+from cgraph_cli.ops.core import ROWWISE, Call, Kernel, Kink, Op, broadcast_shape, near_zero, same_shape, traceable
 from cgraph_cli.ops.text import call, paren
 
 
+@traceable
 def _sigmoid(x):
     return np.exp(-np.logaddexp(0.0, -x))
 
 
-def unary(name, fwd, vjp, local, *, glyph=None, kernel=Kernel.NP, also=(), **kw) -> Op:
+def unary(name, fwd, vjp, local, *, glyph=None, kernel=Kernel.NP, also=(), numpy=None, **kw) -> Op:
     """A one-operand function called by its own name (and by the names in ``also``)."""
     return Op(
         name,
@@ -27,6 +28,7 @@ def unary(name, fwd, vjp, local, *, glyph=None, kernel=Kernel.NP, also=(), **kw)
         elementwise=True,
         rows=ROWWISE,
         kernel=kernel,
+        numpy=fwd if numpy is None and isinstance(fwd, np.ufunc) else numpy,
         **kw,
     )
 
@@ -41,11 +43,11 @@ def _fold(f, args):
 def _extreme_vjp(ks, g, ans, args):
     """The VJPs of operands ``ks`` of max/min: g where the operand is the extreme, divided by the number of
     operands that tie there. One pass counts the ties, one pass per operand in ``ks`` (no n-by-n work)."""
-    count = np.zeros(np.shape(ans), dtype=np.int_)
-    for a in args:
-        count += np.asarray(a) == ans
+    count = (args[0] == ans) + 0  # integers (in a trace, a node: ir/trace.py)
+    for a in args[1:]:
+        count = count + (a == ans)
     div = np.maximum(count, 1).astype(np.result_type(g))  # keep float32 float32
-    return [g * (np.asarray(args[k]) == ans) / div for k in ks]
+    return [g * (args[k] == ans) / div for k in ks]
 
 
 def _tie(xs, ans, attrs, eps) -> bool:
@@ -68,7 +70,7 @@ def _extreme_local(which: str, k: int, L: list[str], A: str) -> str:
     return f"[{L[k]} = {which}({listed})]"
 
 
-def _extreme(name: str, which: str, f) -> Op:
+def _extreme(name: str, which: str, f, numpy) -> Op:
     return Op(
         name,
         lambda *a: _fold(f, a),
@@ -87,6 +89,7 @@ def _extreme(name: str, which: str, f) -> Op:
             f"{which} is not differentiable at a tie (cgraph splits the gradient evenly)",
             "a tie: the gradient is split evenly",
         ),
+        numpy=numpy,
     )
 
 
@@ -198,6 +201,7 @@ RECORDS = [
         lambda k, L, A, at, sh: f"{call('σ', L[0])} · (1 - {call('σ', L[0])})",
         glyph="σ",
         call="σ",
+        numpy=_sigmoid,
     ),
     unary(
         "relu",
@@ -225,8 +229,8 @@ RECORDS = [
         kernel=Kernel.SQUARE,
         complex_step=True,
     ),
-    _extreme("maximum", "max", np.maximum),
-    _extreme("minimum", "min", np.minimum),
+    _extreme("maximum", "max", np.maximum, np.maximum),
+    _extreme("minimum", "min", np.minimum, np.minimum),
     Op(
         "atan2",
         np.arctan2,
@@ -247,5 +251,6 @@ RECORDS = [
         ),
         domain=(0.5, 2.0),
         test_shapes=((3,), (2, 1)),
+        numpy=np.arctan2,
     ),
 ]

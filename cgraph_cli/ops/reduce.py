@@ -126,6 +126,7 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"axis": 1},
         complex_step=True,
+        numpy=np.sum,
     ),
     Op(
         "mean",

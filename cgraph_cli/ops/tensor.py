@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from cgraph_cli.fmt import fmt_index, fmt_shape
-from cgraph_cli.ops.core import Call, Kernel, Op, Rows, index_shape, norm_axis
+from cgraph_cli.ops.core import Call, Kernel, Op, Rows, index_shape, norm_axis, place, sum_to
 from cgraph_cli.ops.text import paren, transposed
 
 
@@ -56,9 +58,18 @@ def _softmax_vjp(g, ans, x, axis=-1):
 
 
 def _index_vjp(g, ans, x, idx=()):
-    out = np.zeros(np.shape(x), dtype=np.result_type(g, x))
-    out[idx] = g
-    return out
+    return place(g, np.shape(x), idx)
+
+
+def _checked_broadcast(small, big):
+    """``big`` if ``small`` broadcasts to it (else a ValueError naming both)."""
+    try:
+        fits = tuple(np.broadcast_shapes(small, big)) == big
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"shape {fmt_shape(small)} cannot be broadcast to {fmt_shape(big)}")
+    return big
 
 
 def _stack_shape(shapes, **_):
@@ -109,6 +120,7 @@ RECORDS = [
         kernel=Kernel.ID,
         test_shapes=((2, 3),),
         complex_step=True,
+        numpy=np.transpose,
     ),
     Op(
         "reshape",
@@ -125,6 +137,8 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"dims": (3, 2)},
         complex_step=True,
+        numpy=np.reshape,
+        numpy_static=("dims",),
     ),
     Op(
         "softmax",
@@ -156,6 +170,8 @@ RECORDS = [
         test_shapes=((3, 4),),
         test_attrs={"idx": (slice(0, 2), 1)},
         complex_step=True,
+        numpy=operator.getitem,
+        numpy_static=("idx",),
     ),
     Op(
         "stack",
@@ -184,5 +200,61 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"axis": 1},
         complex_step=True,
+        numpy=np.cumsum,
+    ),
+    # -- made only by the backward pass as graph nodes (ir/backward.py): each is the other's VJP
+    Op(
+        "broadcast_to",
+        lambda x, shape=(): np.broadcast_to(x, shape),
+        (lambda g, ans, x, shape=(): sum_to(g, np.shape(x)),),
+        lambda shapes, shape=(), **_: _checked_broadcast(shapes[0], tuple(shape)),
+        1,
+        "⇱",
+        label=lambda at: f"⇱{fmt_shape(tuple(at['shape']))}",
+        formula=lambda L, at: f"broadcast({L[0]}, {fmt_shape(tuple(at['shape']))})",
+        local=lambda k, L, A, at, sh: "1",
+        vjp_text=_shape_change_text(lambda U, at, sh: f"{U} summed to {fmt_shape(sh[0])}"),
+        test_shapes=((3,),),
+        test_attrs={"shape": (2, 3)},
+        complex_step=True,
+        numpy=np.broadcast_to,
+        numpy_static=("shape",),
+        internal=True,
+    ),
+    Op(
+        "sum_to",
+        sum_to,
+        (lambda g, ans, x, shape=(): np.broadcast_to(g, np.shape(x)),),
+        lambda shapes, shape=(), **_: (_checked_broadcast(tuple(shape), shapes[0]), tuple(shape))[1],
+        1,
+        "Σ⇲",
+        label=lambda at: f"Σ→{fmt_shape(tuple(at['shape']))}",
+        formula=lambda L, at: f"sum_to({L[0]}, {fmt_shape(tuple(at['shape']))})",
+        local=lambda k, L, A, at, sh: "1",
+        vjp_text=_shape_change_text(lambda U, at, sh: f"{U} broadcast to {fmt_shape(sh[0])}"),
+        test_shapes=((2, 3),),
+        test_attrs={"shape": (3,)},
+        complex_step=True,
+        numpy=sum_to,
+        numpy_static=("shape",),
+        internal=True,
+    ),
+    Op(
+        "place",
+        place,
+        (lambda g, ans, x, shape=(), idx=(): g[idx],),
+        lambda shapes, shape=(), idx=(), **_: tuple(shape),
+        1,
+        "[]⁻¹",
+        label=lambda at: f"→{fmt_index(at.get('idx', ()))}",
+        formula=lambda L, at: f"place({L[0]}, {fmt_index(at.get('idx', ()))})",
+        local=lambda k, L, A, at, sh: "1",
+        vjp_text=_shape_change_text(lambda U, at, sh: f"{U}{fmt_index(at.get('idx', ()))}"),
+        test_shapes=((2,),),
+        test_attrs={"shape": (3, 4), "idx": (slice(0, 2), 1)},
+        complex_step=True,
+        numpy=place,
+        numpy_static=("shape", "idx"),
+        internal=True,
     ),
 ]

@@ -21,13 +21,21 @@ def rows(result: Result, all_nodes: bool = False) -> list[int]:
     return list(range(len(g))) if all_nodes else g.named_nodes()
 
 
-def to_data(result: Result) -> dict[str, Any]:
+def to_data(result: Result, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document of SPEC §3 (tensors as nested lists; :func:`write_json` streams it instead)."""
-    return _document(result, json_value)
+    return _document(result, json_value, extra)
 
 
-def _document(result: Result, value: Any) -> dict[str, Any]:
-    """The JSON document, with every value and gradient passed through ``value``."""
+def _leaves(data: Any, value: Any) -> Any:
+    """Nested dicts with every array passed through ``value``."""
+    if isinstance(data, dict):
+        return {k: _leaves(v, value) for k, v in data.items()}
+    return value(data)
+
+
+def _document(result: Result, value: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON document, with every value and gradient passed through ``value``; ``extra`` adds top-level
+    keys of nested dicts of arrays (``"hessian"``, ``"hvp"``)."""
     g = result.graph
     vals, grads = result.values, result.grads
     nodes = []
@@ -68,6 +76,7 @@ def _document(result: Result, value: Any) -> dict[str, Any]:
         "outputs": {g.label(i): value(vals[i]) for i in g.outputs},
         "nodes": nodes,
         "nonfinite": nonfinite,
+        **{k: _leaves(v, value) for k, v in (extra or {}).items()},
     }
 
 
@@ -75,20 +84,20 @@ def _finite(v: Any) -> bool:
     return v is None or _all_finite(v)
 
 
-def to_json(result: Result) -> str:
+def to_json(result: Result, extra: dict[str, Any] | None = None) -> str:
     """The JSON document as one string (:func:`write_json` writes the same bytes without holding them)."""
     buf = io.StringIO()
-    write_json(result, buf)
+    write_json(result, buf, extra)
     return buf.getvalue()
 
 
-def write_json(result: Result, stream: Any) -> None:
+def write_json(result: Result, stream: Any, extra: dict[str, Any] | None = None) -> None:
     """Write the JSON document of :func:`to_json` to ``stream``, tensors chunk by chunk.
 
     The bytes are exactly ``json.dumps(to_data(result), indent=2, allow_nan=False)`` (no final newline),
     but the memory used beyond the values themselves is a few chunks of text, not a Python float and a
     string per entry."""
-    dump_json(_document(result, lazy_value), stream)
+    dump_json(_document(result, lazy_value, extra), stream)
 
 
 # -- streaming JSON --------------------------------------------------------------------------------------------------

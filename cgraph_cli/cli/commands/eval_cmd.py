@@ -34,6 +34,8 @@ def eval_command(
     seed: int = PARAM["seed"],
     dtype: str = PARAM["dtype"],
     strict: bool = param(EVAL_OPTION["strict"]),
+    hessian: bool = param(EVAL_OPTION["hessian"]),
+    hvp: Optional[str] = param(EVAL_OPTION["hvp"]),
     max_memory: Optional[str] = PARAM["max_memory"],
     no_cache: bool = PARAM["no_cache"],
 ) -> None:
@@ -48,7 +50,9 @@ def eval_command(
         max_memory=max_memory,
         no_cache=no_cache,
     )
-    code = run_eval(EvalArgs(options, fmt=fmt, all_nodes=all_nodes, batch=batch, strict=strict))
+    code = run_eval(
+        EvalArgs(options, fmt=fmt, all_nodes=all_nodes, batch=batch, strict=strict, hessian=hessian, hvp=hvp)
+    )
     if code:
         raise typer.Exit(code)
 
