@@ -11,6 +11,7 @@ import numpy as np
 
 from cgraph_cli.analysis import anomaly
 from cgraph_cli.engine.reference import Result, _all_finite
+from cgraph_cli.errors import format_located
 from cgraph_cli.fmt import csv_cell, fmt_cell, fmt_number, fmt_shape, fmt_value, json_number, json_value
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ir.names import node_names
@@ -379,5 +380,11 @@ def to_table(result: Result, all_nodes: bool = False):
 
 
 def nonfinite_warnings(result: Result) -> list[str]:
-    """One warning per pass naming the first node where a non-finite number appeared (:func:`anomaly.warnings`)."""
-    return anomaly.warnings(result)
+    """The warnings of building the graph (:func:`build_warnings`), then one per pass naming the first node where
+    a non-finite number appeared (:func:`anomaly.warnings`)."""
+    return build_warnings(result.graph) + anomaly.warnings(result)
+
+
+def build_warnings(g: Graph) -> list[str]:
+    """What the builder noticed, such as a ``grad(loss, w)`` whose ``loss`` does not depend on ``w``."""
+    return ["warning: " + format_located(msg, span, g.source) for msg, span in g.warnings]
