@@ -74,4 +74,4 @@ def gradient_nodes(
             if gk.shape != want:
                 gk = sum_to(gk, want)
             grads[j] = gk if grads[j] is None else grads[j] + gk
-    return {s: None if grads[s] is None else grads[s].node for s in sources}
+    return {s: None if s > out or grads[s] is None else grads[s].node for s in sources}

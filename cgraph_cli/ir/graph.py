@@ -891,6 +891,14 @@ def backward_graph(
     return b.g, grads
 
 
+def name_gradients(bg: Graph, g: Graph, out: int, grads: dict[int, int]) -> None:
+    """Name the gradient nodes of a backward graph ``∂out/∂x`` (those made by the backward pass, not yet named),
+    for pictures of it."""
+    for s, n in grads.items():
+        if n >= len(g) and bg.names[n] is None:
+            bg.names[n] = f"∂{g.label(out)}/∂{g.label(s)}"
+
+
 def direction_prefix() -> str:
     """How :func:`hvp_graph` names the input holding the direction of input ``x``: ``v[x]`` (no program can)."""
     return "v["

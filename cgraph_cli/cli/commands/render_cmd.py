@@ -92,6 +92,11 @@ def render_command(
         metavar="SECONDS",
         help="Seconds the whole drawing may take (layout and every --steps frame) before cgraph gives up.",
     ),
+    backward: bool = typer.Option(
+        False,
+        "--backward",
+        help="Draw the backward pass too, as the nodes that compute the gradient (styled apart).",
+    ),
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
 ) -> None:
@@ -112,6 +117,11 @@ def render_command(
         )
     if output is not None and steps is not None:
         raise CgraphError("give either -o or --steps, not both")
+    if backward and steps is not None:
+        raise CgraphError(
+            "--steps animates the forward and backward passes of the program; --backward draws the backward pass "
+            "as nodes in one picture: give one of them"
+        )
 
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
     request = options.build(max_nodes=max_nodes)
@@ -147,7 +157,13 @@ def render_command(
         )
     for note in notes:
         warn(note)
-    picture = GraphPicture(g, values, grads, out_node, DotOptions(rankdir=rankdir, edge_labels=edge_labels))
+    backward_from = None
+    if backward:
+        backward_from = len(g)
+        g, values, grads = _with_backward(g, out_node, values, given, request.max_memory, max_nodes)
+    picture = GraphPicture(
+        g, values, grads, out_node, DotOptions(rankdir=rankdir, edge_labels=edge_labels, backward_from=backward_from)
+    )
 
     stem = "graph" if file in (None, "-") or expr is not None else Path(file).stem
     if steps is not None:
@@ -185,6 +201,36 @@ def render_command(
     atomic_write(target, data)
     if Path(target).is_file():  # not for -o /dev/stdout, a pipe or a device: the image is the output
         out(f"wrote {target}")
+
+
+def _with_backward(g: Any, out: int, values: Any, given: dict, max_memory: int, max_nodes: int) -> tuple:
+    """The graph extended with its backward pass as nodes, each gradient named ∂out/∂x, and its values (the
+    numbers of the backward nodes are the gradient's pieces; no gradients of this larger graph are drawn)."""
+    import numpy as np
+
+    from cgraph_cli.engine import forward
+    from cgraph_cli.fmt import fmt_shape
+    from cgraph_cli.ir.graph import backward_graph, name_gradients
+    from cgraph_cli.run.values import bind_inputs
+
+    if values is not None and np.size(values[out]) != 1:
+        raise CgraphError(
+            f"--backward draws the gradient of a scalar, but '{g.label(out)}' has shape "
+            f"{fmt_shape(np.shape(values[out]))}",
+            g.spans[out],
+            hint=f"draw a scalar such as sum({g.label(out)}), or pick one with --of",
+            source=g.source,
+        )
+    bg, grads = backward_graph(g, out, max_memory=max_memory)
+    if len(bg) > max_nodes:
+        raise CgraphError(
+            f"with its backward pass the graph has {len(bg):,} nodes, more than --max-nodes {max_nodes}",
+            hint="draw a smaller program, or raise the limit with --max-nodes N",
+        )
+    name_gradients(bg, g, out, grads)
+    if values is not None:
+        values = forward(bg, bind_inputs(bg, given, require=False))
+    return bg, values, None
 
 
 def _write_steps(picture: Any, steps: str, fmt: str, timeout: float) -> None:
