@@ -66,6 +66,7 @@ class InputCheck:
     error: np.ndarray | None = None  # the numeric derivative's error estimate per entry
     method: list[str] | None = None  # "central", "one-sided (forward)", "one-sided (backward)", "complex step"
     step: np.ndarray | None = None  # the (largest) step used per entry
+    of: str | None = None  # check --order 2: the gradient entry whose derivatives these are ("a", "x[1]")
 
     def note(self, k: int) -> str:
         """What to say in entry k's row about how its numeric derivative was taken."""
@@ -114,6 +115,7 @@ class CheckReport:
     inputs: list[InputCheck] = field(default_factory=list)
     kinks: list[Kink] = field(default_factory=list)
     how: str = "richardson"  # "richardson", "complex" or "fixed"
+    order: int = 1  # 2: the entries are second derivatives, checked against differences of the gradient
 
     @property
     def method(self) -> str:
@@ -553,6 +555,8 @@ def summary(report: CheckReport) -> str:
     sampled = " (sampled)" if any(c.sampled for c in report.inputs) else ""
     if n == 0:
         return f"ok: nothing to check: {out} has no inputs to differentiate with respect to"
+    what = "gradient entries" if report.order == 1 else "second-derivative entries"
+    against = "finite differences" if report.order == 1 else "finite differences of the gradient"
     onesided = sum(1 for c in report.inputs for k in range(len(c.index)) if c.note(k))
     domain = (
         f"\nnote: {onesided} entr{'y sits' if onesided == 1 else 'ies sit'} on the edge of the function's domain"
@@ -561,7 +565,7 @@ def summary(report: CheckReport) -> str:
         else ""
     )
     if bad == 0:
-        return f"ok: all {n} gradient entries of {out} match finite differences{sampled} ({tol}){domain}"
+        return f"ok: all {n} {what} of {out} match {against}{sampled} ({tol}){domain}"
     worst = max(
         ((c, k) for c in report.inputs for k in range(len(c.index)) if not c.ok[k]),
         key=lambda ck: np.nan_to_num(ck[0].abs_error[ck[1]], nan=np.inf),
@@ -569,7 +573,7 @@ def summary(report: CheckReport) -> str:
     c, k = worst
     where = f"worst {c.entry_name(k)}: analytic {fmt_number(c.analytic[k])}, numeric {fmt_number(c.numeric[k])}"
     kink = f"; {len(report.kinks)} non-differentiable point{'s' * (len(report.kinks) != 1)}" if report.kinks else ""
-    text = f"FAILED: {bad} of {n} gradient entries of {out} differ from finite differences ({where}; {tol}){kink}"
+    text = f"FAILED: {bad} of {n} {what} of {out} differ from {against} ({where}; {tol}){kink}"
     noisy = sum(c.noisy for c in report.inputs)
     if noisy:
         level = max(float(np.max(c.roundoff)) for c in report.inputs if c.roundoff is not None and len(c.index))
@@ -594,7 +598,8 @@ def to_tables(report: CheckReport) -> list[Any]:
             else f"{c.size} entr{'y' if c.size == 1 else 'ies'}"
         )
         status = "ok" if c.failed == 0 else f"{c.failed} failed"
-        t = Table(title=f"∂{outl}/∂{c.name}  shape {fmt_shape(c.shape)}, {what}: {status}", title_justify="left")
+        head = f"∂{outl}/∂{c.name}" if c.of is None else f"∂²{outl}/∂{c.of}∂{c.name}"
+        t = Table(title=f"{head}  shape {fmt_shape(c.shape)}, {what}: {status}", title_justify="left")
         t.add_column(
             "entry", style="bold", no_wrap=True, min_width=min(12, max(5, len(c.entry_name(0)) if len(c.index) else 5))
         )
@@ -642,6 +647,7 @@ def to_data(report: CheckReport) -> dict[str, Any]:
         "rtol": report.rtol,
         "atol": report.atol,
         "method": report.method,  # "richardson" (the default), "complex" or "fixed" (--eps/--rtol/--atol)
+        "order": report.order,  # 2: second derivatives against finite differences of the gradient
         "passed": report.passed,
         "checked": report.checked,
         "size": sum(c.size for c in report.inputs),  # entries of the inputs checked; > checked if sampled
@@ -650,6 +656,7 @@ def to_data(report: CheckReport) -> dict[str, Any]:
         "inputs": [
             {
                 "name": c.name,
+                **({"of": c.of} if c.of is not None else {}),
                 "shape": list(c.shape),
                 "size": c.size,
                 "checked": len(c.index),

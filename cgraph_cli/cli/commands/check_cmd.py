@@ -90,6 +90,12 @@ def check_command(
     all_entries: bool = typer.Option(
         False, "--all-entries", help="Check every entry of every input, however large (no sampling)."
     ),
+    order: int = typer.Option(
+        1,
+        "--order",
+        metavar="1|2",
+        help="2: check the second derivatives ∂²out/∂x∂y against finite differences of the gradient.",
+    ),
     fmt: str = typer.Option("table", "--format", "-f", metavar="table|json", help="table or json."),
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
@@ -103,6 +109,8 @@ def check_command(
     if all_entries and samples is not None:
         raise CgraphError("--samples and --all-entries cannot be combined: pick one")
     check.check_options(eps, rtol, atol, samples)  # before any work: a bad tolerance is a usage error
+    if order not in (1, 2):
+        raise CgraphError(f"--order must be 1 or 2, got {order}")
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
     request = options.build()  # float64: the finite differences are taken in float64
     g = request.compile()
@@ -110,8 +118,10 @@ def check_command(
     target = request.output(g)
     names = [w.strip() for w in wrt.split(",") if w.strip()] if wrt else None
     by_default = samples is None and not all_entries
-    with _progress() as progress:
-        report = check.check_gradients(
+    if order == 2:
+        from cgraph_cli.analysis.second import check_second_order
+
+        report = check_second_order(
             g,
             inputs,
             target,
@@ -121,9 +131,23 @@ def check_command(
             wrt=names,
             samples=check.DEFAULT_SAMPLES if by_default else samples,
             seed=seed,
-            progress=progress,
             method=method,
         )
+    else:
+        with _progress() as progress:
+            report = check.check_gradients(
+                g,
+                inputs,
+                target,
+                eps=eps,
+                rtol=rtol,
+                atol=atol,
+                wrt=names,
+                samples=check.DEFAULT_SAMPLES if by_default else samples,
+                seed=seed,
+                progress=progress,
+                method=method,
+            )
     if by_default:
         for c in report.inputs:
             if c.sampled:
