@@ -1,16 +1,20 @@
 """cgraph's performance benchmarks: every figure is a ratio against a baseline measured in the same run.
 
-    python bench/run.py            # the full run (a few minutes)
-    python bench/run.py --quick    # smaller sizes, fewer repeats (about a minute)
+    python bench/run.py            # the full run (about 15 minutes)
+    python bench/run.py --quick    # smaller sizes, fewer rounds (a few minutes)
+    python bench/run.py --only scalar,mlp
 
-Workloads are generated here: a deep chain, a running sum of products, a wide random DAG (scalar graphs
-from 1e4 to 1e6 nodes), an MLP 784-512-512-10 at batch 256 (float32 and float64), programs of 1e4..1e6
-statements for the parser, a batch CSV for the lecture program, and the start-up of a one-line eval.
+How it measures, so that the ratios can be trusted on a shared machine:
+- every measurement runs in its own fresh process (``python bench/run.py --worker ...``), so nothing one
+  workload imports, allocates or starts (BLAS or PyTorch thread pools) affects another;
+- every process runs with ``OPENBLAS_NUM_THREADS=1`` (and OMP/MKL likewise): one BLAS thread;
+- cgraph and its baseline alternate, A B, B A, A B ... for R rounds (interleaved), and the ratio is
+  taken per round; the table shows the median ratio and its spread (lowest and highest round);
+- in-process timings exclude interpreter start-up and take the median of a few repeats after a warm-up;
+  command-line timings are whole-process wall times.
 
-Baselines (written here, not in the product): a plain Python tape interpreter over floats, a level-batched
-numpy evaluator, hand-written numpy for the MLP, Lark's parser on the same grammar, bare
-``python -c "import numpy"``; and micrograd and PyTorch when they are installed (``pip install
-'cgraph-cli[bench]'``), skipped otherwise.  Medians are printed; timings are never asserted anywhere.
+Workloads and baselines are in ``bench/workloads.py``.  micrograd and PyTorch are peers measured when
+installed (``pip install 'cgraph-cli[bench]'``), skipped otherwise.  Timings are never asserted anywhere.
 """
 
 # ruff: noqa: B023  (timing lambdas are called inside the loop that defines them)
@@ -18,9 +22,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import math
+import json
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -28,495 +31,368 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from cgraph_cli.engine import evaluate  # noqa: E402
-from cgraph_cli.errors import Source  # noqa: E402
-from cgraph_cli.ir.graph import Graph  # noqa: E402
-
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+ENV.pop("CGRAPH_DEBUG", None)
+ENV.pop("CGRAPH_ENGINE", None)
 CGRAPH = [str(Path(sys.executable).parent / "cgraph")]
 if not Path(CGRAPH[0]).exists():
     CGRAPH = [sys.executable, "-m", "cgraph_cli"]
 
-ROWS: list[tuple[str, str, str, str]] = []  # (workload, measure, value, ratio / target)
+
+# -- workers: one measurement in a fresh process, printed as JSON -------------------------------
 
 
-def row(workload: str, measure: str, value: str, ratio: str = "") -> None:
-    ROWS.append((workload, measure, value, ratio))
-    print(f"  {workload:<34} {measure:<44} {value:>16}  {ratio}", flush=True)
-
-
-def median_time(fn, repeat: int) -> float:
+def _timed(fn, repeat: int) -> tuple[float, float]:
+    """(first call, median of ``repeat`` further calls) in seconds."""
+    gc.collect()
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
     times = []
     for _ in range(repeat):
         gc.collect()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return first, statistics.median(times)
 
 
-# -- scalar graphs, built directly as Graph objects ------------------------------------------
+def worker_scalar(kind: str, n: str, impl: str) -> dict:
+    """fwd+bwd of a scalar graph; 'first' includes everything built from the graph (plan, tape, groups)."""
+    import numpy as np
+    import workloads as w
 
-OPS2 = ("add", "sub", "mul")
-OPS1 = ("sin", "cos")
+    from cgraph_cli.engine import evaluate
 
-
-def make_graph(kind: str, n: int, seed: int = 0) -> Graph:
-    """A scalar graph of about n op nodes: 'chain', 'sum' (running sum of products) or 'wide' (random DAG)."""
-    rng = random.Random(seed)
-    g = Graph(Source("", "<bench>"))
-    ops, args, attrs, shapes, names = g.ops, g.args, g.attrs, g.shapes, g.names
-
-    def add(op, a=(), attr=None, name=None):
-        ops.append(op)
-        args.append(a)
-        attrs.append(attr)
-        shapes.append(())
-        names.append(name)
-        return len(ops) - 1
-
-    k_in = 16 if kind == "wide" else 2
-    for j in range(k_in):
-        i = add("input", name=f"i{j}")
-        g.inputs[f"i{j}"] = i
-    c = add("const", attr={"value": np.asarray(0.999)})
-    if kind == "chain":  # x = sin(x) * c + i1, n/3 times
-        x = 0
-        while len(ops) < n:
-            x = add("add", (add("mul", (add("sin", (x,)), c)), 1))
-    elif kind == "sum":  # s = s + sin(x) * i1; x = x + c
-        s, x = c, 0
-        while len(ops) < n:
-            s = add("add", (s, add("mul", (add("sin", (x,)), 1))))
-            x = add("add", (x, c))
-        add("add", (s, x))
-    else:  # each node applies a random op to random earlier nodes
-        while len(ops) < n:
-            m = len(ops)
-            if rng.random() < 0.25:
-                add(rng.choice(OPS1), (rng.randrange(m),))
-            else:
-                add(rng.choice(OPS2), (rng.randrange(m), rng.randrange(m)))
-        add("add", (len(ops) - 1, len(ops) - 2))
-    g.spans = [(0, 0)] * len(ops)
-    g.frames_of = [-1] * len(ops)
-    g.outputs.append(len(ops) - 1)
-    return g
-
-
-_CODE = {"input": 0, "const": 1, "add": 2, "sub": 3, "mul": 4, "sin": 5, "cos": 6}
-
-
-def tape_of(g: Graph):
-    code = [_CODE[o] for o in g.ops]
-    a = [t[0] if t else 0 for t in g.args]
-    b = [t[-1] if t else 0 for t in g.args]
-    init = [0.0] * len(code)
-    for i, o in enumerate(g.ops):
-        if o == "const":
-            init[i] = float(g.attrs[i]["value"])
-    return code, a, b, init
-
-
-def tape_fwd_bwd(code, A, B, init, inputs: list[float], out: int):
-    """The plain Python tape: values and adjoints in float lists, one dispatch per node."""
-    v = list(init)
-    v[: len(inputs)] = inputs
-    sin, cos = math.sin, math.cos
-    for i, c, a, b in zip(range(len(code)), code, A, B):
-        if c == 4:
-            v[i] = v[a] * v[b]
-        elif c == 2:
-            v[i] = v[a] + v[b]
-        elif c == 3:
-            v[i] = v[a] - v[b]
-        elif c == 5:
-            v[i] = sin(v[a])
-        elif c == 6:
-            v[i] = cos(v[a])
-    gr = [0.0] * len(code)
-    gr[out] = 1.0
-    for i in range(out, -1, -1):
-        gi = gr[i]
-        c = code[i]
-        a = A[i]
-        b = B[i]
-        if c == 4:
-            gr[a] += gi * v[b]
-            gr[b] += gi * v[a]
-        elif c == 2:
-            gr[a] += gi
-            gr[b] += gi
-        elif c == 3:
-            gr[a] += gi
-            gr[b] -= gi
-        elif c == 5:
-            gr[a] += gi * cos(v[a])
-        elif c == 6:
-            gr[a] -= gi * sin(v[a])
-    return v, gr
-
-
-class LevelRef:
-    """The level-batched numpy reference: groups by (level, op) prepared once, then one numpy call per group."""
-
-    def __init__(self, g: Graph) -> None:
-        n = len(g.ops)
-        lvl = [0] * n
-        for i, t in enumerate(g.args):
-            if t:
-                lvl[i] = 1 + max(lvl[j] for j in t)
-        self.n = n
-        groups: dict = {}
-        for i, o in enumerate(g.ops):
-            if o not in ("input", "const"):
-                groups.setdefault((lvl[i], o), []).append(i)
-        self.groups = []
-        for (_lvl, o), idx in sorted(groups.items()):
-            idx = np.array(idx)
-            a = np.array([g.args[i][0] for i in idx])
-            b = np.array([g.args[i][-1] for i in idx])
-            self.groups.append((o, idx, a, b))
-        self.init = np.zeros(n)
-        for i, o in enumerate(g.ops):
-            if o == "const":
-                self.init[i] = float(g.attrs[i]["value"])
-
-    def run(self, inputs: list[float], out: int):
-        V = self.init.copy()
-        V[: len(inputs)] = inputs
-        for o, idx, a, b in self.groups:
-            if o == "add":
-                V[idx] = V[a] + V[b]
-            elif o == "sub":
-                V[idx] = V[a] - V[b]
-            elif o == "mul":
-                V[idx] = V[a] * V[b]
-            elif o == "sin":
-                V[idx] = np.sin(V[a])
-            else:
-                V[idx] = np.cos(V[a])
-        G = np.zeros(self.n)
-        G[out] = 1.0
-        for o, idx, a, b in reversed(self.groups):
-            gi = G[idx]
-            if o == "add":
-                np.add.at(G, a, gi)
-                np.add.at(G, b, gi)
-            elif o == "sub":
-                np.add.at(G, a, gi)
-                np.add.at(G, b, -gi)
-            elif o == "mul":
-                np.add.at(G, a, gi * V[b])
-                np.add.at(G, b, gi * V[a])
-            elif o == "sin":
-                np.add.at(G, a, gi * np.cos(V[a]))
-            else:
-                np.add.at(G, a, -gi * np.sin(V[a]))
-        return V, G
-
-
-def micrograd_run(g: Graph, inputs: list[float], out: int):
-    from micrograd.engine import Value
-
-    vals: list = [None] * len(g.ops)
-    for i, (o, t) in enumerate(zip(g.ops, g.args)):
-        if o == "input":
-            vals[i] = Value(inputs[i])
-        elif o == "const":
-            vals[i] = Value(float(g.attrs[i]["value"]))
-        elif o == "add":
-            vals[i] = vals[t[0]] + vals[t[1]]
-        elif o == "sub":
-            vals[i] = vals[t[0]] - vals[t[1]]
-        elif o == "mul":
-            vals[i] = vals[t[0]] * vals[t[1]]
-        else:  # micrograd has no sin/cos: relu stands in (same cost class: one unary node)
-            vals[i] = vals[t[0]].relu()
-    vals[out].backward()
-    return vals
-
-
-def torch_run(g: Graph, inputs: list[float], out: int):
-    import torch
-
-    vals: list = [None] * len(g.ops)
-    leaves = []
-    for i, (o, t) in enumerate(zip(g.ops, g.args)):
-        if o == "input":
-            vals[i] = torch.tensor(inputs[i], dtype=torch.float64, requires_grad=True)
-            leaves.append(vals[i])
-        elif o == "const":
-            vals[i] = torch.tensor(float(g.attrs[i]["value"]), dtype=torch.float64)
-        elif o == "add":
-            vals[i] = vals[t[0]] + vals[t[1]]
-        elif o == "sub":
-            vals[i] = vals[t[0]] - vals[t[1]]
-        elif o == "mul":
-            vals[i] = vals[t[0]] * vals[t[1]]
-        elif o == "sin":
-            vals[i] = torch.sin(vals[t[0]])
-        else:
-            vals[i] = torch.cos(vals[t[0]])
-    vals[out].backward()
-    return leaves
-
-
-def have(mod: str) -> bool:
-    try:
-        __import__(mod)
-        return True
-    except Exception:
-        return False
-
-
-def bench_scalar(quick: bool) -> None:
-    print("\n== scalar graphs: fwd+bwd per op node (engine steady state; plan built on first call) ==")
-    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
-    rep = 3 if quick else 5
-    for kind in ("chain", "sum", "wide"):
-        for n in sizes:
-            g = make_graph(kind, n)
-            nops = sum(1 for o in g.ops if o not in ("input", "const"))
-            out = g.output
-            xin = [0.3 + 0.01 * j for j in range(len(g.inputs))]
-            inputs = {name: np.asarray(xin[j]) for j, name in enumerate(g.inputs)}
-            t0 = time.perf_counter()
-            res = evaluate(g, inputs)  # first call: plan + run
-            first = time.perf_counter() - t0
-            t_eng = median_time(lambda: evaluate(g, inputs), rep)
-            tape = tape_of(g)
-            t_tape = median_time(lambda: tape_fwd_bwd(*tape, xin, out), rep)
-            v_ref, g_ref = tape_fwd_bwd(*tape, xin, out)
-            assert np.allclose(float(res.values[out]), v_ref[out])
-            label = f"{kind} {n:.0e}".replace("e+0", "e")
-            us = lambda t: f"{t / nops * 1e6:.3f} µs/node"  # noqa: E731
-            if kind == "wide":
-                lref = LevelRef(g)
-                t_lvl = median_time(lambda: lref.run(xin, out), rep)
-                row(label, "engine (auto: levels) vs level-batched numpy", us(t_eng), f"{t_eng / t_lvl:.2f}x (≤ 2x)")
-                row(label, "  level-batched numpy reference", us(t_lvl))
-                row(label, "  plain Python tape (for scale)", us(t_tape), f"engine {t_tape / t_eng:.1f}x faster")
-            else:
-                row(label, "engine (auto: scalar loop) vs plain tape", us(t_eng), f"{t_eng / t_tape:.2f}x (≤ 1.5x)")
-                row(label, "  plain Python tape reference", us(t_tape))
-            row(label, "  engine first call (incl. plan)", us(first))
-            if n <= 100_000 and have("micrograd") and kind != "wide" or (kind == "wide" and n <= 100_000):
-                if have("micrograd"):
-                    gm = make_graph(kind, n) if kind != "wide" else g
-                    if True:
-                        lim = sys.getrecursionlimit()
-                        sys.setrecursionlimit(max(lim, 10 * n))
-                        try:
-                            t_mg = median_time(lambda: micrograd_run(gm, xin, out), 1)
-                            row(label, "  micrograd (sin/cos -> relu)", us(t_mg))
-                        except RecursionError:
-                            row(label, "  micrograd", "RecursionError")
-                        finally:
-                            sys.setrecursionlimit(lim)
-                    else:
-                        row(label, "  micrograd", "n/a (no sin/cos)")
-            if n <= 100_000 and have("torch"):
-                t_pt = median_time(lambda: torch_run(g, xin, out), 1)
-                row(label, "  PyTorch eager (one tensor per node)", us(t_pt))
-
-
-# -- the MLP ------------------------------------------
-
-MLP = """input X[256, 784], T[256, 10]
-input W1[784, 512], b1[512], W2[512, 512], b2[512], W3[512, 10], b3[10]
-h1 = relu(X @ W1 + b1)
-h2 = relu(h1 @ W2 + b2)
-o = h2 @ W3 + b3
-loss = sum((o - T) * (o - T)) / 256
-"""
-
-
-def mlp_numpy(X, T, W1, b1, W2, b2, W3, b3):
-    """Hand-written forward and backward, every input's gradient (as cgraph reports them all)."""
-    z1 = X @ W1 + b1
-    h1 = np.maximum(z1, 0)
-    z2 = h1 @ W2 + b2
-    h2 = np.maximum(z2, 0)
-    o = h2 @ W3 + b3
-    d = o - T
-    loss = np.sum(d * d) / 256
-    do = d * (2 / 256)
-    gW3 = h2.T @ do
-    gb3 = do.sum(0)
-    dz2 = (do @ W3.T) * (z2 > 0)
-    gW2 = h1.T @ dz2
-    gb2 = dz2.sum(0)
-    dz1 = (dz2 @ W2.T) * (z1 > 0)
-    gW1 = X.T @ dz1
-    gb1 = dz1.sum(0)
-    gX = dz1 @ W1.T
-    return loss, (gX, -do, gW1, gb1, gW2, gb2, gW3, gb3)
-
-
-def bench_mlp(quick: bool) -> None:
-    from cgraph_cli.run.program import compile_program
-    from cgraph_cli.run.values import bind_inputs
-
-    print("\n== MLP 784-512-512-10, batch 256, fwd+bwd (inputs from .npz; start-up excluded) ==")
-    rng = np.random.default_rng(0)
-    shapes = {"X": (256, 784), "T": (256, 10), "W1": (784, 512), "b1": (512,), "W2": (512, 512), "b2": (512,)}
-    shapes.update({"W3": (512, 10), "b3": (10,)})
-    data = {k: rng.standard_normal(s) * (0.05 if k.startswith("W") else 1.0) for k, s in shapes.items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        npz = Path(tmp) / "mlp.npz"
-        np.savez(npz, **data)
-        from cgraph_cli.run.values import read_at_file
-
-        given_all = read_at_file(str(npz))
-    rep = 5 if quick else 15
-    for dtype, npt in (("float32", np.float32), ("float64", np.float64)):
-        g = compile_program(Source(MLP, "mlp.cg"), given_all, dtype=dtype, use_cache=False)
-        inputs = bind_inputs(g, given_all)
-        args = [inputs[k] for k in ("X", "T", "W1", "b1", "W2", "b2", "W3", "b3")]
-        res = evaluate(g, inputs)
-        loss, grads = mlp_numpy(*args)
-        assert np.allclose(float(res.values[g.output]), loss, rtol=1e-4)
-        assert np.allclose(res.grads[g.inputs["W1"]], grads[2], rtol=1e-3, atol=1e-6)
-        t_eng = median_time(lambda: evaluate(g, inputs), rep)
-        t_np = median_time(lambda: mlp_numpy(*args), rep)
-        row(f"MLP {dtype}", "engine vs hand-written numpy", f"{t_eng * 1e3:.2f} ms", f"{t_eng / t_np:.2f}x (≤ 1.10x)")
-        row(f"MLP {dtype}", "  hand-written numpy reference", f"{t_np * 1e3:.2f} ms")
-        if have("torch"):
-            import torch
-
-            tt = {k: torch.tensor(v, dtype=getattr(torch, dtype), requires_grad=True) for k, v in inputs.items()}
-
-            def run_torch():
-                h1 = torch.relu(tt["X"] @ tt["W1"] + tt["b1"])
-                h2 = torch.relu(h1 @ tt["W2"] + tt["b2"])
-                o = h2 @ tt["W3"] + tt["b3"]
-                loss = torch.sum((o - tt["T"]) * (o - tt["T"])) / 256
-                for v in tt.values():
-                    v.grad = None
-                loss.backward()
-
-            t_pt = median_time(run_torch, rep)
-            row(f"MLP {dtype}", "  PyTorch eager", f"{t_pt * 1e3:.2f} ms")
-        del npt
-
-
-# -- parsing, eval end to end, the IR cache ------------------------------------------
-
-
-def program_text(n: int, seed: int = 0) -> str:
-    """n statements over the whole grammar: calls, powers, unary minus, tensor literals, indexing, defs."""
-    rng = random.Random(seed)
-    lines = ["input a = 0.5, b = -1.25, c = 2", "def f(u, v) = u * v + sin(u) - v / 2"]
-    forms = [
-        "x{k} = x{j} * 1.0001 + a",
-        "x{k} = sin(x{j}) - b ^ 2",
-        "x{k} = f(x{j}, c) / (1 + abs(x{i}))",
-        "x{k} = max(x{j}, x{i}, -0.5) + tanh(x{j})",
-        "x{k} = sum([x{j}, x{i}, 1.5e-3] * [1, 2, 3]) # a comment",
-        "x{k} = -x{j} + [x{i}, a][1] - relu(x{j} - x{i})",
-    ]
-    lines.append("x0 = a + b * c")
-    for k in range(1, n - 2):
-        lines.append(rng.choice(forms).format(k=k, j=k - 1, i=rng.randrange(max(k - 50, 0), k)))
-    return "\n".join(lines) + "\n"
-
-
-def cli_time(args: list[str], env: dict | None = None, repeat: int = 1, stdin=None) -> float:
-    e = dict(os.environ)
-    e.pop("CGRAPH_DEBUG", None)
-    if env:
-        e.update(env)
-    times = []
-    for _ in range(repeat):
+    g = w.make_graph(kind, int(n))
+    xin = w.input_values(g)
+    out = g.output
+    rep = 3 if int(n) >= 1_000_000 else 5
+    if impl == "engine":
+        inputs = {name: np.asarray(x) for name, x in zip(g.inputs, xin)}
+        first, steady = _timed(lambda: evaluate(g, inputs), rep)
+    elif impl == "tape":
         t0 = time.perf_counter()
-        r = subprocess.run(args, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=stdin)
-        times.append(time.perf_counter() - t0)
-        if r.returncode != 0:
-            raise RuntimeError(f"{args}: {r.stderr.decode()[:400]}")
-    return statistics.median(times)
+        tape = w.tape_of(g)
+        build = time.perf_counter() - t0
+        first, steady = _timed(lambda: w.tape_fwd_bwd(*tape, xin, out), rep)
+        first += build
+    elif impl == "levels":
+        t0 = time.perf_counter()
+        ref = w.LevelRef(g)
+        build = time.perf_counter() - t0
+        first, steady = _timed(lambda: ref.run(xin, out), rep)
+        first += build
+    elif impl == "micrograd":
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * int(n)))
+        first, steady = _timed(lambda: w.micrograd_run(g, xin, out), 2)
+    elif impl == "torch":
+        first, steady = _timed(lambda: w.torch_run(g, xin, out), 2)
+    else:
+        raise SystemExit(f"unknown impl {impl}")
+    nodes = sum(1 for o in g.ops if o not in ("input", "const"))
+    return {"first": first, "steady": steady, "nodes": nodes, "inputs": len(g.inputs)}
 
 
-def bench_parse_eval_cache(quick: bool) -> None:
+def worker_mlp(dtype: str, variant: str, impl: str) -> dict:
+    import numpy as np
+    import workloads as w
+
+    data = w.mlp_data(dtype)
+    if impl == "engine":
+        from cgraph_cli.engine import evaluate
+        from cgraph_cli.errors import Source
+        from cgraph_cli.run.program import compile_program
+        from cgraph_cli.run.values import bind_inputs
+
+        text = w.MLP_MSE if variant == "mse" else w.MLP_CE
+        g = compile_program(Source(text, "mlp.cg"), data, dtype=dtype, use_cache=False)
+        inputs = bind_inputs(g, data)
+        res = evaluate(g, inputs)
+        loss, grads = w.mlp_numpy(variant, *(inputs[k] for k in w.MLP_NAMES))
+        assert np.allclose(float(res.values[g.output]), loss, rtol=1e-4), (res.values[g.output], loss)
+        assert np.allclose(res.grads[g.inputs["W1"]], grads[2], rtol=1e-3, atol=1e-6)
+        first, steady = _timed(lambda: evaluate(g, inputs), 9)
+    elif impl == "numpy":
+        args = [data[k] for k in w.MLP_NAMES]
+        first, steady = _timed(lambda: w.mlp_numpy(variant, *args), 9)
+    elif impl == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+        tt = {k: torch.tensor(v, requires_grad=True) for k, v in data.items()}
+
+        def run_torch():
+            h1 = torch.relu(tt["X"] @ tt["W1"] + tt["b1"])
+            h2 = torch.relu(h1 @ tt["W2"] + tt["b2"])
+            o = h2 @ tt["W3"] + tt["b3"]
+            if variant == "mse":
+                loss = torch.sum((o - tt["T"]) * (o - tt["T"])) / 256
+            else:
+                loss = -torch.sum(tt["T"] * torch.log(torch.softmax(o, 1))) / 256
+            for v in tt.values():
+                v.grad = None
+            loss.backward()
+
+        first, steady = _timed(run_torch, 9)
+    else:
+        raise SystemExit(f"unknown impl {impl}")
+    return {"first": first, "steady": steady}
+
+
+def worker_parse(n: str, impl: str) -> dict:
+    import workloads as w
+
+    from cgraph_cli.errors import Source
     from cgraph_cli.lang.parser import get_parser, parse, parse_lark
 
-    print("\n== parsing (the full grammar), eval end to end, IR cache ==")
-    get_parser()
-    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
-    for n in sizes:
-        text = program_text(n)
-        src = Source(text, "p.cg")
-        mb = len(text.encode()) / 1e6
-        t = median_time(lambda: parse(src), 1 if n >= 1_000_000 else 3)
-        label = f"parse {n:.0e} statements".replace("e+0", "e")
-        row(label, f"fast path ({mb:.1f} MB)", f"{mb / t:.2f} MB/s", f"{n / t / 1e3:.0f}k stmt/s (≥ 1.0 MB/s)")
-        if n <= 100_000:
-            t_l = median_time(lambda: parse_lark(src), 1)
-            row(label, "  Lark LALR with inline callbacks", f"{mb / t_l:.2f} MB/s", f"fast path {t_l / t:.1f}x")
-    n = 10_000 if quick else 100_000
-    text = program_text(n)
+    text = Path(n).read_text() if not n.isdigit() else w.program_text(int(n))
+    src = Source(text, "p.cg")
+    get_parser()  # Lark's tables are built (or loaded) before timing either parser
+    fn = parse if impl == "fast" else parse_lark
+    first, steady = _timed(lambda: fn(src), 2 if len(text) < 10_000_000 else 0)
+    return {"first": first, "steady": steady if len(text) < 10_000_000 else first, "bytes": len(text.encode())}
+
+
+def worker_memory(n: str) -> dict:
+    """Peak memory while evaluating an n-statement chain, per node: traced Python allocations, and the
+    growth of the process's high-water mark (VmHWM) during the evaluation."""
+    import tracemalloc
+
+    import numpy as np
+
+    from cgraph_cli.engine import evaluate
+    from cgraph_cli.errors import Source
+    from cgraph_cli.run.program import compile_program
+
+    def hwm() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    text = "x = a\n" + "x = sin(x) * 0.999 + a\n" * int(n)
+    g = compile_program(Source(text, "m.cg"), {"a": np.asarray(0.5)}, use_cache=False)
+    before = hwm()
+    tracemalloc.start()
+    evaluate(g, {"a": np.asarray(0.5)})
+    _cur, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"nodes": len(g.ops), "traced_peak": peak, "hwm_growth": hwm() - before, "hwm_built": before}
+
+
+WORKERS = {"scalar": worker_scalar, "mlp": worker_mlp, "parse": worker_parse, "memory": worker_memory}
+
+
+def run_worker(*args: str) -> dict:
+    r = subprocess.run(
+        [sys.executable, str(Path(__file__)), "--worker", *args], env=ENV, capture_output=True, text=True, cwd=HERE
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"worker {args} failed: {r.stderr[-600:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run_cli(args: list[str], env: dict | None = None, stdin_path: Path | None = None) -> float:
+    """Wall time of one command in a fresh process (output thrown away)."""
+    e = dict(ENV, **(env or {}))
+    t0 = time.perf_counter()
+    with open(stdin_path or os.devnull, "rb") as f:
+        r = subprocess.run(args, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=f)
+    t = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"{args}: {r.stderr.decode()[-400:]}")
+    return t
+
+
+# -- interleaved comparisons ----------------------------------------------------------------------
+
+TABLE: list[tuple[str, str, str, str, str]] = []  # workload, cgraph, baseline, ratio, target
+
+
+def interleave(a, b, rounds: int) -> tuple[list[float], list[float]]:
+    """Call a() and b() alternately (A B, B A, A B ...); returns both lists of figures."""
+    xs, ys = [], []
+    for r in range(rounds):
+        if r % 2 == 0:
+            xs.append(a())
+            ys.append(b())
+        else:
+            ys.append(b())
+            xs.append(a())
+    return xs, ys
+
+
+def spread(ratios: list[float]) -> str:
+    return f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}–{max(ratios):.2f}]"
+
+
+def record(workload: str, ours: str, base: str, ratios: list[float], target: str, met: bool | None) -> None:
+    mark = "" if met is None else (" met" if met else " NOT met")
+    TABLE.append((workload, ours, base, spread(ratios), target + mark))
+    print(f"  {workload:<44} {ours:>22}  vs {base:<34} {spread(ratios):>22}  {target}{mark}", flush=True)
+
+
+def us_per_node(t: float, nodes: int) -> str:
+    return f"{t / nodes * 1e6:.3f} µs/node"
+
+
+def bench_scalar(quick: bool, rounds: int) -> None:
+    print("\n== scalar graphs: fwd+bwd, end to end from the graph (plan included) and steady state ==")
+    n = 100_000 if quick else 1_000_000
+    cases = [
+        ("chain", "tape", 1.5, "2 inputs"),
+        ("tanhchain", "tape", 1.5, "n/3 inputs"),
+        ("runsum", "tape", 1.5, "n/2 inputs"),
+        ("wide", "levels", 2.0, "16 inputs"),
+        ("leaves", "levels", 2.0, "n/4 inputs"),
+    ]
+    for kind, base, target, what in cases:
+        A, B = interleave(
+            lambda: run_worker("scalar", kind, str(n), "engine"),
+            lambda: run_worker("scalar", kind, str(n), base),
+            rounds,
+        )
+        nodes = A[0]["nodes"]
+        for key, label in (("first", "end to end"), ("steady", "steady")):
+            ratios = [a[key] / b[key] for a, b in zip(A, B)]
+            ta = statistics.median(a[key] for a in A)
+            tb = statistics.median(b[key] for b in B)
+            base_name = {"tape": "Python-float tape", "levels": "level-batched numpy"}[base]
+            met = statistics.median(ratios) <= target
+            record(
+                f"{kind} {n:.0e} ({what}), {label}".replace("e+0", "e"),
+                us_per_node(ta, nodes),
+                f"{base_name} {us_per_node(tb, nodes)}",
+                ratios,
+                f"≤ {target}x",
+                met if key == "first" else None,
+            )
+
+
+def bench_peers(quick: bool, rounds: int) -> None:
+    print("\n== against peers: 1e4-node scalar graphs, fwd+bwd (peer time / cgraph time) ==")
+    n = 10_000
+    for peer, target in (("micrograd", 25), ("torch", 40)):
+        if not _have(peer):
+            print(f"  {peer}: not installed, skipped")
+            continue
+        for kind in ("chain", "wide"):
+            A, B = interleave(
+                lambda: run_worker("scalar", kind, str(n), "engine"),
+                lambda: run_worker("scalar", kind, str(n), peer),
+                max(3, rounds // 2),
+            )
+            ratios = [b["steady"] / a["steady"] for a, b in zip(A, B)]
+            nodes = A[0]["nodes"]
+            record(
+                f"{kind} 1e4 vs {peer}",
+                us_per_node(statistics.median(a["steady"] for a in A), nodes),
+                f"{peer} {us_per_node(statistics.median(b['steady'] for b in B), nodes)}",
+                ratios,
+                f"≥ {target}x faster",
+                statistics.median(ratios) >= target,
+            )
+
+
+def bench_mlp(quick: bool, rounds: int) -> None:
+    print("\n== MLP 784-512-512-10, batch 256, fwd+bwd, one BLAS thread ==")
+    for dtype, variant in (("float32", "mse"), ("float32", "ce"), ("float64", "mse")):
+        A, B = interleave(
+            lambda: run_worker("mlp", dtype, variant, "engine"),
+            lambda: run_worker("mlp", dtype, variant, "numpy"),
+            rounds,
+        )
+        ratios = [a["steady"] / b["steady"] for a, b in zip(A, B)]
+        record(
+            f"MLP {dtype} {'squared error' if variant == 'mse' else 'softmax cross-entropy'}",
+            f"{statistics.median(a['steady'] for a in A) * 1e3:.2f} ms",
+            f"hand-written numpy {statistics.median(b['steady'] for b in B) * 1e3:.2f} ms",
+            ratios,
+            "≤ 1.10x",
+            statistics.median(ratios) <= 1.10,
+        )
+        if _have("torch") and variant == "mse":
+            T = [run_worker("mlp", dtype, variant, "torch")["steady"] for _ in range(3)]
+            print(f"  {'':<44} (PyTorch eager, one thread: {statistics.median(T) * 1e3:.2f} ms)")
+
+
+def bench_parse(quick: bool, rounds: int) -> None:
+    import workloads as w
+
+    print("\n== parsing and eval end to end ==")
+    n = 100_000 if quick else 1_000_000
+    A, B = interleave(lambda: run_worker("parse", str(n), "fast"), lambda: run_worker("parse", str(n // 10), "lark"), 3)
+    mb_a = A[0]["bytes"] / 1e6
+    mb_b = B[0]["bytes"] / 1e6
+    speeds = [mb_a / a["steady"] for a in A]
+    lark = [mb_b / b["steady"] for b in B]
+    record(
+        f"parse {n:.0e} statements ({mb_a:.0f} MB)".replace("e+0", "e"),
+        f"{statistics.median(speeds):.2f} MB/s",
+        f"Lark LALR {statistics.median(lark):.2f} MB/s",
+        [s / b for s, b in zip(speeds, lark)],
+        "≥ 1.0 MB/s",
+        statistics.median(speeds) >= 1.0,
+    )
+    n = 50_000
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / "big.cg"
-        p.write_text(text)
-        t_parse = median_time(lambda: parse(Source(text, "p.cg")), 3)
-        env = {"CGRAPH_CACHE_DIR": str(Path(tmp) / "cache")}
-        label = f"eval {n:.0e} statements".replace("e+0", "e")
-        for fmt in ("csv", "json"):
-            t_first = cli_time(CGRAPH + ["eval", str(p), "--format", fmt, "--no-cache"], env)
-            row(
-                label,
-                f"cgraph eval --format {fmt} (no cache) vs parse",
-                f"{t_first:.2f} s",
-                f"{t_first / t_parse:.2f}x parse (≤ 1.3x)",
+        p.write_text(w.program_text(n))
+        for fmt, target in (("json", 1.3), ("csv", 1.3)):
+            A, B = interleave(
+                lambda: run_cli([*CGRAPH, "eval", str(p), "--format", fmt, "--no-cache"]),
+                lambda: run_worker("parse", str(p), "lark")["steady"],
+                rounds,
             )
-        row(label, "  parse alone (in process)", f"{t_parse:.2f} s")
-        t1 = cli_time(CGRAPH + ["eval", str(p), "--format", "csv"], env)  # builds and stores
-        t2 = cli_time(CGRAPH + ["eval", str(p), "--format", "csv"], env, repeat=3)
-        row(
-            label,
-            "cgraph eval --format csv: first / repeated (cache)",
-            f"{t1:.2f} / {t2:.2f} s",
-            f"{t1 / t2:.1f}x faster (≥ 20x)",
+            ratios = [a / b for a, b in zip(A, B)]
+            record(
+                f"eval 5e4 statements --format {fmt} (no cache)",
+                f"{statistics.median(A):.2f} s",
+                f"bare Lark parse {statistics.median(B):.2f} s",
+                ratios,
+                f"≤ {target}x",
+                statistics.median(ratios) <= target,
+            )
+        # a repeat run: the same program, new input values, after a first run that filled the cache
+        firsts, repeats = [], []
+        for r in range(rounds):
+            cache = {"CGRAPH_CACHE_DIR": str(Path(tmp) / f"cache{r}")}
+            firsts.append(run_cli([*CGRAPH, "eval", str(p), "--format", "csv", "--at", "a=0.25"], cache))
+            repeats.append(run_cli([*CGRAPH, "eval", str(p), "--format", "csv", "--at", f"a=0.{r + 3}"], cache))
+        ratios = [f / r for f, r in zip(firsts, repeats)]
+        record(
+            "eval 5e4 statements, repeat run, new values",
+            f"{statistics.median(repeats):.2f} s",
+            f"first run {statistics.median(firsts):.2f} s",
+            ratios,
+            "≥ 5x faster",
+            statistics.median(ratios) >= 5,
         )
-        from cgraph_cli.run import cache
-        from cgraph_cli.run.program import compile_program
-
-        os.environ["CGRAPH_CACHE_DIR"] = env["CGRAPH_CACHE_DIR"]
-        try:
-            src = Source(text, str(p))
-            t_c = median_time(lambda: compile_program(src, {}, use_cache=False), 1)
-            compile_program(src, {})
-            k = cache.key(src, {}, 0, "float64|None")
-            t_l = median_time(lambda: cache.load(k, src), 3)
-            row(label, "  compile (parse+build) / load from cache", f"{t_c:.2f} / {t_l:.3f} s", f"{t_c / t_l:.0f}x")
-        finally:
-            os.environ.pop("CGRAPH_CACHE_DIR", None)
 
 
-# -- start-up, batch, memory ------------------------------------------
-
-
-def bench_startup(quick: bool) -> None:
+def bench_startup(quick: bool, rounds: int) -> None:
     print("\n== start-up ==")
-    rep = 5 if quick else 11
-    t_np = cli_time([sys.executable, "-c", "import numpy"], repeat=rep)
-    t_ev = cli_time(CGRAPH + ["eval", "-e", "x^2", "--at", "x=3", "--format", "json"], repeat=rep)
-    row(
-        "start-up",
-        "cgraph eval -e 'x^2' --at x=3 --format json",
-        f"{t_ev * 1e3:.0f} ms",
-        f"{t_ev / t_np:.2f}x numpy import (≤ 2.0x)",
+    A, B = interleave(
+        lambda: run_cli([*CGRAPH, "eval", "-e", "x^2", "--at", "x=3", "--format", "json"]),
+        lambda: run_cli([sys.executable, "-c", "import numpy"]),
+        max(rounds, 11),
     )
-    row("start-up", '  python -c "import numpy"', f"{t_np * 1e3:.0f} ms")
-    t_tab = cli_time(CGRAPH + ["eval", "-e", "x^2", "--at", "x=3"], repeat=rep)
-    row("start-up", "  cgraph eval -e 'x^2' --at x=3 (rich table)", f"{t_tab * 1e3:.0f} ms")
+    record(
+        "start-up: eval -e 'x^2' --at x=3 --format json",
+        f"{statistics.median(A) * 1e3:.0f} ms",
+        f'python -c "import numpy" {statistics.median(B) * 1e3:.0f} ms',
+        [a / b for a, b in zip(A, B)],
+        "≤ 2.0x",
+        statistics.median(a / b for a, b in zip(A, B)) <= 2.0,
+    )
 
 
-def bench_batch(quick: bool) -> None:
+def bench_batch(quick: bool, rounds: int) -> None:
+    import numpy as np
+
     print("\n== eval --batch (the lecture program) ==")
     n = 200_000 if quick else 1_000_000
     rng = np.random.default_rng(0)
@@ -526,82 +402,80 @@ def bench_batch(quick: bool) -> None:
         with open(pts, "w") as f:
             f.write("a,b,c\n")
             f.write("\n".join(",".join(map(repr, r)) for r in vals.tolist()) + "\n")
-        t = cli_time(CGRAPH + ["eval", str(ROOT / "examples" / "lecture.cg"), "--batch", str(pts)], repeat=1)
-        row(
-            f"batch {n:.0e} rows".replace("e+0", "e"),
-            "end to end, output to /dev/null",
-            f"{n / t / 1e6:.2f} M rows/s",
-            "(≥ 1 M rows/s)",
+        T = [run_cli([*CGRAPH, "eval", str(ROOT / "examples" / "lecture.cg"), "--batch", str(pts)]) for _ in range(3)]
+        rates = [n / t / 1e6 for t in T]
+        TABLE.append(
+            (
+                f"batch {n:.0e} rows, lecture program".replace("e+0", "e"),
+                f"{statistics.median(rates):.2f} M rows/s",
+                "—",
+                f"[{min(rates):.2f}–{max(rates):.2f}]",
+                "≥ 1 M rows/s" + (" met" if statistics.median(rates) >= 1 else " NOT met"),
+            )
         )
+        print(f"  batch: {statistics.median(rates):.2f} M rows/s (target ≥ 1 M rows/s)")
 
 
-def bench_memory(quick: bool) -> None:
-    print("\n== memory ==")
+def bench_memory(quick: bool, rounds: int) -> None:
+    print("\n== memory while evaluating ==")
     n = 100_000 if quick else 1_000_000
-    code = f"""
-import resource, sys, tracemalloc
-sys.path.insert(0, {str(ROOT)!r})
-import numpy as np
-from cgraph_cli.errors import Source
-from cgraph_cli.run.program import compile_program
-from cgraph_cli.engine import evaluate
-text = "x = a" + chr(10) + ("x = sin(x) * 0.999 + a" + chr(10)) * {n}
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-g = compile_program(Source(text, "m.cg"), {{"a": np.asarray(0.5)}}, use_cache=False)
-built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-nodes = len(g.ops)
-tracemalloc.start()
-r = evaluate(g, {{"a": np.asarray(0.5)}})
-cur, peak = tracemalloc.get_traced_memory()
-tracemalloc.stop()
-end = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(nodes, peak, built * 1024, end * 1024)
-"""
-    with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "mem.py"
-        script.write_text(code)
-        r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
-    try:
-        nodes, peak, build_rss, total_rss = (int(x) for x in r.stdout.split())
-    except ValueError:
-        row("memory", "failed", r.stderr[-200:])
-        return
-    label = f"memory {n:.0e} statements".replace("e+0", "e")
-    row(
-        label, f"evaluate ({nodes:,} nodes): peak traced bytes per node", f"{peak / nodes:.0f} B/node", "(≤ 300 B/node)"
+    r = run_worker("memory", str(n))
+    per = r["traced_peak"] / r["nodes"]
+    hwm = r["hwm_growth"] / r["nodes"]
+    TABLE.append(
+        (
+            f"memory, {n:.0e} statements ({r['nodes']:,} nodes)".replace("e+0", "e"),
+            f"{per:.0f} B/node traced",
+            f"VmHWM growth {hwm:.0f} B/node",
+            "—",
+            "≤ 300 B/node" + (" met" if max(per, hwm) <= 300 else " NOT met"),
+        )
     )
-    row(
-        label,
-        "  whole process max RSS (interpreter, parse, build, evaluate)",
-        f"{total_rss / nodes:.0f} B/node",
-        f"after parse+build {build_rss / nodes:.0f} B/node",
-    )
+    print(f"  evaluate: {per:.0f} B/node traced peak, {hwm:.0f} B/node high-water-mark growth (≤ 300)")
+
+
+def _have(mod: str) -> bool:
+    r = subprocess.run([sys.executable, "-c", f"import {mod}"], env=ENV, capture_output=True)
+    return r.returncode == 0
+
+
+PARTS = {
+    "scalar": bench_scalar,
+    "peers": bench_peers,
+    "mlp": bench_mlp,
+    "parse": bench_parse,
+    "startup": bench_startup,
+    "batch": bench_batch,
+    "memory": bench_memory,
+}
 
 
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        sys.path.insert(0, str(HERE))
+        sys.path.insert(0, str(ROOT))
+        print(json.dumps(WORKERS[sys.argv[2]](*sys.argv[3:])))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
-    ap.add_argument("--only", default="", help="comma-separated: scalar,mlp,parse,startup,batch,memory")
+    ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds")
+    ap.add_argument("--only", default="", help="comma-separated: " + ",".join(PARTS))
+    ap.add_argument("--rounds", type=int, default=0, help="interleaved A/B rounds per comparison")
     ns = ap.parse_args()
-    parts = {
-        "scalar": bench_scalar,
-        "mlp": bench_mlp,
-        "parse": bench_parse_eval_cache,
-        "startup": bench_startup,
-        "batch": bench_batch,
-        "memory": bench_memory,
-    }
-    chosen = [p for p in ns.only.split(",") if p] or list(parts)
+    rounds = ns.rounds or (3 if ns.quick else 7)
+    chosen = [p for p in ns.only.split(",") if p] or list(PARTS)
+    import numpy as np
+
     print(
-        f"cgraph benchmarks ({'quick' if ns.quick else 'full'}; python {sys.version.split()[0]}, "
-        f"numpy {np.__version__}, {os.cpu_count()} cpus; micrograd {'yes' if have('micrograd') else 'no'}, "
-        f"torch {'yes' if have('torch') else 'no'})"
+        f"cgraph benchmarks ({'quick' if ns.quick else 'full'}, {rounds} interleaved rounds; python "
+        f"{sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} cpus, OPENBLAS_NUM_THREADS=1; "
+        f"micrograd {'yes' if _have('micrograd') else 'no'}, torch {'yes' if _have('torch') else 'no'})"
     )
     for p in chosen:
-        parts[p](ns.quick)
-    print("\n| workload | measure | median | ratio (target) |\n| --- | --- | --- | --- |")
-    for w, m, v, r in ROWS:
-        print(f"| {w} | {m.strip()} | {v} | {r} |")
+        PARTS[p](ns.quick, rounds)
+    print("\n| workload | cgraph | baseline, same run | ratio: median [spread] | target |")
+    print("| --- | --- | --- | --- | --- |")
+    for row in TABLE:
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

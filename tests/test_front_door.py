@@ -91,14 +91,18 @@ def test_an_unknown_of_gets_the_same_did_you_mean(tmp_path) -> None:
     }
 
 
-def test_a_repeated_at_name_takes_the_last_value_everywhere(tmp_path, built) -> None:
+def test_a_repeated_at_name_is_refused_alike_everywhere(tmp_path, built) -> None:
+    errors = {}
     for command in COMMANDS:
         r = run_main(command, "-e", "y = x * x", "--at", "x=1", "--at", "x=2", *extra(command, tmp_path))
-        assert r.returncode == 0, (command, r.stderr)
-    assert len(built) == len(COMMANDS)
-    for req in built:
-        assert float(req.values["x"]) == 2.0
-    assert all(req == built[0] for req in built[1:] if req.max_nodes is None)  # render/explain add their node caps
+        assert r.returncode == 2, (command, r.stderr)
+        assert r.stdout == ""
+        errors[command] = r.stderr
+    assert set(errors.values()) == {
+        "error: --at: x is given twice (x=1 and x=2)\nhint: give each input once: drop one of the x= values\n"
+    }
+    assert built == []  # refused while reading the options, before any work
+    assert not (tmp_path / "g.dot").exists()
 
 
 def test_every_command_builds_the_same_request_from_the_same_common_options(tmp_path, built) -> None:
@@ -118,7 +122,7 @@ FAST_ARGVS = [
     ["eval", "-e", "x^2", "--at", "x=3", "--format", "json"],
     ["eval", LECTURE, "--format=json", "--at=a=2", "--at", "b=1,c=0.5", "--of", "x"],
     ["eval", "--format", "csv", "--all", LECTURE, "--dtype", "float32", "--seed", "3", "--no-cache"],
-    ["eval", "-f", "csv", "-e", "y = x", "--at", "x=1", "--at", "x=2", "--max-memory", "2M"],
+    ["eval", "-f", "csv", "-e", "y = x * k", "--at", "x=1", "--at", "k=2", "--max-memory", "2M"],
     ["eval", "-f", "json", "-e", "y = sum(x)", "--at-file", "NPZ", "--max-memory", "1M"],
     ["eval", LECTURE, "--batch", "BATCH"],
 ]

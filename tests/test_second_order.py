@@ -321,3 +321,65 @@ def test_hvp_on_the_mlp_example_needs_no_hessian():
     gm = numeric_gradient(g, {x: inputs[x] - h * v[x] for x in inputs})
     for x in g.inputs:
         np.testing.assert_allclose(got[x], (gp[x] - gm[x]) / (2 * h), rtol=1e-4, atol=1e-6)
+
+
+# -- check --order 2 -------------------------------------------------------------------------------------------------
+
+
+def test_check_order_2_passes_on_smooth_programs_table_and_json():
+    r = run_cli("check", str(EXAMPLES / "lecture.cg"), "--at", "a=-1,b=3,c=4", "--order", "2")
+    assert r.returncode == 0, r.stderr
+    assert "ok: all 9 second-derivative entries of z match finite differences of the gradient" in r.stdout
+    assert "∂²z/∂input∂input: 9 entries of a, b, c: ok" in r.stdout
+    r = run_cli(
+        "check",
+        "-e",
+        "y = sum(tanh(W @ x)) * s",
+        "--at",
+        "x=[0.1,0.2],W=[[1,2],[3,4],[5,6]],s=0.5",
+        "--order",
+        "2",
+        "-f",
+        "json",
+    )
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["order"] == 2 and doc["passed"] and doc["checked"] == 81 and doc["failed"] == 0
+    ofs = [c["of"] for c in doc["inputs"]]
+    assert ofs[:3] == ["W[0, 0]", "W[0, 0]", "W[0, 0]"] and "s" in ofs
+    entry = next(e for c in doc["inputs"] if c["of"] == "s" for e in c["entries"] if e["entry"] == "s, s")
+    assert entry["analytic"] == 0.0
+
+
+def test_check_order_2_fails_with_exit_1_at_a_kink():
+    # relu at 0: cgraph (as PyTorch) takes relu'' = 0 and relu'(0) = 0; the gradient jumps there, so the
+    # finite differences of the gradient do not see 0: the check fails honestly and names the kink
+    r = run_cli("check", "-e", "y = relu(x) * x", "--at", "x=0", "--order", "2")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "FAILED" in r.stdout and "relu" in r.stderr
+
+
+def test_check_order_2_finds_a_wrong_second_derivative(monkeypatch):
+    """sum_to's VJP is used only when a backward pass recorded as nodes is differentiated again: a wrong one
+    leaves every gradient (and check --order 1) right and is caught by --order 2 alone."""
+    from dataclasses import replace
+
+    from cgraph_cli import ops as ops_mod
+    from cgraph_cli.analysis.check import check_gradients
+    from cgraph_cli.analysis.second import check_second_order
+
+    g, inputs = _compile("y = sum(x * s * s)", x=[0.5, -1.0, 2.0], s=0.3)
+    assert check_second_order(g, inputs).passed
+    sum_to = ops_mod.OPS["sum_to"]
+    bad = replace(sum_to, vjp=(lambda g, ans, x, shape=(): np.broadcast_to(2 * g, np.shape(x)),))
+    monkeypatch.setitem(ops_mod.OPS, "sum_to", bad)
+    assert check_gradients(g, inputs).passed
+    report = check_second_order(g, inputs)
+    assert not report.passed
+    failed = {c.entry_name(k) for c in report.inputs for k in range(len(c.index)) if not c.ok[k]}
+    assert failed and all(name.startswith("s, ") for name in failed), failed  # the derivatives of ∂y/∂s
+
+
+def test_check_order_must_be_1_or_2():
+    r = run_cli("check", "-e", "y = x * x", "--at", "x=1", "--order", "3")
+    assert r.returncode == 2 and "--order must be 1 or 2" in r.stderr

@@ -89,10 +89,12 @@ class InputCheck:
         return int(np.sum(~self.ok))
 
     def entry_name(self, k: int) -> str:
-        if not self.shape:
-            return self.name
-        idx = np.unravel_index(int(self.index[k]), self.shape)
-        return f"{self.name}[{', '.join(str(int(i)) for i in idx)}]"
+        """``x[1, 2]``; for a second derivative ``∂²out/∂a∂x[1, 2]``, ``a, x[1, 2]``."""
+        name = self.name
+        if self.shape:
+            idx = np.unravel_index(int(self.index[k]), self.shape)
+            name = f"{self.name}[{', '.join(str(int(i)) for i in idx)}]"
+        return name if self.of is None else f"{self.of}, {name}"
 
 
 @dataclass
@@ -584,33 +586,44 @@ def summary(report: CheckReport) -> str:
     return text + domain
 
 
-def to_tables(report: CheckReport) -> list[Any]:
-    """One rich Table per input."""
+MAX_TITLE_INPUTS = 6  # a table title names its inputs (with their shapes) up to this many, else counts them
+
+
+def to_table(report: CheckReport) -> Any:
+    """One rich Table for every input checked: a row per entry (a section per tensor input), the title saying
+    how many entries of which inputs were checked and whether they all pass."""
     from rich.table import Table
 
     r = report.result
     outl = node_names(r.graph)[r.out]
-    tables = []
-    for c in report.inputs:
-        what = (
-            f"{len(c.index)} of {c.size} entries, sampled"
-            if c.sampled
-            else f"{c.size} entr{'y' if c.size == 1 else 'ies'}"
-        )
-        status = "ok" if c.failed == 0 else f"{c.failed} failed"
-        head = f"∂{outl}/∂{c.name}" if c.of is None else f"∂²{outl}/∂{c.of}∂{c.name}"
-        t = Table(title=f"{head}  shape {fmt_shape(c.shape)}, {what}: {status}", title_justify="left")
-        t.add_column(
-            "entry", style="bold", no_wrap=True, min_width=min(12, max(5, len(c.entry_name(0)) if len(c.index) else 5))
-        )
-        t.add_column("analytic", justify="right", style="cyan", no_wrap=True)
-        t.add_column("numeric", justify="right", style="magenta", no_wrap=True)
-        t.add_column("± est.", justify="right", no_wrap=True)
-        t.add_column("|a - n|", justify="right", no_wrap=True)
-        t.add_column("rel. error", justify="right", no_wrap=True)
-        notes = [c.note(k) for k in range(len(c.index))]
-        widest = max((len(w) for n in notes if n for w in n.split()), default=4)
-        t.add_column("", min_width=widest)  # "pass, one-sided" wraps at its space rather than cut a number short
+    cs = report.inputs
+    checked = sum(len(c.index) for c in cs)
+    size = sum(c.size for c in cs)
+    sampled = any(c.sampled for c in cs)
+    what = f"{checked} of {size} entries (sampled)" if sampled else f"{size} entr{'y' if size == 1 else 'ies'}"
+    named = list({c.name: c.shape for c in cs}.items())  # order 2: each input once
+    if len(named) <= MAX_TITLE_INPUTS:
+        which = ", ".join(name + (f" {fmt_shape(shape)}" if shape else "") for name, shape in named)
+    else:
+        which = f"{len(named)} inputs"
+    failed = sum(c.failed for c in cs)
+    status = "ok" if failed == 0 else f"{failed} failed"
+    head = f"∂{outl}/∂input" if report.order == 1 else f"∂²{outl}/∂input∂input"
+    title = f"{head}: {what} of {which}: {status}" if cs else f"∂{outl}: no inputs"
+    t = Table(title=title, title_justify="left")
+    first = [c.entry_name(0) for c in cs if len(c.index)]
+    t.add_column("entry", style="bold", no_wrap=True, min_width=min(12, max([5] + [len(n) for n in first])))
+    t.add_column("analytic", justify="right", style="cyan", no_wrap=True)
+    t.add_column("numeric", justify="right", style="magenta", no_wrap=True)
+    t.add_column("± est.", justify="right", no_wrap=True)
+    t.add_column("|a - n|", justify="right", no_wrap=True)
+    t.add_column("rel. error", justify="right", no_wrap=True)
+    notes = [c.note(k) for c in cs for k in range(len(c.index))]
+    widest = max((len(w) for n in notes if n for w in n.split()), default=4)
+    t.add_column("", min_width=widest)  # "pass, one-sided" wraps at its space rather than cut a number short
+    for n, c in enumerate(cs):
+        if n and (c.shape or cs[n - 1].shape or c.of != cs[n - 1].of):  # a tensor's entries: a section of their own
+            t.add_section()
         shown = rows_to_show(c)
         for k in shown:
             t.add_row(
@@ -626,7 +639,7 @@ def to_tables(report: CheckReport) -> list[Any]:
         hidden = len(c.index) - len(shown)
         if hidden:
             t.add_row(
-                f"… {hidden} more",
+                f"… {hidden} more of {c.name}",
                 "",
                 "",
                 "",
@@ -634,8 +647,7 @@ def to_tables(report: CheckReport) -> list[Any]:
                 "",
                 "pass" if c.failed <= len(shown) else "",
             )
-        tables.append(t)
-    return tables
+    return t
 
 
 def to_data(report: CheckReport) -> dict[str, Any]:

@@ -18,7 +18,9 @@ text ``(w * x)`` for an anonymous node, ``%ID`` where that text would be long, r
 function, and a constant's value.
 
 Tensors. A node whose value or gradient has more than :data:`cgraph_cli.fmt.FULL` entries is summarised by its
-L2 norm (``‖W1‖ = 3.07``); every tensor line ends with its shapes. Backward steps through tensors
+L2 norm (``‖W1‖ = 3.07``); every tensor line ends with its shapes. One rule decides whether a forward step
+shows its numbers (``z = x + b = [1, 2] + [0, 1] = [1, 3]``): every operand is written in full, scalars and
+tensors alike. Backward steps through tensors
 are written as vector-Jacobian products in matrix form (``∂L/∂W = ∂L/∂u · xᵀ``), with ``⊙`` for an
 elementwise product and ``sum_to(..., shape)`` where a broadcast operand's gradient is summed back
 over the broadcast axes to the operand's shape.
@@ -194,12 +196,10 @@ def _forward_step(g: Graph, labels: list[str], vals: list[Any], i: int) -> Forwa
     args = g.args[i]
     expr = _formula(g, i, [labels[j] for j in args])
     numbers = None
-    if all(is_small(vals[j]) for j in args):
+    if all(is_small(vals[j]) for j in args):  # one rule: the numbers when every operand is written in full
         numbers = _formula(
             g, i, [fmt_operand(vals[j], first=(k == 0 and not OPS[op].paren_first)) for k, j in enumerate(args)]
         )
-        if len(numbers) > 48 and any(np.ndim(vals[j]) for j in args):
-            numbers = None  # too long to read: the value alone says it
     shapes = None
     if np.ndim(v) or any(np.ndim(vals[j]) for j in args):
         shapes = _shapes_text(g, i, [np.shape(vals[j]) for j in args], np.shape(v))
@@ -477,6 +477,17 @@ def backward_text(ex: Explanation, st: BackwardStep) -> str:
 def step_text(ex: Explanation, phase: str, k: int) -> str:
     """Step ``k`` of ``phase`` ("forward" | "backward") on one line: a ``--steps`` caption's text."""
     return forward_text(ex.forward[k]) if phase == "forward" else backward_text(ex, ex.backward[k])
+
+
+def step_lines(ex: Explanation, phase: str, k: int) -> list[str]:
+    """Step ``k`` of ``phase`` as ``explain`` writes it (its chain rule, shapes, 'where' and 'note' lines), without
+    the two spaces that indent every step in ``explain``'s output: the node panel of the interactive page."""
+    if phase == "forward":
+        rows = [_forward_line(ex.forward[k])]
+    else:
+        main, extra = _backward_lines(ex, ex.backward[k])
+        rows = main + extra
+    return [_plain(row)[2:] if _plain(row).startswith("  ") else _plain(row) for row in rows]
 
 
 def to_text(ex: Explanation) -> str:

@@ -15,7 +15,7 @@ import io
 import os
 import sys
 
-from cgraph_cli import __version__
+from cgraph_cli import __version__, _interrupted_early
 from cgraph_cli.cli.terminal import FALLBACK_ERRORS, ascii_fallback, can_encode
 from cgraph_cli.errors import CgraphError, OutputClosed
 
@@ -232,6 +232,13 @@ def _quiet_exit(code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``cgraph`` command."""
+    try:
+        _run_main(argv)
+    except KeyboardInterrupt:  # Ctrl-C outside _main's own handling (while loading it): as inside it
+        _quiet_exit(130)
+
+
+def _run_main(argv: list[str] | None) -> None:
     import signal
 
     try:
@@ -252,6 +259,31 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _on_sigint(signum, frame) -> None:
+    """Ctrl-C while the command runs: a KeyboardInterrupt, so that cleanup runs (``finally``, temp files) before
+    the quiet exit 130; but inside an import, an immediate exit 130. Python may swallow an exception raised
+    there ("Exception ignored in ..._get_module_lock") or a library turn it into an ImportError (numpy does),
+    and the command would go on or report an internal error."""
+    f = frame
+    while f is not None:
+        if f.f_code.co_filename.startswith("<frozen importlib"):
+            os._exit(130)
+        f = f.f_back
+    raise KeyboardInterrupt
+
+
+def _interruptible() -> None:
+    """From here on (the command runs) Ctrl-C goes through :func:`_on_sigint`; until now it was
+    :func:`cgraph_cli._interrupted_early`'s immediate exit 130 (nothing was written yet)."""
+    import signal
+
+    try:
+        if signal.getsignal(signal.SIGINT) is _interrupted_early:
+            signal.signal(signal.SIGINT, _on_sigint)
+    except ValueError:  # not the main thread
+        pass
+
+
 class _NotRaised(Exception):
     """Stands in for Typer's exception classes when the fast path runs without Typer."""
 
@@ -270,9 +302,12 @@ def _main(argv: list[str] | None) -> None:
         if fast is not None:
             from cgraph_cli.cli.fastpath import run_eval
 
+            _interruptible()
             rv = run_eval(fast)
         else:
-            rv = _get_app()(args=argv, standalone_mode=False, prog_name="cgraph")
+            app = _get_app()
+            _interruptible()
+            rv = app(args=argv, standalone_mode=False, prog_name="cgraph")
         code = rv if isinstance(rv, int) else 0
         sys.stdout.flush()
     except CgraphError as err:

@@ -132,6 +132,7 @@ class State:
     phase: str = ""  # "forward" | "backward" while stepping
     caption: str | None = None  # the step's explanation under the picture (None: no caption row)
     caption_width: int = 0  # points: the caption cell has one size in every frame
+    names: bool = False  # anonymous nodes show their name, as with a caption (the interactive page's captions)
 
 
 class GraphPicture:
@@ -193,7 +194,7 @@ class GraphPicture:
             if name is not None:  # a named constant, such as x = [1, 2, 3]
                 return "<B>" + html_text(self.labels[i]) + "</B> " + f'<FONT COLOR="{MUTED}">' + value + "</FONT>"
             return "<B>" + value + "</B>"
-        sym = "" if op == "input" else _op_text(op, g.attrs[i])
+        sym = "" if op == "input" else op_text(op, g.attrs[i])
         if name is None:
             return "<B>" + html_text(sym) + "</B>"
         head = "<B>" + html_text(self.labels[i]) + "</B>"
@@ -438,7 +439,7 @@ class GraphPicture:
             head += f' <FONT COLOR="{MUTED}" POINT-SIZE="10">' + html_text(shape) + "</FONT>"
         if self.copied[i]:
             head += f' <FONT COLOR="{MUTED}" POINT-SIZE="10">(×{self.uses[i]} uses)</FONT>'
-        if st.caption is not None and g.names[i] is None and op != "const":  # the captions name it so
+        if (st.caption is not None or st.names) and g.names[i] is None and op != "const":  # the captions name it
             head += f' <FONT COLOR="{MUTED}" POINT-SIZE="9">' + html_text(self.labels[i]) + "</FONT>"
         rows.append(f"<TR><TD>{head}</TD></TR>")
         fill = FILL["const" if op == "const" else "input" if op == "input" else "op"]
@@ -524,10 +525,11 @@ class GraphPicture:
         result = Result(g, self.values, grads, self.out, {}, [])
         return explain(result, backward=self.grads is not None)
 
-    def steps(self) -> list[tuple[str, int, State]]:
+    def steps(self, ex: Explanation | None = None) -> list[tuple[str, int, State]]:
         """The frames of ``--steps``: (phase, node, state), one per step of ``explain``: its forward steps, then
-        its backward steps, each captioned with the step's ``explain`` text on one line."""
-        ex = self.explanation()
+        its backward steps, each captioned with the step's ``explain`` text on one line. ``ex``: this picture's
+        :meth:`explanation`, when the caller has it already."""
+        ex = self.explanation() if ex is None else ex
         frames: list[tuple[str, int, State]] = []
         known: set[int] = set()
         for k, fst in enumerate(ex.forward):
@@ -583,7 +585,7 @@ def _blank(text: str) -> str:
     return f'<FONT COLOR="white">{html_text(text)}</FONT>'
 
 
-def _op_text(op: str, attrs: dict | None) -> str:
+def op_text(op: str, attrs: dict | None) -> str:
     spec = OPS[op]
     if not attrs:
         return spec.glyph

@@ -118,7 +118,7 @@ class Options:
     """The common options as a command line gives them (text, nothing read yet).
 
     Field names and defaults are those of :data:`COMMON_OPTIONS`; ``at`` is kept as a tuple in the order
-    given (a later ``--at`` of the same name wins, after ``--at-file``).
+    given (``--at`` overrides ``--at-file``; a name given twice in ``--at`` is refused when the values are read).
     """
 
     file: str | None = _default("file")

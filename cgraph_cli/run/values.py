@@ -86,8 +86,10 @@ def parse_value(text: str, where: str) -> np.ndarray:
 
 
 def parse_at(specs: list[str]) -> dict[str, np.ndarray]:
-    """``--at a=1,b=[1,2]`` (repeatable) into a dict of arrays."""
+    """``--at a=1,b=[1,2]`` (repeatable) into a dict of arrays; a name given twice is an error (which one was
+    meant cannot be told), also across repeated ``--at`` options."""
     out: dict[str, np.ndarray] = {}
+    seen: dict[str, str] = {}
     for spec in specs:
         for part in split_top_level(spec):
             if not part.strip():
@@ -100,6 +102,12 @@ def parse_at(specs: list[str]) -> dict[str, np.ndarray]:
             name = name.strip()
             if not _NAME.match(name):
                 raise CgraphError(f"--at: {name!r} is not a valid input name")
+            if name in seen:
+                raise CgraphError(
+                    f"--at: {name} is given twice ({seen[name]} and {name}={value.strip()})",
+                    hint=f"give each input once: drop one of the {name}= values",
+                )
+            seen[name] = f"{name}={value.strip()}"
             out[name] = parse_value(value, f"--at {name}")
     return out
 

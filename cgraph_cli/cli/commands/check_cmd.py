@@ -18,7 +18,7 @@ scale of x[i]) combined by Richardson extrapolation, with an error estimate e
 (truncation and round-off). An entry passes when |a - n| <= e + 1e-6 * |n|. Where
 the central stencil leaves the function's domain (a NaN or an infinity while
 f(x) is finite) a one-sided difference is used, and the row says so. Prints one
-table per input (analytic, numeric, its estimate, absolute and relative error)
+table of every entry checked (analytic, numeric, its estimate, absolute and relative error)
 and a summary line. Exits 0 when every entry passes and 1 when any differs.
 
 Fixed settings: --eps, --rtol or --atol (any of them) switches to the central
@@ -158,8 +158,7 @@ def check_command(
     if fmt == "json":
         out_json(check.to_data(report))
     else:
-        for t in check.to_tables(report):
-            print_rich(t)
+        print_rich(check.to_table(report))
         out(check.summary(report))
     from cgraph_cli.present.tables import nonfinite_warnings
 

@@ -35,6 +35,11 @@ Examples:
 
   cgraph render -e 'z = (a + b) * (b + c)' --no-values -o z.pdf
 
+An interactive page (one self-contained file: pan, zoom, a node's full value and gradient, and a stepper
+through the forward and backward passes):
+
+  cgraph render examples/lecture.cg --at a=-1,b=3,c=4 -o lecture.html
+
 Step by step (one frame per forward and backward step, or an animated GIF):
 
   cgraph render examples/lecture.cg --steps frames/
@@ -42,7 +47,7 @@ Step by step (one frame per forward and backward step, or an animated GIF):
   cgraph render examples/lecture.cg --steps lecture.gif
 """
 
-FORMATS = ("png", "svg", "pdf", "dot")
+FORMATS = ("png", "svg", "pdf", "dot", "html")
 MAX_STEP_WORK = 80_000  # nodes × frames for --steps: about 200 nodes (two frames per node)
 _FRAME = re.compile(r"\d{3,}-(forward|backward)-[A-Za-z0-9_]+\.(png|svg)\Z")
 
@@ -66,7 +71,11 @@ def render_command(
         None, "-o", "--output", metavar="OUT", help="Output file (default: FILE's stem + .png here; '-' for stdout)."
     ),
     fmt: Optional[str] = typer.Option(
-        None, "--format", "-f", metavar="png|svg|pdf|dot", help="png, svg, pdf or dot (default: from -o, else png)."
+        None,
+        "--format",
+        "-f",
+        metavar="png|svg|pdf|dot|html",
+        help="png, svg, pdf, dot or html (an interactive page; default: from -o, else png).",
     ),
     of: Optional[str] = PARAM["of"],
     rankdir: str = typer.Option(
@@ -180,20 +189,24 @@ def render_command(
             if fmt is None:
                 raise CgraphError(
                     f"cannot tell the format from '{output}'",
-                    hint="end the name in .png, .svg, .pdf or .dot, or pass --format",
+                    hint="end the name in .png, .svg, .pdf, .dot or .html, or pass --format",
                 )
     if target == "-" and fmt in ("png", "pdf") and sys.stdout.isatty():  # as curl does: no binary on a terminal
         raise CgraphError(
             f"-o - would write a binary {fmt.upper()} image to the terminal",
             hint=f"redirect it (cgraph render ... -o - > picture.{fmt}), give a file name with -o, or use --format svg",
         )
-    text = picture.dot()
-    if fmt == "dot":
-        data: bytes = text.encode("utf-8")
+    if fmt == "html":
+        from cgraph_cli.present.html import html_page
+
+        title = file if file not in (None, "-") and expr is None else g.source.filename  # as the user wrote it
+        data: bytes = html_page(picture, title, timeout).encode("utf-8")
+    elif fmt == "dot":
+        data = picture.dot().encode("utf-8")
     else:
         from cgraph_cli.present.render import render_dot
 
-        data = render_dot(text, fmt, timeout)
+        data = render_dot(picture.dot(), fmt, timeout)
     if target == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
