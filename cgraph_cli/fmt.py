@@ -195,6 +195,20 @@ def fmt_index(idx: tuple) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
+def fmt_keyword(v: Any) -> str:
+    """A keyword argument's static value as the language writes it: ``true``, ``inf``, ``(0, 1)``, ``2``."""
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, tuple):
+        return fmt_shape(v)
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if v.is_integer():
+            return str(int(v))
+    return str(v)
+
+
 def fmt_attr(v: Any) -> str:
     """An op attribute: an index, a shape, or the value as it prints."""
     if isinstance(v, tuple) and any(isinstance(x, slice) for x in v):

@@ -48,11 +48,19 @@ def test_grad_with_respect_to_an_intermediate_node():
 
 
 def test_grad_of_tensors_matches_the_engine_gradient():
-    src = "W = [[0.5, -1, 2], [1, 0.25, -0.5]]\nloss = sum(tanh(W @ x) * [1, -2]) + norm(x)\ng = grad(loss, x)"
+    body = "W = [[0.5, -1, 2], [1, 0.25, -0.5]]\nloss = sum(tanh(W @ x) * [1, -2]) + norm(x)"
     x = np.array([0.3, -0.8, 1.1])
-    g, inputs, res = _run(src, x=x)
-    plain, pin, pres = _run(src.rsplit("\n", 1)[0], x=x)
-    np.testing.assert_array_equal(_value(g, res, "g"), pres.grads[plain.inputs["x"]])
+    g, inputs, res = _run(body + "\ngx = grad(loss, x)\ns = sum(gx * gx)", x=x)
+    plain, _, pres = _run(body, x=x)
+    np.testing.assert_array_equal(_value(g, res, "gx"), pres.grads[plain.inputs["x"]])
+    # s = |∇loss|², differentiated through the gradient nodes: 2 H ∇loss, against finite differences
+    h = 1e-6
+    fd = []
+    for k in range(3):
+        e = np.zeros(3)
+        e[k] = h
+        fd.append((forward(g, {"x": x + e})[res.out] - forward(g, {"x": x - e})[res.out]) / (2 * h))
+    np.testing.assert_allclose(res.grads[g.inputs["x"]], fd, rtol=1e-6)
 
 
 def test_grad_inside_a_function_body():

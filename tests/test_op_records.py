@@ -21,7 +21,24 @@ from cgraph_cli.run.program import run
 from tests.conftest import run_cli
 
 # ops the grammar writes with syntax rather than a call: operators, indexing, tensor literals, x = y
-SYNTAX = {"id", "add", "sub", "mul", "div", "pow", "matmul", "neg", "index", "stack"}
+SYNTAX = {
+    "id",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "matmul",
+    "neg",
+    "index",
+    "stack",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "eq",
+    "ne",
+}
 
 
 def _operands(op: Op) -> int:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.second import HvpProgram, hessian, hvp
-from cgraph_cli.errors import Source
+from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.ir.graph import Builder, backward_graph
 from cgraph_cli.ops import OPS
 from cgraph_cli.run.program import compile_program
@@ -198,12 +198,20 @@ def _op_graph(op, xs, attrs):
     return b.g, {f"x{k}": np.asarray(x, dtype=np.float64) for k, x in enumerate(xs)}
 
 
+# ops whose VJP is not written in traceable numpy (yet): asking for their backward pass as nodes is a clear error
+NOT_TRACEABLE = {"prod"}  # its VJP builds each entry's product of the others with cumprod and concatenate
+
+
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_every_op_second_derivative_matches_finite_differences(name):
     op = OPS[name]
     attrs = dict(op.test_attrs or {})
     xs = sample_operands(op, default_shapes(op))
     g, inputs = _op_graph(op, xs, attrs)
+    if name in NOT_TRACEABLE:
+        with pytest.raises(CgraphError, match=f"the gradient of '{op.fname}' cannot be built as graph nodes yet"):
+            backward_graph(g, g.output)
+        return
     bg, grads = backward_graph(g, g.output)  # the first-order graph equals the engine's numbers
     res = evaluate(g, inputs, strategy="generic")
     from cgraph_cli.engine.reference import forward

@@ -472,6 +472,17 @@ class ScalarPlan:
             self._levels = self._compile_levels()
         return self._levels
 
+    def _attr_variants(self) -> np.ndarray:
+        """A number per node telling its attributes apart (0: none), so that a level group, which runs its op
+        once with its first node's attributes, holds only nodes of equal attributes (norm's p, var's ddof)."""
+        g = self.g
+        variant = np.zeros(self.n, dtype=np.int64)
+        seen: dict[str, int] = {}
+        for i, (op, at) in enumerate(zip(g.ops, g.attrs)):
+            if at and op not in LEAF_OPS:
+                variant[i] = seen.setdefault(repr(sorted(at.items())), len(seen) + 1)
+        return variant
+
     def _compile_levels(self) -> LevelPlan:
         ops = self.operands()
         names, opid, arity, a0, a1 = ops.names, ops.opid, ops.arity, ops.a0, ops.a1
@@ -480,10 +491,12 @@ class ScalarPlan:
         n = self.n
         isleaf = np.isin(opid, [k for k, name in enumerate(names) if name in LEAF_OPS])
         nodes = np.nonzero(~isleaf)[0]
-        order = nodes[np.lexsort((opid[nodes], lvl[nodes]))]
+        variant = self._attr_variants()
+        order = nodes[np.lexsort((variant[nodes], opid[nodes], lvl[nodes]))]
         key_l = lvl[order]
         key_o = opid[order]
-        cut = np.nonzero((np.diff(key_l) != 0) | (np.diff(key_o) != 0))[0] + 1
+        key_v = variant[order]
+        cut = np.nonzero((np.diff(key_l) != 0) | (np.diff(key_o) != 0) | (np.diff(key_v) != 0))[0] + 1
         bounds = np.concatenate(([0], cut, [len(order)]))
         groups = []
         for s, e in zip(bounds[:-1], bounds[1:]):

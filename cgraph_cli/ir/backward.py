@@ -15,9 +15,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cgraph_cli.errors import CgraphError
 from cgraph_cli.ir.trace import NotTraceable, Tape, Traced
 from cgraph_cli.ops import LEAF_OPS, OPS
 from cgraph_cli.ops.core import sum_to
+
+
+def span_of(tape: Tape, i: int) -> tuple[int, int] | None:
+    """Node ``i``'s source span, when the tape can tell."""
+    spans = getattr(tape, "spans", None)
+    return None if spans is None else spans(i)
 
 
 def depends_on(ops: list[str], args: list[tuple[int, ...]], sources: Sequence[int], upto: int) -> list[bool]:
@@ -63,12 +70,19 @@ def gradient_nodes(
         try:
             parts = OPS[op].vjps(ks, gi, Traced(tape, i), xs, attrs[i])
         except NotTraceable as e:
-            raise NotTraceable(f"the VJP of op '{op}' cannot be recorded as nodes: {e}") from None
+            raise CgraphError(
+                f"the gradient of '{OPS[op].fname}' cannot be built as graph nodes yet (its VJP uses {e}), so it "
+                "cannot be drawn with --backward, differentiated again, or used inside grad()",
+                span_of(tape, i),
+                hint="first-order gradients (eval, check, explain) are not affected",
+            ) from None
         for k, gk in zip(ks, parts):
             if gk is None:
                 continue
             j = args[i][k]
             if not isinstance(gk, Traced):
+                if not np.any(gk):  # a constant zero (a comparison's, sign's): nothing flows
+                    continue
                 gk = Traced(tape, tape.const(np.asarray(gk, dtype=tape.dtype)))
             want = tuple(tape.shape(j))
             if gk.shape != want:

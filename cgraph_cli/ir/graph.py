@@ -853,6 +853,9 @@ class _Tape:
             )
         return s
 
+    def spans(self, i: int) -> Span:
+        return self.b.g.spans[i]
+
     def focus(self, i: int) -> None:
         if self.follow:
             self.span = self.b.g.spans[i]
@@ -884,7 +887,10 @@ def backward_graph(
     b.n_values = sum(math.prod(s) if s else 1 for s in g.shapes if s is not None)
     sources = list(g.inputs.values()) if sources is None else list(sources)
     tape = _Tape(b, g.spans[out], g.frames_of[out], follow=True)
-    found = gradient_nodes(tape, b.g.ops, b.g.args, b.g.attrs, out, sources)
+    try:
+        found = gradient_nodes(tape, b.g.ops, b.g.args, b.g.attrs, out, sources)
+    except CgraphError as err:
+        raise err.with_source(g.source) from None
     grads = {}
     for s, n in found.items():
         grads[s] = tape.const(np.zeros(tape.shape(s))) if n is None else n

@@ -164,6 +164,9 @@ class Traced:
     def astype(self, dtype, copy: bool = True) -> Traced:
         return self  # a graph has one number type
 
+    def copy(self) -> Traced:
+        return self  # nodes are never written
+
     def sum(self, axis=None, keepdims: bool = False):
         return np.sum(self, axis=axis, keepdims=keepdims)
 
@@ -209,6 +212,8 @@ def record_op(func, args, kwargs) -> Any:
 
 
 def _static(v: Any) -> Any:
+    if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "iu":
+        return tuple(int(i) for i in v)
     if isinstance(v, (list, tuple)):
         return tuple(_static(x) for x in v)
     if isinstance(v, np.integer):
@@ -254,6 +259,13 @@ def _flip(x, axis=None):
     nd = len(shape_of(x))
     axes = range(nd) if axis is None else [a % nd for a in (axis if isinstance(axis, tuple) else (axis,))]
     return x[tuple(slice(None, None, -1) if d in axes else slice(None) for d in range(nd))]
+
+
+def _take(x, indices, axis=None, **_):
+    if axis is None or not isinstance(indices, (int, np.integer)):
+        raise NotTraceable("np.take: only one whole-number index along an axis")
+    nd = len(shape_of(x))
+    return x[(slice(None),) * (axis % nd) + (int(indices),)]
 
 
 def _sum(x, axis=None, dtype=None, out=None, keepdims=False, **_):
@@ -311,6 +323,7 @@ _WRITTEN_WITH = {
     np.expand_dims: _expand_dims,
     np.swapaxes: _swapaxes,
     np.flip: _flip,
+    np.take: _take,
     np.sum: _sum,
     np.reshape: _reshape,
     np.broadcast_to: _broadcast_to,

@@ -214,12 +214,35 @@ def norm_axis(axis: int | None, ndim: int) -> int | None:
     return axis % ndim
 
 
-def reduce_shape(shapes: list[Shape], axis: int | None = None, **_: Any) -> Shape:
+def norm_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...] | None:
+    """An ``axis=`` attribute (None, an int or a tuple of ints, negative from the end) as sorted axes
+    counted from 0 (None: every axis). An axis on a 0-d value is out of range (numpy's rule)."""
+    if axis is None:
+        return None
+    if isinstance(axis, tuple):
+        axes = tuple(norm_axis(a, ndim) for a in axis)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"axis {fmt_shape(axis)} names an axis twice")
+        return tuple(sorted(axes))  # type: ignore[arg-type]
+    return (norm_axis(axis, ndim),)  # type: ignore[return-value]
+
+
+def reduce_shape(shapes: list[Shape], axis=None, keepdims: bool = False, **_: Any) -> Shape:
     s = shapes[0]
-    ax = norm_axis(axis, len(s))
-    if ax is None:
-        return ()
-    return s[:ax] + s[ax + 1 :]
+    axes = norm_axes(axis, len(s))
+    if axes is None:
+        axes = tuple(range(len(s)))
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(s))
+    return tuple(d for i, d in enumerate(s) if i not in axes)
+
+
+def reduced_count(shape: Shape, axis=None) -> int:
+    """How many entries a reduction over ``axis`` combines into each entry of its result."""
+    axes = norm_axes(axis, len(shape))
+    if axes is None:
+        return int(np.prod(shape, dtype=np.int64))
+    return int(np.prod([shape[a] for a in axes], dtype=np.int64))
 
 
 def index_shape(shapes: list[Shape], idx: tuple = (), **_: Any) -> Shape:
@@ -253,11 +276,23 @@ def traceable(f: Callable[..., Any]) -> Callable[..., Any]:
 # -- helpers shared by the records -------------------------------------------------------
 
 
-def expand_reduced(g, shape: Shape, axis: int | None):
-    """Broadcast the gradient of a reduction back to the operand's shape."""
-    if axis is not None and len(shape) > 0:
-        g = np.expand_dims(g, axis % len(shape))
+def expand_reduced(g, shape: Shape, axis=None, keepdims: bool = False):
+    """Broadcast the gradient (or value) of a reduction over ``axis`` back to the operand's shape."""
+    axes = norm_axes(axis, len(shape))
+    if axes is not None and axes and not keepdims:
+        g = np.expand_dims(g, axes)
+    elif axes is None and keepdims:
+        g = np.reshape(g, ())
     return np.broadcast_to(g, shape)
+
+
+def keep(v, shape: Shape, axis=None):
+    """The result of a reduction over ``axis`` with its reduced axes kept (length 1), whether or not
+    it was computed with ``keepdims``: the form that broadcasts against the operand."""
+    axes = norm_axes(axis, len(shape))
+    if axes is None:
+        return np.reshape(v, (1,) * len(shape))
+    return np.reshape(v, tuple(1 if i in axes else d for i, d in enumerate(shape)))
 
 
 def near_zero(x: Any, eps: float) -> bool:

@@ -1,7 +1,10 @@
 """Functions applied entry by entry: ``exp log sqrt abs sin cos tan tanh sigmoid relu softplus
-square atan2`` and ``max``/``min`` of several operands."""
+square sign sinh cosh asin acos atan log1p expm1 erf atan2 logaddexp clip where``, ``max``/``min``
+of several operands, and the comparisons ``< <= > >= == !=`` (0/1 masks)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -70,12 +73,25 @@ def _extreme_local(which: str, k: int, L: list[str], A: str) -> str:
     return f"[{L[k]} = {which}({listed})]"
 
 
+def _extreme_shape(which: str):
+    def shape(shapes, **_):
+        try:
+            return broadcast_shape(shapes)
+        except ValueError as e:  # max(X, 1) meant as numpy's max along axis 1?
+            raise ValueError(
+                f"{e}; {which}(a, b, ...) is the entry-by-entry {which}imum of its operands: "
+                f"for the {which}imum along an axis, write {which}(x, axis=1)"
+            ) from None
+
+    return shape
+
+
 def _extreme(name: str, which: str, f, numpy) -> Op:
     return Op(
         name,
         lambda *a: _fold(f, a),
         _extreme_vjp,
-        broadcast_shape,
+        _extreme_shape(which),
         None,
         which,
         call=which,
@@ -109,6 +125,101 @@ def _atan2_vjp_x(g, ans, y, x):
 def _origin(xs, ans, attrs, eps) -> bool:
     y, x = np.broadcast_arrays(*(np.abs(np.asarray(v, dtype=np.float64)) for v in xs))
     return bool(np.any((y <= eps) & (x <= eps)))
+
+
+# -- sign, erf and the comparisons: functions whose derivative is 0 (or that pass none) ----------------
+
+
+def _zero_vjp(g, ans, *xs, **_):
+    """No gradient flows: zeros of the operand's shape (a step function's derivative, PyTorch's
+    convention for sign and the comparisons)."""
+    return np.zeros(np.shape(xs[0]), dtype=np.result_type(g))
+
+
+def _zero_vjp_of(k: int):
+    return lambda g, ans, *xs, **_: np.zeros(np.shape(xs[k]), dtype=np.result_type(g))
+
+
+_erf_entries = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(x):
+    """The error function entry by entry, by Python's math.erf (numpy has none; scipy is not needed)."""
+    x = np.asarray(x)
+    return np.asarray(_erf_entries(x), dtype=x.dtype if x.dtype.kind == "f" else np.float64)
+
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+def _near(xs, ans, attrs, eps) -> bool:
+    """Two operands within eps of each other at some entry (where a comparison jumps)."""
+    a, b = (np.asarray(x, dtype=np.float64) for x in xs[:2])
+    return bool(np.any(np.abs(a - b) <= eps))
+
+
+def comparison(name: str, symbol: str, glyph: str, f, *, commutative: bool = False) -> Op:
+    """A comparison ``a < b``: 1 where it holds, 0 where not (the operands' float type), no gradient."""
+    return Op(
+        name,
+        lambda a, b: f(a, b).astype(np.result_type(a, b)),
+        (_zero_vjp_of(0), _zero_vjp_of(1)),
+        broadcast_shape,
+        2,
+        glyph,
+        infix=symbol,
+        ports=None if commutative else ("a", "b"),
+        commutative=commutative,
+        formula=lambda L, at: f"{L[0]} {symbol} {L[1]}",
+        local=lambda k, L, A, at, sh: "0",
+        elementwise=True,
+        rows=ROWWISE,
+        kink=Kink(
+            _near,
+            f"a comparison '{symbol}' jumps from 0 to 1 where its operands are equal "
+            "(cgraph takes its derivative as 0 everywhere: no gradient flows through a comparison)",
+        ),
+        numpy=f,
+    )
+
+
+# -- where and clip ---------------------------------------------------------------------------------
+
+
+def _where(c, a, b):
+    return np.where(c != 0, a, b)
+
+
+def _clip_masks(x, lo, hi):
+    """Which of x, lo, hi the result of min(max(x, lo), hi) is, entry by entry: hi where max(x, lo) >= hi,
+    else lo where x <= lo, else x (strictly inside lo < x < hi)."""
+    to_hi = np.maximum(x, lo) >= hi
+    to_lo = np.where(to_hi, False, x <= lo)  # where, not ~ and &: traceable (ir/trace.py)
+    return np.where(to_hi, False, np.where(to_lo, False, True)), to_lo, to_hi
+
+
+def _clip_vjp(k: int):
+    return lambda g, ans, x, lo, hi: g * _clip_masks(x, lo, hi)[k]
+
+
+def _at_bound(xs, ans, attrs, eps) -> bool:
+    x, lo, hi = (np.asarray(v, dtype=np.float64) for v in xs)
+    return bool(np.any((np.abs(x - lo) <= eps) | (np.abs(x - hi) <= eps)))
+
+
+def _clip_local(k, L, A, at, sh):
+    x, lo, hi = L
+    return [f"[{lo} < {x} < {hi}]", f"[{x} ≤ {lo} < {hi}]", f"[max({x}, {lo}) ≥ {hi}]"][k]
+
+
+def _asin_like_hint(name):
+    return lambda xs, v: f"{name} is defined only for -1 ≤ x ≤ 1" if np.any(np.abs(xs[0]) > 1) else None
+
+
+def _asin_like_grad_hint(name):
+    return lambda k, xs: (
+        f"the derivative of {name}, ±1/sqrt(1 - x^2), is infinite at x = ±1" if np.any(np.abs(xs[0]) == 1) else None
+    )
 
 
 RECORDS = [
@@ -252,5 +363,151 @@ RECORDS = [
         domain=(0.5, 2.0),
         test_shapes=((3,), (2, 1)),
         numpy=np.arctan2,
+    ),
+    unary(
+        "sign",
+        np.sign,
+        _zero_vjp,
+        lambda k, L, A, at, sh: "0",
+        kernel=Kernel.NP1,
+        kink=Kink(
+            lambda xs, ans, at, eps: near_zero(xs[0], eps),
+            "sign jumps at 0 (cgraph takes its derivative as 0 everywhere, as PyTorch)",
+        ),
+    ),
+    unary(
+        "sinh",
+        np.sinh,
+        lambda g, ans, a: g * np.cosh(a),
+        lambda k, L, A, at, sh: call("cosh", L[0]),
+        kernel=Kernel.NP1,
+        complex_step=True,
+    ),
+    unary(
+        "cosh",
+        np.cosh,
+        lambda g, ans, a: g * np.sinh(a),
+        lambda k, L, A, at, sh: call("sinh", L[0]),
+        kernel=Kernel.NP1,
+        complex_step=True,
+    ),
+    unary(
+        "asin",
+        np.arcsin,
+        lambda g, ans, a: g / np.sqrt(1 - a * a),
+        lambda k, L, A, at, sh: f"1/sqrt(1 - {paren(L[0])}^2)",
+        kernel=Kernel.NP1,
+        hint=_asin_like_hint("asin"),
+        grad_hint=_asin_like_grad_hint("asin"),
+        domain=(-0.9, 0.9),
+        complex_step=True,
+    ),
+    unary(
+        "acos",
+        np.arccos,
+        lambda g, ans, a: -g / np.sqrt(1 - a * a),
+        lambda k, L, A, at, sh: f"-1/sqrt(1 - {paren(L[0])}^2)",
+        kernel=Kernel.NP1,
+        hint=_asin_like_hint("acos"),
+        grad_hint=_asin_like_grad_hint("acos"),
+        domain=(-0.9, 0.9),
+        complex_step=True,
+    ),
+    unary(
+        "atan",
+        np.arctan,
+        lambda g, ans, a: g / (1 + a * a),
+        lambda k, L, A, at, sh: f"1/(1 + {paren(L[0])}^2)",
+        kernel=Kernel.NP1,
+        complex_step=True,
+    ),
+    unary(
+        "log1p",
+        np.log1p,
+        lambda g, ans, a: g / (1 + a),
+        lambda k, L, A, at, sh: f"1/(1 + {L[0]})",
+        kernel=Kernel.NP1,
+        hint=lambda xs, v: "log1p(x) is defined only for x > -1" if np.any(xs[0] <= -1) else None,
+        grad_hint=lambda k, xs: (
+            "the derivative of log1p, 1/(1 + x), is infinite at x = -1" if np.any(xs[0] == -1) else None
+        ),
+        domain=(-0.5, 2.0),
+        complex_step=True,
+    ),
+    unary(
+        "expm1",
+        np.expm1,
+        lambda g, ans, a: g * np.exp(a),
+        lambda k, L, A, at, sh: call("exp", L[0]),
+        kernel=Kernel.NP1,
+        complex_step=True,
+    ),
+    unary(
+        "erf",
+        _erf,
+        lambda g, ans, a: g * (_TWO_OVER_SQRT_PI * np.exp(-(a * a))),
+        lambda k, L, A, at, sh: f"2/sqrt(π) · exp(-{paren(L[0])}^2)",
+        kernel=Kernel.NP1,
+    ),
+    Op(
+        "logaddexp",
+        np.logaddexp,
+        (lambda g, ans, a, b: g * np.exp(a - ans), lambda g, ans, a, b: g * np.exp(b - ans)),
+        broadcast_shape,
+        2,
+        "logaddexp",
+        calls=(Call("logaddexp", 2, 2),),
+        commutative=True,
+        local=lambda k, L, A, at, sh: call("exp", f"{L[k]} - {A}"),
+        elementwise=True,
+        rows=ROWWISE,
+        test_shapes=((3,), (2, 1)),
+        numpy=np.logaddexp,
+    ),
+    comparison("lt", "<", "<", np.less),
+    comparison("le", "<=", "≤", np.less_equal),
+    comparison("gt", ">", ">", np.greater),
+    comparison("ge", ">=", "≥", np.greater_equal),
+    comparison("eq", "==", "=", np.equal, commutative=True),
+    comparison("ne", "!=", "≠", np.not_equal, commutative=True),
+    Op(
+        "where",
+        _where,
+        (
+            _zero_vjp_of(0),
+            lambda g, ans, c, a, b: np.where(c != 0, g, 0.0).astype(np.result_type(g), copy=False),
+            lambda g, ans, c, a, b: np.where(c != 0, 0.0, g).astype(np.result_type(g), copy=False),
+        ),
+        broadcast_shape,
+        3,
+        "where",
+        calls=(Call("where", 3, 3),),
+        ports=("cond", "then", "else"),
+        local=lambda k, L, A, at, sh: ["0", f"[{L[0]} ≠ 0]", f"[{L[0]} = 0]"][k],
+        elementwise=True,
+        rows=ROWWISE,
+        test_shapes=((2, 3), (3,), (2, 1)),
+        numpy=np.where,
+    ),
+    Op(
+        "clip",
+        lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi),
+        (_clip_vjp(0), _clip_vjp(1), _clip_vjp(2)),
+        broadcast_shape,
+        3,
+        "clip",
+        calls=(Call("clip", 3, 3),),
+        ports=("x", "lo", "hi"),
+        local=_clip_local,
+        elementwise=True,
+        rows=ROWWISE,
+        kink=Kink(
+            _at_bound,
+            "clip is not differentiable at x = lo or x = hi (cgraph passes the gradient to x only strictly "
+            "inside lo < x < hi, and to the bound that is the result elsewhere)",
+            "on a bound: the gradient goes to the bound",
+        ),
+        domain=(-2.0, 2.0),
+        test_shapes=((2, 3), (), (3,)),
     ),
 ]

@@ -1,86 +1,298 @@
-"""Reductions: ``sum mean max min logsumexp norm`` of one tensor (over all entries or one axis)."""
+"""Reductions: ``sum mean max min logsumexp norm prod var std`` of one tensor, over all entries or
+over ``axis=`` (an integer, a negative integer counting from the end, or a tuple of them), with
+``keepdims=`` keeping the reduced axes as length 1 (numpy's keywords)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cgraph_cli.fmt import fmt_shape
-from cgraph_cli.ops.core import Call, Kernel, Kink, Op, Rows, expand_reduced, norm_axis, reduce_shape
-from cgraph_cli.ops.text import call, paren
+from cgraph_cli.fmt import fmt_keyword, fmt_shape
+from cgraph_cli.ops.core import (
+    Call,
+    Kernel,
+    Kink,
+    Op,
+    Rows,
+    expand_reduced,
+    keep,
+    norm_axes,
+    reduce_shape,
+    reduced_count,
+)
+from cgraph_cli.ops.text import call, keyword_call, keyword_label, paren
+
+REDUCE_KEYWORDS = ("axis", "keepdims")
+REDUCE_DEFAULTS = {"axis": None, "keepdims": False}
 
 
-def extreme_shape(shapes, axis=None, **_):
+def _reduction_call(name: str, extra: tuple[str, ...] = ()) -> Call:
+    """``name(x)``, ``name(x, axis)`` and the keywords ``axis= keepdims=`` (and ``extra``)."""
+    return Call(name, 1, 2, "axis", keywords=REDUCE_KEYWORDS + extra)
+
+
+def _texts(fname: str, defaults: dict = REDUCE_DEFAULTS) -> dict:
+    """The formula and picture label of a reduction, writing its keywords as the language does."""
+    return {
+        "formula": lambda L, at: keyword_call(fname, L, at, defaults, ("axis",)),
+        "label": lambda at: keyword_label(fname, at, defaults),
+    }
+
+
+def _along(at: dict) -> str:
+    axis = at.get("axis")
+    return "" if axis is None else f" along axis {fmt_keyword(axis)}"
+
+
+def extreme_shape(shapes, axis=None, keepdims=False, **_):
     """max(x)/min(x): like any reduction, but an empty one has no value (as in numpy and PyTorch)."""
     s = shapes[0]
-    ax = norm_axis(axis, len(s))
-    if (0 in s) if ax is None else s[ax] == 0:
+    axes = norm_axes(axis, len(s))
+    if any(s[a] == 0 for a in range(len(s)) if axes is None or a in axes):
         raise ValueError(f"max/min of an empty tensor of shape {fmt_shape(s)} has no value")
-    return reduce_shape(shapes, axis)
+    return reduce_shape(shapes, axis, keepdims)
 
 
-def _logsumexp(x, axis=None):
+def _logsumexp(x, axis=None, keepdims=False):
+    out_shape = reduce_shape([np.shape(x)], axis=axis, keepdims=keepdims)
     if np.size(x) == 0:  # an empty sum: log(0) = -inf (scipy's logsumexp agrees)
-        return np.log(np.sum(np.exp(x), axis=axis))
+        return np.log(np.sum(np.exp(x), axis=axis, keepdims=keepdims))
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
     s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
-    return s.reshape(reduce_shape([np.shape(x)], axis=axis))
+    return s.reshape(out_shape)
 
 
-def _lse_rows(x, axis=None):
+def _lse_rows(x, axis=None, keepdims=False):
     m = np.where(np.isfinite(x), x, 0)
     return np.log(np.exp(x - m)) + m
 
 
-def _reduce_extreme_vjp(g, ans, x, axis=None):
-    mask = x == (ans if axis is None else np.expand_dims(ans, axis))
-    count = np.sum(mask, axis=axis, keepdims=axis is not None).astype(np.result_type(g))
-    return expand_reduced(g, np.shape(x), axis) * mask / count
+def _lse_vjp(g, ans, x, axis=None, keepdims=False):
+    s = np.shape(x)
+    return expand_reduced(g, s, axis, keepdims) * np.exp(x - expand_reduced(ans, s, axis, keepdims))
 
 
-def _extreme_rows_vjp(g, ans, x, axis=None):
+def _reduce_extreme_vjp(g, ans, x, axis=None, keepdims=False):
+    s = np.shape(x)
+    mask = x == keep(ans, s, axis)
+    count = np.sum(mask, axis=norm_axes(axis, len(s)), keepdims=True).astype(np.result_type(g))
+    return expand_reduced(g, s, axis, keepdims) * mask / count
+
+
+def _extreme_rows_vjp(g, ans, x, axis=None, keepdims=False):
     mask = x == ans
     return g * mask / mask.astype(np.result_type(g))  # float32 stays float32, as in _reduce_extreme_vjp
 
 
 def _reduce_ties(xs, ans, attrs, eps) -> bool:
     x = np.asarray(xs[0], dtype=np.float64)
-    a = np.asarray(ans, dtype=np.float64)
-    axis = attrs.get("axis")
-    if axis is not None and x.ndim:
-        a = np.expand_dims(a, axis % x.ndim)
+    a = keep(np.asarray(ans, dtype=np.float64), x.shape, attrs.get("axis"))
     close = np.abs(x - a) <= eps
-    return bool(np.any(np.sum(close, axis=axis) > 1))
+    return bool(np.any(np.sum(close, axis=norm_axes(attrs.get("axis"), x.ndim)) > 1))
 
 
-def _norm(x):
-    return np.sqrt(np.sum(np.square(x)))
+# -- norm: p = 2 (the default), 1 or inf ---------------------------------------------------------------
+
+NORM_DEFAULTS = {**REDUCE_DEFAULTS, "p": 2}
+_NORM_PS = (1, 2, np.inf)
 
 
-def _norm_vjp(g, ans, x):
+def _norm_shape(shapes, axis=None, keepdims=False, p=2, **_):
+    if p not in _NORM_PS:
+        raise ValueError(f"norm(x, p={fmt_keyword(p)}) is not supported: p is 1, 2 or inf")
+    return reduce_shape(shapes, axis, keepdims)
+
+
+def _norm(x, axis=None, keepdims=False, p=2):
+    if p == 1:
+        return np.sum(np.abs(x), axis=axis, keepdims=keepdims)
+    if p == np.inf:
+        if np.size(x) == 0:  # the largest of no magnitudes: 0 (PyTorch's inf-norm of an empty tensor)
+            return np.sum(np.abs(x), axis=axis, keepdims=keepdims)
+        return np.max(np.abs(x), axis=axis, keepdims=keepdims)
+    return np.sqrt(np.sum(np.square(x), axis=axis, keepdims=keepdims))
+
+
+def _norm_vjp(g, ans, x, axis=None, keepdims=False, p=2):
+    s = np.shape(x)
+    up = expand_reduced(g, s, axis, keepdims)
+    if p == 1:  # sign(x): 0 at x = 0 (PyTorch)
+        return up * np.sign(x)
+    a = keep(ans, s, axis)
+    if p == np.inf:  # the largest magnitudes share the gradient, with their signs (PyTorch)
+        mask = np.abs(x) == a
+        count = np.sum(mask, axis=norm_axes(axis, len(s)), keepdims=True).astype(np.result_type(g))
+        return np.sign(x) * (up / count * mask)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return up * np.where(a == 0, 0.0, x / np.where(a == 0, 1.0, a))
+
+
+def _norm_rows(x, axis=None, keepdims=False, p=2):
+    return np.abs(x) if p != 2 else np.sqrt(np.square(x))
+
+
+def _norm_rows_vjp(g, ans, x, axis=None, keepdims=False, p=2):
+    if p == 1:
+        return g * np.sign(x)
+    if p == np.inf:
+        mask = np.abs(x) == ans
+        return np.sign(x) * (g / mask.astype(np.result_type(g)) * mask)
     with np.errstate(divide="ignore", invalid="ignore"):
         return g * np.where(ans == 0, 0.0, x / np.where(ans == 0, 1.0, ans))
 
 
-def _mean_fwd(x, axis=None):
-    return np.sum(x, axis=axis) / (np.size(x) if axis is None else np.shape(x)[axis])
+def _norm_kink(xs, ans, attrs, eps) -> bool:
+    x = np.asarray(xs[0], dtype=np.float64)
+    p = attrs.get("p", 2)
+    if p == 1:
+        return near_zero_any(x, eps)
+    a = keep(np.asarray(ans, dtype=np.float64), x.shape, attrs.get("axis"))
+    if p == np.inf:
+        close = np.abs(np.abs(x) - a) <= eps
+        return bool(np.any(np.sum(close, axis=norm_axes(attrs.get("axis"), x.ndim)) > 1) or np.any(np.abs(a) <= eps))
+    return bool(np.any(np.abs(a) <= eps))
 
 
-def _mean_vjp(g, ans, x, axis=None):
-    n = np.size(x) if axis is None else np.shape(x)[axis]
-    return expand_reduced(g, np.shape(x), axis) / n
+def near_zero_any(x, eps) -> bool:
+    return bool(np.any(np.abs(x) <= eps))
+
+
+def _norm_local(k, L, A, at, sh):
+    p = at.get("p", 2)
+    if p == 1:
+        return call("sign", L[0])
+    if p == np.inf:
+        return f"sign({L[0]}) · [|{L[0]}| = {A}]"
+    return f"{paren(L[0])}/{paren(A)}"
+
+
+# -- mean, var, std -------------------------------------------------------------------------------------
+
+
+def _mean_fwd(x, axis=None, keepdims=False):
+    return np.sum(x, axis=axis, keepdims=keepdims) / reduced_count(np.shape(x), axis)
+
+
+def _mean_vjp(g, ans, x, axis=None, keepdims=False):
+    return expand_reduced(g, np.shape(x), axis, keepdims) / reduced_count(np.shape(x), axis)
+
+
+VAR_DEFAULTS = {**REDUCE_DEFAULTS, "ddof": 0}
+
+
+def _var_shape(shapes, axis=None, keepdims=False, ddof=0, **_):
+    if not isinstance(ddof, int) or isinstance(ddof, bool) or ddof < 0:
+        raise ValueError(f"ddof must be a non-negative whole number, not {fmt_keyword(ddof)}")
+    return reduce_shape(shapes, axis, keepdims)
+
+
+def _deviation(x, axis):
+    """x minus its mean over ``axis`` (numpy's var subtracts the mean the same way)."""
+    m = np.sum(x, axis=norm_axes(axis, np.ndim(x)), keepdims=True) / reduced_count(np.shape(x), axis)
+    return x - m
+
+
+def _var(x, axis=None, keepdims=False, ddof=0):
+    d = _deviation(x, axis)
+    return np.sum(d * d, axis=axis, keepdims=keepdims) / (reduced_count(np.shape(x), axis) - ddof)
+
+
+def _var_vjp(g, ans, x, axis=None, keepdims=False, ddof=0):
+    d = _deviation(x, axis)
+    return expand_reduced(g, np.shape(x), axis, keepdims) * (2 * d) / (reduced_count(np.shape(x), axis) - ddof)
+
+
+def _std(x, axis=None, keepdims=False, ddof=0):
+    return np.sqrt(_var(x, axis, keepdims, ddof))
+
+
+def _std_vjp(g, ans, x, axis=None, keepdims=False, ddof=0):
+    """(x - mean) / ((n - ddof) · std); 0 where std = 0 (all entries equal: PyTorch's convention)."""
+    s = np.shape(x)
+    d = _deviation(x, axis)
+    a = keep(ans, s, axis)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = expand_reduced(g, s, axis, keepdims) * d / ((reduced_count(s, axis) - ddof) * a)
+    return np.where(a == 0, 0.0, r).astype(np.result_type(r), copy=False)
+
+
+def _var_rows(x, axis=None, keepdims=False, ddof=0):
+    d = x - x / 1
+    return d * d / (1 - ddof)
+
+
+def _var_rows_vjp(g, ans, x, axis=None, keepdims=False, ddof=0):
+    return g * (2 * (x - x / 1)) / (1 - ddof)
+
+
+def _std_rows(x, axis=None, keepdims=False, ddof=0):
+    return np.sqrt(_var_rows(x, ddof=ddof))
+
+
+def _std_rows_vjp(g, ans, x, axis=None, keepdims=False, ddof=0):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = g * (x - x / 1) / ((1 - ddof) * ans)
+    return np.where(ans == 0, 0.0, r).astype(np.result_type(r), copy=False)
+
+
+def _spread_hint(what: str):
+    def hint(xs, v):
+        if np.any(np.isnan(v)) and not np.any(np.isnan(xs[0])):
+            return f"{what} divides by n - ddof, which is 0 here (too few entries for this ddof)"
+        return None
+
+    return hint
+
+
+def _zero_variance(xs, ans, attrs, eps) -> bool:
+    return bool(np.any(np.abs(np.asarray(ans, dtype=np.float64)) <= eps))
+
+
+# -- prod ---------------------------------------------------------------------------------------------
+
+
+def _prod_others(x, axis=None):
+    """Each entry's product of the other entries of its reduction (no division: exact with zeros)."""
+    x = np.asarray(x)
+    if x.ndim == 0:
+        return np.ones_like(x)
+    axes = norm_axes(axis, x.ndim)
+    axes = tuple(range(x.ndim)) if axes is None else axes
+    rest = tuple(i for i in range(x.ndim) if i not in axes)
+    perm = rest + axes
+    t = np.transpose(x, perm)
+    lead = t.shape[: len(rest)]
+    k = int(np.prod(t.shape[len(rest) :], dtype=np.int64))
+    if k == 0 or np.size(x) == 0:
+        return np.zeros_like(x)
+    t = t.reshape(lead + (k,))
+    ones = np.ones(lead + (1,), dtype=t.dtype)
+    left = np.cumprod(np.concatenate([ones, t[..., :-1]], axis=-1), axis=-1)
+    right = np.flip(np.cumprod(np.concatenate([ones, np.flip(t, -1)[..., :-1]], axis=-1), axis=-1), -1)
+    out = (left * right).reshape(np.transpose(x, perm).shape)
+    return np.transpose(out, np.argsort(perm))
+
+
+def _prod_vjp(g, ans, x, axis=None, keepdims=False):
+    return expand_reduced(g, np.shape(x), axis, keepdims) * _prod_others(x, axis)
+
+
+def _has_zero(xs, ans, attrs, eps) -> bool:
+    return near_zero_any(np.asarray(xs[0], dtype=np.float64), eps)
+
+
+# -- VJP texts ------------------------------------------------------------------------------------------
 
 
 def _count(attrs, shapes) -> int:
-    s = shapes[0]
-    return int(np.prod(s)) if attrs.get("axis") is None else s[attrs["axis"]]
+    return reduced_count(shapes[0], attrs.get("axis"))
 
 
 def _sum_vjp_text(k, U, L, A, at, sh):
     axis = at.get("axis")
     if axis is None:
-        return (f"{U} · 𝟙", f"() → {fmt_shape(sh[0])}")
-    return (f"{U} repeated along axis {axis}", f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}")
+        return (f"{U} · 𝟙", f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}")
+    return (f"{U} repeated along axis {fmt_keyword(axis)}", f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}")
 
 
 def _mean_vjp_text(k, U, L, A, at, sh):
@@ -88,19 +300,31 @@ def _mean_vjp_text(k, U, L, A, at, sh):
     return (f"{f} / {_count(at, sh)}", s)
 
 
+def _n_minus_ddof(at, sh) -> str:
+    n = _count(at, sh)
+    ddof = at.get("ddof", 0)
+    return str(n - ddof)
+
+
+def _centered(L, at) -> str:
+    mean = keyword_call("mean", L, {"axis": at["axis"]} if at.get("axis") is not None else {}, REDUCE_DEFAULTS)
+    return f"({L[0]} - {mean})"
+
+
 def _extreme(name: str, which: str, f) -> Op:
     return Op(
         name,
-        lambda x, axis=None: f(x, axis=axis),
+        lambda x, axis=None, keepdims=False: f(x, axis=axis, keepdims=keepdims),
         (_reduce_extreme_vjp,),
         extreme_shape,
         1,
         which,
         call=which,
-        calls=(Call(which, 1, 1),),
+        calls=(Call(which, 1, 1, keywords=REDUCE_KEYWORDS),),
+        **_texts(which),
         local=lambda k, L, A, at, sh: f"[{L[0]} = {call(which, L[0])}]",
-        vjp_text=lambda k, U, L, A, at, sh: (f"{U} · [{L[0]} = {call(which, L[0])}] (ties share)", None),
-        rows=Rows(lambda x, axis=None: x, (_extreme_rows_vjp,)),
+        vjp_text=lambda k, U, L, A, at, sh: (f"{U} · [{L[0]} = {call(which, L[0])}]{_along(at)} (ties share)", None),
+        rows=Rows(lambda x, axis=None, keepdims=False: x, (_extreme_rows_vjp,)),
         kink=Kink(
             _reduce_ties,
             f"{which} is not differentiable at a tie (cgraph splits the gradient evenly)",
@@ -113,15 +337,16 @@ def _extreme(name: str, which: str, f) -> Op:
 RECORDS = [
     Op(
         "sum",
-        lambda x, axis=None: np.sum(x, axis=axis),
-        (lambda g, ans, x, axis=None: expand_reduced(g, np.shape(x), axis),),
+        lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
+        (lambda g, ans, x, axis=None, keepdims=False: expand_reduced(g, np.shape(x), axis, keepdims),),
         reduce_shape,
         1,
         "sum",
-        calls=(Call("sum", 1, 2, "axis"),),
+        calls=(_reduction_call("sum"),),
+        **_texts("sum"),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=_sum_vjp_text,
-        rows=Rows(lambda x, axis=None: x, (lambda g, ans, x, axis=None: g,)),
+        rows=Rows(lambda x, axis=None, keepdims=False: x, (lambda g, ans, x, axis=None, keepdims=False: g,)),
         kernel=Kernel.ID,
         test_shapes=((2, 3),),
         test_attrs={"axis": 1},
@@ -135,10 +360,11 @@ RECORDS = [
         reduce_shape,
         1,
         "mean",
-        calls=(Call("mean", 1, 2, "axis"),),
+        calls=(_reduction_call("mean"),),
+        **_texts("mean"),
         local=lambda k, L, A, at, sh: f"1/{_count(at, sh)}",
         vjp_text=_mean_vjp_text,
-        rows=Rows(lambda x, axis=None: x / 1, (lambda g, ans, x, axis=None: g / 1,)),
+        rows=Rows(lambda x, axis=None, keepdims=False: x / 1, (lambda g, ans, x, axis=None, keepdims=False: g / 1,)),
         test_shapes=((2, 3),),
         test_attrs={"axis": 0},
         complex_step=True,
@@ -148,18 +374,15 @@ RECORDS = [
     Op(
         "logsumexp",
         _logsumexp,
-        (
-            lambda g, ans, x, axis=None: (
-                expand_reduced(g, np.shape(x), axis) * np.exp(x - expand_reduced(ans, np.shape(x), axis))
-            ),
-        ),
+        (_lse_vjp,),
         reduce_shape,
         1,
         "logsumexp",
-        calls=(Call("logsumexp", 1, 2, "axis"),),
+        calls=(_reduction_call("logsumexp"),),
+        **_texts("logsumexp"),
         local=lambda k, L, A, at, sh: call("softmax", L[0]),
-        vjp_text=lambda k, U, L, A, at, sh: (f"{U} · {call('softmax', L[0])}", None),
-        rows=Rows(_lse_rows, (lambda g, ans, x, axis=None: g * np.exp(x - ans),)),
+        vjp_text=lambda k, U, L, A, at, sh: (f"{U} · {call('softmax', L[0])}{_along(at)}", None),
+        rows=Rows(_lse_rows, (lambda g, ans, x, axis=None, keepdims=False: g * np.exp(x - ans),)),
         test_shapes=((5,),),
         complex_step=True,
     ),
@@ -167,18 +390,93 @@ RECORDS = [
         "norm",
         _norm,
         (_norm_vjp,),
-        reduce_shape,
+        _norm_shape,
         1,
         "norm",
-        calls=(Call("norm"),),
-        local=lambda k, L, A, at, sh: f"{paren(L[0])}/‖{L[0]}‖",
-        vjp_text=lambda k, U, L, A, at, sh: (f"{U} · {paren(L[0])}/‖{L[0]}‖", None),
-        rows=Rows(lambda x: np.sqrt(np.square(x)), (_norm_vjp,)),
+        calls=(Call("norm", 1, 1, keywords=(*REDUCE_KEYWORDS, "p")),),
+        formula=lambda L, at: keyword_call("norm", L, at, NORM_DEFAULTS),
+        label=lambda at: keyword_label("norm", at, NORM_DEFAULTS),
+        local=_norm_local,
+        vjp_text=lambda k, U, L, A, at, sh: (f"{U} · {paren(_norm_local(k, L, A, at, sh))}{_along(at)}", None),
+        rows=Rows(_norm_rows, (_norm_rows_vjp,)),
         kink=Kink(
-            lambda xs, ans, at, eps: float(np.abs(ans)) <= eps,
-            "norm is not differentiable at the zero vector (cgraph takes its gradient as 0)",
+            _norm_kink,
+            "norm is not differentiable at the zero vector, the 1-norm where an entry is 0 and the inf-norm at a tie "
+            "of the largest magnitudes (cgraph takes PyTorch's gradient: 0, sign(0) = 0, split evenly)",
         ),
         grad_hint=lambda k, xs: "the derivative of norm(x) is x/norm(x), undefined at x = 0",
         test_shapes=((2, 3),),
+    ),
+    Op(
+        "prod",
+        lambda x, axis=None, keepdims=False: np.prod(x, axis=axis, keepdims=keepdims),
+        (_prod_vjp,),
+        reduce_shape,
+        1,
+        "prod",
+        calls=(_reduction_call("prod"),),
+        **_texts("prod"),
+        local=lambda k, L, A, at, sh: f"the product of the other entries of {L[0]}",
+        vjp_text=lambda k, U, L, A, at, sh: (
+            f"{U} · (the product of the other entries{_along(at)})",
+            f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}",
+        ),
+        rows=Rows(lambda x, axis=None, keepdims=False: x, (lambda g, ans, x, axis=None, keepdims=False: g,)),
+        kernel=Kernel.ID,
+        kink=Kink(
+            _has_zero,
+            "prod where an entry is 0: cgraph takes each entry's derivative as the product of the other entries "
+            "(no division by the entry, as PyTorch)",
+        ),
+        domain=(0.5, 2.0),
+        test_shapes=((2, 3),),
+        test_attrs={"axis": 1},
+        complex_step=True,
+    ),
+    Op(
+        "var",
+        _var,
+        (_var_vjp,),
+        _var_shape,
+        1,
+        "var",
+        calls=(_reduction_call("var", ("ddof",)),),
+        formula=lambda L, at: keyword_call("var", L, at, VAR_DEFAULTS, ("axis",)),
+        label=lambda at: keyword_label("var", at, VAR_DEFAULTS),
+        local=lambda k, L, A, at, sh: f"2 · {_centered(L, at)} / {_n_minus_ddof(at, sh)}",
+        vjp_text=lambda k, U, L, A, at, sh: (
+            f"{U} · 2 · {_centered(L, at)} / {_n_minus_ddof(at, sh)}",
+            f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}",
+        ),
+        rows=Rows(_var_rows, (_var_rows_vjp,)),
+        hint=_spread_hint("var"),
+        test_shapes=((2, 3),),
+        test_attrs={"axis": 1, "ddof": 1},
+        complex_step=True,
+    ),
+    Op(
+        "std",
+        _std,
+        (_std_vjp,),
+        _var_shape,
+        1,
+        "std",
+        calls=(_reduction_call("std", ("ddof",)),),
+        formula=lambda L, at: keyword_call("std", L, at, VAR_DEFAULTS, ("axis",)),
+        label=lambda at: keyword_label("std", at, VAR_DEFAULTS),
+        local=lambda k, L, A, at, sh: f"{_centered(L, at)} / ({_n_minus_ddof(at, sh)} · {A})",
+        vjp_text=lambda k, U, L, A, at, sh: (
+            f"{U} · {_centered(L, at)} / ({_n_minus_ddof(at, sh)} · {A})",
+            f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}",
+        ),
+        rows=Rows(_std_rows, (_std_rows_vjp,)),
+        kink=Kink(
+            _zero_variance,
+            "std is not differentiable where all entries are equal (cgraph takes its gradient as 0, as PyTorch)",
+            "zero spread: the gradient is taken as 0",
+        ),
+        hint=_spread_hint("std"),
+        test_shapes=((2, 3),),
+        test_attrs={"axis": 0},
     ),
 ]

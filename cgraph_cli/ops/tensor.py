@@ -1,4 +1,5 @@
-"""Tensor ops: ``transpose reshape softmax cumsum``, indexing and tensor literals (``stack``)."""
+"""Tensor ops: ``transpose``/``permute reshape expand_dims squeeze softmax log_softmax cumsum concat
+stack diag trace outer``, indexing and tensor literals (``stack``)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,42 @@ import operator
 import numpy as np
 
 from cgraph_cli.fmt import fmt_index, fmt_shape
-from cgraph_cli.ops.core import Call, Kernel, Op, Rows, index_shape, norm_axis, place, sum_to
-from cgraph_cli.ops.text import paren, transposed
+from cgraph_cli.ops.core import Call, Kernel, Op, Rows, index_shape, norm_axes, norm_axis, place, sum_to
+from cgraph_cli.ops.text import call, keyword_call, keyword_label, paren, transposed
 
 
-def transpose_shape(shapes, **_):
-    return tuple(reversed(shapes[0]))
+def _perm(dims: tuple[int, ...], ndim: int) -> tuple[int, ...]:
+    """transpose's ``dims``: () reverses the axes (numpy's default); otherwise a permutation of them."""
+    if not dims:
+        return tuple(reversed(range(ndim)))
+    if len(dims) != ndim:
+        raise ValueError(
+            f"transpose needs a permutation of all {ndim} axes, got {len(dims)} ({', '.join(map(str, dims))})"
+        )
+    perm = tuple(norm_axis(d, ndim) for d in dims)
+    if len(set(perm)) != ndim:
+        raise ValueError(f"transpose({', '.join(map(str, dims))}) names an axis twice: not a permutation")
+    return perm  # type: ignore[return-value]
+
+
+def transpose_shape(shapes, dims=(), **_):
+    s = shapes[0]
+    return tuple(s[a] for a in _perm(dims, len(s)))
+
+
+def _transpose(x, dims=()):
+    return np.transpose(x, _perm(dims, np.ndim(x)))
+
+
+def _transpose_vjp(g, ans, x, dims=()):
+    return np.transpose(g, np.argsort(_perm(dims, np.ndim(x))))
+
+
+def _transpose_formula(L, at):
+    dims = at.get("dims", ())
+    if not dims:
+        return transposed(L[0])
+    return f"transpose({', '.join([L[0], *map(str, dims)])})"
 
 
 def reshape_shape(shapes, dims=(), **_):
@@ -32,29 +63,165 @@ def reshape_shape(shapes, dims=(), **_):
     return tuple(dims)
 
 
-def softmax_shape(shapes, axis=-1, **_):
-    s = shapes[0]
-    if len(s) > 0:
-        norm_axis(axis, len(s))
-    elif axis not in (-1, 0):
-        raise ValueError(f"axis {axis} is out of range for a scalar")
-    return s
+def softmax_shape(shapes, axis=None, **_):
+    """softmax(x) normalises along the last axis (none for a 0-d value); an explicit axis must exist."""
+    norm_axes(axis, len(shapes[0]))
+    return shapes[0]
 
 
-def _softmax(x, axis=-1):
+def _softmax_axes(x, axis):
+    return norm_axes(-1 if axis is None else axis, np.ndim(x))
+
+
+def _softmax(x, axis=None):
     if np.ndim(x) == 0:
         return np.ones_like(x)
     if np.size(x) == 0:
         return np.zeros_like(x)
-    m = np.max(x, axis=axis, keepdims=True)
+    axes = _softmax_axes(x, axis)
+    m = np.max(x, axis=axes, keepdims=True)
     e = np.exp(x - np.where(np.isfinite(m), m, 0))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    return e / np.sum(e, axis=axes, keepdims=True)
 
 
-def _softmax_vjp(g, ans, x, axis=-1):
+def _softmax_vjp(g, ans, x, axis=None):
     if np.ndim(x) == 0:
         return np.zeros_like(g)
-    return ans * (g - np.sum(g * ans, axis=axis, keepdims=True))
+    return ans * (g - np.sum(g * ans, axis=_softmax_axes(x, axis), keepdims=True))
+
+
+def _lse_entries(x):
+    """logsumexp of one entry, entry by entry (log_softmax of a 0-d value is x minus it: 0)."""
+    m = np.where(np.isfinite(x), x, 0)
+    return np.log(np.exp(x - m)) + m
+
+
+def _log_softmax(x, axis=None):
+    if np.ndim(x) == 0:
+        return x - _lse_entries(x)
+    if np.size(x) == 0:
+        return np.zeros_like(x)
+    axes = _softmax_axes(x, axis)
+    m = np.max(x, axis=axes, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    return x - (np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m)
+
+
+def _log_softmax_vjp(g, ans, x, axis=None):
+    if np.ndim(x) == 0:
+        return g - np.exp(ans) * g
+    return g - np.exp(ans) * np.sum(g, axis=_softmax_axes(x, axis), keepdims=True)
+
+
+def _softmax_texts(fname: str) -> dict:
+    return {
+        "formula": lambda L, at: keyword_call(fname, L, at, {"axis": None}, ("axis",)),
+        "label": lambda at: keyword_label(fname, at, {"axis": None}),
+    }
+
+
+# -- expand_dims, squeeze ---------------------------------------------------------------------------
+
+
+def expand_dims_shape(shapes, axis=None, **_):
+    s = shapes[0]
+    if axis is None:
+        raise ValueError("expand_dims needs the axis to insert: expand_dims(x, 0) or expand_dims(x, axis=0)")
+    axes = (axis,) if isinstance(axis, int) else axis
+    n = len(s) + len(axes)
+    new = norm_axes(axes, n)
+    assert new is not None
+    rest = iter(s)
+    return tuple(1 if i in new else next(rest) for i in range(n))
+
+
+def squeeze_shape(shapes, axis=None, **_):
+    s = shapes[0]
+    axes = norm_axes(axis, len(s))
+    if axes is None:
+        return tuple(d for d in s if d != 1)
+    for a in axes:
+        if s[a] != 1:
+            raise ValueError(f"cannot squeeze axis {a} of shape {fmt_shape(s)}: its length is {s[a]}, not 1")
+    return tuple(d for i, d in enumerate(s) if i not in axes)
+
+
+def _reshape_back(g, ans, x, **_):
+    return np.reshape(g, np.shape(x))
+
+
+# -- concat, stack ------------------------------------------------------------------------------------
+
+
+def concat_shape(shapes, axis=0, **_):
+    first = shapes[0]
+    if any(len(s) == 0 for s in shapes):
+        raise ValueError("concat joins tensors along an existing axis: a 0-d operand has none (stack makes one)")
+    ax = norm_axis(axis, len(first))
+    assert ax is not None
+    for s in shapes[1:]:
+        if len(s) != len(first) or s[:ax] + s[ax + 1 :] != first[:ax] + first[ax + 1 :]:
+            raise ValueError(
+                f"concat along axis {axis} needs the other axes to agree: shapes {fmt_shape(first)} and {fmt_shape(s)}"
+            )
+    return first[:ax] + (sum(s[ax] for s in shapes),) + first[ax + 1 :]
+
+
+def _concat_vjp(ks, g, ans, args, axis=0):
+    ends = np.cumsum([np.shape(a)[axis] for a in args])
+    ax = axis % np.ndim(g)
+    out = []
+    for k in ks:
+        start = int(ends[k - 1]) if k else 0
+        sl = [slice(None)] * np.ndim(g)
+        sl[ax] = slice(start, int(ends[k]))
+        out.append(g[tuple(sl)])
+    return out
+
+
+def _stack_shape(shapes, axis=0, **_):
+    first = shapes[0]
+    for s in shapes[1:]:
+        if s != first:
+            raise ValueError(f"cannot stack items of different shapes {fmt_shape(first)} and {fmt_shape(s)}")
+    ax = norm_axis(axis, len(first) + 1)
+    assert ax is not None
+    return first[:ax] + (len(shapes),) + first[ax:]
+
+
+# -- diag, trace, outer -------------------------------------------------------------------------------
+
+
+def diag_shape(shapes, **_):
+    s = shapes[0]
+    if len(s) == 1:
+        return (s[0], s[0])
+    if len(s) == 2:
+        return (min(s),)
+    raise ValueError(
+        f"diag takes a vector (to a diagonal matrix) or a matrix (to its diagonal), not shape {fmt_shape(s)}"
+    )
+
+
+def _diag_vjp(g, ans, x):
+    if np.ndim(x) == 1:
+        return np.diag(g).copy()  # g's diagonal
+    k = min(np.shape(x))
+    return place(np.diag(g), np.shape(x), (slice(0, k), slice(0, k)))  # g on the diagonal of zeros
+
+
+def trace_shape(shapes, **_):
+    s = shapes[0]
+    if len(s) != 2:
+        raise ValueError(f"trace takes a matrix, not shape {fmt_shape(s)}")
+    return ()
+
+
+def outer_shape(shapes, **_):
+    a, b = shapes
+    if len(a) != 1 or len(b) != 1:
+        raise ValueError(f"outer takes two vectors, not shapes {fmt_shape(a)} and {fmt_shape(b)}")
+    return (a[0], b[0])
 
 
 def _index_vjp(g, ans, x, idx=()):
@@ -72,18 +239,12 @@ def _checked_broadcast(small, big):
     return big
 
 
-def _stack_shape(shapes, **_):
-    first = shapes[0]
-    for s in shapes[1:]:
-        if s != first:
-            raise ValueError(f"tensor literal items have different shapes {fmt_shape(first)} and {fmt_shape(s)}")
-    return (len(shapes),) + first
-
-
 def cumsum_shape(shapes, axis=None, **_):
     s = shapes[0]
     if axis is None:
         return (int(np.prod(s, dtype=np.int64)),)
+    if not isinstance(axis, int):
+        raise ValueError(f"cumsum runs along one axis, not {fmt_shape(axis)}")
     norm_axis(axis, len(s))
     return s
 
@@ -107,20 +268,26 @@ def _shape_change_text(what):
 RECORDS = [
     Op(
         "transpose",
-        np.transpose,
-        (lambda g, ans, x: np.transpose(g),),
+        _transpose,
+        (_transpose_vjp,),
         transpose_shape,
         1,
         "ᵀ",
-        calls=(Call("transpose"),),
-        formula=lambda L, at: transposed(L[0]),
+        calls=(Call("transpose"), Call("transpose", 2, None, "dims"), Call("permute", 2, None, "dims")),
+        formula=_transpose_formula,
+        label=lambda at: keyword_label("ᵀ", at, {"dims": ()}),
         local=lambda k, L, A, at, sh: "1",
-        vjp_text=lambda k, U, L, A, at, sh: (transposed(U), f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}"),
-        rows=Rows(lambda x: x, (lambda g, ans, x: g,)),
+        vjp_text=lambda k, U, L, A, at, sh: (
+            transposed(U) if not at.get("dims") else f"{U} with the permutation undone",
+            f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}",
+        ),
+        rows=Rows(lambda x, dims=(): x, (lambda g, ans, x, dims=(): g,)),
         kernel=Kernel.ID,
-        test_shapes=((2, 3),),
+        test_shapes=((2, 3, 4),),
+        test_attrs={"dims": (2, 0, 1)},
         complex_step=True,
         numpy=np.transpose,
+        numpy_static=("dims",),
     ),
     Op(
         "reshape",
@@ -147,11 +314,65 @@ RECORDS = [
         softmax_shape,
         1,
         "softmax",
-        calls=(Call("softmax", 1, 2, "axis"),),
+        calls=(Call("softmax", 1, 2, "axis", keywords=("axis",)),),
+        **_softmax_texts("softmax"),
         local=lambda k, L, A, at, sh: "0",
         vjp_text=lambda k, U, L, A, at, sh: (f"{paren(A)} ⊙ ({U} - Σ({U} ⊙ {paren(A)}))", None),
-        rows=Rows(lambda x, axis=-1: np.ones_like(x), (lambda g, ans, x, axis=-1: np.zeros_like(g),)),
+        rows=Rows(lambda x, axis=None: np.ones_like(x), (lambda g, ans, x, axis=None: np.zeros_like(g),)),
         test_shapes=((2, 3),),
+        complex_step=True,
+    ),
+    Op(
+        "log_softmax",
+        _log_softmax,
+        (_log_softmax_vjp,),
+        softmax_shape,
+        1,
+        "log_softmax",
+        calls=(Call("log_softmax", 1, 2, "axis", keywords=("axis",)),),
+        **_softmax_texts("log_softmax"),
+        local=lambda k, L, A, at, sh: "0",
+        vjp_text=lambda k, U, L, A, at, sh: (f"{U} - exp({A}) ⊙ Σ{U}", None),
+        rows=Rows(
+            lambda x, axis=None: x - _lse_entries(x),
+            (lambda g, ans, x, axis=None: g - np.exp(ans) * g,),
+        ),
+        test_shapes=((2, 3),),
+        test_attrs={"axis": 0},
+        complex_step=True,
+    ),
+    Op(
+        "expand_dims",
+        lambda x, axis=None: np.expand_dims(x, axis),
+        (_reshape_back,),
+        expand_dims_shape,
+        1,
+        "expand_dims",
+        calls=(Call("expand_dims", 1, 2, "axis", keywords=("axis",)),),
+        formula=lambda L, at: keyword_call("expand_dims", L, at, {}, ("axis",)),
+        label=lambda at: keyword_label("expand_dims", at, {}),
+        local=lambda k, L, A, at, sh: "1",
+        vjp_text=_shape_change_text(lambda U, at, sh: f"{U} without axis {at.get('axis')}"),
+        test_shapes=((2, 3),),
+        test_attrs={"axis": -1},
+        complex_step=True,
+    ),
+    Op(
+        "squeeze",
+        lambda x, axis=None: np.squeeze(x, axis),
+        (_reshape_back,),
+        squeeze_shape,
+        1,
+        "squeeze",
+        calls=(Call("squeeze", 1, 2, "axis", keywords=("axis",)),),
+        formula=lambda L, at: keyword_call("squeeze", L, at, {"axis": None}, ("axis",)),
+        label=lambda at: keyword_label("squeeze", at, {"axis": None}),
+        local=lambda k, L, A, at, sh: "1",
+        vjp_text=_shape_change_text(lambda U, at, sh: f"reshape({U}, {', '.join(str(d) for d in sh[0])})"),
+        rows=Rows(lambda x, axis=None: x, (lambda g, ans, x, axis=None: g,)),
+        kernel=Kernel.ID,
+        test_shapes=((2, 1, 3),),
+        test_attrs={"axis": 1},
         complex_step=True,
     ),
     Op(
@@ -175,15 +396,88 @@ RECORDS = [
     ),
     Op(
         "stack",
-        lambda *a: np.stack(a),
-        lambda ks, g, ans, args: [g[k] for k in ks],
+        lambda *a, axis=0: np.stack(a, axis=axis),
+        lambda ks, g, ans, args, axis=0: [g[k] if axis == 0 else np.take(g, k, axis=axis) for k in ks],
         _stack_shape,
         None,
         "[ ]",
-        formula=lambda L, at: "[" + ", ".join(L) + "]",
+        calls=(Call("stack", 1, None, keywords=("axis",)),),
+        formula=lambda L, at: (
+            "[" + ", ".join(L) + "]" if not at.get("axis") else keyword_call("stack", L, at, {"axis": 0})
+        ),
+        label=lambda at: keyword_label("stack", at, {"axis": 0}),
         local=lambda k, L, A, at, sh: "1",
-        vjp_text=lambda k, U, L, A, at, sh: (f"{U}[{k}]", f"{fmt_shape(sh[-1])} → {fmt_shape(sh[k])}"),
+        vjp_text=lambda k, U, L, A, at, sh: (
+            f"{U}[{k}]" if not at.get("axis") else f"{U}, entry {k} along axis {at['axis']}",
+            f"{fmt_shape(sh[-1])} → {fmt_shape(sh[k])}",
+        ),
         test_shapes=((2,), (2,)),
+        complex_step=True,
+    ),
+    Op(
+        "concat",
+        lambda *a, axis=0: np.concatenate(a, axis=axis),
+        _concat_vjp,
+        concat_shape,
+        None,
+        "concat",
+        calls=(Call("concat", 1, None, keywords=("axis",)),),
+        formula=lambda L, at: keyword_call("concat", L, at, {"axis": 0}),
+        label=lambda at: keyword_label("concat", at, {"axis": 0}),
+        local=lambda k, L, A, at, sh: "1",
+        vjp_text=lambda k, U, L, A, at, sh: (
+            f"the part of {U} that came from operand {k + 1}",
+            f"{fmt_shape(sh[-1])} → {fmt_shape(sh[k])}",
+        ),
+        test_shapes=((2, 3), (1, 3), (4, 3)),
+        complex_step=True,
+    ),
+    Op(
+        "diag",
+        np.diag,
+        (lambda g, ans, x: _diag_vjp(g, ans, x),),
+        diag_shape,
+        1,
+        "diag",
+        calls=(Call("diag"),),
+        local=lambda k, L, A, at, sh: "1",
+        vjp_text=lambda k, U, L, A, at, sh: (
+            call("diag", U) if len(sh[0]) == 1 else f"{U} placed on the diagonal of zeros{fmt_shape(sh[0])}",
+            f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}",
+        ),
+        test_shapes=((3,),),
+        complex_step=True,
+        numpy=np.diag,
+    ),
+    Op(
+        "trace",
+        np.trace,
+        (lambda g, ans, x: g * np.eye(*np.shape(x), dtype=np.result_type(g)),),
+        trace_shape,
+        1,
+        "trace",
+        calls=(Call("trace"),),
+        local=lambda k, L, A, at, sh: "I",
+        vjp_text=lambda k, U, L, A, at, sh: (f"{U} · I", f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}"),
+        test_shapes=((3, 4),),
+        complex_step=True,
+    ),
+    Op(
+        "outer",
+        np.outer,
+        (lambda g, ans, a, b: g @ b, lambda g, ans, a, b: np.swapaxes(g, 0, 1) @ a),
+        outer_shape,
+        2,
+        "⊗",
+        call="outer",
+        calls=(Call("outer", 2, 2),),
+        ports=("a", "b"),
+        local=lambda k, L, A, at, sh: L[1 - k],
+        vjp_text=lambda k, U, L, A, at, sh: (
+            f"{U} · {L[1]}" if k == 0 else f"{transposed(U)} · {L[0]}",
+            f"{fmt_shape(sh[-1])} → {fmt_shape(sh[k])}",
+        ),
+        test_shapes=((3,), (4,)),
         complex_step=True,
     ),
     Op(
@@ -193,7 +487,7 @@ RECORDS = [
         cumsum_shape,
         1,
         "cumsum",
-        calls=(Call("cumsum", 1, 2, "axis"),),
+        calls=(Call("cumsum", 1, 2, "axis", keywords=("axis",)),),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=_cumsum_vjp_text,
         rows=None,  # a running sum along an axis: never entry by entry
