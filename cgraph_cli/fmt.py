@@ -190,6 +190,12 @@ def fmt_index(idx: tuple) -> str:
             a = "" if i.start is None else str(i.start)
             b = "" if i.stop is None else str(i.stop)
             parts.append(f"{a}:{b}" + ("" if i.step is None else f":{i.step}"))
+        elif i is Ellipsis:
+            parts.append("...")
+        elif i is None:
+            parts.append("None")
+        elif isinstance(i, np.ndarray):  # integer-array indexing: the list as written
+            parts.append(str(i.tolist()))
         else:
             parts.append(str(i))
     return "[" + ", ".join(parts) + "]"
@@ -211,8 +217,12 @@ def fmt_keyword(v: Any) -> str:
 
 def fmt_attr(v: Any) -> str:
     """An op attribute: an index, a shape, or the value as it prints."""
-    if isinstance(v, tuple) and any(isinstance(x, slice) for x in v):
+    if isinstance(v, tuple) and any(isinstance(x, slice) or x is None or x is Ellipsis for x in v):
         return fmt_index(v)
+    if isinstance(v, tuple) and any(isinstance(x, np.ndarray) for x in v):
+        return fmt_index(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
     if isinstance(v, tuple):
         return fmt_shape(v)
     return str(v)

@@ -39,7 +39,7 @@ PICTURES = [
 STEPS = [("lecture-steps.gif", ["examples/lecture.cg", "--at", "a=-1,b=3,c=4"])]
 
 PAGE = ["examples/lecture.cg", "--at", "a=-1,b=3,c=4"]  # the interactive page: its data block and screenshots
-PAGE_SHOTS = [("lecture-page.png", "light", 0, None), ("lecture-page-dark.png", "dark", 11, "n1")]
+PAGE_SHOTS = [("lecture-page.png", "light", 0, None), ("lecture-page-dark.png", "dark", 11, None)]
 
 
 def cgraph(*args: str) -> None:

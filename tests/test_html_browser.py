@@ -182,7 +182,7 @@ def test_toggles_theme_pan_and_zoom(driver, lecture, tmp_path):
     assert js(d, "return getComputedStyle(document.body).backgroundColor") != bg_light
     d.find_element("id", "theme").click()
     # zoom with the wheel around the cursor, then fit
-    box = "return document.querySelector('#graph svg').getBoundingClientRect().width"
+    box = "return document.querySelector('#n1 path').getBoundingClientRect().width"
     w0 = js(d, box)
     js(
         d,
@@ -195,7 +195,7 @@ def test_toggles_theme_pan_and_zoom(driver, lecture, tmp_path):
     # drag pans
     from selenium.webdriver.common.action_chains import ActionChains
 
-    left = "return document.querySelector('#graph svg').getBoundingClientRect().left"
+    left = "return document.querySelector('#n1 path').getBoundingClientRect().left"
     x0 = js(d, left)
     vp = d.find_element("id", "viewport")
     ActionChains(d).move_to_element_with_offset(vp, -300, 200).click_and_hold().move_by_offset(40, 0).move_by_offset(

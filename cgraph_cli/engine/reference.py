@@ -5,6 +5,7 @@ Read these first: every fast strategy (:mod:`cgraph_cli.engine.scalar`) is teste
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,11 +17,19 @@ from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ops import LEAF_OPS, OPS, unbroadcast
 
 
-def forward(g: Graph, inputs: dict[str, np.ndarray], upto: int | None = None, *, rows: bool = False) -> list[Any]:
+def forward(
+    g: Graph,
+    inputs: dict[str, np.ndarray],
+    upto: int | None = None,
+    *,
+    rows: bool = False,
+    count: Counter | None = None,
+) -> list[Any]:
     """Every node's value, in topological order (nodes after ``upto`` are skipped).
 
     With ``rows``, every value is a 1-D array holding one scalar per row and each op runs in its
-    row form (:class:`cgraph_cli.ops.Rows`): ``eval --batch``."""
+    row form (:class:`cgraph_cli.ops.Rows`): ``eval --batch``. ``count``: each op run is tallied
+    under its name (``explain --cost``)."""
     n = len(g.ops) if upto is None else upto + 1
     vals: list[Any] = [None] * n
     with np.errstate(all="ignore"):
@@ -33,19 +42,25 @@ def forward(g: Graph, inputs: dict[str, np.ndarray], upto: int | None = None, *,
                 spec = OPS[op]
                 f = spec.row_fwd() if rows else spec.fwd
                 vals[i] = f(*[vals[j] for j in args], **(attrs or {}))
+                if count is not None:
+                    count[op] += 1
     return vals
 
 
-def backward(g: Graph, vals: list[Any], out: int, *, rows: bool = False) -> list[Any]:
+def backward(
+    g: Graph, vals: list[Any], out: int, *, rows: bool = False, seed: Any = None, count: Counter | None = None
+) -> list[Any]:
     """``∂out/∂node`` for every node that depends on an input (None elsewhere).
 
     Reverse topological order; each node passes ``g · ∂node/∂operand`` (its op's VJPs) to every
-    operand that needs a gradient, where it is summed: the chain rule over the successors."""
+    operand that needs a gradient, where it is summed: the chain rule over the successors.
+    ``seed``: the output's cotangent v (default 1), giving ``vᵀ ∂out/∂node``; ``count``: each VJP run
+    (one per operand that receives a gradient) is tallied under its op's name."""
     need = g.needs_grad()
     grads: list[Any] = [None] * len(g.ops)
     if not need[out]:
         return _zero_grads(g, need, grads)
-    grads[out] = np.ones_like(vals[out])
+    grads[out] = np.ones_like(vals[out]) if seed is None else seed
     with np.errstate(all="ignore"):
         for i in range(out, -1, -1):
             op, args, gi = g.ops[i], g.args[i], grads[i]
@@ -55,6 +70,8 @@ def backward(g: Graph, vals: list[Any], out: int, *, rows: bool = False) -> list
             xs = [vals[j] for j in args]
             for k, gk in zip(ks, OPS[op].vjps(ks, gi, vals[i], xs, g.attrs[i], rows=rows)):
                 if gk is not None:
+                    if count is not None:
+                        count[op] += 1
                     j = args[k]
                     gk = unbroadcast(gk, np.shape(vals[j]), op)
                     grads[j] = gk if grads[j] is None else grads[j] + gk
@@ -77,7 +94,18 @@ class Result:
     grads: list[Any]
     out: int  # the differentiated output node
     inputs: dict[str, np.ndarray]
-    nonfinite: list[tuple[str, int]]  # ("forward"|"backward", node) first occurrences
+    nonfinite: list[tuple[str, int]]  # ("forward"|"backward"|"tangent", node) first occurrences
+    # what was differentiated (engine/forward_mode.py): "reverse" (∂out/∂node, the default), "cotangent"
+    # (vᵀ ∂out/∂node for the given v) or "forward" (each node's tangent along ``direction``)
+    mode: str = "reverse"
+    tangents: list[Any] | None = None  # forward mode: every node's tangent
+    direction: dict[str, Any] | None = None  # forward mode: each input's tangent
+    cotangent: Any = None  # mode "cotangent": the output's cotangent v
+
+    @property
+    def jvp(self) -> Any:
+        """Forward mode: the output's tangent."""
+        return None if self.tangents is None else self.tangents[self.out]
 
 
 def _all_finite(v: Any) -> bool:

@@ -36,16 +36,23 @@ from cgraph_cli.lang.parser import (
     BIN_RHS,
     CALL_ARGS,
     CALL_FNAME,
+    CALL_KEYWORDS,
     CALL_NAME_END,
     DEF_BODY,
     DEF_NAME,
     DEF_NAME_SPAN,
     DEF_PARAMS,
     END,
+    FOR_ARGS,
+    FOR_BODY,
+    FOR_RANGE_SPAN,
+    FOR_VAR,
     INDEX_SUBS,
     INDEX_X,
     INPUT_ITEMS,
     KIND,
+    KW_NAME,
+    KW_SPAN,
     NAME_ID,
     NEG_X,
     NUM_VALUE,
@@ -57,9 +64,11 @@ from cgraph_cli.lang.parser import (
     SUB_EXPR,
     SUB_KIND,
     TENSOR_ITEMS,
+    TUPLE_ITEMS,
 )
 from cgraph_cli.limits import DEFAULT_MAX_MEMORY, fmt_bytes, suggest_size
 from cgraph_cli.ops import CONSTRUCTORS, FUNCTIONS, OPS, arity_bounds, pick_call
+from cgraph_cli.ops.core import index_problem
 
 Span = tuple[int, int]
 MAX_NODES = 10_000_000
@@ -255,9 +264,11 @@ def _span(e: tuple) -> Span:
 
 
 def _subscript_exprs(sub: tuple) -> tuple:
-    """The expressions in a subscript: ("i", expr) or ("s", start, stop, step)."""
+    """The expressions in a subscript: ("i", expr), ("s", start, stop, step) or ("e",)."""
     if sub[SUB_KIND] == "i":
         return (sub[SUB_EXPR],)
+    if sub[SUB_KIND] == "e":
+        return ()
     return tuple(x for x in (sub[SLICE_START], sub[SLICE_STOP], sub[SLICE_STEP]) if x is not None)
 
 
@@ -272,16 +283,72 @@ def subexprs(e: tuple) -> tuple:
         return e[CALL_ARGS]
     if k == "tensor":
         return e[TENSOR_ITEMS]
+    if k == "tuple":
+        return e[TUPLE_ITEMS]
     if k == "index":
         return (e[INDEX_X],) + tuple(x for sub in e[INDEX_SUBS] for x in _subscript_exprs(sub))
     return ()
 
 
-def _static_int(expr: tuple, what: str) -> int:
-    if expr[KIND] == "num" and float(expr[NUM_VALUE]).is_integer():
-        if abs(expr[NUM_VALUE]) > 2**53:
+class _NotStatic(Exception):
+    """An expression that is not a constant known when the program is compiled (at ``span``)."""
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+
+# names a static argument reads as values (elsewhere they are ordinary names)
+STATIC_NAMES = {"true": True, "false": False, "inf": math.inf}
+
+
+def static_value(expr: tuple, consts: dict[str, int]) -> Any:
+    """The value of a static argument, fixed when the program is compiled: a number (an int when whole), a loop
+    variable of ``consts``, ``true``, ``false``, ``inf``, a tuple of whole numbers, and + - * of numbers.
+    Raises :class:`_NotStatic` at the first part that is none of these."""
+    k = expr[KIND]
+    if k == "num":
+        v = expr[NUM_VALUE]
+        return int(v) if float(v).is_integer() else v
+    if k == "name":
+        name = expr[NAME_ID]
+        if name in consts:
+            return consts[name]
+        if name in STATIC_NAMES:
+            return STATIC_NAMES[name]
+        raise _NotStatic(_span(expr))
+    if k == "neg":
+        v = static_value(expr[NEG_X], consts)
+        if isinstance(v, bool):
+            raise _NotStatic(_span(expr))
+        return -v
+    if k == "bin" and expr[BIN_OP] in OPS:  # arithmetic on constants, such as x[i - 1]: the op's own forward
+        a = static_value(expr[BIN_LHS], consts)
+        b = static_value(expr[BIN_RHS], consts)
+        if isinstance(a, (bool, tuple)) or isinstance(b, (bool, tuple)):
+            raise _NotStatic(_span(expr))
+        with np.errstate(all="ignore"):
+            v = float(OPS[expr[BIN_OP]].fwd(np.float64(a), np.float64(b)))
+        return int(v) if v.is_integer() else v
+    if k == "tuple":
+        items = []
+        for x in expr[TUPLE_ITEMS]:
+            v = static_value(x, consts)
+            if type(v) is not int:
+                raise CgraphError("a tuple may hold only whole numbers, such as (0, 1)", _span(x))
+            items.append(v)
+        return tuple(items)
+    raise _NotStatic(_span(expr))
+
+
+def _static_int(expr: tuple, what: str, consts: dict[str, int] | None = None) -> int:
+    try:
+        v = static_value(expr, consts or {})
+    except _NotStatic:
+        v = None
+    if type(v) is int:
+        if abs(v) > 2**53:
             raise CgraphError(f"{what} is too large", _span(expr))
-        return int(expr[NUM_VALUE])
+        return v
     raise CgraphError(f"{what} must be a whole-number constant", _span(expr))
 
 
@@ -338,6 +405,7 @@ class Builder:
         self.declared: set[str] = set()
         # one read-only 0-d array per distinct scalar literal, in one attrs dict that its nodes share
         self.scalars: dict[Any, dict] = {}
+        self.consts: dict[str, int] = {}  # the loop variables of the loops being unrolled, and their values
 
     # -- nodes ---------------------------------------------------------------------
     def node(self, op: str, args: tuple[int, ...], span: Span, frame: int, attrs: dict | None = None) -> int:
@@ -463,6 +531,8 @@ class Builder:
                     g.outputs.append(g.bindings[name])
             elif kind == "def":
                 self.define(st)
+            elif kind == "for":
+                self.loop(st)
             elif kind == "bare":
                 if following is not None:
                     raise CgraphError(
@@ -483,18 +553,127 @@ class Builder:
                 raise CgraphError("the program computes nothing", hint="write an assignment, such as: z = x * y")
         return g
 
-    def assign(self, name: str, name_span: Span, expr: tuple, stmt_span: Span) -> int:
+    def assign(self, name: str, name_span: Span, expr: tuple, stmt_span: Span, frame: int = -1) -> int:
         g = self.g
         if name in self.declared:
             raise CgraphError(f"cannot assign to '{name}': it is declared as an input", name_span)
+        if name in self.consts:
+            raise CgraphError(f"cannot assign to '{name}': it is the variable of a loop", name_span)
         before = len(g.ops)
-        i = self.lower(expr, None, -1)
+        i = self.lower(expr, None, frame)
         if i < before or g.names[i] is not None:  # an existing node: the assignment makes a copy
-            i = self.node("id", (i,), _span(expr), -1)
+            i = self.node("id", (i,), _span(expr), frame)
         g.names[i] = name
         g.bindings[name] = i
         self.last_assigned = i
         return i
+
+    # -- loops ---------------------------------------------------------------------
+    def loop(self, st: tuple) -> None:
+        """Unroll ``for i in range(...) { body }``: the body is lowered once per value of ``i``, which reads as
+        a constant there, each time in a frame of its own (drawn as a cluster). Nested loops are unrolled
+        with an explicit stack; the nodes a loop adds are estimated and refused past the node limit before
+        anything is built."""
+        g = self.g
+        saved = dict(self.consts)
+        # each entry: [loop statement, its values, the next value's position, the iteration's frame, body position]
+        stack: list[list] = [[st, self.loop_values(st), 0, -1, None]]
+        self.check_loop_size(st, stack[0][1])
+        try:
+            while stack:
+                top = stack[-1]
+                loop_st, values, k, fr, pos = top
+                body = loop_st[FOR_BODY]
+                if pos is None or pos == len(body):  # the next iteration
+                    if k == len(values):
+                        stack.pop()
+                        var = loop_st[FOR_VAR]
+                        outer = [e for e in stack if e[0][FOR_VAR] == var]
+                        if outer:
+                            self.consts[var] = outer[-1][1][outer[-1][2] - 1]
+                        elif var in saved:
+                            self.consts[var] = saved[var]
+                        else:
+                            self.consts.pop(var, None)
+                        continue
+                    v = values[k]
+                    self.consts[loop_st[FOR_VAR]] = v
+                    parent = stack[-2][3] if len(stack) > 1 else -1
+                    top[3] = len(g.frames)
+                    g.frames.append(Frame(f"{loop_st[FOR_VAR]} = {v}", _span(loop_st), parent, self.defs))
+                    top[2] = k + 1
+                    top[4] = 0
+                    continue
+                sub = body[pos]
+                top[4] = pos + 1
+                kind = sub[KIND]
+                if kind == "assign":
+                    self.assign(sub[ASSIGN_NAME], sub[ASSIGN_NAME_SPAN], sub[ASSIGN_EXPR], _span(sub), fr)
+                elif kind == "for":
+                    stack.append([sub, self.loop_values(sub), 0, -1, None])
+                else:
+                    what = {"input": "an input declaration", "output": "an output declaration", "def": "a function"}
+                    raise CgraphError(
+                        f"{what.get(kind, 'an expression on its own')} cannot be inside a loop",
+                        _span(sub),
+                        hint="a loop's body holds assignments and loops; declare and define before the loop",
+                    )
+        finally:
+            self.consts = saved
+
+    def loop_values(self, st: tuple) -> range:
+        """The values of a loop's variable: range(n), range(a, b) or range(a, b, step), as in Python."""
+        args = st[FOR_ARGS]
+        if not 1 <= len(args) <= 3:
+            raise CgraphError(f"range() takes 1 to 3 arguments, got {len(args)}", st[FOR_RANGE_SPAN])
+        bounds = [_static_int(a, "a bound of range()", self.consts) for a in args]
+        if len(bounds) == 3 and bounds[2] == 0:
+            raise CgraphError("the step of range() cannot be zero", _span(args[2]))
+        return range(*bounds)
+
+    def check_loop_size(self, st: tuple, values: range) -> None:
+        """Refuse a loop whose unrolled iterations would take the program past the node limit, before building."""
+        cap = self.max_nodes + 1
+        size = self.loop_size(st, values, cap)
+        if len(self.g.ops) + size > self.max_nodes:
+            about = f"over {self.max_nodes:,}" if size >= cap else f"about {size:,}"
+            raise TooManyNodes(
+                f"this loop would add {about} nodes when unrolled ({len(values):,} iterations), "
+                f"taking the program past the limit of {self.max_nodes:,} nodes",
+                (st[START], st[FOR_RANGE_SPAN][1]),
+                hint="a loop is unrolled when the program is compiled: every iteration adds its body's nodes; "
+                "use fewer iterations",
+            )
+
+    def loop_size(self, st: tuple, values: range, cap: int) -> int:
+        """The nodes a loop adds, counting each iteration as at least one (capped at ``cap``). An iteration's size
+        is worked out once when no nested loop's range depends on a loop variable, else for each value."""
+        var = st[FOR_VAR]
+        saved = self.consts.get(var)
+        vary = _nested_ranges_use_names(st[FOR_BODY])
+        total = 0
+        try:
+            for v in values:
+                self.consts[var] = v
+                one = 1
+                for sub in st[FOR_BODY]:
+                    if sub[KIND] == "assign":
+                        one += self.expanded_size(sub[ASSIGN_EXPR]) + 1
+                    elif sub[KIND] == "for":
+                        one += self.loop_size(sub, self.loop_values(sub), cap)
+                    if one >= cap:
+                        return cap
+                if not vary:
+                    return min(cap, one * len(values))
+                total += one
+                if total >= cap:
+                    return cap
+        finally:
+            if saved is None:
+                self.consts.pop(var, None)
+            else:
+                self.consts[var] = saved
+        return total
 
     def declare_inputs(self, items: list) -> None:
         g = self.g
@@ -570,7 +749,7 @@ class Builder:
             k = x[KIND]
             if k == "call" and x[CALL_FNAME] in self.defs:
                 n += self.defs[x[CALL_FNAME]].size
-            elif k != "name" or x[NAME_ID] == "pi":
+            elif k != "name" or x[NAME_ID] == "pi" or x[NAME_ID] in self.consts:  # constants are nodes
                 n += 1
             if n >= cap:
                 return cap
@@ -590,6 +769,8 @@ class Builder:
                 span,
                 hint="a function sees only its parameters" + _suggest_plain(name, env),
             )
+        if name in self.consts:  # a loop's variable: a constant
+            return self.const(float(self.consts[name]), span, frame)
         g = self.g
         i = g.bindings.get(name)
         if i is not None:
@@ -614,7 +795,7 @@ class Builder:
             return [] if _const_tensor(e) is not None else list(e[TENSOR_ITEMS])
         if kind == "call":
             fname, args = e[CALL_FNAME], e[CALL_ARGS]
-            picked = pick_call(fname, len(args))
+            picked = pick_call(fname, len(args), tuple(kw[KW_NAME] for kw in e[CALL_KEYWORDS]))
             call = None if picked is None else picked[0]  # (call, op)
             if call is not None and call.static is not None:  # the static arguments are not operands
                 return list(args[: call.min_args if call.static == "axis" else 1])
@@ -672,19 +853,13 @@ class Builder:
         if kind == "neg":
             return self.node("neg", ids, span, frame)
         if kind == "index":
-            idx = []
-            for sub in e[INDEX_SUBS]:
-                if sub[SUB_KIND] == "i":
-                    idx.append(_static_int(sub[SUB_EXPR], "an index"))
-                else:
-                    start, stop, step = (
-                        None if p is None else _static_int(p, "a slice bound")
-                        for p in (sub[SLICE_START], sub[SLICE_STOP], sub[SLICE_STEP])
-                    )
-                    if step == 0:
-                        raise CgraphError("a slice step cannot be zero", span)
-                    idx.append(slice(start, stop, step))
-            return self.node("index", ids, span, frame, {"idx": tuple(idx)})
+            return self.index(e, ids, span, frame)
+        if kind == "tuple":
+            raise CgraphError(
+                "a tuple such as (0, 1) is only a static argument, such as axis=(0, 1)",
+                span,
+                hint="for a vector, write a tensor literal: [0, 1]",
+            )
         if kind == "tensor":
             if not ids:
                 data = _const_tensor(e)
@@ -700,12 +875,67 @@ class Builder:
             return self.call(e, ids, env, frame, stack)
         raise CgraphError(f"internal error: cannot lower {kind}", span)
 
+    def index(self, e: tuple, ids: tuple[int, ...], span: Span, frame: int) -> int:
+        """An indexing node: integers (negative from the end), slices, ``...``, ``None`` (a new axis) and lists
+        of integers (numpy's integer-array indexing), all fixed when the program is compiled."""
+        idx: list = []
+        spans: list[Span] = []
+        for sub in e[INDEX_SUBS]:
+            kind = sub[SUB_KIND]
+            if kind == "e":
+                idx.append(Ellipsis)
+                spans.append(span)
+            elif kind == "i":
+                x = sub[SUB_EXPR]
+                spans.append(_span(x))
+                if x[KIND] == "name" and x[NAME_ID] == "None" and "None" not in self.consts:
+                    idx.append(None)
+                elif x[KIND] == "tensor":
+                    idx.append(self.index_array(x))
+                else:
+                    idx.append(_static_int(x, "an index", self.consts))
+            else:
+                start, stop, step = (
+                    None if p is None else _static_int(p, "a slice bound", self.consts)
+                    for p in (sub[SLICE_START], sub[SLICE_STOP], sub[SLICE_STEP])
+                )
+                if step == 0:
+                    raise CgraphError("a slice step cannot be zero", span)
+                idx.append(slice(start, stop, step))
+                spans.append(span)
+        shape = self.g.shapes[ids[0]]
+        if shape is not None:
+            problem = index_problem(shape, tuple(idx))
+            if problem is not None:
+                k, message = problem
+                raise CgraphError(message, spans[k] if k is not None else span)
+        return self.node("index", ids, span, frame, {"idx": tuple(idx)})
+
+    def index_array(self, x: tuple) -> np.ndarray:
+        """A list of whole numbers as an index (``x[[0, 2, 2]]``), nested lists for several dimensions."""
+        if id(x) not in self.tensors_checked:
+            self.check_tensor_depth(x)
+
+        def items(t: tuple) -> list:
+            return [
+                items(item) if item[KIND] == "tensor" else _static_int(item, "an index in a list", self.consts)
+                for item in t[TENSOR_ITEMS]
+            ]
+
+        try:
+            return np.array(items(x), dtype=np.intp)
+        except ValueError:
+            raise CgraphError("the rows of an index list have different lengths", _span(x)) from None
+
     def call(self, e: tuple, ids: tuple[int, ...], env, frame: int, stack: list) -> int | None:
         fname, args = e[CALL_FNAME], e[CALL_ARGS]
         span = _span(e)
         name_span = (e[START], e[CALL_NAME_END])
         visible = self.defs if env is None else self.g.frames[frame].defs
         user = visible.get(fname)
+        if e[CALL_KEYWORDS] and (user is not None or fname in CONSTRUCTORS):
+            kind = "a function of the program" if user is not None else "a constructor"
+            raise CgraphError(f"{fname}() is {kind} and takes no keyword arguments", e[CALL_KEYWORDS][0][KW_SPAN])
         if user is not None:
             if len(args) != len(user.params):
                 raise CgraphError(f"{fname}() takes {_n_args(len(user.params))}, got {len(args)}", span)
@@ -733,7 +963,11 @@ class Builder:
                 raise CgraphError(f"function '{fname}' is defined after the function that calls it", name_span)
             raise _unknown_function(fname, name_span, visible)
         n = len(args)
-        picked = pick_call(fname, n)
+        keywords = e[CALL_KEYWORDS]
+        names = self.check_keywords(fname, args, keywords)
+        picked = pick_call(fname, n, names)
+        if picked is None and pick_call(fname, n) is not None:
+            raise self.keyword_error(fname, n, keywords)
         if picked is None:
             least, most = arity_bounds(fname)
             if most is None:
@@ -747,16 +981,26 @@ class Builder:
         op = spec.name
         attrs: dict | None = None
         if call.static == "axis" and n > call.min_args:
-            attrs = {"axis": _static_int(args[-1], f"the axis of {fname}()")}
+            attrs = {"axis": self.static_axis(args[-1], f"the axis of {fname}()")}
         elif call.static == "dims":
-            attrs = {"dims": tuple(_static_int(a, f"a dimension of {fname}()") for a in args[1:])}
-        if call.scalar_op is not None and any(self.g.shapes[i] == () for i in ids):
+            if len(args) == 2 and args[1][KIND] == "tuple":  # reshape(x, (2, 3)), reshape(x, ())
+                attrs = {"dims": self.static_axis(args[1], f"a dimension of {fname}()")}
+            else:
+                attrs = {"dims": tuple(_static_int(a, f"a dimension of {fname}()", self.consts) for a in args[1:])}
+        for name, kspan, value in keywords:
+            if attrs is not None and name in attrs:
+                raise CgraphError(f"{fname}() got {name} twice: as an argument and as {name}=", kspan)
+            attrs = attrs if attrs is not None else {}
+            attrs[name] = self.keyword_value(fname, name, value)
+        if call.scalar_op is not None and not keywords and any(self.g.shapes[i] == () for i in ids):
             op = call.scalar_op
         return self.node(op, ids, span, frame, attrs)
 
     def grad_operands(self, e: tuple, env: dict[str, int] | None) -> list[tuple]:
         """``grad(loss, w)``: both arguments are operands; ``w`` must name a node that exists already."""
         args = e[CALL_ARGS]
+        if e[CALL_KEYWORDS]:
+            raise CgraphError("grad() takes no keyword arguments", e[CALL_KEYWORDS][0][KW_SPAN])
         if len(args) != 2:
             raise CgraphError(f"grad() takes 2 arguments, got {len(args)}", _span(e), hint="write grad(loss, w)")
         w = args[1]
@@ -803,8 +1047,73 @@ class Builder:
             node = tape.const(np.zeros(tape.shape(w)))
         return node
 
+    def static_axis(self, expr: tuple, what: str) -> int | tuple[int, ...]:
+        """A whole number or a tuple of them, such as an axis (0, 1)."""
+        if expr[KIND] == "tuple":
+            try:
+                return static_value(expr, self.consts)
+            except _NotStatic as err:
+                raise CgraphError(f"{what} must be a whole-number constant", err.span) from None
+        return _static_int(expr, what, self.consts)
+
+    def keyword_value(self, fname: str, name: str, expr: tuple) -> Any:
+        """A keyword argument's value, fixed when the program is compiled (:func:`static_value`)."""
+        try:
+            return static_value(expr, self.consts)
+        except _NotStatic as err:
+            raise CgraphError(
+                f"the value of {name}= in {fname}() must be a constant: a number, true, false, inf "
+                "or a tuple such as (0, 1)",
+                err.span,
+            ) from None
+
+    def check_keywords(self, fname: str, args: tuple, keywords: tuple) -> tuple[str, ...]:
+        """The names of a call's keyword arguments, once none is given twice and no positional argument follows
+        one."""
+        if not keywords:
+            return ()
+        first = keywords[0][KW_SPAN][0]
+        for a in args:
+            if a[START] > first:
+                raise CgraphError(
+                    "a positional argument cannot follow a keyword argument",
+                    _span(a),
+                    hint=f"write the positional arguments of {fname}() first",
+                )
+        seen: set[str] = set()
+        for name, kspan, _ in keywords:
+            if name in seen:
+                raise CgraphError(f"keyword argument {name}= is given twice", kspan)
+            seen.add(name)
+        return tuple(kw[KW_NAME] for kw in keywords)
+
+    def keyword_error(self, fname: str, n: int, keywords: tuple) -> CgraphError:
+        """Why no call of ``fname`` with ``n`` positional arguments takes these keywords."""
+        fits = [c for c, _ in FUNCTIONS[fname] if n >= c.min_args and (c.max_args is None or n <= c.max_args)]
+        allowed = sorted({k for c in fits for k in c.keywords})
+        anywhere = {k for c, _ in FUNCTIONS[fname] for k in c.keywords}
+        for name, kspan, _ in keywords:
+            if name in allowed:
+                continue
+            if name in anywhere:
+                with_it = sorted(
+                    {_n_args(c.min_args) for c, _ in FUNCTIONS[fname] if name in c.keywords},
+                )
+                return CgraphError(
+                    f"{fname}() takes {name}= only with {' or '.join(with_it)}, got {n}",
+                    kspan,
+                )
+            takes = ", ".join(f"{k}=" for k in allowed)
+            return CgraphError(
+                f"{fname}() has no keyword argument {name}="
+                + (f"; it takes {takes}" if allowed else "; it takes no keyword arguments"),
+                kspan,
+                hint=f"did you mean {best}=?" if (best := closest(name, allowed)) else None,
+            )
+        return CgraphError(f"{fname}() does not take these keyword arguments together", keywords[0][KW_SPAN])
+
     def construct(self, fname: str, args: tuple, span: Span, frame: int) -> int:
-        dims = tuple(_static_int(a, f"a dimension of {fname}()") for a in args)
+        dims = tuple(_static_int(a, f"a dimension of {fname}()", self.consts) for a in args)
         if any(d < 0 for d in dims):
             raise CgraphError(f"{fname}() needs non-negative dimensions", span)
         if fname == "eye":
@@ -947,6 +1256,21 @@ def fold_constants(g: Graph, upto: int) -> Any:
             else:
                 vals.append(OPS[op].fwd(*[vals[j] for j in args], **(attrs or {})))
     return vals[upto]
+
+
+def _nested_ranges_use_names(body: list) -> bool:
+    """Whether a loop nested in ``body`` has a range that reads a name (an outer loop's variable)."""
+    stack = [st for st in body if st[KIND] == "for"]
+    while stack:
+        st = stack.pop()
+        exprs = list(st[FOR_ARGS])
+        while exprs:
+            x = exprs.pop()
+            if x[KIND] == "name":
+                return True
+            exprs.extend(subexprs(x))
+        stack.extend(sub for sub in st[FOR_BODY] if sub[KIND] == "for")
+    return False
 
 
 def _n_args(n: int) -> str:

@@ -211,11 +211,13 @@ def record_op(func, args, kwargs) -> Any:
     return Traced(tape, tape.op(op.name, ids, attrs or None))
 
 
-def _static(v: Any) -> Any:
-    if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "iu":
+def _static(v: Any, top: bool = True) -> Any:
+    """An attribute as the graph keeps it: tuples of ints; an array of ints given where a tuple is meant
+    (``np.transpose(g, np.argsort(perm))``) as a tuple, but arrays inside an index stay arrays."""
+    if top and isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "iu":
         return tuple(int(i) for i in v)
     if isinstance(v, (list, tuple)):
-        return tuple(_static(x) for x in v)
+        return tuple(_static(x, False) for x in v)
     if isinstance(v, np.integer):
         return int(v)
     return v

@@ -11,11 +11,15 @@ field is read by the name of its index, defined below for each kind:
 
 - ``("num", s, e, value)``: :data:`NUM_VALUE`
 - ``("name", s, e, ident)``: :data:`NAME_ID`
-- ``("bin", s, e, op, lhs, rhs, op_start)`` with op in add/sub/mul/div/matmul/pow: :data:`BIN_OP`, ...
+- ``("bin", s, e, op, lhs, rhs, op_start)`` with op in add/sub/mul/div/matmul/pow and the comparisons
+  lt/le/gt/ge/eq/ne: :data:`BIN_OP`, ...
 - ``("neg", s, e, x)``: :data:`NEG_X`
-- ``("call", s, e, fname, args, name_end)``: :data:`CALL_FNAME`, ...
-- ``("index", s, e, x, subs)`` with subs items ``("i", expr)`` or ``("s", start, stop, step)``
+- ``("call", s, e, fname, args, name_end, keywords)`` with keywords ``((name, name_span, expr), ...)`` in the
+  order written: :data:`CALL_FNAME`, ..., :data:`CALL_KEYWORDS`
+- ``("index", s, e, x, subs)`` with subs items ``("i", expr)``, ``("s", start, stop, step)`` or ``("e",)``
+  (an ellipsis ``...``)
 - ``("tensor", s, e, items)``: :data:`TENSOR_ITEMS`
+- ``("tuple", s, e, items)``: ``(0, 1)``, ``()``, ``(2,)``, a static argument such as ``axis=(0, 1)``
 
 Statements:
 
@@ -24,12 +28,15 @@ Statements:
 - ``("output", s, e, [(name, span), ...])``
 - ``("def", s, e, fname, fspan, [(param, span), ...], body)``
 - ``("bare", s, e, expr)``
+- ``("for", s, e, var, var_span, range_args, range_span, body)``: ``for i in range(...) { body }``, body a
+  list of statements
 """
 
 from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,19 +52,26 @@ NUM_VALUE = 3  # ("num", s, e, value)
 NAME_ID = 3  # ("name", s, e, ident)
 BIN_OP, BIN_LHS, BIN_RHS, BIN_OP_START = 3, 4, 5, 6  # ("bin", s, e, op, lhs, rhs, op_start)
 NEG_X = 3  # ("neg", s, e, x)
-CALL_FNAME, CALL_ARGS, CALL_NAME_END = 3, 4, 5  # ("call", s, e, fname, args, name_end)
+CALL_FNAME, CALL_ARGS, CALL_NAME_END, CALL_KEYWORDS = 3, 4, 5, 6  # ("call", s, e, fname, args, name_end, kws)
+KW_NAME, KW_SPAN, KW_VALUE = 0, 1, 2  # a keyword argument (name, name_span, expr)
 INDEX_X, INDEX_SUBS = 3, 4  # ("index", s, e, x, subs)
 SUB_KIND, SUB_EXPR = 0, 1  # a subscript ("i", expr)
 SLICE_START, SLICE_STOP, SLICE_STEP = 1, 2, 3  # a subscript ("s", start, stop, step), each None when left out
 TENSOR_ITEMS = 3  # ("tensor", s, e, items)
+TUPLE_ITEMS = 3  # ("tuple", s, e, items)
 ASSIGN_NAME, ASSIGN_NAME_SPAN, ASSIGN_EXPR = 3, 4, 5  # ("assign", s, e, name, name_span, expr)
 INPUT_ITEMS = 3  # ("input", s, e, [(name, span, "name"|"default"|"shape", payload), ...])
 OUTPUT_NAMES = 3  # ("output", s, e, [(name, span), ...])
 DEF_NAME, DEF_NAME_SPAN, DEF_PARAMS, DEF_BODY = 3, 4, 5, 6  # ("def", s, e, fname, fspan, params, body)
 BARE_EXPR = 3  # ("bare", s, e, expr)
+FOR_VAR, FOR_VAR_SPAN, FOR_ARGS, FOR_RANGE_SPAN, FOR_BODY = 3, 4, 5, 6, 7  # ("for", s, e, var, ...)
+ELLIPSIS_SUB = ("e",)  # the subscript ``...``
 ITEM_SPAN = 1  # the span in an input item or an output name: (name, span, ...)
 
 _BINOPS = {"PLUS": "add", "MINUS": "sub", "STAR": "mul", "SLASH": "div", "AT": "matmul", "POW": "pow"}
+_COMPARE = {"LT": "lt", "LE": "le", "GT": "gt", "GE": "ge", "EQ": "eq", "NE": "ne"}
+COMPARISONS = frozenset(_COMPARE.values())  # the ops of the comparison operators
+_EMPTY: tuple = ()
 
 # How Lark's terminal names read in "expected ..." messages.
 _TERMINAL_NAMES = {
@@ -71,6 +85,17 @@ _TERMINAL_NAMES = {
     "COMMA": "','",
     "EQUAL": "'='",
     "COLON": "':'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "ELLIPSIS": "'...'",
+    "LT": "a comparison",  # all six are expected together: one entry
+    "LE": "a comparison",
+    "GT": "a comparison",
+    "GE": "a comparison",
+    "EQ": "a comparison",
+    "NE": "a comparison",
+    "FOR": "'for'",
+    "IN": "'in'",
     "PLUS": "'+'",
     "MINUS": "'-'",
     "STAR": "'*'",
@@ -179,9 +204,58 @@ class AstBuilder:
     def tensor(self, c):
         return ("tensor", c[0].start_pos, c[-1].end_pos, tuple(_kept(c[1:-1])))
 
+    def compare(self, c):
+        lhs, tok, rhs = c
+        if lhs[KIND] == "bin" and lhs[BIN_OP] in COMPARISONS and lhs[END] == lhs[BIN_RHS][END]:
+            raise CgraphError(CHAINED_COMPARISON, (tok.start_pos, tok.end_pos))
+        return ("bin", lhs[START], rhs[END], _COMPARE[tok.type], lhs, rhs, tok.start_pos)
+
     def call(self, c):
         fname = c[0]
-        return ("call", fname.start_pos, c[-1].end_pos, str(fname), tuple(_kept(c[2:-1])), fname.end_pos)
+        args = []
+        kws = []
+        for a in _kept(c[2:-1]):
+            if a[KIND] == "kw":
+                kws.append(a[FIELDS:])
+            else:
+                args.append(a)
+        return (
+            "call",
+            fname.start_pos,
+            c[-1].end_pos,
+            str(fname),
+            tuple(args),
+            fname.end_pos,
+            tuple(kws) if kws else _EMPTY,
+        )
+
+    def kwarg(self, c):
+        name, value = c[0], c[-1]
+        return ("kw", name.start_pos, value[END], str(name), (name.start_pos, name.end_pos), value)
+
+    def tuple(self, c):
+        return ("tuple", c[0].start_pos, c[-1].end_pos, tuple(_kept(c[1:-1])))
+
+    def sub_ellipsis(self, c):
+        return ELLIPSIS_SUB
+
+    def for_(self, c):
+        var, rng = c[1], c[3]
+        if str(rng) != "range":
+            raise CgraphError(f"a loop runs over range(n) or range(a, b), not '{rng}'", (rng.start_pos, rng.end_pos))
+        close = next(k for k in range(5, len(c)) if isinstance(c[k], str) and c[k].type == "RPAR")
+        args = tuple(_kept(c[5:close]))
+        body = [x for x in c[close + 2 : -1] if x is not None and not isinstance(x, str)]
+        return (
+            "for",
+            c[0].start_pos,
+            c[-1].end_pos,
+            str(var),
+            (var.start_pos, var.end_pos),
+            args,
+            (rng.start_pos, c[close].end_pos),
+            body,
+        )
 
     def index(self, c):
         x = c[0]
@@ -201,6 +275,55 @@ class AstBuilder:
                 parts[k] = item
         start, stop, step = parts
         return ("s", start, stop, step)
+
+
+CHAINED_COMPARISON = "comparisons do not chain; write (a < b) * (b < c) for both at once"
+
+
+def normal_name(raw: str, start: int) -> str:
+    """A name as Python reads it: ``raw`` checked against Python's identifier rules and normalised to NFKC
+    (``ﬁ`` is ``fi``); an invalid character is an error pointing at it."""
+    if raw.isascii():
+        return raw
+    if not raw.isidentifier():
+        for k in range(1, len(raw) + 1):
+            if not raw[:k].isidentifier():
+                ch = raw[k - 1]
+                what = unicodedata.name(ch, "")
+                shown = f"U+{ord(ch):04X}" + (f" {what}" if what else "")
+                raise CgraphError(
+                    f"invalid character '{ch}' ({shown}) in the name '{raw}'",
+                    (start + k - 1, start + k),
+                    hint="a name is made of letters, digits and _, as in Python",
+                )
+    return unicodedata.normalize("NFKC", raw)
+
+
+def _name_token(tok: Any) -> Any:
+    """Lark's lexer callback for NAME: the name normalised (:func:`normal_name`)."""
+    if tok.isascii():
+        return tok
+    return tok.update(value=normal_name(str(tok), tok.start_pos))
+
+
+class _Brackets:
+    """Lark's post-lexer: drops the newlines inside (...) and [...] (not ``;``), so that a statement goes on
+    over them; inside {...}, a loop's body, a newline separates statements."""
+
+    always_accept = ("_SEP",)
+
+    def process(self, stream):
+        open_: list[str] = []
+        for tok in stream:
+            t = tok.type
+            if t == "_SEP":
+                if open_ and open_[-1] != "LBRACE" and not tok.endswith(";"):
+                    continue
+            elif t == "LPAR" or t == "LSQB" or t == "LBRACE":
+                open_.append(t)
+            elif (t == "RPAR" or t == "RSQB" or t == "RBRACE") and open_:
+                open_.pop()
+            yield tok
 
 
 _PARSER: Any = None
@@ -230,6 +353,8 @@ def get_parser() -> Any:
                 lexer="contextual",
                 transformer=AstBuilder(),
                 maybe_placeholders=True,
+                postlex=_Brackets(),
+                lexer_callbacks={"NAME": _name_token},
                 cache=cache,
             )
         except OSError:  # unwritable cache: parse without it
@@ -239,6 +364,8 @@ def get_parser() -> Any:
                 lexer="contextual",
                 transformer=AstBuilder(),
                 maybe_placeholders=True,
+                postlex=_Brackets(),
+                lexer_callbacks={"NAME": _name_token},
             )
     return _PARSER
 
@@ -269,8 +396,55 @@ def _accepted(err: Any, fallback) -> Any:
     return fallback
 
 
+_BRACKET_RE = re.compile(r"#[^\n]*|[(\[{]|[)\]}]")
+_CLOSER = {"(": ")", "[": "]", "{": "}"}
+
+
+def _unclosed(text: str, pos: int) -> int | None:
+    """The offset of the innermost bracket open at ``pos`` that was opened on an earlier line and is never
+    closed in the whole text (a statement went on over the lines after it), or None."""
+    stack: list[int] = []
+    low = None  # the fewest brackets open after pos
+    for m in _BRACKET_RE.finditer(text):
+        ch = m.group()
+        if ch[0] == "#":
+            continue
+        if m.start() >= pos and low is None:
+            low = len(stack)
+        if ch in _CLOSER:
+            stack.append(m.start())
+        elif stack:
+            stack.pop()
+            if low is not None:
+                low = min(low, len(stack))
+    if low is None:
+        low = len(stack)
+    if low == 0:
+        return None
+    b = stack[low - 1] if low <= len(stack) else None
+    if b is None or b >= pos or "\n" not in text[b:pos]:
+        return None
+    return b
+
+
 def _translate(err: Any, text: str) -> CgraphError:
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
+    where = getattr(err, "pos_in_stream", None)
+    tok = getattr(err, "token", None)
+    if tok is not None:
+        where = len(text) if tok.type == "$END" else tok.start_pos
+    if where is None:
+        where = len(text)
+    b = _unclosed(text, where)
+    if b is not None:
+        return CgraphError(
+            f"syntax error: '{text[b]}' is never closed; expected '{_CLOSER[text[b]]}'",
+            (b, b + 1),
+            hint="close the loop's body with '}'"
+            if text[b] == "{"
+            else f"close it with '{_CLOSER[text[b]]}'; a statement goes on over the lines inside brackets",
+        )
 
     if isinstance(err, UnexpectedCharacters):
         pos = err.pos_in_stream
@@ -339,11 +513,16 @@ _TOKEN_RE = re.compile(
     r"(?P<ws>[ \t\f]+|#[^\n]*|\\[ \t]*\r?\n)"
     r"|(?P<sep>\r?\n|;)"
     r"|(?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
-    r"|(?P<name>[A-Za-z_][A-Za-z_0-9]*)"
-    r"|(?P<op>\*\*|[-+*/@^()\[\],:=])"
+    r"|(?P<name>[^\W\d][^\x00-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f\s]*)"
+    r"|(?P<open>[(\[{])"
+    r"|(?P<close>[)\]}])"
+    r"|(?P<op>\*\*|\.\.\.|[<>=!]=|[-+*/@^,:=<>])"
 )
 _KEYWORDS = {"input": "INPUT", "output": "OUTPUT", "def": "DEF"}
+_KEYWORD_PREFIX = re.compile(r"(input|output|def)\b")  # a keyword the grammar reads off a longer name
+_LOOP_VAR = re.compile(r"[^\W\d]\w*")  # the name the grammar's FOR looks ahead for
 _OPKIND = {"**": "^"}
+_CMP = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
 _MAX_DEPTH = 60
 
 
@@ -351,15 +530,20 @@ class _GiveUp(Exception):
     pass
 
 
-def _tokens(text: str, pos: int = 0, n: int | None = None) -> tuple[list[str], list[str], list[int], list[int]]:
-    """Tokens of text[pos:n] (offsets into the whole text), ending with "$END"."""
+def _tokens(text: str, pos: int = 0, hint: int | None = None):
+    """Tokens of ``text`` from ``pos`` (offsets into the whole text), ending with "$END", and where they stop:
+    after the first statement separator at ``hint`` or later that is outside every bracket, else at the end.
+
+    A newline inside (...) or [...] is no token (the statement goes on); inside {...} it separates statements."""
     kinds: list[str] = []
     vals: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
-    if n is None:
-        n = len(text)
-    for m in _TOKEN_RE.finditer(text, pos, n):
+    n = len(text)
+    if hint is None:
+        hint = n
+    open_: list[str] = []
+    for m in _TOKEN_RE.finditer(text, pos):
         s = m.start()
         if s != pos:
             raise _GiveUp
@@ -370,26 +554,50 @@ def _tokens(text: str, pos: int = 0, n: int | None = None) -> tuple[list[str], l
         v = m.group()
         if g == "name":
             k = _KEYWORDS.get(v, "NAME")
+            if not v.isascii():
+                if _KEYWORD_PREFIX.match(v):
+                    raise _GiveUp
+                try:
+                    v = normal_name(v, s)
+                except CgraphError:
+                    raise _GiveUp from None
         elif g == "num":
             k = "NUMBER"
         elif g == "sep":
+            if open_:
+                if open_[-1] != "{" and v != ";":
+                    continue
+            elif pos >= hint:
+                kinds.append(";")
+                vals.append(v)
+                starts.append(s)
+                ends.append(pos)
+                break
             k = ";"
+        elif g == "open":
+            open_.append(v)
+            k = v
+        elif g == "close":
+            if open_:
+                open_.pop()
+            k = v
         else:
             k = _OPKIND.get(v, v)
         kinds.append(k)
         vals.append(v)
         starts.append(s)
         ends.append(pos)
-    if pos != n:
-        raise _GiveUp
+    else:
+        if pos != n:
+            raise _GiveUp
     kinds.append("$END")
     vals.append("")
-    starts.append(n)
-    ends.append(n)
-    return kinds, vals, starts, ends
+    starts.append(pos)
+    ends.append(pos)
+    return kinds, vals, starts, ends, pos
 
 
-_BLOCK = 1 << 16  # characters tokenized at a time (whole lines), so that tokens never pile up
+_BLOCK = 1 << 16  # characters tokenized at a time (whole statements), so that tokens never pile up
 
 
 class NotFast(Exception):
@@ -405,18 +613,14 @@ def fast_blocks(text: str) -> Iterator[list[tuple]]:
     start = 0
     n = len(text)
     while start < n:
-        end = text.find("\n", min(start + _BLOCK, n - 1))
-        while end != -1 and text[text.rfind("\n", 0, end) + 1 : end].rstrip(" \t\r").endswith("\\"):
-            # a line continued by a backslash: the statement goes on
-            end = text.find("\n", end + 1)
-        end = n if end == -1 else end + 1
         out: list[tuple] = []
         try:
-            _FastParser(text, start, end).program(out)
+            fp = _FastParser(text, start, start + _BLOCK)
+            fp.program(out)
         except (_GiveUp, RecursionError, IndexError):
             raise NotFast from None
         yield out
-        start = end
+        start = fp.end
 
 
 def statement_blocks(source: Source) -> Iterator[list[tuple]]:
@@ -453,10 +657,11 @@ def parse_fast(text: str) -> list[tuple] | None:
 
 
 class _FastParser:
-    __slots__ = ("k", "v", "s", "e", "p", "depth")
+    __slots__ = ("k", "v", "s", "e", "p", "depth", "end", "text")
 
-    def __init__(self, text: str, start: int = 0, end: int | None = None) -> None:
-        self.k, self.v, self.s, self.e = _tokens(text, start, end)
+    def __init__(self, text: str, start: int = 0, hint: int | None = None) -> None:
+        self.k, self.v, self.s, self.e, self.end = _tokens(text, start, hint)
+        self.text = text
         self.p = 0
         self.depth = 0
 
@@ -476,21 +681,73 @@ class _FastParser:
                 continue
             if t == "$END":
                 return out
-            if t == "NAME" and k[self.p + 1] == "=":
-                p = self.p
+            out.append(self.statement())
+            self.expect(";")
+
+    def statement(self) -> tuple:
+        k = self.k
+        p = self.p
+        t = k[p]
+        if t == "NAME":
+            if k[p + 1] == "=":
                 self.p += 2
                 x = self.expr()
-                out.append(("assign", self.s[p], x[END], self.v[p], (self.s[p], self.e[p]), x))
-            elif t == "INPUT":
-                out.append(self.input_decl())
-            elif t == "OUTPUT":
-                out.append(self.output_decl())
-            elif t == "DEF":
-                out.append(self.def_())
-            else:
-                x = self.expr()
-                out.append(("bare", x[START], x[END], x))
+                return ("assign", self.s[p], x[END], self.v[p], (self.s[p], self.e[p]), x)
+            if self.v[p] == "for" and self.is_loop(p):
+                return self.for_()
+        elif t == "INPUT":
+            return self.input_decl()
+        elif t == "OUTPUT":
+            return self.output_decl()
+        elif t == "DEF":
+            return self.def_()
+        x = self.expr()
+        return ("bare", x[START], x[END], x)
+
+    def is_loop(self, p: int) -> bool:
+        """Whether 'for' at token p starts a loop, as the grammar's FOR reads it: 'for', blanks, a name,
+        blanks, 'in'."""
+        k, s, e, text = self.k, self.s, self.e, self.text
+        return (
+            k[p + 1] == "NAME"
+            and k[p + 2] == "NAME"
+            and text[s[p] : e[p]] == "for"
+            and text[s[p + 2] : e[p + 2]] == "in"
+            and _LOOP_VAR.fullmatch(text, s[p + 1], e[p + 1]) is not None
+            and _blanks(text, e[p], s[p + 1])
+            and _blanks(text, e[p + 1], s[p + 2])
+        )
+
+    def for_(self) -> tuple:
+        p = self.p
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise _GiveUp
+        self.p = p + 3
+        r = self.expect("NAME")
+        if self.v[r] != "range":
+            raise _GiveUp
+        self.expect("(")
+        args = self.items(")")
+        rp = self.expect(")")
+        self.expect("{")
+        k = self.k
+        body = []
+        while True:
+            t = k[self.p]
+            if t == ";":
+                self.p += 1
+                continue
+            if t == "}":
+                break
+            body.append(self.statement())
+            if k[self.p] == "}":
+                break
             self.expect(";")
+        rb = self.expect("}")
+        self.depth -= 1
+        v = p + 1
+        return ("for", self.s[p], self.e[rb], self.v[v], (self.s[v], self.e[v]), args, (self.s[r], self.e[rp]), body)
 
     def input_decl(self) -> tuple:
         kw = self.expect("INPUT")
@@ -564,6 +821,21 @@ class _FastParser:
             rhs = self.product()
             lhs = ("bin", lhs[START], rhs[END], "add" if t == "+" else "sub", lhs, rhs, self.s[p])
             t = k[self.p]
+        op = _CMP.get(t)
+        if op is not None:  # a comparison (below + and -; no chains)
+            p = self.p
+            self.p += 1
+            rhs = self.product()
+            t = k[self.p]
+            while t == "+" or t == "-":
+                q = self.p
+                self.p += 1
+                r = self.product()
+                rhs = ("bin", rhs[START], r[END], "add" if t == "+" else "sub", rhs, r, self.s[q])
+                t = k[self.p]
+            if t in _CMP:
+                raise _GiveUp
+            lhs = ("bin", lhs[START], rhs[END], op, lhs, rhs, self.s[p])
         self.depth -= 1
         return lhs
 
@@ -614,9 +886,9 @@ class _FastParser:
         if t == "NAME":
             if k[p + 1] == "(":
                 self.p = p + 2
-                args = self.items(")")
+                args, kws = self.call_args()
                 r = self.expect(")")
-                x = ("call", self.s[p], self.e[r], self.v[p], args, self.e[p])
+                x = ("call", self.s[p], self.e[r], self.v[p], args, self.e[p], kws)
             else:
                 self.p = p + 1
                 x = ("name", self.s[p], self.e[p], self.v[p])
@@ -625,9 +897,23 @@ class _FastParser:
             x = ("num", self.s[p], self.e[p], float(self.v[p]))
         elif t == "(":
             self.p = p + 1
-            inner = self.expr()
-            r = self.expect(")")
-            x = (inner[KIND], self.s[p], self.e[r]) + inner[FIELDS:]
+            if k[self.p] == ")":
+                r = self.expect(")")
+                x = ("tuple", self.s[p], self.e[r], ())
+            else:
+                inner = self.expr()
+                if k[self.p] == ",":
+                    items = [inner]
+                    while k[self.p] == ",":
+                        self.p += 1
+                        if k[self.p] == ")" and len(items) == 1:  # (x,)
+                            break
+                        items.append(self.expr())
+                    r = self.expect(")")
+                    x = ("tuple", self.s[p], self.e[r], tuple(items))
+                else:
+                    r = self.expect(")")
+                    x = (inner[KIND], self.s[p], self.e[r]) + inner[FIELDS:]
         elif t == "[":
             self.p = p + 1
             items = self.items("]")
@@ -656,8 +942,30 @@ class _FastParser:
             out.append(self.expr())
         return tuple(out)
 
+    def call_args(self) -> tuple[tuple, tuple]:
+        """A call's positional arguments and its keyword arguments ``name=expr``, in the order written."""
+        k = self.k
+        if k[self.p] == ")":
+            return (), _EMPTY
+        args = []
+        kws = []
+        while True:
+            p = self.p
+            if k[p] == "NAME" and k[p + 1] == "=":
+                self.p = p + 2
+                kws.append((self.v[p], (self.s[p], self.e[p]), self.expr()))
+            else:
+                args.append(self.expr())
+            if k[self.p] != ",":
+                break
+            self.p += 1
+        return tuple(args), (tuple(kws) if kws else _EMPTY)
+
     def subscript(self) -> tuple:
         k = self.k
+        if k[self.p] == "...":
+            self.p += 1
+            return ELLIPSIS_SUB
         start = stop = step = None
         if k[self.p] != ":":
             start = self.expr()
@@ -671,3 +979,8 @@ class _FastParser:
             if k[self.p] not in (",", "]"):
                 step = self.expr()
         return ("s", start, stop, step)
+
+
+def _blanks(text: str, a: int, b: int) -> bool:
+    """Whether text[a:b] is one or more spaces and tabs."""
+    return b > a and not text[a:b].strip(" \t")

@@ -12,6 +12,7 @@ from cgraph_cli.ops import arith, elementwise, reduce, tensor
 from cgraph_cli.ops.core import (
     ROWWISE,
     Call,
+    Derive,
     Kernel,
     Kink,
     Op,
@@ -31,6 +32,7 @@ __all__ = [
     "OPS",
     "ROWWISE",
     "Call",
+    "Derive",
     "Kernel",
     "Kink",
     "Op",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cgraph_cli.fmt import fmt_number, fmt_shape
-from cgraph_cli.ops.core import ROWWISE, Call, Kernel, Op, Rows, broadcast_shape, same_shape
+from cgraph_cli.ops.core import ROWWISE, Call, Derive, Kernel, Op, Rows, broadcast_shape, same_shape
 from cgraph_cli.ops.text import call, paren, transposed
 
 # -- pow ---------------------------------------------------------------------------------
@@ -155,6 +155,7 @@ RECORDS = [
         same_shape,
         1,
         "=",
+        jvp=Derive.LINEAR,
         formula=lambda L, at: L[0],
         local=_one,
         elementwise=True,
@@ -169,6 +170,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "+",
+        jvp=Derive.LINEAR,
         infix="+",
         commutative=True,
         local=_one,
@@ -186,6 +188,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "−",
+        jvp=Derive.LINEAR,
         infix="-",
         ports=("+", "−"),
         paren_second=True,
@@ -204,6 +207,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "×",
+        jvp=Derive.BILINEAR,
         infix="*",
         commutative=True,
         local=lambda k, L, A, at, sh: L[1 - k],
@@ -221,6 +225,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "/",
+        jvp=Derive.ELEMENTWISE,
         infix="/",
         ports=("num", "den"),
         paren_second=True,
@@ -242,6 +247,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "^",
+        jvp=Derive.ELEMENTWISE,
         infix="^",
         calls=(Call("pow", 2, 2),),
         ports=("base", "exp"),
@@ -264,6 +270,7 @@ RECORDS = [
         matmul_shape,
         2,
         "@",
+        jvp=Derive.BILINEAR,
         infix="@",
         calls=(Call("dot", 2, 2, scalar_op="mul"),),
         ports=("A", "B"),
@@ -280,6 +287,7 @@ RECORDS = [
         same_shape,
         1,
         "−",
+        jvp=Derive.LINEAR,
         formula=lambda L, at: f"-{paren(L[0])}",
         paren_first=True,
         local=lambda k, L, A, at, sh: "-1",

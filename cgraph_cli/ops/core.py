@@ -1,7 +1,8 @@
 """What an op record is, and the shape rules and helpers the records share.
 
 An :class:`Op` is everything cgraph knows about one operation, in one place: how it computes
-(``fwd``), its vector-Jacobian product per operand (``vjp``), its shape rule, how the language
+(``fwd``), its vector-Jacobian product per operand (``vjp``), its Jacobian-vector product (``jvp``,
+forward mode), its shape rule, how the language
 spells it, how it runs on rows of scalars and in the engine's Python-float loop, where it has a
 kink and what cgraph takes there, why it may produce a non-finite number, and how ``explain``,
 the ``--steps`` captions and the pictures write it. Every other module reads these records and
@@ -22,6 +23,7 @@ from cgraph_cli.fmt import fmt_index, fmt_shape
 Shape = tuple[int, ...]
 ShapeRule = Callable[..., Shape]
 Vjp = Callable[..., Any]  # vjp(g, ans, *operands, **attrs) -> g · ∂ans/∂operand
+Jvp = Callable[..., Any]  # jvp(ts, ans, *operands, **attrs) -> Σ_k ∂ans/∂operand_k · ts[k] (ts[k] None: zero)
 # text templates: operand labels L, the node's own label A, attrs, operand shapes then the node's shape
 LocalText = Callable[[int, list[str], str, dict, list[Shape]], str]
 VjpText = Callable[[int, str, list[str], str, dict, list[Shape]], tuple[str, "str | None"]]
@@ -49,6 +51,27 @@ class Kernel(enum.IntEnum):
     RELU = 12
     NP1 = 13
     NP = 14
+
+
+class Derive(enum.Enum):
+    """How an op's Jacobian-vector product (forward mode) follows from facts its record already holds,
+    where that is exact and cheap (the rest give ``jvp`` as a function of their own).
+
+    ``LINEAR``: the op is linear in its operands taken together (``add``, ``sum``, ``reshape``,
+    ``index``, ``stack``, ``cumsum`` ...), so its JVP is the op itself applied to the tangents
+    (HIPS autograd's ``def_linear``). ``BILINEAR``: linear in each operand separately (``mul``,
+    ``matmul``): the product rule, the op applied with one operand replaced by its tangent, summed over
+    the operands. ``ELEMENTWISE``: an elementwise op whose VJP of operand k is ``g ⊙ ∂f/∂x_k`` (linear
+    in ``g``, entry by entry): the JVP is the sum of those VJPs with the tangent broadcast to the
+    result in place of ``g``, so kinks and special points follow the VJP's convention exactly.
+    ``REDUCTION``: a reduction over ``axis`` (with ``keepdims``) whose VJP is the upstream gradient
+    spread back over the reduced axes times a local factor ``L(x)`` (``max``, ``logsumexp``, ``norm``,
+    ``prod``, ``var`` ...): the JVP is ``Σ t ⊙ L(x)`` over those axes, ``L`` being the VJP of ones."""
+
+    LINEAR = "linear"
+    BILINEAR = "bilinear"
+    ELEMENTWISE = "elementwise"
+    REDUCTION = "reduction"
 
 
 @dataclass(frozen=True)
@@ -105,6 +128,7 @@ class Op:
     shape: ShapeRule
     arity: int | None  # None: variadic
     glyph: str  # the symbol in pictures and listings ("+", "×", "exp", "σ")
+    jvp: Jvp | Derive | None = None  # forward mode: a rule of its own, or how it follows from the record
     # -- how it is written
     infix: str | None = None  # the operator of an infix formula ("+", "*", "^"); None: a call
     call: str | None = None  # the function name in formulas (default: the op's name)
@@ -185,6 +209,42 @@ class Op:
             return self.rows.vjp[k]
         return self.vjp_for(k)
 
+    def tangent(self, ts: list[Any], ans: Any, args: list[Any], attrs: dict | None = None) -> Any:
+        """The JVP: ``Σ_k ∂ans/∂args[k] · ts[k]``, the result's tangent (shape of ``ans``), where ``ts[k]``
+        is operand k's tangent (None: zero). None when every tangent is None (no direction reaches it)."""
+        if all(t is None for t in ts):
+            return None
+        attrs = attrs or {}
+        rule = self.jvp
+        shape = np.shape(ans)
+        if rule is None:
+            raise KeyError(f"op '{self.name}' has no JVP rule")
+        if rule is Derive.LINEAR:
+            out = self.fwd(*[np.zeros_like(x) if t is None else t for t, x in zip(ts, args)], **attrs)
+        elif rule is Derive.BILINEAR:
+            out = None
+            for k, t in enumerate(ts):
+                if t is not None:
+                    term = self.fwd(*args[:k], t, *args[k + 1 :], **attrs)
+                    out = term if out is None else out + term
+        elif rule is Derive.ELEMENTWISE:
+            out = None
+            for k, t in enumerate(ts):
+                if t is not None:
+                    term = self.vjps([k], np.broadcast_to(t, shape), ans, args, attrs)[0]
+                    if term is not None:
+                        out = term if out is None else out + term
+            if out is None:
+                return None
+        elif rule is Derive.REDUCTION:
+            local = self.vjps([0], np.ones(shape, dtype=np.result_type(ts[0])), ans, args, attrs)[0]
+            out = np.sum(ts[0] * local, axis=attrs.get("axis"), keepdims=attrs.get("keepdims", False))
+        else:
+            out = rule(ts, ans, *args, **attrs)
+        if np.shape(out) != shape:
+            out = np.array(np.broadcast_to(out, shape))
+        return out
+
     @property
     def fname(self) -> str:
         """The op's name in formulas."""
@@ -245,7 +305,41 @@ def reduced_count(shape: Shape, axis=None) -> int:
     return int(np.prod([shape[a] for a in axes], dtype=np.int64))
 
 
+def index_problem(shape: Shape, idx: tuple) -> tuple[int | None, str] | None:
+    """Why the index ``idx`` (ints, slices, ``None``, ``...``, integer arrays) does not fit ``shape``: the position
+    of the subscript at fault and the message; None when it fits."""
+    ndim = len(shape)
+    ellipses = [k for k, i in enumerate(idx) if i is Ellipsis]
+    if len(ellipses) > 1:
+        return ellipses[1], "an index can have only one '...'"
+    takes = [k for k, i in enumerate(idx) if i is not None and i is not Ellipsis]  # each takes one axis
+    if len(takes) > ndim:
+        return takes[ndim], (
+            f"too many indices: {len(takes)} for a value of shape {fmt_shape(shape)} "
+            f"({ndim} dimension{'s' * (ndim != 1)})"
+        )
+    axis = 0
+    for k, i in enumerate(idx):
+        if i is Ellipsis:
+            axis += ndim - len(takes)
+            continue
+        if i is None:
+            continue
+        size = shape[axis]
+        if isinstance(i, np.ndarray):
+            bad = i[(i >= size) | (i < -size)]
+            if bad.size:
+                return k, f"index {int(bad.flat[0])} is out of range for axis {axis} of size {size}"
+        elif not isinstance(i, slice) and not -size <= i < size:
+            return k, f"index {i} is out of range for axis {axis} of size {size}"
+        axis += 1
+    return None
+
+
 def index_shape(shapes: list[Shape], idx: tuple = (), **_: Any) -> Shape:
+    problem = index_problem(shapes[0], idx)
+    if problem is not None:
+        raise ValueError(problem[1])
     probe = np.broadcast_to(np.empty((), dtype=np.int8), shapes[0])  # no allocation
     try:
         return probe[idx].shape
@@ -307,9 +401,12 @@ def sum_to(x, shape: Shape = ()):
 
 @traceable
 def place(g, shape: Shape = (), idx: tuple = ()):
-    """Zeros of ``shape`` with ``g`` written at ``idx``: the gradient of an index, the op ``place``."""
+    """Zeros of ``shape`` with ``g`` added at ``idx``: the gradient of an index, the op ``place``."""
     out = np.zeros(shape, dtype=np.result_type(g))
-    out[idx] = g
+    if any(isinstance(i, np.ndarray) for i in idx):
+        np.add.at(out, idx, g)  # integer arrays may pick an entry several times: their gradients add up
+    else:
+        out[idx] = g  # basic indexing picks each entry at most once
     return out
 
 

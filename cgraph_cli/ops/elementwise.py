@@ -8,7 +8,18 @@ import math
 
 import numpy as np
 
-from cgraph_cli.ops.core import ROWWISE, Call, Kernel, Kink, Op, broadcast_shape, near_zero, same_shape, traceable
+from cgraph_cli.ops.core import (
+    ROWWISE,
+    Call,
+    Derive,
+    Kernel,
+    Kink,
+    Op,
+    broadcast_shape,
+    near_zero,
+    same_shape,
+    traceable,
+)
 from cgraph_cli.ops.text import call, paren
 
 
@@ -18,7 +29,8 @@ def _sigmoid(x):
 
 
 def unary(name, fwd, vjp, local, *, glyph=None, kernel=Kernel.NP, also=(), numpy=None, **kw) -> Op:
-    """A one-operand function called by its own name (and by the names in ``also``)."""
+    """A one-operand function called by its own name (and by the names in ``also``); its JVP is its VJP
+    with the tangent in place of g (``Derive.ELEMENTWISE``: the VJP is ``g ⊙ f'(x)``)."""
     return Op(
         name,
         fwd,
@@ -26,6 +38,7 @@ def unary(name, fwd, vjp, local, *, glyph=None, kernel=Kernel.NP, also=(), numpy
         same_shape,
         1,
         glyph or name,
+        jvp=Derive.ELEMENTWISE,
         calls=tuple(Call(n) for n in (name, *also)),
         local=local,
         elementwise=True,
@@ -51,6 +64,20 @@ def _extreme_vjp(ks, g, ans, args):
         count = count + (a == ans)
     div = np.maximum(count, 1).astype(np.result_type(g))  # keep float32 float32
     return [g * (args[k] == ans) / div for k in ks]
+
+
+def _extreme_jvp(ts, ans, *args):
+    """Σ_k t_k where operand k is the extreme, over the number of operands that tie there: the adjoint of
+    :func:`_extreme_vjp` (one pass counts the ties, one pass per operand)."""
+    count = np.zeros(np.shape(ans), dtype=np.int_)
+    for a in args:
+        count += np.asarray(a) == ans
+    out = None
+    for a, t in zip(args, ts):
+        if t is not None:
+            term = t * (np.asarray(a) == ans)
+            out = term if out is None else out + term
+    return out / np.maximum(count, 1).astype(np.result_type(out))
 
 
 def _tie(xs, ans, attrs, eps) -> bool:
@@ -94,6 +121,7 @@ def _extreme(name: str, which: str, f, numpy) -> Op:
         _extreme_shape(which),
         None,
         which,
+        jvp=_extreme_jvp,
         call=which,
         calls=(Call(which, 2, None),),
         commutative=True,
@@ -167,6 +195,7 @@ def comparison(name: str, symbol: str, glyph: str, f, *, commutative: bool = Fal
         broadcast_shape,
         2,
         glyph,
+        jvp=Derive.ELEMENTWISE,
         infix=symbol,
         ports=None if commutative else ("a", "b"),
         commutative=commutative,
@@ -349,6 +378,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "atan2",
+        jvp=Derive.ELEMENTWISE,
         calls=(Call("atan2", 2, 2),),
         ports=("y", "x"),
         local=_atan2_local,
@@ -456,6 +486,7 @@ RECORDS = [
         broadcast_shape,
         2,
         "logaddexp",
+        jvp=Derive.ELEMENTWISE,
         calls=(Call("logaddexp", 2, 2),),
         commutative=True,
         local=lambda k, L, A, at, sh: call("exp", f"{L[k]} - {A}"),
@@ -481,6 +512,7 @@ RECORDS = [
         broadcast_shape,
         3,
         "where",
+        jvp=Derive.ELEMENTWISE,
         calls=(Call("where", 3, 3),),
         ports=("cond", "then", "else"),
         local=lambda k, L, A, at, sh: ["0", f"[{L[0]} ≠ 0]", f"[{L[0]} = 0]"][k],
@@ -496,6 +528,7 @@ RECORDS = [
         broadcast_shape,
         3,
         "clip",
+        jvp=Derive.ELEMENTWISE,
         calls=(Call("clip", 3, 3),),
         ports=("x", "lo", "hi"),
         local=_clip_local,

@@ -8,7 +8,7 @@ import operator
 import numpy as np
 
 from cgraph_cli.fmt import fmt_index, fmt_shape
-from cgraph_cli.ops.core import Call, Kernel, Op, Rows, index_shape, norm_axes, norm_axis, place, sum_to
+from cgraph_cli.ops.core import Call, Derive, Kernel, Op, Rows, index_shape, norm_axes, norm_axis, place, sum_to
 from cgraph_cli.ops.text import call, keyword_call, keyword_label, paren, transposed
 
 
@@ -88,6 +88,20 @@ def _softmax_vjp(g, ans, x, axis=None):
     if np.ndim(x) == 0:
         return np.zeros_like(g)
     return ans * (g - np.sum(g * ans, axis=_softmax_axes(x, axis), keepdims=True))
+
+
+def _softmax_jvp(ts, ans, x, axis=None):
+    """s ⊙ (t - Σ t ⊙ s) along the axes: the softmax's Jacobian is symmetric, so this is the VJP's form."""
+    if np.ndim(x) == 0:
+        return np.zeros_like(ts[0])
+    return ans * (ts[0] - np.sum(ts[0] * ans, axis=_softmax_axes(x, axis), keepdims=True))
+
+
+def _log_softmax_jvp(ts, ans, x, axis=None):
+    """t - Σ t ⊙ exp(log_softmax(x)) along the axes (the adjoint of its VJP, g - exp(ans) ⊙ Σ g)."""
+    if np.ndim(x) == 0:
+        return ts[0] - np.exp(ans) * ts[0]
+    return ts[0] - np.sum(ts[0] * np.exp(ans), axis=_softmax_axes(x, axis), keepdims=True)
 
 
 def _lse_entries(x):
@@ -225,6 +239,8 @@ def outer_shape(shapes, **_):
 
 
 def _index_vjp(g, ans, x, idx=()):
+    """The gradient placed where the entries came from; an entry picked several times (``x[[0, 0]]``, integer
+    arrays) gets the sum of its gradients (scatter-add): :func:`cgraph_cli.ops.core.place`."""
     return place(g, np.shape(x), idx)
 
 
@@ -273,6 +289,7 @@ RECORDS = [
         transpose_shape,
         1,
         "ᵀ",
+        jvp=Derive.LINEAR,
         calls=(Call("transpose"), Call("transpose", 2, None, "dims"), Call("permute", 2, None, "dims")),
         formula=_transpose_formula,
         label=lambda at: keyword_label("ᵀ", at, {"dims": ()}),
@@ -296,6 +313,7 @@ RECORDS = [
         reshape_shape,
         1,
         "reshape",
+        jvp=Derive.LINEAR,
         calls=(Call("reshape", 2, None, "dims"),),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=_shape_change_text(lambda U, at, sh: f"reshape({U}, {', '.join(str(d) for d in sh[0])})"),
@@ -314,6 +332,7 @@ RECORDS = [
         softmax_shape,
         1,
         "softmax",
+        jvp=_softmax_jvp,
         calls=(Call("softmax", 1, 2, "axis", keywords=("axis",)),),
         **_softmax_texts("softmax"),
         local=lambda k, L, A, at, sh: "0",
@@ -329,6 +348,7 @@ RECORDS = [
         softmax_shape,
         1,
         "log_softmax",
+        jvp=_log_softmax_jvp,
         calls=(Call("log_softmax", 1, 2, "axis", keywords=("axis",)),),
         **_softmax_texts("log_softmax"),
         local=lambda k, L, A, at, sh: "0",
@@ -348,6 +368,7 @@ RECORDS = [
         expand_dims_shape,
         1,
         "expand_dims",
+        jvp=Derive.LINEAR,
         calls=(Call("expand_dims", 1, 2, "axis", keywords=("axis",)),),
         formula=lambda L, at: keyword_call("expand_dims", L, at, {}, ("axis",)),
         label=lambda at: keyword_label("expand_dims", at, {}),
@@ -364,6 +385,7 @@ RECORDS = [
         squeeze_shape,
         1,
         "squeeze",
+        jvp=Derive.LINEAR,
         calls=(Call("squeeze", 1, 2, "axis", keywords=("axis",)),),
         formula=lambda L, at: keyword_call("squeeze", L, at, {"axis": None}, ("axis",)),
         label=lambda at: keyword_label("squeeze", at, {"axis": None}),
@@ -382,6 +404,7 @@ RECORDS = [
         index_shape,
         1,
         "[]",
+        jvp=Derive.LINEAR,
         formula=lambda L, at: f"{paren(L[0])}{fmt_index(at.get('idx', ()))}",
         label=lambda at: fmt_index(at["idx"]),
         local=lambda k, L, A, at, sh: "1",
@@ -401,6 +424,7 @@ RECORDS = [
         _stack_shape,
         None,
         "[ ]",
+        jvp=Derive.LINEAR,
         calls=(Call("stack", 1, None, keywords=("axis",)),),
         formula=lambda L, at: (
             "[" + ", ".join(L) + "]" if not at.get("axis") else keyword_call("stack", L, at, {"axis": 0})
@@ -421,6 +445,7 @@ RECORDS = [
         concat_shape,
         None,
         "concat",
+        jvp=Derive.LINEAR,
         calls=(Call("concat", 1, None, keywords=("axis",)),),
         formula=lambda L, at: keyword_call("concat", L, at, {"axis": 0}),
         label=lambda at: keyword_label("concat", at, {"axis": 0}),
@@ -439,6 +464,7 @@ RECORDS = [
         diag_shape,
         1,
         "diag",
+        jvp=Derive.LINEAR,
         calls=(Call("diag"),),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=lambda k, U, L, A, at, sh: (
@@ -456,6 +482,7 @@ RECORDS = [
         trace_shape,
         1,
         "trace",
+        jvp=Derive.LINEAR,
         calls=(Call("trace"),),
         local=lambda k, L, A, at, sh: "I",
         vjp_text=lambda k, U, L, A, at, sh: (f"{U} · I", f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}"),
@@ -469,6 +496,7 @@ RECORDS = [
         outer_shape,
         2,
         "⊗",
+        jvp=Derive.BILINEAR,
         call="outer",
         calls=(Call("outer", 2, 2),),
         ports=("a", "b"),
@@ -487,6 +515,7 @@ RECORDS = [
         cumsum_shape,
         1,
         "cumsum",
+        jvp=Derive.LINEAR,
         calls=(Call("cumsum", 1, 2, "axis", keywords=("axis",)),),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=_cumsum_vjp_text,
@@ -513,6 +542,7 @@ RECORDS = [
         complex_step=True,
         numpy=np.broadcast_to,
         numpy_static=("shape",),
+        jvp=Derive.LINEAR,
         internal=True,
     ),
     Op(
@@ -531,6 +561,7 @@ RECORDS = [
         complex_step=True,
         numpy=sum_to,
         numpy_static=("shape",),
+        jvp=Derive.LINEAR,
         internal=True,
     ),
     Op(
@@ -549,6 +580,7 @@ RECORDS = [
         complex_step=True,
         numpy=place,
         numpy_static=("shape", "idx"),
+        jvp=Derive.LINEAR,
         internal=True,
     ),
 ]

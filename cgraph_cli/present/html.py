@@ -174,16 +174,19 @@ def json_block(data: Any) -> str:
 
 _PREAMBLE = re.compile(r"\A.*?(?=<svg\b)", re.S)
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
+_SIZE = re.compile(r'\A<svg width="[^"]*" height="[^"]*"')
 _TITLE = re.compile(r"<title>[^<]*</title>\n?")
 _TOOLTIP = re.compile(r' xlink:title="[^"]*"')
 
 
 def inline_svg(svg: str) -> str:
     """Graphviz's SVG for inlining: without the XML prolog, comments, ``<title>`` elements and tooltips (the panel
-    shows all that; a browser tooltip would cover it). Text inside stays as Graphviz escaped it."""
+    shows all that; a browser tooltip would cover it), as large as its pane. Text stays as Graphviz escaped it."""
     if "<svg" not in svg:
         raise ValueError("not an SVG document")
     svg = _PREAMBLE.sub("", svg, count=1)
+    # the page sizes the picture (it fills its pane; the script pans and zooms through the viewBox)
+    svg = _SIZE.sub(r'<svg width="100%" height="100%" preserveAspectRatio="xMidYMid meet"', svg, count=1)
     svg = _COMMENT.sub("", svg)
     svg = _TITLE.sub("", svg)
     svg = _TOOLTIP.sub("", svg)

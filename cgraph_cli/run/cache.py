@@ -114,9 +114,22 @@ def key(source: Source, values: dict[str, Any] | None, seed: int, dtype: str) ->
 # -- writing ---------------------------------------------------------------------------------------------------------
 
 
+def _jsonable_sub(s: Any) -> Any:
+    """One subscript of an index as JSON: an int, or a dict for a slice, ``...``, ``None`` or an integer array."""
+    if isinstance(s, slice):
+        return {"slice": [s.start, s.stop, s.step]}
+    if s is Ellipsis:
+        return {"ellipsis": None}
+    if s is None:
+        return {"newaxis": None}
+    if isinstance(s, np.ndarray):
+        return {"array": s.tolist(), "shape": list(s.shape)}
+    return s
+
+
 def _jsonable_attr(k: str, v: Any) -> Any:
     if k == "idx":
-        return [{"slice": [s.start, s.stop, s.step]} if isinstance(s, slice) else s for s in v]
+        return [_jsonable_sub(s) for s in v]
     if isinstance(v, tuple):
         return {"tuple": list(v)}
     return v
@@ -328,9 +341,21 @@ def _to_arrays(g: Graph) -> dict[str, np.ndarray]:
 # -- reading ---------------------------------------------------------------------------------------------------------
 
 
+def _sub_from_json(s: Any) -> Any:
+    if not isinstance(s, dict):
+        return s
+    if "slice" in s:
+        return slice(*s["slice"])
+    if "ellipsis" in s:
+        return Ellipsis
+    if "newaxis" in s:
+        return None
+    return np.array(s["array"], dtype=np.intp).reshape(s["shape"])
+
+
 def _attr_from_json(k: str, v: Any) -> Any:
     if k == "idx":
-        return tuple(slice(*s["slice"]) if isinstance(s, dict) else s for s in v)
+        return tuple(_sub_from_json(s) for s in v)
     if isinstance(v, dict) and "tuple" in v:
         return tuple(v["tuple"])
     return v
@@ -426,6 +451,16 @@ def _check_attr(k: str, v: Any) -> bool:
             return False
         for s in v:
             if isinstance(s, dict):
+                if list(s) in (["ellipsis"], ["newaxis"]):
+                    continue
+                if list(s) == ["array", "shape"]:
+                    shape = s["shape"]
+                    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+                        return False
+                    flat = np.asarray(s["array"], dtype=object).ravel().tolist() if s["array"] != [] else []
+                    if not all(map(_is_int, flat)) or len(flat) != int(np.prod(shape, dtype=np.int64)):
+                        return False
+                    continue
                 b = s.get("slice")
                 if list(s) != ["slice"] or not isinstance(b, list) or len(b) != 3:
                     return False
@@ -434,7 +469,10 @@ def _check_attr(k: str, v: Any) -> bool:
             elif not _is_int(s):
                 return False
         return True
-    return False
+    # a keyword's value (sum(x, keepdims=true), norm(x, p=inf)): a number, a bool or a tuple of ints
+    if isinstance(v, dict):
+        return list(v) == ["tuple"] and isinstance(v["tuple"], list) and all(map(_is_int, v["tuple"]))
+    return v is None or type(v) in (int, float, bool)
 
 
 def _check(z: dict[str, np.ndarray], source: Source) -> dict:

@@ -223,46 +223,37 @@
     if (srcHere) srcHere.classList.add("here");
   }
 
-  // -- pan and zoom: one CSS transform on the picture ---------------------------------------------
-  var tx = 0, ty = 0, sc = 1, natW = 1, natH = 1, minScale = 0.05, pending = false, idle = 0;
+  // -- pan and zoom: the SVG fills the viewport and shows the part of the picture its viewBox names, so the
+  // browser draws only what is on screen, at screen resolution, however large the graph ---------------
+  var vb0 = svg.viewBox.baseVal, X0 = vb0.x, Y0 = vb0.y, W = vb0.width || 1, H = vb0.height || 1;
+  var vx = X0, vy = Y0, sc = 1, minScale = 0.01, maxScale = 8, pending = false; // sc: pixels per point
 
   function apply() {
     if (pending) return;
     pending = true;
-    // while moving, the picture is one layer that the compositor scales; at rest it is drawn sharp again
-    setClass(graph, "moving", true);
     requestAnimationFrame(function () {
       pending = false;
-      graph.style.transform = "translate(" + tx + "px," + ty + "px) scale(" + sc + ")";
-      clearTimeout(idle);
-      idle = setTimeout(function () { setClass(graph, "moving", false); }, 200);
+      var vw = viewport.clientWidth || 1, vh = viewport.clientHeight || 1;
+      svg.setAttribute("viewBox", vx + " " + vy + " " + vw / sc + " " + vh / sc);
     });
   }
 
   function zoomAt(px, py, factor) {
-    var ns = Math.max(minScale, Math.min(8, sc * factor));
-    factor = ns / sc;
-    tx = px - (px - tx) * factor;
-    ty = py - (py - ty) * factor;
+    var ns = Math.max(minScale, Math.min(maxScale, sc * factor));
+    vx += px / sc - px / ns;
+    vy += py / sc - py / ns;
     sc = ns;
     apply();
   }
 
-  function measure() {
-    var vb = svg.viewBox && svg.viewBox.baseVal;
-    var r = svg.getBoundingClientRect();
-    natW = r.width / sc || (vb ? vb.width : 1);
-    natH = r.height / sc || (vb ? vb.height : 1);
-  }
-
   function fit() {
-    var vw = viewport.clientWidth, vh = viewport.clientHeight;
-    var s = Math.min((vw - 24) / natW, (vh - 24) / natH, 1.6);
+    var vw = viewport.clientWidth || 1, vh = viewport.clientHeight || 1;
+    var s = Math.min((vw - 24) / W, (vh - 24) / H, 2);
     if (!(s > 0)) s = 1;
     minScale = Math.min(0.5, s / 4);
     sc = s;
-    tx = (vw - natW * s) / 2;
-    ty = (vh - natH * s) / 2;
+    vx = X0 - (vw / s - W) / 2;
+    vy = Y0 - (vh / s - H) / 2;
     apply();
   }
 
@@ -270,8 +261,8 @@
     // bring a box into view when a step moves to it off screen
     var r = e.getBoundingClientRect(), v = viewport.getBoundingClientRect();
     if (r.left >= v.left && r.right <= v.right && r.top >= v.top && r.bottom <= v.bottom) return;
-    tx += (v.left + v.width / 2) - (r.left + r.width / 2);
-    ty += (v.top + v.height / 2) - (r.top + r.height / 2);
+    vx -= ((v.left + v.width / 2) - (r.left + r.width / 2)) / sc;
+    vy -= ((v.top + v.height / 2) - (r.top + r.height / 2)) / sc;
     apply();
   }
 
@@ -285,7 +276,7 @@
   var drag = null, dragged = false;
   viewport.addEventListener("pointerdown", function (e) {
     if (e.button !== 0) return;
-    drag = { x: e.clientX, y: e.clientY, tx: tx, ty: ty, id: e.pointerId, on: false };
+    drag = { x: e.clientX, y: e.clientY, vx: vx, vy: vy, id: e.pointerId, on: false };
     dragged = false;
   });
   viewport.addEventListener("pointermove", function (e) {
@@ -298,8 +289,8 @@
       viewport.setPointerCapture(e.pointerId);
       viewport.classList.add("dragging");
     }
-    tx = drag.tx + dx;
-    ty = drag.ty + dy;
+    vx = drag.vx - dx / sc;
+    vy = drag.vy - dy / sc;
     apply();
   });
   function endDrag(e) {
@@ -376,10 +367,14 @@
   });
 
   // -- start: the whole picture, fitted -----------------------------------------------------------
-  measure();
   fit();
   go(0);
   window.addEventListener("resize", fit);
   root.setAttribute("data-steps", String(S));
+  // when the page became interactive, and when its first frame was drawn (ms since navigation: bench/html_page.py)
+  root.setAttribute("data-ready-ms", performance.now().toFixed(1));
+  requestAnimationFrame(function () {
+    setTimeout(function () { root.setAttribute("data-frame-ms", performance.now().toFixed(1)); }, 0);
+  });
   root.setAttribute("data-ready", "1");
 })();

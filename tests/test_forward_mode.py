@@ -1,0 +1,202 @@
+"""Forward mode: every op record's JVP, the engine's tangent pass, ``eval --mode forward --tangent``
+and ``explain --mode forward``.
+
+The JVP of each record is checked two independent ways on the record's own test shapes: as the
+adjoint of its VJP (``⟨JVP(t), v⟩ = Σ_k ⟨t_k, VJP_k(v)⟩`` for random t and v) and against central finite
+differences along t. Whole programs are checked against reverse mode (the JVP along a direction is
+``Σ_x ⟨∂out/∂x, t_x⟩`` for a scalar output) and against finite differences.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from cgraph_cli.engine.forward_mode import jvp, tangents
+from cgraph_cli.engine.reference import backward, forward
+from cgraph_cli.errors import Source
+from cgraph_cli.ops import OPS, Derive, unbroadcast
+from cgraph_cli.run.program import compile_program
+from cgraph_cli.run.values import bind_inputs
+from tests.conftest import EXAMPLES
+from tests.test_ops_fd import sample_operands
+
+# -- the records ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_every_record_has_a_jvp(name):
+    op = OPS[name]
+    assert op.jvp is not None, f"{name}: no JVP (forward mode)"
+    if op.jvp is Derive.ELEMENTWISE:
+        assert op.elementwise and not callable(op.vjp), f"{name}: a JVP from the VJP needs an elementwise op"
+    assert isinstance(op.jvp, Derive) or callable(op.jvp)
+
+
+def _case(name: str, seed: int = 0):
+    op = OPS[name]
+    attrs = dict(op.test_attrs or {})
+    xs = sample_operands(op)
+    ans = op.fwd(*xs, **attrs)
+    rng = np.random.default_rng(zlib.crc32(name.encode()) + seed)
+    ts = [rng.standard_normal(np.shape(x)) for x in xs]
+    v = rng.standard_normal(np.shape(ans))
+    return op, attrs, xs, ans, ts, v
+
+
+def _vjp_dot(op, attrs, xs, ans, ts, v, only=None):
+    ks = list(range(len(xs)))
+    parts = op.vjps(ks, v, ans, xs, attrs)
+    total = 0.0
+    for k, (t, p) in enumerate(zip(ts, parts)):
+        if p is None or (only is not None and k != only):
+            continue
+        total += float(np.sum(t * unbroadcast(p, np.shape(xs[k]), op.name)))
+    return total
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_jvp_is_the_adjoint_of_the_vjp(name, seed):
+    """⟨JVP(t), v⟩ == ⟨t, VJP(v)⟩ for random t and v: forward and reverse mode are one linear map."""
+    op, attrs, xs, ans, ts, v = _case(name, seed)
+    got = op.tangent(ts, ans, xs, attrs)
+    assert np.shape(got) == np.shape(ans), f"{name}: tangent of shape {np.shape(got)} for a value {np.shape(ans)}"
+    lhs = float(np.sum(got * v))
+    rhs = _vjp_dot(op, attrs, xs, ans, ts, v)
+    assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12), name
+    for k in range(len(xs)):  # one operand moving, the others fixed (a None tangent is a zero one)
+        one = [t if j == k else None for j, t in enumerate(ts)]
+        got = op.tangent(one, ans, xs, attrs)
+        assert float(np.sum(got * v)) == pytest.approx(
+            _vjp_dot(op, attrs, xs, ans, ts, v, only=k), rel=1e-12, abs=1e-12
+        )
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_jvp_matches_finite_differences(name):
+    op, attrs, xs, ans, ts, v = _case(name)
+    h = 1e-6
+    plus = op.fwd(*[x + h * t for x, t in zip(xs, ts)], **attrs)
+    minus = op.fwd(*[x - h * t for x, t in zip(xs, ts)], **attrs)
+    np.testing.assert_allclose(op.tangent(ts, ans, xs, attrs), (plus - minus) / (2 * h), rtol=1e-5, atol=1e-7)
+
+
+def test_no_tangent_in_gives_no_tangent_out():
+    op = OPS["mul"]
+    assert op.tangent([None, None], np.float64(6.0), [np.float64(2.0), np.float64(3.0)]) is None
+
+
+@pytest.mark.parametrize("name", ["maximum", "minimum", "amax", "amin"])
+def test_ties_split_the_tangent_as_the_vjp_splits_the_gradient(name):
+    op = OPS[name]
+    if op.arity is None:
+        xs = [np.array([1.0, 5.0, 2.0]), np.array([1.0, 3.0, 2.0]), np.array([0.0, 5.0, 2.0])]
+        if name == "minimum":
+            xs = [-x for x in xs]
+        ts = [np.array([2.0, 4.0, 3.0]), np.array([6.0, 1.0, 6.0]), np.array([9.0, 8.0, 9.0])]
+        want = [(2 + 6) / 2, (4 + 8) / 2, (3 + 6 + 9) / 3]
+    else:
+        xs = [np.array([3.0, 1.0, 3.0]) * (1 if name == "amax" else -1)]
+        ts = [np.array([1.0, 10.0, 4.0])]
+        want = 2.5
+    ans = op.fwd(*xs)
+    np.testing.assert_allclose(op.tangent(ts, ans, xs), want)
+    v = np.ones(np.shape(ans))
+    assert float(np.sum(op.tangent(ts, ans, xs) * v)) == pytest.approx(_vjp_dot(op, {}, xs, ans, ts, v))
+
+
+@pytest.mark.parametrize(
+    "name, x, want",
+    [("relu", 0.0, 0.0), ("abs", 0.0, 0.0), ("norm", np.zeros(3), 0.0)],
+)
+def test_kinks_follow_the_vjp_convention(name, x, want):
+    op = OPS[name]
+    x = np.asarray(x)
+    got = op.tangent([np.ones_like(x)], op.fwd(x), [x])
+    assert np.all(got == want)
+
+
+# -- the engine's tangent pass ----------------------------------------------------------------------------------------
+
+
+def _compile(text: str, **given):
+    g = compile_program(Source(text), {k: np.asarray(v, dtype=np.float64) for k, v in given.items()})
+    return g, bind_inputs(g, {k: np.asarray(v, dtype=np.float64) for k, v in given.items()})
+
+
+def test_the_lecture_in_forward_mode():
+    g, inputs = _compile((EXAMPLES / "lecture.cg").read_text(), a=-1, b=3, c=4)
+    vals = forward(g, inputs)
+    for direction, want in (({"a": 1.0}, 7.0), ({"b": 1.0}, 9.0), ({"c": 1.0}, 2.0), ({"a": 1, "b": 1}, 16.0)):
+        ts = tangents(g, vals, direction)
+        assert float(ts[g.output]) == want
+    ts = tangents(g, vals, {"a": 1.0})
+    assert float(ts[g.bindings["x"]]) == 1.0 and float(ts[g.bindings["y"]]) == 0.0  # y = b + c: not moved by a
+
+
+MLP_LIKE = """
+input x[3], W[2, 3], b[2]
+h = tanh(W @ x + b)
+p = softmax(h)
+y = logsumexp(p * 3) + norm(W) + max(h) + sum(cumsum(x)[1:]) / mean(exp(x))
+"""
+
+
+def _random_inputs(g, rng):
+    return {name: rng.uniform(-1.5, 1.5, size=g.declared_shapes.get(name, ())) for name in g.inputs}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_jvp_equals_the_gradient_dotted_with_the_direction(seed):
+    """For a scalar output, forward mode along t gives Σ_x ⟨∂y/∂x, t_x⟩ of reverse mode."""
+    rng = np.random.default_rng(seed)
+    g = compile_program(Source(MLP_LIKE), {})
+    inputs = _random_inputs(g, rng)
+    direction = {k: rng.standard_normal(np.shape(v)) for k, v in inputs.items()}
+    res = jvp(g, inputs, direction)
+    vals = forward(g, inputs)
+    grads = backward(g, vals, g.output)
+    want = sum(float(np.sum(grads[g.inputs[k]] * t)) for k, t in direction.items())
+    assert float(res.jvp) == pytest.approx(want, rel=1e-12)
+    # and finite differences along t
+    h = 1e-6
+    fp = forward(g, {k: v + h * direction[k] for k, v in inputs.items()})[g.output]
+    fm = forward(g, {k: v - h * direction[k] for k, v in inputs.items()})[g.output]
+    assert float(res.jvp) == pytest.approx(float(fp - fm) / (2 * h), rel=1e-6)
+
+
+def test_a_non_scalar_output_has_a_tangent_of_its_shape():
+    g, inputs = _compile("input x[3]\ny = x * x + sin(x)", x=[1.0, 2.0, 3.0])
+    res = jvp(g, inputs, {"x": np.array([1.0, 0.0, 2.0])})
+    x = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(res.jvp, (2 * x + np.cos(x)) * [1.0, 0.0, 2.0])
+    assert res.mode == "forward" and res.nonfinite == []
+
+
+def test_nodes_no_input_reaches_have_no_tangent_and_unmoved_ones_have_zero():
+    g, inputs = _compile("input a, b\nk = 2 * 3\ny = a * k + b", a=1, b=2)
+    ts = tangents(g, forward(g, inputs), {"a": 1.0})
+    assert ts[g.bindings["k"]] is None
+    assert float(ts[g.inputs["b"]]) == 0.0 and float(ts[g.output]) == 6.0
+
+
+def test_a_non_finite_tangent_is_found_where_it_starts():
+    g, inputs = _compile("input a\nr = sqrt(a)\ny = r * 2", a=0)
+    res = jvp(g, inputs, {"a": 1.0})
+    assert ("tangent", g.bindings["r"]) in res.nonfinite
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin", "logsumexp", "norm", "prod", "var", "std"])
+@pytest.mark.parametrize("attrs", [{"axis": (0, 2)}, {"axis": -1, "keepdims": True}, {"axis": None, "keepdims": True}])
+def test_reductions_over_axis_tuples_and_keepdims(name, attrs):
+    op = OPS[name]
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0.5, 2.0, size=(2, 3, 4))
+    ans = op.fwd(x, **attrs)
+    t, v = rng.standard_normal(x.shape), rng.standard_normal(np.shape(ans))
+    got = op.tangent([t], ans, [x], attrs)
+    assert np.shape(got) == np.shape(ans)
+    assert float(np.sum(got * v)) == pytest.approx(float(np.sum(t * op.vjps([0], v, ans, [x], attrs)[0])), rel=1e-12)
