@@ -59,7 +59,11 @@ class Source:
 
 
 class CgraphError(Exception):
-    """Any error a user can cause. ``span`` is (start, end) character offsets in ``source``."""
+    """Any error a user can cause. ``span`` is (start, end) character offsets in ``source``.
+
+    ``str(err)`` is the message, :meth:`render` the command line's whole text (``error: FILE:LINE:COL: ...``,
+    the source line, a caret and the hint); ``line``/``column`` locate it, ``hint`` suggests a fix and
+    ``exit_code`` is the command line's exit status for it."""
 
     def __init__(
         self,
@@ -76,6 +80,23 @@ class CgraphError(Exception):
         self.hint = hint
         self.source = source
         self.exit_code = exit_code
+
+    @property
+    def line(self) -> int | None:
+        """The 1-based line the error points at, or None when it points at no place in a program."""
+        where = self._where()
+        return None if where is None else where[0]
+
+    @property
+    def column(self) -> int | None:
+        """The 1-based column the error points at, or None when it points at no place in a program."""
+        where = self._where()
+        return None if where is None else where[1]
+
+    def _where(self) -> tuple[int, int] | None:
+        if self.span is None or self.source is None:
+            return None
+        return self.source.line_col(max(0, min(self.span[0], len(self.source.text))))
 
     def with_source(self, source: Source) -> CgraphError:
         if self.source is None:

@@ -62,6 +62,23 @@ def json_number(x: Any) -> Any:
     return x
 
 
+def json_data(obj: Any) -> Any:
+    """``obj`` (dicts, lists, numbers, text) with every non-finite float as the strings of :func:`json_number`,
+    ready for strict JSON (SPEC §3)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else json_number(obj)
+    if isinstance(obj, dict):
+        return {k: json_data(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_data(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any, *, ensure_ascii: bool = True) -> str:
+    """Strict JSON text of ``obj`` (through :func:`json_data`), indented by 2, as the CLI prints it."""
+    return json.dumps(json_data(obj), indent=2, ensure_ascii=ensure_ascii, allow_nan=False)
+
+
 # -- tensors -------------------------------------------------------------------------
 
 

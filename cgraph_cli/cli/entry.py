@@ -15,9 +15,9 @@ import io
 import os
 import sys
 
-from cgraph_cli import __version__, _interrupted_early
 from cgraph_cli.cli.terminal import FALLBACK_ERRORS, ascii_fallback, can_encode
 from cgraph_cli.errors import CgraphError, OutputClosed
+from cgraph_cli.version import __version__
 
 _APP = None
 
@@ -272,13 +272,21 @@ def _on_sigint(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _is_interrupted_early(handler: object) -> bool:
+    """Whether ``handler`` is the package's early Ctrl-C handler (known by name: the package's ``__init__``
+    is its public face, which no module inside imports)."""
+    return getattr(handler, "__module__", None) == "cgraph_cli" and getattr(handler, "__name__", "") == (
+        "_interrupted_early"
+    )
+
+
 def _interruptible() -> None:
     """From here on (the command runs) Ctrl-C goes through :func:`_on_sigint`; until now it was
     :func:`cgraph_cli._interrupted_early`'s immediate exit 130 (nothing was written yet)."""
     import signal
 
     try:
-        if signal.getsignal(signal.SIGINT) is _interrupted_early:
+        if _is_interrupted_early(signal.getsignal(signal.SIGINT)):
             signal.signal(signal.SIGINT, _on_sigint)
     except ValueError:  # not the main thread
         pass

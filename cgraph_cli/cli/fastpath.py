@@ -5,8 +5,8 @@ script that asks for one value and its gradient pays it on every call.  :func:`p
 recognises an ``eval`` command line made only of options it knows, with values it can check exactly as
 Typer would.  The options it knows are those of :data:`cgraph_cli.run.request.COMMON_OPTIONS` and
 :data:`EVAL_OPTIONS`, the very tables the Typer declarations are made from; it gives the same
-:class:`EvalArgs` as Typer's ``eval`` command, and both call :func:`run_eval`, which builds the
-:class:`~cgraph_cli.run.request.Request` through the one builder.  Anything else
+:class:`EvalArgs` as Typer's ``eval`` command, and both call :func:`run_eval`, which runs the program
+through the Python API (:meth:`cgraph_cli.api.Program.eval`, whose request is built by the one builder).  Anything else
 (``--help``, an unknown or malformed option, the table format, a value Typer would reject) returns None
 and the ordinary Typer path handles it, errors included.  ``cli.main`` wraps both in the same error
 handling, and tests/test_fastpath.py checks that both paths give the same stdout, stderr and exit code.
@@ -145,44 +145,39 @@ def run_eval(args: EvalArgs) -> int:
             + ("--batch" if args.batch is not None else "--format csv"),
             hint="use --format json",
         )
-    request = args.options.build()
+    from cgraph_cli.api import Program
+
+    program = Program.from_options(args.options)
     if args.batch is not None:
-        from cgraph_cli.run.batch import run_request
-
-        return run_request(request, args.batch, strict=args.strict)
-    result = request.run()
-    extra = None
+        warnings = program.eval_batch(args.batch, sys.stdout)
+        _warn(warnings)
+        return 1 if args.strict and warnings else 0
+    ev = program.eval()
     if second:
-        from cgraph_cli.run.second import second_order
-
-        extra = second_order(result, want_hessian=args.hessian, hvp=args.hvp, max_memory=request.max_memory)
-    from cgraph_cli.present import tables as present
-
+        ev.add_second_order(hessian=args.hessian, hvp=args.hvp)
     try:
         if args.fmt == "table":  # only through Typer (parse_eval_args leaves tables to it)
             from cgraph_cli.cli.commands.common import print_rich
 
-            print_rich(present.to_table(result, args.all_nodes))
-            if extra:
-                from cgraph_cli.present import second as present_second
-
-                if "hessian" in extra:
-                    for t in present_second.hessian_tables(result.graph, result.out, extra["hessian"]):
-                        print_rich(t)
-                if "hvp" in extra:
-                    print_rich(present_second.hvp_table(result.graph, result.out, extra["hvp"]))
+            print_rich(ev.to_rich(args.all_nodes))
+            for t in ev.second_order_rich():
+                print_rich(t)
         elif args.fmt == "json":  # written as it is formatted: memory bounded by a few chunks
-            present.write_json(result, sys.stdout, extra)
+            ev.write_json(sys.stdout)
             sys.stdout.write("\n")
         else:
-            present.write_csv(result, sys.stdout, args.all_nodes)
+            ev.write_csv(sys.stdout, args.all_nodes)
     except BrokenPipeError:
         raise OutputClosed() from None
-    for w in present.nonfinite_warnings(result):
+    _warn(ev.warnings)
+    if args.strict and ev.nonfinite:
+        return 1
+    return 0
+
+
+def _warn(lines: list[str]) -> None:
+    for w in lines:
         try:
             sys.stderr.write(w.rstrip("\n") + "\n")
         except (OSError, ValueError, AttributeError):  # a lost warning must not change the exit code
             pass
-    if args.strict and result.nonfinite:
-        return 1
-    return 0

@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from cgraph_cli.engine.reference import Result, backward, check_scalar_output, first_nonfinite, forward
+from cgraph_cli.engine.reference import Result, backward, check_scalar_output, forward, nonfinite_report
 from cgraph_cli.engine.scalar import scalar_plan
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.ir.graph import Graph
@@ -66,11 +66,5 @@ def evaluate(g: Graph, inputs: dict[str, np.ndarray], out: int | None = None, *,
     vals = forward(g, inputs)
     check_scalar_output(g, out, np.shape(vals[out]))
     grads = backward(g, vals, out)
-    bad: list[tuple[str, int]] = []
-    fi = first_nonfinite(vals, range(len(vals)))
-    if fi is not None:
-        bad.append(("forward", fi))
-    bi = first_nonfinite(grads, range(len(grads) - 1, -1, -1))
-    if bi is not None:
-        bad.append(("backward", bi))
-    return Result(g, vals, grads, out, inputs, bad)
+    bad, masks = nonfinite_report(vals, grads)  # one scan of every node, kept for the presenters
+    return Result(g, vals, grads, out, inputs, bad, masks=masks)

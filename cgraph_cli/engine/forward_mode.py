@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cgraph_cli.engine.reference import Result, backward, first_nonfinite, forward
+from cgraph_cli.engine.reference import Result, backward, forward, nonfinite_report
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ops import OPS
 
@@ -64,15 +64,9 @@ def jvp(g: Graph, inputs: dict[str, np.ndarray], direction: dict[str, Any], out:
     out = g.output if out is None else out
     vals = forward(g, inputs)
     ts = tangents(g, vals, direction)
-    bad: list[tuple[str, int]] = []
-    fi = first_nonfinite(vals, range(len(vals)))
-    if fi is not None:
-        bad.append(("forward", fi))
-    ti = first_nonfinite(ts, range(len(ts)))
-    if ti is not None:
-        bad.append(("tangent", ti))
     grads: list[Any] = [None] * len(vals)
-    return Result(g, vals, grads, out, inputs, bad, mode="forward", tangents=ts, direction=dict(direction))
+    bad, masks = nonfinite_report(vals, grads, ts)
+    return Result(g, vals, grads, out, inputs, bad, mode="forward", tangents=ts, direction=dict(direction), masks=masks)
 
 
 def vjp(g: Graph, inputs: dict[str, np.ndarray], cotangent: Any, out: int | None = None) -> Result:
@@ -81,14 +75,8 @@ def vjp(g: Graph, inputs: dict[str, np.ndarray], cotangent: Any, out: int | None
     vals = forward(g, inputs)
     seed = np.asarray(np.broadcast_to(cotangent, np.shape(vals[out])), dtype=np.result_type(vals[out], np.float32))
     grads = backward(g, vals, out, seed=seed)
-    bad: list[tuple[str, int]] = []
-    fi = first_nonfinite(vals, range(len(vals)))
-    if fi is not None:
-        bad.append(("forward", fi))
-    bi = first_nonfinite(grads, range(len(grads) - 1, -1, -1))
-    if bi is not None:
-        bad.append(("backward", bi))
-    return Result(g, vals, grads, out, inputs, bad, mode="cotangent", cotangent=seed)
+    bad, masks = nonfinite_report(vals, grads)
+    return Result(g, vals, grads, out, inputs, bad, mode="cotangent", cotangent=seed, masks=masks)
 
 
 @dataclass

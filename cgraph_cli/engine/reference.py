@@ -101,6 +101,13 @@ class Result:
     tangents: list[Any] | None = None  # forward mode: every node's tangent
     direction: dict[str, Any] | None = None  # forward mode: each input's tangent
     cotangent: Any = None  # mode "cotangent": the output's cotangent v
+    masks: tuple[np.ndarray, np.ndarray] | None = None  # nonfinite_mask of values and of grads, when known
+
+    def nonfinite_nodes(self) -> np.ndarray:
+        """For each node, whether its value or its gradient holds a NaN or an infinity (scanned once)."""
+        if self.masks is None:
+            self.masks = (nonfinite_mask(self.values), nonfinite_mask(self.grads))
+        return self.masks[0] | self.masks[1]
 
     @property
     def jvp(self) -> Any:
@@ -116,14 +123,52 @@ def _all_finite(v: Any) -> bool:
     return bool(np.all(np.isfinite(v)))
 
 
-def first_nonfinite(items: list[Any], order) -> int | None:
-    for i in order:
-        v = items[i]
+def nonfinite_mask(items: list[Any]) -> np.ndarray:
+    """Whether each item (a number or an array; None: no value) holds a NaN or an infinity: the 0-d items
+    in one vectorised scan, each tensor by one reduction."""
+    bad = np.zeros(len(items), dtype=bool)
+    where: list[int] = []
+    scalars: list[Any] = []
+    for i, v in enumerate(items):
         if v is None:
             continue
-        if not _all_finite(v):
-            return i
-    return None
+        if getattr(v, "ndim", 0) == 0:
+            where.append(i)
+            scalars.append(v)
+        elif not _all_finite(v):
+            bad[i] = True
+    if scalars:
+        fin = np.isfinite(np.fromiter(map(float, scalars), dtype=np.float64, count=len(scalars)))
+        if not fin.all():
+            bad[np.asarray(where)[~fin]] = True
+    return bad
+
+
+def nonfinite_report(
+    vals: list[Any], grads: list[Any], tangents: list[Any] | None = None
+) -> tuple[list[tuple[str, int]], tuple[np.ndarray, np.ndarray]]:
+    """Every node scanned once: the first non-finite node of the forward pass (and of the tangents, in forward
+    mode), the one where the backward pass first met one (the last in node order), and the masks of values and
+    gradients, which the presenters reuse."""
+    masks = (nonfinite_mask(vals), nonfinite_mask(grads))
+    bad: list[tuple[str, int]] = []
+    fi = first_true(masks[0])
+    if fi is not None:
+        bad.append(("forward", fi))
+    ti = None if tangents is None else first_true(nonfinite_mask(tangents))
+    if ti is not None:
+        bad.append(("tangent", ti))
+    bi = first_true(masks[1], last=True)
+    if bi is not None:
+        bad.append(("backward", bi))
+    return bad, masks
+
+
+def first_true(mask: np.ndarray, last: bool = False) -> int | None:
+    """The first (or the last) index where ``mask`` holds, None if nowhere."""
+    if not mask.any():
+        return None
+    return int(len(mask) - 1 - np.argmax(mask[::-1])) if last else int(np.argmax(mask))
 
 
 def check_scalar_output(g: Graph, out: int, shape: tuple) -> None:

@@ -41,9 +41,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cgraph_cli import __version__
 from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.fsutil import user_cache_home
+from cgraph_cli.version import __version__
 
 # -- the AST's fields, by name -------------------------------------------------------------------------------------
 # every node and statement: its kind and its span; the kind's own fields start at FIELDS

@@ -38,9 +38,11 @@ __all__ = [
     "Op",
     "Rows",
     "Shape",
+    "arity_text",
     "broadcast_shape",
     "reduce_shape",
     "same_shape",
+    "signature",
     "unbroadcast",
 ]
 
@@ -84,3 +86,31 @@ def arity_bounds(name: str) -> tuple[int, int | None]:
     calls = [c for c, _ in FUNCTIONS[name]]
     most = [c.max_args for c in calls]
     return min(c.min_args for c in calls), None if None in most else max(most)  # type: ignore[type-var]
+
+
+def signature(call: Call, op: Op) -> str:
+    """How a call is written, with its operands named: ``sum(x[, axis])``, ``clip(x, lo, hi)``,
+    ``max(a, b, ...)``, ``reshape(x, d1, d2, ...)`` (its keywords are ``call.keywords``)."""
+    if call.static == "dims":
+        return f"{call.name}(x, d1, d2, ...)"
+    if call.max_args is None:
+        named = ["a", "b"][: max(call.min_args, 1)]
+        return f"{call.name}({', '.join(named)}, ...)"
+    n = call.min_args
+    if op.ports is not None and len(op.ports) == n:
+        named = list(op.ports)
+    else:
+        named = ["x"] if n == 1 else ["a", "b", "c"][:n]
+    text = ", ".join(named)
+    if call.static == "axis" and call.max_args > n:
+        text += "[, axis]"
+    return f"{call.name}({text})"
+
+
+def arity_text(call: Call) -> str:
+    """How many arguments a call takes (the operands and a positional axis or dimensions): ``1``, ``1–2``, ``2+``."""
+    if call.max_args is None:
+        return f"{call.min_args}+"
+    if call.max_args == call.min_args:
+        return str(call.min_args)
+    return f"{call.min_args}–{call.max_args}"

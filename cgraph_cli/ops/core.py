@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cgraph_cli.fmt import fmt_index, fmt_shape
+from cgraph_cli.fmt import fmt_index, fmt_keyword, fmt_shape
 
 Shape = tuple[int, ...]
 ShapeRule = Callable[..., Shape]
@@ -110,7 +110,8 @@ class Call:
     (``"axis"``: one optional axis; ``"dims"``: all the rest), and the op to use instead when an
     operand is a scalar (``dot`` of a scalar is ``mul``). ``keywords`` names the keyword arguments
     the call accepts (``sum(x, axis=1, keepdims=true)``); each becomes the op attribute of that name,
-    a static value (int, float, bool or a tuple of ints) fixed when the program is compiled."""
+    a static value (int, float, bool or a tuple of ints) fixed when the program is compiled.
+    ``doc`` says in a few words what the call computes (the README's table of functions)."""
 
     name: str
     min_args: int = 1
@@ -118,6 +119,7 @@ class Call:
     static: str | None = None
     scalar_op: str | None = None
     keywords: tuple[str, ...] = ()
+    doc: str = ""
 
 
 @dataclass(frozen=True)
@@ -266,9 +268,15 @@ def broadcast_shape(shapes: list[Shape], **_: Any) -> Shape:
         raise ValueError(f"shapes {shown} cannot be broadcast together") from None
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
 def norm_axis(axis: int | None, ndim: int) -> int | None:
     if axis is None:
         return None
+    if not _is_int(axis):
+        raise ValueError(f"an axis is a whole number, not {fmt_keyword(axis)}")
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis {axis} is out of range for a value with {ndim} dimension{'s' * (ndim != 1)}")
     return axis % ndim
@@ -280,6 +288,8 @@ def norm_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...] 
     if axis is None:
         return None
     if isinstance(axis, tuple):
+        if not all(map(_is_int, axis)):
+            raise ValueError(f"axis is a whole number or a tuple of them such as (0, 1), not {fmt_keyword(axis)}")
         axes = tuple(norm_axis(a, ndim) for a in axis)
         if len(set(axes)) != len(axes):
             raise ValueError(f"axis {fmt_shape(axis)} names an axis twice")
@@ -287,8 +297,15 @@ def norm_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...] 
     return (norm_axis(axis, ndim),)  # type: ignore[return-value]
 
 
+def check_flag(name: str, v: Any) -> None:
+    """A keyword that is true or false (``keepdims=true``)."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"{name}= is true or false, not {fmt_keyword(v)}")
+
+
 def reduce_shape(shapes: list[Shape], axis=None, keepdims: bool = False, **_: Any) -> Shape:
     s = shapes[0]
+    check_flag("keepdims", keepdims)
     axes = norm_axes(axis, len(s))
     if axes is None:
         axes = tuple(range(len(s)))

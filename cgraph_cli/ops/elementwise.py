@@ -28,7 +28,7 @@ def _sigmoid(x):
     return np.exp(-np.logaddexp(0.0, -x))
 
 
-def unary(name, fwd, vjp, local, *, glyph=None, kernel=Kernel.NP, also=(), numpy=None, **kw) -> Op:
+def unary(name, fwd, vjp, local, *, doc: str, glyph=None, kernel=Kernel.NP, also=(), numpy=None, **kw) -> Op:
     """A one-operand function called by its own name (and by the names in ``also``); its JVP is its VJP
     with the tangent in place of g (``Derive.ELEMENTWISE``: the VJP is ``g ⊙ f'(x)``)."""
     return Op(
@@ -39,7 +39,7 @@ def unary(name, fwd, vjp, local, *, glyph=None, kernel=Kernel.NP, also=(), numpy
         1,
         glyph or name,
         jvp=Derive.ELEMENTWISE,
-        calls=tuple(Call(n) for n in (name, *also)),
+        calls=tuple(Call(n, doc=doc) for n in (name, *also)),
         local=local,
         elementwise=True,
         rows=ROWWISE,
@@ -123,7 +123,7 @@ def _extreme(name: str, which: str, f, numpy) -> Op:
         which,
         jvp=_extreme_jvp,
         call=which,
-        calls=(Call(which, 2, None),),
+        calls=(Call(which, 2, None, doc=f"the {which}imum of the operands, entry by entry"),),
         commutative=True,
         local=lambda k, L, A, at, sh: _extreme_local(which, k, L, A),
         elementwise=True,
@@ -259,6 +259,7 @@ RECORDS = [
         lambda k, L, A, at, sh: call("exp", L[0]),
         kernel=Kernel.NP1,
         complex_step=True,
+        doc="e to the x",
     ),
     unary(
         "log",
@@ -271,6 +272,7 @@ RECORDS = [
         grad_hint=lambda k, xs: "the derivative of log, 1/x, is infinite at x = 0" if np.any(xs[0] == 0) else None,
         domain=(0.2, 3.0),
         complex_step=True,
+        doc="natural logarithm",
     ),
     unary(
         "sqrt",
@@ -288,6 +290,7 @@ RECORDS = [
         ),
         domain=(0.2, 3.0),
         complex_step=True,
+        doc="square root",
     ),
     unary(
         "abs",
@@ -300,6 +303,7 @@ RECORDS = [
             "abs is not differentiable at 0 (cgraph takes abs'(0) = 0)",
             "abs'(0) is taken as 0",
         ),
+        doc="absolute value",
     ),
     unary(
         "sin",
@@ -308,6 +312,7 @@ RECORDS = [
         lambda k, L, A, at, sh: call("cos", L[0]),
         kernel=Kernel.SIN,
         complex_step=True,
+        doc="sine",
     ),
     unary(
         "cos",
@@ -316,6 +321,7 @@ RECORDS = [
         lambda k, L, A, at, sh: f"-{call('sin', L[0])}",
         kernel=Kernel.COS,
         complex_step=True,
+        doc="cosine",
     ),
     unary(
         "tan",
@@ -325,6 +331,7 @@ RECORDS = [
         kernel=Kernel.NP1,
         domain=(-1.2, 1.2),
         complex_step=True,
+        doc="tangent",
     ),
     unary(
         "tanh",
@@ -333,6 +340,7 @@ RECORDS = [
         lambda k, L, A, at, sh: f"1 - {call('tanh', L[0])}^2",
         kernel=Kernel.NP1,
         complex_step=True,
+        doc="hyperbolic tangent",
     ),
     unary(
         "sigmoid",
@@ -341,6 +349,7 @@ RECORDS = [
         lambda k, L, A, at, sh: f"{call('σ', L[0])} · (1 - {call('σ', L[0])})",
         glyph="σ",
         call="σ",
+        doc="1 / (1 + exp(-x))",
         numpy=_sigmoid,
     ),
     unary(
@@ -354,12 +363,14 @@ RECORDS = [
             "relu is not differentiable at 0 (cgraph takes relu'(0) = 0)",
             "relu'(0) is taken as 0",
         ),
+        doc="max(x, 0)",
     ),
     unary(
         "softplus",
         lambda a: np.logaddexp(0, a),
         lambda g, ans, a: g * _sigmoid(a),
         lambda k, L, A, at, sh: call("σ", L[0]),
+        doc="log(1 + exp(x))",
     ),
     unary(
         "square",
@@ -368,6 +379,7 @@ RECORDS = [
         lambda k, L, A, at, sh: f"2 · {paren(L[0])}",
         kernel=Kernel.SQUARE,
         complex_step=True,
+        doc="x^2",
     ),
     _extreme("maximum", "max", np.maximum, np.maximum),
     _extreme("minimum", "min", np.minimum, np.minimum),
@@ -379,7 +391,7 @@ RECORDS = [
         2,
         "atan2",
         jvp=Derive.ELEMENTWISE,
-        calls=(Call("atan2", 2, 2),),
+        calls=(Call("atan2", 2, 2, doc="the angle of the point (x, y), in (-π, π]"),),
         ports=("y", "x"),
         local=_atan2_local,
         elementwise=True,
@@ -404,6 +416,7 @@ RECORDS = [
             lambda xs, ans, at, eps: near_zero(xs[0], eps),
             "sign jumps at 0 (cgraph takes its derivative as 0 everywhere, as PyTorch)",
         ),
+        doc="-1, 0 or 1",
     ),
     unary(
         "sinh",
@@ -412,6 +425,7 @@ RECORDS = [
         lambda k, L, A, at, sh: call("cosh", L[0]),
         kernel=Kernel.NP1,
         complex_step=True,
+        doc="hyperbolic sine",
     ),
     unary(
         "cosh",
@@ -420,6 +434,7 @@ RECORDS = [
         lambda k, L, A, at, sh: call("sinh", L[0]),
         kernel=Kernel.NP1,
         complex_step=True,
+        doc="hyperbolic cosine",
     ),
     unary(
         "asin",
@@ -431,6 +446,7 @@ RECORDS = [
         grad_hint=_asin_like_grad_hint("asin"),
         domain=(-0.9, 0.9),
         complex_step=True,
+        doc="inverse sine",
     ),
     unary(
         "acos",
@@ -442,6 +458,7 @@ RECORDS = [
         grad_hint=_asin_like_grad_hint("acos"),
         domain=(-0.9, 0.9),
         complex_step=True,
+        doc="inverse cosine",
     ),
     unary(
         "atan",
@@ -450,6 +467,7 @@ RECORDS = [
         lambda k, L, A, at, sh: f"1/(1 + {paren(L[0])}^2)",
         kernel=Kernel.NP1,
         complex_step=True,
+        doc="inverse tangent",
     ),
     unary(
         "log1p",
@@ -463,6 +481,7 @@ RECORDS = [
         ),
         domain=(-0.5, 2.0),
         complex_step=True,
+        doc="log(1 + x), exact for small x",
     ),
     unary(
         "expm1",
@@ -471,6 +490,7 @@ RECORDS = [
         lambda k, L, A, at, sh: call("exp", L[0]),
         kernel=Kernel.NP1,
         complex_step=True,
+        doc="exp(x) - 1, exact for small x",
     ),
     unary(
         "erf",
@@ -478,6 +498,7 @@ RECORDS = [
         lambda g, ans, a: g * (_TWO_OVER_SQRT_PI * np.exp(-(a * a))),
         lambda k, L, A, at, sh: f"2/sqrt(π) · exp(-{paren(L[0])}^2)",
         kernel=Kernel.NP1,
+        doc="the error function",
     ),
     Op(
         "logaddexp",
@@ -487,7 +508,7 @@ RECORDS = [
         2,
         "logaddexp",
         jvp=Derive.ELEMENTWISE,
-        calls=(Call("logaddexp", 2, 2),),
+        calls=(Call("logaddexp", 2, 2, doc="log(exp(a) + exp(b)), without overflow"),),
         commutative=True,
         local=lambda k, L, A, at, sh: call("exp", f"{L[k]} - {A}"),
         elementwise=True,
@@ -513,7 +534,7 @@ RECORDS = [
         3,
         "where",
         jvp=Derive.ELEMENTWISE,
-        calls=(Call("where", 3, 3),),
+        calls=(Call("where", 3, 3, doc="then where cond ≠ 0, else elsewhere (cond: a mask such as a < b)"),),
         ports=("cond", "then", "else"),
         local=lambda k, L, A, at, sh: ["0", f"[{L[0]} ≠ 0]", f"[{L[0]} = 0]"][k],
         elementwise=True,
@@ -529,7 +550,7 @@ RECORDS = [
         3,
         "clip",
         jvp=Derive.ELEMENTWISE,
-        calls=(Call("clip", 3, 3),),
+        calls=(Call("clip", 3, 3, doc="x limited to [lo, hi]: min(max(x, lo), hi)"),),
         ports=("x", "lo", "hi"),
         local=_clip_local,
         elementwise=True,

@@ -26,9 +26,9 @@ REDUCE_KEYWORDS = ("axis", "keepdims")
 REDUCE_DEFAULTS = {"axis": None, "keepdims": False}
 
 
-def _reduction_call(name: str, extra: tuple[str, ...] = ()) -> Call:
+def _reduction_call(name: str, doc: str, extra: tuple[str, ...] = ()) -> Call:
     """``name(x)``, ``name(x, axis)`` and the keywords ``axis= keepdims=`` (and ``extra``)."""
-    return Call(name, 1, 2, "axis", keywords=REDUCE_KEYWORDS + extra)
+    return Call(name, 1, 2, "axis", keywords=REDUCE_KEYWORDS + extra, doc=doc)
 
 
 def _texts(fname: str, defaults: dict = REDUCE_DEFAULTS) -> dict:
@@ -99,7 +99,7 @@ _NORM_PS = (1, 2, np.inf)
 
 
 def _norm_shape(shapes, axis=None, keepdims=False, p=2, **_):
-    if p not in _NORM_PS:
+    if isinstance(p, bool) or p not in _NORM_PS:
         raise ValueError(f"norm(x, p={fmt_keyword(p)}) is not supported: p is 1, 2 or inf")
     return reduce_shape(shapes, axis, keepdims)
 
@@ -322,7 +322,7 @@ def _extreme(name: str, which: str, f) -> Op:
         which,
         jvp=Derive.REDUCTION,
         call=which,
-        calls=(Call(which, 1, 1, keywords=REDUCE_KEYWORDS),),
+        calls=(Call(which, 1, 1, keywords=REDUCE_KEYWORDS, doc=f"the {which}imum entry (ties share the gradient)"),),
         **_texts(which),
         local=lambda k, L, A, at, sh: f"[{L[0]} = {call(which, L[0])}]",
         vjp_text=lambda k, U, L, A, at, sh: (f"{U} · [{L[0]} = {call(which, L[0])}]{_along(at)} (ties share)", None),
@@ -345,7 +345,7 @@ RECORDS = [
         1,
         "sum",
         jvp=Derive.LINEAR,
-        calls=(_reduction_call("sum"),),
+        calls=(_reduction_call("sum", "the sum of the entries"),),
         **_texts("sum"),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=_sum_vjp_text,
@@ -364,7 +364,7 @@ RECORDS = [
         1,
         "mean",
         jvp=Derive.LINEAR,
-        calls=(_reduction_call("mean"),),
+        calls=(_reduction_call("mean", "the mean of the entries"),),
         **_texts("mean"),
         local=lambda k, L, A, at, sh: f"1/{_count(at, sh)}",
         vjp_text=_mean_vjp_text,
@@ -383,7 +383,7 @@ RECORDS = [
         1,
         "logsumexp",
         jvp=Derive.REDUCTION,
-        calls=(_reduction_call("logsumexp"),),
+        calls=(_reduction_call("logsumexp", "log(sum(exp(x))), without overflow"),),
         **_texts("logsumexp"),
         local=lambda k, L, A, at, sh: call("softmax", L[0]),
         vjp_text=lambda k, U, L, A, at, sh: (f"{U} · {call('softmax', L[0])}{_along(at)}", None),
@@ -399,7 +399,7 @@ RECORDS = [
         1,
         "norm",
         jvp=Derive.REDUCTION,
-        calls=(Call("norm", 1, 1, keywords=(*REDUCE_KEYWORDS, "p")),),
+        calls=(Call("norm", 1, 1, keywords=(*REDUCE_KEYWORDS, "p"), doc="the p-norm: p=2 (default), 1 or inf"),),
         formula=lambda L, at: keyword_call("norm", L, at, NORM_DEFAULTS),
         label=lambda at: keyword_label("norm", at, NORM_DEFAULTS),
         local=_norm_local,
@@ -421,7 +421,7 @@ RECORDS = [
         1,
         "prod",
         jvp=Derive.REDUCTION,
-        calls=(_reduction_call("prod"),),
+        calls=(_reduction_call("prod", "the product of the entries"),),
         **_texts("prod"),
         local=lambda k, L, A, at, sh: f"the product of the other entries of {L[0]}",
         vjp_text=lambda k, U, L, A, at, sh: (
@@ -448,7 +448,7 @@ RECORDS = [
         1,
         "var",
         jvp=Derive.REDUCTION,
-        calls=(_reduction_call("var", ("ddof",)),),
+        calls=(_reduction_call("var", "the variance: divides by n - ddof (ddof=1: unbiased, as PyTorch)", ("ddof",)),),
         formula=lambda L, at: keyword_call("var", L, at, VAR_DEFAULTS, ("axis",)),
         label=lambda at: keyword_label("var", at, VAR_DEFAULTS),
         local=lambda k, L, A, at, sh: f"2 · {_centered(L, at)} / {_n_minus_ddof(at, sh)}",
@@ -470,7 +470,7 @@ RECORDS = [
         1,
         "std",
         jvp=Derive.REDUCTION,
-        calls=(_reduction_call("std", ("ddof",)),),
+        calls=(_reduction_call("std", "the standard deviation, sqrt(var(x))", ("ddof",)),),
         formula=lambda L, at: keyword_call("std", L, at, VAR_DEFAULTS, ("axis",)),
         label=lambda at: keyword_label("std", at, VAR_DEFAULTS),
         local=lambda k, L, A, at, sh: f"{_centered(L, at)} / ({_n_minus_ddof(at, sh)} · {A})",

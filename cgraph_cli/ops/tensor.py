@@ -141,7 +141,7 @@ def expand_dims_shape(shapes, axis=None, **_):
     s = shapes[0]
     if axis is None:
         raise ValueError("expand_dims needs the axis to insert: expand_dims(x, 0) or expand_dims(x, axis=0)")
-    axes = (axis,) if isinstance(axis, int) else axis
+    axes = axis if isinstance(axis, tuple) else (axis,)
     n = len(s) + len(axes)
     new = norm_axes(axes, n)
     assert new is not None
@@ -259,7 +259,7 @@ def cumsum_shape(shapes, axis=None, **_):
     s = shapes[0]
     if axis is None:
         return (int(np.prod(s, dtype=np.int64)),)
-    if not isinstance(axis, int):
+    if isinstance(axis, tuple):
         raise ValueError(f"cumsum runs along one axis, not {fmt_shape(axis)}")
     norm_axis(axis, len(s))
     return s
@@ -290,7 +290,11 @@ RECORDS = [
         1,
         "ᵀ",
         jvp=Derive.LINEAR,
-        calls=(Call("transpose"), Call("transpose", 2, None, "dims"), Call("permute", 2, None, "dims")),
+        calls=(
+            Call("transpose", doc="the axes reversed (a matrix transposed)"),
+            Call("transpose", 2, None, "dims", doc="the axes permuted: axis k of the result is axis dk of x"),
+            Call("permute", 2, None, "dims", doc="transpose(x, d1, d2, ...)"),
+        ),
         formula=_transpose_formula,
         label=lambda at: keyword_label("ᵀ", at, {"dims": ()}),
         local=lambda k, L, A, at, sh: "1",
@@ -314,7 +318,15 @@ RECORDS = [
         1,
         "reshape",
         jvp=Derive.LINEAR,
-        calls=(Call("reshape", 2, None, "dims"),),
+        calls=(
+            Call(
+                "reshape",
+                2,
+                None,
+                "dims",
+                doc="the entries in a new shape (one dk may be -1; reshape(x, ()) is a scalar)",
+            ),
+        ),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=_shape_change_text(lambda U, at, sh: f"reshape({U}, {', '.join(str(d) for d in sh[0])})"),
         rows=Rows(lambda x, dims=(): x, (lambda g, ans, x, dims=(): g,)),
@@ -333,7 +345,11 @@ RECORDS = [
         1,
         "softmax",
         jvp=_softmax_jvp,
-        calls=(Call("softmax", 1, 2, "axis", keywords=("axis",)),),
+        calls=(
+            Call(
+                "softmax", 1, 2, "axis", keywords=("axis",), doc="exp(x) / sum(exp(x)) along axis (default: the last)"
+            ),
+        ),
         **_softmax_texts("softmax"),
         local=lambda k, L, A, at, sh: "0",
         vjp_text=lambda k, U, L, A, at, sh: (f"{paren(A)} ⊙ ({U} - Σ({U} ⊙ {paren(A)}))", None),
@@ -349,7 +365,11 @@ RECORDS = [
         1,
         "log_softmax",
         jvp=_log_softmax_jvp,
-        calls=(Call("log_softmax", 1, 2, "axis", keywords=("axis",)),),
+        calls=(
+            Call(
+                "log_softmax", 1, 2, "axis", keywords=("axis",), doc="x - logsumexp(x) along axis (default: the last)"
+            ),
+        ),
         **_softmax_texts("log_softmax"),
         local=lambda k, L, A, at, sh: "0",
         vjp_text=lambda k, U, L, A, at, sh: (f"{U} - exp({A}) ⊙ Σ{U}", None),
@@ -369,7 +389,7 @@ RECORDS = [
         1,
         "expand_dims",
         jvp=Derive.LINEAR,
-        calls=(Call("expand_dims", 1, 2, "axis", keywords=("axis",)),),
+        calls=(Call("expand_dims", 1, 2, "axis", keywords=("axis",), doc="a new axis of length 1 at axis (required)"),),
         formula=lambda L, at: keyword_call("expand_dims", L, at, {}, ("axis",)),
         label=lambda at: keyword_label("expand_dims", at, {}),
         local=lambda k, L, A, at, sh: "1",
@@ -386,7 +406,7 @@ RECORDS = [
         1,
         "squeeze",
         jvp=Derive.LINEAR,
-        calls=(Call("squeeze", 1, 2, "axis", keywords=("axis",)),),
+        calls=(Call("squeeze", 1, 2, "axis", keywords=("axis",), doc="axes of length 1 removed (all, or axis)"),),
         formula=lambda L, at: keyword_call("squeeze", L, at, {"axis": None}, ("axis",)),
         label=lambda at: keyword_label("squeeze", at, {"axis": None}),
         local=lambda k, L, A, at, sh: "1",
@@ -425,7 +445,11 @@ RECORDS = [
         None,
         "[ ]",
         jvp=Derive.LINEAR,
-        calls=(Call("stack", 1, None, keywords=("axis",)),),
+        calls=(
+            Call(
+                "stack", 1, None, keywords=("axis",), doc="equal shapes joined along a new axis ([a, b] is stack(a, b))"
+            ),
+        ),
         formula=lambda L, at: (
             "[" + ", ".join(L) + "]" if not at.get("axis") else keyword_call("stack", L, at, {"axis": 0})
         ),
@@ -446,7 +470,7 @@ RECORDS = [
         None,
         "concat",
         jvp=Derive.LINEAR,
-        calls=(Call("concat", 1, None, keywords=("axis",)),),
+        calls=(Call("concat", 1, None, keywords=("axis",), doc="joined along an existing axis"),),
         formula=lambda L, at: keyword_call("concat", L, at, {"axis": 0}),
         label=lambda at: keyword_label("concat", at, {"axis": 0}),
         local=lambda k, L, A, at, sh: "1",
@@ -465,7 +489,7 @@ RECORDS = [
         1,
         "diag",
         jvp=Derive.LINEAR,
-        calls=(Call("diag"),),
+        calls=(Call("diag", doc="a vector to a diagonal matrix; a matrix to its diagonal"),),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=lambda k, U, L, A, at, sh: (
             call("diag", U) if len(sh[0]) == 1 else f"{U} placed on the diagonal of zeros{fmt_shape(sh[0])}",
@@ -483,7 +507,7 @@ RECORDS = [
         1,
         "trace",
         jvp=Derive.LINEAR,
-        calls=(Call("trace"),),
+        calls=(Call("trace", doc="the sum of a matrix's diagonal"),),
         local=lambda k, L, A, at, sh: "I",
         vjp_text=lambda k, U, L, A, at, sh: (f"{U} · I", f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}"),
         test_shapes=((3, 4),),
@@ -498,7 +522,7 @@ RECORDS = [
         "⊗",
         jvp=Derive.BILINEAR,
         call="outer",
-        calls=(Call("outer", 2, 2),),
+        calls=(Call("outer", 2, 2, doc="the matrix a_i · b_j of two vectors"),),
         ports=("a", "b"),
         local=lambda k, L, A, at, sh: L[1 - k],
         vjp_text=lambda k, U, L, A, at, sh: (
@@ -516,7 +540,16 @@ RECORDS = [
         1,
         "cumsum",
         jvp=Derive.LINEAR,
-        calls=(Call("cumsum", 1, 2, "axis", keywords=("axis",)),),
+        calls=(
+            Call(
+                "cumsum",
+                1,
+                2,
+                "axis",
+                keywords=("axis",),
+                doc="running sums along axis (none: of the flattened entries)",
+            ),
+        ),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=_cumsum_vjp_text,
         rows=None,  # a running sum along an axis: never entry by entry

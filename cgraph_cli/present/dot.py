@@ -46,7 +46,7 @@ from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.reference import Result, forward
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.fmt import fmt_number, fmt_picture, fmt_shape
-from cgraph_cli.ir.graph import Graph
+from cgraph_cli.ir.graph import Graph, backward_graph, name_gradients
 from cgraph_cli.ir.names import node_names
 from cgraph_cli.ops import LEAF_OPS, OPS
 from cgraph_cli.run.values import bind_inputs
@@ -645,6 +645,32 @@ def evaluate_for_picture(
     result = evaluate(g, inputs, out)
     notes.extend(anomaly.warnings(result))
     return result.values, result.grads, out
+
+
+def with_backward(
+    g: Graph, out: int, values: list[Any] | None, given: dict[str, Any], max_memory: int | None, max_nodes: int
+) -> tuple[Graph, list[Any] | None]:
+    """``render --backward``: the graph extended with its backward pass as nodes, each input's gradient named
+    ``∂out/∂x``, and the values of all its nodes (those of the backward nodes are the gradient's pieces; no
+    gradients of this larger graph are drawn). Draw it with ``DotOptions(backward_from=len(g))``."""
+    if values is not None and np.size(values[out]) != 1:
+        raise CgraphError(
+            f"--backward draws the gradient of a scalar, but '{g.label(out)}' has shape "
+            f"{fmt_shape(np.shape(values[out]))}",
+            g.spans[out],
+            hint=f"draw a scalar such as sum({g.label(out)}), or pick one with --of",
+            source=g.source,
+        )
+    bg, grads = backward_graph(g, out, max_memory=max_memory)
+    if len(bg) > max_nodes:
+        raise CgraphError(
+            f"with its backward pass the graph has {len(bg):,} nodes, more than --max-nodes {max_nodes}",
+            hint="draw a smaller program, or raise the limit with --max-nodes N",
+        )
+    name_gradients(bg, g, out, grads)
+    if values is not None:
+        values = forward(bg, bind_inputs(bg, given, require=False))
+    return bg, values
 
 
 def node_ids(lines: Iterable[str]) -> list[str]:

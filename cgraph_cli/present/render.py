@@ -98,9 +98,7 @@ def _hint(n_frames: int | None) -> str:
 
 def child_command() -> list[str]:
     """The renderer's command line: isolated mode, this package's folder first on ``sys.path``."""
-    import cgraph_cli
-
-    home = str(Path(cgraph_cli.__file__).resolve().parent.parent)
+    home = str(Path(__file__).resolve().parent.parent.parent)  # the folder that holds cgraph_cli/
     return [sys.executable, "-I", "-c", _BOOTSTRAP, home]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from cgraph_cli.analysis import anomaly
-from cgraph_cli.engine.reference import Result, _all_finite
+from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import format_located
 from cgraph_cli.fmt import csv_cell, fmt_cell, fmt_number, fmt_shape, fmt_value, json_number, json_value
 from cgraph_cli.ir.graph import Graph
@@ -24,7 +24,7 @@ def rows(result: Result, all_nodes: bool = False) -> list[int]:
 
 def to_data(result: Result, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document of SPEC §3 (tensors as nested lists; :func:`write_json` streams it instead)."""
-    return _document(result, json_value, extra)
+    return _document(result, json_value, extra=extra)
 
 
 def _leaves(data: Any, value: Any) -> Any:
@@ -34,11 +34,28 @@ def _leaves(data: Any, value: Any) -> Any:
     return value(data)
 
 
-def _document(result: Result, value: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON document, with every value and gradient passed through ``value``; ``extra`` adds top-level
-    keys of nested dicts of arrays (``"hessian"``, ``"hvp"``)."""
+def _document(result: Result, value: Any, nodes: Any = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON document, with every value and gradient passed through ``value`` (``nodes``: the node
+    records as given, e.g. a :class:`NodeRecords` to be written without building a dict per node); ``extra``
+    adds top-level keys of nested dicts of arrays (``"hessian"``, ``"hvp"``)."""
     g = result.graph
     vals, grads = result.values, result.grads
+    return {
+        "output": g.label(result.out),
+        "value": value(vals[result.out]),
+        "inputs": {k: value(v) for k, v in result.inputs.items()},
+        "gradients": {k: value(grads[i]) for k, i in g.inputs.items()},
+        "outputs": {g.label(i): value(vals[i]) for i in g.outputs},
+        "nodes": _node_records(result, value) if nodes is None else nodes,
+        "nonfinite": _anomalies(result),
+        **{k: _leaves(v, value) for k, v in (extra or {}).items()},
+    }
+
+
+def _node_records(result: Result, value: Any) -> list[dict[str, Any]]:
+    g = result.graph
+    vals, grads = result.values, result.grads
+    nonfinite = result.nonfinite_nodes().tolist()
     nodes = []
     for i in range(len(g)):
         line, col = g.line_col(i)
@@ -54,10 +71,15 @@ def _document(result: Result, value: Any, extra: dict[str, Any] | None = None) -
                 "expr": g.short_text(i),
                 "line": line,
                 "column": col,
-                "nonfinite": not (_finite(vals[i]) and _finite(grads[i])),
+                "nonfinite": nonfinite[i],
             }
         )
-    nonfinite = [  # backward: the op whose local derivative made it, and the operand it flowed to
+    return nodes
+
+
+def _anomalies(result: Result) -> list[dict[str, Any]]:
+    g = result.graph
+    return [  # backward: the op whose local derivative made it, and the operand it flowed to
         {
             "pass": a.where,
             "id": a.node,
@@ -69,20 +91,6 @@ def _document(result: Result, value: Any, extra: dict[str, Any] | None = None) -
         }
         for a in anomaly.find(result)
     ]
-    return {
-        "output": g.label(result.out),
-        "value": value(vals[result.out]),
-        "inputs": {k: value(v) for k, v in result.inputs.items()},
-        "gradients": {k: value(grads[i]) for k, i in g.inputs.items()},
-        "outputs": {g.label(i): value(vals[i]) for i in g.outputs},
-        "nodes": nodes,
-        "nonfinite": nonfinite,
-        **{k: _leaves(v, value) for k, v in (extra or {}).items()},
-    }
-
-
-def _finite(v: Any) -> bool:
-    return v is None or _all_finite(v)
 
 
 def to_json(result: Result, extra: dict[str, Any] | None = None) -> str:
@@ -98,7 +106,7 @@ def write_json(result: Result, stream: Any, extra: dict[str, Any] | None = None)
     The bytes are exactly ``json.dumps(to_data(result), indent=2, allow_nan=False)`` (no final newline),
     but the memory used beyond the values themselves is a few chunks of text, not a Python float and a
     string per entry."""
-    dump_json(_document(result, lazy_value, extra), stream)
+    dump_json(_document(result, lazy_value, NodeRecords(result), extra), stream)
 
 
 # -- streaming JSON --------------------------------------------------------------------------------------------------
@@ -207,72 +215,190 @@ def _empty_text(shape: tuple[int, ...], nl) -> str:
     return rec(1)
 
 
+class NodeRecords:
+    """The document's ``nodes`` list, written record by record from a template (the same bytes as the
+    list of dicts of :func:`_node_records`, without building them)."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: Result) -> None:
+        self.result = result
+
+
+def _scalar_json(v: Any) -> str | None:
+    """The JSON text of None or a 0-d value (None: a tensor, written by :func:`_tensor_text`)."""
+    if v is None:
+        return "null"
+    if getattr(v, "ndim", 0):
+        return None
+    x = float(v)
+    if x - x == 0.0:  # finite
+        return float.__repr__(x)
+    return _number_texts(np.asarray(x).reshape(1))[0]
+
+
+def _write_node_records(result: Result, level: int, indent: str, enc_str, append, tensor) -> None:
+    g = result.graph
+    vals, grads, names, ops, args = result.values, result.grads, g.names, g.ops, g.args
+    nonfinite = result.nonfinite_nodes().tolist()
+    item = "\n" + indent * (level + 1)
+    key = ",\n" + indent * (level + 2)
+    inner = ",\n" + indent * (level + 3)
+    open_inner = "[\n" + indent * (level + 3)
+    close_inner = "\n" + indent * (level + 2) + "]"
+
+    def int_list(xs) -> str:
+        return open_inner + inner.join(map(str, xs)) + close_inner if len(xs) else "[]"
+
+    if not len(g):
+        append("[]")
+        return
+    append("[")
+    for i in range(len(g)):
+        v, gr = vals[i], grads[i]
+        line, col = g.line_col(i)
+        name = names[i]
+        append(
+            ("" if i == 0 else ",")
+            + item
+            + "{\n"
+            + indent * (level + 2)
+            + f'"id": {i}{key}"name": {"null" if name is None else enc_str(name)}{key}"op": {enc_str(ops[i])}'
+            + f'{key}"args": {int_list(args[i])}{key}"shape": {int_list(np.shape(v))}{key}"value": '
+        )
+        text = _scalar_json(v)
+        if text is None:
+            tensor(np.asarray(v), level + 2)
+        else:
+            append(text)
+        append(f'{key}"grad": ')
+        text = _scalar_json(gr)
+        if text is None:
+            tensor(np.asarray(gr), level + 2)
+        else:
+            append(text)
+        append(
+            f'{key}"expr": {enc_str(g.short_text(i))}{key}"line": {line}{key}"column": {col}'
+            f'{key}"nonfinite": {"true" if nonfinite[i] else "false"}\n' + indent * (level + 1) + "}"
+        )
+    append("\n" + indent * level + "]")
+
+
 def dump_json(doc: Any, stream: Any, *, indent: str = "  ", ensure_ascii: bool = True) -> None:
     """Write ``json.dumps(doc, indent=len(indent), ensure_ascii=ensure_ascii, allow_nan=False)`` to ``stream``,
-    with :class:`Tensor` values written chunk by chunk (buffered: a write per ~64k characters)."""
+    with :class:`Tensor` values written chunk by chunk (buffered: a write per ~64k pieces of text).
+
+    The json module's indented encoder is pure Python; this one dispatches on the exact type, writes the
+    scalars of a container inline and appends to one list, which makes it several times faster on the
+    documents cgraph writes (a dict per node)."""
     from json import encoder
 
     enc_str = encoder.encode_basestring_ascii if ensure_ascii else encoder.encode_basestring
-    buf: list[str] = []
-    size = 0
+    parts: list[str] = []
+    append = parts.append
+    flt, integer = float.__repr__, int.__repr__
 
-    def write(text: str) -> None:
-        nonlocal size
-        buf.append(text)
-        size += len(text)
-        if size >= _FLUSH:
-            stream.write("".join(buf))
-            buf.clear()
-            size = 0
+    def flush() -> None:
+        stream.write("".join(parts))
+        parts.clear()
+
+    def number(x: float) -> str:
+        if x - x != 0.0:  # NaN or an infinity (x - x is NaN for both)
+            raise ValueError("Out of range float values are not JSON compliant")
+        return flt(x)
+
+    def scalar(o: Any) -> str | None:
+        """The text of a str, int, float, bool or None (None: not one of those)."""
+        t = type(o)
+        if t is str:
+            return enc_str(o)
+        if t is float:
+            return number(o)
+        if t is int:
+            return integer(o)
+        if o is None:
+            return "null"
+        if o is True:
+            return "true"
+        if o is False:
+            return "false"
+        if isinstance(o, str):
+            return enc_str(o)
+        if isinstance(o, int):
+            return integer(o)
+        if isinstance(o, float):
+            return number(o)
+        return None
+
+    def tensor(a: np.ndarray, level: int) -> None:
+        if a.ndim == 1 and 0 < a.size <= 64:  # a short vector: at once
+            sep = ",\n" + indent * (level + 1)
+            append("[\n" + indent * (level + 1) + sep.join(_number_texts(a)) + "\n" + indent * level + "]")
+            return
+
+        def write(text: str) -> None:
+            if len(text) > 4096:  # a chunk of entries: written through, never held
+                flush()
+                stream.write(text)
+            else:
+                append(text)
+
+        _tensor_text(a, write, level, indent)
 
     def enc(o: Any, level: int) -> None:
-        if isinstance(o, str):
-            write(enc_str(o))
-        elif o is None:
-            write("null")
-        elif o is True:
-            write("true")
-        elif o is False:
-            write("false")
-        elif isinstance(o, int):
-            write(int.__repr__(o))
-        elif isinstance(o, float):
-            if o != o or o in (float("inf"), float("-inf")):
-                raise ValueError("Out of range float values are not JSON compliant")
-            write(float.__repr__(o))
-        elif isinstance(o, Tensor):
-            _tensor_text(o.a, write, level, indent)
+        text = scalar(o)
+        if text is not None:
+            append(text)
+        elif type(o) is Tensor:
+            tensor(o.a, level)
+        elif type(o) is NodeRecords:
+            _write_node_records(o.result, level, indent, enc_str, append, tensor)
+            flush()
         elif isinstance(o, (list, tuple)):
             if not o:
-                write("[]")
+                append("[]")
                 return
             sep = ",\n" + indent * (level + 1)
-            write("[\n" + indent * (level + 1))
+            append("[\n" + indent * (level + 1))
             for k, x in enumerate(o):
                 if k:
-                    write(sep)
-                enc(x, level + 1)
-            write("\n" + indent * level + "]")
+                    append(sep)
+                text = scalar(x)
+                if text is None:
+                    enc(x, level + 1)
+                    if len(parts) >= _FLUSH // 16:
+                        flush()
+                else:
+                    append(text)
+            append("\n" + indent * level + "]")
         elif isinstance(o, dict):
             if not o:
-                write("{}")
+                append("{}")
                 return
             sep = ",\n" + indent * (level + 1)
-            write("{\n" + indent * (level + 1))
-            for k, (key, x) in enumerate(o.items()):
-                if k:
-                    write(sep)
+            append("{\n" + indent * (level + 1))
+            first = True
+            for key, x in o.items():
                 if not isinstance(key, str):
                     raise TypeError(f"keys must be str, not {type(key).__name__}")
-                write(enc_str(key) + ": ")
-                enc(x, level + 1)
-            write("\n" + indent * level + "}")
+                if first:
+                    first = False
+                else:
+                    append(sep)
+                append(enc_str(key))
+                append(": ")
+                text = scalar(x)
+                if text is None:
+                    enc(x, level + 1)
+                else:
+                    append(text)
+            append("\n" + indent * level + "}")
         else:
             raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
     enc(doc, 0)
-    if buf:
-        stream.write("".join(buf))
+    if parts:
+        flush()
 
 
 def to_csv(result: Result, all_nodes: bool = False) -> str:
@@ -341,7 +467,7 @@ def _csv_tensor_cell(v: Any, write) -> None:
         write(text)
         return
     first = next((d for d in a.shape if d != 1), 1)  # the first level with other than one entry
-    quoted = first >= 2 or (a.size > 0 and not _finite(a))
+    quoted = first >= 2 or (a.size > 0 and not np.isfinite(a).all())
     if not quoted:
         _tensor_text(a, write, None)
         return

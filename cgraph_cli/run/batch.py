@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sys
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -33,7 +34,14 @@ CHUNK_ROWS = 1 << 16
 _READ_BYTES = 1 << 22
 
 
-def run_request(request: Request, batch_path: str, *, out: Any = None, strict: bool = False) -> int:
+def run_request(
+    request: Request,
+    batch_path: str,
+    *,
+    out: Any = None,
+    strict: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> int:
     """``eval --batch``: :func:`run_batch` with the program, ``--at`` values and settings of ``request``."""
     return run_batch(
         request.source,
@@ -46,6 +54,7 @@ def run_request(request: Request, batch_path: str, *, out: Any = None, strict: b
         max_memory=request.max_memory,
         use_cache=request.use_cache,
         strict=strict,
+        warn=warn,
     )
 
 
@@ -61,11 +70,13 @@ def run_batch(
     max_memory: int | None = None,
     use_cache: bool = True,
     strict: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> int:
     """Evaluate ``source`` at every row of the CSV ``batch_path``; write CSV to ``out`` (stdout).
 
-    A warning names the first row (and its column) whose value or gradient is not finite. Returns the exit
-    code: 1 if there is such a row and ``strict`` is set (as ``eval --strict`` for one point), else 0.
+    A warning names the first row (and its column) whose value or gradient is not finite; it goes to ``warn``
+    (a line without its newline), by default to stderr. Returns the exit code: 1 if there is such a row and
+    ``strict`` is set (as ``eval --strict`` for one point), else 0.
     """
     from cgraph_cli.run.program import DTYPES, compile_program, pick_output
     from cgraph_cli.run.values import bind_inputs
@@ -113,9 +124,13 @@ def run_batch(
         if head:
             stream.write(head)
         if bad is not None:
-            sys.stderr.write(
-                f"warning: {shown}:{bad[0]}: a value or gradient is not finite (first such row; column '{bad[1]}')\n"
+            message = (
+                f"warning: {shown}:{bad[0]}: a value or gradient is not finite (first such row; column '{bad[1]}')"
             )
+            if warn is not None:
+                warn(message)
+            else:
+                sys.stderr.write(message + "\n")
     return 1 if strict and bad is not None else 0
 
 
@@ -266,13 +281,40 @@ def _parse_chunk(
         lines = body.split("\n")
         cells = body.replace("\n", ",").split(",")
         if len(cells) == len(lines) * ncols:
-            try:
-                arr = np.array(cells, dtype=np.float64).reshape(len(lines), ncols)
-            except ValueError:
-                arr = None
+            arr = _parse_numbers(body, len(lines), ncols)
+            if arr is None:
+                try:
+                    arr = np.array(cells, dtype=np.float64).reshape(len(lines), ncols)
+                except ValueError:
+                    arr = None
             if arr is not None and _commas_ok(body, len(lines), ncols):
                 return arr, lines, list(range(lineno, lineno + len(lines)))
     return _parse_careful(text, ncols, path, header, lineno)
+
+
+# Text made only of JSON numbers, commas and line breaks; and the one JSON number float() reads differently
+# (the integer -0, which JSON makes 0 and float() makes -0.0).
+_NUMBERS_ONLY = re.compile(r"[0-9eE.+\-,\n \t]*")
+_MINUS_ZEROS = re.compile(r"-0+(?![0-9.eE])")
+
+
+def _parse_numbers(body: str, nlines: int, ncols: int) -> np.ndarray | None:
+    """The cells read by orjson's C parser as a JSON array: exactly ``float(cell)`` for every cell JSON
+    accepts (correctly rounded, as float() is), None for anything else (``+1``, ``.5``, ``inf``, ``1_0``,
+    an empty cell), which the callers read the slow way with float()'s own rules."""
+    if not _NUMBERS_ONLY.fullmatch(body) or any(
+        m.start() == 0 or body[m.start() - 1] in ",\n \t" for m in _MINUS_ZEROS.finditer(body)
+    ):
+        return None
+    import orjson
+
+    try:
+        values = orjson.loads("[" + body.replace("\n", ",") + "]")
+    except orjson.JSONDecodeError:
+        return None
+    if len(values) != nlines * ncols:
+        return None
+    return np.array(values, dtype=np.float64).reshape(nlines, ncols)
 
 
 def _commas_ok(body: str, nlines: int, ncols: int) -> bool:
@@ -400,6 +442,8 @@ def _format_rows(lines: list[str], table: np.ndarray) -> str:
         return ""
     if table.dtype == object:
         outs = [",".join(_cell(c) for c in r) for r in table]
+    elif np.isfinite(table).all():
+        outs = _number_rows(table.astype(np.float64, copy=False)).split("\n")
     else:
         width = table.shape[1]
         text = repr(table.astype(np.float64, copy=False).ravel().tolist())[1:-1]
@@ -411,6 +455,48 @@ def _format_rows(lines: list[str], table: np.ndarray) -> str:
         else:
             outs = [",".join(parts[k : k + width]) for k in range(0, len(parts), width)]
     return "\n".join([a + "," + b for a, b in zip(lines, outs)]) + "\n"
+
+
+# orjson writes the same shortest round-trip digits as repr() (both are the shortest text that reads back as the
+# same double, the nearest one when several are that short) but spells some exponents differently (1e-7, not
+# 1e-07; 0.00001, not 1e-05): those few tokens are rewritten by repr().
+_EXPONENT = re.compile(r"[0-9]e[-+]?[0-9]+")
+
+
+def _respell(text: str) -> str:
+    """orjson's text of a nested list with every number spelt as repr() spells it."""
+    spans = []
+    for m in _EXPONENT.finditer(text):  # a token with an exponent: from the delimiter before it
+        start = max(text.rfind(",", 0, m.start()), text.rfind("[", 0, m.start())) + 1
+        spans.append((start, m.end()))
+    pos = text.find("0.0000")
+    while pos >= 0:  # 0.00001 .. 0.0000999: repr() writes 1e-05 ..
+        start = pos - 1 if pos and text[pos - 1] == "-" else pos
+        end = pos + 6
+        if start == 0 or text[start - 1] in ",[":
+            while end < len(text) and text[end].isdigit():
+                end += 1
+            spans.append((start, end))
+        pos = text.find("0.0000", end)
+    if not spans:
+        return text
+    out = []
+    last = 0
+    for start, end in sorted(spans):
+        out.append(text[last:start])
+        out.append(repr(float(text[start:end])))
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _number_rows(table: np.ndarray) -> str:
+    """The rows of a finite float64 table as CSV text, each number exactly as ``repr`` writes it, formatted by
+    orjson's C encoder (a few times faster than repr on every float)."""
+    import orjson
+
+    text = _respell(orjson.dumps(table, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+    return text[2:-2].replace("],[", "\n")
 
 
 def _cell(v: Any) -> str:

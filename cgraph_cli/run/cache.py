@@ -85,8 +85,8 @@ def enabled(source: Source, use_cache: bool = True) -> bool:
 
 
 def _fingerprint() -> str:
-    from cgraph_cli import __version__
     from cgraph_cli.lang.parser import grammar_path
+    from cgraph_cli.version import __version__
 
     package = Path(__file__).resolve().parent.parent
     parts = [__version__, str(FORMAT)]

@@ -7,7 +7,6 @@ from typing import List, Optional
 import typer
 
 from cgraph_cli.cli.commands.common import PARAM, out, out_json, print_rich, warn
-from cgraph_cli.errors import CgraphError
 from cgraph_cli.run.request import Options, check_choice
 
 HELP = """Check every gradient entry against finite differences.
@@ -100,71 +99,33 @@ def check_command(
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
 ) -> None:
-    from cgraph_cli.analysis import check
+    from cgraph_cli.api import Program
 
     check_choice(fmt, ("table", "json"), "--format")
-    check_choice(method, check.METHODS, "--method")
-    if method != "richardson" and (eps is not None or rtol is not None or atol is not None):
-        raise CgraphError(f"--method {method} and --eps/--rtol/--atol cannot be combined: pick one")
-    if all_entries and samples is not None:
-        raise CgraphError("--samples and --all-entries cannot be combined: pick one")
-    check.check_options(eps, rtol, atol, samples)  # before any work: a bad tolerance is a usage error
-    if order not in (1, 2):
-        raise CgraphError(f"--order must be 1 or 2, got {order}")
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
-    request = options.build()  # float64: the finite differences are taken in float64
-    g = request.compile()
-    inputs = request.inputs(g)
-    target = request.output(g)
-    names = [w.strip() for w in wrt.split(",") if w.strip()] if wrt else None
-    by_default = samples is None and not all_entries
-    if order == 2:
-        from cgraph_cli.analysis.second import check_second_order
-
-        report = check_second_order(
-            g,
-            inputs,
-            target,
+    program = Program.from_options(options)  # float64: the finite differences are taken in float64
+    with _progress() as progress:
+        report = program.check(
+            wrt=wrt,
             eps=eps,
             rtol=rtol,
             atol=atol,
-            wrt=names,
-            samples=check.DEFAULT_SAMPLES if by_default else samples,
-            seed=seed,
             method=method,
+            samples=samples,
+            all_entries=all_entries,
+            progress=progress,
+            order=order,
         )
-    else:
-        with _progress() as progress:
-            report = check.check_gradients(
-                g,
-                inputs,
-                target,
-                eps=eps,
-                rtol=rtol,
-                atol=atol,
-                wrt=names,
-                samples=check.DEFAULT_SAMPLES if by_default else samples,
-                seed=seed,
-                progress=progress,
-                method=method,
-            )
-    if by_default:
-        for c in report.inputs:
-            if c.sampled:
-                warn(
-                    f"note: {c.name} has {c.size} entries: checked {len(c.index)} chosen at random (--seed {seed});"
-                    " --all-entries checks every one, --samples N checks N"
-                )
+    for note in report.notes:
+        warn(note)
     if fmt == "json":
-        out_json(check.to_data(report))
+        out_json(report.to_data())
     else:
-        print_rich(check.to_table(report))
-        out(check.summary(report))
-    from cgraph_cli.present.tables import nonfinite_warnings
-
-    for w in nonfinite_warnings(report.result) + check.kink_warnings(report):
+        print_rich(report.to_rich())
+        out(report.summary)
+    for w in report.warnings:
         warn(w)
-    if not report.passed:
+    if not report.ok:
         raise typer.Exit(1)
 
 

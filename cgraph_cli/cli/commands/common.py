@@ -49,28 +49,17 @@ def warn(text: str) -> None:
 
 def strict_json_data(obj: Any) -> Any:
     """Non-finite floats anywhere in ``obj`` as the strings "NaN", "Infinity", "-Infinity" (SPEC §3)."""
-    import math
+    from cgraph_cli.fmt import json_data
 
-    if isinstance(obj, float):
-        if math.isfinite(obj):
-            return obj
-        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
-    if isinstance(obj, dict):
-        return {k: strict_json_data(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json_data(v) for v in obj]
-    return obj
+    return json_data(obj)
 
 
 def out_json(data: Any) -> None:
     """Strict JSON on stdout: no bare NaN/Infinity; non-ASCII text kept as is where stdout can show it,
     else as \\u escapes (the same JSON data either way)."""
-    import json
+    from cgraph_cli.fmt import json_text
 
-    text = json.dumps(
-        strict_json_data(data), indent=2, ensure_ascii=not can_encode(sys.stdout, "∂₁ᵀ·…"), allow_nan=False
-    )
-    out(text)
+    out(json_text(data, ensure_ascii=not can_encode(sys.stdout, "∂₁ᵀ·…")))
 
 
 MIN_WIDTH = 40

@@ -48,25 +48,18 @@ def explain_command(
         10_000, "--max-steps", metavar="N", min=1, help="Refuse programs of more nodes than this (a step per node)."
     ),
 ) -> None:
-    from cgraph_cli.analysis import explain
-    from cgraph_cli.ir.graph import TooManyNodes
-    from cgraph_cli.present import tables as present
+    from cgraph_cli.api import Program
 
     check_choice(fmt, ("text", "json"), "--format")
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
-    request = options.build(max_nodes=max_steps)
-    try:  # the builder stops at the limit: a tower of def calls is refused before it is built
-        result = request.run()
-    except TooManyNodes:
-        raise explain.too_large(None, max_steps, "--max-steps") from None
-    ex = explain.explain(result, max_steps, "--max-steps")
+    ex = Program.from_options(options, max_nodes=max_steps).explain(max_steps=max_steps)
     if fmt == "json":
-        out_json(explain.to_data(ex))
+        out_json(ex.to_data())
     elif sys.stdout.isatty():
-        print_rich(explain.to_rich(ex))
+        print_rich(ex.to_rich())
     else:
-        sys.stdout.write(explain.to_text(ex))
-    for w in present.nonfinite_warnings(result):
+        sys.stdout.write(ex.text)
+    for w in ex.warnings:
         warn(w)
 
 

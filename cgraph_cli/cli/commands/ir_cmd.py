@@ -30,21 +30,16 @@ def ir_command(
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
 ) -> None:
-    from cgraph_cli.ir.graph import format_ir
+    from cgraph_cli.api import Program
 
     check_choice(fmt, ("text", "json", "dot"), "--format")
-    request = Options(file=file, expr=expr, at=at or (), at_file=at_file, seed=seed, max_memory=max_memory).build()
-    g = request.compile()
-    if fmt == "text":
-        out(format_ir(g))
-    elif fmt == "json":
-        from cgraph_cli.ir.graph import ir_data
-
-        out_json(ir_data(g))  # strict: a constant 1e400 is "Infinity", not a bare Infinity
+    program = Program.from_options(
+        Options(file=file, expr=expr, at=at or (), at_file=at_file, seed=seed, max_memory=max_memory)
+    )
+    if fmt == "json":
+        out_json(program.ir_data())  # strict: a constant 1e400 is "Infinity", not a bare Infinity
     else:
-        from cgraph_cli.present.dot import ir_dot
-
-        out(ir_dot(g, dict(request.values)))
+        out(program.ir(format=fmt))
 
 
 def register(app: typer.Typer) -> None:

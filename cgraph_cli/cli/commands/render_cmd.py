@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
@@ -109,21 +108,12 @@ def render_command(
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
 ) -> None:
+    from cgraph_cli.api import Program, check_picture_options
     from cgraph_cli.fsutil import atomic_write
-    from cgraph_cli.ir.graph import TooManyNodes
-    from cgraph_cli.present.dot import DotOptions, GraphPicture, evaluate_for_picture
 
     if fmt is not None:
         check_choice(fmt, FORMATS, "--format")
-    check_choice(rankdir, ("LR", "TB"), "--rankdir")
-    check_choice(edge_labels, ("local", "none"), "--edge-labels")
-    if max_nodes < 1:
-        raise CgraphError("--max-nodes must be at least 1")
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise CgraphError(
-            f"--timeout must be a positive finite number of seconds, not {timeout:g}",
-            hint="for example --timeout 120",
-        )
+    check_picture_options(rankdir, edge_labels, max_nodes, timeout)
     if output is not None and steps is not None:
         raise CgraphError("give either -o or --steps, not both")
     if backward and steps is not None:
@@ -133,18 +123,15 @@ def render_command(
         )
 
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
-    request = options.build(max_nodes=max_nodes)
-    given = dict(request.values)
-    try:
-        g = request.compile()
-    except TooManyNodes:
-        raise CgraphError(
-            f"the graph has more than {max_nodes:,} nodes (--max-nodes {max_nodes}); "
-            "a picture that large is unreadable and Graphviz may take minutes",
-            hint="draw a smaller program, raise the limit with --max-nodes N, "
-            "or write only the DOT source with --format dot --max-nodes N",
-        ) from None
-    out_node = request.output(g)
+    program = Program.from_options(options, max_nodes=max_nodes)
+    picture = program.picture(
+        show_values=not no_values,
+        rankdir=rankdir,
+        edge_labels=edge_labels,
+        max_nodes=max_nodes,
+        timeout=timeout,
+        backward=backward,
+    )
 
     if steps is not None and "\x00" in steps:
         raise CgraphError(f"--steps: cannot write {steps!r}: a file name cannot contain a NUL byte")
@@ -153,30 +140,15 @@ def render_command(
             f"--steps writes many frames: give it a folder or a .gif file, not {steps}",
             hint="for example --steps frames/ or --steps lecture.gif",
         )
-    notes: list[str] = []
-    values = grads = None
-    if not no_values:
-        values, grads, out_node = evaluate_for_picture(g, given, out_node, notes)
-    elif given:
-        request.inputs(g, require=False)  # still reject unknown names
-    if steps is not None and values is None:
-        raise CgraphError(
-            "--steps shows values and gradients appearing step by step, so it needs every input's value",
-            hint="give them with --at, or declare defaults with 'input a = 1'",
-        )
+    notes = picture.notes  # the values and gradients are computed here
+    if steps is not None and not picture.has_values:
+        picture.steps()  # refused: the frames need every input's value
     for note in notes:
         warn(note)
-    backward_from = None
-    if backward:
-        backward_from = len(g)
-        g, values, grads = _with_backward(g, out_node, values, given, request.max_memory, max_nodes)
-    picture = GraphPicture(
-        g, values, grads, out_node, DotOptions(rankdir=rankdir, edge_labels=edge_labels, backward_from=backward_from)
-    )
 
     stem = "graph" if file in (None, "-") or expr is not None else Path(file).stem
     if steps is not None:
-        _write_steps(picture, steps, fmt or "png", timeout)
+        _write_steps(picture.graph_picture, steps, fmt or "png", timeout)
         return
 
     if output is None:
@@ -196,17 +168,8 @@ def render_command(
             f"-o - would write a binary {fmt.upper()} image to the terminal",
             hint=f"redirect it (cgraph render ... -o - > picture.{fmt}), give a file name with -o, or use --format svg",
         )
-    if fmt == "html":
-        from cgraph_cli.present.html import html_page
-
-        title = file if file not in (None, "-") and expr is None else g.source.filename  # as the user wrote it
-        data: bytes = html_page(picture, title, timeout).encode("utf-8")
-    elif fmt == "dot":
-        data = picture.dot().encode("utf-8")
-    else:
-        from cgraph_cli.present.render import render_dot
-
-        data = render_dot(picture.dot(), fmt, timeout)
+    title = file if file not in (None, "-") and expr is None else picture.graph.source.filename  # as the user wrote it
+    data = picture.render(fmt, title=title)  # type: ignore[arg-type]
     if target == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -214,36 +177,6 @@ def render_command(
     atomic_write(target, data)
     if Path(target).is_file():  # not for -o /dev/stdout, a pipe or a device: the image is the output
         out(f"wrote {target}")
-
-
-def _with_backward(g: Any, out: int, values: Any, given: dict, max_memory: int, max_nodes: int) -> tuple:
-    """The graph extended with its backward pass as nodes, each gradient named ∂out/∂x, and its values (the
-    numbers of the backward nodes are the gradient's pieces; no gradients of this larger graph are drawn)."""
-    import numpy as np
-
-    from cgraph_cli.engine import forward
-    from cgraph_cli.fmt import fmt_shape
-    from cgraph_cli.ir.graph import backward_graph, name_gradients
-    from cgraph_cli.run.values import bind_inputs
-
-    if values is not None and np.size(values[out]) != 1:
-        raise CgraphError(
-            f"--backward draws the gradient of a scalar, but '{g.label(out)}' has shape "
-            f"{fmt_shape(np.shape(values[out]))}",
-            g.spans[out],
-            hint=f"draw a scalar such as sum({g.label(out)}), or pick one with --of",
-            source=g.source,
-        )
-    bg, grads = backward_graph(g, out, max_memory=max_memory)
-    if len(bg) > max_nodes:
-        raise CgraphError(
-            f"with its backward pass the graph has {len(bg):,} nodes, more than --max-nodes {max_nodes}",
-            hint="draw a smaller program, or raise the limit with --max-nodes N",
-        )
-    name_gradients(bg, g, out, grads)
-    if values is not None:
-        values = forward(bg, bind_inputs(bg, given, require=False))
-    return bg, values, None
 
 
 def _write_steps(picture: Any, steps: str, fmt: str, timeout: float) -> None:
