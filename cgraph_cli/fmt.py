@@ -10,10 +10,11 @@ significant digits and in the style:
 - ``"sci"``: ``1.00e-05`` (``digits`` after the point) for finite numbers, plain otherwise.
 
 Tensors are built from those numbers: :func:`fmt_list` (every entry, as nested lists),
-:func:`fmt_value` (numpy's summary with ``...``), :func:`fmt_cell` (a table cell),
-:func:`fmt_picture` (a box of a picture), :func:`fmt_norm` (an L2 norm), :func:`fmt_operand`
-(a value inside a formula) and :func:`fmt_const` (``cgraph ir``'s constants). The JSON and CSV
-spellings (:func:`json_number`, :func:`json_value`, :func:`csv_cell`) keep full precision.
+:func:`fmt_matrix` (every entry, a line per row), :func:`fmt_value` (numpy's summary with ``...``),
+:func:`fmt_cell` (a table cell), :func:`fmt_picture` and :func:`picture_grid` (a box of a picture),
+:func:`fmt_norm` (an L2 norm), :func:`fmt_operand` (a value inside a formula) and :func:`fmt_const`
+(``cgraph ir``'s constants). The JSON and CSV spellings (:func:`json_number`, :func:`json_value`,
+:func:`csv_cell`) keep full precision.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 FULL = 6  # a tensor with at most this many entries is written in full (explain, node names)
+SMALL = 12  # tables and pictures show a tensor of at most this many entries in full, as a matrix
 
 
 # -- numbers -------------------------------------------------------------------------
@@ -116,8 +118,47 @@ def fmt_value(v: Any, *, limit: int = 4) -> str:
     return " ".join(text.split())
 
 
+def fmt_grid(v: Any, digits: int = 4, style: str = "plain") -> list[list[str]]:
+    """A tensor's entries as rows of texts: a vector is one row, a matrix a row per row, a tensor of more
+    dimensions a row per innermost vector (its shape, shown beside it, tells how they stack)."""
+    a = np.asarray(v)
+    rows = a.reshape(1, -1) if a.ndim < 2 else a.reshape(-1, a.shape[-1])
+    return [[fmt_number(x, digits, style) for x in r] for r in rows]
+
+
+def fmt_matrix(v: Any, digits: int = 4, style: str = "python") -> str:
+    """Every entry, nested in brackets as numpy prints them, a line per innermost vector and the columns
+    right-aligned::
+
+        [[1, -2,  3],
+         [4,  5, 60]]
+    """
+    a = np.asarray(v)
+    if a.ndim == 0:
+        return fmt_number(a, digits, style)
+    if a.size == 0:
+        return fmt_list(a, digits, style)
+    grid = fmt_grid(a, digits, style)
+    widths = [max(len(r[k]) for r in grid) for k in range(len(grid[0]))]
+    lines = ["[" + ", ".join(t.rjust(w) for t, w in zip(r, widths)) + "]" for r in grid]
+    k = 1  # lines per block of the current depth
+    for d in range(a.ndim - 2, -1, -1):  # wrap each block of shape[d] sub-blocks in brackets, innermost first
+        k *= a.shape[d + 1] if d + 1 < a.ndim - 1 else 1
+        n = a.shape[d]
+        out = []
+        for start in range(0, len(lines), n * k):
+            block = lines[start : start + n * k]
+            for m in range(k - 1, len(block) - 1, k):  # a comma after every sub-block but the last
+                block[m] += ","
+            out += ["[" + block[0]] + [" " + ln for ln in block[1:]]
+            out[-1] += "]"
+        lines = out
+    return "\n".join(lines)
+
+
 def fmt_cell(v: Any) -> str:
-    """A table cell: scalars in full, tensors as a few entries with 4 significant digits."""
+    """A table cell: scalars in full; tensors of up to :data:`SMALL` entries in full as a matrix (a line per
+    row), larger ones as a few entries; 4 significant digits."""
     if v is None:
         return "—"
     a = np.asarray(v)
@@ -125,13 +166,14 @@ def fmt_cell(v: Any) -> str:
         return fmt_number(a)
     if a.size == 0:
         return "[]"
-    if a.size <= 3:
-        return fmt_list(a, 4, "python")
+    if a.size <= SMALL:
+        return fmt_matrix(a, 4, "python")
     return fmt_brief(a, 4, "python", "...")
 
 
 def fmt_picture(v: Any) -> str:
-    """A value in a picture's box: scalars in full, small tensors in full, larger ones abbreviated or as a norm."""
+    """A value in a picture's box on one line: scalars in full, small tensors in full, larger ones abbreviated
+    or as a norm (:func:`picture_grid` gives the matrix form of a small tensor)."""
     a = np.asarray(v)
     if a.size == 1:
         return fmt_number(a.reshape(()), 4, "picture")
@@ -142,6 +184,15 @@ def fmt_picture(v: Any) -> str:
     if a.ndim <= 2 and a.size <= 4:
         return fmt_list(a, 3, "picture")
     return f"‖·‖ = {fmt_norm(a, 4, 'picture')}"
+
+
+def picture_grid(v: Any) -> list[list[str]] | None:
+    """A tensor of 2 to :data:`SMALL` entries as the rows of a matrix for a picture (3 significant digits);
+    None for a scalar, an empty or a larger tensor (:func:`fmt_picture` writes those)."""
+    a = np.asarray(v)
+    if a.ndim == 0 or not 2 <= a.size <= SMALL:
+        return None
+    return fmt_grid(a, 3, "picture")
 
 
 def is_small(v: Any) -> bool:

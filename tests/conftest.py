@@ -77,3 +77,13 @@ def run_inprocess(argv: list[str], stdin: bytes = b"") -> tuple[int, str, str]:
 def cli_inproc(*args: str) -> tuple[int, str, str]:
     """:func:`run_inproc` as (exit code, stdout, stderr)."""
     return run_inprocess(list(args))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say why the interactive page's browser tests were skipped (no Chromium, chromedriver or selenium)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "test_html_browser" in r.nodeid]
+    if skipped:
+        from tests.browser import why_not
+
+        why = why_not() or "see pytest -rs"
+        terminalreporter.write_line(f"tests/test_html_browser.py: {len(skipped)} browser tests skipped: {why}")

@@ -24,6 +24,7 @@ _SCALAR_CALLS = [(c, op) for op in OPS.values() if op.rows is not None for c in 
 UNARY = sorted({c.name for c, op in _SCALAR_CALLS if c.min_args == 1}) + ["-"]
 BINARY = ["+", "-", "*", "/", "^", "max2", "min2", "min3"]
 BINARY += sorted({c.name for c, op in _SCALAR_CALLS if c.min_args == 2 and c.max_args == 2})
+BINARY += ["<", "<=", ">", ">=", "==", "!="]  # the comparisons (0/1, no gradient), written as operators
 DOMAIN = {c.name: op.domain for c, op in _SCALAR_CALLS}
 VALUES = [0.0, 1.0, -1.0, 2.0, 0.5, -0.5, 3.0, -2.0, 1e-3, 0.25]
 

@@ -18,9 +18,7 @@ from tests import browser
 from tests.conftest import ROOT, run_inproc
 from tests.test_html_page import EVIL, evil_program
 
-WHY = browser.why_not()
-if WHY:
-    print(f"\ntests/test_html_browser.py: skipped: {WHY}")
+WHY = browser.why_not()  # tests/conftest.py prints it at the end of a run that skipped these tests
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(WHY is not None, reason=f"no headless browser: {WHY}")]
 
 
@@ -269,4 +267,32 @@ def test_big_tensors_show_as_matrices_and_summaries(driver, tmp_path):
     hover(d, "n1")
     summary = js(d, "return [...document.querySelectorAll('#info .value dt')].map(e => e.textContent)")
     assert summary[:5] == ["entries", "‖·‖", "min", "max", "mean"]
+    assert browser.console_errors(d) == []
+
+
+def test_a_leaf_drawn_once_per_use_answers_for_the_leaf(driver, tmp_path):
+    out = tmp_path / "f.html"
+    text = "def f(u) = u * u + 1\ninput w = 0.5\nz = " + " + ".join(f"f(w * {k})" for k in range(1, 11))
+    r = run_inproc("render", "-e", text, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    d = driver
+    load(d, out)
+    w = js(
+        d, "return JSON.parse(document.getElementById('cgraph-data').textContent).nodes.findIndex(n => n.name == 'w')"
+    )
+    hover(d, f"n{w}_3")
+    p = panel(d)
+    assert p["name"].startswith("w") and p["value"] == "0.5" and p["grad"] == "385"  # Σ 2·0.5·k², k = 1..10
+    # stepping to a use of w highlights that copy with its edge
+    k, copy = js(
+        d,
+        """const data = JSON.parse(document.getElementById('cgraph-data').textContent);
+        const w = arguments[0];
+        const k = data.steps.findIndex(s => s.edges.some(e => data.edges[e][0] == w && data.edges[e][2] >= 0));
+        const e = data.steps[k].edges.find(e => data.edges[e][0] == w);
+        return [k + 1, data.edges[e][2]];""",
+        w,
+    )
+    js(d, "const s = document.getElementById('slider'); s.value = arguments[0]; s.dispatchEvent(new Event('input'))", k)
+    assert "active" in js(d, "return document.getElementById(arguments[0]).className.baseVal", f"n{w}_{copy}")
     assert browser.console_errors(d) == []

@@ -16,7 +16,7 @@ import pytest
 
 from cgraph_cli.analysis.explain import step_text, to_text
 from cgraph_cli.fmt import fmt_number, fmt_shape
-from cgraph_cli.present.dot import GraphPicture, evaluate_for_picture
+from cgraph_cli.present.dot import GRAD_COLOR, VALUE_COLOR, GraphPicture, evaluate_for_picture
 from cgraph_cli.present.html import MATRIX_MAX, build_page, inline_svg, json_block, page_data, tensor_text
 from cgraph_cli.run.request import Options
 from tests.conftest import EXAMPLES, ROOT, run_inproc
@@ -235,6 +235,12 @@ def test_csp_allows_only_the_pages_own_style_and_script(lecture_page):
     assert "eval(" not in executable[0] and "innerHTML" not in executable[0] and "Function(" not in executable[0]
 
 
+def test_every_colour_of_the_style_is_filled_in(lecture_page):
+    style = parse(lecture_page).styles[0]
+    assert not re.findall(r"__[A-Z_]+__", style)
+    assert f'text[fill="{VALUE_COLOR}"]' in style and f'text[fill="{GRAD_COLOR}"]' in style
+
+
 def test_json_block_cannot_end_the_script():
     text = json_block({"s": "</script><script>alert(1)</script><!-- & \u2028"})
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
@@ -318,3 +324,24 @@ def test_explain_text_and_the_page_agree_on_names():
         if n["op"] != "const":
             assert n["name"] in text
     assert {n["name"] for n in data["nodes"]} >= {"s₁", "s₂"}
+
+
+def test_a_non_scalar_output_steps_forward_only():
+    pic = picture_of("input a = 2\nz = [1, 2] * a")
+    assert pic.grads is None
+    data = page_data(pic, "t")
+    assert data["grads"] is False and data["steps"]
+    assert {s["phase"] for s in data["steps"]} == {"forward"}
+    assert all(n["grad"] is None and "backward" not in n for n in data["nodes"])
+    z = data["nodes"][data["out"]]
+    assert z["value"] == {"shape": "(2,)", "rows": [["2", "4"]]}
+
+
+def test_user_functions_and_fanout_copies_reach_the_page():
+    text = "def f(u) = u * u + 1\ninput w = 0.5\nz = " + " + ".join(f"f(w * {k})" for k in range(1, 11))
+    pic = picture_of(text)
+    assert any(pic.copied)  # w is used more than FANOUT times: drawn once per use
+    data = page_data(pic, "t")
+    w = pic.g.inputs["w"]
+    assert sum(1 for e in data["edges"] if e[0] == w and e[2] >= 0) == pic.uses[w]
+    assert float(data["nodes"][w]["grad"]["text"]) == pytest.approx(sum(2 * (0.5 * k) * k for k in range(1, 11)))

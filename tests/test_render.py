@@ -143,8 +143,9 @@ def test_edge_labels_are_local_derivatives():
 
 def test_tensor_nodes_show_shape_and_abbreviations():
     text = dot_of(str(EXAMPLES / "mlp.cg"))
-    assert "(4, 3)" in text and "‖·‖ = " in text  # W1: shape and norm
-    assert "[1, 0.5, -1]" in text  # x in full
+    assert "(4, 3)" in text  # W1's shape; its 12 entries in full: tests/test_polish_matrices.py
+    big = dot_of("-e", "y = sum(W)", "--at", "W=" + str(np.arange(16.0).reshape(4, 4).tolist()))
+    assert "‖·‖ = " in big  # more than 12 entries: the norm
     assert "label=<(4, 3)>" in text  # a tensor edge carries its shape
 
 

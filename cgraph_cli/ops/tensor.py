@@ -39,6 +39,11 @@ def _transpose_vjp(g, ans, x, dims=()):
     return np.transpose(g, np.argsort(_perm(dims, np.ndim(x))))
 
 
+def _inverse(dims: tuple[int, ...], ndim: int) -> tuple[int, ...]:
+    """The permutation that undoes transpose(x, *dims) (the VJP's)."""
+    return tuple(int(k) for k in np.argsort(_perm(dims, ndim)))
+
+
 def _transpose_formula(L, at):
     dims = at.get("dims", ())
     if not dims:
@@ -299,7 +304,9 @@ RECORDS = [
         label=lambda at: keyword_label("ᵀ", at, {"dims": ()}),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=lambda k, U, L, A, at, sh: (
-            transposed(U) if not at.get("dims") else f"{U} with the permutation undone",
+            transposed(U)
+            if not at.get("dims")
+            else _transpose_formula([U], {"dims": _inverse(at["dims"], len(sh[0]))}),
             f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}",
         ),
         rows=Rows(lambda x, dims=(): x, (lambda g, ans, x, dims=(): g,)),
@@ -393,7 +400,7 @@ RECORDS = [
         formula=lambda L, at: keyword_call("expand_dims", L, at, {}, ("axis",)),
         label=lambda at: keyword_label("expand_dims", at, {}),
         local=lambda k, L, A, at, sh: "1",
-        vjp_text=_shape_change_text(lambda U, at, sh: f"{U} without axis {at.get('axis')}"),
+        vjp_text=_shape_change_text(lambda U, at, sh: f"reshape({U}, {', '.join(str(d) for d in sh[0])})"),
         test_shapes=((2, 3),),
         test_attrs={"axis": -1},
         complex_step=True,

@@ -45,7 +45,7 @@ from cgraph_cli.analysis.explain import MAX_STEPS, Explanation, explain, step_te
 from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.reference import Result, forward
 from cgraph_cli.errors import CgraphError
-from cgraph_cli.fmt import fmt_number, fmt_picture, fmt_shape
+from cgraph_cli.fmt import fmt_number, fmt_picture, fmt_shape, picture_grid
 from cgraph_cli.ir.graph import Graph, backward_graph, name_gradients
 from cgraph_cli.ir.names import node_names
 from cgraph_cli.ops import LEAF_OPS, OPS
@@ -447,11 +447,10 @@ class GraphPicture:
             v = self.values[i]
             if v is not None:
                 color = VALUE_COLOR if st.values is None or i in st.values else fill
-                rows.append(f'<TR><TD><FONT COLOR="{color}">{html_text(fmt_picture(v))}</FONT></TD></TR>')
+                rows.append(f"<TR><TD>{_number_html(v, color)}</TD></TR>")
         if self.grads is not None and self.grads[i] is not None:
             color = GRAD_COLOR if st.grads is None or i in st.grads else fill
-            text = "∂ " + fmt_picture(self.grads[i])
-            rows.append(f'<TR><TD><FONT COLOR="{color}">{html_text(text)}</FONT></TD></TR>')
+            rows.append(f"<TR><TD>{_number_html(self.grads[i], color, '∂ ')}</TD></TR>")
         content = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">' + "".join(rows) + "</TABLE>"
         names = self._port_names(i)
         if not names:
@@ -578,6 +577,29 @@ def caption_text(text: str, limit: int = MAX_CAPTION) -> str:
         parts[k] = "…"
         parts = [p for n, p in enumerate(parts) if not (p == "…" and n and parts[n - 1] == "…")]
     return " = ".join(parts)
+
+
+def _number_html(v: Any, color: str, prefix: str = "") -> str:
+    """A value or gradient in a box: one line (:func:`fmt_picture`), or a small tensor in full as a matrix
+    (:func:`picture_grid`): its entries right-aligned in columns between two bracket lines."""
+    grid = picture_grid(v)
+    if grid is None:
+        return f'<FONT COLOR="{color}">{html_text(prefix + fmt_picture(v))}</FONT>'
+    n = len(grid)
+    bracket = '<TD ROWSPAN="{n}" BORDER="1" SIDES="{sides}" COLOR="{color}" FIXEDSIZE="TRUE" WIDTH="4" HEIGHT="4"></TD>'
+    left = bracket.format(n=n, sides="LTB", color=color)
+    right = bracket.format(n=n, sides="RTB", color=color)
+    head = f'<TD ROWSPAN="{n}"><FONT COLOR="{color}">{html_text(prefix.strip())}</FONT></TD>' if prefix else ""
+    trs = []
+    for k, row in enumerate(grid):
+        cells = "".join(f'<TD ALIGN="RIGHT"><FONT COLOR="{color}">{html_text(t)}</FONT></TD>' for t in row)
+        trs.append("<TR>" + (head + left if k == 0 else "") + cells + (right if k == 0 else "") + "</TR>")
+    matrix = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="1" CELLPADDING="2">' + "".join(trs) + "</TABLE>"
+    # empty cells on both sides take the box's extra width: Graphviz would stretch the matrix's columns instead
+    return (
+        '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0"><TR><TD WIDTH="0"></TD>'
+        + f'<TD>{matrix}</TD><TD WIDTH="0"></TD></TR></TABLE>'
+    )
 
 
 def _blank(text: str) -> str:

@@ -215,7 +215,7 @@ def page_css() -> str:
     value and gradient text in the SVG by those colours, and its legend shows the boxes' colours."""
     css = _asset("page.css")
     colours = {"VALUE": VALUE_COLOR, "GRAD": GRAD_COLOR}
-    for kind in ("input", "const", "op"):
+    for kind in FILL:  # input, const, op
         colours[f"FILL_{kind.upper()}"] = FILL[kind]
         colours[f"BORDER_{kind.upper()}"] = BORDER[kind]
     for name, colour in colours.items():

@@ -123,6 +123,23 @@ def _fit_encoding(renderable: Any, encoding: str) -> Any:
     return renderable
 
 
+MAX_PIPED_WIDTH = 240
+
+
+def piped_width(console: Any, renderable: Any) -> int:
+    """The width of a table written to a file or a pipe: COLUMNS if set, else the table's own width (at least
+    80 columns, at most :data:`MAX_PIPED_WIDTH`), so that a matrix in a cell keeps its rows whole."""
+    import os
+
+    if os.environ.get("COLUMNS", "").strip().lstrip("-").isdigit():  # a width asked for (garbage is ignored)
+        return console.width
+    try:
+        natural = console.measure(renderable, options=console.options.update_width(MAX_PIPED_WIDTH)).maximum
+    except Exception:  # a renderable rich cannot measure: its usual width
+        return console.width
+    return max(console.width, min(natural, MAX_PIPED_WIDTH))
+
+
 def print_rich(renderable: Any) -> None:
     from cgraph_cli.errors import OutputClosed
 
@@ -133,6 +150,7 @@ def print_rich(renderable: Any) -> None:
         if sys.stdout.isatty():
             console.print(renderable)
         else:  # piped: the same text without the padding rich adds to titles (no trailing spaces)
+            console.width = piped_width(console, renderable)
             with console.capture() as captured:
                 console.print(renderable)
             sys.stdout.write("\n".join(line.rstrip() for line in captured.get().split("\n")))

@@ -224,17 +224,32 @@
   }
 
   // -- pan and zoom: the SVG fills the viewport and shows the part of the picture its viewBox names, so the
-  // browser draws only what is on screen, at screen resolution, however large the graph ---------------
+  // browser draws only what is on screen, at screen resolution, however large the graph. While the wheel
+  // turns or the mouse drags, the drawn picture is moved and scaled as one layer (a CSS transform: no redraw);
+  // a moment after the gesture the new view is drawn sharp through the viewBox ---------------------------
   var vb0 = svg.viewBox.baseVal, X0 = vb0.x, Y0 = vb0.y, W = vb0.width || 1, H = vb0.height || 1;
-  var vx = X0, vy = Y0, sc = 1, minScale = 0.01, maxScale = 8, pending = false; // sc: pixels per point
+  var vx = X0, vy = Y0, sc = 1, minScale = 0.01, maxScale = 8; // the view: top-left in points, pixels per point
+  var drawn = { x: vx, y: vy, s: sc }; // the view the viewBox shows now
+  var pending = false, settle = 0;
 
-  function apply() {
+  function commit() {
+    clearTimeout(settle);
+    var vw = viewport.clientWidth || 1, vh = viewport.clientHeight || 1;
+    svg.setAttribute("viewBox", vx + " " + vy + " " + vw / sc + " " + vh / sc);
+    graph.style.transform = "";
+    drawn = { x: vx, y: vy, s: sc };
+  }
+
+  function apply(now) {
+    if (now) { commit(); return; }
     if (pending) return;
     pending = true;
     requestAnimationFrame(function () {
       pending = false;
-      var vw = viewport.clientWidth || 1, vh = viewport.clientHeight || 1;
-      svg.setAttribute("viewBox", vx + " " + vy + " " + vw / sc + " " + vh / sc);
+      var k = sc / drawn.s;
+      graph.style.transform = "translate(" + (drawn.x - vx) * sc + "px," + (drawn.y - vy) * sc + "px) scale(" + k + ")";
+      clearTimeout(settle);
+      settle = setTimeout(commit, 150);
     });
   }
 
@@ -254,7 +269,7 @@
     sc = s;
     vx = X0 - (vw / s - W) / 2;
     vy = Y0 - (vh / s - H) / 2;
-    apply();
+    apply(true);
   }
 
   function reveal(e) {
@@ -263,7 +278,7 @@
     if (r.left >= v.left && r.right <= v.right && r.top >= v.top && r.bottom <= v.bottom) return;
     vx -= ((v.left + v.width / 2) - (r.left + r.width / 2)) / sc;
     vy -= ((v.top + v.height / 2) - (r.top + r.height / 2)) / sc;
-    apply();
+    apply(true);
   }
 
   viewport.addEventListener("wheel", function (e) {
