@@ -294,3 +294,18 @@ def fmt_attr(v: Any) -> str:
     if isinstance(v, tuple):
         return fmt_shape(v)
     return str(v)
+
+
+def fmt_code(v: Any, inf: str = "inf", nan: str = "nan") -> str:
+    """A value as Python source that reads back to the same float64 entries (``cgraph export``): a number as
+    the shortest text that round-trips (``repr``), a tensor as nested lists; non-finite numbers are spelt
+    with the names given (``np.inf``, ``torch.nan``)."""
+    a = np.asarray(v, dtype=np.float64)
+    if a.ndim == 0:
+        x = float(a)
+        if math.isnan(x):
+            return nan
+        if math.isinf(x):
+            return inf if x > 0 else f"-{inf}"
+        return repr(x)
+    return "[" + ", ".join(fmt_code(r, inf, nan) for r in a) + "]"

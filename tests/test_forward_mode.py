@@ -9,6 +9,7 @@ differences along t. Whole programs are checked against reverse mode (the JVP al
 
 from __future__ import annotations
 
+import json
 import zlib
 
 import numpy as np
@@ -20,7 +21,7 @@ from cgraph_cli.errors import Source
 from cgraph_cli.ops import OPS, Derive, unbroadcast
 from cgraph_cli.run.program import compile_program
 from cgraph_cli.run.values import bind_inputs
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, run_cli
 from tests.test_ops_fd import sample_operands
 
 # -- the records ----------------------------------------------------------------------------------------------------
@@ -200,3 +201,76 @@ def test_reductions_over_axis_tuples_and_keepdims(name, attrs):
     got = op.tangent([t], ans, [x], attrs)
     assert np.shape(got) == np.shape(ans)
     assert float(np.sum(got * v)) == pytest.approx(float(np.sum(t * op.vjps([0], v, ans, [x], attrs)[0])), rel=1e-12)
+
+
+# -- the command line -------------------------------------------------------------------------------------------------
+
+
+def _cli_json(*args, env=None):
+    r = run_cli(*args, env=env)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_eval_forward_mode_json_has_every_nodes_tangent_and_the_jvp():
+    lecture = str(EXAMPLES / "lecture.cg")
+    d = _cli_json("eval", lecture, "--mode", "forward", "--tangent", "a=1,b=0", "-f", "json")
+    assert d["mode"] == "forward" and d["jvp"] == 7.0
+    assert d["direction"] == {"a": 1.0, "b": 0.0, "c": 0.0}  # an input not named: 0
+    tangents = {n["name"]: n["tangent"] for n in d["nodes"]}
+    assert tangents == {"a": 1.0, "b": 0.0, "c": 0.0, "x": 1.0, "y": 0.0, "z": 7.0}
+    assert "gradients" not in d and all("grad" not in n for n in d["nodes"])
+    # the default direction: 1 for the first input in source order, 0 elsewhere
+    assert _cli_json("eval", lecture, "--mode", "forward", "-f", "json")["jvp"] == 7.0
+    # along b + c: ∂z/∂b + ∂z/∂c of reverse mode
+    assert (
+        _cli_json("eval", lecture, "--mode", "forward", "--tangent", "b=1", "--tangent", "c=1", "-f", "json")["jvp"]
+        == 9.0 + 2.0
+    )
+
+
+def test_tensor_tangents_and_a_non_scalar_output():
+    d = _cli_json("eval", "-e", "input x[3]\ny = x * x", "--at", "x=[1,2,3]", "--mode", "forward",
+                  "--tangent", "x=[1,0,-1]", "-f", "json")  # fmt: skip
+    assert d["jvp"] == [2.0, 0.0, -6.0] and d["direction"]["x"] == [1.0, 0.0, -1.0]
+    # a number is that number at every entry
+    d = _cli_json("eval", "-e", "input x[3]\ny = sum(x * x)", "--at", "x=[1,2,3]", "--mode", "forward",
+                  "--tangent", "x=1", "-f", "json")  # fmt: skip
+    assert d["jvp"] == 12.0
+
+
+def test_forward_mode_table_and_csv():
+    lecture = str(EXAMPLES / "lecture.cg")
+    r = run_cli("eval", lecture, "--mode", "forward", "--tangent", "b=1", env={"COLUMNS": "120"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "z = 14;  along t (a = 0, b = 1, c = 0): ∂z/∂t = 9"
+    assert "tangent ∂node/∂t" in r.stdout
+    r = run_cli("eval", lecture, "--mode", "forward", "--tangent", "b=1", "-f", "csv")
+    assert r.stdout.splitlines()[0] == "node,op,expr,shape,value,tangent"
+    assert "z,mul,x * y,,14.0,9.0" in r.stdout.splitlines()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--mode", "forward", "--tangent", "x=[1,0,2]", "-f", "json"],
+        ["--mode", "forward", "-f", "csv"],
+        ["--jacobian", "-f", "json"],
+        ["--jacobian", "-f", "csv"],
+        ["--cotangent", "[1,2,3]", "-f", "json"],
+        ["--mode", "forward", "--cotangent", "1", "-f", "json"],
+    ],
+)
+def test_the_fast_path_and_typer_agree(args):
+    cmd = ["eval", "-e", "input x[3]\ny = exp(x) * x", "--at", "x=[0.5,1,2]", *args]
+    a, b = run_cli(*cmd), run_cli(*cmd, env={"CGRAPH_NO_FASTPATH": "1"})
+    assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr)
+
+
+def test_a_non_finite_tangent_is_warned_about_where_it_starts():
+    r = run_cli("eval", "-e", "y = sqrt(a) * 2", "--at", "a=0", "--mode", "forward", "-f", "json")
+    assert r.returncode == 0
+    assert "non-finite tangent inf first appears in forward mode at node sqrt(a) (sqrt) (at a = 0)" in r.stderr
+    assert json.loads(r.stdout)["nonfinite"][0]["pass"] == "tangent"
+    r = run_cli("eval", "-e", "y = sqrt(a) * 2", "--at", "a=0", "--mode", "forward", "--strict", "-f", "json")
+    assert r.returncode == 1

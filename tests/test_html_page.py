@@ -345,3 +345,13 @@ def test_user_functions_and_fanout_copies_reach_the_page():
     w = pic.g.inputs["w"]
     assert sum(1 for e in data["edges"] if e[0] == w and e[2] >= 0) == pic.uses[w]
     assert float(data["nodes"][w]["grad"]["text"]) == pytest.approx(sum(2 * (0.5 * k) * k for k in range(1, 11)))
+
+
+def test_a_graph_too_large_to_step_through_gets_a_page_without_stepper(monkeypatch):
+    import cgraph_cli.present.html as page
+
+    pic = lecture_picture()
+    monkeypatch.setattr(page, "STEPPER_MAX", 5)
+    data = page_data(pic, "t")
+    assert data["steps"] == [] and "6 nodes, more than the 5" in data["note"]
+    assert data["nodes"][1]["value"] == {"shape": "()", "text": "3"} and "backward" not in data["nodes"][1]

@@ -29,7 +29,7 @@ from cgraph_cli.ops import OPS, unbroadcast
 
 @dataclass
 class Anomaly:
-    where: str  # "forward" | "backward"
+    where: str  # "forward" | "backward" | "tangent" (forward mode)
     node: int  # the op node to blame
     operand: int | None = None  # backward: the operand the non-finite gradient flowed to
     bad: Any = None  # the non-finite value or gradient contribution
@@ -55,6 +55,9 @@ def find(result: Result) -> list[Anomaly]:
         found.append(Anomaly("forward", i, None, vals[i]))
     if "backward" in kinds:
         found.append(_backward_origin(result) or _fallback(result))
+    if "tangent" in kinds:  # forward mode runs in topological order: the first non-finite tangent is the origin
+        i = next(i for where, i in result.nonfinite if where == "tangent")
+        found.append(Anomaly("tangent", i, None, (result.tangents or [])[i]))
     return found
 
 
@@ -127,6 +130,11 @@ def warnings(result: Result) -> list[str]:
             if operands:
                 msg += f" from {operands}"
             hint = domain_hint(g, i, vals)
+        elif a.where == "tangent":
+            msg = f"non-finite tangent {fmt_value(a.bad)} first appears in forward mode at {node}"
+            if operands:
+                msg += f" (at {operands})"
+            hint = next((h for j in g.args[i] if (h := backward_hint(g, i, j, vals))), None) if g.args[i] else None
         elif a.operand is None:  # the input or node itself (no op to blame was found)
             msg = f"non-finite gradient {fmt_value(a.bad)} first appears in the backward pass at {node}"
             hint = None

@@ -68,9 +68,9 @@ def _build_app():
         """Evaluate, differentiate and draw computation graphs."""
 
     def _register() -> None:
-        from cgraph_cli.cli.commands import check_cmd, eval_cmd, explain_cmd, ir_cmd, render_cmd
+        from cgraph_cli.cli.commands import check_cmd, eval_cmd, explain_cmd, export_cmd, ir_cmd, render_cmd
 
-        for mod in (eval_cmd, render_cmd, check_cmd, explain_cmd, ir_cmd):
+        for mod in (eval_cmd, render_cmd, check_cmd, explain_cmd, ir_cmd, export_cmd):
             mod.register(app)
 
     _register()

@@ -18,8 +18,9 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import Sequence
 
-from cgraph_cli.run.request import COMMON_OPTIONS, Options, OptionSpec, check_choice
+from cgraph_cli.run.request import COMMON_OPTIONS, DERIVATIVE_OPTIONS, Options, OptionSpec, check_choice
 
 FORMATS = ("table", "json", "csv")
 EVAL_OPTIONS: tuple[OptionSpec, ...] = (
@@ -43,8 +44,9 @@ EVAL_OPTIONS: tuple[OptionSpec, ...] = (
         "NAME=VALUE,...",
         "Also the Hessian-vector product along a direction per input, e.g. --hvp a=1,b=0 (others 0).",
     ),
-)
-"""``eval``'s own options; with :data:`cgraph_cli.run.request.COMMON_OPTIONS`, all that the fast parser reads.
+) + DERIVATIVE_OPTIONS
+"""``eval``'s own options (and how to differentiate, :data:`cgraph_cli.run.request.DERIVATIVE_OPTIONS`); with
+:data:`cgraph_cli.run.request.COMMON_OPTIONS`, all that the fast parser reads.
 ``commands/eval_cmd.py`` declares them to Typer from this table."""
 EVAL_OPTION = {spec.key: spec for spec in EVAL_OPTIONS}
 _BY_FLAG: dict[str, OptionSpec] = {flag: spec for spec in COMMON_OPTIONS + EVAL_OPTIONS for flag in spec.flags}
@@ -62,6 +64,16 @@ class EvalArgs:
     strict: bool = EVAL_OPTION["strict"].default
     hessian: bool = EVAL_OPTION["hessian"].default
     hvp: str | None = EVAL_OPTION["hvp"].default
+    mode: str | None = EVAL_OPTION["mode"].default
+    tangent: Sequence[str] | None = EVAL_OPTION["tangent"].default
+    cotangent: str | None = EVAL_OPTION["cotangent"].default
+    jacobian: bool = EVAL_OPTION["jacobian"].default
+
+    @property
+    def derivatives(self):
+        from cgraph_cli.run.derivatives import Derivatives
+
+        return Derivatives(self.mode, self.tangent or (), self.cotangent, self.jacobian)
 
 
 def parse_eval_args(argv: list[str]) -> EvalArgs | None:
@@ -145,14 +157,31 @@ def run_eval(args: EvalArgs) -> int:
             + ("--batch" if args.batch is not None else "--format csv"),
             hint="use --format json",
         )
-    from cgraph_cli.api import Program
+    deriv = args.derivatives
+    if args.batch is not None and deriv.given:
+        raise CgraphError(
+            "--batch gives each point's gradient; it cannot be combined with --mode, --tangent, --cotangent or"
+            " --jacobian"
+        )
+    deriv.check()
+    if second and deriv.given:
+        raise CgraphError(
+            f"{'--hessian' if args.hessian else '--hvp'} differentiates the gradient of reverse mode; it cannot be"
+            " combined with --mode, --tangent, --cotangent or --jacobian"
+        )
+    from cgraph_cli.api import Evaluation, Program
 
     program = Program.from_options(args.options)
     if args.batch is not None:
         warnings = program.eval_batch(args.batch, sys.stdout)
         _warn(warnings)
         return 1 if args.strict and warnings else 0
-    ev = program.eval()
+    if deriv.given or (args.options.at_file is not None and "cotangent" in program.request.values):
+        from cgraph_cli.run.derivatives import run as run_derivatives
+
+        ev = Evaluation(program, run_derivatives(program.request, deriv))
+    else:
+        ev = program.eval()
     if second:
         ev.add_second_order(hessian=args.hessian, hvp=args.hvp)
     try:

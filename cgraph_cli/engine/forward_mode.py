@@ -65,8 +65,8 @@ def jvp(g: Graph, inputs: dict[str, np.ndarray], direction: dict[str, Any], out:
     vals = forward(g, inputs)
     ts = tangents(g, vals, direction)
     grads: list[Any] = [None] * len(vals)
-    bad, masks = nonfinite_report(vals, grads, ts)
-    return Result(g, vals, grads, out, inputs, bad, mode="forward", tangents=ts, direction=dict(direction), masks=masks)
+    bad, _ = nonfinite_report(vals, grads, ts)  # (the node masks are of values and tangents: made when asked)
+    return Result(g, vals, grads, out, inputs, bad, mode="forward", tangents=ts, direction=dict(direction))
 
 
 def vjp(g: Graph, inputs: dict[str, np.ndarray], cotangent: Any, out: int | None = None) -> Result:

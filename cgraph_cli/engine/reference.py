@@ -101,12 +101,15 @@ class Result:
     tangents: list[Any] | None = None  # forward mode: every node's tangent
     direction: dict[str, Any] | None = None  # forward mode: each input's tangent
     cotangent: Any = None  # mode "cotangent": the output's cotangent v
+    jacobian: Any = None  # mode "jacobian": the Jacobian (engine.forward_mode.Jacobian)
     masks: tuple[np.ndarray, np.ndarray] | None = None  # nonfinite_mask of values and of grads, when known
 
     def nonfinite_nodes(self) -> np.ndarray:
-        """For each node, whether its value or its gradient holds a NaN or an infinity (scanned once)."""
+        """For each node, whether its value or its gradient (forward mode: its tangent) holds a NaN or an
+        infinity (scanned once)."""
         if self.masks is None:
-            self.masks = (nonfinite_mask(self.values), nonfinite_mask(self.grads))
+            second = self.tangents if self.mode == "forward" and self.tangents is not None else self.grads
+            self.masks = (nonfinite_mask(self.values), nonfinite_mask(second))
         return self.masks[0] | self.masks[1]
 
     @property
@@ -177,6 +180,9 @@ def check_scalar_output(g: Graph, out: int, shape: tuple) -> None:
         raise CgraphError(
             f"output '{name}' has shape {fmt_shape(shape)}; only a scalar can be differentiated",
             g.spans[out],
-            hint=f"differentiate a scalar such as sum({name}) or mean({name})",
+            hint=(
+                f"differentiate a scalar such as sum({name}) or mean({name}); or, with cgraph eval, ask for the"
+                f" Jacobian (--jacobian) or a vector-Jacobian product (--cotangent V, V of shape {fmt_shape(shape)})"
+            ),
             source=g.source,
         )

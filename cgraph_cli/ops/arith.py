@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cgraph_cli.fmt import fmt_number, fmt_shape
-from cgraph_cli.ops.core import ROWWISE, Call, Derive, Kernel, Op, Rows, broadcast_shape, same_shape
+from cgraph_cli.ops.core import ROWWISE, Call, Code, Derive, Kernel, Lower, Op, Rows, broadcast_shape, same_shape
 from cgraph_cli.ops.text import call, paren, transposed
 
 # -- pow ---------------------------------------------------------------------------------
@@ -143,6 +143,41 @@ def _matmul_vjp_text(k, U, L, A, at, sh):
     return (f"{transposed(L[0])} · {U}", f"{fmt_shape(sa)}ᵀ · {fmt_shape(su)} → {fmt_shape(sb)}")
 
 
+# -- how other engines write them (cgraph export) --------------------------------------------
+
+JAX_POW = """\
+@jax.custom_jvp
+def cg_pow(a, b):
+    return a**b
+
+
+@cg_pow.defjvp
+def _cg_pow_jvp(primals, tangents):
+    # PyTorch's derivatives of a^b, as cgraph takes them: d/da is 0 where b == 0 (also at a == 0),
+    # d/db is a^b log(a), taken as 0 where a == 0 and b >= 0 (-inf where a == 0 and b < 0)
+    a, b = primals
+    ta, tb = tangents
+    ans = cg_pow(a, b)
+    da = jnp.where(b == 0, 0.0, b * cg_pow(a, jnp.where(b == 0, 1.0, b) - 1))
+    db = jnp.where(a == 0, jnp.where(b >= 0, 0.0, -jnp.inf), ans * jnp.log(jnp.where(a == 0, 1.0, a)))
+    return ans, da * ta + db * tb
+"""
+
+
+def _matmul_onnx(site) -> str:
+    """MatMul of operands made 2-D: onnxruntime's fusion of Transpose into a MatMul with a 1-D operand
+    computes wrong numbers (1.32, float64), so a vector is made a one-column or one-row matrix first."""
+    a, b = site.xs
+    sa, sb = site.shapes
+    if len(sa) > 1 and len(sb) > 1:
+        return site.node("MatMul", [a, b])
+    if len(sa) == 1:
+        a = site.node("Unsqueeze", [a, site.ints([0])])
+    if len(sb) == 1:
+        b = site.node("Unsqueeze", [b, site.ints([1])])
+    return site.node("Reshape", [site.node("MatMul", [a, b]), site.ints(list(site.shape))])
+
+
 def _one(*_):
     return "1"
 
@@ -162,6 +197,7 @@ RECORDS = [
         rows=ROWWISE,
         kernel=Kernel.ID,
         complex_step=True,
+        lower=Lower(array=Code("{0}"), torch=Code("{0}"), onnx="Identity"),
     ),
     Op(
         "add",
@@ -180,6 +216,7 @@ RECORDS = [
         test_shapes=((3, 1), (4,)),
         complex_step=True,
         numpy=np.add,
+        lower=Lower(array=Code("{0} + {1}"), torch=Code("{0} + {1}"), onnx="Add"),
     ),
     Op(
         "sub",
@@ -199,6 +236,7 @@ RECORDS = [
         test_shapes=((2, 3), (3,)),
         complex_step=True,
         numpy=np.subtract,
+        lower=Lower(array=Code("{0} - {1}"), torch=Code("{0} - {1}"), onnx="Sub"),
     ),
     Op(
         "mul",
@@ -217,6 +255,7 @@ RECORDS = [
         test_shapes=((3,), (2, 1)),
         complex_step=True,
         numpy=np.multiply,
+        lower=Lower(array=Code("{0} * {1}"), torch=Code("{0} * {1}"), onnx="Mul"),
     ),
     Op(
         "div",
@@ -239,6 +278,7 @@ RECORDS = [
         test_shapes=((2, 3), (3,)),
         complex_step=True,
         numpy=np.divide,
+        lower=Lower(array=Code("{0} / {1}"), torch=Code("{0} / {1}"), onnx="Div"),
     ),
     Op(
         "pow",
@@ -262,6 +302,17 @@ RECORDS = [
         test_shapes=((3,), ()),
         complex_step=True,
         numpy=np.power,
+        lower=Lower(
+            numpy=Code("np.power({0}, {1})"),
+            jax=Code(
+                "cg_pow({0}, {1})",
+                (JAX_POW,),
+                "jax's own derivative of a^b is nan at a = 0 for b = 0 (0 * 0^-1) where PyTorch takes 0; "
+                "cg_pow has a custom JVP with PyTorch's rules",
+            ),
+            torch=Code("torch.pow({0}, {1})"),
+            onnx="Pow",
+        ),
     ),
     Op(
         "matmul",
@@ -279,6 +330,7 @@ RECORDS = [
         test_shapes=((2, 3), (3, 4)),
         complex_step=True,
         numpy=np.matmul,
+        lower=Lower(array=Code("{0} @ {1}"), torch=Code("{0} @ {1}"), onnx=_matmul_onnx),
     ),
     Op(
         "neg",
@@ -296,5 +348,6 @@ RECORDS = [
         kernel=Kernel.NEG,
         complex_step=True,
         numpy=np.negative,
+        lower=Lower(array=Code("-{0}"), torch=Code("-{0}"), onnx="Neg"),
     ),
 ]

@@ -122,6 +122,74 @@ class Call:
     doc: str = ""
 
 
+class NoEquivalent(Exception):
+    """Raised by a lowering (:class:`Code`, :class:`Lower`) for an instance of an op that the target cannot
+    write with the same function (the message says why); ``cgraph export`` turns it into an error at the op's
+    line."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """One node as a lowering sees it: the operands' variable names ``xs``, the attributes, the operands'
+    shapes, the node's shape, and the array module's alias ``m`` (``np``, ``jnp``, ``torch``)."""
+
+    xs: list[str]
+    attrs: dict
+    shapes: list[Shape]
+    shape: Shape
+    m: str
+
+    def fill(self, template: str) -> str:
+        """``template`` with ``{0}``, ``{1}``, ... the operands, ``{args}`` all of them comma-separated,
+        ``{m}`` the module and ``{axis}`` etc. the attributes as Python literals."""
+        extra = {k: repr(v) for k, v in self.attrs.items()}
+        return template.format(*self.xs, args=", ".join(self.xs), m=self.m, **extra)
+
+
+@dataclass(frozen=True)
+class Code:
+    """How one target of ``cgraph export`` writes the op as a Python expression.
+
+    ``expr`` is a :meth:`Site.fill` template, or a function of the :class:`Site` returning the expression
+    (it raises :class:`NoEquivalent` for an instance the target cannot write). ``helpers`` are module-level
+    definitions the expression calls, written once into the module. ``note`` says where the target's own
+    convention at a kink differs from cgraph's (PyTorch's) and how this spelling keeps cgraph's; the
+    exported module's docstring lists the notes of the ops it uses."""
+
+    expr: str | Callable[[Site], str]
+    helpers: tuple[str, ...] = ()
+    note: str | None = None
+
+    def write(self, site: Site) -> str:
+        return self.expr(site) if callable(self.expr) else site.fill(self.expr)
+
+
+@dataclass(frozen=True)
+class Lower:
+    """How ``cgraph export`` writes the op in each target (None: the target has no equivalent).
+
+    ``array`` serves numpy and jax.numpy alike (``{m}`` is ``np`` or ``jnp``) unless ``numpy`` or ``jax``
+    says otherwise. ``onnx`` is an ONNX operator type applied to the operands (``"Add"``), or a function
+    of an ONNX site (the exporter's builder: ``site.xs``, ``.attrs``, ``.shapes``, ``.shape`` as in
+    :class:`Site`; ``site.node(op_type, inputs, **attributes)`` adds a node and returns its output's name,
+    ``site.ints(values)``, ``site.number(x)`` and ``site.array(values)`` add int64, float and float-tensor
+    constants) returning the name of the
+    value that is the op's result."""
+
+    array: Code | None = None
+    numpy: Code | None = None
+    jax: Code | None = None
+    torch: Code | None = None
+    onnx: str | Callable[[Any], str] | None = None
+
+    def code(self, target: str) -> Code | None:
+        """The Python spelling for target ``numpy``, ``jax`` or ``torch``."""
+        own = getattr(self, target)
+        if own is not None or target == "torch":
+            return own
+        return self.array
+
+
 @dataclass(frozen=True)
 class Op:
     name: str
@@ -161,6 +229,8 @@ class Op:
     numpy: Callable[..., Any] | None = None  # a VJP's call of this function on a traced value records this op
     numpy_static: tuple[str, ...] = ()  # that function's positional arguments after the operands: the attributes
     internal: bool = False  # made only by the backward pass as graph nodes (broadcast_to, sum_to), not by the language
+    # -- how other engines write it (cgraph export)
+    lower: Lower | None = None
 
     def vjps(
         self, ks: list[int], g: Any, ans: Any, args: list[Any], attrs: dict | None = None, *, rows: bool = False

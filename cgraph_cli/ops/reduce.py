@@ -9,17 +9,21 @@ import numpy as np
 from cgraph_cli.fmt import fmt_keyword, fmt_shape
 from cgraph_cli.ops.core import (
     Call,
+    Code,
     Derive,
     Kernel,
     Kink,
+    Lower,
     Op,
     Rows,
+    Site,
     expand_reduced,
     keep,
     norm_axes,
     reduce_shape,
     reduced_count,
 )
+from cgraph_cli.ops.elementwise import JAX_ABS
 from cgraph_cli.ops.text import call, keyword_call, keyword_label, paren
 
 REDUCE_KEYWORDS = ("axis", "keepdims")
@@ -312,7 +316,7 @@ def _centered(L, at) -> str:
     return f"({L[0]} - {mean})"
 
 
-def _extreme(name: str, which: str, f) -> Op:
+def _extreme(name: str, which: str, f, onnx: str) -> Op:
     return Op(
         name,
         lambda x, axis=None, keepdims=False: f(x, axis=axis, keepdims=keepdims),
@@ -333,7 +337,225 @@ def _extreme(name: str, which: str, f) -> Op:
             "a tie: the gradient is split evenly",
         ),
         test_shapes=((4,),),
+        lower=reduction(
+            which,
+            "a" + which,
+            onnx,
+            note=f"torch.{which}(x, dim) sends the gradient to one of tied entries; torch.a{which} splits it evenly, "
+            "as cgraph does",
+        ),
     )
+
+
+# -- how other engines write them (cgraph export) --------------------------------------------
+
+
+def _keywords(site: Site, *, axis_word: str = "axis", keep_word: str = "keepdims", extra: str = "") -> str:
+    """``, axis=(0, 1), keepdims=True`` as the site's attributes say (nothing for the defaults)."""
+    out = ""
+    axis = site.attrs.get("axis")
+    if axis is not None:
+        out += f", {axis_word}={axis!r}"
+    if site.attrs.get("keepdims"):
+        out += f", {keep_word}=True"
+    return out + extra
+
+
+def _torch_dims(site: Site) -> str:
+    """``, dim=(0, 1)[, keepdim=True]``: every axis when there is no ``axis`` (nothing for a 0-d operand)."""
+    nd = len(site.shapes[0])
+    if nd == 0:
+        return ""
+    axes = norm_axes(site.attrs.get("axis"), nd)
+    axes = tuple(range(nd)) if axes is None else axes
+    return f", dim={axes!r}" + (", keepdim=True" if site.attrs.get("keepdims") else "")
+
+
+def reduction(fn: str, torch_fn: str, onnx: str | None, *, note: str | None = None) -> Lower:
+    """A reduction over ``axis`` (None: all) with ``keepdims``: ``{m}.fn``, ``torch.torch_fn`` and an ONNX
+    ``Reduce*`` operator."""
+    return Lower(
+        array=Code(lambda site: f"{site.m}.{fn}({site.xs[0]}{_keywords(site)})"),
+        torch=Code(lambda site: f"torch.{torch_fn}({site.xs[0]}{_torch_dims(site)})", note=note),
+        onnx=(lambda site: onnx_reduce(site, onnx, site.xs[0])) if onnx else None,
+    )
+
+
+def onnx_reduce(site, op_type: str, x: str, keepdims: bool | None = None) -> str:
+    """An ONNX ``Reduce*`` over the site's axes (a 0-d operand is its own reduction)."""
+    nd = len(site.shapes[0])
+    if nd == 0:
+        return site.node("Identity", [x])
+    axes = norm_axes(site.attrs.get("axis"), nd)
+    axes = tuple(range(nd)) if axes is None else axes
+    kd = site.attrs.get("keepdims", False) if keepdims is None else keepdims
+    return site.node(op_type, [x, site.ints(list(axes))], keepdims=int(bool(kd)))
+
+
+def _site_count(site) -> float:
+    return float(reduced_count(site.shapes[0], site.attrs.get("axis")))
+
+
+def _mean_onnx(site) -> str:
+    """sum / n, as cgraph computes the mean."""
+    return site.node("Div", [onnx_reduce(site, "ReduceSum", site.xs[0]), site.number(_site_count(site))])
+
+
+def _logsumexp_onnx(site) -> str:
+    """cgraph's formula: m = max (0 where not finite), log(sum(exp(x - m))) + m."""
+    (x,) = site.xs
+    if len(site.shapes[0]) == 0:
+        return site.node("Identity", [x])
+    m = onnx_reduce(site, "ReduceMax", x, keepdims=True)
+    finite = site.node("Not", [site.node("Or", [site.node("IsInf", [m]), site.node("IsNaN", [m])])])
+    m = site.node("Where", [finite, m, site.number(0.0)])
+    total = onnx_reduce(site, "ReduceSum", site.node("Exp", [site.node("Sub", [x, m])]), keepdims=True)
+    out = site.node("Add", [site.node("Log", [total]), m])
+    return site.node("Reshape", [out, site.ints(list(site.shape))])
+
+
+def _variance_onnx(site) -> str:
+    """cgraph's formula: the deviations from the mean (sum / n), squared, summed, over n - ddof."""
+    (x,) = site.xs
+    if len(site.shapes[0]) == 0:
+        d = site.node("Sub", [x, x])
+        return site.node("Div", [site.node("Mul", [d, d]), site.number(1.0 - site.attrs.get("ddof", 0))])
+    n = _site_count(site)
+    m = site.node("Div", [onnx_reduce(site, "ReduceSum", x, keepdims=True), site.number(n)])
+    d = site.node("Sub", [x, m])
+    total = onnx_reduce(site, "ReduceSum", site.node("Mul", [d, d]))
+    return site.node("Div", [total, site.number(n - site.attrs.get("ddof", 0))])
+
+
+def _ddof(site: Site, word: str = "ddof") -> str:
+    ddof = site.attrs.get("ddof", 0)
+    return f", {word}={ddof}" if ddof else ""
+
+
+NUMPY_LOGSUMEXP = """\
+def cg_logsumexp(x, axis=None, keepdims=False):
+    out_shape = np.sum(x, axis=axis, keepdims=keepdims).shape
+    if np.size(x) == 0:
+        return np.log(np.sum(np.exp(x), axis=axis, keepdims=keepdims))
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return s.reshape(out_shape)
+"""
+
+JAX_NORM = """\
+def _cg_norm(x, axis, keepdims):
+    return jnp.sqrt(jnp.sum(jnp.square(x), axis=axis, keepdims=keepdims))
+
+
+cg_norm = jax.custom_jvp(_cg_norm, nondiff_argnums=(1, 2))
+
+
+@cg_norm.defjvp
+def _cg_norm_jvp(axis, keepdims, primals, tangents):
+    # x / norm(x), taken as 0 where the norm is 0 (PyTorch's convention)
+    (x,), (t,) = primals, tangents
+    n = _cg_norm(x, axis, True)
+    unit = jnp.where(n == 0, 0.0, x / jnp.where(n == 0, 1.0, n))
+    return cg_norm(x, axis, keepdims), jnp.sum(unit * t, axis=axis, keepdims=keepdims)
+"""
+
+JAX_STD = """\
+def cg_std(x, axis=None, keepdims=False, ddof=0):
+    v = jnp.var(x, axis=axis, keepdims=keepdims, ddof=ddof)
+    # 0 where the variance is 0, where PyTorch takes std's derivative as 0 (sqrt'(0) would give nan)
+    return jnp.where(v == 0, 0.0, jnp.sqrt(jnp.where(v == 0, 1.0, v)))
+"""
+
+
+def _norm_numpy(site: Site) -> str:
+    x, p = site.xs[0], site.attrs.get("p", 2)
+    if p == 1:
+        return f"np.sum(np.abs({x}){_keywords(site)})"
+    if p == np.inf:
+        return f"np.max(np.abs({x}){_keywords(site)})"
+    return f"np.sqrt(np.sum(np.square({x}){_keywords(site)}))"
+
+
+def _norm_jax(site: Site) -> str:
+    x, p = site.xs[0], site.attrs.get("p", 2)
+    if p == 1:
+        return f"jnp.sum(cg_abs({x}){_keywords(site)})"
+    if p == np.inf:
+        return f"jnp.max(cg_abs({x}){_keywords(site)})"
+    return f"cg_norm({x}, {site.attrs.get('axis')!r}, {bool(site.attrs.get('keepdims'))})"
+
+
+def _norm_torch(site: Site) -> str:
+    p = site.attrs.get("p", 2)
+    order = "" if p == 2 else (", ord=torch.inf" if p == np.inf else f", ord={p}")
+    return f"torch.linalg.vector_norm({site.xs[0]}{order}{_torch_dims(site)})"
+
+
+def _norm_onnx(site) -> str:
+    x, p = site.xs[0], site.attrs.get("p", 2)
+    if p == 1:
+        return onnx_reduce(site, "ReduceSum", site.node("Abs", [x]))
+    if p == np.inf:
+        return onnx_reduce(site, "ReduceMax", site.node("Abs", [x]))
+    return site.node("Sqrt", [onnx_reduce(site, "ReduceSum", site.node("Mul", [x, x]))])
+
+
+def _torch_prod(site: Site) -> str:
+    """torch.prod reduces one dim at a time: the highest first, so the lower ones keep their numbers."""
+    x, nd = site.xs[0], len(site.shapes[0])
+    axes = norm_axes(site.attrs.get("axis"), nd)
+    keepdim = ", keepdim=True" if site.attrs.get("keepdims") else ""
+    if axes is None:
+        if site.attrs.get("keepdims") and nd:
+            return f"torch.reshape(torch.prod({x}), {site.shape})"
+        return f"torch.prod({x})"
+    for a in sorted(axes, reverse=True):
+        x = f"torch.prod({x}, dim={a}{keepdim})"
+    return x
+
+
+_NORM_LOWER = Lower(
+    numpy=Code(_norm_numpy),
+    jax=Code(
+        _norm_jax,
+        (JAX_NORM, JAX_ABS),
+        "jnp.linalg.norm's derivative at the zero vector is nan and jnp.abs's at 0 is 1; cg_norm and cg_abs "
+        "have custom JVPs that take them as 0, as PyTorch does",
+    ),
+    torch=Code(_norm_torch),
+    onnx=_norm_onnx,
+)
+
+_LOGSUMEXP_LOWER = Lower(
+    numpy=Code(lambda site: f"cg_logsumexp({site.xs[0]}{_keywords(site)})", (NUMPY_LOGSUMEXP,)),
+    jax=Code(lambda site: f"jax.nn.logsumexp({site.xs[0]}{_keywords(site)})"),
+    torch=Code(
+        lambda site: (
+            f"torch.logsumexp({site.xs[0]}.reshape(-1), dim=0)"
+            if not site.shapes[0]
+            else f"torch.logsumexp({site.xs[0]}{_torch_dims(site)})"
+        )
+    ),
+    onnx=_logsumexp_onnx,
+)
+
+_VAR_LOWER = Lower(
+    array=Code(lambda site: f"{site.m}.var({site.xs[0]}{_keywords(site, extra=_ddof(site))})"),
+    torch=Code(lambda site: f"torch.var({site.xs[0]}{_torch_dims(site)}, correction={site.attrs.get('ddof', 0)})"),
+    onnx=_variance_onnx,
+)
+
+_STD_LOWER = Lower(
+    numpy=Code(lambda site: f"np.std({site.xs[0]}{_keywords(site, extra=_ddof(site))})"),
+    jax=Code(
+        lambda site: f"cg_std({site.xs[0]}{_keywords(site, extra=_ddof(site))})",
+        (JAX_STD,),
+        "jnp.std's derivative where all entries are equal is nan (sqrt'(0)); cg_std takes it as 0, as PyTorch does",
+    ),
+    torch=Code(lambda site: f"torch.std({site.xs[0]}{_torch_dims(site)}, correction={site.attrs.get('ddof', 0)})"),
+    onnx=lambda site: site.node("Sqrt", [_variance_onnx(site)]),
+)
 
 
 RECORDS = [
@@ -355,6 +577,7 @@ RECORDS = [
         test_attrs={"axis": 1},
         complex_step=True,
         numpy=np.sum,
+        lower=reduction("sum", "sum", "ReduceSum"),
     ),
     Op(
         "mean",
@@ -372,9 +595,12 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"axis": 0},
         complex_step=True,
+        lower=Lower(
+            array=reduction("mean", "mean", None).array, torch=reduction("mean", "mean", None).torch, onnx=_mean_onnx
+        ),
     ),
-    _extreme("amax", "max", np.max),
-    _extreme("amin", "min", np.min),
+    _extreme("amax", "max", np.max, "ReduceMax"),
+    _extreme("amin", "min", np.min, "ReduceMin"),
     Op(
         "logsumexp",
         _logsumexp,
@@ -390,6 +616,7 @@ RECORDS = [
         rows=Rows(_lse_rows, (lambda g, ans, x, axis=None, keepdims=False: g * np.exp(x - ans),)),
         test_shapes=((5,),),
         complex_step=True,
+        lower=_LOGSUMEXP_LOWER,
     ),
     Op(
         "norm",
@@ -412,6 +639,7 @@ RECORDS = [
         ),
         grad_hint=lambda k, xs: "the derivative of norm(x) is x/norm(x), undefined at x = 0",
         test_shapes=((2, 3),),
+        lower=_NORM_LOWER,
     ),
     Op(
         "prod",
@@ -439,6 +667,11 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"axis": 1},
         complex_step=True,
+        lower=Lower(
+            array=reduction("prod", "prod", None).array,
+            torch=Code(_torch_prod),
+            onnx=lambda site: onnx_reduce(site, "ReduceProd", site.xs[0]),
+        ),
     ),
     Op(
         "var",
@@ -461,6 +694,7 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"axis": 1, "ddof": 1},
         complex_step=True,
+        lower=_VAR_LOWER,
     ),
     Op(
         "std",
@@ -487,5 +721,6 @@ RECORDS = [
         hint=_spread_hint("std"),
         test_shapes=((2, 3),),
         test_attrs={"axis": 0},
+        lower=_STD_LOWER,
     ),
 ]

@@ -8,7 +8,22 @@ import operator
 import numpy as np
 
 from cgraph_cli.fmt import fmt_index, fmt_shape
-from cgraph_cli.ops.core import Call, Derive, Kernel, Op, Rows, index_shape, norm_axes, norm_axis, place, sum_to
+from cgraph_cli.ops.core import (
+    Call,
+    Code,
+    Derive,
+    Kernel,
+    Lower,
+    NoEquivalent,
+    Op,
+    Rows,
+    Site,
+    index_shape,
+    norm_axes,
+    norm_axis,
+    place,
+    sum_to,
+)
 from cgraph_cli.ops.text import call, keyword_call, keyword_label, paren, transposed
 
 
@@ -249,6 +264,34 @@ def _index_vjp(g, ans, x, idx=()):
     return place(g, np.shape(x), idx)
 
 
+def _sum_to_axes(site: Site) -> tuple[int, ...]:
+    """The axes sum_to sums over: the leading ones its target lacks, then those it has as 1."""
+    src, dst = site.shapes[0], tuple(site.attrs.get("shape", ()))
+    extra = len(src) - len(dst)
+    return tuple(range(extra)) + tuple(extra + i for i, d in enumerate(dst) if d == 1 and src[extra + i] != 1)
+
+
+def _sum_to_code(sum_call: str, reshape: str):
+    def write(site: Site) -> str:
+        axes, x = _sum_to_axes(site), site.xs[0]
+        if axes:
+            x = sum_call.format(m=site.m, x=x, axes=axes)
+        return reshape.format(m=site.m, x=x, shape=tuple(site.attrs.get("shape", ())))
+
+    return write
+
+
+def _sum_to_onnx(site) -> str:
+    axes, x = _sum_to_axes(site), site.xs[0]
+    if axes:
+        x = site.node("ReduceSum", [x, site.ints(list(axes))], keepdims=1)
+    return site.node("Reshape", [x, site.ints(list(site.attrs.get("shape", ())))])
+
+
+def _no_place(site) -> str:
+    raise NoEquivalent("'place' (the gradient of an index, made by grad()) has no export yet")
+
+
 def _checked_broadcast(small, big):
     """``big`` if ``small`` broadcasts to it (else a ValueError naming both)."""
     try:
@@ -286,6 +329,219 @@ def _shape_change_text(what):
     return lambda k, U, L, A, at, sh: (what(U, at, sh), f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}")
 
 
+# -- how other engines write them (cgraph export) --------------------------------------------
+
+
+def _transpose_array(site: Site) -> str:
+    dims = site.attrs.get("dims", ())
+    if not dims:
+        return f"{site.m}.transpose({site.xs[0]})"
+    return f"{site.m}.transpose({site.xs[0]}, {_perm(dims, len(site.shapes[0]))})"
+
+
+def _torch_transpose(site: Site) -> str:
+    perm = _perm(site.attrs.get("dims", ()), len(site.shapes[0]))
+    if perm == tuple(range(len(perm))):
+        return site.xs[0]
+    return f"torch.permute({site.xs[0]}, {perm})"
+
+
+def _axes_entries(idx: tuple, shape) -> list[tuple[int, range | int]]:
+    """Each indexed axis of an operand of ``shape`` with the entries it keeps: an int (the axis goes away)
+    or a range (normalised, possibly with a negative step)."""
+    out: list[tuple[int, range | int]] = []
+    for ax, i in enumerate(idx):
+        n = shape[ax]
+        out.append((ax, range(*i.indices(n)) if isinstance(i, slice) else i % n))
+    return out
+
+
+def _torch_index(site: Site) -> str:
+    """Basic indexing; torch has no negative slice step, so such an axis is flipped first (the same entries
+    in the same order)."""
+    idx = site.attrs.get("idx", ())
+    entries = _axes_entries(idx, site.shapes[0])
+    flip = [ax for ax, r in entries if isinstance(r, range) and r.step < 0]
+    if not flip:
+        return f"{site.xs[0]}{fmt_index(idx)}"
+    parts: list = []
+    for ax, r in entries:
+        if not isinstance(r, range) or r.step > 0:
+            parts.append(idx[ax] if isinstance(r, range) else r)
+        elif len(r) == 0:
+            parts.append(slice(0, 0))
+        else:  # entries start, start + step, ... of the axis are n-1-start, ... of the flipped axis
+            n = site.shapes[0][ax]
+            first, last = n - 1 - r[0], n - 1 - r[-1]
+            parts.append(slice(first, last + 1, -r.step if r.step != -1 else None))
+    return f"torch.flip({site.xs[0]}, {tuple(flip)}){fmt_index(tuple(parts))}"
+
+
+def _onnx_index(site) -> str:
+    """Basic indexing as one Gather per indexed axis (an int index removes its axis, as in numpy)."""
+    (x,) = site.xs
+    out, removed = x, 0
+    for ax, r in _axes_entries(site.attrs.get("idx", ()), site.shapes[0]):
+        if isinstance(r, range) and r == range(site.shapes[0][ax]):
+            continue  # the whole axis
+        picked = site.ints(list(r) if isinstance(r, range) else r)
+        out = site.node("Gather", [out, picked], axis=ax - removed)
+        removed += not isinstance(r, range)
+    return out if out != x else site.node("Identity", [x])
+
+
+def _softmax_axis(site: Site):
+    """The softmax's axis as written in code: -1 by default, an int or a tuple."""
+    axis = site.attrs.get("axis")
+    return -1 if axis is None else axis
+
+
+def _onnx_softmax_axes(site) -> list[int]:
+    axes = norm_axes(_softmax_axis(site), len(site.shapes[0]))
+    assert axes is not None
+    return list(axes)
+
+
+def _onnx_log_sum_exp_kept(site, x: str) -> tuple[str, str]:
+    """(m, log(sum(exp(x - m))) + m) over the softmax axes, kept: cgraph's formula (m = 0 where not finite)."""
+    axes = site.ints(_onnx_softmax_axes(site))
+    m = site.node("ReduceMax", [x, axes], keepdims=1)
+    finite = site.node("Not", [site.node("Or", [site.node("IsInf", [m]), site.node("IsNaN", [m])])])
+    m = site.node("Where", [finite, m, site.number(0.0)])
+    return m, axes
+
+
+def _onnx_softmax(site) -> str:
+    (x,) = site.xs
+    if len(site.shapes[0]) == 0:
+        return site.node("Identity", [site.number(1.0)])
+    m, axes = _onnx_log_sum_exp_kept(site, x)
+    e = site.node("Exp", [site.node("Sub", [x, m])])
+    return site.node("Div", [e, site.node("ReduceSum", [e, axes], keepdims=1)])
+
+
+def _onnx_log_softmax(site) -> str:
+    (x,) = site.xs
+    if len(site.shapes[0]) == 0:
+        return site.node("Sub", [x, x])
+    m, axes = _onnx_log_sum_exp_kept(site, x)
+    total = site.node("ReduceSum", [site.node("Exp", [site.node("Sub", [x, m])]), axes], keepdims=1)
+    return site.node("Sub", [x, site.node("Add", [site.node("Log", [total]), m])])
+
+
+NUMPY_SOFTMAX = """\
+def cg_softmax(x, axis=-1):
+    if np.ndim(x) == 0:
+        return np.ones_like(x)
+    if np.size(x) == 0:
+        return np.zeros_like(x)
+    m = np.max(x, axis=axis, keepdims=True)
+    e = np.exp(x - np.where(np.isfinite(m), m, 0))
+    return e / np.sum(e, axis=axis, keepdims=True)
+"""
+
+NUMPY_LOG_SOFTMAX = """\
+def cg_log_softmax(x, axis=-1):
+    if np.ndim(x) == 0:
+        m = np.where(np.isfinite(x), x, 0)
+        return x - (np.log(np.exp(x - m)) + m)
+    if np.size(x) == 0:
+        return np.zeros_like(x)
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    return x - (np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m)
+"""
+
+
+def _jax_softmax(site: Site) -> str:
+    if len(site.shapes[0]) == 0:
+        return f"jnp.ones_like({site.xs[0]})"
+    return f"jax.nn.softmax({site.xs[0]}, axis={_softmax_axis(site)!r})"
+
+
+def _jax_log_softmax(site: Site) -> str:
+    if len(site.shapes[0]) == 0:
+        return f"jnp.zeros_like({site.xs[0]})"
+    return f"jax.nn.log_softmax({site.xs[0]}, axis={_softmax_axis(site)!r})"
+
+
+def _torch_softmax(site: Site) -> str:
+    x, axis = site.xs[0], _softmax_axis(site)
+    if len(site.shapes[0]) == 0:
+        return f"torch.ones_like({x})"
+    if isinstance(axis, tuple):
+        return f"torch.exp({x} - torch.logsumexp({x}, dim={axis}, keepdim=True))"
+    return f"torch.softmax({x}, dim={axis})"
+
+
+def _torch_log_softmax(site: Site) -> str:
+    x, axis = site.xs[0], _softmax_axis(site)
+    if len(site.shapes[0]) == 0:
+        return f"torch.zeros_like({x})"
+    if isinstance(axis, tuple):
+        return f"{x} - torch.logsumexp({x}, dim={axis}, keepdim=True)"
+    return f"torch.log_softmax({x}, dim={axis})"
+
+
+def _torch_cumsum(site: Site) -> str:
+    axis = site.attrs.get("axis")
+    if axis is None:
+        return f"torch.cumsum({site.xs[0]}.reshape(-1), dim=0)"
+    return f"torch.cumsum({site.xs[0]}, dim={axis})"
+
+
+def _array_cumsum(site: Site) -> str:
+    axis = site.attrs.get("axis")
+    return f"{site.m}.cumsum({site.xs[0]})" if axis is None else f"{site.m}.cumsum({site.xs[0]}, axis={axis})"
+
+
+def _onnx_cumsum(site) -> str:
+    (x,) = site.xs
+    axis = site.attrs.get("axis")
+    if axis is None:
+        x, axis = site.node("Reshape", [x, site.ints([-1])]), 0
+    return site.node("CumSum", [x, site.ints(axis)])
+
+
+def _onnx_stack(site) -> str:
+    axis = _stack_axis(site)
+    return site.node("Concat", [site.node("Unsqueeze", [x, site.ints([axis])]) for x in site.xs], axis=axis)
+
+
+def _stack_axis(site) -> int:
+    return int(norm_axis(site.attrs.get("axis", 0), len(site.shapes[0]) + 1))  # type: ignore[arg-type]
+
+
+def _with_axis(site: Site, word: str, default=0) -> str:
+    axis = site.attrs.get("axis", default)
+    return "" if axis == default else f", {word}={axis}"
+
+
+def _onnx_diag(site) -> str:
+    (x,) = site.xs
+    s = site.shapes[0]
+    if len(s) == 1:  # a vector on the diagonal of zeros
+        n = s[0]
+        eye = site.node("Equal", [site.array(np.eye(n)), site.number(1.0)])
+        row = site.node("Unsqueeze", [x, site.ints([0])])
+        return site.node("Where", [eye, site.node("Expand", [row, site.ints([n, n])]), site.number(0.0)])
+    k = min(s)
+    flat = site.node("Reshape", [x, site.ints([-1])])
+    return site.node("Gather", [flat, site.ints([i * (s[1] + 1) for i in range(k)])], axis=0)
+
+
+def _onnx_trace(site) -> str:
+    s = site.shapes[0]
+    flat = site.node("Reshape", [site.xs[0], site.ints([-1])])
+    diagonal = site.node("Gather", [flat, site.ints([i * (s[1] + 1) for i in range(min(s))])], axis=0)
+    return site.node("ReduceSum", [diagonal, site.ints([0])], keepdims=0)
+
+
+def _onnx_outer(site) -> str:
+    a, b = site.xs
+    return site.node("Mul", [site.node("Unsqueeze", [a, site.ints([1])]), site.node("Unsqueeze", [b, site.ints([0])])])
+
+
 RECORDS = [
     Op(
         "transpose",
@@ -316,6 +572,13 @@ RECORDS = [
         complex_step=True,
         numpy=np.transpose,
         numpy_static=("dims",),
+        lower=Lower(
+            array=Code(_transpose_array),
+            torch=Code(_torch_transpose),
+            onnx=lambda site: site.node(
+                "Transpose", site.xs, perm=list(_perm(site.attrs.get("dims", ()), len(site.shapes[0])))
+            ),
+        ),
     ),
     Op(
         "reshape",
@@ -343,6 +606,11 @@ RECORDS = [
         complex_step=True,
         numpy=np.reshape,
         numpy_static=("dims",),
+        lower=Lower(
+            array=Code(lambda site: f"{site.m}.reshape({site.xs[0]}, {site.shape})"),
+            torch=Code(lambda site: f"torch.reshape({site.xs[0]}, {site.shape})"),
+            onnx=lambda site: site.node("Reshape", [site.xs[0], site.ints(list(site.shape))]),
+        ),
     ),
     Op(
         "softmax",
@@ -363,6 +631,12 @@ RECORDS = [
         rows=Rows(lambda x, axis=None: np.ones_like(x), (lambda g, ans, x, axis=None: np.zeros_like(g),)),
         test_shapes=((2, 3),),
         complex_step=True,
+        lower=Lower(
+            numpy=Code(lambda site: f"cg_softmax({site.xs[0]}, axis={_softmax_axis(site)!r})", (NUMPY_SOFTMAX,)),
+            jax=Code(_jax_softmax),
+            torch=Code(_torch_softmax),
+            onnx=_onnx_softmax,
+        ),
     ),
     Op(
         "log_softmax",
@@ -387,6 +661,14 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"axis": 0},
         complex_step=True,
+        lower=Lower(
+            numpy=Code(
+                lambda site: f"cg_log_softmax({site.xs[0]}, axis={_softmax_axis(site)!r})", (NUMPY_LOG_SOFTMAX,)
+            ),
+            jax=Code(_jax_log_softmax),
+            torch=Code(_torch_log_softmax),
+            onnx=_onnx_log_softmax,
+        ),
     ),
     Op(
         "expand_dims",
@@ -404,6 +686,11 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"axis": -1},
         complex_step=True,
+        lower=Lower(
+            array=Code(lambda site: f"{site.m}.reshape({site.xs[0]}, {site.shape})"),
+            torch=Code(lambda site: f"torch.reshape({site.xs[0]}, {site.shape})"),
+            onnx=lambda site: site.node("Reshape", [site.xs[0], site.ints(list(site.shape))]),
+        ),
     ),
     Op(
         "squeeze",
@@ -423,6 +710,11 @@ RECORDS = [
         test_shapes=((2, 1, 3),),
         test_attrs={"axis": 1},
         complex_step=True,
+        lower=Lower(
+            array=Code(lambda site: f"{site.m}.reshape({site.xs[0]}, {site.shape})"),
+            torch=Code(lambda site: f"torch.reshape({site.xs[0]}, {site.shape})"),
+            onnx=lambda site: site.node("Reshape", [site.xs[0], site.ints(list(site.shape))]),
+        ),
     ),
     Op(
         "index",
@@ -443,6 +735,11 @@ RECORDS = [
         complex_step=True,
         numpy=operator.getitem,
         numpy_static=("idx",),
+        lower=Lower(
+            array=Code(lambda site: f"{site.xs[0]}{fmt_index(site.attrs.get('idx', ()))}"),
+            torch=Code(_torch_index),
+            onnx=_onnx_index,
+        ),
     ),
     Op(
         "stack",
@@ -468,6 +765,11 @@ RECORDS = [
         ),
         test_shapes=((2,), (2,)),
         complex_step=True,
+        lower=Lower(
+            array=Code(lambda site: f"{site.m}.stack([{', '.join(site.xs)}]{_with_axis(site, 'axis')})"),
+            torch=Code(lambda site: f"torch.stack([{', '.join(site.xs)}]{_with_axis(site, 'dim')})"),
+            onnx=_onnx_stack,
+        ),
     ),
     Op(
         "concat",
@@ -487,6 +789,15 @@ RECORDS = [
         ),
         test_shapes=((2, 3), (1, 3), (4, 3)),
         complex_step=True,
+        lower=Lower(
+            array=Code(lambda site: f"{site.m}.concatenate([{', '.join(site.xs)}]{_with_axis(site, 'axis')})"),
+            torch=Code(lambda site: f"torch.cat([{', '.join(site.xs)}]{_with_axis(site, 'dim')})"),
+            onnx=lambda site: site.node(
+                "Concat",
+                site.xs,
+                axis=int(norm_axis(site.attrs.get("axis", 0), len(site.shapes[0]))),  # type: ignore[arg-type]
+            ),
+        ),
     ),
     Op(
         "diag",
@@ -505,6 +816,7 @@ RECORDS = [
         test_shapes=((3,),),
         complex_step=True,
         numpy=np.diag,
+        lower=Lower(array=Code("{m}.diag({0})"), torch=Code("torch.diag({0})"), onnx=_onnx_diag),
     ),
     Op(
         "trace",
@@ -519,6 +831,7 @@ RECORDS = [
         vjp_text=lambda k, U, L, A, at, sh: (f"{U} · I", f"{fmt_shape(sh[-1])} → {fmt_shape(sh[0])}"),
         test_shapes=((3, 4),),
         complex_step=True,
+        lower=Lower(array=Code("{m}.trace({0})"), torch=Code("torch.trace({0})"), onnx=_onnx_trace),
     ),
     Op(
         "outer",
@@ -538,6 +851,7 @@ RECORDS = [
         ),
         test_shapes=((3,), (4,)),
         complex_step=True,
+        lower=Lower(array=Code("{m}.outer({0}, {1})"), torch=Code("torch.outer({0}, {1})"), onnx=_onnx_outer),
     ),
     Op(
         "cumsum",
@@ -564,6 +878,7 @@ RECORDS = [
         test_attrs={"axis": 1},
         complex_step=True,
         numpy=np.cumsum,
+        lower=Lower(array=Code(_array_cumsum), torch=Code(_torch_cumsum), onnx=_onnx_cumsum),
     ),
     # -- made only by the backward pass as graph nodes (ir/backward.py): each is the other's VJP
     Op(
@@ -582,6 +897,11 @@ RECORDS = [
         complex_step=True,
         numpy=np.broadcast_to,
         numpy_static=("shape",),
+        lower=Lower(
+            array=Code(lambda site: f"{site.m}.broadcast_to({site.xs[0]}, {tuple(site.attrs['shape'])})"),
+            torch=Code(lambda site: f"torch.broadcast_to({site.xs[0]}, {tuple(site.attrs['shape'])})"),
+            onnx=lambda site: site.node("Expand", [site.xs[0], site.ints(list(site.attrs["shape"]))]),
+        ),
         jvp=Derive.LINEAR,
         internal=True,
     ),
@@ -601,6 +921,11 @@ RECORDS = [
         complex_step=True,
         numpy=sum_to,
         numpy_static=("shape",),
+        lower=Lower(
+            array=Code(_sum_to_code("{m}.sum({x}, axis={axes}, keepdims=True)", "{m}.reshape({x}, {shape})")),
+            torch=Code(_sum_to_code("torch.sum({x}, dim={axes}, keepdim=True)", "torch.reshape({x}, {shape})")),
+            onnx=_sum_to_onnx,
+        ),
         jvp=Derive.LINEAR,
         internal=True,
     ),
@@ -620,6 +945,7 @@ RECORDS = [
         complex_step=True,
         numpy=place,
         numpy_static=("shape", "idx"),
+        lower=Lower(array=Code(_no_place), torch=Code(_no_place), onnx=_no_place),
         jvp=Derive.LINEAR,
         internal=True,
     ),

@@ -41,6 +41,9 @@ from cgraph_cli.present.render import render_dot
 
 MATRIX_MAX = 400  # a tensor with at most this many entries is shown in full in the panel (e.g. 20 × 20)
 SOURCE_MAX = 200_000  # characters: a longer program is not embedded in the page (the panel keeps its lines)
+# nodes: a larger graph's page has no stepper (the --steps frames it reuses hold each step's sets of shown nodes,
+# memory quadratic in the nodes: about 50 MB at 1,000 nodes, 200 MB at 2,000); explain stops at MAX_STEPS
+STEPPER_MAX = min(2_000, MAX_STEPS)
 PAGE_FORMAT = 1  # the data block's "format": bumped when its layout changes
 
 
@@ -90,10 +93,10 @@ def page_data(picture: GraphPicture, title: str) -> dict[str, Any]:
     values, grads = picture.values, picture.grads
     ex = None
     note = None
-    if values is not None and n <= MAX_STEPS:
+    if values is not None and n <= STEPPER_MAX:
         ex = picture.explanation()
     elif values is not None:
-        note = f"no stepper: the graph has {n:,} nodes, more than the {MAX_STEPS:,} that explain steps through"
+        note = f"no stepper: the graph has {n:,} nodes, more than the {STEPPER_MAX:,} that the page steps through"
     fwd_of: dict[int, int] = {}
     bwd_of: dict[int, int] = {}
     if ex is not None:

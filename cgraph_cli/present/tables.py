@@ -34,46 +34,71 @@ def _leaves(data: Any, value: Any) -> Any:
     return value(data)
 
 
+def _second(result: Result) -> tuple[str | None, list[Any]]:
+    """The per-node column beside the value: ("grad", gradients), ("tangent", tangents) in forward mode, or
+    (None, ...) for a Jacobian (which has no per-node derivative)."""
+    if result.mode == "forward":
+        return "tangent", result.tangents or []
+    if result.mode == "jacobian":
+        return None, result.grads
+    return "grad", result.grads
+
+
 def _document(result: Result, value: Any, nodes: Any = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document, with every value and gradient passed through ``value`` (``nodes``: the node
-    records as given, e.g. a :class:`NodeRecords` to be written without building a dict per node); ``extra``
-    adds top-level keys of nested dicts of arrays (``"hessian"``, ``"hvp"``)."""
+    records as given, e.g. a :class:`NodeRecords` to be written without building a dict per node).
+
+    Other modes than the default (``result.mode``): forward mode has ``direction`` and ``jvp`` and a
+    ``tangent`` per node instead of gradients; a cotangent's run has ``cotangent``; a Jacobian has
+    ``jacobian`` (input -> output.shape + input.shape), ``jacobian_mode``, ``jacobian_passes``. ``extra`` adds
+    top-level keys of nested dicts of arrays (``"hessian"``, ``"hvp"``)."""
     g = result.graph
-    vals, grads = result.values, result.grads
-    return {
-        "output": g.label(result.out),
-        "value": value(vals[result.out]),
-        "inputs": {k: value(v) for k, v in result.inputs.items()},
-        "gradients": {k: value(grads[i]) for k, i in g.inputs.items()},
-        "outputs": {g.label(i): value(vals[i]) for i in g.outputs},
-        "nodes": _node_records(result, value) if nodes is None else nodes,
-        "nonfinite": _anomalies(result),
-        **{k: _leaves(v, value) for k, v in (extra or {}).items()},
-    }
+    vals = result.values
+    key, second = _second(result)
+    doc: dict[str, Any] = {"output": g.label(result.out), "value": value(vals[result.out])}
+    if result.mode != "reverse":
+        doc["mode"] = result.mode
+    doc["inputs"] = {k: value(v) for k, v in result.inputs.items()}
+    if result.mode == "forward":
+        doc["direction"] = {k: value((result.direction or {}).get(k)) for k in g.inputs}
+        doc["jvp"] = value(result.jvp)
+    elif result.mode == "jacobian":
+        jac = result.jacobian
+        doc["jacobian"] = {k: value(b) for k, b in jac.blocks.items()}
+        doc["jacobian_mode"] = jac.mode
+        doc["jacobian_passes"] = jac.passes
+    else:
+        if result.mode == "cotangent":
+            doc["cotangent"] = value(result.cotangent)
+        doc["gradients"] = {k: value(second[i]) for k, i in g.inputs.items()}
+    doc["outputs"] = {g.label(i): value(vals[i]) for i in g.outputs}
+    doc["nodes"] = _node_records(result, value) if nodes is None else nodes
+    doc["nonfinite"] = _anomalies(result)
+    for k, v in (extra or {}).items():
+        doc[k] = _leaves(v, value)
+    return doc
 
 
 def _node_records(result: Result, value: Any) -> list[dict[str, Any]]:
     g = result.graph
-    vals, grads = result.values, result.grads
+    vals = result.values
+    key, second = _second(result)
     nonfinite = result.nonfinite_nodes().tolist()
     nodes = []
     for i in range(len(g)):
         line, col = g.line_col(i)
-        nodes.append(
-            {
-                "id": i,
-                "name": g.names[i],
-                "op": g.ops[i],
-                "args": list(g.args[i]),
-                "shape": list(np.shape(vals[i])),
-                "value": value(vals[i]),
-                "grad": value(grads[i]),
-                "expr": g.short_text(i),
-                "line": line,
-                "column": col,
-                "nonfinite": nonfinite[i],
-            }
-        )
+        node = {
+            "id": i,
+            "name": g.names[i],
+            "op": g.ops[i],
+            "args": list(g.args[i]),
+            "shape": list(np.shape(vals[i])),
+            "value": value(vals[i]),
+        }
+        if key is not None:
+            node[key] = value(second[i])
+        node.update({"expr": g.short_text(i), "line": line, "column": col, "nonfinite": nonfinite[i]})
+        nodes.append(node)
     return nodes
 
 
@@ -239,7 +264,8 @@ def _scalar_json(v: Any) -> str | None:
 
 def _write_node_records(result: Result, level: int, indent: str, enc_str, append, tensor) -> None:
     g = result.graph
-    vals, grads, names, ops, args = result.values, result.grads, g.names, g.ops, g.args
+    vals, names, ops, args = result.values, g.names, g.ops, g.args
+    second_key, grads = _second(result)
     nonfinite = result.nonfinite_nodes().tolist()
     item = "\n" + indent * (level + 1)
     key = ",\n" + indent * (level + 2)
@@ -271,12 +297,13 @@ def _write_node_records(result: Result, level: int, indent: str, enc_str, append
             tensor(np.asarray(v), level + 2)
         else:
             append(text)
-        append(f'{key}"grad": ')
-        text = _scalar_json(gr)
-        if text is None:
-            tensor(np.asarray(gr), level + 2)
-        else:
-            append(text)
+        if second_key is not None:
+            append(f'{key}"{second_key}": ')
+            text = _scalar_json(gr)
+            if text is None:
+                tensor(np.asarray(gr), level + 2)
+            else:
+                append(text)
         append(
             f'{key}"expr": {enc_str(g.short_text(i))}{key}"line": {line}{key}"column": {col}'
             f'{key}"nonfinite": {"true" if nonfinite[i] else "false"}\n' + indent * (level + 1) + "}"
@@ -409,12 +436,17 @@ def to_csv(result: Result, all_nodes: bool = False) -> str:
 
 
 def write_csv(result: Result, stream: Any, all_nodes: bool = False) -> None:
-    """Write :func:`to_csv`'s text to ``stream``, tensor cells chunk by chunk."""
+    """Write :func:`to_csv`'s text to ``stream``, tensor cells chunk by chunk (forward mode: a tangent column
+    in place of the gradient; a Jacobian: :func:`write_jacobian_csv`)."""
+    if result.mode == "jacobian":
+        write_jacobian_csv(result, stream)
+        return
     g = result.graph
     small = io.StringIO()
     w = csv.writer(small, lineterminator="\n")
-    w.writerow(["node", "op", "expr", "shape", "value", "grad"])
-    names, ops, vals, grads = g.names, g.ops, result.values, result.grads
+    key, grads = _second(result)
+    w.writerow(["node", "op", "expr", "shape", "value", key])
+    names, ops, vals = g.names, g.ops, result.values
     for i in rows(result, all_nodes):
         v, gr = vals[i], grads[i]
         tv, tg = type(v), type(gr)
@@ -456,6 +488,27 @@ def write_csv(result: Result, stream: Any, all_nodes: bool = False) -> None:
     stream.write(small.getvalue())
 
 
+def entry_names(name: str, shape: tuple[int, ...]) -> list[str]:
+    """``x[0, 1]`` for each entry of a tensor in C order (the name alone for a scalar)."""
+    if not shape:
+        return [name]
+    return [f"{name}[{', '.join(map(str, idx))}]" for idx in np.ndindex(*shape)]
+
+
+def write_jacobian_csv(result: Result, stream: Any) -> None:
+    """One row per (output entry, input entry): ``output,input,derivative`` such as ``y[1],x[0],2.0``."""
+    g = result.graph
+    w = csv.writer(stream, lineterminator="\n")
+    w.writerow(["output", "input", "derivative"])
+    oshape = tuple(np.shape(result.values[result.out]))
+    outs = entry_names(g.label(result.out), oshape)
+    for name, block in result.jacobian.blocks.items():
+        ins = entry_names(name, tuple(np.shape(result.values[g.inputs[name]])))
+        flat = np.asarray(block, dtype=np.float64).reshape(len(outs), len(ins))
+        for r, o in enumerate(outs):
+            w.writerows((o, x, csv_cell(flat[r, c])) for c, x in enumerate(ins))
+
+
 def _csv_tensor_cell(v: Any, write) -> None:
     """A cell as the csv module writes :func:`_csv_cell`'s text: quoted (quotes doubled) when the text has a
     comma or a quote, which for a tensor's compact JSON is known from its shape and whether it is finite."""
@@ -480,19 +533,36 @@ def grad_header(g: Graph, out: int) -> str:
     return f"∂{g.label(out)}/∂node"
 
 
+def direction_text(result: Result) -> str:
+    """Forward mode's direction as ``a = 1, b = 0``."""
+    return ", ".join(f"{k} = {fmt_value(t)}" for k, t in (result.direction or {}).items())
+
+
 def to_table(result: Result, all_nodes: bool = False):
-    """A rich Table: node, op, expression, shape, value, gradient."""
+    """A rich Table: node, op, expression, shape, value, gradient (forward mode: the tangent; a Jacobian:
+    the values, then :func:`jacobian_tables`)."""
     from rich.table import Table
 
     g = result.graph
+    out = g.label(result.out)
     labels = node_names(g)  # the same names as explain, the pictures and check
-    t = Table(title=f"{g.label(result.out)} = {fmt_value(result.values[result.out])}", title_justify="left")
+    title = f"{out} = {fmt_value(result.values[result.out])}"
+    key, second = _second(result)
+    header = grad_header(g, result.out)
+    if result.mode == "forward":
+        title += f";  along t ({direction_text(result)}): ∂{out}/∂t = {fmt_value(result.jvp)}"
+        header = "tangent ∂node/∂t"
+    elif result.mode == "cotangent":
+        title += f";  cotangent v = {fmt_value(result.cotangent)}"
+        header = f"vᵀ·∂{out}/∂node"
+    t = Table(title=title, title_justify="left")
     t.add_column("node", style="bold", no_wrap=True)
     t.add_column("op", style="dim", no_wrap=True)
     t.add_column("expression", overflow="fold", min_width=6)
     t.add_column("shape", style="dim", no_wrap=True)
     t.add_column("value", justify="right", style="cyan", overflow="fold")
-    t.add_column(grad_header(g, result.out), justify="right", style="magenta", overflow="fold")
+    if key is not None:
+        t.add_column(header, justify="right", style="magenta", overflow="fold")
     for i in rows(result, all_nodes):
         t.add_row(
             labels[i],
@@ -500,9 +570,59 @@ def to_table(result: Result, all_nodes: bool = False):
             g.short_text(i),
             fmt_shape(tuple(np.shape(result.values[i]))) if np.ndim(result.values[i]) else "()",
             fmt_cell(result.values[i]),
-            fmt_cell(result.grads[i]),
+            *([fmt_cell(second[i])] if key is not None else []),
         )
+    if result.mode == "jacobian":
+        from rich.console import Group
+
+        return Group(t, *jacobian_tables(result))
     return t
+
+
+JAC_ROWS, JAC_COLS = 12, 8  # a Jacobian block larger than this is shown by its corner and its size
+
+
+def jacobian_tables(result: Result) -> list[Any]:
+    """A line saying how it was computed, then per input a title and a table: ∂out/∂x as a matrix, one row
+    per output entry and a column per input entry
+    (the first rows and columns of a large one, with how many more there are)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    g = result.graph
+    jac = result.jacobian
+    out = g.label(result.out)
+    oshape = tuple(np.shape(result.values[result.out]))
+    outs = entry_names(out, oshape)
+    how = (
+        f"by {jac.mode} mode: {jac.passes} pass{'es' * (jac.passes != 1)}, one per "
+        f"{'input' if jac.mode == 'forward' else 'output'} entry (the other mode would take {jac.other})"
+    )
+    tables = []
+    for k, (name, block) in enumerate(jac.blocks.items()):
+        ishape = tuple(np.shape(result.values[g.inputs[name]]))
+        ins = entry_names(name, ishape)
+        flat = np.asarray(block).reshape(len(outs), len(ins))
+        shown_r, shown_c = min(len(outs), JAC_ROWS), min(len(ins), JAC_COLS)
+        title = f"∂{out}/∂{name}: shape {fmt_shape(oshape + ishape)}"
+        if shown_r < len(outs) or shown_c < len(ins):
+            title += f", the first {shown_r} × {shown_c} of {len(outs)} × {len(ins)} entries"
+        if k == 0:
+            tables.append(Text(f"Jacobian {how}", style="bold"))
+        tables.append(Text(title))
+        t = Table()
+        t.add_column("", style="bold", no_wrap=True)
+        for c in range(shown_c):
+            t.add_column(ins[c], justify="right", style="magenta", no_wrap=True)
+        if shown_c < len(ins):
+            t.add_column("…", no_wrap=True)
+        for r in range(shown_r):
+            cells = [fmt_number(flat[r, c]) for c in range(shown_c)]
+            t.add_row(outs[r], *cells, *(["…"] if shown_c < len(ins) else []))
+        if shown_r < len(outs):
+            t.add_row("…", *["…"] * (shown_c + (shown_c < len(ins))))
+        tables.append(t)
+    return tables
 
 
 def nonfinite_warnings(result: Result) -> list[str]:

@@ -108,6 +108,48 @@ COMMON_OPTIONS: tuple[OptionSpec, ...] = (
 )
 OPTION: dict[str, OptionSpec] = {o.key: o for o in COMMON_OPTIONS}
 
+MODES = ("reverse", "forward")
+DERIVATIVE_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "mode",
+        ("--mode",),
+        "text",
+        None,
+        "reverse|forward",
+        "reverse (the default: ∂out/∂node for every node) or forward (every node's tangent along --tangent).",
+        choices=MODES,
+        show_default=False,
+    ),
+    OptionSpec(
+        "tangent",
+        ("--tangent",),
+        "texts",
+        None,
+        "NAME=VALUE,...",
+        "Forward mode's direction: each input's tangent, e.g. --tangent a=1,b=0 or x=[1,0,0] (default: 1 for"
+        " the first input, 0 for the others). Repeatable.",
+    ),
+    OptionSpec(
+        "cotangent",
+        ("--cotangent",),
+        "text",
+        None,
+        "VALUE",
+        "Reverse mode from this cotangent v (a number, or a tensor of the output's shape): every node's"
+        ' vᵀ·∂out/∂node. Also read from --at-file under the key "cotangent".',
+    ),
+    OptionSpec(
+        "jacobian",
+        ("--jacobian",),
+        "flag",
+        False,
+        None,
+        "The Jacobian of the output (any shape) with respect to every input, by forward or reverse passes,"
+        " whichever takes fewer.",
+    ),
+)
+"""How to differentiate (:mod:`cgraph_cli.run.derivatives`): ``eval`` takes them all, ``explain`` the first two."""
+
 
 def _default(key: str) -> Any:
     return OPTION[key].default

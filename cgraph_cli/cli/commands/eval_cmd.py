@@ -19,6 +19,10 @@ Examples:
   cgraph eval -e 'z = (a + b) * (b + c)' --at a=-1,b=3,c=4 --format json
 
   echo 'y = sum(x^2)' | cgraph eval - --at x=[1,2,3] --format csv
+
+  cgraph eval examples/lecture.cg --mode forward --tangent a=1,b=0,c=0
+
+  cgraph eval -e 'y = x * x' --at x=[1,2,3] --jacobian
 """
 
 
@@ -38,6 +42,10 @@ def eval_command(
     hvp: Optional[str] = param(EVAL_OPTION["hvp"]),
     max_memory: Optional[str] = PARAM["max_memory"],
     no_cache: bool = PARAM["no_cache"],
+    mode: Optional[str] = param(EVAL_OPTION["mode"]),
+    tangent: Optional[List[str]] = param(EVAL_OPTION["tangent"]),
+    cotangent: Optional[str] = param(EVAL_OPTION["cotangent"]),
+    jacobian: bool = param(EVAL_OPTION["jacobian"]),
 ) -> None:
     options = Options(
         file=file,
@@ -51,7 +59,19 @@ def eval_command(
         no_cache=no_cache,
     )
     code = run_eval(
-        EvalArgs(options, fmt=fmt, all_nodes=all_nodes, batch=batch, strict=strict, hessian=hessian, hvp=hvp)
+        EvalArgs(
+            options,
+            fmt=fmt,
+            all_nodes=all_nodes,
+            batch=batch,
+            strict=strict,
+            mode=mode,
+            tangent=tangent or None,
+            cotangent=cotangent,
+            jacobian=jacobian,
+            hessian=hessian,
+            hvp=hvp,
+        )
     )
     if code:
         raise typer.Exit(code)
