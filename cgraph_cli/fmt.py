@@ -14,7 +14,7 @@ Tensors are built from those numbers: :func:`fmt_list` (every entry, as nested l
 :func:`fmt_cell` (a table cell), :func:`fmt_picture` and :func:`picture_grid` (a box of a picture),
 :func:`fmt_norm` (an L2 norm), :func:`fmt_operand` (a value inside a formula) and :func:`fmt_const`
 (``cgraph ir``'s constants). The JSON and CSV spellings (:func:`json_number`, :func:`json_value`,
-:func:`csv_cell`) keep full precision.
+:func:`csv_cell`) keep full precision: the shortest text that round-trips in the dtype computed (:func:`shortest`).
 """
 
 from __future__ import annotations
@@ -54,9 +54,22 @@ def fmt_number(x: Any, digits: int = 6, style: str = "plain") -> str:
     return s
 
 
+def shortest(v: Any) -> Any:
+    """Numbers as float64 whose shortest text (``repr``, as JSON and CSV write floats) is the shortest text that
+    round-trips in the dtype they were computed in: a float32 3.1415927 stays ``3.1415927``, not its float64
+    widening ``3.1415927410125732``. float64 numbers are returned as they are (a float, or a float64 array)."""
+    a = np.asarray(v)
+    if a.dtype not in (np.float32, np.float16):
+        return float(a) if a.ndim == 0 and not isinstance(v, np.ndarray) else a.astype(np.float64, copy=False)
+    if a.ndim == 0:
+        return float(str(a[()]))
+    return np.array([float(str(x)) for x in a.ravel()], dtype=np.float64).reshape(a.shape)
+
+
 def json_number(x: Any) -> Any:
-    """Strict JSON: non-finite numbers become the strings NaN / Infinity / -Infinity."""
-    x = float(x)
+    """Strict JSON: non-finite numbers become the strings NaN / Infinity / -Infinity; float32 numbers keep
+    their own shortest text (:func:`shortest`)."""
+    x = float(shortest(x))
     if math.isnan(x):
         return "NaN"
     if math.isinf(x):
@@ -220,7 +233,7 @@ def json_value(v: Any) -> Any:
     """A value as JSON-ready data: a number or nested lists (non-finite numbers as strings)."""
     if v is None:
         return None
-    a = np.asarray(v, dtype=np.float64)
+    a = np.asarray(shortest(v), dtype=np.float64)
     if a.ndim == 0:
         return json_number(a)
     if np.all(np.isfinite(a)):
@@ -233,12 +246,13 @@ def json_value(v: Any) -> Any:
 
 
 def csv_cell(v: Any) -> str:
-    """A CSV cell: a number in full precision (``repr``; NaN, inf, -inf), a tensor as compact JSON."""
+    """A CSV cell: a number in full precision (``repr``, float32 as its own shortest text; NaN, inf, -inf), a
+    tensor as compact JSON."""
     if v is None:
         return ""
     a = np.asarray(v)
     if a.ndim == 0:
-        return repr(float(a)) if np.isfinite(a) else fmt_number(a)
+        return repr(float(shortest(a))) if np.isfinite(a) else fmt_number(a)
     return json.dumps(json_value(a), separators=(",", ":"))
 
 

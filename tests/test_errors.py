@@ -489,10 +489,12 @@ def test_dtype_float32():
     assert r32.returncode == 0 and r64.returncode == 0
     v32 = json.loads(r32.stdout)["value"]
     v64 = json.loads(r64.stdout)["value"]
-    assert v32 == float(np.float32(1) / np.float32(3)) and v32 != v64
+    third32 = np.float32(1) / np.float32(3)
+    assert v32 == float(str(third32)) and v32 != v64  # the float32's shortest text (0.33333334), which reads back
+    assert np.float32(v32) == third32
     assert v64 == 1 / 3
     g32 = json.loads(r32.stdout)["gradients"]["x"]
-    assert g32 == float(np.float32(1) / np.float32(3))
+    assert g32 == float(str(third32))
 
 
 # -- stdin and -e -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import numpy as np
 from cgraph_cli.analysis import anomaly
 from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import format_located
-from cgraph_cli.fmt import csv_cell, fmt_cell, fmt_number, fmt_shape, fmt_value, json_number, json_value
+from cgraph_cli.fmt import csv_cell, fmt_cell, fmt_number, fmt_shape, fmt_value, json_number, json_value, shortest
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ir.names import node_names
 
@@ -167,7 +167,7 @@ def lazy_value(v: Any) -> Any:
 
 def _number_texts(chunk: np.ndarray, quote: str = '"') -> list[str]:
     """The JSON text of each entry (float64 repr, as json writes it; non-finite as quoted strings)."""
-    c = np.asarray(chunk, dtype=np.float64)
+    c = np.asarray(shortest(chunk), dtype=np.float64)  # float32: its own shortest text
     texts = list(map(float.__repr__, c.tolist()))
     fin = np.isfinite(c)
     if not fin.all():
@@ -256,7 +256,7 @@ def _scalar_json(v: Any) -> str | None:
         return "null"
     if getattr(v, "ndim", 0):
         return None
-    x = float(v)
+    x = float(v) if type(v) is float or getattr(v, "dtype", None) == np.float64 else float(shortest(v))
     if x - x == 0.0:  # finite
         return float.__repr__(x)
     return _number_texts(np.asarray(x).reshape(1))[0]

@@ -25,7 +25,7 @@ from cgraph_cli import limits
 from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.reference import backward, forward
 from cgraph_cli.errors import CgraphError, Source, closest
-from cgraph_cli.fmt import csv_cell
+from cgraph_cli.fmt import csv_cell, shortest
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ops import LEAF_OPS, OPS
 from cgraph_cli.run.request import Request
@@ -199,8 +199,12 @@ def _read_header(f, path: str) -> tuple[list[str], int]:
     for k, name in enumerate(header):
         if not name:
             raise CgraphError(f"{path}:{lineno}: column {k + 1} of the header has no name")
-        if not (name.isidentifier() and name.isascii()):
+        if not name.isidentifier():
             raise CgraphError(f"{path}:{lineno}: column {k + 1} of the header, {name!r}, is not an input name")
+    if not all(map(str.isascii, header)):  # names as the program spells them (NFKC, as the parser reads them)
+        import unicodedata
+
+        header = [unicodedata.normalize("NFKC", name) for name in header]
     seen: set[str] = set()
     for name in header:
         if name in seen:
@@ -394,7 +398,7 @@ def _eval_rows(
     }
     vals = forward(g, inputs, rows=True)
     grads = backward(g, vals, out, rows=True)
-    table = np.empty((m, 1 + len(names)), dtype=np.float64)  # results keep their precision
+    table = np.empty((m, 1 + len(names)), dtype=np.result_type(dt, np.float32))  # in the dtype computed
     table[:, 0] = vals[out]
     for k, name in enumerate(names):
         gr = grads[g.inputs[name]]
@@ -418,7 +422,7 @@ def _eval_one_by_one(
             cells.append(0.0 if gr is None else gr)
         rows.append(cells)
     if all(np.ndim(c) == 0 for row in rows for c in row):
-        return np.array([[float(np.asarray(c).reshape(())) for c in row] for row in rows], dtype=np.float64)
+        return np.array([[np.asarray(c).reshape(()) for c in row] for row in rows], dtype=g.dtype)
     table = np.empty((len(rows), len(rows[0]) if rows else 0), dtype=object)
     for r, row in enumerate(rows):
         for c, cell in enumerate(row):
@@ -440,6 +444,8 @@ def _format_rows(lines: list[str], table: np.ndarray) -> str:
     (as ``eval --format csv`` writes them; non-finite ones as NaN, inf, -inf)."""
     if not lines:
         return ""
+    if table.dtype != object:
+        table = shortest(table)  # float32: each number's own shortest text
     if table.dtype == object:
         outs = [",".join(_cell(c) for c in r) for r in table]
     elif np.isfinite(table).all():
@@ -500,4 +506,4 @@ def _number_rows(table: np.ndarray) -> str:
 
 
 def _cell(v: Any) -> str:
-    return _csv_line([csv_cell(np.asarray(v, dtype=np.float64))])
+    return _csv_line([csv_cell(np.asarray(v))])

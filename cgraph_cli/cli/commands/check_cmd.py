@@ -98,6 +98,12 @@ def check_command(
     fmt: str = typer.Option("table", "--format", "-f", metavar="table|json", help="table or json."),
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
+    modes: bool = typer.Option(
+        False,
+        "--modes",
+        help="Also check forward mode against reverse mode: ⟨v, J t⟩ from a JVP equals ⟨Jᵀv, t⟩ from a VJP"
+        " for 3 random t and v (seeded by --seed).",
+    ),
 ) -> None:
     from cgraph_cli.api import Program
 
@@ -115,6 +121,7 @@ def check_command(
             all_entries=all_entries,
             progress=progress,
             order=order,
+            modes=modes,
         )
     for note in report.notes:
         warn(note)
