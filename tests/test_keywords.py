@@ -381,3 +381,25 @@ def test_readme_table_of_functions_is_the_registrys():
             line = next(ln for ln in readme.splitlines() if ln.startswith(row))
             for k in call.keywords:
                 assert f"`{k}=`" in line
+
+
+# -- the compiled-program cache keeps every keyword attribute ---------------------------------------------------------
+
+
+def test_keyword_attributes_survive_the_cache(tmp_path, monkeypatch):
+    from cgraph_cli import limits
+    from cgraph_cli.run import cache
+
+    monkeypatch.setenv("CGRAPH_CACHE_DIR", str(tmp_path / "ir"))
+    monkeypatch.delenv("CGRAPH_NO_CACHE", raising=False)
+    monkeypatch.setattr(limits, "CACHE_MIN_CHARS", 0)
+    text = (
+        "y = sum(T, axis=(0, 2), keepdims=true) + norm(T, p=inf) + var(T, axis=-1, ddof=1)[0, 0]"
+        " + sum(transpose(T, 2, 0, 1)) + sum(softmax(T, axis=(1, 2)))\n"
+    )
+    src = Source(text, "kw.cg")
+    first = compile_program(src, {"T": T})  # builds and stores
+    loaded = cache.load(cache.key(src, {"T": T}, 0, "float64|None"), src)
+    assert loaded is not None, "the cache refused its own entry"
+    assert loaded.attrs == first.attrs and loaded.ops == first.ops
+    assert any((at or {}).get("axis") == (0, 2) for at in loaded.attrs)

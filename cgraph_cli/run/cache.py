@@ -435,17 +435,18 @@ def _is_span(v: Any, size: int) -> bool:
     return isinstance(v, list) and len(v) == 2 and all(map(_is_int, v)) and 0 <= v[0] <= v[1] <= size
 
 
+def _is_int_tuple(v: Any) -> bool:
+    return (
+        isinstance(v, dict) and list(v) == ["tuple"] and isinstance(v["tuple"], list) and all(map(_is_int, v["tuple"]))
+    )
+
+
 def _check_attr(k: str, v: Any) -> bool:
     """Whether one attribute, as JSON, has the form _jsonable_attr gives it."""
-    if k == "axis":
-        return v is None or _is_int(v)
+    if k == "axis":  # an int, or a tuple of them (sum(x, axis=(0, 1)))
+        return v is None or _is_int(v) or _is_int_tuple(v)
     if k == "dims":
-        return (
-            isinstance(v, dict)
-            and list(v) == ["tuple"]
-            and isinstance(v["tuple"], list)
-            and all(map(_is_int, v["tuple"]))
-        )
+        return _is_int_tuple(v)
     if k == "idx":
         if not isinstance(v, list):
             return False
@@ -471,7 +472,7 @@ def _check_attr(k: str, v: Any) -> bool:
         return True
     # a keyword's value (sum(x, keepdims=true), norm(x, p=inf)): a number, a bool or a tuple of ints
     if isinstance(v, dict):
-        return list(v) == ["tuple"] and isinstance(v["tuple"], list) and all(map(_is_int, v["tuple"]))
+        return _is_int_tuple(v)
     return v is None or type(v) in (int, float, bool)
 
 
