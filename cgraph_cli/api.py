@@ -98,6 +98,15 @@ def _merge(base: Mapping[str, Any], values: Mapping[str, Any] | None, inputs: Ma
 # -- the program ---------------------------------------------------------------------------------------------------
 
 
+def _name_warnings(g: Graph) -> list[str]:
+    """A warning per name that mixes alphabets confusably (:func:`cgraph_cli.lang.scripts.name_warnings`)."""
+    if all(map(str.isascii, g.bindings)):  # the common case: nothing more to import
+        return []
+    from cgraph_cli.lang.scripts import name_warnings
+
+    return name_warnings(g.bindings, g.source)
+
+
 @dataclass(frozen=True)
 class Input:
     """One input of a program: its name, declared shape (None when it comes from the value), default value.
@@ -171,6 +180,12 @@ class Program:
                 if self._structure_ is None:
                     self._structure_ = g
         return self._structure_
+
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings about the program itself (the command line prints them on stderr): a name that mixes
+        alphabets confusably, such as a Cyrillic 'а' among Latin letters."""
+        return _name_warnings(self._structure())
 
     @property
     def inputs(self) -> dict[str, Input]:
@@ -324,7 +339,7 @@ class Program:
         """The forward and backward passes step by step, as ``cgraph explain`` writes them.
 
         >>> print(cg.parse("z = x * y").explain(x=2, y=3).text.splitlines()[-1])
-        ∂z/∂x = ∂z/∂z · ∂z/∂x = 1 · y = 1 · 3 = 3
+          ∂z/∂x = y = 3
         """
         from cgraph_cli.analysis import explain
         from cgraph_cli.ir.graph import TooManyNodes
@@ -351,6 +366,7 @@ class Program:
         all_entries: bool = False,
         seed: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        modes: bool = False,
         **inputs: Any,
     ) -> CheckReport:
         """Check every gradient entry against finite differences (``cgraph check``); see its ``--help``.
@@ -358,7 +374,8 @@ class Program:
         ``wrt`` limits the check to some inputs; ``eps``/``rtol``/``atol`` switch to a fixed central
         difference; ``method="complex"`` takes the complex-step derivative; an input of more than 1000
         entries is checked at 1000 random ones unless ``samples`` or ``all_entries`` says otherwise.
-        ``progress(done, total)`` is called as entries are checked.
+        ``progress(done, total)`` is called as entries are checked. ``modes``: also check forward mode
+        against reverse mode (``check --modes``: ⟨v, J t⟩ = ⟨Jᵀv, t⟩ for random t and v).
 
         >>> report = cg.parse("y = sin(x) * x").check(x=0.5)
         >>> report.ok, len(report.rows)
@@ -393,6 +410,8 @@ class Program:
             progress=progress,
             method=method,
         )
+        if modes:
+            report.modes = check.check_modes(g, bound, target, seed=request.seed)
         notes = []
         if by_default:
             for c in report.inputs:
@@ -492,6 +511,40 @@ class Program:
         """Draw the picture into ``path`` (format from its suffix unless given; written atomically) and return
         the path. ``options`` are those of :meth:`picture` and the input values."""
         return self.picture(values, **options).save(path, format=format)
+
+    # -- other engines -----------------------------------------------------------------------------
+    def export(
+        self,
+        to: str,
+        values: Mapping[str, Any] | None = None,
+        /,
+        *,
+        of: str | None = None,
+        seed: int | None = None,
+        source_name: str | None = None,
+        **inputs: Any,
+    ) -> bytes:
+        """The program for another engine (``cgraph export``): ``to`` is ``"numpy"``, ``"jax"`` or ``"torch"``
+        (a Python module's source, UTF-8) or ``"onnx"`` (a model; needs the onnx package). Given values fix
+        input shapes and become the defaults; ``source_name`` is the file named in the module's header.
+
+        >>> code = cg.parse("z = x * y").export("numpy").decode()
+        >>> "def forward(" in code
+        True
+        """
+        from cgraph_cli.present.export import TARGETS, export
+
+        check_choice(to, TARGETS, "--to")
+        request = self._with(values, inputs, of=of, seed=seed)
+        if to == "onnx":
+            import importlib.util
+
+            if importlib.util.find_spec("onnx") is None:
+                raise CgraphError("--to onnx needs the onnx package", hint="pip install onnx")
+        if source_name is None:
+            name = request.source.filename
+            source_name = name if name.startswith("<") else Path(name).name
+        return export(request, to, source_name)
 
     # -- notebook display --------------------------------------------------------------------------
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
@@ -665,8 +718,9 @@ class Evaluation:
 
     @property
     def warnings(self) -> list[str]:
-        """The warnings the command line prints on stderr: where a non-finite number first appeared."""
-        return tables.nonfinite_warnings(self.result)
+        """The warnings the command line prints on stderr: a name that mixes alphabets confusably, where a
+        non-finite number first appeared."""
+        return _name_warnings(self.result.graph) + tables.nonfinite_warnings(self.result)
 
     def to_data(self) -> dict[str, Any]:
         """The JSON document as data (SPEC §3; tensors as nested lists, non-finite numbers as strings)."""
@@ -769,7 +823,7 @@ class Explanation:
     @property
     def warnings(self) -> list[str]:
         """Where a non-finite number first appeared (the command line's stderr)."""
-        return tables.nonfinite_warnings(self.explanation.result)
+        return _name_warnings(self.explanation.result.graph) + tables.nonfinite_warnings(self.explanation.result)
 
     def to_data(self) -> dict[str, Any]:
         """The steps as data (``cgraph explain --format json``)."""
@@ -867,7 +921,11 @@ class CheckReport:
         """Non-finite numbers and points where the program is not differentiable (the command line's stderr)."""
         from cgraph_cli.analysis.check import kink_warnings
 
-        return tables.nonfinite_warnings(self.report.result) + kink_warnings(self.report)
+        return (
+            _name_warnings(self.report.result.graph)
+            + tables.nonfinite_warnings(self.report.result)
+            + kink_warnings(self.report)
+        )
 
     def to_data(self) -> dict[str, Any]:
         """The report as data (``cgraph check --format json``)."""
@@ -953,6 +1011,11 @@ class Picture:
         return self._make()[1]
 
     @property
+    def warnings(self) -> list[str]:
+        """Warnings about the program drawn: a name that mixes alphabets confusably."""
+        return _name_warnings(self.graph)
+
+    @property
     def has_values(self) -> bool:
         """Whether the picture shows values (every input had one)."""
         return self.graph_picture.values is not None
@@ -1034,9 +1097,11 @@ class Steps:
         self._images: dict[str, list[bytes]] = {}
 
     def __len__(self) -> int:
+        """The number of frames: one per forward step and one per backward step."""
         return len(self.frames)
 
     def __iter__(self) -> Iterator[Frame]:
+        """The frames in order: the forward steps, then the backward steps."""
         return iter(self.frames)
 
     def render(self, format: Literal["svg", "png"] = "svg") -> list[bytes]:

@@ -99,6 +99,7 @@ class CgraphError(Exception):
         return self.source.line_col(max(0, min(self.span[0], len(self.source.text))))
 
     def with_source(self, source: Source) -> CgraphError:
+        """This error, pointing into ``source`` unless it already points into a program."""
         if self.source is None:
             self.source = source
         return self

@@ -159,6 +159,15 @@ def test_explain_check_ir_render_are_the_clis(tmp_path) -> None:
     assert target.read_text(encoding="utf-8") == dot
 
 
+def test_export_is_the_clis() -> None:
+    for target in ("numpy", "jax", "torch"):
+        code = cg.load(MLP).export(target)
+        assert code.decode("utf-8") == run_main("export", MLP, "--to", target, "-o", "-").stdout
+    namespace: dict = {}
+    exec(cg.load(LECTURE).export("numpy", a=1.0).decode("utf-8"), namespace)  # noqa: S102 - our own module
+    assert any(callable(v) and k == "forward" for k, v in namespace.items())
+
+
 def test_eval_batch_is_the_clis(tmp_path) -> None:
     points = tmp_path / "p.csv"
     points.write_text("a,b\n1,2\n-1,3\n0,0\n", encoding="utf-8")
@@ -322,7 +331,7 @@ def test_threads_evaluate_independent_programs() -> None:
 @pytest.fixture
 def calls(monkeypatch) -> list[str]:
     seen: list[str] = []
-    for method in ("eval", "eval_batch", "explain", "check", "picture", "ir", "ir_data"):
+    for method in ("eval", "eval_batch", "explain", "check", "picture", "ir", "ir_data", "export"):
         original = getattr(api.Program, method)
 
         def spy(self, *a, _name=method, _original=original, **kw):
@@ -345,6 +354,7 @@ def calls(monkeypatch) -> list[str]:
         (["ir", LECTURE], "ir"),
         (["ir", LECTURE, "-f", "json"], "ir_data"),
         (["render", LECTURE, "-f", "dot", "-o", "-"], "picture"),
+        (["export", LECTURE, "--to", "numpy", "-o", "-"], "export"),
     ],
 )
 def test_every_command_calls_the_api(calls, argv, method) -> None:

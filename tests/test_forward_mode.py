@@ -10,6 +10,7 @@ differences along t. Whole programs are checked against reverse mode (the JVP al
 from __future__ import annotations
 
 import json
+import unicodedata
 import zlib
 
 import numpy as np
@@ -274,3 +275,47 @@ def test_a_non_finite_tangent_is_warned_about_where_it_starts():
     assert json.loads(r.stdout)["nonfinite"][0]["pass"] == "tangent"
     r = run_cli("eval", "-e", "y = sqrt(a) * 2", "--at", "a=0", "--mode", "forward", "--strict", "-f", "json")
     assert r.returncode == 1
+
+
+# -- explain --mode forward --------------------------------------------------------------------------------------------
+
+
+def test_explain_forward_mode_writes_dual_numbers_as_simpleautodiff_does():
+    r = run_cli("explain", str(EXAMPLES / "lecture.cg"), "--mode", "forward")
+    assert r.returncode == 0, r.stderr
+    assert unicodedata.normalize("NFC", r.stdout) == r.stdout  # ȧ precomposed (no parentheses around ṫ)
+    lines = unicodedata.normalize("NFC", r.stdout).splitlines()
+    assert lines[0] == "Forward mode: each node's value and its tangent along t (a = 1, b = 0, c = 0)"
+    assert "  a = -1,  ȧ = 1" in lines
+    assert "  x = a + b = -1 + 3 = 2,  ẋ = ȧ + ḃ = 1 + 0 = 1" in lines
+    assert "  z = x * y = 2 * 7 = 14,  ż = ẋ * y + x * ẏ = 1 * 7 + 2 * 0 = 7" in lines
+    assert lines[-1] == "∂z/∂t = ż = 7"
+
+
+def test_explain_forward_mode_of_elementwise_ops_and_longer_names():
+    r = run_cli("explain", "-e", "s = sin(a) * b\ny = s - a / b", "--at", "a=1,b=2", "--mode", "forward",
+                "--tangent", "b=1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r.stdout = unicodedata.normalize("NFC", r.stdout)
+    assert "d(a / b) = (1/b) · ȧ + (-a/b^2) · ḃ = 0.5 · 0 + (-0.25) · 1 = -0.25" in r.stdout
+    assert "ṡ = dsin(a) * b + sin(a) * ḃ" not in r.stdout  # a call's tangent is d(sin(a))
+    assert "d(sin(a)) = cos(a) · ȧ = 0.540302 · 0 = 0" in r.stdout
+    # the numbers agree with eval's forward mode
+    d = json.loads(run_cli("explain", "-e", "s = sin(a) * b\ny = s - a / b", "--at", "a=1,b=2", "--mode",
+                           "forward", "--tangent", "b=1", "--format", "json").stdout)  # fmt: skip
+    e = json.loads(run_cli("eval", "-e", "s = sin(a) * b\ny = s - a / b", "--at", "a=1,b=2", "--mode",
+                           "forward", "--tangent", "b=1", "--format", "json").stdout)  # fmt: skip
+    assert d["jvp"] == e["jvp"] == pytest.approx(np.sin(1) + 0.25)
+    assert [s["tangent"] for s in d["forward"]][-1] == e["jvp"]
+    assert d["mode"] == "forward" and "backward" not in d
+
+
+def test_explain_forward_mode_of_tensors_and_bad_options():
+    r = run_cli("explain", str(EXAMPLES / "mlp.cg"), "--mode", "forward", "--tangent", "b1=[1,0,0,0]")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1].startswith("∂loss/∂t = dloss = ")
+    r = run_cli("explain", str(EXAMPLES / "lecture.cg"), "--tangent", "a=1")
+    assert (r.returncode, r.stderr) == (
+        2,
+        "error: --tangent gives the direction of forward mode\nhint: add --mode forward\n",
+    )

@@ -136,6 +136,11 @@ def test_lecture_page_steps_hovers_and_stays_offline(driver, lecture, tmp_path):
     assert panel(d)["name"].startswith("c") and "pinned" in js(
         d, "return document.getElementById('n2').className.baseVal"
     )
+    # the pinned node's panel goes to its steps (c: forward 3 of 6, backward 4 of 6: the stepper's 3rd and 10th)
+    buttons = js(d, "return [...document.querySelectorAll('#info button.goto')].map(b => b.textContent)")
+    assert buttons == ["show step 3 / 12", "show step 10 / 12"]
+    js(d, "document.querySelectorAll('#info button.goto')[1].click()")
+    assert text(d, "caption") == "backward 4/6:  ∂z/∂c = ∂z/∂y · ∂y/∂c = 2 · 1 = 2"
     assert browser.console_errors(d) == []
     urls = browser.requests(d)
     assert urls and all(u.startswith("file://") for u in urls), urls

@@ -41,7 +41,8 @@ from typing import Any, Callable
 import numpy as np
 
 from cgraph_cli.engine import evaluate
-from cgraph_cli.engine.reference import Result, forward
+from cgraph_cli.engine.forward_mode import tangents
+from cgraph_cli.engine.reference import Result, backward, forward
 from cgraph_cli.errors import CgraphError, closest, format_located
 from cgraph_cli.fmt import fmt_number, fmt_shape, fmt_value, json_number, json_value
 from cgraph_cli.ir.graph import Graph
@@ -114,6 +115,7 @@ class CheckReport:
     inputs: list[InputCheck] = field(default_factory=list)
     kinks: list[Kink] = field(default_factory=list)
     how: str = "richardson"  # "richardson", "complex" or "fixed"
+    modes: ModesCheck | None = None  # check --modes: forward against reverse mode
 
     @property
     def method(self) -> str:
@@ -129,7 +131,76 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
-        return self.failed == 0
+        return self.failed == 0 and (self.modes is None or self.modes.passed)
+
+
+@dataclass
+class ModesCheck:
+    """Forward mode against reverse mode: for random directions t and cotangents v, the JVP's ⟨v, J t⟩
+    and the VJP's ⟨Jᵀ v, t⟩ (the same number: one linear map, two ways)."""
+
+    forward: list[float]  # ⟨v, J t⟩ per trial
+    reverse: list[float]  # ⟨Jᵀ v, t⟩ per trial
+    scale: list[float]  # the sum of |terms| of the two inner products, the size of their round-off
+    ok: list[bool]
+
+    @property
+    def passed(self) -> bool:
+        return all(self.ok)
+
+
+MODES_TRIALS = 3
+MODES_RTOL = 1e-9  # of the terms' magnitude: both sides sum the same products in other orders
+
+
+def check_modes(
+    g: Graph, inputs: dict[str, np.ndarray], out: int, *, seed: int = 0, trials: int = MODES_TRIALS
+) -> ModesCheck:
+    """``trials`` random (t, v) from ``seed``: one tangent pass and one backward pass from v each."""
+    rng = np.random.default_rng(seed)
+    vals = forward(g, inputs)
+    names = list(g.inputs)
+    m = ModesCheck([], [], [], [])
+    with np.errstate(all="ignore"):
+        for _ in range(trials):
+            t = {x: rng.standard_normal(np.shape(inputs[x])) for x in names}
+            v = rng.standard_normal(np.shape(vals[out]))
+            jt = np.asarray(tangents(g, vals, t, upto=out)[out], dtype=np.float64)
+            grads = backward(g, vals, out, seed=v)
+            fwd = float(np.sum(v * jt))
+            parts = [np.asarray(grads[g.inputs[x]], dtype=np.float64) * t[x] for x in names]
+            rev = float(sum(np.sum(p) for p in parts))
+            scale = float(np.sum(np.abs(v * jt)) + sum(np.sum(np.abs(p)) for p in parts))
+            ok = fwd == rev or abs(fwd - rev) <= MODES_RTOL * scale
+            m.forward.append(fwd)
+            m.reverse.append(rev)
+            m.scale.append(scale)
+            m.ok.append(bool(ok))
+    return m
+
+
+def modes_summary(m: ModesCheck) -> str:
+    worst = max(range(len(m.ok)), key=lambda k: abs(m.forward[k] - m.reverse[k]))
+    diff = abs(m.forward[worst] - m.reverse[worst])
+    if m.passed:
+        return (
+            f"ok: forward and reverse mode agree: ⟨v, J t⟩ = ⟨Jᵀv, t⟩ for {len(m.ok)} random t and v"
+            f" (largest difference {fmt_number(diff, 2, 'sci')})"
+        )
+    return (
+        f"FAILED: forward and reverse mode differ: ⟨v, J t⟩ = {fmt_number(m.forward[worst])} but"
+        f" ⟨Jᵀv, t⟩ = {fmt_number(m.reverse[worst])}"
+    )
+
+
+def modes_data(m: ModesCheck) -> dict[str, Any]:
+    return {
+        "passed": m.passed,
+        "trials": [
+            {"forward": json_number(f), "reverse": json_number(r), "scale": json_number(s), "ok": ok}
+            for f, r, s, ok in zip(m.forward, m.reverse, m.scale, m.ok)
+        ],
+    }
 
 
 # -- kinks ----------------------------------------------------------------------------
@@ -551,6 +622,7 @@ def summary(report: CheckReport) -> str:
     n, bad = report.checked, report.failed
     tol = settings_text(report)
     sampled = " (sampled)" if any(c.sampled for c in report.inputs) else ""
+    modes = "" if report.modes is None else "\n" + modes_summary(report.modes)
     if n == 0:
         return f"ok: nothing to check: {out} has no inputs to differentiate with respect to"
     onesided = sum(1 for c in report.inputs for k in range(len(c.index)) if c.note(k))
@@ -561,7 +633,7 @@ def summary(report: CheckReport) -> str:
         else ""
     )
     if bad == 0:
-        return f"ok: all {n} gradient entries of {out} match finite differences{sampled} ({tol}){domain}"
+        return f"ok: all {n} gradient entries of {out} match finite differences{sampled} ({tol}){domain}{modes}"
     worst = max(
         ((c, k) for c in report.inputs for k in range(len(c.index)) if not c.ok[k]),
         key=lambda ck: np.nan_to_num(ck[0].abs_error[ck[1]], nan=np.inf),
@@ -577,7 +649,7 @@ def summary(report: CheckReport) -> str:
             f"\nnote: {noisy} of these differ by less than the finite differences' own round-off"
             f" (up to {fmt_number(level, 1, 'sci')} here, from |{out}| / eps): a larger --eps or --atol may settle them"
         )
-    return text + domain
+    return text + domain + modes
 
 
 MAX_TITLE_INPUTS = 6  # a table title names its inputs (with their shapes) up to this many, else counts them
@@ -686,6 +758,7 @@ def to_data(report: CheckReport) -> dict[str, Any]:
             }
             for c in report.inputs
         ],
+        **({"modes": modes_data(report.modes)} if report.modes is not None else {}),
         "kinks": [
             {"node": k.node, "name": k.label, "op": k.op, "line": k.line, "column": k.column, "message": k.message}
             for k in report.kinks

@@ -37,6 +37,8 @@ Numbers are those of :func:`cgraph_cli.engine.evaluate` (the same as ``cgraph ev
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +46,10 @@ import numpy as np
 
 from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import CgraphError
-from cgraph_cli.fmt import fmt_list, fmt_norm, fmt_operand, fmt_shape, is_small, json_value
+from cgraph_cli.fmt import fmt_list, fmt_norm, fmt_operand, fmt_shape, fmt_value, is_small, json_value
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ir.names import node_names
-from cgraph_cli.ops import OPS, unbroadcast
+from cgraph_cli.ops import OPS, Derive, unbroadcast
 from cgraph_cli.ops.text import call, paren
 
 MAX_STEPS = 10_000  # programs with more nodes are refused: a step per node, unreadable and slow beyond this
@@ -79,6 +81,11 @@ class ForwardStep:
     numbers: str | None  # right-hand side with the numbers
     value: Any
     shapes: str | None
+    # forward mode (dual numbers): the tangent, its name (ẋ), its formula and the formula with the numbers
+    tangent: Any = None
+    dot: str = ""
+    tangent_expr: str | None = None
+    tangent_numbers: str | None = None
 
 
 @dataclass
@@ -148,6 +155,10 @@ def explain(
         if not anc[i] or (g.ops[i] == "const" and g.names[i] is None):
             continue
         ex.forward.append(_forward_step(g, labels, vals, i))
+    if result.mode == "forward":  # dual numbers: each step's tangent beside its value, no backward pass
+        for st in ex.forward:
+            _tangent_step(g, labels, vals, result.tangents or [], st)
+        return ex
     if not backward:
         return ex
     # the backward pass: reverse topological order, nodes that depend on an input and reach the output
@@ -346,6 +357,8 @@ def _vtext(label: str, v: Any) -> list[Seg]:
 
 def lines(ex: Explanation) -> list[list[Seg]]:
     """The explanation as lines of styled segments (plain text is their concatenation)."""
+    if ex.result.mode == "forward":
+        return _forward_mode_lines(ex)
     outl = ex.out_label
     res: list[list[Seg]] = [[("Forward pass: each node's value, in topological order", "bold underline")]]
     res += [_forward_line(st) for st in ex.forward]
@@ -536,8 +549,22 @@ def to_data(ex: Explanation) -> dict[str, Any]:
                 "formula": forward_text(st),
                 "shape": list(np.shape(st.value)),
                 "value": json_value(st.value),
+                **(
+                    {"tangent": json_value(st.tangent), "tangent_formula": "".join(s for s, _ in _tangent_segs(st))[3:]}
+                    if r.mode == "forward"
+                    else {}
+                ),
             }
         )
+    if r.mode == "forward":
+        return {
+            "output": ex.out_label,
+            "value": json_value(r.values[r.out]),
+            "mode": "forward",
+            "direction": {k: json_value(t) for k, t in (r.direction or {}).items()},
+            "forward": forward,
+            "jvp": json_value(r.jvp),
+        }
     backward = []
     for st in ex.backward:
         backward.append(
@@ -571,3 +598,233 @@ def to_data(ex: Explanation) -> dict[str, Any]:
         "gradients": {k: json_value(r.grads[i]) for k, i in g.inputs.items()},
         "off_path": [ex.labels[i] for i in ex.off_path],
     }
+
+
+# -- forward mode: dual numbers ---------------------------------------------------------------------
+
+
+def dot(label: str) -> str:
+    """The tangent's name: ``ẋ`` for a one-letter name (simpleautodiff's dual numbers), ``dW1``, ``d(w * x)``
+    for a longer one."""
+    if len(label) == 1 and label.isalpha():  # precomposed where Unicode has it (ṫ is a letter: no parentheses)
+        return unicodedata.normalize("NFC", label + "\u0307")
+    if re.fullmatch(r"[\w.%₀-₉]+", label) or (label.startswith("(") and label.endswith(")")):
+        return "d" + label
+    return f"d({label})"
+
+
+def _tangent_step(g: Graph, labels: list[str], vals: list[Any], ts: list[Any], st: ForwardStep) -> None:
+    """Fill in a forward step's tangent: ``ẋ = ȧ + ḃ = 1 + 0 = 1`` (the JVP of the node's op record)."""
+    i = st.node
+    st.tangent = ts[i]
+    st.dot = dot(st.label)
+    if st.op in ("input", "const") or ts[i] is None:
+        return
+    spec = OPS[st.op]
+    args = g.args[i]
+    at = g.attrs[i] or {}
+    moved = [k for k, j in enumerate(args) if ts[j] is not None]
+    L = [labels[j] for j in args]
+    D = [dot(labels[j]) if ts[j] is not None else "0" for j in args]
+    shapes = [tuple(np.shape(vals[j])) for j in args] + [tuple(np.shape(vals[i]))]
+    scalar = all(np.size(vals[j]) == 1 for j in args) and np.size(vals[i]) == 1
+    tn = [ts[j] if ts[j] is not None else 0.0 for j in args]
+
+    def num(v: Any, first: bool = False) -> str:
+        return fmt_operand(v, first=first)
+
+    rule = spec.jvp
+    if rule is Derive.LINEAR:
+        st.tangent_expr = _formula(g, i, D)
+        if scalar:
+            st.tangent_numbers = _formula(g, i, [num(t, k == 0) for k, t in enumerate(tn)])
+        return
+    if rule is Derive.BILINEAR:
+        st.tangent_expr = " + ".join(_formula(g, i, L[:k] + [D[k]] + L[k + 1 :]) for k in moved)
+        if scalar:
+            nv = [num(vals[j], k == 0) for k, j in enumerate(args)]
+            st.tangent_numbers = " + ".join(_formula(g, i, nv[:k] + [num(tn[k], k == 0)] + nv[k + 1 :]) for k in moved)
+        return
+    xs = [vals[j] for j in args]
+    terms, numbers = [], []
+    for k in moved:
+        if spec.local is not None and rule in (Derive.ELEMENTWISE, Derive.REDUCTION):
+            loc = spec.local(k, L, labels[i], at, shapes)
+            if rule is Derive.REDUCTION:
+                terms.append(f"Σ {paren(loc)} ⊙ {D[k]}")
+            else:
+                terms.append(D[k] if loc == "1" else f"-{D[k]}" if loc == "-1" else f"{paren(loc)} · {D[k]}")
+        else:
+            terms.append(f"∂{labels[i]}/∂{L[k]} · {D[k]}")
+        if scalar:
+            one = [None] * len(args)
+            one[k] = np.ones_like(np.asarray(xs[k], dtype=np.float64))
+            with np.errstate(all="ignore"):
+                local = spec.tangent(one, vals[i], xs, at)
+            numbers.append(f"{num(local, not numbers)} · {num(tn[k])}")
+    st.tangent_expr = " + ".join(terms).replace("+ -", "- ")
+    if scalar:
+        st.tangent_numbers = " + ".join(numbers)
+
+
+def _tangent_segs(st: ForwardStep) -> list[Seg]:
+    """``,  ẋ = ȧ + ḃ = 1 + 0 = 1`` (small tangents in full, large ones by their norm)."""
+    if st.tangent is None:
+        return []
+    segs: list[Seg] = [(",  ", None), (st.dot, "bold")]
+    shown = [st.dot]
+    value = fmt_list(st.tangent) if is_small(st.tangent) else None
+    if st.tangent_expr and st.tangent_expr not in shown:
+        segs += [(" = ", None), (st.tangent_expr, None)]
+        shown.append(st.tangent_expr)
+    if st.tangent_numbers and st.tangent_numbers not in shown and st.tangent_numbers != value and value is not None:
+        segs += [(" = ", None), (st.tangent_numbers, None)]
+    if value is not None:
+        return segs + [(" = ", None), (value, "magenta")]
+    return segs + [(f", ‖{st.dot}‖ = ", None), (fmt_norm(st.tangent), "magenta")]
+
+
+def _forward_mode_lines(ex: Explanation) -> list[list[Seg]]:
+    r = ex.result
+    outl = ex.out_label
+    given = r.direction or {}
+    small = all(is_small(t) for t in given.values())  # else only the inputs it moves
+    moved = {k: t for k, t in given.items() if small or np.any(np.asarray(t) != 0)}
+    direction = ", ".join(f"{k} = {fmt_value(t)}" for k, t in moved.items()) or "0"
+    if moved and len(moved) < len(given):
+        direction += ", 0 for the other inputs"
+    res: list[list[Seg]] = [
+        [(f"Forward mode: each node's value and its tangent along t ({direction})", "bold underline")],
+        [("  (ẋ, or dname for a longer name, is the node's tangent ∂node/∂t: the dual number x + ẋ·ε)", "dim")],
+    ]
+    for st in ex.forward:
+        line = _forward_line(st)
+        cut = next((k for k, (s, _) in enumerate(line) if s.startswith("    shape")), len(line))
+        res.append(line[:cut] + _tangent_segs(st) + line[cut:])
+    jv = r.jvp
+    res.append([])
+    if jv is None:
+        res.append([(f"  {outl} does not depend on any input: its tangent is 0", "dim")])
+    else:
+        shown = fmt_list(jv) if is_small(jv) else f"a tensor of norm {fmt_norm(jv)}"
+        res.append([(f"∂{outl}/∂t = {dot(outl)} = ", "bold"), (shown, "magenta")])
+    return res
+
+
+# -- cost: forward mode against reverse mode, measured ------------------------------------------------------
+
+
+@dataclass
+class Cost:
+    """The ops the engine ran for one forward pass, one reverse pass and forward mode for all gradients."""
+
+    out: str
+    out_size: int  # reverse mode takes one backward pass per output entry
+    forward_ops: int  # one forward pass (values)
+    backward_ops: int  # one backward pass (the VJPs it ran)
+    inputs: list[tuple[str, int, int]]  # (input, entries, JVPs of one forward-mode pass moving it)
+
+    @property
+    def reverse(self) -> int:
+        return self.forward_ops + self.out_size * self.backward_ops
+
+    @property
+    def passes(self) -> int:
+        return sum(n for _, n, _ in self.inputs)
+
+    @property
+    def forward_mode(self) -> int:
+        return sum(n * (self.forward_ops + j) for _, n, j in self.inputs)
+
+    @property
+    def ratio(self) -> float:
+        return self.forward_mode / self.reverse if self.reverse else float("nan")
+
+
+def cost(g: Graph, inputs: dict[str, Any], out: int) -> Cost:
+    """Count the ops the engine runs (:func:`cgraph_cli.engine.reference.forward` and ``backward``, and
+    :func:`cgraph_cli.engine.forward_mode.tangents`, each tallying the ops it ran). A forward-mode pass per
+    input entry: the passes that move the entries of one input run the same ops, so one of them is run and
+    counted, then multiplied by the input's entries."""
+    from collections import Counter
+
+    from cgraph_cli.engine.forward_mode import tangents
+    from cgraph_cli.engine.reference import backward, forward
+
+    fwd: Counter = Counter()
+    vals = forward(g, inputs, upto=out, count=fwd)
+    bwd: Counter = Counter()
+    backward(g, vals, out, count=bwd)
+    per_input = []
+    for name in g.inputs:
+        x = np.asarray(inputs[name])
+        jv: Counter = Counter()
+        if x.size:
+            t = np.zeros(x.shape)
+            t.reshape(-1)[0] = 1
+            tangents(g, vals, {name: t}, upto=out, count=jv)
+        per_input.append((name, int(x.size), sum(jv.values())))
+    return Cost(g.label(out), int(np.size(vals[out])), sum(fwd.values()), sum(bwd.values()), per_input)
+
+
+def cost_lines(c: Cost) -> list[list[Seg]]:
+    """The cost as the lecture argues it, on this graph."""
+    n = c.out_size
+    back = f"one backward pass ({c.backward_ops} VJPs)" if n == 1 else f"{n} backward passes of {c.backward_ops} VJPs"
+    title = f"Cost of all the derivatives of {c.out}, counted in the ops the engine ran on this graph"
+    rows: list[list[Seg]] = [
+        [(title, "bold underline")],
+        [("  one forward pass (the values):     ", None), (f"{c.forward_ops:,} ops", "cyan")],
+        [
+            ("  reverse mode, all gradients:       ", None),
+            (f"{c.reverse:,} ops", "cyan"),
+            (f"  = {c.forward_ops:,} + {n * c.backward_ops:,}: the forward pass, then {back}", "dim"),
+        ],
+        [
+            ("  forward mode, all gradients:       ", None),
+            (f"{c.forward_mode:,} ops", "cyan"),
+            (f"  = {c.passes:,} passes, one per input entry, each running the values and the tangents", "dim"),
+        ],
+    ]
+    width = max((len(x) for x, _, _ in c.inputs), default=1)
+    for name, entries, j in c.inputs:
+        rows.append(
+            [
+                (f"      {name:<{width}}  ", None),
+                (f"{entries:,} × ({c.forward_ops:,} + {j:,}) = {entries * (c.forward_ops + j):,}", "dim"),
+            ]
+        )
+    ratio = "n/a" if not c.reverse else f"{c.ratio:.3g}×"
+    entries = f"  ({c.passes:,} input entries, {n:,} output entr{'y' if n == 1 else 'ies'})"
+    rows.append([("  forward mode / reverse mode:       ", None), (ratio, "bold"), (entries, "dim")])
+    return rows
+
+
+def cost_data(c: Cost) -> dict[str, Any]:
+    return {
+        "output": c.out,
+        "output_entries": c.out_size,
+        "forward_pass": c.forward_ops,
+        "backward_pass": c.backward_ops,
+        "reverse_mode": c.reverse,
+        "forward_mode": c.forward_mode,
+        "forward_mode_passes": c.passes,
+        "ratio": c.ratio if c.reverse else None,
+        "inputs": [{"name": x, "entries": n, "jvp_ops": j, "ops": n * (c.forward_ops + j)} for x, n, j in c.inputs],
+    }
+
+
+def lines_text(rows: list[list[Seg]]) -> str:
+    return "\n".join("".join(s for s, _ in line) for line in rows) + "\n"
+
+
+def lines_rich(rows: list[list[Seg]]):
+    from rich.text import Text
+
+    out = Text()
+    for k, line in enumerate(rows):
+        if k:
+            out.append("\n")
+        for s, style in line:
+            out.append(s, style=style)
+    return out

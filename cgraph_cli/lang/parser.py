@@ -509,15 +509,19 @@ def parse_lark(source: Source) -> list[tuple]:
 # expect, nesting deeper than _MAX_DEPTH (so it never recurses far), a non-integer declared dimension.  Lark then
 # parses the text and reports the error.  tests/test_parser_fast.py checks the two agree on generated programs.
 
-_TOKEN_RE = re.compile(
+_TOKEN_PARTS = (
     r"(?P<ws>[ \t\f]+|#[^\n]*|\\[ \t]*\r?\n)"
     r"|(?P<sep>\r?\n|;)"
     r"|(?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
-    r"|(?P<name>[^\W\d][^\x00-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f\s]*)"
-    r"|(?P<open>[(\[{])"
-    r"|(?P<close>[)\]}])"
+    r"|(?P<name>{name})"
     r"|(?P<op>\*\*|\.\.\.|[<>=!]=|[-+*/@^,:=<>])"
+    r"|(?P<open>[(\[{{])"
+    r"|(?P<close>[)\]}}])"
 )
+# ASCII text (the common case) is tokenized with ASCII names, which is faster; other text with Python's
+# identifier characters (checked and normalised by normal_name)
+_TOKEN_RE = re.compile(_TOKEN_PARTS.format(name=r"[A-Za-z_][A-Za-z_0-9]*"))
+_TOKEN_RE_UNICODE = re.compile(_TOKEN_PARTS.format(name=r"[^\W\d][^\x00-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f\s]*"))
 _KEYWORDS = {"input": "INPUT", "output": "OUTPUT", "def": "DEF"}
 _KEYWORD_PREFIX = re.compile(r"(input|output|def)\b")  # a keyword the grammar reads off a longer name
 _LOOP_VAR = re.compile(r"[^\W\d]\w*")  # the name the grammar's FOR looks ahead for
@@ -530,20 +534,25 @@ class _GiveUp(Exception):
     pass
 
 
-def _tokens(text: str, pos: int = 0, hint: int | None = None):
+def _tokens(text: str, pos: int = 0, hint: int | None = None, plain: bool | None = None):
     """Tokens of ``text`` from ``pos`` (offsets into the whole text), ending with "$END", and where they stop:
     after the first statement separator at ``hint`` or later that is outside every bracket, else at the end.
+    ``plain``: whether the text is ASCII (worked out when not given).
 
     A newline inside (...) or [...] is no token (the statement goes on); inside {...} it separates statements."""
     kinds: list[str] = []
     vals: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
+    add_kind, add_val, add_start, add_end = kinds.append, vals.append, starts.append, ends.append
+    keywords, opkind = _KEYWORDS, _OPKIND
     n = len(text)
     if hint is None:
         hint = n
+    if plain is None:
+        plain = text.isascii()
     open_: list[str] = []
-    for m in _TOKEN_RE.finditer(text, pos):
+    for m in (_TOKEN_RE if plain else _TOKEN_RE_UNICODE).finditer(text, pos):
         s = m.start()
         if s != pos:
             raise _GiveUp
@@ -553,8 +562,8 @@ def _tokens(text: str, pos: int = 0, hint: int | None = None):
             continue
         v = m.group()
         if g == "name":
-            k = _KEYWORDS.get(v, "NAME")
-            if not v.isascii():
+            k = keywords.get(v, "NAME")
+            if not plain and not v.isascii():
                 if _KEYWORD_PREFIX.match(v):
                     raise _GiveUp
                 try:
@@ -563,30 +572,30 @@ def _tokens(text: str, pos: int = 0, hint: int | None = None):
                     raise _GiveUp from None
         elif g == "num":
             k = "NUMBER"
+        elif g == "op":
+            k = opkind.get(v, v)
         elif g == "sep":
             if open_:
                 if open_[-1] != "{" and v != ";":
                     continue
             elif pos >= hint:
-                kinds.append(";")
-                vals.append(v)
-                starts.append(s)
-                ends.append(pos)
+                add_kind(";")
+                add_val(v)
+                add_start(s)
+                add_end(pos)
                 break
             k = ";"
         elif g == "open":
             open_.append(v)
             k = v
-        elif g == "close":
+        else:
             if open_:
                 open_.pop()
             k = v
-        else:
-            k = _OPKIND.get(v, v)
-        kinds.append(k)
-        vals.append(v)
-        starts.append(s)
-        ends.append(pos)
+        add_kind(k)
+        add_val(v)
+        add_start(s)
+        add_end(pos)
     else:
         if pos != n:
             raise _GiveUp
@@ -612,10 +621,11 @@ def fast_blocks(text: str) -> Iterator[list[tuple]]:
     the fast path does not accept (the blocks before it were well-formed)."""
     start = 0
     n = len(text)
+    plain = text.isascii()
     while start < n:
         out: list[tuple] = []
         try:
-            fp = _FastParser(text, start, start + _BLOCK)
+            fp = _FastParser(text, start, start + _BLOCK, plain)
             fp.program(out)
         except (_GiveUp, RecursionError, IndexError):
             raise NotFast from None
@@ -659,8 +669,8 @@ def parse_fast(text: str) -> list[tuple] | None:
 class _FastParser:
     __slots__ = ("k", "v", "s", "e", "p", "depth", "end", "text")
 
-    def __init__(self, text: str, start: int = 0, hint: int | None = None) -> None:
-        self.k, self.v, self.s, self.e, self.end = _tokens(text, start, hint)
+    def __init__(self, text: str, start: int = 0, hint: int | None = None, plain: bool | None = None) -> None:
+        self.k, self.v, self.s, self.e, self.end = _tokens(text, start, hint, plain)
         self.text = text
         self.p = 0
         self.depth = 0
@@ -808,7 +818,7 @@ class _FastParser:
         return ("def", self.s[kw], body[END], self.v[f], (self.s[f], self.e[f]), params, body)
 
     # -- expressions ------------------------------------------------------------------------------------------------
-    def expr(self) -> tuple:
+    def expr(self, _cmp: dict = _CMP) -> tuple:  # (a default argument: a fast local)
         self.depth += 1
         if self.depth > _MAX_DEPTH:
             raise _GiveUp
@@ -821,7 +831,7 @@ class _FastParser:
             rhs = self.product()
             lhs = ("bin", lhs[START], rhs[END], "add" if t == "+" else "sub", lhs, rhs, self.s[p])
             t = k[self.p]
-        op = _CMP.get(t)
+        op = _cmp.get(t)
         if op is not None:  # a comparison (below + and -; no chains)
             p = self.p
             self.p += 1
@@ -833,7 +843,7 @@ class _FastParser:
                 r = self.product()
                 rhs = ("bin", rhs[START], r[END], "add" if t == "+" else "sub", rhs, r, self.s[q])
                 t = k[self.p]
-            if t in _CMP:
+            if t in _cmp:
                 raise _GiveUp
             lhs = ("bin", lhs[START], rhs[END], op, lhs, rhs, self.s[p])
         self.depth -= 1

@@ -199,8 +199,12 @@ def _read_header(f, path: str) -> tuple[list[str], int]:
     for k, name in enumerate(header):
         if not name:
             raise CgraphError(f"{path}:{lineno}: column {k + 1} of the header has no name")
-        if not (name.isidentifier() and name.isascii()):
+        if not name.isidentifier():
             raise CgraphError(f"{path}:{lineno}: column {k + 1} of the header, {name!r}, is not an input name")
+    if not all(map(str.isascii, header)):  # names as the program spells them (NFKC, as the parser reads them)
+        import unicodedata
+
+        header = [unicodedata.normalize("NFKC", name) for name in header]
     seen: set[str] = set()
     for name in header:
         if name in seen:

@@ -20,6 +20,18 @@ _TOKEN = re.compile(
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")
 
 
+def input_name(name: str) -> str | None:
+    """A name given on the command line as the program spells it (Python's identifiers, NFKC-normalised as the
+    parser does: ``θ``, ``ŷ``); None when it is not a name."""
+    if _NAME.match(name):
+        return name
+    if not name.isidentifier():
+        return None
+    import unicodedata
+
+    return unicodedata.normalize("NFKC", name)
+
+
 def split_top_level(text: str) -> list[str]:
     """Split on commas that are not inside brackets."""
     parts, depth, cur = [], 0, []
@@ -99,9 +111,10 @@ def parse_at(specs: list[str]) -> dict[str, np.ndarray]:
                     f"--at: expected name=value, got {part.strip()!r}", hint="for example: --at a=-1,b=3,c=4"
                 )
             name, value = part.split("=", 1)
-            name = name.strip()
-            if not _NAME.match(name):
-                raise CgraphError(f"--at: {name!r} is not a valid input name")
+            given = name.strip()
+            name = input_name(given)  # type: ignore[assignment]
+            if name is None:
+                raise CgraphError(f"--at: {given!r} is not a valid input name")
             if name in seen:
                 raise CgraphError(
                     f"--at: {name} is given twice ({seen[name]} and {name}={value.strip()})",
@@ -148,10 +161,11 @@ def read_at_file(path: str, max_memory: int | None = None) -> dict[str, np.ndarr
         raise CgraphError(f'--at-file: {path} must hold a JSON object such as {{"a": 1, "x": [1, 2]}}')
     out = {}
     for k, v in data.items():
-        if not _NAME.match(str(k)):
+        name = input_name(str(k))
+        if name is None:
             raise CgraphError(f"--at-file: {k!r} is not a valid input name")
         _check_json_numbers(v, str(k))
-        out[str(k)] = _json_array(v, str(k), path)
+        out[name] = _json_array(v, str(k), path)
     return out
 
 

@@ -92,6 +92,12 @@ def check_command(
     fmt: str = typer.Option("table", "--format", "-f", metavar="table|json", help="table or json."),
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
+    modes: bool = typer.Option(
+        False,
+        "--modes",
+        help="Also check forward mode against reverse mode: ⟨v, J t⟩ from a JVP equals ⟨Jᵀv, t⟩ from a VJP"
+        " for 3 random t and v (seeded by --seed).",
+    ),
 ) -> None:
     from cgraph_cli.api import Program
 
@@ -108,6 +114,7 @@ def check_command(
             samples=samples,
             all_entries=all_entries,
             progress=progress,
+            modes=modes,
         )
     for note in report.notes:
         warn(note)

@@ -7,8 +7,11 @@ from typing import List, Optional
 
 import typer
 
-from cgraph_cli.cli.commands.common import PARAM, out_json, print_rich, warn
-from cgraph_cli.run.request import Options, check_choice
+from cgraph_cli.cli.commands.common import PARAM, out_json, param, print_rich, warn
+from cgraph_cli.errors import CgraphError
+from cgraph_cli.run.request import DERIVATIVE_OPTIONS, Options, check_choice
+
+DERIVATIVE_OPTION = {spec.key: spec for spec in DERIVATIVE_OPTIONS}
 
 HELP = """Explain backpropagation step by step: the forward pass, then the backward pass.
 
@@ -32,6 +35,10 @@ Examples:
   cgraph explain -e 'y = relu(w * x + b)' --at w=2,x=3,b=-1
 
   cgraph explain examples/mlp.cg --format json
+
+  cgraph explain examples/lecture.cg --mode forward --tangent a=1
+
+  cgraph explain examples/mlp.cg --cost
 """
 
 
@@ -47,12 +54,36 @@ def explain_command(
     max_steps: int = typer.Option(
         10_000, "--max-steps", metavar="N", min=1, help="Refuse programs of more nodes than this (a step per node)."
     ),
+    mode: Optional[str] = param(DERIVATIVE_OPTION["mode"]),
+    tangent: Optional[List[str]] = param(DERIVATIVE_OPTION["tangent"]),
+    cost: bool = typer.Option(
+        False,
+        "--cost",
+        help="The cost of all the gradients instead: ops of one forward pass, of reverse mode and of forward"
+        " mode (one pass per input entry), counted as the engine runs them, and their ratio.",
+    ),
 ) -> None:
-    from cgraph_cli.api import Program
+    from cgraph_cli.api import Explanation, Program
+    from cgraph_cli.run.derivatives import Derivatives
 
     check_choice(fmt, ("text", "json"), "--format")
+    deriv = Derivatives(mode, tangent or ())
+    deriv.check()
+    if cost and deriv.given:
+        raise CgraphError("--cost compares both modes: it cannot be combined with --mode or --tangent")
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
-    ex = Program.from_options(options, max_nodes=max_steps).explain(max_steps=max_steps)
+    program = Program.from_options(options, max_nodes=max_steps)
+    if cost:
+        _print_cost(program.request, fmt)
+        return
+    if deriv.mode == "forward":
+        from cgraph_cli.analysis import explain
+        from cgraph_cli.run.derivatives import run as run_derivatives
+
+        result = run_derivatives(program.request, deriv)
+        ex = Explanation(explain.explain(result, max_steps, "--max-steps"))
+    else:
+        ex = program.explain(max_steps=max_steps)
     if fmt == "json":
         out_json(ex.to_data())
     elif sys.stdout.isatty():
@@ -61,6 +92,19 @@ def explain_command(
         sys.stdout.write(ex.text)
     for w in ex.warnings:
         warn(w)
+
+
+def _print_cost(request, fmt: str) -> None:
+    from cgraph_cli.analysis import explain
+
+    g = request.compile()
+    c = explain.cost(g, request.inputs(g), request.output(g))
+    if fmt == "json":
+        out_json(explain.cost_data(c))
+    elif sys.stdout.isatty():
+        print_rich(explain.lines_rich(explain.cost_lines(c)))
+    else:
+        sys.stdout.write(explain.lines_text(explain.cost_lines(c)))
 
 
 def register(app: typer.Typer) -> None:

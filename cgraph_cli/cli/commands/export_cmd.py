@@ -61,18 +61,12 @@ def export_command(
             "-o - would write a binary ONNX model to the terminal",
             hint="redirect it (cgraph export ... -o - > model.onnx) or give a file name with -o",
         )
+    from cgraph_cli.api import Program
+
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
-    request = options.build()
     stem = "graph" if file in (None, "-") or expr is not None else Path(file).stem
     source_name = "<expr>" if expr is not None else ("<stdin>" if file in (None, "-") else Path(file).name)
-    if target == "onnx":
-        import importlib.util
-
-        if importlib.util.find_spec("onnx") is None:
-            raise CgraphError("--to onnx needs the onnx package", hint="pip install onnx")
-    from cgraph_cli.present.export import export
-
-    data = export(request, target, source_name)
+    data = Program.from_options(options).export(target, source_name=source_name)
     if output == "-":
         sys.stdout.flush()
         sys.stdout.buffer.write(data)

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from cgraph_cli.cli.commands.common import PARAM, out, out_json
+from cgraph_cli.cli.commands.common import PARAM, out, out_json, warn
 from cgraph_cli.run.request import Options, check_choice
 
 HELP = """Print the graph IR: one line per node in topological order.
@@ -40,6 +40,8 @@ def ir_command(
         out_json(program.ir_data())  # strict: a constant 1e400 is "Infinity", not a bare Infinity
     else:
         out(program.ir(format=fmt))
+    for w in program.warnings:
+        warn(w)
 
 
 def register(app: typer.Typer) -> None:

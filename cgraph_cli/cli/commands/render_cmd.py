@@ -128,7 +128,7 @@ def render_command(
     notes = picture.notes  # the values and gradients are computed here
     if steps is not None and not picture.has_values:
         picture.steps()  # refused: the frames need every input's value
-    for note in notes:
+    for note in picture.warnings + notes:
         warn(note)
 
     stem = "graph" if file in (None, "-") or expr is not None else Path(file).stem

@@ -171,9 +171,24 @@
       if (n.grad.shape !== "()") gsec.firstChild.appendChild(el("span", "shape", n.grad.shape));
       info.appendChild(gsec);
     }
-    if (n.forward) info.appendChild(section("forward step", "step", el("pre", null, n.forward.join("\n"))));
-    if (n.backward) info.appendChild(section("chain rule (backward step)", "step", el("pre", null, n.backward.join("\n"))));
+    if (n.forward) info.appendChild(stepSection("forward step", fwdAt[i], n.forward));
+    if (n.backward) info.appendChild(stepSection("chain rule (backward step)", bwdAt[i], n.backward));
     highlightSource(n.line);
+  }
+
+  // the stepper's position of each node's forward and backward step (0: none)
+  var fwdAt = new Int32Array(N), bwdAt = new Int32Array(N);
+  for (k = 0; k < S; k++) (steps[k].phase === "forward" ? fwdAt : bwdAt)[steps[k].node] = k + 1;
+
+  function stepSection(title, at_, lines) {
+    var d = section(title, "step", el("pre", null, lines.join("\n")));
+    if (at_ > 0) {
+      var b = el("button", "goto", "show step " + at_ + " / " + S);
+      b.type = "button";
+      b.addEventListener("click", function () { go(at_); });
+      d.firstChild.appendChild(b);
+    }
+    return d;
   }
 
   function setHover(i) {
