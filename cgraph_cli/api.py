@@ -366,6 +366,7 @@ class Program:
         all_entries: bool = False,
         seed: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        order: int = 1,
         modes: bool = False,
         **inputs: Any,
     ) -> CheckReport:
@@ -375,7 +376,8 @@ class Program:
         difference; ``method="complex"`` takes the complex-step derivative; an input of more than 1000
         entries is checked at 1000 random ones unless ``samples`` or ``all_entries`` says otherwise.
         ``progress(done, total)`` is called as entries are checked. ``modes``: also check forward mode
-        against reverse mode (``check --modes``: ⟨v, J t⟩ = ⟨Jᵀv, t⟩ for random t and v).
+        against reverse mode (``check --modes``: ⟨v, J t⟩ = ⟨Jᵀv, t⟩ for random t and v). ``order=2`` checks the second
+        derivatives against finite differences of the gradient (``check --order 2``).
 
         >>> report = cg.parse("y = sin(x) * x").check(x=0.5)
         >>> report.ok, len(report.rows)
@@ -389,6 +391,8 @@ class Program:
         if all_entries and samples is not None:
             raise CgraphError("--samples and --all-entries cannot be combined: pick one")
         check.check_options(eps, rtol, atol, samples)  # before any work: a bad tolerance is a usage error
+        if order not in (1, 2):
+            raise CgraphError(f"--order must be 1 or 2, got {order}")
         request = self._with(values, inputs, of=of, seed=seed)  # float64: differences are taken in float64
         g = request.compile()
         bound = request.inputs(g)
@@ -397,21 +401,37 @@ class Program:
             ([w.strip() for w in wrt.split(",") if w.strip()] if isinstance(wrt, str) else list(wrt)) if wrt else None
         )
         by_default = samples is None and not all_entries
-        report = check.check_gradients(
-            g,
-            bound,
-            target,
-            eps=eps,
-            rtol=rtol,
-            atol=atol,
-            wrt=names,
-            samples=check.DEFAULT_SAMPLES if by_default else samples,
-            seed=request.seed,
-            progress=progress,
-            method=method,
-        )
-        if modes:
-            report.modes = check.check_modes(g, bound, target, seed=request.seed)
+        if order == 2:  # second derivatives against finite differences of the gradient
+            from cgraph_cli.analysis.second import check_second_order
+
+            report = check_second_order(
+                g,
+                bound,
+                target,
+                eps=eps,
+                rtol=rtol,
+                atol=atol,
+                wrt=names,
+                samples=check.DEFAULT_SAMPLES if by_default else samples,
+                seed=request.seed,
+                method=method,
+            )
+        else:
+            report = check.check_gradients(
+                g,
+                bound,
+                target,
+                eps=eps,
+                rtol=rtol,
+                atol=atol,
+                wrt=names,
+                samples=check.DEFAULT_SAMPLES if by_default else samples,
+                seed=request.seed,
+                progress=progress,
+                method=method,
+            )
+            if modes:
+                report.modes = check.check_modes(g, bound, target, seed=request.seed)
         notes = []
         if by_default:
             for c in report.inputs:
@@ -435,12 +455,14 @@ class Program:
         max_nodes: int = RENDER_MAX_NODES,
         timeout: float = RENDER_TIMEOUT,
         seed: int | None = None,
+        backward: bool = False,
         **inputs: Any,
     ) -> Picture:
         """The annotated graph as ``cgraph render`` draws it: values and gradients when every input has a value
         (``show_values=False``: the structure only). ``rankdir`` is ``"LR"`` or ``"TB"``, ``edge_labels``
         ``"local"`` (∂child/∂parent on each edge) or ``"none"``; a graph of more than ``max_nodes`` nodes
-        is refused; drawing may take ``timeout`` seconds.
+        is refused; drawing may take ``timeout`` seconds. ``backward``: draw the backward pass too, as the nodes
+        that compute the gradient (``render --backward``).
 
         >>> pic = cg.parse("z = x * y").picture(x=2, y=3)
         >>> pic.dot().count("->")  # two edges
@@ -462,7 +484,7 @@ class Program:
                 "or write only the DOT source with --format dot --max-nodes N",
             ) from None
         out = request.output(g)
-        return Picture(g, request, out, show_values, rankdir, edge_labels, timeout)
+        return Picture(g, request, out, show_values, rankdir, edge_labels, timeout, backward=backward)
 
     def render(
         self,
@@ -651,6 +673,36 @@ class Evaluation:
         self.result = result
         """The engine's result (graph, values and gradients by node id)."""
         self._images: dict[str, bytes] = {}
+        self.second: dict[str, Any] = {}
+        """Second derivatives added by :meth:`add_second_order`: ``"hessian"`` and/or ``"hvp"``."""
+
+    def add_second_order(self, *, hessian: bool = False, hvp: str | None = None) -> Evaluation:
+        """Add the Hessian (``eval --hessian``: ``{x: {y: array of shape x.shape + y.shape}}``) and/or the
+        Hessian-vector product along ``hvp`` (``eval --hvp a=1,b=0``: ``{x: array}``) to this evaluation:
+        :attr:`second`, and the keys ``"hessian"``/``"hvp"`` of its JSON.
+
+        >>> ev = cg.parse("z = x * x * y").eval(x=3, y=2).add_second_order(hessian=True, hvp="x=1")
+        >>> float(ev.second["hessian"]["x"]["y"]), float(ev.second["hvp"]["y"])
+        (6.0, 6.0)
+        """
+        from cgraph_cli.run.second import second_order
+
+        self.second.update(
+            second_order(self.result, want_hessian=hessian, hvp=hvp, max_memory=self.program.request.max_memory)
+        )
+        return self
+
+    def second_order_rich(self) -> list[Any]:
+        """The tables ``cgraph eval --hessian/--hvp`` prints after the values: the Hessian, the product."""
+        from cgraph_cli.present import second
+
+        g, out = self.result.graph, self.result.out
+        tables = []
+        if "hessian" in self.second:
+            tables.extend(second.hessian_tables(g, out, self.second["hessian"]))
+        if "hvp" in self.second:
+            tables.append(second.hvp_table(g, out, self.second["hvp"]))
+        return tables
 
     @property
     def output(self) -> str:
@@ -724,7 +776,7 @@ class Evaluation:
 
     def to_data(self) -> dict[str, Any]:
         """The JSON document as data (SPEC §3; tensors as nested lists, non-finite numbers as strings)."""
-        return tables.to_data(self.result)
+        return tables.to_data(self.result, self.second or None)
 
     def to_json(self) -> str:
         """Exactly what ``cgraph eval --format json`` prints, without its final newline.
@@ -733,11 +785,11 @@ class Evaluation:
         >>> json.loads(cg.parse("z = x * y").eval(x=2, y=3).to_json())["gradients"]
         {'x': 3.0, 'y': 2.0}
         """
-        return tables.to_json(self.result)
+        return tables.to_json(self.result, self.second or None)
 
     def write_json(self, stream: TextIO) -> None:
         """Write :meth:`to_json`'s text to ``stream``, tensors a chunk at a time (memory stays small)."""
-        tables.write_json(self.result, stream)
+        tables.write_json(self.result, stream, self.second or None)
 
     def to_csv(self, all_nodes: bool = False) -> str:
         """What ``cgraph eval --format csv`` prints (``all_nodes``: ``--all``)."""
@@ -971,8 +1023,10 @@ class Picture:
         timeout: float,
         *,
         result: Result | None = None,
+        backward: bool = False,
     ) -> None:
         self.graph = g
+        self._backward = backward
         self._request = request
         self._out = out
         self._show_values = show_values
@@ -996,7 +1050,18 @@ class Picture:
                 values, grads, out = evaluate_for_picture(g, dict(self._request.values), out, notes)
             elif self._request is not None and self._request.values:
                 self._request.inputs(g, require=False)  # still reject unknown names
-            opts = DotOptions(rankdir=self._rankdir, edge_labels=self._edge_labels)
+            backward_from = None
+            if self._backward:  # the backward pass as nodes, drawn after the forward ones
+                from cgraph_cli.present.dot import with_backward
+
+                backward_from = len(g)
+                given = dict(self._request.values) if self._request is not None else {}
+                limit = self._request.max_memory if self._request is not None else None
+                nodes = self._request.max_nodes if self._request is not None else None
+                g, values = with_backward(g, out, values, given, limit, nodes or RENDER_MAX_NODES)
+                grads = None
+                self.graph = g
+            opts = DotOptions(rankdir=self._rankdir, edge_labels=self._edge_labels, backward_from=backward_from)
             self._made = (GraphPicture(g, values, grads, out, opts), notes)
         return self._made
 

@@ -67,6 +67,7 @@ class InputCheck:
     error: np.ndarray | None = None  # the numeric derivative's error estimate per entry
     method: list[str] | None = None  # "central", "one-sided (forward)", "one-sided (backward)", "complex step"
     step: np.ndarray | None = None  # the (largest) step used per entry
+    of: str | None = None  # check --order 2: the gradient entry whose derivatives these are ("a", "x[1]")
 
     def note(self, k: int) -> str:
         """What to say in entry k's row about how its numeric derivative was taken."""
@@ -89,10 +90,12 @@ class InputCheck:
         return int(np.sum(~self.ok))
 
     def entry_name(self, k: int) -> str:
-        if not self.shape:
-            return self.name
-        idx = np.unravel_index(int(self.index[k]), self.shape)
-        return f"{self.name}[{', '.join(str(int(i)) for i in idx)}]"
+        """``x[1, 2]``; for a second derivative ``∂²out/∂a∂x[1, 2]``, ``a, x[1, 2]``."""
+        name = self.name
+        if self.shape:
+            idx = np.unravel_index(int(self.index[k]), self.shape)
+            name = f"{self.name}[{', '.join(str(int(i)) for i in idx)}]"
+        return name if self.of is None else f"{self.of}, {name}"
 
 
 @dataclass
@@ -115,6 +118,7 @@ class CheckReport:
     inputs: list[InputCheck] = field(default_factory=list)
     kinks: list[Kink] = field(default_factory=list)
     how: str = "richardson"  # "richardson", "complex" or "fixed"
+    order: int = 1  # 2: the entries are second derivatives, checked against differences of the gradient
     modes: ModesCheck | None = None  # check --modes: forward against reverse mode
 
     @property
@@ -625,6 +629,8 @@ def summary(report: CheckReport) -> str:
     modes = "" if report.modes is None else "\n" + modes_summary(report.modes)
     if n == 0:
         return f"ok: nothing to check: {out} has no inputs to differentiate with respect to"
+    what = "gradient entries" if report.order == 1 else "second-derivative entries"
+    against = "finite differences" if report.order == 1 else "finite differences of the gradient"
     onesided = sum(1 for c in report.inputs for k in range(len(c.index)) if c.note(k))
     domain = (
         f"\nnote: {onesided} entr{'y sits' if onesided == 1 else 'ies sit'} on the edge of the function's domain"
@@ -633,7 +639,7 @@ def summary(report: CheckReport) -> str:
         else ""
     )
     if bad == 0:
-        return f"ok: all {n} gradient entries of {out} match finite differences{sampled} ({tol}){domain}{modes}"
+        return f"ok: all {n} {what} of {out} match {against}{sampled} ({tol}){domain}{modes}"
     worst = max(
         ((c, k) for c in report.inputs for k in range(len(c.index)) if not c.ok[k]),
         key=lambda ck: np.nan_to_num(ck[0].abs_error[ck[1]], nan=np.inf),
@@ -641,7 +647,7 @@ def summary(report: CheckReport) -> str:
     c, k = worst
     where = f"worst {c.entry_name(k)}: analytic {fmt_number(c.analytic[k])}, numeric {fmt_number(c.numeric[k])}"
     kink = f"; {len(report.kinks)} non-differentiable point{'s' * (len(report.kinks) != 1)}" if report.kinks else ""
-    text = f"FAILED: {bad} of {n} gradient entries of {out} differ from finite differences ({where}; {tol}){kink}"
+    text = f"FAILED: {bad} of {n} {what} of {out} differ from {against} ({where}; {tol}){kink}"
     noisy = sum(c.noisy for c in report.inputs)
     if noisy:
         level = max(float(np.max(c.roundoff)) for c in report.inputs if c.roundoff is not None and len(c.index))
@@ -667,13 +673,15 @@ def to_table(report: CheckReport) -> Any:
     size = sum(c.size for c in cs)
     sampled = any(c.sampled for c in cs)
     what = f"{checked} of {size} entries (sampled)" if sampled else f"{size} entr{'y' if size == 1 else 'ies'}"
-    if len(cs) <= MAX_TITLE_INPUTS:
-        which = ", ".join(c.name + (f" {fmt_shape(c.shape)}" if c.shape else "") for c in cs)
+    named = list({c.name: c.shape for c in cs}.items())  # order 2: each input once
+    if len(named) <= MAX_TITLE_INPUTS:
+        which = ", ".join(name + (f" {fmt_shape(shape)}" if shape else "") for name, shape in named)
     else:
-        which = f"{len(cs)} inputs"
+        which = f"{len(named)} inputs"
     failed = sum(c.failed for c in cs)
     status = "ok" if failed == 0 else f"{failed} failed"
-    title = f"∂{outl}/∂input: {what} of {which}: {status}" if cs else f"∂{outl}: no inputs"
+    head = f"∂{outl}/∂input" if report.order == 1 else f"∂²{outl}/∂input∂input"
+    title = f"{head}: {what} of {which}: {status}" if cs else f"∂{outl}: no inputs"
     t = Table(title=title, title_justify="left")
     first = [c.entry_name(0) for c in cs if len(c.index)]
     t.add_column("entry", style="bold", no_wrap=True, min_width=min(12, max([5] + [len(n) for n in first])))
@@ -686,7 +694,7 @@ def to_table(report: CheckReport) -> Any:
     widest = max((len(w) for n in notes if n for w in n.split()), default=4)
     t.add_column("", min_width=widest)  # "pass, one-sided" wraps at its space rather than cut a number short
     for n, c in enumerate(cs):
-        if n and (c.shape or cs[n - 1].shape):  # a tensor's entries form a section of their own
+        if n and (c.shape or cs[n - 1].shape or c.of != cs[n - 1].of):  # a tensor's entries: a section of their own
             t.add_section()
         shown = rows_to_show(c)
         for k in shown:
@@ -723,6 +731,7 @@ def to_data(report: CheckReport) -> dict[str, Any]:
         "rtol": report.rtol,
         "atol": report.atol,
         "method": report.method,  # "richardson" (the default), "complex" or "fixed" (--eps/--rtol/--atol)
+        "order": report.order,  # 2: second derivatives against finite differences of the gradient
         "passed": report.passed,
         "checked": report.checked,
         "size": sum(c.size for c in report.inputs),  # entries of the inputs checked; > checked if sampled
@@ -731,6 +740,7 @@ def to_data(report: CheckReport) -> dict[str, Any]:
         "inputs": [
             {
                 "name": c.name,
+                **({"of": c.of} if c.of is not None else {}),
                 "shape": list(c.shape),
                 "size": c.size,
                 "checked": len(c.index),

@@ -35,6 +35,15 @@ EVAL_OPTIONS: tuple[OptionSpec, ...] = (
         "CSV of points (header = input names): one output row per point.",
     ),
     OptionSpec("strict", ("--strict",), "flag", False, None, "Exit 1 when a value or gradient is not finite."),
+    OptionSpec("hessian", ("--hessian",), "flag", False, None, "Also the Hessian of the (scalar) output."),
+    OptionSpec(
+        "hvp",
+        ("--hvp",),
+        "text",
+        None,
+        "NAME=VALUE,...",
+        "Also the Hessian-vector product along a direction per input, e.g. --hvp a=1,b=0 (others 0).",
+    ),
 ) + DERIVATIVE_OPTIONS
 """``eval``'s own options (and how to differentiate, :data:`cgraph_cli.run.request.DERIVATIVE_OPTIONS`); with
 :data:`cgraph_cli.run.request.COMMON_OPTIONS`, all that the fast parser reads.
@@ -53,6 +62,8 @@ class EvalArgs:
     all_nodes: bool = EVAL_OPTION["all_nodes"].default
     batch: str | None = EVAL_OPTION["batch"].default
     strict: bool = EVAL_OPTION["strict"].default
+    hessian: bool = EVAL_OPTION["hessian"].default
+    hvp: str | None = EVAL_OPTION["hvp"].default
     mode: str | None = EVAL_OPTION["mode"].default
     tangent: Sequence[str] | None = EVAL_OPTION["tangent"].default
     cotangent: str | None = EVAL_OPTION["cotangent"].default
@@ -138,6 +149,14 @@ def run_eval(args: EvalArgs) -> int:
             "--batch writes CSV (one row per point); it cannot be combined with "
             + ("--format json" if args.fmt == "json" else "--all")
         )
+    second = args.hessian or args.hvp is not None
+    if second and (args.batch is not None or args.fmt == "csv"):
+        flag = "--hessian" if args.hessian else "--hvp"
+        raise CgraphError(
+            f"{flag} is shown as a table or as JSON; it cannot be combined with "
+            + ("--batch" if args.batch is not None else "--format csv"),
+            hint="use --format json",
+        )
     deriv = args.derivatives
     if args.batch is not None and deriv.given:
         raise CgraphError(
@@ -145,6 +164,11 @@ def run_eval(args: EvalArgs) -> int:
             " --jacobian"
         )
     deriv.check()
+    if second and deriv.given:
+        raise CgraphError(
+            f"{'--hessian' if args.hessian else '--hvp'} differentiates the gradient of reverse mode; it cannot be"
+            " combined with --mode, --tangent, --cotangent or --jacobian"
+        )
     from cgraph_cli.api import Evaluation, Program
 
     program = Program.from_options(args.options)
@@ -158,11 +182,15 @@ def run_eval(args: EvalArgs) -> int:
         ev = Evaluation(program, run_derivatives(program.request, deriv))
     else:
         ev = program.eval()
+    if second:
+        ev.add_second_order(hessian=args.hessian, hvp=args.hvp)
     try:
         if args.fmt == "table":  # only through Typer (parse_eval_args leaves tables to it)
             from cgraph_cli.cli.commands.common import print_rich
 
             print_rich(ev.to_rich(args.all_nodes))
+            for t in ev.second_order_rich():
+                print_rich(t)
         elif args.fmt == "json":  # written as it is formatted: memory bounded by a few chunks
             ev.write_json(sys.stdout)
             sys.stdout.write("\n")

@@ -24,6 +24,8 @@ import numpy as np
 
 from cgraph_cli.errors import CgraphError, Source, closest, did_you_mean
 from cgraph_cli.fmt import fmt_attr, fmt_const, fmt_index, fmt_shape
+from cgraph_cli.ir.backward import gradient_nodes
+from cgraph_cli.ir.trace import Traced
 from cgraph_cli.lang.parser import (
     ASSIGN_EXPR,
     ASSIGN_NAME,
@@ -157,6 +159,7 @@ class Graph:
     bindings: dict[str, int] = field(default_factory=dict)  # every name's newest node at the end
     dtype: Any = np.float64
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # caches, e.g. the engine's plan
+    warnings: list[tuple[str, Span]] = field(default_factory=list, compare=False)  # (message, span), from building
 
     def __len__(self) -> int:
         return len(self.ops)
@@ -208,8 +211,33 @@ class Graph:
             need[i] = op == "input" or any(need[j] for j in args)
         return need
 
+    def copy(self) -> Graph:
+        """A graph with the same nodes whose columns can be extended without touching this one."""
+        return Graph(
+            self.source,
+            list(self.ops),
+            list(self.args),
+            list(self.attrs),
+            list(self.shapes),
+            list(self.names),
+            Spans.from_columns(self.spans.starts, self.spans.ends),
+            list(self.frames_of),
+            list(self.frames),
+            dict(self.inputs),
+            dict(self.declared_shapes),
+            dict(self.defaults),
+            list(self.outputs),
+            dict(self.bindings),
+            self.dtype,
+            warnings=list(self.warnings),
+        )
+
 
 # -- the builder -------------------------------------------------------------------
+
+# functions of the language that are not ops: grad(loss, w), the gradient as nodes of the graph
+GRAD = "grad"
+BUILTINS = (GRAD,)
 
 
 class _CallEnd(NamedTuple):
@@ -677,7 +705,7 @@ class Builder:
 
     def define(self, st: tuple) -> None:
         fname, fspan, params, body = st[DEF_NAME], st[DEF_NAME_SPAN], st[DEF_PARAMS], st[DEF_BODY]
-        if fname in FUNCTIONS or fname in CONSTRUCTORS:
+        if fname in FUNCTIONS or fname in CONSTRUCTORS or fname in BUILTINS:
             raise CgraphError(f"cannot redefine the built-in function '{fname}'", fspan)
         if fname in self.defs:
             raise CgraphError(f"function '{fname}' is defined twice", fspan)
@@ -701,7 +729,8 @@ class Builder:
                 callee_span = (x[START], x[CALL_NAME_END])
                 if callee == fname:
                     raise CgraphError(f"function '{fname}' calls itself; recursion is not allowed", callee_span)
-                if callee not in self.defs and callee not in FUNCTIONS and callee not in CONSTRUCTORS:
+                known = callee in self.defs or callee in FUNCTIONS or callee in CONSTRUCTORS or callee in BUILTINS
+                if not known:
                     raise _unknown_function(callee, callee_span, self.defs)
             stack.extend(subexprs(x))
         self.defs[fname] = _Def(fname, fspan, params, body, dict(self.defs), self.expanded_size(body))
@@ -752,7 +781,7 @@ class Builder:
         g.bindings[name] = i
         return i
 
-    def _operands(self, e: tuple) -> list[tuple]:
+    def _operands(self, e: tuple, env: dict[str, int] | None = None) -> list[tuple]:
         kind = e[KIND]
         if kind == "bin":
             return [e[BIN_LHS], e[BIN_RHS]]
@@ -772,6 +801,8 @@ class Builder:
                 return list(args[: call.min_args if call.static == "axis" else 1])
             if fname in CONSTRUCTORS:
                 return []
+            if fname == GRAD:
+                return self.grad_operands(e, env)
             return list(args)
         return []
 
@@ -802,10 +833,10 @@ class Builder:
                     self.g.spans[root] = e.span
             elif not done:
                 stack.append((e, env, frame, True))
-                for c in reversed(self._operands(e)):
+                for c in reversed(self._operands(e, env)):
                     stack.append((c, env, frame, False))
             else:
-                n = len(self._operands(e))
+                n = len(self._operands(e, env))
                 ids = tuple(results[len(results) - n :]) if n else ()
                 if n:
                     del results[len(results) - n :]
@@ -925,6 +956,8 @@ class Builder:
             return None
         if fname in CONSTRUCTORS:
             return self.construct(fname, args, span, frame)
+        if fname == GRAD:
+            return self.grad(e, ids, frame)
         if fname not in FUNCTIONS:
             if fname in self.defs:
                 raise CgraphError(f"function '{fname}' is defined after the function that calls it", name_span)
@@ -962,6 +995,57 @@ class Builder:
         if call.scalar_op is not None and not keywords and any(self.g.shapes[i] == () for i in ids):
             op = call.scalar_op
         return self.node(op, ids, span, frame, attrs)
+
+    def grad_operands(self, e: tuple, env: dict[str, int] | None) -> list[tuple]:
+        """``grad(loss, w)``: both arguments are operands; ``w`` must name a node that exists already."""
+        args = e[CALL_ARGS]
+        if e[CALL_KEYWORDS]:
+            raise CgraphError("grad() takes no keyword arguments", e[CALL_KEYWORDS][0][KW_SPAN])
+        if len(args) != 2:
+            raise CgraphError(f"grad() takes 2 arguments, got {len(args)}", _span(e), hint="write grad(loss, w)")
+        w = args[1]
+        if w[KIND] != "name":
+            raise CgraphError(
+                "the second argument of grad() must be the name of a node (an input or an assigned value)",
+                _span(w),
+            )
+        name = w[NAME_ID]
+        known = self.g.bindings if env is None else env
+        if name not in known:
+            raise CgraphError(
+                f"'{name}' is not a node: grad() differentiates with respect to an input or a value assigned "
+                "before it" + _suggest_plain(name, known),
+                _span(w),
+            )
+        return list(args)
+
+    def grad(self, e: tuple, ids: tuple[int, ...], frame: int) -> int:
+        """The nodes of ``∂loss/∂w`` (:func:`cgraph_cli.ir.backward.gradient_nodes`), all with the call's span."""
+        g = self.g
+        loss, w = ids
+        span = _span(e)
+        loss_expr, w_expr = e[CALL_ARGS]
+        shape = g.shapes[loss]
+        if shape is not None and math.prod(shape) != 1:
+            raise CgraphError(
+                f"grad() differentiates a scalar, but its first argument has shape {fmt_shape(shape)}",
+                _span(loss_expr),
+                hint="differentiate a scalar such as sum(...) or mean(...)",
+            )
+        tape = _Tape(self, span, frame, follow=False)
+        tape.shape(loss)
+        node = gradient_nodes(tape, g.ops, g.args, g.attrs, loss, [w])[w]
+        if node is None:
+            wname = w_expr[NAME_ID]
+            g.warnings.append(
+                (
+                    f"'{self.g.source.text[loss_expr[START] : loss_expr[END]]}' does not depend on '{wname}': "
+                    "the gradient is zero",
+                    span,
+                )
+            )
+            node = tape.const(np.zeros(tape.shape(w)))
+        return node
 
     def static_axis(self, expr: tuple, what: str) -> int | tuple[int, ...]:
         """A whole number or a tuple of them, such as an axis (0, 1)."""
@@ -1056,6 +1140,111 @@ class Builder:
         return self.const(v, span, frame)
 
 
+class _Tape:
+    """Where :func:`cgraph_cli.ir.backward.gradient_nodes` puts the nodes of the backward pass: the builder's
+    graph. Each node gets the span and frame of the forward node whose VJP made it (``follow``), or those of
+    the ``grad()`` call; an operation on constants is folded into a constant."""
+
+    def __init__(self, b: Builder, span: Span, frame: int, *, follow: bool) -> None:
+        self.b = b
+        self.dtype = b.dtype
+        self.span = span
+        self.frame = frame
+        self.follow = follow
+
+    def shape(self, i: int) -> tuple[int, ...]:
+        s = self.b.g.shapes[i]
+        if s is None:
+            raise CgraphError(
+                f"the gradient needs the shape of '{self.b.g.label(i)}', which is not known",
+                self.span,
+                hint="give the inputs values (--at) or declare their shapes",
+            )
+        return s
+
+    def spans(self, i: int) -> Span:
+        return self.b.g.spans[i]
+
+    def focus(self, i: int) -> None:
+        if self.follow:
+            self.span = self.b.g.spans[i]
+            self.frame = self.b.g.frames_of[i]
+
+    def const(self, value: Any) -> int:
+        if np.ndim(value) == 0:
+            value = float(value)
+        return self.b.const(value, self.span, self.frame)
+
+    def op(self, name: str, args: tuple[int, ...], attrs: dict | None) -> int:
+        g = self.b.g
+        if all(g.ops[j] == "const" for j in args):
+            with np.errstate(all="ignore"):
+                v = OPS[name].fwd(*[g.attrs[j]["value"] for j in args], **(attrs or {}))  # type: ignore[index]
+            return self.const(np.asarray(v, dtype=self.dtype))
+        return self.b.node(name, args, self.span, self.frame, attrs)
+
+
+def backward_graph(
+    g: Graph, out: int, sources: list[int] | None = None, *, max_memory: int | None = None
+) -> tuple[Graph, dict[int, int]]:
+    """A copy of ``g`` extended with the backward pass as nodes: ``∂out/∂s`` for every node ``s`` of
+    ``sources`` (default: every input), as a map from each source to its gradient node (a zero constant
+    where ``out`` does not depend on it). The forward nodes keep their ids; the new ones come after them,
+    each with the span of the forward node whose VJP made it. ``out`` must hold one number."""
+    b = Builder(g.source, dtype=g.dtype, max_memory=max_memory)
+    b.g = g.copy()
+    b.n_values = sum(math.prod(s) if s else 1 for s in g.shapes if s is not None)
+    sources = list(g.inputs.values()) if sources is None else list(sources)
+    tape = _Tape(b, g.spans[out], g.frames_of[out], follow=True)
+    try:
+        found = gradient_nodes(tape, b.g.ops, b.g.args, b.g.attrs, out, sources)
+    except CgraphError as err:
+        raise err.with_source(g.source) from None
+    grads = {}
+    for s, n in found.items():
+        grads[s] = tape.const(np.zeros(tape.shape(s))) if n is None else n
+    return b.g, grads
+
+
+def name_gradients(bg: Graph, g: Graph, out: int, grads: dict[int, int]) -> None:
+    """Name the gradient nodes of a backward graph ``∂out/∂x`` (those made by the backward pass, not yet named),
+    for pictures of it."""
+    for s, n in grads.items():
+        if n >= len(g) and bg.names[n] is None:
+            bg.names[n] = f"∂{g.label(out)}/∂{g.label(s)}"
+
+
+def direction_prefix() -> str:
+    """How :func:`hvp_graph` names the input holding the direction of input ``x``: ``v[x]`` (no program can)."""
+    return "v["
+
+
+def hvp_graph(g: Graph, out: int, *, max_memory: int | None = None) -> tuple[Graph, int, dict[str, str]]:
+    """The graph of ``s = Σ_x sum(∂out/∂x · v[x])`` over the inputs ``x`` of ``g``, with one new input
+    ``v[x]`` of ``x``'s shape each: the backward pass as nodes (:func:`backward_graph`) and a dot product.
+    Reverse mode on it gives, for each input ``x``, ``∂s/∂x = (H v)[x]``: a Hessian-vector product at a few
+    times the cost of a gradient, without forming the Hessian. Returns the graph, ``s`` and the map from
+    each input's name to its direction's name."""
+    bg, grads = backward_graph(g, out, max_memory=max_memory)
+    b = Builder(bg.source, dtype=bg.dtype, max_memory=max_memory)
+    b.g = bg
+    b.n_values = sum(math.prod(s) if s else 1 for s in bg.shapes if s is not None)
+    tape = _Tape(b, bg.spans[out], bg.frames_of[out], follow=False)
+    names: dict[str, str] = {}
+    total: Any = None
+    for x, i in g.inputs.items():
+        v = b.node("input", (), bg.spans[i], -1)
+        names[x] = bg.names[v] = direction_prefix() + x + "]"
+        bg.shapes[v] = bg.shapes[i]
+        bg.inputs[names[x]] = v
+        term = np.sum(Traced(tape, grads[i]) * Traced(tape, v))
+        total = term if total is None else total + term
+    if total is None:  # no inputs: s = 0
+        return bg, tape.const(0.0), names
+    bg.outputs = [total.node]
+    return bg, total.node, names
+
+
 def fold_constants(g: Graph, upto: int) -> Any:
     """The value of node ``upto`` of a graph of constants and ops on them, by the op records' forward functions
     (the engine's reference forward, for a graph without inputs: an input's default is folded while building)."""
@@ -1089,7 +1278,7 @@ def _n_args(n: int) -> str:
 
 
 def _unknown_function(name: str, span: Span, defs: dict) -> CgraphError:
-    known = set(FUNCTIONS) | set(CONSTRUCTORS) | set(defs)
+    known = set(FUNCTIONS) | set(CONSTRUCTORS) | set(BUILTINS) | set(defs)
     return CgraphError(f"unknown function '{name}'" + did_you_mean(name, known), span)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "CONSTRUCTORS",
     "FUNCTIONS",
     "LEAF_OPS",
+    "NUMPY",
     "OPS",
     "ROWWISE",
     "Call",
@@ -50,6 +51,13 @@ for _family in (arith, elementwise, reduce, tensor):
     for _op in _family.RECORDS:
         assert _op.name not in OPS, f"op '{_op.name}' is registered twice"
         OPS[_op.name] = _op
+
+# the numpy functions the records are (Op.numpy), for VJPs run on traced values (ir/trace.py)
+NUMPY: dict = {}
+for _op in OPS.values():
+    if _op.numpy is not None:
+        assert _op.numpy not in NUMPY, f"ops '{NUMPY[_op.numpy].name}' and '{_op.name}' are the same numpy function"
+        NUMPY[_op.numpy] = _op
 
 # the language's function names: name -> [(call, op)], in registration order
 FUNCTIONS: dict[str, list[tuple[Call, Op]]] = {}

@@ -18,9 +18,12 @@ def _pow_vjp_base(g, ans, a, b):
 
 def _pow_vjp_exp(g, ans, a, b):
     # PyTorch: d/db a^b = a^b log(a), taken as 0 where a == 0 and b >= 0
+    # written so that it can be traced (ir/trace.py) with no branch whose gradient is 0 · inf: ans · -inf,
+    # the value at a == 0 for b < 0, is selected only there
     with np.errstate(divide="ignore", invalid="ignore"):
-        d = ans * np.log(np.where(a == 0, 1.0, a))
-    return g * np.where((a == 0) & (b >= 0), 0.0, np.where(a == 0, ans * -np.inf, d))
+        zero = a == 0
+        d = ans * np.where(zero, -np.inf, np.log(np.where(zero, 1.0, a)))
+        return g * np.where(zero, np.where(b >= 0, 0.0, d), d)
 
 
 def _power_rows(a, b):
@@ -212,6 +215,7 @@ RECORDS = [
         kernel=Kernel.ADD,
         test_shapes=((3, 1), (4,)),
         complex_step=True,
+        numpy=np.add,
         lower=Lower(array=Code("{0} + {1}"), torch=Code("{0} + {1}"), onnx="Add"),
     ),
     Op(
@@ -231,6 +235,7 @@ RECORDS = [
         kernel=Kernel.SUB,
         test_shapes=((2, 3), (3,)),
         complex_step=True,
+        numpy=np.subtract,
         lower=Lower(array=Code("{0} - {1}"), torch=Code("{0} - {1}"), onnx="Sub"),
     ),
     Op(
@@ -249,6 +254,7 @@ RECORDS = [
         kernel=Kernel.MUL,
         test_shapes=((3,), (2, 1)),
         complex_step=True,
+        numpy=np.multiply,
         lower=Lower(array=Code("{0} * {1}"), torch=Code("{0} * {1}"), onnx="Mul"),
     ),
     Op(
@@ -271,6 +277,7 @@ RECORDS = [
         domain=(0.5, 2.0),
         test_shapes=((2, 3), (3,)),
         complex_step=True,
+        numpy=np.divide,
         lower=Lower(array=Code("{0} / {1}"), torch=Code("{0} / {1}"), onnx="Div"),
     ),
     Op(
@@ -294,6 +301,7 @@ RECORDS = [
         domain=(0.5, 2.0),
         test_shapes=((3,), ()),
         complex_step=True,
+        numpy=np.power,
         lower=Lower(
             numpy=Code("np.power({0}, {1})"),
             jax=Code(
@@ -321,6 +329,7 @@ RECORDS = [
         vjp_text=_matmul_vjp_text,
         test_shapes=((2, 3), (3, 4)),
         complex_step=True,
+        numpy=np.matmul,
         lower=Lower(array=Code("{0} @ {1}"), torch=Code("{0} @ {1}"), onnx=_matmul_onnx),
     ),
     Op(
@@ -338,6 +347,7 @@ RECORDS = [
         rows=ROWWISE,
         kernel=Kernel.NEG,
         complex_step=True,
+        numpy=np.negative,
         lower=Lower(array=Code("-{0}"), torch=Code("-{0}"), onnx="Neg"),
     ),
 ]

@@ -12,6 +12,7 @@ none keeps a per-op table of its own (``tests/test_op_records.py`` walks the reg
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -224,6 +225,10 @@ class Op:
     domain: tuple[float, float] = (-2.0, 2.0)
     test_shapes: tuple[Shape, ...] | None = None
     test_attrs: dict | None = field(default=None, hash=False)
+    # -- the numpy function it is, for VJPs run on traced values (ir/trace.py: the backward pass as graph nodes)
+    numpy: Callable[..., Any] | None = None  # a VJP's call of this function on a traced value records this op
+    numpy_static: tuple[str, ...] = ()  # that function's positional arguments after the operands: the attributes
+    internal: bool = False  # made only by the backward pass as graph nodes (broadcast_to, sum_to), not by the language
     # -- how other engines write it (cgraph export)
     lower: Lower | None = None
 
@@ -429,6 +434,26 @@ def index_shape(shapes: list[Shape], idx: tuple = (), **_: Any) -> Shape:
         raise ValueError(f"index {fmt_index(idx)} does not fit shape {fmt_shape(shapes[0])}: {e}") from None
 
 
+# -- traceable functions ----------------------------------------------------------------
+
+
+def traceable(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Make a function of arrays that is an op's ``numpy`` recordable: called with a traced value (one whose
+    type has ``__cgraph_trace__``, :mod:`cgraph_cli.ir.trace`) it hands the call to the tracer, which records
+    the op whose ``numpy`` it is, as numpy's ``__array_function__`` protocol does for numpy's own functions.
+    On numpy arrays it is ``f`` (one attribute look-up per operand more)."""
+
+    @functools.wraps(f)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        for a in args:
+            hook = getattr(type(a), "__cgraph_trace__", None)
+            if hook is not None:
+                return hook(call, args, kwargs)
+        return f(*args, **kwargs)
+
+    return call
+
+
 # -- helpers shared by the records -------------------------------------------------------
 
 
@@ -453,6 +478,23 @@ def keep(v, shape: Shape, axis=None):
 
 def near_zero(x: Any, eps: float) -> bool:
     return bool(np.any(np.abs(np.asarray(x, dtype=np.float64)) <= eps))
+
+
+@traceable
+def sum_to(x, shape: Shape = ()):
+    """Sum ``x`` down to ``shape`` (the inverse of broadcasting ``shape`` to ``x``'s shape): the op ``sum_to``."""
+    return unbroadcast(x, tuple(shape), "sum_to")
+
+
+@traceable
+def place(g, shape: Shape = (), idx: tuple = ()):
+    """Zeros of ``shape`` with ``g`` added at ``idx``: the gradient of an index, the op ``place``."""
+    out = np.zeros(shape, dtype=np.result_type(g))
+    if any(isinstance(i, np.ndarray) for i in idx):
+        np.add.at(out, idx, g)  # integer arrays may pick an entry several times: their gradients add up
+    else:
+        out[idx] = g  # basic indexing picks each entry at most once
+    return out
 
 
 def unbroadcast(g, shape: Shape, op_name: str = "?"):

@@ -22,15 +22,17 @@ from cgraph_cli.ops.core import (
     broadcast_shape,
     near_zero,
     same_shape,
+    traceable,
 )
 from cgraph_cli.ops.text import call, paren
 
 
+@traceable
 def _sigmoid(x):
     return np.exp(-np.logaddexp(0.0, -x))
 
 
-def unary(name, fwd, vjp, local, *, doc: str, glyph=None, kernel=Kernel.NP, also=(), **kw) -> Op:
+def unary(name, fwd, vjp, local, *, doc: str, glyph=None, kernel=Kernel.NP, also=(), numpy=None, **kw) -> Op:
     """A one-operand function called by its own name (and by the names in ``also``); its JVP is its VJP
     with the tangent in place of g (``Derive.ELEMENTWISE``: the VJP is ``g ⊙ f'(x)``)."""
     return Op(
@@ -46,6 +48,7 @@ def unary(name, fwd, vjp, local, *, doc: str, glyph=None, kernel=Kernel.NP, also
         elementwise=True,
         rows=ROWWISE,
         kernel=kernel,
+        numpy=fwd if numpy is None and isinstance(fwd, np.ufunc) else numpy,
         **kw,
     )
 
@@ -297,11 +300,11 @@ def _fold(f, args):
 def _extreme_vjp(ks, g, ans, args):
     """The VJPs of operands ``ks`` of max/min: g where the operand is the extreme, divided by the number of
     operands that tie there. One pass counts the ties, one pass per operand in ``ks`` (no n-by-n work)."""
-    count = np.zeros(np.shape(ans), dtype=np.int_)
-    for a in args:
-        count += np.asarray(a) == ans
+    count = (args[0] == ans) + 0  # integers (in a trace, a node: ir/trace.py)
+    for a in args[1:]:
+        count = count + (a == ans)
     div = np.maximum(count, 1).astype(np.result_type(g))  # keep float32 float32
-    return [g * (np.asarray(args[k]) == ans) / div for k in ks]
+    return [g * (args[k] == ans) / div for k in ks]
 
 
 def _extreme_jvp(ts, ans, *args):
@@ -351,7 +354,7 @@ def _extreme_shape(which: str):
     return shape
 
 
-def _extreme(name: str, which: str, f, lower: Lower) -> Op:
+def _extreme(name: str, which: str, f, numpy, lower: Lower) -> Op:
     return Op(
         name,
         lambda *a: _fold(f, a),
@@ -371,6 +374,7 @@ def _extreme(name: str, which: str, f, lower: Lower) -> Op:
             f"{which} is not differentiable at a tie (cgraph splits the gradient evenly)",
             "a tie: the gradient is split evenly",
         ),
+        numpy=numpy,
         lower=lower,
     )
 
@@ -446,6 +450,7 @@ def comparison(name: str, symbol: str, glyph: str, f, *, commutative: bool = Fal
             f"a comparison '{symbol}' jumps from 0 to 1 where its operands are equal "
             "(cgraph takes its derivative as 0 everywhere: no gradient flows through a comparison)",
         ),
+        numpy=f,
         lower=lower,
     )
 
@@ -461,8 +466,8 @@ def _clip_masks(x, lo, hi):
     """Which of x, lo, hi the result of min(max(x, lo), hi) is, entry by entry: hi where max(x, lo) >= hi,
     else lo where x <= lo, else x (strictly inside lo < x < hi)."""
     to_hi = np.maximum(x, lo) >= hi
-    to_lo = ~to_hi & (x <= lo)
-    return ~(to_hi | to_lo), to_lo, to_hi
+    to_lo = np.where(to_hi, False, x <= lo)  # where, not ~ and &: traceable (ir/trace.py)
+    return np.where(to_hi, False, np.where(to_lo, False, True)), to_lo, to_hi
 
 
 def _clip_vjp(k: int):
@@ -616,6 +621,7 @@ RECORDS = [
             onnx=_sigmoid_onnx,
         ),
         doc="1 / (1 + exp(-x))",
+        numpy=_sigmoid,
     ),
     unary(
         "relu",
@@ -669,8 +675,8 @@ RECORDS = [
         ),
         doc="x^2",
     ),
-    _extreme("maximum", "max", np.maximum, _extreme_lower("maximum", "amax", "Max")),
-    _extreme("minimum", "min", np.minimum, _extreme_lower("minimum", "amin", "Min")),
+    _extreme("maximum", "max", np.maximum, np.maximum, _extreme_lower("maximum", "amax", "Max")),
+    _extreme("minimum", "min", np.minimum, np.minimum, _extreme_lower("minimum", "amin", "Min")),
     Op(
         "atan2",
         np.arctan2,
@@ -692,6 +698,7 @@ RECORDS = [
         ),
         domain=(0.5, 2.0),
         test_shapes=((3,), (2, 1)),
+        numpy=np.arctan2,
         lower=Lower(array=Code("{m}.arctan2({0}, {1})"), torch=Code("torch.atan2({0}, {1})"), onnx=_atan2_onnx),
     ),
     unary(
@@ -826,6 +833,7 @@ RECORDS = [
         elementwise=True,
         rows=ROWWISE,
         test_shapes=((3,), (2, 1)),
+        numpy=np.logaddexp,
         lower=Lower(
             array=Code("{m}.logaddexp({0}, {1})"), torch=Code("torch.logaddexp({0}, {1})"), onnx=_logaddexp_onnx
         ),
@@ -858,6 +866,7 @@ RECORDS = [
         elementwise=True,
         rows=ROWWISE,
         test_shapes=((2, 3), (3,), (2, 1)),
+        numpy=np.where,
         lower=_WHERE,
     ),
     Op(

@@ -576,6 +576,7 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"axis": 1},
         complex_step=True,
+        numpy=np.sum,
         lower=reduction("sum", "sum", "ReduceSum"),
     ),
     Op(

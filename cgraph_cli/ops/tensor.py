@@ -3,10 +3,27 @@ stack diag trace outer``, indexing and tensor literals (``stack``)."""
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from cgraph_cli.fmt import fmt_index, fmt_shape
-from cgraph_cli.ops.core import Call, Code, Derive, Kernel, Lower, Op, Rows, Site, index_shape, norm_axes, norm_axis
+from cgraph_cli.ops.core import (
+    Call,
+    Code,
+    Derive,
+    Kernel,
+    Lower,
+    NoEquivalent,
+    Op,
+    Rows,
+    Site,
+    index_shape,
+    norm_axes,
+    norm_axis,
+    place,
+    sum_to,
+)
 from cgraph_cli.ops.text import call, keyword_call, keyword_label, paren, transposed
 
 
@@ -222,11 +239,9 @@ def diag_shape(shapes, **_):
 
 def _diag_vjp(g, ans, x):
     if np.ndim(x) == 1:
-        return np.diagonal(g).copy()
-    out = np.zeros(np.shape(x), dtype=np.result_type(g, x))
+        return np.diag(g).copy()  # g's diagonal
     k = min(np.shape(x))
-    out[np.arange(k), np.arange(k)] = g
-    return out
+    return place(np.diag(g), np.shape(x), (slice(0, k), slice(0, k)))  # g on the diagonal of zeros
 
 
 def trace_shape(shapes, **_):
@@ -245,13 +260,47 @@ def outer_shape(shapes, **_):
 
 def _index_vjp(g, ans, x, idx=()):
     """The gradient placed where the entries came from; an entry picked several times (``x[[0, 0]]``, integer
-    arrays) gets the sum of its gradients (scatter-add)."""
-    out = np.zeros(np.shape(x), dtype=np.result_type(g, x))
-    if any(isinstance(i, np.ndarray) for i in idx):
-        np.add.at(out, idx, g)
-    else:
-        out[idx] = g  # basic indexing picks each entry at most once
-    return out
+    arrays) gets the sum of its gradients (scatter-add): :func:`cgraph_cli.ops.core.place`."""
+    return place(g, np.shape(x), idx)
+
+
+def _sum_to_axes(site: Site) -> tuple[int, ...]:
+    """The axes sum_to sums over: the leading ones its target lacks, then those it has as 1."""
+    src, dst = site.shapes[0], tuple(site.attrs.get("shape", ()))
+    extra = len(src) - len(dst)
+    return tuple(range(extra)) + tuple(extra + i for i, d in enumerate(dst) if d == 1 and src[extra + i] != 1)
+
+
+def _sum_to_code(sum_call: str, reshape: str):
+    def write(site: Site) -> str:
+        axes, x = _sum_to_axes(site), site.xs[0]
+        if axes:
+            x = sum_call.format(m=site.m, x=x, axes=axes)
+        return reshape.format(m=site.m, x=x, shape=tuple(site.attrs.get("shape", ())))
+
+    return write
+
+
+def _sum_to_onnx(site) -> str:
+    axes, x = _sum_to_axes(site), site.xs[0]
+    if axes:
+        x = site.node("ReduceSum", [x, site.ints(list(axes))], keepdims=1)
+    return site.node("Reshape", [x, site.ints(list(site.attrs.get("shape", ())))])
+
+
+def _no_place(site) -> str:
+    raise NoEquivalent("'place' (the gradient of an index, made by grad()) has no export yet")
+
+
+def _checked_broadcast(small, big):
+    """``big`` if ``small`` broadcasts to it (else a ValueError naming both)."""
+    try:
+        fits = tuple(np.broadcast_shapes(small, big)) == big
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"shape {fmt_shape(small)} cannot be broadcast to {fmt_shape(big)}")
+    return big
 
 
 def cumsum_shape(shapes, axis=None, **_):
@@ -521,6 +570,8 @@ RECORDS = [
         test_shapes=((2, 3, 4),),
         test_attrs={"dims": (2, 0, 1)},
         complex_step=True,
+        numpy=np.transpose,
+        numpy_static=("dims",),
         lower=Lower(
             array=Code(_transpose_array),
             torch=Code(_torch_transpose),
@@ -553,6 +604,8 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"dims": (3, 2)},
         complex_step=True,
+        numpy=np.reshape,
+        numpy_static=("dims",),
         lower=Lower(
             array=Code(lambda site: f"{site.m}.reshape({site.xs[0]}, {site.shape})"),
             torch=Code(lambda site: f"torch.reshape({site.xs[0]}, {site.shape})"),
@@ -680,6 +733,8 @@ RECORDS = [
         test_shapes=((3, 4),),
         test_attrs={"idx": (slice(0, 2), 1)},
         complex_step=True,
+        numpy=operator.getitem,
+        numpy_static=("idx",),
         lower=Lower(
             array=Code(lambda site: f"{site.xs[0]}{fmt_index(site.attrs.get('idx', ()))}"),
             torch=Code(_torch_index),
@@ -760,6 +815,7 @@ RECORDS = [
         ),
         test_shapes=((3,),),
         complex_step=True,
+        numpy=np.diag,
         lower=Lower(array=Code("{m}.diag({0})"), torch=Code("torch.diag({0})"), onnx=_onnx_diag),
     ),
     Op(
@@ -821,6 +877,76 @@ RECORDS = [
         test_shapes=((2, 3),),
         test_attrs={"axis": 1},
         complex_step=True,
+        numpy=np.cumsum,
         lower=Lower(array=Code(_array_cumsum), torch=Code(_torch_cumsum), onnx=_onnx_cumsum),
+    ),
+    # -- made only by the backward pass as graph nodes (ir/backward.py): each is the other's VJP
+    Op(
+        "broadcast_to",
+        lambda x, shape=(): np.broadcast_to(x, shape),
+        (lambda g, ans, x, shape=(): sum_to(g, np.shape(x)),),
+        lambda shapes, shape=(), **_: _checked_broadcast(shapes[0], tuple(shape)),
+        1,
+        "⇱",
+        label=lambda at: f"⇱{fmt_shape(tuple(at['shape']))}",
+        formula=lambda L, at: f"broadcast({L[0]}, {fmt_shape(tuple(at['shape']))})",
+        local=lambda k, L, A, at, sh: "1",
+        vjp_text=_shape_change_text(lambda U, at, sh: f"{U} summed to {fmt_shape(sh[0])}"),
+        test_shapes=((3,),),
+        test_attrs={"shape": (2, 3)},
+        complex_step=True,
+        numpy=np.broadcast_to,
+        numpy_static=("shape",),
+        lower=Lower(
+            array=Code(lambda site: f"{site.m}.broadcast_to({site.xs[0]}, {tuple(site.attrs['shape'])})"),
+            torch=Code(lambda site: f"torch.broadcast_to({site.xs[0]}, {tuple(site.attrs['shape'])})"),
+            onnx=lambda site: site.node("Expand", [site.xs[0], site.ints(list(site.attrs["shape"]))]),
+        ),
+        jvp=Derive.LINEAR,
+        internal=True,
+    ),
+    Op(
+        "sum_to",
+        sum_to,
+        (lambda g, ans, x, shape=(): np.broadcast_to(g, np.shape(x)),),
+        lambda shapes, shape=(), **_: (_checked_broadcast(tuple(shape), shapes[0]), tuple(shape))[1],
+        1,
+        "Σ⇲",
+        label=lambda at: f"Σ→{fmt_shape(tuple(at['shape']))}",
+        formula=lambda L, at: f"sum_to({L[0]}, {fmt_shape(tuple(at['shape']))})",
+        local=lambda k, L, A, at, sh: "1",
+        vjp_text=_shape_change_text(lambda U, at, sh: f"{U} broadcast to {fmt_shape(sh[0])}"),
+        test_shapes=((2, 3),),
+        test_attrs={"shape": (3,)},
+        complex_step=True,
+        numpy=sum_to,
+        numpy_static=("shape",),
+        lower=Lower(
+            array=Code(_sum_to_code("{m}.sum({x}, axis={axes}, keepdims=True)", "{m}.reshape({x}, {shape})")),
+            torch=Code(_sum_to_code("torch.sum({x}, dim={axes}, keepdim=True)", "torch.reshape({x}, {shape})")),
+            onnx=_sum_to_onnx,
+        ),
+        jvp=Derive.LINEAR,
+        internal=True,
+    ),
+    Op(
+        "place",
+        place,
+        (lambda g, ans, x, shape=(), idx=(): g[idx],),
+        lambda shapes, shape=(), idx=(), **_: tuple(shape),
+        1,
+        "[]⁻¹",
+        label=lambda at: f"→{fmt_index(at.get('idx', ()))}",
+        formula=lambda L, at: f"place({L[0]}, {fmt_index(at.get('idx', ()))})",
+        local=lambda k, L, A, at, sh: "1",
+        vjp_text=_shape_change_text(lambda U, at, sh: f"{U}{fmt_index(at.get('idx', ()))}"),
+        test_shapes=((2,),),
+        test_attrs={"shape": (3, 4), "idx": (slice(0, 2), 1)},
+        complex_step=True,
+        numpy=place,
+        numpy_static=("shape", "idx"),
+        lower=Lower(array=Code(_no_place), torch=Code(_no_place), onnx=_no_place),
+        jvp=Derive.LINEAR,
+        internal=True,
     ),
 ]

@@ -46,7 +46,7 @@ from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.reference import Result, forward
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.fmt import fmt_number, fmt_picture, fmt_shape, picture_grid
-from cgraph_cli.ir.graph import Graph
+from cgraph_cli.ir.graph import Graph, backward_graph, name_gradients
 from cgraph_cli.ir.names import node_names
 from cgraph_cli.ops import LEAF_OPS, OPS
 from cgraph_cli.run.values import bind_inputs
@@ -62,6 +62,7 @@ FONT = "DejaVu Sans"
 
 FILL = {"input": "#fdf6e3", "const": "#f1f1f1", "op": "#ffffff"}
 BORDER = {"input": "#b08d3c", "const": "#a8a8a8", "op": "#4d4d4d"}
+BACKWARD_FILL = "#fdece2"  # render --backward: the nodes of the backward pass, in the gradient's colour
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
 
@@ -109,6 +110,7 @@ class DotOptions:
     rankdir: str = "LR"
     edge_labels: str = "local"  # local | none
     fanout: int = FANOUT
+    backward_from: int | None = None  # nodes from this id on are the backward pass as nodes (render --backward)
 
 
 @dataclass
@@ -174,7 +176,9 @@ class GraphPicture:
         self.edge_label_text = [self._edge_label(e) for e in self.edges]
         self.labels = node_names(g)  # as in explain, the eval table and check: s₁, s₂, (a + b), %7
         # nodes off every path to the differentiated output (ir's one definition): greyed, without a gradient
-        self.off_path = [not a for a in g.ancestors(self.out)] if grads is not None else None
+        self.off_path = (
+            [not a and not self.backward(i) for i, a in enumerate(g.ancestors(self.out))] if grads is not None else None
+        )
 
     # -- text pieces ----------------------------------------------------------------
     @property
@@ -371,6 +375,9 @@ class GraphPicture:
                 )
         else:
             parts.append(f'<FONT COLOR="{MUTED}">structure only (no input values)</FONT>')
+        if self.opts.backward_from is not None:
+            what = f"backward pass as nodes: they compute ∂{html_text(self.out_name)}/∂input"
+            parts.append(f'<FONT COLOR="{GRAD_COLOR}">▭ {what}</FONT>')
         rows = '<TR><TD ALIGN="LEFT">' + "&#160;&#160;&#160;&#160;".join(parts) + "</TD></TR>"
         if st is not None and st.caption is not None:
             color = GRAD_COLOR if st.phase == "backward" else VALUE_COLOR
@@ -398,6 +405,11 @@ class GraphPicture:
             attrs["tooltip"] += f"; not on a path to {self.out_name}"
         if kind == "const":
             attrs["fontsize"] = "10"
+        if self.backward(i):
+            attrs["color"] = GRAD_COLOR
+            if kind != "const":
+                attrs["fillcolor"] = BACKWARD_FILL
+            attrs["style"] = "rounded,filled,dashed" if kind == "const" else "rounded,filled"
         if st.active == i:
             attrs["color"] = GRAD_COLOR if st.phase == "backward" else VALUE_COLOR
             attrs["penwidth"] = "3.2"
@@ -419,6 +431,10 @@ class GraphPicture:
                     cattrs["color"] = GRAD_COLOR if st.phase == "backward" else VALUE_COLOR
                 out.append(f"n{i}_{e.copy} {_attrs(cattrs)};")
         return out
+
+    def backward(self, i: int) -> bool:
+        """Whether node ``i`` belongs to the backward pass drawn as nodes (``render --backward``)."""
+        return self.opts.backward_from is not None and i >= self.opts.backward_from
 
     def _tooltip(self, i: int) -> str:
         g = self.g
@@ -498,6 +514,9 @@ class GraphPicture:
         if self.off_path is not None and self.off_path[e.dst]:  # no gradient flows back along it
             attrs.update(color=OFF_PATH, style="dashed")
             text = ""
+        if self.backward(e.dst):
+            attrs["color"] = GRAD_COLOR
+            attrs["style"] = "dashed"
         if text:
             shown = st.values is None or e.dst in st.values
             attrs["label"] = Html(html_text(text) if shown else _blank(text))
@@ -667,6 +686,32 @@ def evaluate_for_picture(
     result = evaluate(g, inputs, out)
     notes.extend(anomaly.warnings(result))
     return result.values, result.grads, out
+
+
+def with_backward(
+    g: Graph, out: int, values: list[Any] | None, given: dict[str, Any], max_memory: int | None, max_nodes: int
+) -> tuple[Graph, list[Any] | None]:
+    """``render --backward``: the graph extended with its backward pass as nodes, each input's gradient named
+    ``∂out/∂x``, and the values of all its nodes (those of the backward nodes are the gradient's pieces; no
+    gradients of this larger graph are drawn). Draw it with ``DotOptions(backward_from=len(g))``."""
+    if values is not None and np.size(values[out]) != 1:
+        raise CgraphError(
+            f"--backward draws the gradient of a scalar, but '{g.label(out)}' has shape "
+            f"{fmt_shape(np.shape(values[out]))}",
+            g.spans[out],
+            hint=f"draw a scalar such as sum({g.label(out)}), or pick one with --of",
+            source=g.source,
+        )
+    bg, grads = backward_graph(g, out, max_memory=max_memory)
+    if len(bg) > max_nodes:
+        raise CgraphError(
+            f"with its backward pass the graph has {len(bg):,} nodes, more than --max-nodes {max_nodes}",
+            hint="draw a smaller program, or raise the limit with --max-nodes N",
+        )
+    name_gradients(bg, g, out, grads)
+    if values is not None:
+        values = forward(bg, bind_inputs(bg, given, require=False))
+    return bg, values
 
 
 def node_ids(lines: Iterable[str]) -> list[str]:

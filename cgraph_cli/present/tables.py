@@ -11,6 +11,7 @@ import numpy as np
 
 from cgraph_cli.analysis import anomaly
 from cgraph_cli.engine.reference import Result
+from cgraph_cli.errors import format_located
 from cgraph_cli.fmt import csv_cell, fmt_cell, fmt_number, fmt_shape, fmt_value, json_number, json_value, shortest
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ir.names import node_names
@@ -21,9 +22,16 @@ def rows(result: Result, all_nodes: bool = False) -> list[int]:
     return list(range(len(g))) if all_nodes else g.named_nodes()
 
 
-def to_data(result: Result) -> dict[str, Any]:
+def to_data(result: Result, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document of SPEC §3 (tensors as nested lists; :func:`write_json` streams it instead)."""
-    return _document(result, json_value)
+    return _document(result, json_value, extra=extra)
+
+
+def _leaves(data: Any, value: Any) -> Any:
+    """Nested dicts with every array passed through ``value``."""
+    if isinstance(data, dict):
+        return {k: _leaves(v, value) for k, v in data.items()}
+    return value(data)
 
 
 def _second(result: Result) -> tuple[str | None, list[Any]]:
@@ -36,13 +44,14 @@ def _second(result: Result) -> tuple[str | None, list[Any]]:
     return "grad", result.grads
 
 
-def _document(result: Result, value: Any, nodes: Any = None) -> dict[str, Any]:
+def _document(result: Result, value: Any, nodes: Any = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document, with every value and gradient passed through ``value`` (``nodes``: the node
     records as given, e.g. a :class:`NodeRecords` to be written without building a dict per node).
 
     Other modes than the default (``result.mode``): forward mode has ``direction`` and ``jvp`` and a
     ``tangent`` per node instead of gradients; a cotangent's run has ``cotangent``; a Jacobian has
-    ``jacobian`` (input -> output.shape + input.shape), ``jacobian_mode``, ``jacobian_passes``."""
+    ``jacobian`` (input -> output.shape + input.shape), ``jacobian_mode``, ``jacobian_passes``. ``extra`` adds
+    top-level keys of nested dicts of arrays (``"hessian"``, ``"hvp"``)."""
     g = result.graph
     vals = result.values
     key, second = _second(result)
@@ -65,6 +74,8 @@ def _document(result: Result, value: Any, nodes: Any = None) -> dict[str, Any]:
     doc["outputs"] = {g.label(i): value(vals[i]) for i in g.outputs}
     doc["nodes"] = _node_records(result, value) if nodes is None else nodes
     doc["nonfinite"] = _anomalies(result)
+    for k, v in (extra or {}).items():
+        doc[k] = _leaves(v, value)
     return doc
 
 
@@ -107,20 +118,20 @@ def _anomalies(result: Result) -> list[dict[str, Any]]:
     ]
 
 
-def to_json(result: Result) -> str:
+def to_json(result: Result, extra: dict[str, Any] | None = None) -> str:
     """The JSON document as one string (:func:`write_json` writes the same bytes without holding them)."""
     buf = io.StringIO()
-    write_json(result, buf)
+    write_json(result, buf, extra)
     return buf.getvalue()
 
 
-def write_json(result: Result, stream: Any) -> None:
+def write_json(result: Result, stream: Any, extra: dict[str, Any] | None = None) -> None:
     """Write the JSON document of :func:`to_json` to ``stream``, tensors chunk by chunk.
 
     The bytes are exactly ``json.dumps(to_data(result), indent=2, allow_nan=False)`` (no final newline),
     but the memory used beyond the values themselves is a few chunks of text, not a Python float and a
     string per entry."""
-    dump_json(_document(result, lazy_value, NodeRecords(result)), stream)
+    dump_json(_document(result, lazy_value, NodeRecords(result), extra), stream)
 
 
 # -- streaming JSON --------------------------------------------------------------------------------------------------
@@ -625,5 +636,11 @@ def jacobian_tables(result: Result) -> list[Any]:
 
 
 def nonfinite_warnings(result: Result) -> list[str]:
-    """One warning per pass naming the first node where a non-finite number appeared (:func:`anomaly.warnings`)."""
-    return anomaly.warnings(result)
+    """The warnings of building the graph (:func:`build_warnings`), then one per pass naming the first node where
+    a non-finite number appeared (:func:`anomaly.warnings`)."""
+    return build_warnings(result.graph) + anomaly.warnings(result)
+
+
+def build_warnings(g: Graph) -> list[str]:
+    """What the builder noticed, such as a ``grad(loss, w)`` whose ``loss`` does not depend on ``w``."""
+    return ["warning: " + format_located(msg, span, g.source) for msg, span in g.warnings]

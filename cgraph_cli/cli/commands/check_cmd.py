@@ -89,6 +89,12 @@ def check_command(
     all_entries: bool = typer.Option(
         False, "--all-entries", help="Check every entry of every input, however large (no sampling)."
     ),
+    order: int = typer.Option(
+        1,
+        "--order",
+        metavar="1|2",
+        help="2: check the second derivatives ∂²out/∂x∂y against finite differences of the gradient.",
+    ),
     fmt: str = typer.Option("table", "--format", "-f", metavar="table|json", help="table or json."),
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
@@ -114,6 +120,7 @@ def check_command(
             samples=samples,
             all_entries=all_entries,
             progress=progress,
+            order=order,
             modes=modes,
         )
     for note in report.notes:

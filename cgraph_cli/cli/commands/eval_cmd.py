@@ -38,6 +38,8 @@ def eval_command(
     seed: int = PARAM["seed"],
     dtype: str = PARAM["dtype"],
     strict: bool = param(EVAL_OPTION["strict"]),
+    hessian: bool = param(EVAL_OPTION["hessian"]),
+    hvp: Optional[str] = param(EVAL_OPTION["hvp"]),
     max_memory: Optional[str] = PARAM["max_memory"],
     no_cache: bool = PARAM["no_cache"],
     mode: Optional[str] = param(EVAL_OPTION["mode"]),
@@ -67,6 +69,8 @@ def eval_command(
             tangent=tangent or None,
             cotangent=cotangent,
             jacobian=jacobian,
+            hessian=hessian,
+            hvp=hvp,
         )
     )
     if code:

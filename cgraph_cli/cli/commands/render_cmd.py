@@ -100,6 +100,11 @@ def render_command(
         metavar="SECONDS",
         help="Seconds the whole drawing may take (layout and every --steps frame) before cgraph gives up.",
     ),
+    backward: bool = typer.Option(
+        False,
+        "--backward",
+        help="Draw the backward pass too, as the nodes that compute the gradient (styled apart).",
+    ),
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
 ) -> None:
@@ -111,11 +116,21 @@ def render_command(
     check_picture_options(rankdir, edge_labels, max_nodes, timeout)
     if output is not None and steps is not None:
         raise CgraphError("give either -o or --steps, not both")
+    if backward and steps is not None:
+        raise CgraphError(
+            "--steps animates the forward and backward passes of the program; --backward draws the backward pass "
+            "as nodes in one picture: give one of them"
+        )
 
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
     program = Program.from_options(options, max_nodes=max_nodes)
     picture = program.picture(
-        show_values=not no_values, rankdir=rankdir, edge_labels=edge_labels, max_nodes=max_nodes, timeout=timeout
+        show_values=not no_values,
+        rankdir=rankdir,
+        edge_labels=edge_labels,
+        max_nodes=max_nodes,
+        timeout=timeout,
+        backward=backward,
     )
 
     if steps is not None and "\x00" in steps:
