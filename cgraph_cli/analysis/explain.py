@@ -104,6 +104,7 @@ class Explanation:
     labels: list[str]
     forward: list[ForwardStep] = field(default_factory=list)
     backward: list[BackwardStep] = field(default_factory=list)
+    off_path: list[int] = field(default_factory=list)  # named nodes the output does not depend on
 
     @property
     def out_label(self) -> str:
@@ -149,6 +150,7 @@ def explain(
     vals, grads, out = result.values, result.grads, result.out
     # the forward pass: every node up to the output that it depends on
     anc = g.ancestors(out)
+    ex.off_path = [i for i in range(len(g)) if not anc[i] and g.names[i] is not None]
     for i in range(out + 1):
         if not anc[i] or (g.ops[i] == "const" and g.names[i] is None):
             continue
@@ -368,6 +370,17 @@ def lines(ex: Explanation) -> list[list[Seg]]:
     for st in ex.backward:
         main, extra = _backward_lines(ex, st)
         res.extend(main + extra)
+    if ex.off_path:
+        names = ", ".join(ex.labels[i] for i in ex.off_path)
+        res.append([])
+        res.append(
+            [
+                (
+                    f"{names}: not on a path to {outl} (no gradient flows to {'it' if len(ex.off_path) == 1 else 'them'})",  # noqa: E501
+                    "dim",
+                )
+            ]
+        )
     return res
 
 
@@ -583,6 +596,7 @@ def to_data(ex: Explanation) -> dict[str, Any]:
         "forward": forward,
         "backward": backward,
         "gradients": {k: json_value(r.grads[i]) for k, i in g.inputs.items()},
+        "off_path": [ex.labels[i] for i in ex.off_path],
     }
 
 

@@ -57,6 +57,7 @@ VALUE_COLOR = "#0b5cad"  # forward pass: blue
 GRAD_COLOR = "#c2410c"  # backward pass: vermillion (the pair reads in colour-blind palettes too)
 EDGE_LABEL_COLOR = "#6b6b6b"
 MUTED = "#8a8a8a"
+OFF_PATH = "#a0a0a0"  # a node that does not reach the differentiated output: greyed, no gradient
 FONT = "DejaVu Sans"
 
 FILL = {"input": "#fdf6e3", "const": "#f1f1f1", "op": "#ffffff"}
@@ -174,6 +175,10 @@ class GraphPicture:
                 self.out_edges[j].append(e)
         self.edge_label_text = [self._edge_label(e) for e in self.edges]
         self.labels = node_names(g)  # as in explain, the eval table and check: s₁, s₂, (a + b), %7
+        # nodes off every path to the differentiated output (ir's one definition): greyed, without a gradient
+        self.off_path = (
+            [not a and not self.backward(i) for i, a in enumerate(g.ancestors(self.out))] if grads is not None else None
+        )
 
     # -- text pieces ----------------------------------------------------------------
     @property
@@ -359,8 +364,15 @@ class GraphPicture:
             if self.grads is not None:
                 parts.append(f'<FONT COLOR="{GRAD_COLOR}">■ gradient ∂{html_text(self.out_name)}/∂node</FONT>')
             if self.opts.edge_labels == "local" and self.grads is not None:
-                shapes = "" if all(not sh for sh in self.g.shapes if sh is not None) else " (its shape for tensors)"
-                parts.append(f'<FONT COLOR="{EDGE_LABEL_COLOR}">edge: local derivative ∂child/∂parent{shapes}</FONT>')
+                tensors = any(sh for sh in self.g.shapes if sh is not None)
+                edge = "edge: local derivative ∂child/∂parent" + (
+                    "; on a tensor edge, the operand's shape" if tensors else ""
+                )
+                parts.append(f'<FONT COLOR="{EDGE_LABEL_COLOR}">{html_text(edge)}</FONT>')
+            if self.off_path is not None and any(self.off_path):
+                parts.append(
+                    f'<FONT COLOR="{OFF_PATH}">dashed grey: not on a path to {html_text(self.out_name)}</FONT>'
+                )
         else:
             parts.append(f'<FONT COLOR="{MUTED}">structure only (no input values)</FONT>')
         if self.opts.backward_from is not None:
@@ -388,6 +400,9 @@ class GraphPicture:
         }
         if i == self.out:
             attrs["penwidth"] = "2.4"
+        if self.off_path is not None and self.off_path[i]:
+            attrs.update(color=OFF_PATH, fillcolor="#f7f7f7", fontcolor=OFF_PATH, style="rounded,filled,dashed")
+            attrs["tooltip"] += f"; not on a path to {self.out_name}"
         if kind == "const":
             attrs["fontsize"] = "10"
         if self.backward(i):
@@ -443,12 +458,13 @@ class GraphPicture:
             head += f' <FONT COLOR="{MUTED}" POINT-SIZE="9">' + html_text(self.labels[i]) + "</FONT>"
         rows.append(f"<TR><TD>{head}</TD></TR>")
         fill = FILL["const" if op == "const" else "input" if op == "input" else "op"]
+        off = self.off_path is not None and self.off_path[i]
         if self.values is not None and op != "const":
             v = self.values[i]
             if v is not None:
-                color = VALUE_COLOR if st.values is None or i in st.values else fill
+                color = (OFF_PATH if off else VALUE_COLOR) if st.values is None or i in st.values else fill
                 rows.append(f"<TR><TD>{_number_html(v, color)}</TD></TR>")
-        if self.grads is not None and self.grads[i] is not None:
+        if self.grads is not None and self.grads[i] is not None and not off:
             color = GRAD_COLOR if st.grads is None or i in st.grads else fill
             rows.append(f"<TR><TD>{_number_html(self.grads[i], color, '∂ ')}</TD></TR>")
         content = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">' + "".join(rows) + "</TABLE>"
@@ -495,6 +511,9 @@ class GraphPicture:
         if self._port_names(e.dst):
             dst += f":p{e.k}:{'w' if lr else 'n'}"
         attrs = {"id": e.id}
+        if self.off_path is not None and self.off_path[e.dst]:  # no gradient flows back along it
+            attrs.update(color=OFF_PATH, style="dashed")
+            text = ""
         if self.backward(e.dst):
             attrs["color"] = GRAD_COLOR
             attrs["style"] = "dashed"

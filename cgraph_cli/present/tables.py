@@ -563,15 +563,24 @@ def to_table(result: Result, all_nodes: bool = False):
     t.add_column("value", justify="right", style="cyan", overflow="fold")
     if key is not None:
         t.add_column(header, justify="right", style="magenta", overflow="fold")
+    # gradients: a node the output does not depend on (ir's one definition) is marked, not given a gradient
+    on_path = g.ancestors(result.out) if key == "grad" else [True] * len(g)
+    off = []
     for i in rows(result, all_nodes):
+        if not on_path[i]:
+            off.append(labels[i])
         t.add_row(
             labels[i],
             g.ops[i],
             g.short_text(i),
             fmt_shape(tuple(np.shape(result.values[i]))) if np.ndim(result.values[i]) else "()",
             fmt_cell(result.values[i]),
-            *([fmt_cell(second[i])] if key is not None else []),
+            *([fmt_cell(second[i]) if on_path[i] else OFF_PATH_MARK] if key is not None else []),
+            style=None if on_path[i] else "dim",
         )
+    if off:
+        t.caption = f"{OFF_PATH_MARK} {', '.join(off)}: not on a path to {out} (no gradient)"
+        t.caption_justify = "left"
     if result.mode == "jacobian":
         from rich.console import Group
 
@@ -579,6 +588,7 @@ def to_table(result: Result, all_nodes: bool = False):
     return t
 
 
+OFF_PATH_MARK = "(off path)"
 JAC_ROWS, JAC_COLS = 12, 8  # a Jacobian block larger than this is shown by its corner and its size
 
 
