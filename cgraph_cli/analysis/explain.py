@@ -39,12 +39,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from cgraph_cli.engine.reference import Result
+from cgraph_cli.engine.forward_mode import tangents
+from cgraph_cli.engine.reference import Result, backward, forward
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.fmt import fmt_list, fmt_norm, fmt_operand, fmt_shape, fmt_value, is_small, json_value
 from cgraph_cli.ir.graph import Graph
@@ -746,11 +748,6 @@ def cost(g: Graph, inputs: dict[str, Any], out: int) -> Cost:
     :func:`cgraph_cli.engine.forward_mode.tangents`, each tallying the ops it ran). A forward-mode pass per
     input entry: the passes that move the entries of one input run the same ops, so one of them is run and
     counted, then multiplied by the input's entries."""
-    from collections import Counter
-
-    from cgraph_cli.engine.forward_mode import tangents
-    from cgraph_cli.engine.reference import backward, forward
-
     fwd: Counter = Counter()
     vals = forward(g, inputs, upto=out, count=fwd)
     bwd: Counter = Counter()
