@@ -396,3 +396,11 @@ def test_near_a_kink_but_not_on_it_no_false_alarm(prog, a):
     rep = _check(prog, {"a": a})
     c = rep.inputs[0]
     assert rep.passed, (c.analytic, c.numeric, c.error)
+
+
+@pytest.mark.parametrize("method", ["richardson", "complex"])
+def test_no_false_alarm_when_the_output_cancels(method):
+    """y = c + (cos(pi) - c) + 1 is about 0 with the round-off of c: the estimate scales with the values on
+    the way, not with |y| (hypothesis found this: numeric -6e-13 against an estimate of 4e-14)."""
+    prog = "y = 1.0 * ((c) + ((cos(pi)) - (c))) + 1.0 + 0 * (a + b + c)"
+    assert _check(prog, {"a": 0.0, "b": 0.0, "c": 1.05012936036798}, method=method).passed

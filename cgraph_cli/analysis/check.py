@@ -340,7 +340,9 @@ def check_gradients(
         else:
             f0 = float(np.asarray(result.values[out], dtype=np.float64).reshape(-1)[0])
             numerical = _complex_step if method == "complex" else _richardson
-            numeric, error, roundoff, how, step = numerical(g, base, name, index, out, f0, analytic, tick)
+            numeric, error, roundoff, how, step = numerical(
+                g, base, name, index, out, f0, analytic, tick, scale=_magnitude(result, out)
+            )
             ok = verdict(analytic, numeric, error, rtol)
         done += len(index)
         with np.errstate(all="ignore"):
@@ -382,6 +384,7 @@ def _richardson(
     f0: float,
     analytic: np.ndarray,
     tick: Callable[[int], None] | None = None,
+    scale: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
     """Per flat index: (numeric derivative, error estimate, round-off part, method, step).
 
@@ -412,7 +415,7 @@ def _richardson(
                     steps += [abs(x) / 4, abs(x) / 4 / RETRY]
                 tried = 0
                 for h in steps:
-                    got = _central_attempt(lambda v, _fi=fi: f(_fi, v), x, h, f0)
+                    got = _central_attempt(lambda v, _fi=fi: f(_fi, v), x, h, f0, scale)
                     if got is None:
                         continue  # the stencil leaves the domain: a smaller step
                     tried += 1
@@ -425,7 +428,7 @@ def _richardson(
                     if (good and e <= RESOLVED * abs(num)) or tried >= 5:
                         break
                 if best is None:
-                    best = _one_sided(lambda v, _fi=fi: f(_fi, v), x, h0, f0)
+                    best = _one_sided(lambda v, _fi=fi: f(_fi, v), x, h0, f0, scale)
                     if best is not None:
                         method[k] = best[4]
                 flat[fi] = x
@@ -463,6 +466,7 @@ def _complex_step(
     f0: float,
     analytic: np.ndarray,
     tick: Callable[[int], None] | None = None,
+    scale: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
     """Per flat index: (Im f(x + ih) / h, estimate, round-off part, method, h).
 
@@ -498,15 +502,32 @@ def _complex_step(
             if tick is not None:
                 tick(k + 1)
     if redo:
-        r = _richardson(g, base, name, index[redo], out, f0, analytic[redo])
+        r = _richardson(g, base, name, index[redo], out, f0, analytic[redo], scale=scale)
         for j, k in enumerate(redo):
             res[k], err[k], noise[k], how[k], step[k] = r[0][j], r[1][j], r[2][j], r[3][j], r[4][j]
     return res, err, noise, how, step
 
 
-def _central_attempt(f: Callable[[float], float], x: float, h: float, f0: float):
-    """(n, estimate, round-off, h) from central differences at h, h/2, h/4; None if a value is not finite."""
-    d, big = [], abs(f0)
+def _magnitude(result: Result, out: int) -> float:
+    """The largest finite magnitude among the values on the way from the inputs to ``out``: f's round-off is
+    relative to it, not to |f| (which may be small after a cancellation)."""
+    g = result.graph
+    anc, need = g.ancestors(out), g.needs_grad()
+    big = 0.0
+    for i, v in enumerate(result.values):
+        if v is not None and anc[i] and need[i]:
+            a = np.abs(np.asarray(v, dtype=np.float64))
+            a = a[np.isfinite(a)]
+            if a.size:
+                big = max(big, float(a.max()))
+    return big
+
+
+def _central_attempt(f: Callable[[float], float], x: float, h: float, f0: float, scale: float = 0.0):
+    """(n, estimate, round-off, h) from central differences at h, h/2, h/4; None if a value is not finite.
+    ``scale``: the largest magnitude on the way to f (:func:`_magnitude`), which bounds f's round-off when f
+    cancels (c + (1 - c) is 1 with the round-off of c)."""
+    d, big = [], max(abs(f0), scale)
     for s in (h, h / 2, h / 4):
         xp, xm = x + s, x - s
         fp, fm = f(xp), f(xm)
@@ -525,11 +546,11 @@ def _central_attempt(f: Callable[[float], float], x: float, h: float, f0: float)
     return r2, est, roundoff, h
 
 
-def _one_sided(f: Callable[[float], float], x: float, h0: float, f0: float):
+def _one_sided(f: Callable[[float], float], x: float, h0: float, f0: float, scale: float = 0.0):
     """(n, estimate, round-off, h, method): forward (else backward) differences at h0·4^-j, j < 6,
     extrapolated by Aitken's Δ² on the last three and on the three before; None if neither side works."""
     for sign, side in ((1.0, "forward"), (-1.0, "backward")):
-        d, big, ok = [], abs(f0), True
+        d, big, ok = [], max(abs(f0), scale), True
         for j in range(6):
             xs = x + sign * h0 / 4.0**j
             fs = f(xs)
