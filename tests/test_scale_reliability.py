@@ -32,15 +32,27 @@ FILES = sorted(EXAMPLES.glob("*.cg"))
 # -- the reference: the formatting code before streaming (json.dumps of nested lists, csv module) --------------------
 
 
+def _f32(x) -> float:
+    """A float32 number as written since issue 15: its shortest float32 text, read back as a float."""
+    return float(str(np.float32(x)))
+
+
 def ref_json_value(v):
     if v is None:
         return None
+    a0 = np.asarray(v)
+    if a0.dtype == np.float32:
+
+        def conv(x):
+            return _f32(x) if np.isfinite(x) else fmt.json_number(x)
+    else:
+        conv = fmt.json_number
     a = np.asarray(v, dtype=np.float64)
     if a.ndim == 0:
-        return fmt.json_number(a)
-    if np.all(np.isfinite(a)):
+        return conv(a0)
+    if a.size == 0 or (a0.dtype != np.float32 and np.all(np.isfinite(a))):
         return a.tolist()
-    flat = [fmt.json_number(x) for x in a.ravel()]
+    flat = [conv(x) for x in a0.ravel()]
     out = flat
     for d in reversed(a.shape[1:]):
         out = [out[i : i + d] for i in range(0, len(out), d)]
@@ -57,7 +69,9 @@ def ref_csv_cell(v) -> str:
         return ""
     a = np.asarray(v)
     if a.ndim == 0:
-        return repr(float(a)) if np.isfinite(a) else fmt.fmt_number(a)
+        if not np.isfinite(a):
+            return fmt.fmt_number(a)
+        return repr(_f32(a)) if a.dtype == np.float32 else repr(float(a))
     return json.dumps(ref_json_value(a), separators=(",", ":"))
 
 
@@ -245,8 +259,8 @@ def test_max_of_50000_operands_evaluates_linearly_and_the_strategies_agree(tmp_p
     r = run_cli("eval", str(prog), "--format", "csv", "--dtype", "float32", "--no-cache", timeout=300)
     assert r.returncode == 0, r.stderr
     m, grads = _csv_grads(r.stdout, n)
-    em, eg = _expected(x, fn, np.float32)
-    assert m == em and np.array_equal(grads, eg)
+    em, eg = _expected(x, fn, np.float32)  # float32 numbers are written as their shortest float32 text
+    assert np.float32(m) == np.float32(em) and np.array_equal(grads.astype(np.float32), eg.astype(np.float32))
 
 
 def test_max_of_many_tensor_operands_matches_numpy_in_float32_and_float64():
