@@ -26,8 +26,10 @@ from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.reference import backward, forward
 from cgraph_cli.errors import CgraphError, Source, closest
 from cgraph_cli.fmt import csv_cell, shortest
+from cgraph_cli.fsutil import regular_size
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ops import LEAF_OPS, OPS
+from cgraph_cli.progress import Progress, report
 from cgraph_cli.run.request import Request
 
 CHUNK_ROWS = 1 << 16
@@ -41,6 +43,7 @@ def run_request(
     out: Any = None,
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """``eval --batch``: :func:`run_batch` with the program, ``--at`` values and settings of ``request``."""
     return run_batch(
@@ -55,6 +58,7 @@ def run_request(
         use_cache=request.use_cache,
         strict=strict,
         warn=warn,
+        progress=progress,
     )
 
 
@@ -71,12 +75,15 @@ def run_batch(
     use_cache: bool = True,
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """Evaluate ``source`` at every row of the CSV ``batch_path``; write CSV to ``out`` (stdout).
 
     A warning names the first row (and its column) whose value or gradient is not finite; it goes to ``warn``
     (a line without its newline), by default to stderr. Returns the exit code: 1 if there is such a row and
-    ``strict`` is set (as ``eval --strict`` for one point), else 0.
+    ``strict`` is set (as ``eval --strict`` for one point), else 0. ``progress(done, total)`` (see
+    :mod:`cgraph_cli.progress`) is told the bytes of the CSV evaluated and written so far, out of the file's size
+    (None for a pipe or stdin), after each chunk of rows.
     """
     from cgraph_cli.run.program import DTYPES, compile_program, pick_output
     from cgraph_cli.run.values import bind_inputs
@@ -112,6 +119,9 @@ def run_batch(
         cols = header + [label] + [f"d{label}/d{name}" for name in names]
         head = _csv_line(cols) + "\n"  # written with the first rows, after they have been read
         bad: tuple[int, str] | None = None
+        total = regular_size(f.buffer) if progress is not None else None
+        done = 0
+        report(progress, 0, total)
         for block, lines, linenos in _blocks(f, shown, header, first_line):
             if vectorised:
                 table = _eval_rows(g, out_node, header, block.astype(np_dtype, copy=False), fixed, names)
@@ -121,8 +131,13 @@ def run_batch(
                 bad = _first_nonfinite(table, linenos, cols[len(header) :])
             stream.write(head + _format_rows(lines, table))
             head = ""
+            if progress is not None:
+                done = max(done, _consumed(f, done, lines))
+                report(progress, done if total is None else min(done, total), total)
         if head:
             stream.write(head)
+        if progress is not None:
+            report(progress, done if total is None else total, done if total is None else total)
         if bad is not None:
             message = (
                 f"warning: {shown}:{bad[0]}: a value or gradient is not finite (first such row; column '{bad[1]}')"
@@ -132,6 +147,14 @@ def run_batch(
             else:
                 sys.stderr.write(message + "\n")
     return 1 if strict and bad is not None else 0
+
+
+def _consumed(f, done: int, lines: list[str]) -> int:
+    """Bytes of the CSV read so far: the binary stream's position, else (a pipe) ``done`` plus these lines."""
+    try:
+        return int(f.buffer.tell())
+    except (OSError, ValueError, AttributeError):
+        return done + sum(len(line) + 1 for line in lines)
 
 
 def _first_nonfinite(table: np.ndarray, linenos: list[int], names: list[str]) -> tuple[int, str] | None:

@@ -13,6 +13,7 @@ from typing import Any, List, Optional
 import typer
 
 from cgraph_cli.cli.commands.common import PARAM, out, warn
+from cgraph_cli.cli.progress import progress_bar
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.run.request import Options, check_choice
 
@@ -47,6 +48,7 @@ Step by step (one frame per forward and backward step, or an animated GIF):
 """
 
 FORMATS = ("png", "svg", "pdf", "dot", "html")
+PROGRESS_FROM = 10  # --steps frames: fewer are drawn before a bar would be worth showing (unless they take 0.5 s)
 MAX_STEP_WORK = 80_000  # nodes × frames for --steps: about 200 nodes (two frames per node)
 _FRAME = re.compile(r"\d{3,}-(forward|backward)-[A-Za-z0-9_]+\.(png|svg)\Z")
 
@@ -169,7 +171,8 @@ def render_command(
             hint=f"redirect it (cgraph render ... -o - > picture.{fmt}), give a file name with -o, or use --format svg",
         )
     title = file if file not in (None, "-") and expr is None else picture.graph.source.filename  # as the user wrote it
-    data = picture.render(fmt, title=title)  # type: ignore[arg-type]
+    with progress_bar("drawing the graph") as progress:  # shown when Graphviz takes more than half a second
+        data = picture.render(fmt, title=title, progress=progress)  # type: ignore[arg-type]
     if target == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -206,9 +209,11 @@ def _write_steps(picture: Any, steps: str, fmt: str, timeout: float) -> None:
     folder = None if gif else _StepsFolder(Path(steps), names)  # refusals come before any drawing
     texts = (picture.dot(state) for _, _, state in plan)
     last = picture.dot(plan[-1][2]) if gif and plan else None
-    with render_frames(
-        picture.dot(picture.base_state(plan)), texts, len(plan), fmt, timeout, gif=gif, palette_dot=last
-    ) as images:
+    base = picture.dot(picture.base_state(plan))
+    with (
+        progress_bar("drawing frames", min_total=PROGRESS_FROM) as progress,
+        render_frames(base, texts, len(plan), fmt, timeout, gif=gif, palette_dot=last, progress=progress) as images,
+    ):
         if gif:
             atomic_write(steps, images[0].read_bytes())
             out(f"wrote {steps} ({len(plan)} frames)")
