@@ -15,6 +15,7 @@ import io
 import os
 import sys
 
+from cgraph_cli.cli import completion
 from cgraph_cli.cli.terminal import FALLBACK_ERRORS, ascii_fallback, can_encode
 from cgraph_cli.errors import CgraphError, OutputClosed
 from cgraph_cli.version import __version__
@@ -50,7 +51,7 @@ def _build_app():
             "an example's name for its file ('cgraph eval lecture')."
         ),
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion (cli/completion.py)
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
@@ -84,6 +85,7 @@ def _build_app():
             mod.register(app)
 
     _register()
+    completion.attach(app)
     return app
 
 
