@@ -313,3 +313,20 @@ def test_cli_bad_worker_count_is_an_error(tmp_path) -> None:
     r = run_cli("eval", str(EXAMPLES / "lecture.cg"), "--batch", str(pts), env={"CGRAPH_BATCH_WORKERS": "two"})
     assert r.returncode == 2
     assert "CGRAPH_BATCH_WORKERS='two' is not a number of processes" in r.stderr
+
+
+@pytest.mark.slow
+def test_cli_bad_cell_late_in_the_file_with_worker_processes(tmp_path) -> None:
+    """The workers write the rows to stdout themselves, in turn: the rows before the bad one, then the error."""
+    rows = [f"{i % 97},{i % 13}.5,-{i % 7}" for i in range(80_000)]
+    rows[75_000] = "1,2,abc"
+    pts = tmp_path / "pts.csv"
+    pts.write_text("a,b,c\n" + "\n".join(rows) + "\n")
+    args = ("eval", str(EXAMPLES / "lecture.cg"), "--batch", str(pts))
+    one = run_cli(*args, env={"CGRAPH_BATCH_WORKERS": "1"})
+    two = run_cli(*args, env={"CGRAPH_BATCH_WORKERS": "2"})
+    assert one.returncode == two.returncode == 2
+    assert one.stderr == two.stderr
+    assert f"error: {pts}:75002:3: 'abc' in column 'c' is not a number" in two.stderr
+    assert one.stdout == two.stdout
+    assert 0 < len(two.stdout.splitlines()) <= 75_001

@@ -119,15 +119,12 @@ def run_batch(
         names = list(g.inputs)
         cols = header + [label] + [f"d{label}/d{name}" for name in names]
         job = _Job(g, out_node, header, fixed, names, np_dtype, vectorised, shown, cols[len(header) :])
-        head = (_csv_line(cols) + "\n").encode()  # written with the first rows, after they have been read
+        output = _Output(stream, (_csv_line(cols) + "\n").encode())
         bad: tuple[int, str] | None = None
-        for text, chunk_bad in _results(job, _chunks(f, shown, first_line)):
+        for chunk_bad in _results(job, _chunks(f, shown, first_line), output):
             if bad is None:
                 bad = chunk_bad
-            _write(stream, head + text)
-            head = b""
-        if head:
-            _write(stream, head)
+        output.write(b"")  # the header, if there were no rows
         if bad is not None:
             message = (
                 f"warning: {shown}:{bad[0]}: a value or gradient is not finite (first such row; column '{bad[1]}')"
@@ -444,32 +441,62 @@ class _Job:
         return _format_rows(lines, table), _first_nonfinite(table, linenos, self.result_cols)
 
 
-def _results(job: _Job, chunks: Iterator[tuple[str, int]]) -> Iterator[tuple[bytes, tuple[int, str] | None]]:
-    """``job.run`` of every chunk, in order: in this process, or spread over worker processes when there are
-    several CPUs to use and at least PARALLEL_MIN_CHUNKS chunks. Either way the output is the same bytes, and
-    an error (a bad cell, a line too long) comes after the rows before it, as when reading row by row."""
+class _Output:
+    """Where the rows go, in order: the CSV header with the first of them (after they have been read, so that an
+    error in the first rows leaves nothing written)."""
+
+    def __init__(self, stream: Any, head: bytes) -> None:
+        self.stream, self.head = stream, head
+
+    def write(self, data: bytes) -> None:
+        """UTF-8 ``data`` to the text stream; to standard output's bytes directly (no decoding and encoding)."""
+        data, self.head = self.head + data, b""
+        if not data:
+            return
+        if self.direct():
+            self.stream.flush()
+            self.stream.buffer.write(data)
+            if getattr(self.stream, "line_buffering", False):
+                self.stream.buffer.flush()
+        else:
+            self.stream.write(data.decode())
+
+    def direct(self) -> bool:
+        """Whether rows go straight to standard output's bytes (then worker processes write them there too)."""
+        stream = self.stream
+        if stream is not sys.stdout or getattr(stream, "buffer", None) is None or os.linesep != "\n":
+            return False
+        try:
+            return codecs.lookup(stream.encoding).name == "utf-8"
+        except (AttributeError, LookupError, TypeError):
+            return False
+
+
+def _results(job: _Job, chunks: Iterator[tuple[str, int]], output: _Output) -> Iterator[tuple[int, str] | None]:
+    """Every chunk's rows written to ``output`` in order; yields each chunk's first row with a value or gradient
+    that is not finite (None if none). The chunks are evaluated in this process, or spread over worker processes
+    when there are several CPUs to use and at least PARALLEL_MIN_CHUNKS chunks. Either way the output is the same
+    bytes, and an error (a bad cell, a line too long) comes after the rows before it, as when reading row by row."""
     workers = _workers()
+    ahead: list[tuple[str, int]] = []
+    failed: CgraphError | None = None
     if workers > 1:
-        ahead: list[tuple[str, int]] = []
         try:
             for chunk in chunks:
                 ahead.append(chunk)
                 if len(ahead) >= PARALLEL_MIN_CHUNKS:
                     break
         except CgraphError as e:  # raised after the chunks before it
-            failed: CgraphError | None = e
-        else:
-            failed = None
+            failed = e
         if len(ahead) >= PARALLEL_MIN_CHUNKS:
-            yield from _in_parallel(job, itertools.chain(ahead, chunks), workers)
+            yield from _in_parallel(job, itertools.chain(ahead, chunks), workers, output)
             return
-        for text, lineno in ahead:
-            yield job.run(text, lineno)
-        if failed is not None:
-            raise failed
-        return
-    for text, lineno in chunks:
-        yield job.run(text, lineno)
+    for text, lineno in itertools.chain(ahead, () if failed else chunks):
+        data, bad = job.run(text, lineno)
+        output.write(data)
+        yield bad
+    if failed is not None:
+        raise failed
 
 
 def _workers() -> int:
@@ -489,12 +516,58 @@ def _workers() -> int:
     return max(1, min(n, MAX_WORKERS)) if sys.platform.startswith("linux") else 1
 
 
-_JOB: _Job | None = None  # the job of the worker processes (inherited when they are forked)
+class _Shared:
+    """What the worker processes inherit when they are forked: the job, and (when they write the rows to standard
+    output themselves) whose turn it is to write."""
+
+    job: _Job
+    output: _Output | None  # None: the rows come back to the parent, which writes them
+    turn: Any  # the number of the next chunk to write
+    stopped: Any  # set when a chunk failed: the chunks after it write nothing
+    cond: Any
 
 
-def _run_in_worker(text: str, lineno: int) -> tuple[bytes, tuple[int, str] | None]:
-    assert _JOB is not None
-    return _JOB.run(text, lineno)
+_SHARED: _Shared | None = None
+
+
+def _run_in_worker(k: int, text: str, lineno: int) -> tuple[bytes, tuple[int, str] | None]:
+    """Chunk number ``k``: its rows and first non-finite row, or (writing them itself) b"" and that row."""
+    shared = _SHARED
+    assert shared is not None
+    if shared.output is None:
+        return shared.job.run(text, lineno)
+    try:
+        data, bad = shared.job.run(text, lineno)
+    except BaseException:
+        _my_turn(shared, k)  # the rows before this chunk are written first, then the parent hears the error
+        _stop(shared)
+        raise
+    if not _my_turn(shared, k):
+        return b"", None  # an earlier chunk failed
+    try:
+        if k > 0:
+            shared.output.head = b""  # the first chunk's writer writes the header
+        shared.output.write(data)
+        shared.output.stream.buffer.flush()
+    except BaseException:
+        _stop(shared)
+        raise
+    with shared.cond:
+        shared.turn.value = k + 1
+        shared.cond.notify_all()
+    return b"", bad
+
+
+def _my_turn(shared: _Shared, k: int) -> bool:
+    with shared.cond:
+        shared.cond.wait_for(lambda: shared.turn.value == k or shared.stopped.value)
+        return not shared.stopped.value
+
+
+def _stop(shared: _Shared) -> None:
+    with shared.cond:
+        shared.stopped.value = 1
+        shared.cond.notify_all()
 
 
 def _quiet_worker() -> None:
@@ -503,58 +576,53 @@ def _quiet_worker() -> None:
 
 
 def _in_parallel(
-    job: _Job, chunks: Iterator[tuple[str, int]], workers: int
-) -> Iterator[tuple[bytes, tuple[int, str] | None]]:
-    """``job.run`` of every chunk by ``workers`` forked processes (each inherits the compiled program), at most
-    two chunks a worker in flight so that memory stays bounded; results in order."""
-    global _JOB
+    job: _Job, chunks: Iterator[tuple[str, int]], workers: int, output: _Output
+) -> Iterator[tuple[int, str] | None]:
+    """The chunks evaluated by ``workers`` forked processes (each inherits the compiled program), at most two
+    chunks a worker in flight so that memory stays bounded. When the rows go to standard output the workers
+    write them there themselves, each chunk in its turn; otherwise they come back here and are written in order."""
+    global _SHARED
     import multiprocessing
 
-    _JOB = job
+    ctx = multiprocessing.get_context("fork")
+    shared = _Shared()
+    shared.job = job
+    shared.output = output if output.direct() else None
+    shared.turn, shared.stopped, shared.cond = ctx.RawValue("q", 0), ctx.RawValue("b", 0), ctx.Condition()
+    if shared.output is not None:
+        output.stream.flush()
+    _SHARED = shared
     try:
-        pool = multiprocessing.get_context("fork").Pool(workers, initializer=_quiet_worker)
+        pool = ctx.Pool(workers, initializer=_quiet_worker)
     finally:
-        _JOB = None
+        _SHARED = None
+    if shared.output is not None:
+        output.head = b""  # written by the first chunk's worker
+
+    def result(pending: collections.deque) -> tuple[int, str] | None:
+        data, bad = pending.popleft().get()
+        output.write(data)
+        return bad
+
     try:
         pending: collections.deque = collections.deque()
-        while True:
+        for k in itertools.count():
             try:
-                chunk = next(chunks)
+                text, lineno = next(chunks)
             except StopIteration:
                 break
             except CgraphError:  # a line too long: after the rows before it
                 while pending:
-                    yield pending.popleft().get()
+                    yield result(pending)
                 raise
-            pending.append(pool.apply_async(_run_in_worker, chunk))
+            pending.append(pool.apply_async(_run_in_worker, (k, text, lineno)))
             while len(pending) >= 2 * workers or (pending and pending[0].ready()):
-                yield pending.popleft().get()
+                yield result(pending)
         while pending:
-            yield pending.popleft().get()
+            yield result(pending)
     finally:
         pool.terminate()
         pool.join()
-
-
-def _write(stream: Any, data: bytes) -> None:
-    """UTF-8 ``data`` to a text stream; to standard output's bytes directly (no decoding and encoding again)."""
-    if not data:
-        return
-    buffer = getattr(stream, "buffer", None)
-    if stream is sys.stdout and buffer is not None and os.linesep == "\n" and _is_utf8(stream):
-        stream.flush()
-        buffer.write(data)
-        if getattr(stream, "line_buffering", False):
-            buffer.flush()
-    else:
-        stream.write(data.decode())
-
-
-def _is_utf8(stream: Any) -> bool:
-    try:
-        return codecs.lookup(stream.encoding).name == "utf-8"
-    except (AttributeError, LookupError, TypeError):
-        return False
 
 
 # -- evaluating ------------------------------------------------------------------------------------------------------
