@@ -21,6 +21,7 @@ import time
 from typing import Callable, Sequence
 
 from cgraph_cli.errors import CgraphError, OutputClosed
+from cgraph_cli.run import examples
 
 POLL = 0.2  # seconds between two looks at the files
 SETTLE = 0.15  # a change is acted on once the files have not changed for this long
@@ -41,8 +42,9 @@ def check_watch(file: str | None, expr: str | None, *, conflicts: Sequence[tuple
 
 
 def watch_paths(file: str, at_file: str | None = None) -> list[str]:
-    """The files a watch looks at: the program, and the ``--at-file`` values when given (not stdin)."""
-    return [file] + ([at_file] if at_file not in (None, "-") else [])  # type: ignore[list-item]
+    """The files a watch looks at: the program (a shipped example's file for its name), and the ``--at-file``
+    values when given (not stdin)."""
+    return [examples.resolve(file)] + ([at_file] if at_file not in (None, "-") else [])  # type: ignore[list-item]
 
 
 def _signature(path: str) -> tuple[int, int] | None:
