@@ -296,7 +296,7 @@ def _read_fast(body: bytes, ncols: int) -> np.ndarray | None:
         values = orjson.loads(b"[" + body[:-1].replace(b"\n", b",") + b"]")
         if len(values) != len(seps):
             return None
-        return np.array(values, dtype=np.float64).reshape(-1, ncols)
+        return np.fromiter(values, dtype=np.float64, count=len(values)).reshape(-1, ncols)
     except (orjson.JSONDecodeError, OverflowError, TypeError, ValueError):
         return None
 
