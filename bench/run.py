@@ -393,8 +393,9 @@ def bench_startup(quick: bool, rounds: int) -> None:
 
 def bench_batch(quick: bool, rounds: int) -> None:
     """Whole ``cgraph eval --batch`` processes (start-up, reading, evaluating, writing to /dev/null): chunks spread
-    over the CPUs (the default) and in one process (CGRAPH_BATCH_WORKERS=1), interleaved. Besides the wall time,
-    the CPU time of the process and its workers: rows per CPU-second is what a loaded machine cannot blur."""
+    over all CPUs and in one process (CGRAPH_BATCH_WORKERS; by default cgraph uses the CPUs not busy), interleaved.
+    Besides the wall time, the CPU time of the process and its workers: rows per CPU-second is what a loaded
+    machine blurs least."""
     import resource
 
     import numpy as np
@@ -419,7 +420,9 @@ def bench_batch(quick: bool, rounds: int) -> None:
             return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
         timed({})  # a warm-up (file cache, byte code)
-        spread_t, single_t = interleave(lambda: timed({}), lambda: timed({"CGRAPH_BATCH_WORKERS": "1"}), rounds)
+        spread_t, single_t = interleave(
+            lambda: timed({"CGRAPH_BATCH_WORKERS": str(cpus)}), lambda: timed({"CGRAPH_BATCH_WORKERS": "1"}), rounds
+        )
         size = f"{n:.0e}".replace("e+0", "e")
         for what, times in ((f"{cpus} worker processes", spread_t), ("one process", single_t)):
             rates = [n / wall / 1e6 for wall, _ in times]
