@@ -151,7 +151,7 @@ def test_place_in_every_target(engines, tmp_path):
 
 LECTURE_VALUE_AND_GRAD = '''\
 def value_and_grad(a=DEFAULTS["a"], b=DEFAULTS["b"], c=DEFAULTS["c"]):
-    """The output z (line 12) and its gradients: (z, {x: ∂z/∂x})."""
+    """The output z (line 12) and its gradients: (z, {input: ∂z/∂input})."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
@@ -291,3 +291,22 @@ def test_exporting_gradients_imports_no_framework():
     )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert "def value_and_grad(" in r.stdout and r.stderr.strip().endswith("[]"), r.stderr
+
+
+def test_readme_examples_are_what_export_writes(engines, tmp_path):
+    """The README's value_and_grad listing is the export's own text, and its --with-gradients numbers are
+    onnxruntime's."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("$ cgraph export examples/neuron.cg --to numpy -o -\n...\n")
+    block = readme[start:].split("\n", 2)[2].split("```", 1)[0]
+    code = exported(request_for((EXAMPLES / "neuron.cg").read_text(), name="neuron.cg"), "numpy").decode()
+    assert code.endswith("\n\n" + block), block
+    assert "a, grad_w, grad_b, grad_x = session.run(None, inputs)  # 0.5, [0.25, -0.5, 0.75], 0.25, [0.125," in readme
+    req = request_for((EXAMPLES / "neuron.cg").read_text(), name="neuron.cg")
+    res = engines.run("onnx", exported(req, "onnx", True), reference(req)[2], tmp_path)
+    assert [res[k].tolist() for k in ("out:a", "out:grad_w", "out:grad_b", "out:grad_x")] == [
+        0.5,
+        [0.25, -0.5, 0.75],
+        0.25,
+        [0.125, -0.25, 0.5],
+    ]

@@ -234,7 +234,7 @@ def _fn_doc(plan: Plan) -> str:
 
 def _grad_doc(plan: Plan) -> str:
     name = plan.name
-    return f"The output {name} (line {plan.line(plan.out)}) and its gradients: ({name}, {{x: ∂{name}/∂x}})."
+    return f"The output {name} (line {plan.line(plan.out)}) and its gradients: ({name}, {{input: ∂{name}/∂input}})."
 
 
 def _imports(code: str) -> str:
