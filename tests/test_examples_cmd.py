@@ -130,6 +130,16 @@ def test_a_real_file_of_that_name_wins(tmp_path) -> None:
     assert cg.load(tmp_path / "lecture").eval().value == 10.0
 
 
+def test_a_folder_of_that_name_does_not_hide_the_example(tmp_path) -> None:
+    (tmp_path / "mlp").mkdir()
+    r = run_cli("eval", "mlp", "--format", "json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert abs(json.loads(r.stdout)["value"] - 0.102083) < 1e-6  # examples/mlp.cg's `# expect: loss`
+    (tmp_path / "other").mkdir()  # a folder that names no example: the usual refusal
+    r = run_cli("eval", "other", "--format", "json", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr == "error: other is a folder, not a program file\n"
+
+
 def test_unknown_name_is_file_not_found_with_did_you_mean(tmp_path) -> None:
     r = run_cli("eval", "lectur", "--format", "json", cwd=tmp_path)
     assert r.returncode == 2 and r.stdout == ""

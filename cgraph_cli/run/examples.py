@@ -82,9 +82,10 @@ def unknown(name: str) -> CgraphError:
 
 
 def resolve(file: str) -> str:
-    """The file to read for the program argument ``file``: ``file`` itself when it exists (a real file wins) or
-    names no example, else the shipped example it names (``lecture`` -> .../examples/lecture.cg)."""
-    if file == "-" or os.path.lexists(file):
+    """The file to read for the program argument ``file``: ``file`` itself when it exists (a real file wins; a
+    folder of that name does not) or names no example, else the shipped example it names
+    (``lecture`` -> .../examples/lecture.cg)."""
+    if file == "-" or (os.path.lexists(file) and not os.path.isdir(file)):
         return file
     p = path(file)
     return str(p) if p is not None else file

@@ -33,7 +33,7 @@ def complete_name(incomplete: str) -> list[tuple[str, str]]:
 def examples_command(
     name: Optional[str] = typer.Argument(
         None,
-        metavar="[NAME]",
+        metavar="NAME",
         help="The example to print (its program text); without it, the list.",
         autocompletion=complete_name,
         show_default=False,
