@@ -574,11 +574,15 @@ class Program:
         of: str | None = None,
         seed: int | None = None,
         source_name: str | None = None,
+        gradients: bool | None = None,
         **inputs: Any,
     ) -> bytes:
         """The program for another engine (``cgraph export``): ``to`` is ``"numpy"``, ``"jax"`` or ``"torch"``
         (a Python module's source, UTF-8) or ``"onnx"`` (a model; needs the onnx package). Given values fix
         input shapes and become the defaults; ``source_name`` is the file named in the module's header.
+        ``gradients`` (``--with-gradients``/``--forward-only``): True adds the gradient of every input (numpy's
+        ``value_and_grad``, ONNX outputs ``grad_<input>``), False writes the forward pass alone, None is the
+        target's default (numpy: with ``value_and_grad`` when the output holds one number).
 
         >>> code = cg.parse("z = x * y").export("numpy").decode()
         >>> "def forward(" in code
@@ -596,7 +600,7 @@ class Program:
         if source_name is None:
             name = request.source.filename
             source_name = name if name.startswith("<") else Path(name).name
-        return export(request, to, source_name)
+        return export(request, to, source_name, gradients)
 
     # -- notebook display --------------------------------------------------------------------------
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
