@@ -327,7 +327,10 @@ def static_value(expr: tuple, consts: dict[str, int]) -> Any:
         if isinstance(a, (bool, tuple)) or isinstance(b, (bool, tuple)):
             raise _NotStatic(_span(expr))
         with np.errstate(all="ignore"):
-            v = float(OPS[expr[BIN_OP]].fwd(np.float64(a), np.float64(b)))
+            try:
+                v = float(OPS[expr[BIN_OP]].fwd(np.float64(a), np.float64(b)))
+            except (ValueError, TypeError):  # an op that takes no scalars (1 @ 1): not a static number
+                raise _NotStatic(_span(expr)) from None
         return int(v) if v.is_integer() else v
     if k == "tuple":
         items = []
