@@ -98,6 +98,16 @@ def _merge(base: Mapping[str, Any], values: Mapping[str, Any] | None, inputs: Ma
 # -- the program ---------------------------------------------------------------------------------------------------
 
 
+def wrt_names(wrt: str | Sequence[str]) -> list[str]:
+    """``wrt`` as a list of names: ``"W1, b1"`` (the command line's ``--wrt W1,b1``) or a sequence of names."""
+    if isinstance(wrt, str):
+        names = [w.strip() for w in wrt.split(",") if w.strip()]
+        if not names:
+            raise CgraphError("--wrt: no input named", hint="for example: --wrt W1,b1")
+        return names
+    return list(wrt)
+
+
 def _name_warnings(g: Graph) -> list[str]:
     """A warning per name that mixes alphabets confusably (:func:`cgraph_cli.lang.scripts.name_warnings`)."""
     if all(map(str.isascii, g.bindings)):  # the common case: nothing more to import
@@ -292,19 +302,24 @@ class Program:
         of: str | None = None,
         seed: int | None = None,
         dtype: str | None = None,
+        wrt: str | Sequence[str] | None = None,
         **inputs: Any,
     ) -> Evaluation:
         """Run the forward and backward passes (``cgraph eval``): every node's value and ∂out/∂node.
 
         ``of`` names the output to differentiate (default: the first output); ``seed`` seeds ``randn()``
-        and ``rand()``; ``dtype`` is ``"float64"`` (default) or ``"float32"``.
+        and ``rand()``; ``dtype`` is ``"float64"`` (default) or ``"float32"``. ``wrt`` (``eval --wrt``):
+        the inputs to differentiate, a list of names or ``"W1,b1"``; the other inputs get no gradient and
+        the backward pass skips what only they need (default: every input not declared ``input data``).
 
         >>> ev = cg.parse("y = relu(w * x + b)").eval(w=2, x=3, b=-1)
         >>> ev.value, ev.grad["w"]
         (5.0, 3.0)
+        >>> cg.parse("y = relu(w * x + b)").eval(w=2, x=3, b=-1, wrt="w,b").grad
+        {'w': 3.0, 'b': 1.0}
         """
         request = self._with(values, inputs, of=of, seed=seed, dtype=dtype)
-        return Evaluation(self, request.run())
+        return Evaluation(self, request.run(None if wrt is None else wrt_names(wrt)))
 
     def eval_batch(
         self,
@@ -397,9 +412,7 @@ class Program:
         g = request.compile()
         bound = request.inputs(g)
         target = request.output(g)
-        names = (
-            ([w.strip() for w in wrt.split(",") if w.strip()] if isinstance(wrt, str) else list(wrt)) if wrt else None
-        )
+        names = wrt_names(wrt) if wrt else None
         by_default = samples is None and not all_entries
         if order == 2:  # second derivatives against finite differences of the gradient
             from cgraph_cli.analysis.second import check_second_order
@@ -716,9 +729,12 @@ class Evaluation:
 
     @property
     def grad(self) -> dict[str, Value]:
-        """∂out/∂input for every input, by name."""
+        """∂out/∂input for every input differentiated (``wrt``; default every input not declared data), by name."""
         g, grads = self.result.graph, self.result.grads
-        return {name: _py(0.0 if grads[i] is None else grads[i]) for name, i in g.inputs.items()}
+        return {
+            name: _py(0.0 if grads[g.inputs[name]] is None else grads[g.inputs[name]])
+            for name in self.result.grad_inputs()
+        }
 
     @property
     def inputs(self) -> dict[str, Value]:

@@ -35,6 +35,15 @@ EVAL_OPTIONS: tuple[OptionSpec, ...] = (
         "CSV of points (header = input names): one output row per point.",
     ),
     OptionSpec("strict", ("--strict",), "flag", False, None, "Exit 1 when a value or gradient is not finite."),
+    OptionSpec(
+        "wrt",
+        ("--wrt",),
+        "text",
+        None,
+        "NAME,...",
+        "Only the gradients of these inputs (the backward pass skips the rest; default: every input not"
+        " declared 'input data').",
+    ),
     OptionSpec("hessian", ("--hessian",), "flag", False, None, "Also the Hessian of the (scalar) output."),
     OptionSpec(
         "hvp",
@@ -62,6 +71,7 @@ class EvalArgs:
     all_nodes: bool = EVAL_OPTION["all_nodes"].default
     batch: str | None = EVAL_OPTION["batch"].default
     strict: bool = EVAL_OPTION["strict"].default
+    wrt: str | None = EVAL_OPTION["wrt"].default
     hessian: bool = EVAL_OPTION["hessian"].default
     hvp: str | None = EVAL_OPTION["hvp"].default
     mode: str | None = EVAL_OPTION["mode"].default
@@ -169,6 +179,14 @@ def run_eval(args: EvalArgs) -> int:
             f"{'--hessian' if args.hessian else '--hvp'} differentiates the gradient of reverse mode; it cannot be"
             " combined with --mode, --tangent, --cotangent or --jacobian"
         )
+    if args.wrt is not None and (second or args.batch is not None or deriv.forward_pass):
+        flag = "--hessian" if args.hessian else "--hvp" if args.hvp is not None else "--batch"
+        if not second and args.batch is None:
+            flag = "--tangent" if deriv.tangent else "--mode forward"
+        raise CgraphError(
+            f"--wrt picks which gradients the reverse pass computes; it cannot be combined with {flag}",
+            hint="--wrt works with the reverse pass, --cotangent and --jacobian (the blocks of the inputs named)",
+        )
     from cgraph_cli.api import Evaluation, Program
 
     program = Program.from_options(args.options)
@@ -179,9 +197,9 @@ def run_eval(args: EvalArgs) -> int:
     if deriv.given or (args.options.at_file is not None and "cotangent" in program.request.values):
         from cgraph_cli.run.derivatives import run as run_derivatives
 
-        ev = Evaluation(program, run_derivatives(program.request, deriv))
+        ev = Evaluation(program, run_derivatives(program.request, deriv, wrt=args.wrt))
     else:
-        ev = program.eval()
+        ev = program.eval(wrt=args.wrt)
     if second:
         ev.add_second_order(hessian=args.hessian, hvp=args.hvp)
     try:

@@ -55,8 +55,9 @@ def tangents(
 
 
 def default_direction(g: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """1 for the first input in source order (every entry), 0 for the others."""
-    return {name: (np.ones_like if k == 0 else np.zeros_like)(inputs[name]) for k, name in enumerate(g.inputs)}
+    """1 for the first input in source order (every entry), 0 for the others; inputs declared data have none."""
+    names = g.grad_inputs()
+    return {name: (np.ones_like if k == 0 else np.zeros_like)(inputs[name]) for k, name in enumerate(names)}
 
 
 def jvp(g: Graph, inputs: dict[str, np.ndarray], direction: dict[str, Any], out: int | None = None) -> Result:
@@ -69,19 +70,23 @@ def jvp(g: Graph, inputs: dict[str, np.ndarray], direction: dict[str, Any], out:
     return Result(g, vals, grads, out, inputs, bad, mode="forward", tangents=ts, direction=dict(direction))
 
 
-def vjp(g: Graph, inputs: dict[str, np.ndarray], cotangent: Any, out: int | None = None) -> Result:
-    """Reverse mode from a given cotangent ``v`` of the output's shape: every node's ``vᵀ ∂out/∂node``."""
+def vjp(
+    g: Graph, inputs: dict[str, np.ndarray], cotangent: Any, out: int | None = None, *, wrt: list[str] | None = None
+) -> Result:
+    """Reverse mode from a given cotangent ``v`` of the output's shape: every node's ``vᵀ ∂out/∂node`` (``wrt``:
+    only for the nodes that depend on these inputs, as :func:`cgraph_cli.engine.evaluate`)."""
     out = g.output if out is None else out
     vals = forward(g, inputs)
     seed = np.asarray(np.broadcast_to(cotangent, np.shape(vals[out])), dtype=np.result_type(vals[out], np.float32))
-    grads = backward(g, vals, out, seed=seed)
+    grads = backward(g, vals, out, seed=seed, wrt=wrt)
     bad, masks = nonfinite_report(vals, grads)
-    return Result(g, vals, grads, out, inputs, bad, mode="cotangent", cotangent=seed, masks=masks)
+    return Result(g, vals, grads, out, inputs, bad, mode="cotangent", cotangent=seed, masks=masks, wrt=wrt)
 
 
 @dataclass
 class Jacobian:
-    """``blocks[x]``: ∂out/∂x of shape ``out.shape + x.shape``, for every input x (in source order)."""
+    """``blocks[x]``: ∂out/∂x of shape ``out.shape + x.shape``, for every input x differentiated (in source order,
+    or as ``--wrt`` names them)."""
 
     blocks: dict[str, np.ndarray]
     mode: str  # "forward" (a pass per input entry) or "reverse" (a pass per output entry)
@@ -95,11 +100,14 @@ def pick_mode(out_size: int, in_size: int) -> str:
     return "forward" if in_size < out_size else "reverse"
 
 
-def jacobian(g: Graph, vals: list[Any], out: int, mode: str | None = None) -> Jacobian:
-    """The Jacobian of node ``out`` with respect to every input, by forward or reverse passes.
+def jacobian(
+    g: Graph, vals: list[Any], out: int, mode: str | None = None, *, names: list[str] | None = None
+) -> Jacobian:
+    """The Jacobian of node ``out`` with respect to the inputs ``names`` (default every input not declared
+    data), by forward or reverse passes.
 
     ``vals`` are the forward pass's values (shared by every pass); ``mode`` None picks by :func:`pick_mode`."""
-    names = list(g.inputs)
+    names = g.grad_inputs() if names is None else list(names)
     oshape = tuple(np.shape(vals[out]))
     m = int(np.prod(oshape, dtype=np.int64))
     sizes = {x: int(np.size(vals[g.inputs[x]])) for x in names}
@@ -122,7 +130,7 @@ def jacobian(g: Graph, vals: list[Any], out: int, mode: str | None = None) -> Ja
             for r in range(m):
                 seed = np.zeros(m, dtype=dtype)
                 seed[r] = 1
-                grads = backward(g, vals, out, seed=seed.reshape(oshape))
+                grads = backward(g, vals, out, seed=seed.reshape(oshape), wrt=names)
                 for x in names:
                     blocks[x].reshape(m, sizes[x])[r] = np.reshape(grads[g.inputs[x]], -1)
             passes, other = m, n

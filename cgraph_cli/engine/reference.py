@@ -48,15 +48,24 @@ def forward(
 
 
 def backward(
-    g: Graph, vals: list[Any], out: int, *, rows: bool = False, seed: Any = None, count: Counter | None = None
+    g: Graph,
+    vals: list[Any],
+    out: int,
+    *,
+    rows: bool = False,
+    seed: Any = None,
+    count: Counter | None = None,
+    wrt: list[str] | None = None,
 ) -> list[Any]:
-    """``∂out/∂node`` for every node that depends on an input (None elsewhere).
+    """``∂out/∂node`` for every node that depends on a differentiated input (None elsewhere): the inputs
+    ``wrt`` (default: every input not declared data, :meth:`Graph.grad_inputs`). Only the nodes on a path
+    from one of them to the output are visited, so a gradient nobody asked for costs nothing.
 
     Reverse topological order; each node passes ``g · ∂node/∂operand`` (its op's VJPs) to every
     operand that needs a gradient, where it is summed: the chain rule over the successors.
     ``seed``: the output's cotangent v (default 1), giving ``vᵀ ∂out/∂node``; ``count``: each VJP run
     (one per operand that receives a gradient) is tallied under its op's name."""
-    need = g.needs_grad()
+    need = g.needs_grad(wrt)
     grads: list[Any] = [None] * len(g.ops)
     if not need[out]:
         return _zero_grads(g, need, grads)
@@ -103,6 +112,11 @@ class Result:
     cotangent: Any = None  # mode "cotangent": the output's cotangent v
     jacobian: Any = None  # mode "jacobian": the Jacobian (engine.forward_mode.Jacobian)
     masks: tuple[np.ndarray, np.ndarray] | None = None  # nonfinite_mask of values and of grads, when known
+    wrt: list[str] | None = None  # the inputs differentiated (eval --wrt); None: every input not declared data
+
+    def grad_inputs(self) -> list[str]:
+        """The inputs whose gradients this run computed (the others have none)."""
+        return self.graph.grad_inputs() if self.wrt is None else list(self.wrt)
 
     def nonfinite_nodes(self) -> np.ndarray:
         """For each node, whether its value or its gradient (forward mode: its tangent) holds a NaN or an

@@ -44,7 +44,7 @@ class HvpProgram:
     def hvp(self, inputs: dict[str, np.ndarray], direction: dict[str, Any]) -> dict[str, np.ndarray]:
         """``(H v)[x]`` for every input ``x`` (``v``: a direction per input; a missing one is 0)."""
         res = self.run(inputs, direction)
-        return {x: np.asarray(res.grads[i]) for x, i in self.g.inputs.items()}
+        return {x: np.asarray(res.grads[self.g.inputs[x]]) for x in self.g.grad_inputs()}
 
 
 def hvp(g: Graph, inputs: dict[str, np.ndarray], out: int, direction: dict[str, Any], **kw: Any):
@@ -56,7 +56,7 @@ def hessian(g: Graph, inputs: dict[str, np.ndarray], out: int, **kw: Any) -> dic
     """``{x: {y: ∂²out/∂x∂y}}``, each of shape ``x.shape + y.shape``: one Hessian-vector product per entry
     of the inputs (direction the unit vector of that entry)."""
     prog = HvpProgram(g, out, **kw)
-    names = list(g.inputs)
+    names = g.grad_inputs()  # inputs declared data have no derivatives
     shapes = {x: np.shape(inputs[x]) for x in names}
     out_h: dict[str, dict[str, np.ndarray]] = {
         x: {y: np.zeros(shapes[x] + shapes[y], dtype=g.dtype) for y in names} for x in names
@@ -75,4 +75,4 @@ def hessian(g: Graph, inputs: dict[str, np.ndarray], out: int, **kw: Any) -> dic
 
 def hessian_size(g: Graph, inputs: dict[str, np.ndarray]) -> int:
     """The number of input entries: the Hessian's side."""
-    return sum(int(np.size(inputs[x])) for x in g.inputs)
+    return sum(int(np.size(inputs[x])) for x in g.grad_inputs())

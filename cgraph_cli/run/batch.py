@@ -108,7 +108,7 @@ def run_batch(
         np_dtype = DTYPES[dtype]
         vectorised = _row_vectorisable(g, fixed)
         label = g.label(out_node)
-        names = list(g.inputs)
+        names = g.grad_inputs()  # a gradient column per input, but for inputs declared data
         cols = header + [label] + [f"d{label}/d{name}" for name in names]
         head = _csv_line(cols) + "\n"  # written with the first rows, after they have been read
         bad: tuple[int, str] | None = None

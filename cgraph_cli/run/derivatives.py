@@ -40,6 +40,11 @@ class Derivatives:
         object.__setattr__(self, "tangent", tuple(self.tangent or ()))
 
     @property
+    def forward_pass(self) -> bool:
+        """Whether the options ask for forward mode's tangents along one direction (not a Jacobian)."""
+        return (self.mode == "forward" and not self.jacobian) or bool(self.tangent)
+
+    @property
     def given(self) -> bool:
         return self.mode is not None or bool(self.tangent) or self.cotangent is not None or self.jacobian
 
@@ -91,6 +96,7 @@ def parse_direction(g: Graph, specs: Sequence[str], inputs: dict[str, np.ndarray
                     f"--tangent: {name!r} is not an input of the program; its inputs are: {listed}",
                     hint=f"did you mean '{best}'?" if best else None,
                 )
+            g.grad_inputs([name], option="--tangent")  # refuses an input declared data
             t = parse_value(text, f"--tangent {name}")
             want = np.shape(inputs[name])
             if t.ndim and t.shape != want:
@@ -100,7 +106,7 @@ def parse_direction(g: Graph, specs: Sequence[str], inputs: dict[str, np.ndarray
                     hint="give a tensor of the input's shape, or a number for every entry",
                 )
             given[name] = np.broadcast_to(t, want).astype(g.dtype)
-    return {name: given.get(name, np.zeros_like(inputs[name])) for name in g.inputs}
+    return {name: given.get(name, np.zeros_like(inputs[name])) for name in g.grad_inputs()}
 
 
 def _cotangent(g: Graph, out: int, v: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
@@ -113,9 +119,16 @@ def _cotangent(g: Graph, out: int, v: np.ndarray, shape: tuple[int, ...], where:
     return np.broadcast_to(v, shape).astype(g.dtype)
 
 
-def run(request: Request, d: Derivatives) -> Result:
-    """Compile and run the request as the options ask (see the module's docstring)."""
+def run(request: Request, d: Derivatives, wrt: str | Sequence[str] | None = None) -> Result:
+    """Compile and run the request as the options ask (see the module's docstring). ``wrt``: the inputs
+    whose gradients (or Jacobian blocks) are wanted, default every input not declared data; refused with
+    forward mode's tangents."""
     g = request.compile()
+    if isinstance(wrt, str):
+        wrt = [w.strip() for w in wrt.split(",") if w.strip()] or [wrt]
+    names = g.grad_inputs(None if wrt is None else list(wrt))
+    if wrt is not None and d.forward_pass:
+        raise CgraphError("--wrt picks which gradients the reverse pass computes; forward mode has no gradients")
     values = dict(request.values)
     cot: tuple[Any, str] | None = None
     if COTANGENT_KEY in values and COTANGENT_KEY not in g.inputs:
@@ -130,11 +143,11 @@ def run(request: Request, d: Derivatives) -> Result:
     if cot is not None:
         vals = forward(g, inputs, upto=out)
         v = _cotangent(g, out, np.asarray(cot[0], dtype=np.float64), tuple(np.shape(vals[out])), cot[1])
-        return vjp(g, inputs, v, out)
+        return vjp(g, inputs, v, out, wrt=names)
     if d.jacobian:
         vals = forward(g, inputs)
-        jac = jacobian(g, vals, out, d.mode)
+        jac = jacobian(g, vals, out, d.mode, names=names)
         none: list[Any] = [None] * len(vals)
         bad, masks = nonfinite_report(vals, none)
         return Result(g, vals, none, out, inputs, bad, mode="jacobian", jacobian=jac, masks=masks)
-    return request.run()  # --mode reverse: the default
+    return request.run(None if wrt is None else names)  # --mode reverse: the default

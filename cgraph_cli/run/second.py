@@ -35,6 +35,7 @@ def parse_direction(spec: str, g: Graph, inputs: dict[str, np.ndarray], option: 
                 f"{option}: '{name}' is not an input; the program's inputs are: {', '.join(g.inputs) or 'none'}",
                 hint=f"did you mean '{best}'?" if best else None,
             )
+        g.grad_inputs([name], option=option)  # refuses an input declared data
         v = parse_value(text, f"{option} {name}")
         want = np.shape(inputs[name])
         if v.ndim and v.shape != want:
