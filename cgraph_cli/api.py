@@ -98,7 +98,7 @@ def _merge(base: Mapping[str, Any], values: Mapping[str, Any] | None, inputs: Ma
 # -- the program ---------------------------------------------------------------------------------------------------
 
 
-def wrt_names(wrt: str | Sequence[str]) -> list[str]:
+def _wrt_names(wrt: str | Sequence[str]) -> list[str]:
     """``wrt`` as a list of names: ``"W1, b1"`` (the command line's ``--wrt W1,b1``) or a sequence of names."""
     if isinstance(wrt, str):
         names = [w.strip() for w in wrt.split(",") if w.strip()]
@@ -319,7 +319,7 @@ class Program:
         {'w': 3.0, 'b': 1.0}
         """
         request = self._with(values, inputs, of=of, seed=seed, dtype=dtype)
-        return Evaluation(self, request.run(None if wrt is None else wrt_names(wrt)))
+        return Evaluation(self, request.run(None if wrt is None else _wrt_names(wrt)))
 
     def eval_batch(
         self,
@@ -412,7 +412,7 @@ class Program:
         g = request.compile()
         bound = request.inputs(g)
         target = request.output(g)
-        names = wrt_names(wrt) if wrt else None
+        names = _wrt_names(wrt) if wrt else None
         by_default = samples is None and not all_entries
         if order == 2:  # second derivatives against finite differences of the gradient
             from cgraph_cli.analysis.second import check_second_order
