@@ -230,10 +230,17 @@ def test_check_skips_data_inputs(tmp_path) -> None:
     assert "X[0, 0]" not in r.stdout and "T[0]" not in r.stdout and '"b"' in r.stdout
 
 
-def test_cli_refuses_forward_and_second_order_with_wrt() -> None:
+def test_cli_hessian_with_wrt_has_the_blocks_of_those_inputs() -> None:
+    base = ["eval", "-e", "y = a * a * b + c", "--at", "a=2,b=3,c=1", "--hessian", "-f", "json"]
+    full = json.loads(run_inproc(*base).stdout)
+    part = json.loads(run_inproc(*base, "--wrt", "b,a").stdout)
+    assert part["hessian"] == {x: {y: full["hessian"][x][y] for y in ("b", "a")} for x in ("b", "a")}
+    assert part["hessian"]["a"]["b"] == 4.0 and part["gradients"] == {"b": 4.0, "a": 12.0}
+
+
+def test_cli_refuses_forward_and_hvp_with_wrt() -> None:
     base = ["eval", "-e", "y = a * b", "--at", "a=2,b=3", "--wrt", "a"]
     for extra, word in (
-        (["--hessian"], "--hessian"),
         (["--hvp", "a=1"], "--hvp"),
         (["--mode", "forward"], "--mode forward"),
         (["--mode", "forward", "--tangent", "a=1"], "--tangent"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -60,10 +60,18 @@ def default_direction(g: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.n
     return {name: (np.ones_like if k == 0 else np.zeros_like)(inputs[name]) for k, name in enumerate(names)}
 
 
-def jvp(g: Graph, inputs: dict[str, np.ndarray], direction: dict[str, Any], out: int | None = None) -> Result:
-    """Forward mode: values and tangents of every node along ``direction``; ``result.jvp`` is the output's."""
+def jvp(
+    g: Graph,
+    inputs: dict[str, np.ndarray],
+    direction: dict[str, Any],
+    out: int | None = None,
+    *,
+    values: list[Any] | None = None,
+) -> Result:
+    """Forward mode: values and tangents of every node along ``direction``; ``result.jvp`` is the output's.
+    ``values``: the forward pass's values when already known."""
     out = g.output if out is None else out
-    vals = forward(g, inputs)
+    vals = forward(g, inputs) if values is None else values
     ts = tangents(g, vals, direction)
     grads: list[Any] = [None] * len(vals)
     bad, _ = nonfinite_report(vals, grads, ts)  # (the node masks are of values and tangents: made when asked)
@@ -71,12 +79,19 @@ def jvp(g: Graph, inputs: dict[str, np.ndarray], direction: dict[str, Any], out:
 
 
 def vjp(
-    g: Graph, inputs: dict[str, np.ndarray], cotangent: Any, out: int | None = None, *, wrt: list[str] | None = None
+    g: Graph,
+    inputs: dict[str, np.ndarray],
+    cotangent: Any,
+    out: int | None = None,
+    *,
+    values: list[Any] | None = None,
+    wrt: list[str] | None = None,
 ) -> Result:
-    """Reverse mode from a given cotangent ``v`` of the output's shape: every node's ``vᵀ ∂out/∂node`` (``wrt``:
-    only for the nodes that depend on these inputs, as :func:`cgraph_cli.engine.evaluate`)."""
+    """Reverse mode from a given cotangent ``v`` of the output's shape: every node's ``vᵀ ∂out/∂node``.
+    ``values``: the forward pass's values when already known; ``wrt``: only for the nodes that depend on
+    these inputs, as :func:`cgraph_cli.engine.evaluate` (default: every input not declared data)."""
     out = g.output if out is None else out
-    vals = forward(g, inputs)
+    vals = forward(g, inputs) if values is None else values
     seed = np.asarray(np.broadcast_to(cotangent, np.shape(vals[out])), dtype=np.result_type(vals[out], np.float32))
     grads = backward(g, vals, out, seed=seed, wrt=wrt)
     bad, masks = nonfinite_report(vals, grads)
@@ -101,13 +116,13 @@ def pick_mode(out_size: int, in_size: int) -> str:
 
 
 def jacobian(
-    g: Graph, vals: list[Any], out: int, mode: str | None = None, *, names: list[str] | None = None
+    g: Graph, vals: list[Any], out: int, mode: str | None = None, *, wrt: Sequence[str] | None = None
 ) -> Jacobian:
-    """The Jacobian of node ``out`` with respect to the inputs ``names`` (default every input not declared
-    data), by forward or reverse passes.
+    """The Jacobian of node ``out`` with respect to every input not declared data (or those named in ``wrt``,
+    in that order), by forward or reverse passes.
 
     ``vals`` are the forward pass's values (shared by every pass); ``mode`` None picks by :func:`pick_mode`."""
-    names = g.grad_inputs() if names is None else list(names)
+    names = g.grad_inputs() if wrt is None else list(wrt)
     oshape = tuple(np.shape(vals[out]))
     m = int(np.prod(oshape, dtype=np.int64))
     sizes = {x: int(np.size(vals[g.inputs[x]])) for x in names}
