@@ -300,3 +300,27 @@ def test_data_inputs_survive_the_cache(tmp_path, monkeypatch) -> None:
     assert list((tmp_path / "cache").glob("*.npz")), "the program was not cached"
     again = compile_program(Source(text, "d.cg"), {}, use_cache=True)
     assert first.data_inputs == again.data_inputs == {"X", "T"}
+
+
+# -- the non-finite scan (the MLP paid for a float32 sum per tensor) ------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nonfinite_mask_finds_every_non_finite_entry(dtype) -> None:
+    from cgraph_cli.engine import reference
+
+    n = reference._SCAN_CHUNK
+    rng = np.random.default_rng(0)
+    items = []
+    want = []
+    for size in (1, 65, n - 1, n, n + 1, 3 * n + 5):
+        for bad in (None, 0, size - 1, size // 2):
+            a = rng.standard_normal(size).astype(dtype)
+            if bad is not None:
+                a[bad] = [np.nan, np.inf, -np.inf][bad % 3]
+            items += [a, a.reshape(1, -1), a[::-1]]  # contiguous, 2-d, a reversed view
+            want += [bad is not None] * 3
+    big = np.full(3, 1e38, dtype=dtype)  # finite, though its sum overflows in float32
+    items += [big, np.broadcast_to(np.array([1.0, np.nan], dtype=dtype), (n, 2)), None, np.float32(np.inf)]
+    want += [False, True, False, True]
+    assert reference.nonfinite_mask(items).tolist() == want

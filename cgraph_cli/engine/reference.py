@@ -132,12 +132,17 @@ class Result:
         return None if self.tangents is None else self.tangents[self.out]
 
 
+_SCAN_CHUNK = 1 << 18  # entries tested at a time in a large contiguous tensor (a bool temporary of 256 kB)
+
+
 def _all_finite(v: Any) -> bool:
-    if np.size(v) > 64:  # one fast reduction: a finite sum means every entry is finite (inf/NaN propagate)
-        with np.errstate(all="ignore"):
-            if np.isfinite(np.sum(v)):
-                return True
-    return bool(np.all(np.isfinite(v)))
+    """Whether every entry of ``v`` is finite: numpy's vectorised ``isfinite`` (a float32 sum, the old test, is
+    a scalar loop, 20 times slower), a chunk at a time in a large contiguous tensor."""
+    a = np.asarray(v)
+    if a.size <= _SCAN_CHUNK or not a.flags.c_contiguous:
+        return bool(np.isfinite(a).all())
+    flat = a.reshape(-1)  # a view (contiguous)
+    return all(np.isfinite(flat[k : k + _SCAN_CHUNK]).all() for k in range(0, flat.size, _SCAN_CHUNK))
 
 
 def nonfinite_mask(items: list[Any]) -> np.ndarray:
