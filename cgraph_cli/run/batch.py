@@ -37,7 +37,7 @@ from cgraph_cli.run.request import Request
 
 CHUNK_ROWS = 1 << 14  # rows a chunk holds at least (a chunk is whole reads): small enough to stay in the caches
 _READ_BYTES = 1 << 18
-WORKERS: int | None = None  # processes evaluating chunks; None: CGRAPH_BATCH_WORKERS, or the CPUs to use
+WORKERS: int | None = None  # processes evaluating chunks; None: CGRAPH_BATCH_WORKERS, or the idle CPUs
 MAX_WORKERS = 8
 PARALLEL_MIN_CHUNKS = 4  # fewer chunks are evaluated in this process: forking would cost more than it saves
 
@@ -296,7 +296,7 @@ def _read_fast(body: bytes, ncols: int) -> np.ndarray | None:
         values = orjson.loads(b"[" + body[:-1].replace(b"\n", b",") + b"]")
         if len(values) != len(seps):
             return None
-        return np.array(values, dtype=np.float64).reshape(-1, ncols)
+        return np.fromiter(values, dtype=np.float64, count=len(values)).reshape(-1, ncols)
     except (orjson.JSONDecodeError, OverflowError, TypeError, ValueError):
         return None
 
@@ -501,7 +501,7 @@ def _results(job: _Job, chunks: Iterator[tuple[str, int]], output: _Output) -> I
 
 def _workers() -> int:
     """How many processes evaluate chunks: WORKERS, or the environment's CGRAPH_BATCH_WORKERS, or the CPUs this
-    process may run on (1 where processes cannot be forked)."""
+    process may run on less the load average (1 where processes cannot be forked)."""
     if WORKERS is not None:
         n = WORKERS
     elif os.environ.get("CGRAPH_BATCH_WORKERS", "").strip():
@@ -511,8 +511,12 @@ def _workers() -> int:
             raise CgraphError(
                 f"CGRAPH_BATCH_WORKERS={os.environ['CGRAPH_BATCH_WORKERS']!r} is not a number of processes"
             ) from None
-    else:
+    else:  # the CPUs not busy with other work: on a loaded machine more processes only add their own costs
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        try:
+            n -= int(os.getloadavg()[0] + 0.5)
+        except (AttributeError, OSError):
+            pass
     return max(1, min(n, MAX_WORKERS)) if sys.platform.startswith("linux") else 1
 
 
