@@ -303,3 +303,11 @@ def test_readme_documents_the_slide_options():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     for option in ("--size 16:9", "--theme dark", "--font-size", "--width", "--rankdir"):
         assert option in text, option
+
+
+def test_shell_completion_offers_the_slide_words():
+    from tests.test_completion import bash_request
+
+    assert bash_request("cgraph render x.cg --theme ") == ["light", "dark"]
+    assert bash_request("cgraph render x.cg --size ") == ["16:9", "4:3", "1920x1080"]  # each a real value
+    assert bash_request("cgraph render x.cg --rankdir ") == ["LR", "TB", "auto"]

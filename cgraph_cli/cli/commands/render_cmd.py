@@ -113,7 +113,7 @@ def render_command(
     size: Optional[str] = typer.Option(
         None,
         "--size",
-        metavar="16:9|4:3|WxH",
+        metavar="16:9|4:3|1920x1080",
         help="A slide-shaped picture: an aspect ratio (1920 pixels along the longer side, or --width/--height) or "
         "WIDTHxHEIGHT pixels; the layout fills it.",
     ),
