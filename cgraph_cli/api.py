@@ -29,7 +29,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping, Sequence, TextIO, Union
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence, TextIO, Union
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.present import tables
 from cgraph_cli.present.canvas import Look, check_font_size, parse_canvas
 from cgraph_cli.present.style import THEMES
+from cgraph_cli.progress import Progress
 from cgraph_cli.run import examples as shipped_examples
 from cgraph_cli.run.request import OPTION, Options, Request, check_choice
 
@@ -341,15 +342,21 @@ class Program:
         of: str | None = None,
         seed: int | None = None,
         dtype: str | None = None,
+        progress: Progress | None = None,
     ) -> list[str]:
         """Evaluate at every row of the CSV file ``points`` (``cgraph eval --batch``), writing CSV to ``out``:
         the row's cells, the output, then ∂out/∂input for each input. Returns the warnings (the first row
-        whose value or gradient is not finite), an empty list when there is none."""
+        whose value or gradient is not finite), an empty list when there is none. ``progress(done, total)``
+        (:mod:`cgraph_cli.progress`) is told the bytes of the file done so far after each chunk of rows."""
         from cgraph_cli.run.batch import run_request
 
         warnings: list[str] = []
         run_request(
-            self._with(None, {}, of=of, seed=seed, dtype=dtype), os.fspath(points), out=out, warn=warnings.append
+            self._with(None, {}, of=of, seed=seed, dtype=dtype),
+            os.fspath(points),
+            out=out,
+            warn=warnings.append,
+            progress=progress,
         )
         return warnings
 
@@ -398,7 +405,7 @@ class Program:
         samples: int | None = None,
         all_entries: bool = False,
         seed: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
         order: int = 1,
         modes: bool = False,
         **inputs: Any,
@@ -1407,9 +1414,10 @@ class Picture:
         that Graphviz's ``dot`` fills the same shape."""
         return self.settle().dot()
 
-    def render(self, format: Format = "png", *, title: str | None = None) -> bytes:
+    def render(self, format: Format = "png", *, title: str | None = None, progress: Progress | None = None) -> bytes:
         """The picture as ``format`` bytes: png, svg, pdf (drawn by Graphviz), dot (the text, UTF-8) or html (an
-        interactive page titled ``title``, by default the program's name; UTF-8)."""
+        interactive page titled ``title``, by default the program's name; UTF-8). ``progress(done, 1)``
+        (:mod:`cgraph_cli.progress`) is called while Graphviz draws png, svg or pdf."""
         check_choice(format, PICTURE_FORMATS, "--format")
         if format == "html":
             from cgraph_cli.present.html import html_page
@@ -1424,10 +1432,10 @@ class Picture:
         gp = self.graph_picture
         info: dict[str, Any] = {}
         if self._settled:
-            data = render_dot(gp.dot(), format, self.timeout, fit=self.fit_job(), info=info)
+            data = render_dot(gp.dot(), format, self.timeout, progress, fit=self.fit_job(), info=info)
         else:  # one Graphviz run lays out both directions and draws the nearer one
             alt = [gp.dot(rankdir="TB")]
-            data = render_dot(gp.dot(), format, self.timeout, fit=self.fit_job(), alternatives=alt, info=info)
+            data = render_dot(gp.dot(), format, self.timeout, progress, fit=self.fit_job(), alternatives=alt, info=info)
             gp.opts.rankdir = ("LR", "TB")[int(info.get("choice", 0))]
             self._settled = True
         self.fitted = {"rankdir": gp.opts.rankdir, **{k: v for k, v in info.items() if k != "choice"}}
@@ -1518,8 +1526,9 @@ class Steps:
         """The frames in order: the forward steps, then the backward steps."""
         return iter(self.frames)
 
-    def render(self, format: Literal["svg", "png"] = "svg") -> list[bytes]:
-        """Every frame as ``format`` bytes, laid out once (kept: a second call costs nothing)."""
+    def render(self, format: Literal["svg", "png"] = "svg", *, progress: Progress | None = None) -> list[bytes]:
+        """Every frame as ``format`` bytes, laid out once (kept: a second call costs nothing).
+        ``progress(done, len(self))`` (:mod:`cgraph_cli.progress`) is told the frames drawn so far."""
         check_choice(format, ("svg", "png"), "--format")
         if format not in self._images:
             from cgraph_cli.present.render import render_frames
@@ -1528,7 +1537,8 @@ class Steps:
             base = gp.dot(gp.base_state(self._plan))
             texts = (f.dot for f in self.frames)
             fit = self.picture.fit_job()
-            with render_frames(base, texts, len(self.frames), format, self.picture.timeout, fit=fit) as paths:
+            n = len(self.frames)
+            with render_frames(base, texts, n, format, self.picture.timeout, progress=progress, fit=fit) as paths:
                 self._images[format] = [p.read_bytes() for p in paths]
         return self._images[format]
 

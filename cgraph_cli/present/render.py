@@ -44,6 +44,7 @@ from typing import Iterable, Iterator, Sequence
 
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.present.canvas import MAX_PIXELS, SLIDE_DPI
+from cgraph_cli.progress import Progress, report
 
 DEFAULT_TIMEOUT = 30.0
 PNG_DPI = str(SLIDE_DPI)  # MAX_PIXELS: the longest side of a PNG; larger graphs are scaled down (svg/pdf are not)
@@ -66,6 +67,7 @@ def render_dot(
     dot: str,
     fmt: str,
     timeout: float = DEFAULT_TIMEOUT,
+    progress: Progress | None = None,
     *,
     fit: dict | None = None,
     alternatives: Sequence[str] = (),
@@ -73,11 +75,13 @@ def render_dot(
 ) -> bytes:
     """Lay out and draw ``dot`` as png/svg/pdf bytes, within ``timeout`` seconds.
 
-    ``fit`` (:func:`cgraph_cli.present.canvas.fit_job`): fit the drawing to a canvas; ``alternatives`` are other
-    DOT texts of the same picture (another ``rankdir``), the one whose shape is nearest the canvas is drawn.
-    ``info`` receives what was chosen: ``choice`` (0 for ``dot``, k for ``alternatives[k - 1]``) and ``zoom``."""
+    ``progress(done, 1)`` (:mod:`cgraph_cli.progress`) is called while Graphviz works (done 0) and once at the
+    end (done 1). ``fit`` (:func:`cgraph_cli.present.canvas.fit_job`): fit the drawing to a canvas;
+    ``alternatives`` are other DOT texts of the same picture (another ``rankdir``), the one whose shape is
+    nearest the canvas is drawn. ``info`` receives what was chosen: ``choice`` (0 for ``dot``, k for
+    ``alternatives[k - 1]``) and ``zoom``."""
     job = {"format": fmt, "dot": dot, "n_frames": None, "gif": False, "fit": fit, "alternatives": list(alternatives)}
-    with _run_child(job, [], timeout, info) as paths:
+    with _run_child(job, [], timeout, progress, info) as paths:
         return paths[0].read_bytes()
 
 
@@ -89,7 +93,7 @@ def choose_layout(dot: str, alternatives: Sequence[str], fit: dict, timeout: flo
     info: dict = {}
     job = {"format": "measure", "dot": dot, "n_frames": None, "gif": False, "fit": fit}
     job["alternatives"] = list(alternatives)
-    with _run_child(job, [], timeout, info):
+    with _run_child(job, [], timeout, None, info):
         pass
     return int(info.get("choice", 0))
 
@@ -104,6 +108,7 @@ def render_frames(
     gif: bool = False,
     palette_dot: str | None = None,
     fit: dict | None = None,
+    progress: Progress | None = None,
 ) -> Iterator[list[Path]]:
     """Lay ``base`` out once and draw each frame (the same graph, other labels and colours) with that layout.
 
@@ -111,9 +116,11 @@ def render_frames(
     removed afterwards. ``frames`` is consumed lazily; ``timeout`` bounds the whole job, from now. A GIF's
     colours are taken from ``palette_dot`` (the frame that shows the most: the last one). ``fit``: every frame
     fits this canvas (:func:`render_dot`).
+    ``progress(done, n_frames)`` (:mod:`cgraph_cli.progress`) is told the frames drawn so far, also while
+    Graphviz works on one (the same ``done`` again).
     """
     job = {"format": fmt, "dot": base, "n_frames": n_frames, "gif": gif, "palette_dot": palette_dot, "fit": fit}
-    with _run_child(job, frames, timeout) as paths:
+    with _run_child(job, frames, timeout, progress) as paths:
         yield paths
 
 
@@ -132,7 +139,9 @@ def child_command() -> list[str]:
 
 
 @contextlib.contextmanager
-def _run_child(job: dict, frames: Iterable[str], timeout: float, info: dict | None = None) -> Iterator[list[Path]]:
+def _run_child(
+    job: dict, frames: Iterable[str], timeout: float, progress: Progress | None = None, info: dict | None = None
+) -> Iterator[list[Path]]:
     deadline = time.monotonic() + timeout
     if job["format"] not in FORMATS + ("measure",):
         raise CgraphError(f"cannot draw format '{job['format']}'")
@@ -157,11 +166,11 @@ def _run_child(job: dict, frames: Iterable[str], timeout: float, info: dict | No
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _timeout_error(timeout, n_out)
+        total = 1 if n_out is None else n_out
+        report(progress, 0, total)
         try:
             with open(job_file, "rb") as stdin, open(Path(tmp) / "stderr", "wb") as stderr:
-                proc = subprocess.run(
-                    child_command(), stdin=stdin, stdout=subprocess.DEVNULL, stderr=stderr, timeout=remaining, env=env
-                )
+                proc = _run_reporting(stdin, stderr, env, deadline, total, progress)
         except subprocess.TimeoutExpired:
             raise _timeout_error(timeout, n_out) from None
         except OSError as e:
@@ -196,9 +205,79 @@ def _run_child(job: dict, frames: Iterable[str], timeout: float, info: dict | No
         paths = [out_dir / name for name in names]
         if not all(p.is_file() for p in paths):
             raise CgraphError("Graphviz produced no image; nothing was written", hint=_hint(n_out))
+        report(progress, total, total)
         yield paths
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+PROGRESS_LINE = b"cgraph-render-frame\n"  # the child's stdout: one such line per frame drawn
+_POLL = 0.1  # seconds between two looks at the child (and two calls of ``progress``)
+
+
+def _run_reporting(
+    stdin, stderr, env: dict, deadline: float, total: int, progress: Progress | None
+) -> subprocess.CompletedProcess:
+    """Run the child until it ends or ``deadline`` passes (TimeoutExpired, the child killed), telling
+    ``progress`` the frames it reports on its stdout, and calling it again every :data:`_POLL` seconds."""
+    import selectors
+
+    # Ctrl-C or SIGTERM while the child is being started would leave it running unseen (Popen raises after the
+    # fork): they wait until ``proc`` is known, and then end the child below (it unblocks them for itself)
+    held = _hold_signals()
+    try:
+        proc = subprocess.Popen(child_command(), stdin=stdin, stdout=subprocess.PIPE, stderr=stderr, env=env)
+    except BaseException:
+        _release_signals(held)
+        raise
+    try:
+        _release_signals(held)
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        done = 0
+        pending = b""
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise subprocess.TimeoutExpired(proc.args, 0)
+                if sel.select(min(_POLL, remaining)):
+                    data = os.read(fd, 65536)
+                    if not data:
+                        break  # the child closed its stdout: it has ended
+                    pending += data
+                    lines = pending.split(b"\n")
+                    pending = lines.pop()  # a line not yet whole
+                    done = min(total, done + sum(1 for line in lines if line + b"\n" == PROGRESS_LINE))
+                report(progress, done, total)
+        proc.stdout.close()
+        proc.wait(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode)
+    finally:
+        if proc.returncode is None:  # timed out, interrupted (Ctrl-C): the child does not outlive us
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None and not proc.stdout.closed:
+            proc.stdout.close()
+
+
+_HELD = ("SIGINT", "SIGTERM")
+
+
+def _hold_signals() -> object:
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, [getattr(signal, name) for name in _HELD])
+
+
+def _release_signals(previous: object) -> None:
+    import signal
+
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # type: ignore[arg-type]
 
 
 def _timeout_error(timeout: float, n_out: int | None) -> CgraphError:
@@ -508,6 +587,7 @@ def _child() -> int:
             _exact_png(target, exact, background)
         if encoder is not None:
             encoder.add(target, 3000 if k == n_frames - 1 else 900)
+        os.write(1, PROGRESS_LINE)  # the parent counts these (progress); nothing else writes to stdout
     if encoder is not None:
         encoder.close()
         scratch.unlink()
@@ -627,6 +707,10 @@ def _gif_image_data(gif: bytes) -> bytes:
 
 
 def _child_main() -> None:
+    import signal
+
+    if hasattr(signal, "pthread_sigmask"):  # held by the parent while it started this process
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [getattr(signal, name) for name in _HELD])
     try:
         code = _child()
     except _Refused as e:
