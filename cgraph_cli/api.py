@@ -827,7 +827,12 @@ class Evaluation:
     @property
     def tangent(self) -> Value:
         """Forward mode: the output's tangent ∂out/∂t along :attr:`direction` (``eval --mode forward``'s
-        ``jvp``); another mode raises :class:`CgraphError` (:meth:`jvp` gives it at the same point)."""
+        ``jvp``); another mode raises :class:`CgraphError` (:meth:`jvp` gives it at the same point).
+
+        >>> fwd = cg.load("examples/lecture.cg").eval(tangent={"b": 1})
+        >>> fwd.mode, fwd.direction, fwd.tangent
+        ('forward', {'a': 0.0, 'b': 1.0, 'c': 0.0}, 9.0)
+        """
         r = self.result
         if r.mode != "forward":
             raise CgraphError(
