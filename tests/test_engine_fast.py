@@ -205,3 +205,21 @@ def test_binary_kernels_are_numpys_bit_for_bit() -> None:
                 assert _same_or_raises(float.__truediv__, (a, b), fa / fb), (a, b)
                 # the backward pass adds every contribution to -0.0 instead of assigning the first
                 assert bits(-0.0 + a) == bits(a)
+
+
+def test_constant_subexpressions_get_no_gradient() -> None:
+    # op nodes of constants only, in first and last operand places, with one or several constants
+    texts = [
+        "k = 2 * 3\ny = a * k + sin(4)\n",
+        "k = 2\nm = k * 5\ny = m * a + a * m\n",
+        "y = a * 2 + 3 * a + (2 - 5) * a\n",
+        "y = sin(a) * 0.5\n",
+        "y = (a + 1) * (2 + 3)\n",
+    ]
+    for text in texts:
+        values = {"a": np.array(0.7)}
+        check_bits(text, values)
+        g = compile_src(text, values)
+        res = evaluate(g, values, strategy="scalar")
+        need = g.needs_grad()
+        assert [gr is not None for gr in res.grads] == need

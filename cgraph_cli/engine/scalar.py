@@ -149,8 +149,36 @@ def compile_floats(g: Graph) -> FloatCode:
             many.add(i)
         grad_operands = tuple(s for s in range(len(t)) if spec.vjp_many is not None or spec.vjp_for(s) is not None)
         aux[k] = OpCall(spec, attrs[i] or {}, grad_operands)
-    need = [False] * n
     input_nodes = list(g.inputs.values())
+    consts = _positions(ops, "const")
+    if not many and _no_constant_op(consts, a0, a1):  # (the usual case) every op node depends on an input
+        need = [True] * n
+        for i in consts:
+            need[i] = False
+    else:
+        need = _needs(n, input_nodes, nodes, a0, a1, many, args)
+    init = [0.0] * n
+    for i in consts:
+        init[i] = float(attrs[i]["value"])  # type: ignore[index]
+    no_grad = consts if need.count(False) == len(consts) else list(compress(range(n), map(not_, need)))
+    return FloatCode(
+        nodes, kern, back, a0, a1, aux, np_at, frozenset(many), need, no_grad, input_nodes, list(g.inputs), consts, init
+    )
+
+
+def _no_constant_op(consts: list[int], a0: list[int], a1: list[int]) -> bool:
+    """Whether no op node has constants only as operands, shown by counting (in C) a few constants among the first
+    operands, and among the last: if none is ever a first operand (or none ever a last one), every op node depends
+    on an input (by induction along the nodes: each has an operand that is an input or an earlier op node).
+    False: not shown."""
+    if len(consts) > 8:
+        return False
+    return not any(map(a0.count, consts)) or not any(map(a1.count, consts))
+
+
+def _needs(n: int, input_nodes, nodes, a0, a1, many, args) -> list[bool]:
+    """Which nodes depend on an input, by one pass over the op nodes."""
+    need = [False] * n
     for i in input_nodes:
         need[i] = True
     if many:
@@ -161,14 +189,7 @@ def compile_floats(g: Graph) -> FloatCode:
         for i, a, b in zip(nodes, a0, a1):
             if need[a] or need[b]:
                 need[i] = True
-    consts = _positions(ops, "const")
-    init = [0.0] * n
-    for i in consts:
-        init[i] = float(attrs[i]["value"])  # type: ignore[index]
-    no_grad = consts if need.count(False) == len(consts) else list(compress(range(n), map(not_, need)))
-    return FloatCode(
-        nodes, kern, back, a0, a1, aux, np_at, frozenset(many), need, no_grad, input_nodes, list(g.inputs), consts, init
-    )
+    return need
 
 
 def _positions(items: list, x: Any) -> list[int]:
