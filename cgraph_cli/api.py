@@ -64,6 +64,8 @@ __all__ = [
 Value = Union[float, np.ndarray]
 """A value or gradient: a float for a scalar, else a numpy array."""
 Format = Literal["png", "svg", "pdf", "dot", "html"]
+Mode = Literal["reverse", "forward"]
+"""How to differentiate: reverse mode (gradients, the default) or forward mode (tangents along a direction)."""
 PICTURE_FORMATS = ("png", "svg", "pdf", "dot", "html")
 RENDER_MAX_NODES = 1000  # render's --max-nodes default: a larger picture is unreadable
 RENDER_TIMEOUT = 30.0
@@ -292,6 +294,10 @@ class Program:
         of: str | None = None,
         seed: int | None = None,
         dtype: str | None = None,
+        mode: Mode | None = None,
+        tangent: Mapping[str, Any] | None = None,
+        cotangent: Any = None,
+        jacobian: bool = False,
         **inputs: Any,
     ) -> Evaluation:
         """Run the forward and backward passes (``cgraph eval``): every node's value and ∂out/∂node.
@@ -299,12 +305,28 @@ class Program:
         ``of`` names the output to differentiate (default: the first output); ``seed`` seeds ``randn()``
         and ``rand()``; ``dtype`` is ``"float64"`` (default) or ``"float32"``.
 
+        How to differentiate, as ``eval``'s options say it (the evaluation's :attr:`~Evaluation.mode`):
+        ``mode="forward"`` or a ``tangent`` (input name -> its tangent; ``--mode forward --tangent``) runs
+        forward mode, every node's tangent along that direction instead of a gradient; ``cotangent`` (a
+        number or an array of the output's shape; ``--cotangent``) runs reverse mode from it, so a
+        non-scalar output can be inspected node by node; ``jacobian=True`` (``--jacobian``) computes the
+        whole Jacobian, by ``mode``'s passes or whichever take fewer. A value named ``"cotangent"`` that is
+        not an input is the cotangent (the ``--at-file`` key). Derivatives at the same point without
+        running again: :meth:`Evaluation.jvp`, :meth:`~Evaluation.vjp`, :meth:`~Evaluation.jacobian`,
+        :meth:`~Evaluation.hessian`, :meth:`~Evaluation.hvp`.
+
         >>> ev = cg.parse("y = relu(w * x + b)").eval(w=2, x=3, b=-1)
         >>> ev.value, ev.grad["w"]
         (5.0, 3.0)
+        >>> cg.parse("y = relu(w * x + b)").eval(w=2, x=3, b=-1, tangent={"x": 1}).tangent
+        2.0
         """
+        from cgraph_cli.run import derivatives
+
         request = self._with(values, inputs, of=of, seed=seed, dtype=dtype)
-        return Evaluation(self, request.run())
+        return Evaluation(
+            self, derivatives.run(request, mode=mode, tangent=tangent, cotangent=cotangent, jacobian=jacobian)
+        )
 
     def eval_batch(
         self,
@@ -334,19 +356,25 @@ class Program:
         of: str | None = None,
         seed: int | None = None,
         max_steps: int = EXPLAIN_MAX_STEPS,
+        mode: Mode | None = None,
+        tangent: Mapping[str, Any] | None = None,
         **inputs: Any,
     ) -> Explanation:
-        """The forward and backward passes step by step, as ``cgraph explain`` writes them.
+        """The forward and backward passes step by step, as ``cgraph explain`` writes them; ``mode="forward"``
+        or a ``tangent`` (as for :meth:`eval`): forward mode's dual numbers instead of the backward pass.
 
         >>> print(cg.parse("z = x * y").explain(x=2, y=3).text.splitlines()[-1])
           ∂z/∂x = y = 3
+        >>> print(cg.parse("z = x * y").explain(x=2, y=3, tangent={"x": 1}).text.splitlines()[-1])
+        ∂z/∂t = ż = 3
         """
         from cgraph_cli.analysis import explain
         from cgraph_cli.ir.graph import TooManyNodes
+        from cgraph_cli.run import derivatives
 
         request = self._with(values, inputs, of=of, seed=seed, max_nodes=max_steps)
         try:  # the builder stops at the limit: a tower of def calls is refused before it is built
-            result = request.run()
+            result = derivatives.run(request, mode=mode, tangent=tangent, cotangent_key=False)
         except TooManyNodes:
             raise explain.too_large(None, max_steps, "--max-steps") from None
         return Explanation(explain.explain(result, max_steps, "--max-steps"))
@@ -640,11 +668,18 @@ def load(path: str | os.PathLike[str], *, max_memory: int | str | None = None, c
 # -- results -------------------------------------------------------------------------------------------------------
 
 
+def _second(hessian: Mapping[str, Any] | None, hvp: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The second derivatives as the JSON document's extra keys (None: none)."""
+    extra = {k: v for k, v in (("hessian", hessian), ("hvp", hvp)) if v is not None}
+    return extra or None
+
+
 @dataclass(frozen=True)
 class Node:
     """One node of an evaluated graph (a row of ``cgraph eval --all``): ``name`` is None for an anonymous
     node (``label`` is then its id, ``%3``); ``grad`` is ∂out/∂node, None where the output does not depend
-    on an input through it."""
+    on an input through it (and in forward mode); ``tangent`` is the node's tangent ∂node/∂t in forward mode,
+    else None."""
 
     id: int
     name: str | None
@@ -656,6 +691,7 @@ class Node:
     expr: str
     line: int
     column: int
+    tangent: Value | None = None
 
 
 class Evaluation:
@@ -673,36 +709,13 @@ class Evaluation:
         self.result = result
         """The engine's result (graph, values and gradients by node id)."""
         self._images: dict[str, bytes] = {}
-        self.second: dict[str, Any] = {}
-        """Second derivatives added by :meth:`add_second_order`: ``"hessian"`` and/or ``"hvp"``."""
 
-    def add_second_order(self, *, hessian: bool = False, hvp: str | None = None) -> Evaluation:
-        """Add the Hessian (``eval --hessian``: ``{x: {y: array of shape x.shape + y.shape}}``) and/or the
-        Hessian-vector product along ``hvp`` (``eval --hvp a=1,b=0``: ``{x: array}``) to this evaluation:
-        :attr:`second`, and the keys ``"hessian"``/``"hvp"`` of its JSON.
-
-        >>> ev = cg.parse("z = x * x * y").eval(x=3, y=2).add_second_order(hessian=True, hvp="x=1")
-        >>> float(ev.second["hessian"]["x"]["y"]), float(ev.second["hvp"]["y"])
-        (6.0, 6.0)
-        """
-        from cgraph_cli.run.second import second_order
-
-        self.second.update(
-            second_order(self.result, want_hessian=hessian, hvp=hvp, max_memory=self.program.request.max_memory)
-        )
-        return self
-
-    def second_order_rich(self) -> list[Any]:
-        """The tables ``cgraph eval --hessian/--hvp`` prints after the values: the Hessian, the product."""
-        from cgraph_cli.present import second
-
-        g, out = self.result.graph, self.result.out
-        tables = []
-        if "hessian" in self.second:
-            tables.extend(second.hessian_tables(g, out, self.second["hessian"]))
-        if "hvp" in self.second:
-            tables.append(second.hvp_table(g, out, self.second["hvp"]))
-        return tables
+    @property
+    def mode(self) -> str:
+        """What this run differentiated: ``"reverse"`` (∂out/∂node from the seed 1, the default), ``"forward"``
+        (each node's tangent along :attr:`direction`), ``"cotangent"`` (``vᵀ ∂out/∂node`` for the given v) or
+        ``"jacobian"`` (the whole Jacobian; no per-node derivative)."""
+        return self.result.mode
 
     @property
     def output(self) -> str:
@@ -716,9 +729,131 @@ class Evaluation:
 
     @property
     def grad(self) -> dict[str, Value]:
-        """∂out/∂input for every input, by name."""
-        g, grads = self.result.graph, self.result.grads
+        """∂out/∂input for every input, by name (from a cotangent v: ``vᵀ ∂out/∂input``). A run in forward mode
+        or of the Jacobian has no gradient and raises :class:`CgraphError`: see :attr:`tangent`,
+        :meth:`jacobian`, or :meth:`vjp` for a gradient at the same point.
+
+        >>> cg.parse("z = x * y").eval(x=2, y=3, tangent={"x": 1}).grad
+        Traceback (most recent call last):
+        ...
+        cgraph_cli.errors.CgraphError: this evaluation ran forward mode: it holds tangents ..., not gradients
+        """
+        r = self.result
+        if r.mode in ("forward", "jacobian"):
+            what = "tangents along a direction" if r.mode == "forward" else "the Jacobian"
+            hint = ".tangent is the output's tangent; " if r.mode == "forward" else ".jacobian() is it; "
+            raise CgraphError(
+                f"this evaluation ran {r.mode} mode: it holds {what}, not gradients",
+                hint=hint + ".vjp(1) gives the gradient of a scalar output at the same point",
+            )
+        g, grads = r.graph, r.grads
         return {name: _py(0.0 if grads[i] is None else grads[i]) for name, i in g.inputs.items()}
+
+    @property
+    def tangent(self) -> Value:
+        """Forward mode: the output's tangent ∂out/∂t along :attr:`direction` (``eval --mode forward``'s
+        ``jvp``); another mode raises :class:`CgraphError` (:meth:`jvp` gives it at the same point)."""
+        r = self.result
+        if r.mode != "forward":
+            raise CgraphError(
+                f"this evaluation ran {r.mode} mode: it has no tangent",
+                hint="eval(..., tangent={...}) runs forward mode; .jvp({...}) gives the output's tangent here",
+            )
+        return _py(np.zeros(np.shape(r.values[r.out])) if r.jvp is None else r.jvp)
+
+    @property
+    def direction(self) -> dict[str, Value]:
+        """Forward mode: each input's tangent, the direction t (empty in another mode)."""
+        return {k: _py(v) for k, v in (self.result.direction or {}).items()}
+
+    # -- more derivatives at the same point -------------------------------------------------------------
+    def jvp(self, tangent: Mapping[str, Any] | None = None) -> np.ndarray:
+        """The Jacobian-vector product ``J t``: the output's tangent along ``tangent`` (input name -> its tangent,
+        an array of the input's shape or a number for every entry; inputs not named: 0; None: 1 for the first
+        input and 0 for the others), by one forward-mode pass over this run's values. An array of the
+        output's shape (``eval --mode forward --tangent ...``'s ``jvp``).
+
+        >>> ev = cg.load("examples/lecture.cg").eval()
+        >>> ev.jvp({"a": 1, "b": 1})
+        array(16.)
+        """
+        from cgraph_cli.run.derivatives import forward_mode
+
+        r = forward_mode(self.result, tangent)
+        return np.asarray(np.zeros(np.shape(r.values[r.out])) if r.jvp is None else r.jvp)
+
+    def vjp(self, cotangent: Any) -> dict[str, np.ndarray]:
+        """The vector-Jacobian product ``vᵀ J`` for every input (``vᵀ ∂out/∂x``, an array of x's shape), by one
+        reverse pass over this run's values; ``cotangent`` is v, a number or an array of the output's shape
+        (``eval --cotangent``'s ``gradients``). For a scalar output, ``vjp(1)`` is the gradient.
+
+        >>> ev = cg.parse("input x[3]\\ny = x * x").eval(x=[1, 2, 3], jacobian=True)
+        >>> ev.vjp([1, 0, 1])["x"]
+        array([2., 0., 6.])
+        """
+        from cgraph_cli.run.derivatives import reverse_mode
+
+        r = reverse_mode(self.result, cotangent)
+        g = r.graph
+        return {
+            x: np.asarray(np.zeros(np.shape(r.values[i])) if r.grads[i] is None else r.grads[i])
+            for x, i in g.inputs.items()
+        }
+
+    def jacobian(self, wrt: str | Sequence[str] | None = None, *, mode: Mode | None = None) -> dict[str, np.ndarray]:
+        """The Jacobian ``∂out/∂x`` for every input x (or those in ``wrt``: names, or one text ``"a,b"``), each an
+        array of shape ``output.shape + x.shape``, by forward passes (one per input entry) or reverse passes
+        (one per output entry): ``mode``, else whichever takes fewer (``eval --jacobian``'s ``jacobian``).
+
+        >>> ev = cg.parse("input x[2], s\\ny = x * x * s").eval(x=[1, 2], s=3, jacobian=True)
+        >>> ev.jacobian()["x"]
+        array([[ 6.,  0.],
+               [ 0., 12.]])
+        >>> ev.jacobian("s", mode="forward")
+        {'s': array([1., 4.])}
+        """
+        from cgraph_cli.run.derivatives import jacobian_of
+
+        names = self._wrt(wrt)
+        stored = self.result.jacobian
+        if stored is not None and wrt is None and mode in (None, stored.mode):
+            jac = stored  # eval(jacobian=True) computed it already
+        else:
+            jac = jacobian_of(self.result, names, mode)
+        return {x: np.asarray(jac.blocks[x]) for x in names}
+
+    def hessian(self, wrt: str | Sequence[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
+        """The Hessian of the (scalar) output: ``{x: {y: ∂²out/∂x∂y}}`` for every pair of inputs (or of those in
+        ``wrt``), each an array of shape ``x.shape + y.shape``, by one Hessian-vector product per input entry
+        (``eval --hessian``'s ``hessian``; at most 4,096 input entries).
+
+        >>> h = cg.load("examples/lecture.cg").eval().hessian()
+        >>> [[float(h[x][y]) for y in "abc"] for x in "abc"]
+        [[0.0, 1.0, 1.0], [1.0, 2.0, 1.0], [1.0, 1.0, 0.0]]
+        """
+        from cgraph_cli.run.second import hessian_of
+
+        return hessian_of(self.result, self._wrt(wrt), max_memory=self.program.request.max_memory)
+
+    def hvp(self, direction: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The Hessian-vector product ``H v`` of the (scalar) output for every input (an array of its shape),
+        ``direction`` being v: input name -> an array of its shape or a number for every entry (inputs not
+        named: 0). It never forms the Hessian: one reverse pass over the backward pass dotted with v
+        (``eval --hvp``'s ``hvp``).
+
+        >>> cg.load("examples/lecture.cg").eval().hvp({"a": 1})
+        {'a': array(0.), 'b': array(1.), 'c': array(1.)}
+        """
+        from cgraph_cli.run.second import hvp_of
+
+        return hvp_of(self.result, direction, max_memory=self.program.request.max_memory)
+
+    def _wrt(self, wrt: str | Sequence[str] | None) -> list[str]:
+        from cgraph_cli.analysis.check import pick_inputs
+
+        if isinstance(wrt, str):
+            wrt = [w.strip() for w in wrt.split(",") if w.strip()]
+        return pick_inputs(self.result.graph, list(wrt) if wrt else None)
 
     @property
     def inputs(self) -> dict[str, Value]:
@@ -735,9 +870,11 @@ class Evaluation:
     def nodes(self) -> list[Node]:
         """Every node in topological order (the ``nodes`` of the JSON document)."""
         g, vals, grads = self.result.graph, self.result.values, self.result.grads
+        ts = self.result.tangents if self.result.mode == "forward" else None
         out = []
         for i in range(len(g)):
             line, col = g.line_col(i)
+            t = None if ts is None or ts[i] is None else _py(ts[i])
             out.append(
                 Node(
                     i,
@@ -750,6 +887,7 @@ class Evaluation:
                     g.short_text(i),
                     line,
                     col,
+                    t,
                 )
             )
         return out
@@ -774,22 +912,43 @@ class Evaluation:
         non-finite number first appeared."""
         return _name_warnings(self.result.graph) + tables.nonfinite_warnings(self.result)
 
-    def to_data(self) -> dict[str, Any]:
-        """The JSON document as data (SPEC §3; tensors as nested lists, non-finite numbers as strings)."""
-        return tables.to_data(self.result, self.second or None)
+    def to_data(
+        self,
+        *,
+        hessian: Mapping[str, Mapping[str, Any]] | None = None,
+        hvp: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The JSON document as data (SPEC §3; tensors as nested lists, non-finite numbers as strings), with
+        the keys ``"hessian"`` and ``"hvp"`` when given (what :meth:`hessian` and :meth:`hvp` returned)."""
+        return tables.to_data(self.result, _second(hessian, hvp))
 
-    def to_json(self) -> str:
-        """Exactly what ``cgraph eval --format json`` prints, without its final newline.
+    def to_json(
+        self,
+        *,
+        hessian: Mapping[str, Mapping[str, Any]] | None = None,
+        hvp: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Exactly what ``cgraph eval --format json`` prints, without its final newline (``hessian``, ``hvp``:
+        what ``--hessian`` and ``--hvp`` add, from :meth:`hessian` and :meth:`hvp`).
 
         >>> import json
-        >>> json.loads(cg.parse("z = x * y").eval(x=2, y=3).to_json())["gradients"]
+        >>> ev = cg.parse("z = x * y").eval(x=2, y=3)
+        >>> json.loads(ev.to_json())["gradients"]
         {'x': 3.0, 'y': 2.0}
+        >>> json.loads(ev.to_json(hvp=ev.hvp({"x": 1})))["hvp"]
+        {'x': 0.0, 'y': 1.0}
         """
-        return tables.to_json(self.result, self.second or None)
+        return tables.to_json(self.result, _second(hessian, hvp))
 
-    def write_json(self, stream: TextIO) -> None:
+    def write_json(
+        self,
+        stream: TextIO,
+        *,
+        hessian: Mapping[str, Mapping[str, Any]] | None = None,
+        hvp: Mapping[str, Any] | None = None,
+    ) -> None:
         """Write :meth:`to_json`'s text to ``stream``, tensors a chunk at a time (memory stays small)."""
-        tables.write_json(self.result, stream, self.second or None)
+        tables.write_json(self.result, stream, _second(hessian, hvp))
 
     def to_csv(self, all_nodes: bool = False) -> str:
         """What ``cgraph eval --format csv`` prints (``all_nodes``: ``--all``)."""
@@ -799,9 +958,27 @@ class Evaluation:
         """Write :meth:`to_csv`'s text to ``stream``, tensor cells a chunk at a time."""
         tables.write_csv(self.result, stream, all_nodes)
 
-    def to_rich(self, all_nodes: bool = False) -> Any:
-        """The table ``cgraph eval`` prints, as a rich ``Table``."""
-        return tables.to_table(self.result, all_nodes)
+    def to_rich(
+        self,
+        all_nodes: bool = False,
+        *,
+        hessian: Mapping[str, Mapping[str, Any]] | None = None,
+        hvp: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """The table ``cgraph eval`` prints, as a rich renderable; with ``hessian`` and ``hvp`` (from
+        :meth:`hessian` and :meth:`hvp`), their tables below it (``eval --hessian --hvp``)."""
+        table = tables.to_table(self.result, all_nodes)
+        if hessian is None and hvp is None:
+            return table
+        from rich.console import Group
+
+        from cgraph_cli.present import second
+
+        g, out = self.result.graph, self.result.out
+        more = [] if hessian is None else second.hessian_tables(g, out, {x: dict(r) for x, r in hessian.items()})
+        if hvp is not None:
+            more.append(second.hvp_table(g, out, dict(hvp)))
+        return Group(table, *more)
 
     def explain(self, max_steps: int = EXPLAIN_MAX_STEPS) -> Explanation:
         """This run's passes step by step (see :meth:`Program.explain`)."""

@@ -18,9 +18,12 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from cgraph_cli.run.request import COMMON_OPTIONS, DERIVATIVE_OPTIONS, Options, OptionSpec, check_choice
+
+if TYPE_CHECKING:
+    from cgraph_cli.run.derivatives import Derivatives
 
 FORMATS = ("table", "json", "csv")
 EVAL_OPTIONS: tuple[OptionSpec, ...] = (
@@ -70,7 +73,7 @@ class EvalArgs:
     jacobian: bool = EVAL_OPTION["jacobian"].default
 
     @property
-    def derivatives(self):
+    def derivatives(self) -> Derivatives:
         from cgraph_cli.run.derivatives import Derivatives
 
         return Derivatives(self.mode, self.tangent or (), self.cotangent, self.jacobian)
@@ -169,30 +172,29 @@ def run_eval(args: EvalArgs) -> int:
             f"{'--hessian' if args.hessian else '--hvp'} differentiates the gradient of reverse mode; it cannot be"
             " combined with --mode, --tangent, --cotangent or --jacobian"
         )
-    from cgraph_cli.api import Evaluation, Program
+    from cgraph_cli.api import Program
 
     program = Program.from_options(args.options)
     if args.batch is not None:
         warnings = program.eval_batch(args.batch, sys.stdout)
         _warn(warnings)
         return 1 if args.strict and warnings else 0
-    if deriv.given or (args.options.at_file is not None and "cotangent" in program.request.values):
-        from cgraph_cli.run.derivatives import run as run_derivatives
+    tangent, cotangent = deriv.values()
+    ev = program.eval(mode=deriv.mode, tangent=tangent, cotangent=cotangent, jacobian=deriv.jacobian)  # type: ignore[arg-type]
+    hessian = hvp = None
+    if args.hvp is not None:  # (before the Hessian: a bad direction is refused before that work)
+        from cgraph_cli.run.second import parse_hvp
 
-        ev = Evaluation(program, run_derivatives(program.request, deriv))
-    else:
-        ev = program.eval()
-    if second:
-        ev.add_second_order(hessian=args.hessian, hvp=args.hvp)
+        hvp = ev.hvp(parse_hvp(args.hvp))
+    if args.hessian:
+        hessian = ev.hessian()
     try:
         if args.fmt == "table":  # only through Typer (parse_eval_args leaves tables to it)
             from cgraph_cli.cli.commands.common import print_rich
 
-            print_rich(ev.to_rich(args.all_nodes))
-            for t in ev.second_order_rich():
-                print_rich(t)
+            print_rich(ev.to_rich(args.all_nodes, hessian=hessian, hvp=hvp))
         elif args.fmt == "json":  # written as it is formatted: memory bounded by a few chunks
-            ev.write_json(sys.stdout)
+            ev.write_json(sys.stdout, hessian=hessian, hvp=hvp)
             sys.stdout.write("\n")
         else:
             ev.write_csv(sys.stdout, args.all_nodes)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -59,20 +59,31 @@ def default_direction(g: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.n
     return {name: (np.ones_like if k == 0 else np.zeros_like)(inputs[name]) for k, name in enumerate(g.inputs)}
 
 
-def jvp(g: Graph, inputs: dict[str, np.ndarray], direction: dict[str, Any], out: int | None = None) -> Result:
-    """Forward mode: values and tangents of every node along ``direction``; ``result.jvp`` is the output's."""
+def jvp(
+    g: Graph,
+    inputs: dict[str, np.ndarray],
+    direction: dict[str, Any],
+    out: int | None = None,
+    *,
+    values: list[Any] | None = None,
+) -> Result:
+    """Forward mode: values and tangents of every node along ``direction``; ``result.jvp`` is the output's.
+    ``values``: the forward pass's values when already known."""
     out = g.output if out is None else out
-    vals = forward(g, inputs)
+    vals = forward(g, inputs) if values is None else values
     ts = tangents(g, vals, direction)
     grads: list[Any] = [None] * len(vals)
     bad, _ = nonfinite_report(vals, grads, ts)  # (the node masks are of values and tangents: made when asked)
     return Result(g, vals, grads, out, inputs, bad, mode="forward", tangents=ts, direction=dict(direction))
 
 
-def vjp(g: Graph, inputs: dict[str, np.ndarray], cotangent: Any, out: int | None = None) -> Result:
-    """Reverse mode from a given cotangent ``v`` of the output's shape: every node's ``vᵀ ∂out/∂node``."""
+def vjp(
+    g: Graph, inputs: dict[str, np.ndarray], cotangent: Any, out: int | None = None, *, values: list[Any] | None = None
+) -> Result:
+    """Reverse mode from a given cotangent ``v`` of the output's shape: every node's ``vᵀ ∂out/∂node``.
+    ``values``: the forward pass's values when already known."""
     out = g.output if out is None else out
-    vals = forward(g, inputs)
+    vals = forward(g, inputs) if values is None else values
     seed = np.asarray(np.broadcast_to(cotangent, np.shape(vals[out])), dtype=np.result_type(vals[out], np.float32))
     grads = backward(g, vals, out, seed=seed)
     bad, masks = nonfinite_report(vals, grads)
@@ -95,11 +106,14 @@ def pick_mode(out_size: int, in_size: int) -> str:
     return "forward" if in_size < out_size else "reverse"
 
 
-def jacobian(g: Graph, vals: list[Any], out: int, mode: str | None = None) -> Jacobian:
-    """The Jacobian of node ``out`` with respect to every input, by forward or reverse passes.
+def jacobian(
+    g: Graph, vals: list[Any], out: int, mode: str | None = None, *, wrt: Sequence[str] | None = None
+) -> Jacobian:
+    """The Jacobian of node ``out`` with respect to every input (or those named in ``wrt``, in that order),
+    by forward or reverse passes.
 
     ``vals`` are the forward pass's values (shared by every pass); ``mode`` None picks by :func:`pick_mode`."""
-    names = list(g.inputs)
+    names = list(g.inputs) if wrt is None else list(wrt)
     oshape = tuple(np.shape(vals[out]))
     m = int(np.prod(oshape, dtype=np.int64))
     sizes = {x: int(np.size(vals[g.inputs[x]])) for x in names}

@@ -9,7 +9,7 @@ gradients' cost, never forming the Hessian (reverse-over-reverse, as in Pearlmut
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -52,11 +52,14 @@ def hvp(g: Graph, inputs: dict[str, np.ndarray], out: int, direction: dict[str, 
     return HvpProgram(g, out, **kw).hvp(inputs, direction)
 
 
-def hessian(g: Graph, inputs: dict[str, np.ndarray], out: int, **kw: Any) -> dict[str, dict[str, np.ndarray]]:
-    """``{x: {y: ∂²out/∂x∂y}}``, each of shape ``x.shape + y.shape``: one Hessian-vector product per entry
-    of the inputs (direction the unit vector of that entry)."""
+def hessian(
+    g: Graph, inputs: dict[str, np.ndarray], out: int, *, wrt: Sequence[str] | None = None, **kw: Any
+) -> dict[str, dict[str, np.ndarray]]:
+    """``{x: {y: ∂²out/∂x∂y}}`` for the inputs x, y (those named in ``wrt``, in that order), each of shape
+    ``x.shape + y.shape``: one Hessian-vector product per entry of those inputs (direction the unit vector of
+    that entry)."""
     prog = HvpProgram(g, out, **kw)
-    names = list(g.inputs)
+    names = list(g.inputs) if wrt is None else list(wrt)
     shapes = {x: np.shape(inputs[x]) for x in names}
     out_h: dict[str, dict[str, np.ndarray]] = {
         x: {y: np.zeros(shapes[x] + shapes[y], dtype=g.dtype) for y in names} for x in names
@@ -73,6 +76,6 @@ def hessian(g: Graph, inputs: dict[str, np.ndarray], out: int, **kw: Any) -> dic
     return out_h
 
 
-def hessian_size(g: Graph, inputs: dict[str, np.ndarray]) -> int:
-    """The number of input entries: the Hessian's side."""
-    return sum(int(np.size(inputs[x])) for x in g.inputs)
+def hessian_size(g: Graph, inputs: dict[str, np.ndarray], wrt: Sequence[str] | None = None) -> int:
+    """The number of entries of the inputs (those named in ``wrt``): the Hessian's side."""
+    return sum(int(np.size(inputs[x])) for x in (g.inputs if wrt is None else wrt))

@@ -1,9 +1,12 @@
-"""``eval --hessian`` and ``eval --hvp``: the second-order requests, read and checked, then computed by
-:mod:`cgraph_cli.engine.second`."""
+"""Second derivatives of an evaluation's output (``eval --hessian``, ``eval --hvp``): the requests read and
+checked, then computed by :mod:`cgraph_cli.engine.second`. The Python API's :meth:`Evaluation.hessian
+<cgraph_cli.api.Evaluation.hessian>` and :meth:`Evaluation.hvp <cgraph_cli.api.Evaluation.hvp>` call
+:func:`hessian_of` and :func:`hvp_of`; the command line reads ``--hvp``'s text with :func:`parse_hvp` and
+calls those methods."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -17,9 +20,8 @@ from cgraph_cli.run.values import parse_value, split_top_level
 HVP_FLAG = "--hvp"
 
 
-def parse_direction(spec: str, g: Graph, inputs: dict[str, np.ndarray], option: str = HVP_FLAG) -> dict[str, Any]:
-    """``a=1,x=[1,0,2]``: a direction per input, each of the input's shape (a number fills a tensor input);
-    inputs not named have direction 0."""
+def parse_hvp(spec: str, option: str = HVP_FLAG) -> dict[str, np.ndarray]:
+    """``a=1,x=[1,0,2]`` as name -> value (checked against the program by :func:`hvp_direction`)."""
     out: dict[str, np.ndarray] = {}
     for part in split_top_level(spec):
         if not part.strip():
@@ -29,13 +31,29 @@ def parse_direction(spec: str, g: Graph, inputs: dict[str, np.ndarray], option: 
                 f"{option}: expected name=value, got {part.strip()!r}", hint=f"for example: {option} a=1,b=0"
             )
         name, text = (s.strip() for s in part.split("=", 1))
+        out[name] = parse_value(text, f"{option} {name}")
+    return out
+
+
+def hvp_direction(
+    g: Graph, inputs: Mapping[str, np.ndarray], given: Mapping[str, Any], option: str = HVP_FLAG
+) -> dict[str, np.ndarray]:
+    """A direction per input, each of the input's shape (a number fills a tensor input); inputs not named
+    have direction 0 (left out)."""
+    out: dict[str, np.ndarray] = {}
+    for name, value in given.items():
         if name not in g.inputs:
             best = closest(name, list(g.inputs))
             raise CgraphError(
                 f"{option}: '{name}' is not an input; the program's inputs are: {', '.join(g.inputs) or 'none'}",
                 hint=f"did you mean '{best}'?" if best else None,
             )
-        v = parse_value(text, f"{option} {name}")
+        if isinstance(value, (str, bytes)) or value is None:
+            raise CgraphError(f"{option} {name}: {value!r} is not a number or a rectangular list of numbers")
+        try:
+            v = np.array(value, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise CgraphError(f"{option} {name}: the value is not a number or a rectangular list of numbers") from None
         want = np.shape(inputs[name])
         if v.ndim and v.shape != want:
             raise CgraphError(
@@ -49,10 +67,9 @@ def parse_direction(spec: str, g: Graph, inputs: dict[str, np.ndarray], option: 
     return out
 
 
-def second_order(result: Result, *, want_hessian: bool = False, hvp: str | None = None, max_memory=None) -> dict:
-    """The JSON-ready second derivatives of the result's output: ``{"hessian": {x: {y: array}}}`` and/or
-    ``{"hvp": {x: array}}`` (arrays of the inputs' shapes, ``x.shape + y.shape`` for the Hessian)."""
-    g, out, inputs = result.graph, result.out, result.inputs
+def scalar_output(result: Result) -> None:
+    """Refuse a non-scalar output: second derivatives are of one number."""
+    g, out = result.graph, result.out
     if int(np.size(result.values[out])) != 1:
         raise CgraphError(
             f"output '{g.label(out)}' has shape {fmt_shape(np.shape(result.values[out]))}; "
@@ -61,17 +78,28 @@ def second_order(result: Result, *, want_hessian: bool = False, hvp: str | None 
             hint=f"differentiate a scalar such as sum({g.label(out)})",
             source=g.source,
         )
-    data: dict[str, Any] = {}
-    direction = parse_direction(hvp, g, inputs) if hvp is not None else None
-    if want_hessian:
-        n = hessian_size(g, inputs)
-        if n > MAX_HESSIAN_ENTRIES:
-            raise CgraphError(
-                f"--hessian: the inputs have {n:,} entries in all, so the Hessian would have {n * n:,} "
-                f"(at most {MAX_HESSIAN_ENTRIES:,} entries of inputs)",
-                hint="a Hessian-vector product needs no Hessian: --hvp x=...",
-            )
-        data["hessian"] = hessian(g, inputs, out, max_memory=max_memory)
-    if direction is not None:
-        data["hvp"] = HvpProgram(g, out, max_memory=max_memory).hvp(inputs, direction)
-    return data
+
+
+def hessian_of(
+    result: Result, wrt: Sequence[str] | None = None, *, max_memory: int | None = None
+) -> dict[str, dict[str, np.ndarray]]:
+    """The Hessian of the result's (scalar) output: ``{x: {y: array of shape x.shape + y.shape}}`` for the
+    inputs ``wrt`` (default: every input), at most :data:`MAX_HESSIAN_ENTRIES` entries of inputs."""
+    scalar_output(result)
+    g, inputs = result.graph, result.inputs
+    n = hessian_size(g, inputs, wrt)
+    if n > MAX_HESSIAN_ENTRIES:
+        raise CgraphError(
+            f"--hessian: the inputs have {n:,} entries in all, so the Hessian would have {n * n:,} "
+            f"(at most {MAX_HESSIAN_ENTRIES:,} entries of inputs)",
+            hint="a Hessian-vector product needs no Hessian: --hvp x=...",
+        )
+    return hessian(g, inputs, result.out, wrt=wrt, max_memory=max_memory)
+
+
+def hvp_of(result: Result, direction: Mapping[str, Any], *, max_memory: int | None = None) -> dict[str, np.ndarray]:
+    """The Hessian-vector product ``H v`` of the result's (scalar) output, ``v`` a direction per input
+    (:func:`hvp_direction`): ``{x: array of x's shape}`` for every input."""
+    scalar_output(result)
+    v = hvp_direction(result.graph, result.inputs, direction)
+    return HvpProgram(result.graph, result.out, max_memory=max_memory).hvp(result.inputs, v)

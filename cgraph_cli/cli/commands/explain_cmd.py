@@ -63,7 +63,7 @@ def explain_command(
         " mode (one pass per input entry), counted as the engine runs them, and their ratio.",
     ),
 ) -> None:
-    from cgraph_cli.api import Explanation, Program
+    from cgraph_cli.api import Program
     from cgraph_cli.run.derivatives import Derivatives
 
     check_choice(fmt, ("text", "json"), "--format")
@@ -76,14 +76,8 @@ def explain_command(
     if cost:
         _print_cost(program.request, fmt)
         return
-    if deriv.mode == "forward":
-        from cgraph_cli.analysis import explain
-        from cgraph_cli.run.derivatives import run as run_derivatives
-
-        result = run_derivatives(program.request, deriv)
-        ex = Explanation(explain.explain(result, max_steps, "--max-steps"))
-    else:
-        ex = program.explain(max_steps=max_steps)
+    tangent, _ = deriv.values()
+    ex = program.explain(max_steps=max_steps, mode=deriv.mode, tangent=tangent)  # type: ignore[arg-type]
     if fmt == "json":
         out_json(ex.to_data())
     elif sys.stdout.isatty():
