@@ -54,8 +54,6 @@ RELU, NP1, NP = Kernel.RELU.value, Kernel.NP1.value, Kernel.NP.value
 # the backward code of an NP1 node whose record's VJP is plain arithmetic (Op.float_vjp): called on the floats
 FLOAT_VJP = max(k.value for k in Kernel) + 1
 
-# each op's Kernel code, LEAF for the leaves
-_KERNEL = {name: spec.kernel.value for name, spec in OPS.items()} | dict.fromkeys(LEAF_OPS, LEAF)
 _first, _last = itemgetter(0), itemgetter(-1)
 
 _NAN = float("nan")
@@ -82,11 +80,28 @@ class OpCall(NamedTuple):
     grad_operands: tuple[int, ...]  # operand slots k whose VJP rule exists
 
 
-# from the records: the NP1 ops' functions, and each op's backward code
-_UNARY = {name: Unary(spec.fwd, spec.vjp_for(0)) for name, spec in OPS.items() if spec.kernel is Kernel.NP1}
-_NP1_OPS = frozenset(_UNARY)
-_FLOAT_VJP_OPS = frozenset(name for name, spec in OPS.items() if spec.kernel is Kernel.NP1 and spec.float_vjp)
-_BACK = {name: FLOAT_VJP if name in _FLOAT_VJP_OPS else code for name, code in _KERNEL.items()}
+class _Tables(NamedTuple):
+    """From the op records (made again when an op is registered): each op's Kernel code (LEAF for the leaves),
+    the NP1 ops' functions, the NP1 ops whose VJP runs on floats, and each op's backward code."""
+
+    kernel: dict[str, int]
+    unary: dict[str, Unary]
+    float_vjp: frozenset[str]
+    back: dict[str, int]
+
+
+_tables: list[Any] = [None, None]  # [the records (by identity), _Tables]
+
+
+def _op_tables() -> _Tables:
+    key = tuple(map(id, OPS.values()))
+    if _tables[0] != key:
+        kernel = {name: spec.kernel.value for name, spec in OPS.items()} | dict.fromkeys(LEAF_OPS, LEAF)
+        unary = {name: Unary(spec.fwd, spec.vjp_for(0)) for name, spec in OPS.items() if spec.kernel is Kernel.NP1}
+        fv = frozenset(name for name, spec in OPS.items() if spec.kernel is Kernel.NP1 and spec.float_vjp)
+        back = {name: FLOAT_VJP if name in fv else code for name, code in kernel.items()}
+        _tables[:] = [key, _Tables(kernel, unary, fv, back)]
+    return _tables[1]
 
 
 class FloatCode(NamedTuple):
@@ -125,7 +140,8 @@ def compile_floats(g: Graph) -> FloatCode:
     """The float loop's plan: a handful of passes over the node list, most of them in C (map, compress)."""
     ops, args, attrs = g.ops, g.args, g.attrs
     n = len(ops)
-    kernel = list(map(_KERNEL.__getitem__, ops))
+    tables = _op_tables()
+    kernel = list(map(tables.kernel.__getitem__, ops))
     nodes = list(compress(range(n), kernel))
     kern = list(compress(kernel, kernel))
     opargs = list(compress(args, kernel))
@@ -133,10 +149,10 @@ def compile_floats(g: Graph) -> FloatCode:
     a1 = list(map(_last, opargs))
     present = set(ops)
     aux: list[Unary | OpCall | None] | None = None
-    if not _NP1_OPS.isdisjoint(present):  # the NP1 nodes' functions, from their records (shared by an op's nodes)
-        aux = list(map(_UNARY.get, compress(ops, kernel)))
+    if not present.isdisjoint(tables.unary):  # the NP1 nodes' functions, from their records (shared by an op's nodes)
+        aux = list(map(tables.unary.get, compress(ops, kernel)))
     # the backward codes: the kernels, or FLOAT_VJP for an NP1 op whose VJP runs on the floats
-    back = kern if _FLOAT_VJP_OPS.isdisjoint(present) else list(map(_BACK.__getitem__, compress(ops, kernel)))
+    back = kern if tables.float_vjp.isdisjoint(present) else list(map(tables.back.__getitem__, compress(ops, kernel)))
     np_at = list(compress(range(len(kern)), map(NP.__eq__, kern))) if NP in kern else []
     many = set()
     for k in np_at:  # an NP node: its record and attributes
