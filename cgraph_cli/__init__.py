@@ -58,6 +58,7 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the names as they ar
         Picture,
         Program,
         Steps,
+        examples,
         load,
         parse,
     )
@@ -75,6 +76,7 @@ __all__ = [
     "Program",
     "Steps",
     "__version__",
+    "examples",
     "load",
     "load_ipython_extension",
     "parse",

@@ -37,6 +37,7 @@ from cgraph_cli import notebook
 from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.present import tables
+from cgraph_cli.run import examples as shipped_examples
 from cgraph_cli.run.request import OPTION, Options, Request, check_choice
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ __all__ = [
     "Picture",
     "Program",
     "Steps",
+    "examples",
     "load",
     "parse",
 ]
@@ -572,11 +574,15 @@ class Program:
         of: str | None = None,
         seed: int | None = None,
         source_name: str | None = None,
+        gradients: bool | None = None,
         **inputs: Any,
     ) -> bytes:
         """The program for another engine (``cgraph export``): ``to`` is ``"numpy"``, ``"jax"`` or ``"torch"``
         (a Python module's source, UTF-8) or ``"onnx"`` (a model; needs the onnx package). Given values fix
         input shapes and become the defaults; ``source_name`` is the file named in the module's header.
+        ``gradients`` (``--with-gradients``/``--forward-only``): True adds the gradient of every input (numpy's
+        ``value_and_grad``, ONNX outputs ``grad_<input>``), False writes the forward pass alone, None is the
+        target's default (numpy: with ``value_and_grad`` when the output holds one number).
 
         >>> code = cg.parse("z = x * y").export("numpy").decode()
         >>> "def forward(" in code
@@ -594,7 +600,7 @@ class Program:
         if source_name is None:
             name = request.source.filename
             source_name = name if name.startswith("<") else Path(name).name
-        return export(request, to, source_name)
+        return export(request, to, source_name, gradients)
 
     # -- notebook display --------------------------------------------------------------------------
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
@@ -652,9 +658,12 @@ def parse(
 
 def load(path: str | os.PathLike[str], *, max_memory: int | str | None = None, cache: bool = True) -> Program:
     """A program from a file (UTF-8, as ``cgraph eval FILE`` reads it), checked at once (see :func:`parse`).
+    ``path`` may also name an example shipped with cgraph (:func:`examples`) where no such file exists.
 
     >>> cg.load("examples/lecture.cg").eval().value
     14.0
+    >>> cg.load("mlp").outputs
+    ['loss']
     """
     from cgraph_cli.limits import parse_size
     from cgraph_cli.run.program import load_source
@@ -663,6 +672,16 @@ def load(path: str | os.PathLike[str], *, max_memory: int | str | None = None, c
     program = Program(Request(source, max_memory=parse_size(max_memory), use_cache=cache))
     program._structure()
     return program
+
+
+def examples() -> dict[str, str]:
+    """The example programs shipped with cgraph, name -> what it shows (its first comment line), as
+    ``cgraph examples`` lists them; :func:`load` takes the name.
+
+    >>> cg.examples()["lecture"]
+    "The lecture's computation graph: z = (a + b) * (b + c)"
+    """
+    return {name: shipped_examples.description(name) for name in shipped_examples.names()}
 
 
 # -- results -------------------------------------------------------------------------------------------------------

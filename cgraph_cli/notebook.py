@@ -27,9 +27,9 @@ import numpy as np
 
 from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import CgraphError
-from cgraph_cli.fmt import fmt_cell, fmt_shape, fmt_value
+from cgraph_cli.fmt import fmt_cell, fmt_shape
 from cgraph_cli.ir.names import node_names
-from cgraph_cli.present.tables import grad_header, rows
+from cgraph_cli.present.tables import derivative_column, rows, table_title
 
 STYLE = (
     "<style>.cgraph-table td,.cgraph-table th{padding:2px 10px;text-align:left}"
@@ -49,38 +49,38 @@ def _shape(v: Any) -> str:
     return fmt_shape(tuple(np.shape(v))) if np.ndim(v) else "()"
 
 
-def table_rows(result: Result, all_nodes: bool = False) -> list[tuple[str, str, str, str, str, str]]:
-    """The rows of ``cgraph eval``'s table: node, op, expression, shape, value, gradient (as text)."""
+def table_rows(result: Result, all_nodes: bool = False) -> list[tuple[str, ...]]:
+    """The rows of ``cgraph eval``'s table: node, op, expression, shape, value, and the derivative column
+    (:func:`~cgraph_cli.present.tables.derivative_column`: the gradient, or forward mode's tangent; none for
+    a Jacobian), as text."""
     g = result.graph
     labels = node_names(g)
+    header, second = derivative_column(result)
     return [
-        (
-            labels[i],
-            g.ops[i],
-            g.short_text(i),
-            _shape(result.values[i]),
-            fmt_cell(result.values[i]),
-            fmt_cell(result.grads[i]),
-        )
+        (labels[i], g.ops[i], g.short_text(i), _shape(result.values[i]), fmt_cell(result.values[i]))
+        + (() if header is None else (fmt_cell(second[i]),))
         for i in rows(result, all_nodes)
     ]
 
 
-def _title(result: Result) -> str:
-    return f"{result.graph.label(result.out)} = {fmt_value(result.values[result.out])}"
+def _head(result: Result) -> tuple[str, ...]:
+    header, _ = derivative_column(result)
+    return ("node", "op", "expression", "shape", "value") + (() if header is None else (header,))
 
 
 def table_html(result: Result, all_nodes: bool = False) -> str:
-    """The values and gradients as an HTML table, titled ``z = 14`` like the command line's."""
-    head = ("node", "op", "expression", "shape", "value", grad_header(result.graph, result.out))
+    """The values and gradients (forward mode: tangents) as an HTML table, titled like the command line's."""
+    head = _head(result)
     e = html.escape
-    out = [STYLE, '<table class="cgraph-table">', f"<caption>{e(_title(result))}</caption>", "<thead><tr>"]
+    out = [STYLE, '<table class="cgraph-table">', f"<caption>{e(table_title(result))}</caption>", "<thead><tr>"]
     out += [f"<th>{e(h)}</th>" for h in head]
     out.append("</tr></thead><tbody>")
-    for node, op, expr, shape, value, grad in table_rows(result, all_nodes):
+    for node, op, expr, shape, value, *grad in table_rows(result, all_nodes):
         out.append(
             f"<tr><td><b>{e(node)}</b></td><td>{e(op)}</td><td><code>{e(expr)}</code></td><td>{e(shape)}</td>"
-            f'<td class="num value">{e(value)}</td><td class="num grad">{e(grad)}</td></tr>'
+            f'<td class="num value">{e(value)}</td>'
+            + "".join(f'<td class="num grad">{e(d)}</td>' for d in grad)
+            + "</tr>"
         )
     out.append("</tbody></table>")
     return "".join(out)
@@ -88,7 +88,7 @@ def table_html(result: Result, all_nodes: bool = False) -> str:
 
 def table_text(result: Result, all_nodes: bool = False) -> str:
     """The same table as plain aligned text (for terminals and the ``text/plain`` fallback)."""
-    head = ("node", "op", "expression", "shape", "value", grad_header(result.graph, result.out))
+    head = _head(result)
     body = table_rows(result, all_nodes)
     widths = [max(len(r[k]) for r in [head, *body]) for k in range(len(head))]
     right = (False, False, False, False, True, True)
@@ -96,7 +96,7 @@ def table_text(result: Result, all_nodes: bool = False) -> str:
     def line(r: tuple[str, ...]) -> str:
         return "  ".join(c.rjust(w) if rj else c.ljust(w) for c, w, rj in zip(r, widths, right)).rstrip()
 
-    return "\n".join([_title(result), line(head), *(line(r) for r in body)])
+    return "\n".join([table_title(result), line(head), *(line(r) for r in body)])
 
 
 def picture_bundle(render: Callable[[str], bytes], text: str) -> dict[str, Any]:

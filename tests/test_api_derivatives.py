@@ -505,3 +505,22 @@ def test_threads_differentiate_independent_evaluations() -> None:
         t.join()
     assert errors == []
     assert all(got[k] == [expected[k % len(jobs)]] * 4 for k in range(10))
+
+
+# -- notebook display of the other modes -----------------------------------------------------------------------------
+
+
+def test_a_forward_mode_evaluation_displays_its_tangents_not_empty_gradients() -> None:
+    p = cg.load(LECTURE)
+    fwd = p.eval(tangent={"b": 1})
+    text = fwd._repr_mimebundle_()["text/plain"]
+    assert text.splitlines()[0] == "z = 14;  along t (a = 0, b = 1, c = 0): ∂z/∂t = 9"
+    assert text.splitlines()[1].split()[-2:] == ["tangent", "∂node/∂t"]
+    assert [line.split()[-1] for line in text.splitlines()[2:]] == ["0", "1", "0", "1", "1", "9"]
+    html = fwd._repr_html_()
+    assert "<th>tangent ∂node/∂t</th>" in html and "∂z/∂node" not in html
+    assert '<td class="num value">14</td><td class="num grad">9</td>' in html
+    cot = p.eval(cotangent=2)._repr_html_()
+    assert "<th>vᵀ·∂z/∂node</th>" in cot and '<td class="num value">3</td><td class="num grad">18</td>' in cot
+    jac = p.eval(jacobian=True)._repr_mimebundle_()["text/plain"]
+    assert jac.splitlines()[1].split() == ["node", "op", "expression", "shape", "value"]  # no per-node derivative

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cgraph_cli.fmt import csv_row_tails
 from cgraph_cli.run import batch
 from tests.conftest import EXAMPLES, run_cli
 
@@ -33,22 +34,27 @@ def _reference_rows(table: np.ndarray) -> str:
     return "\n".join(",".join(map(repr, row)) for row in table.tolist())
 
 
+def _number_rows(table: np.ndarray) -> str:
+    """The rows as fmt.csv_row_tails writes them (each ",cells\\n"), without the leading comma and line break."""
+    return "\n".join(tail.decode()[1:-1] for tail in csv_row_tails(table))
+
+
 @pytest.mark.parametrize("width", [1, 3, 7])
 def test_number_rows_are_repr_on_edge_cases(width):
     x = np.array(EDGES * width).reshape(-1, width)
-    assert batch._number_rows(x) == _reference_rows(x)
+    assert _number_rows(x) == _reference_rows(x)
 
 
 def test_number_rows_are_repr_on_random_numbers():
     x = _random(40_000, 1).reshape(-1, 1)
-    assert batch._number_rows(x) == _reference_rows(x)
+    assert _number_rows(x) == _reference_rows(x)
 
 
 @pytest.mark.slow
 def test_number_rows_are_repr_on_a_million_random_numbers():
     x = _random(1_000_000, 2)
     x = x[: len(x) // 4 * 4].reshape(-1, 4)
-    assert batch._number_rows(x) == _reference_rows(x)
+    assert _number_rows(x) == _reference_rows(x)
 
 
 def _texts(x: np.ndarray) -> list[str]:

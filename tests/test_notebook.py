@@ -98,6 +98,21 @@ def test_the_backward_pass_is_a_slider_over_the_frames(executed) -> None:
 
 
 @pytest.mark.slow
+def test_the_more_derivatives_cells(executed) -> None:
+    _, cells = executed
+    fwd = _data(cells['program.eval(a=-1, b=3, c=4, tangent={"b": 1})'])  # forward mode: tangents, not gradients
+    assert "<caption>z = 14;  along t (a = 0, b = 1, c = 0): ∂z/∂t = 9</caption>" in fwd["text/html"]
+    assert "<th>tangent ∂node/∂t</th>" in fwd["text/html"]
+    tangents = [("a", "-1", "0"), ("b", "3", "1"), ("c", "4", "0"), ("x", "2", "1"), ("y", "7", "1"), ("z", "14", "9")]
+    assert _table_cells(fwd["text/html"]) == tangents
+    assert _data(cells['ev.jvp({"b": 1}), ev.hvp({"a": 1})'])["text/plain"] == (
+        "(array(9.), {'a': array(0.), 'b': array(1.), 'c': array(1.)})"
+    )
+    hessian = _data(cells['[[float(h[u][v]) for v in "abc"] for u in "abc"]'])["text/plain"]
+    assert hessian == "[[0.0, 1.0, 1.0], [1.0, 2.0, 1.0], [1.0, 1.0, 0.0]]"
+
+
+@pytest.mark.slow
 def test_the_mlp_check_and_magic_cells(executed) -> None:
     _, cells = executed
     mlp = [o for o in cells['fit.grad["W2"]'] if o.output_type == "stream"]

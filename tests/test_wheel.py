@@ -35,9 +35,11 @@ NETWORK_HINTS = (
 )
 
 
-def _run(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "CGRAPH_DEBUG")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env.update(extra)
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -67,6 +69,8 @@ def test_wheel_contains_the_grammar(wheel):
     assert "cgraph_cli/grammars/cgraph.lark" in names
     assert "cgraph_cli/cli/entry.py" in names and "cgraph_cli/ops/__init__.py" in names
     assert not any(n.startswith("tests/") for n in names)
+    shipped = sorted(n for n in names if n.startswith("cgraph_cli/examples/"))
+    assert shipped == sorted(f"cgraph_cli/examples/{p.name}" for p in EXAMPLES.glob("*.cg"))  # the .cg files only
     meta = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "cgraph = cgraph_cli.cli.entry:main" in zipfile.ZipFile(wheel).read(meta).decode()
 
@@ -113,6 +117,30 @@ def test_installed_wheel_runs_outside_the_repo(venv, tmp_path):
     assert Path(grammar).resolve().is_relative_to(venv.resolve())
     assert Path(grammar).name == "cgraph.lark"
     assert not Path(module_file).resolve().is_relative_to(ROOT.resolve())
+
+
+def test_installed_wheel_ships_the_examples(venv, tmp_path):
+    """Issue 15, item 6: outside the repository, in a folder without examples/, the examples are reachable by
+    name; `cgraph examples` lists them, and shell completion offers them."""
+    cgraph = str(venv / "bin" / "cgraph")
+    r = _run([cgraph, "examples"], cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert [line.split()[0] for line in r.stdout.splitlines()] == sorted(p.stem for p in EXAMPLES.glob("*.cg"))
+    assert "The lecture's computation graph" in r.stdout
+    r = _run([cgraph, "examples", "lecture"], cwd=tmp_path, timeout=120)
+    assert r.returncode == 0 and r.stdout == (EXAMPLES / "lecture.cg").read_text(encoding="utf-8")
+    r = _run([cgraph, "eval", "lecture", "--at", "a=-1,b=3,c=4", "--format", "json"], cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["value"] == 14.0 and doc["gradients"] == {"a": 7.0, "b": 9.0, "c": 2.0}
+    r = _run([cgraph, "eval", "examples/lecture.cg"], cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "cgraph ships the example 'lecture'" in r.stderr
+    r = _run([str(venv / "bin" / "python"), "-c", "import cgraph_cli as cg; print(cg.load('mlp').outputs)"], tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "['loss']", r.stderr
+    env = {"_CGRAPH_COMPLETE": "complete_bash", "COMP_WORDS": "cgraph eval lin", "COMP_CWORD": "2"}
+    r = _run([cgraph], cwd=tmp_path, timeout=120, env=env)
+    assert r.returncode == 0 and r.stdout.split() == ["linear_regression"], r.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_installed_wheel_reports_errors_without_traceback(venv, tmp_path):

@@ -15,6 +15,7 @@ import io
 import os
 import sys
 
+from cgraph_cli.cli import completion
 from cgraph_cli.cli.terminal import FALLBACK_ERRORS, ascii_fallback, can_encode
 from cgraph_cli.errors import CgraphError, OutputClosed
 from cgraph_cli.version import __version__
@@ -45,10 +46,12 @@ def _build_app():
             "Evaluate, differentiate and draw computation graphs.\n\n"
             "Write a small program such as 'x = a + b; y = b + c; z = x * y' and run\n\n"
             "  cgraph eval examples/lecture.cg --at a=-1,b=3,c=4\n\n"
-            "to see every node's value and its gradient ∂z/∂node (backpropagation)."
+            "to see every node's value and its gradient ∂z/∂node (backpropagation).\n\n"
+            "The example programs come with cgraph: 'cgraph examples' lists them, and every command takes\n"
+            "an example's name for its file ('cgraph eval lecture')."
         ),
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion (cli/completion.py)
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
@@ -68,12 +71,21 @@ def _build_app():
         """Evaluate, differentiate and draw computation graphs."""
 
     def _register() -> None:
-        from cgraph_cli.cli.commands import check_cmd, eval_cmd, explain_cmd, export_cmd, ir_cmd, render_cmd
+        from cgraph_cli.cli.commands import (
+            check_cmd,
+            eval_cmd,
+            examples_cmd,
+            explain_cmd,
+            export_cmd,
+            ir_cmd,
+            render_cmd,
+        )
 
-        for mod in (eval_cmd, render_cmd, check_cmd, explain_cmd, ir_cmd, export_cmd):
+        for mod in (eval_cmd, render_cmd, check_cmd, explain_cmd, ir_cmd, export_cmd, examples_cmd):
             mod.register(app)
 
     _register()
+    completion.attach(app)
     return app
 
 

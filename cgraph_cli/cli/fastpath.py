@@ -10,7 +10,7 @@ through the Python API (:meth:`cgraph_cli.api.Program.eval`, whose request is bu
 (``--help``, an unknown or malformed option, the table format, a value Typer would reject) returns None
 and the ordinary Typer path handles it, errors included.  ``cli.main`` wraps both in the same error
 handling, and tests/test_fastpath.py checks that both paths give the same stdout, stderr and exit code.
-``CGRAPH_NO_FASTPATH=1`` turns it off.
+``CGRAPH_NO_FASTPATH=1`` turns it off, and a shell's completion request (``_CGRAPH_COMPLETE``) never takes it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+from cgraph_cli.cli.completion import is_request as is_completion_request
 from cgraph_cli.run.request import COMMON_OPTIONS, DERIVATIVE_OPTIONS, Options, OptionSpec, check_choice
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class EvalArgs:
 
 def parse_eval_args(argv: list[str]) -> EvalArgs | None:
     """The options of a plain ``eval ... --format json|csv`` call, or None to leave it to Typer."""
-    if os.environ.get("CGRAPH_NO_FASTPATH") or not argv or argv[0] != "eval":
+    if os.environ.get("CGRAPH_NO_FASTPATH") or is_completion_request() or not argv or argv[0] != "eval":
         return None
     given: dict[str, object] = {spec.key: spec.default for spec in COMMON_OPTIONS + EVAL_OPTIONS}
     repeated: dict[str, list[str]] = {}

@@ -21,6 +21,15 @@ from cgraph_cli.ops import LEAF_OPS, OPS
 from cgraph_cli.ops.core import sum_to
 
 
+class NoGradientNodes(CgraphError):
+    """An op's VJP cannot be recorded as graph nodes (``op``: the op's name, ``why``: the numpy it uses)."""
+
+    def __init__(self, message: str, span: tuple[int, int] | None, *, op: str, why: str, hint: str) -> None:
+        super().__init__(message, span, hint=hint)
+        self.op = op
+        self.why = why
+
+
 def span_of(tape: Tape, i: int) -> tuple[int, int] | None:
     """Node ``i``'s source span, when the tape can tell."""
     spans = getattr(tape, "spans", None)
@@ -46,12 +55,14 @@ def gradient_nodes(
     the result maps each source to its gradient node (None: ``out`` does not depend on it, the gradient
     is zero). ``out`` must hold one number. ``ops``/``args``/``attrs`` are the graph's columns (read only
     below ``out``, so the tape may append to them). ``tape.focus(i)``, when the tape has it, is called
-    before the nodes of node ``i``'s VJP are recorded."""
+    before the nodes of node ``i``'s VJP are recorded; ``tape.gradient(i, n)``, when the tape has it, once
+    node ``i``'s gradient is complete (every contribution summed), ``n`` the node holding ``∂out/∂i``."""
     need = depends_on(ops, args, sources, out)
     grads: list[Any] = [None] * (out + 1)
     if not need[out]:
         return {s: None for s in sources}
     focus = getattr(tape, "focus", None)
+    complete = getattr(tape, "gradient", None)
     if focus is not None:
         focus(out)
     grads[out] = Traced(tape, tape.const(np.ones(tape.shape(out))))
@@ -59,6 +70,8 @@ def gradient_nodes(
     for i in range(out, lowest - 1, -1):
         gi = grads[i]
         op = ops[i]
+        if gi is not None and complete is not None:
+            complete(i, gi.node)
         if gi is None or op in LEAF_OPS:
             continue
         ks = [k for k, j in enumerate(args[i]) if need[j]]
@@ -70,10 +83,12 @@ def gradient_nodes(
         try:
             parts = OPS[op].vjps(ks, gi, Traced(tape, i), xs, attrs[i])
         except NotTraceable as e:
-            raise CgraphError(
+            raise NoGradientNodes(
                 f"the gradient of '{OPS[op].fname}' cannot be built as graph nodes yet (its VJP uses {e}), so it "
                 "cannot be drawn with --backward, differentiated again, or used inside grad()",
                 span_of(tape, i),
+                op=OPS[op].fname,
+                why=str(e),
                 hint="first-order gradients (eval, check, explain) are not affected",
             ) from None
         for k, gk in zip(ks, parts):

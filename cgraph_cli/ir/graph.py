@@ -1143,7 +1143,9 @@ class Builder:
 class _Tape:
     """Where :func:`cgraph_cli.ir.backward.gradient_nodes` puts the nodes of the backward pass: the builder's
     graph. Each node gets the span and frame of the forward node whose VJP made it (``follow``), or those of
-    the ``grad()`` call; an operation on constants is folded into a constant."""
+    the ``grad()`` call; an operation on constants is folded into a constant. ``made_by`` maps each node made
+    here to the forward node whose VJP (or, for the seed, whose gradient) made it; ``gradient_of`` each
+    forward node to the node holding its complete gradient."""
 
     def __init__(self, b: Builder, span: Span, frame: int, *, follow: bool) -> None:
         self.b = b
@@ -1151,6 +1153,9 @@ class _Tape:
         self.span = span
         self.frame = frame
         self.follow = follow
+        self.at: int | None = None
+        self.made_by: dict[int, int] = {}
+        self.gradient_of: dict[int, int] = {}
 
     def shape(self, i: int) -> tuple[int, ...]:
         s = self.b.g.shapes[i]
@@ -1166,14 +1171,18 @@ class _Tape:
         return self.b.g.spans[i]
 
     def focus(self, i: int) -> None:
+        self.at = i
         if self.follow:
             self.span = self.b.g.spans[i]
             self.frame = self.b.g.frames_of[i]
 
+    def gradient(self, i: int, node: int) -> None:
+        self.gradient_of[i] = node
+
     def const(self, value: Any) -> int:
         if np.ndim(value) == 0:
             value = float(value)
-        return self.b.const(value, self.span, self.frame)
+        return self._made(self.b.const(value, self.span, self.frame))
 
     def op(self, name: str, args: tuple[int, ...], attrs: dict | None) -> int:
         g = self.b.g
@@ -1181,7 +1190,22 @@ class _Tape:
             with np.errstate(all="ignore"):
                 v = OPS[name].fwd(*[g.attrs[j]["value"] for j in args], **(attrs or {}))  # type: ignore[index]
             return self.const(np.asarray(v, dtype=self.dtype))
-        return self.b.node(name, args, self.span, self.frame, attrs)
+        return self._made(self.b.node(name, args, self.span, self.frame, attrs))
+
+    def _made(self, node: int) -> int:
+        if self.at is not None:
+            self.made_by[node] = self.at
+        return node
+
+
+@dataclass
+class BackwardPass:
+    """The backward pass of ``g``'s output ``out`` as nodes (:func:`backward_pass`)."""
+
+    graph: Graph  # a copy of g with the backward nodes appended (ids from len(g) on)
+    grads: dict[int, int]  # each source -> the node holding ∂out/∂source
+    made_by: dict[int, int]  # each new node -> the forward node whose VJP made it (the seed ∂out/∂out: out)
+    gradient_of: dict[int, int]  # each forward node the backward pass reached -> the node holding ∂out/∂it
 
 
 def backward_graph(
@@ -1191,6 +1215,15 @@ def backward_graph(
     ``sources`` (default: every input), as a map from each source to its gradient node (a zero constant
     where ``out`` does not depend on it). The forward nodes keep their ids; the new ones come after them,
     each with the span of the forward node whose VJP made it. ``out`` must hold one number."""
+    p = backward_pass(g, out, sources, max_memory=max_memory)
+    return p.graph, p.grads
+
+
+def backward_pass(
+    g: Graph, out: int, sources: list[int] | None = None, *, max_memory: int | None = None
+) -> BackwardPass:
+    """:func:`backward_graph`, with which forward node made each backward node and each forward node's
+    gradient node (for code that reads as the backward pass: ``cgraph export``)."""
     b = Builder(g.source, dtype=g.dtype, max_memory=max_memory)
     b.g = g.copy()
     b.n_values = sum(math.prod(s) if s else 1 for s in g.shapes if s is not None)
@@ -1202,8 +1235,11 @@ def backward_graph(
         raise err.with_source(g.source) from None
     grads = {}
     for s, n in found.items():
-        grads[s] = tape.const(np.zeros(tape.shape(s))) if n is None else n
-    return b.g, grads
+        if n is None:
+            n = tape.const(np.zeros(tape.shape(s)))
+            tape.made_by[n] = s  # out does not depend on s: a zero
+        grads[s] = n
+    return BackwardPass(b.g, grads, tape.made_by, tape.gradient_of)
 
 
 def name_gradients(bg: Graph, g: Graph, out: int, grads: dict[int, int]) -> None:

@@ -14,7 +14,6 @@ from cgraph_cli.ops.core import (
     Derive,
     Kernel,
     Lower,
-    NoEquivalent,
     Op,
     Rows,
     Site,
@@ -288,8 +287,71 @@ def _sum_to_onnx(site) -> str:
     return site.node("Reshape", [x, site.ints(list(site.attrs.get("shape", ())))])
 
 
-def _no_place(site) -> str:
-    raise NoEquivalent("'place' (the gradient of an index, made by grad()) has no export yet")
+NUMPY_PLACE = """\
+def cg_place(g, shape, idx):
+    out = np.zeros(shape)
+    np.add.at(out, idx, g)  # an entry picked several times gets the sum of its gradients
+    return out
+"""
+
+TORCH_PLACE = """\
+def cg_place(g, shape, idx):
+    out = torch.zeros(shape, dtype=torch.float64)
+    return torch.index_put(out, idx, torch.broadcast_to(g, out[idx].shape), accumulate=True)
+"""
+
+
+def _jax_subscript(idx: tuple) -> str:
+    """An index as jax.numpy takes it: integer arrays as arrays (JAX refuses a list)."""
+    parts = [f"jnp.array({i.tolist()})" if isinstance(i, np.ndarray) else fmt_index((i,))[1:-1] for i in idx]
+    return f"[{', '.join(parts)}]"
+
+
+def _place_array(site: Site) -> str:
+    """numpy: zeros with ``g`` added at the index (``np.s_`` writes the index as the program does); jax.numpy:
+    the same with ``.at[idx].add``."""
+    shape, idx = tuple(site.attrs.get("shape", ())), site.attrs.get("idx", ())
+    if site.m == "jnp":
+        return f"jnp.zeros({shape}).at{_jax_subscript(idx)}.add({site.xs[0]})"
+    return f"cg_place({site.xs[0]}, {shape}, np.s_{fmt_index(idx)})"
+
+
+def _torch_place(site: Site) -> str:
+    """The entries' positions as integer tensors (torch has no negative slice steps), then a scatter-add."""
+    shape = tuple(site.attrs.get("shape", ()))
+    idx = _expanded(site.attrs.get("idx", ()), len(shape))
+    if any(isinstance(i, np.ndarray) for i in idx):
+        positions = np.indices(shape)[(slice(None), *idx)]  # each picked entry's coordinates, in g's shape
+        picked = ", ".join(f"torch.tensor({p.tolist()})" for p in positions)
+        return f"cg_place({site.xs[0]}, {shape}, ({picked},))"
+    return f"cg_place({site.xs[0]}, {shape}, {_torch_subscript(idx, shape)})"
+
+
+def _torch_subscript(idx: tuple, shape) -> str:
+    """A basic index as torch.index_put takes it: one integer tensor per axis, broadcasting as numpy picks."""
+    entries = _axes_entries(idx, shape)
+    kept = [ax for ax, r in entries if isinstance(r, range)]
+    parts = []
+    for ax, r in entries:
+        if isinstance(r, range):
+            view = [1] * len(kept)
+            view[kept.index(ax)] = len(r)
+            parts.append(f"torch.tensor({list(r)}).reshape({tuple(view)})")
+        else:
+            parts.append(f"torch.tensor({r})")
+    return f"({', '.join(parts)},)"
+
+
+def _onnx_place(site) -> str:
+    """ScatterND with reduction add of ``g`` into zeros at the flat positions of the picked entries."""
+    shape = tuple(site.attrs.get("shape", ()))
+    idx = site.attrs.get("idx", ())
+    size = int(np.prod(shape, dtype=np.int64))
+    positions = np.arange(size, dtype=np.int64).reshape(shape)[idx]
+    flat = site.node("Reshape", [site.xs[0], site.ints([-1])])
+    zeros = site.array(np.zeros(size))
+    spots = site.ints(np.reshape(positions, (-1, 1)))
+    return site.node("Reshape", [site.node("ScatterND", [zeros, spots, flat], reduction="add"), site.ints(list(shape))])
 
 
 def _checked_broadcast(small, big):
@@ -346,6 +408,15 @@ def _torch_transpose(site: Site) -> str:
     return f"torch.permute({site.xs[0]}, {perm})"
 
 
+def _expanded(idx: tuple, ndim: int) -> tuple:
+    """``idx`` with its ``...`` (made by VJPs such as matmul's ``r[..., 0]``) written as the whole axes it
+    stands for."""
+    if not any(i is Ellipsis for i in idx):
+        return idx
+    k = next(n for n, i in enumerate(idx) if i is Ellipsis)
+    return idx[:k] + (slice(None),) * (ndim - len(idx) + 1) + idx[k + 1 :]
+
+
 def _axes_entries(idx: tuple, shape) -> list[tuple[int, range | int]]:
     """Each indexed axis of an operand of ``shape`` with the entries it keeps: an int (the axis goes away)
     or a range (normalised, possibly with a negative step)."""
@@ -359,7 +430,7 @@ def _axes_entries(idx: tuple, shape) -> list[tuple[int, range | int]]:
 def _torch_index(site: Site) -> str:
     """Basic indexing; torch has no negative slice step, so such an axis is flipped first (the same entries
     in the same order)."""
-    idx = site.attrs.get("idx", ())
+    idx = _expanded(site.attrs.get("idx", ()), len(site.shapes[0]))
     entries = _axes_entries(idx, site.shapes[0])
     flip = [ax for ax, r in entries if isinstance(r, range) and r.step < 0]
     if not flip:
@@ -381,7 +452,7 @@ def _onnx_index(site) -> str:
     """Basic indexing as one Gather per indexed axis (an int index removes its axis, as in numpy)."""
     (x,) = site.xs
     out, removed = x, 0
-    for ax, r in _axes_entries(site.attrs.get("idx", ()), site.shapes[0]):
+    for ax, r in _axes_entries(_expanded(site.attrs.get("idx", ()), len(site.shapes[0])), site.shapes[0]):
         if isinstance(r, range) and r == range(site.shapes[0][ax]):
             continue  # the whole axis
         picked = site.ints(list(r) if isinstance(r, range) else r)
@@ -737,6 +808,7 @@ RECORDS = [
         numpy_static=("idx",),
         lower=Lower(
             array=Code(lambda site: f"{site.xs[0]}{fmt_index(site.attrs.get('idx', ()))}"),
+            jax=Code(lambda site: f"{site.xs[0]}{_jax_subscript(site.attrs.get('idx', ()))}"),
             torch=Code(_torch_index),
             onnx=_onnx_index,
         ),
@@ -945,7 +1017,12 @@ RECORDS = [
         complex_step=True,
         numpy=place,
         numpy_static=("shape", "idx"),
-        lower=Lower(array=Code(_no_place), torch=Code(_no_place), onnx=_no_place),
+        lower=Lower(
+            array=Code(_place_array),
+            numpy=Code(_place_array, helpers=(NUMPY_PLACE,)),
+            torch=Code(_torch_place, helpers=(TORCH_PLACE,)),
+            onnx=_onnx_place,
+        ),
         jvp=Derive.LINEAR,
         internal=True,
     ),

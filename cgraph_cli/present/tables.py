@@ -538,6 +538,31 @@ def direction_text(result: Result) -> str:
     return ", ".join(f"{k} = {fmt_value(t)}" for k, t in (result.direction or {}).items())
 
 
+def table_title(result: Result) -> str:
+    """The title of the table of a run: ``z = 14``, and what was differentiated in another mode than reverse."""
+    out = result.graph.label(result.out)
+    title = f"{out} = {fmt_value(result.values[result.out])}"
+    if result.mode == "forward":
+        title += f";  along t ({direction_text(result)}): ∂{out}/∂t = {fmt_value(result.jvp)}"
+    elif result.mode == "cotangent":
+        title += f";  cotangent v = {fmt_value(result.cotangent)}"
+    return title
+
+
+def derivative_column(result: Result) -> tuple[str | None, list[Any]]:
+    """The header and per-node entries of the table's derivative column: ∂out/∂node, each node's tangent in
+    forward mode, ``vᵀ·∂out/∂node`` from a cotangent; (None, ...) for a Jacobian, which has no such column."""
+    key, second = _second(result)
+    out = result.graph.label(result.out)
+    if key is None:
+        return None, second
+    if result.mode == "forward":
+        return "tangent ∂node/∂t", second
+    if result.mode == "cotangent":
+        return f"vᵀ·∂{out}/∂node", second
+    return grad_header(result.graph, result.out), second
+
+
 def to_table(result: Result, all_nodes: bool = False):
     """A rich Table: node, op, expression, shape, value, gradient (forward mode: the tangent; a Jacobian:
     the values, then :func:`jacobian_tables`)."""
@@ -546,15 +571,9 @@ def to_table(result: Result, all_nodes: bool = False):
     g = result.graph
     out = g.label(result.out)
     labels = node_names(g)  # the same names as explain, the pictures and check
-    title = f"{out} = {fmt_value(result.values[result.out])}"
-    key, second = _second(result)
-    header = grad_header(g, result.out)
-    if result.mode == "forward":
-        title += f";  along t ({direction_text(result)}): ∂{out}/∂t = {fmt_value(result.jvp)}"
-        header = "tangent ∂node/∂t"
-    elif result.mode == "cotangent":
-        title += f";  cotangent v = {fmt_value(result.cotangent)}"
-        header = f"vᵀ·∂{out}/∂node"
+    title = table_title(result)
+    key, _ = _second(result)
+    header, second = derivative_column(result)
     t = Table(title=title, title_justify="left")
     t.add_column("node", style="bold", no_wrap=True)
     t.add_column("op", style="dim", no_wrap=True)

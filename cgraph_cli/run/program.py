@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -13,13 +14,15 @@ from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.ir.graph import MAX_NODES, Graph, TooManyNodes, build_graph
 from cgraph_cli.lang.parser import NotFast, parse_lark, statement_blocks
+from cgraph_cli.run import examples
 from cgraph_cli.run.values import bind_inputs
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
 def load_source(file: str | None, expr: str | None) -> Source:
-    """The program from ``-e``, a file, or stdin (``-``).
+    """The program from ``-e``, a file, stdin (``-``), or a shipped example by name (``lecture``, where no file
+    of that name exists: :func:`cgraph_cli.run.examples.resolve`).
 
     Read in chunks, at most ``MAX_FILE_BYTES + 1`` bytes: a file, pipe or device that goes on past the
     limit (/dev/zero, ``<(yes)``, an endless stdin) is refused without reading the rest. Line endings
@@ -41,7 +44,14 @@ def load_source(file: str | None, expr: str | None) -> Source:
         data = read_bounded(sys.stdin.buffer, MAX_FILE_BYTES)
         name = "<stdin>"
     else:
-        with open_input(file, "", "a program file") as f:
+        file = examples.resolve(file)  # a shipped example by name (lecture), where no such file exists
+        try:
+            f = open_input(file, "", "a program file")
+        except CgraphError as e:
+            if e.hint is None and not os.path.lexists(file):
+                e.hint = examples.hint_for_missing(file)
+            raise
+        with f:
             size = regular_size(f)
             if size is not None:
                 check_size(size, file)  # a regular file over the limit is refused without reading it

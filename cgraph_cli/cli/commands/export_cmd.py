@@ -15,11 +15,13 @@ from cgraph_cli.run.request import Options, check_choice
 
 HELP = """Write the program for another engine: a numpy, JAX or PyTorch module, or an ONNX model.
 
-numpy: a standalone module with forward(**inputs). jax and torch: a module with
+numpy: a standalone module with forward(**inputs) and value_and_grad(**inputs),
+the backward pass written out as numpy statements. jax and torch: a module with
 f(**inputs) written with that framework's ops, so jax.grad / jax.jit or
 torch.func.grad / torch.compile apply. onnx: a model of the forward graph
-(onnxruntime runs it anywhere). Values and gradients are cgraph's, derivatives at
-kinks included (PyTorch's conventions).
+(onnxruntime runs it anywhere); --with-gradients adds an output grad_<input> per
+input, computed by the backward pass as ONNX nodes. Values and gradients are
+cgraph's, derivatives at kinks included (PyTorch's conventions).
 
 The target comes from --to, or from an -o name ending in .onnx; a .py file needs
 --to. Without -o the file is FILE's stem + _numpy.py, _jax.py, _torch.py or
@@ -32,7 +34,7 @@ Examples:
 
   cgraph export examples/lecture.cg --to numpy -o -
 
-  cgraph export examples/mlp.cg -o mlp.onnx
+  cgraph export examples/mlp.cg -o mlp.onnx --with-gradients
 """
 
 TARGETS = ("numpy", "jax", "torch", "onnx")
@@ -52,6 +54,12 @@ def export_command(
     of: Optional[str] = PARAM["of"],
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
+    gradients: Optional[bool] = typer.Option(
+        None,
+        "--with-gradients/--forward-only",
+        help="With the gradient of every input: numpy's value_and_grad (its default for a one-number output), "
+        "ONNX outputs grad_<input>. --forward-only: the forward pass alone.",
+    ),
 ) -> None:
     from cgraph_cli.fsutil import atomic_write
 
@@ -66,7 +74,7 @@ def export_command(
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
     stem = "graph" if file in (None, "-") or expr is not None else Path(file).stem
     source_name = "<expr>" if expr is not None else ("<stdin>" if file in (None, "-") else Path(file).name)
-    data = Program.from_options(options).export(target, source_name=source_name)
+    data = Program.from_options(options).export(target, source_name=source_name, gradients=gradients)
     if output == "-":
         sys.stdout.flush()
         sys.stdout.buffer.write(data)

@@ -4,7 +4,9 @@ imports ``onnx``, and only when a model is asked for.
 Inputs and the output keep the program's names, input shapes come from the program, constants are
 initializers, and each node of the program becomes the ONNX nodes its record's ``lower.onnx`` builds
 (named after the program's node, its source line in ``doc_string``). Values are float64 (``tensor(double)``)
-as in cgraph.
+as in cgraph. With ``--with-gradients`` the backward pass's nodes follow (the plan's ``backward``: each op
+record's VJP as the nodes it computes with, lowered like the forward ones) and every input ``x`` gets a
+second graph output ``grad_x``, its gradient.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from cgraph_cli.ops.core import NoEquivalent
 from cgraph_cli.present.export.plan import Plan, no_equivalent
 from cgraph_cli.version import __version__
 
+GRAD_PREFIX = "grad_"  # the output holding input x's gradient is grad_x (--with-gradients)
 OPSET = 18
 IR_VERSION = 8  # the IR version that goes with opset 18 (onnxruntime 1.14 and later read it)
 
@@ -94,7 +97,7 @@ def model(plan: Plan, source_name: str) -> onnx.ModelProto:
         arr = np.asarray(g.attrs[i]["value"], dtype=np.float64)  # type: ignore[index]
         b.initializers.append(numpy_helper.from_array(arr, plan.ident[i]))
         value[i] = plan.ident[i]
-    for i in plan.nodes:
+    for i in plan.nodes + plan.backward:
         op = OPS[g.ops[i]]
         lowering = op.lower.onnx if op.lower is not None else None
         if lowering is None:
@@ -119,11 +122,19 @@ def model(plan: Plan, source_name: str) -> onnx.ModelProto:
         if out_name in (value[i] for i in plan.inputs):  # the output is an input, renamed: keep both names apart
             out_name = b.fresh(out_name + "_out")
         b.nodes.append(helper.make_node("Identity", [value[out]], [out_name], name=out_name))
+    b.names.add(out_name)
+    outputs = [_info(out_name, plan.shape(out))]
+    for i, n in plan.grads.items():  # --with-gradients: grad_x, the gradient of input x, after the output
+        name = b.fresh(f"{GRAD_PREFIX}{g.names[i]}")
+        node = helper.make_node("Identity", [value[n]], [name], name=name)
+        node.doc_string = f"∂{plan.name}/∂{g.names[i]}"
+        b.nodes.append(node)
+        outputs.append(_info(name, plan.shape(i)))
     graph = helper.make_graph(
         b.nodes,
         _graph_name(source_name),
         [_info(g.names[i], plan.shape(i)) for i in plan.inputs],  # type: ignore[arg-type]
-        [_info(out_name, plan.shape(out))],
+        outputs,
         initializer=b.initializers,
         doc_string=f"{plan.name} of {source_name} (line {plan.line(out)}), exported by cgraph",
     )

@@ -80,62 +80,128 @@ def helper_names() -> set[str]:
 def module(plan: Plan, target_name: str, source_name: str) -> str:
     """The module's text."""
     t = TARGETS[target_name]
-    g = plan.g
-    body: list[str] = []
-    helpers: list[str] = []
-    notes: list[str] = []
-    constants: list[str] = []
-    operand: dict[int, str] = {}
-    for i in plan.inputs:
-        operand[i] = plan.ident[i]
-    for i in plan.consts:
-        value = np.asarray(g.attrs[i]["value"], dtype=np.float64)  # type: ignore[index]
-        if value.ndim == 0 and t.name != "torch":
-            text = fmt_code(value, t.inf, t.nan)
-            operand[i] = f"({text})" if text.startswith("-") else text
-        else:
-            operand[i] = plan.ident[i]
-            constants += _assign(plan.ident[i], _array(t, value), f"{plan.label[i]}, line {plan.line(i)}", "")
-    for i in plan.used:
-        body += _assign(plan.ident[i], t.convert(plan.ident[i]), None, INDENT)
-    for i in plan.nodes:
-        code = code_for(plan, i, t.name)
-        args = g.args[i]
-        site = Site(
-            [operand[j] for j in args],
-            dict(g.attrs[i] or {}),
-            [plan.shape(j) for j in args],
-            plan.shape(i),
-            t.module,
-        )
-        expr = write(plan, i, t.name, code, site)
-        for h in code.helpers:
-            if h not in helpers:
-                helpers.append(h)
-        if code.note and code.note not in notes and t.name != "numpy":  # numpy does not differentiate
-            notes.append(code.note)
-        operand[i] = plan.ident[i]
-        body += _assign(plan.ident[i], expr, plan.comment(i), INDENT)
-    result = operand[plan.out]
-    if plan.out in plan.consts:  # a constant output: an array all the same (differentiable: zero gradients)
-        result = t.convert(result)
-    body.append(f"{INDENT}return {result}")
-
+    w = _Writer(plan, t)
+    body = w.prologue(plan.used) + w.statements(plan.nodes)
+    body.append(f"{INDENT}return {w.result(plan.out)}")
     params = _params(plan, t)
+    functions = [_function(t.function, params, _fn_doc(plan), body)]
+    if plan.gradients:
+        functions.append(_function("value_and_grad", params, _grad_doc(plan), w.value_and_grad()))
     defaults = _defaults(plan, t)
-    signature = f"def {t.function}({', '.join(params)}):"
-    if len(signature) > WIDTH:
-        signature = f"def {t.function}(\n" + "".join(f"{INDENT}{p},\n" for p in params) + "):"
-    doc = f'{INDENT}"""{_fn_doc(plan)}"""'
-    code_text = "\n".join(
-        [*constants, *defaults, *(h.rstrip("\n") for h in helpers), signature, doc, *body]
-    )  # for the import scan
-    text = _docstring(plan, t, source_name, notes) + "\n\n" + _imports(code_text) + "\n"
-    if constants or defaults:
-        text += "\n" + "\n".join(defaults + constants) + "\n"
-    for block in [*(h.rstrip("\n") for h in helpers), "\n".join([signature, doc, *body])]:
+    code_text = "\n".join([*w.constants, *defaults, *w.helpers, *functions])  # for the import scan
+    text = _docstring(plan, t, source_name, w.notes) + "\n\n" + _imports(code_text) + "\n"
+    if w.constants or defaults:
+        text += "\n" + "\n".join(defaults + w.constants) + "\n"
+    for block in [*w.helpers, *functions]:
         text += "\n\n" + block + "\n"
     return text
+
+
+class _Writer:
+    """The statements of a module: each node's spelling, and what they need at module level (constants,
+    helper functions, the notes on kinks for the docstring)."""
+
+    def __init__(self, plan: Plan, t: Target) -> None:
+        self.plan = plan
+        self.t = t
+        self.helpers: list[str] = []
+        self.notes: list[str] = []
+        self.constants: list[str] = []
+        self.operand: dict[int, str] = {}
+        g = plan.g
+        for i in plan.inputs:
+            self.operand[i] = plan.ident[i]
+        for i in plan.consts:
+            value = np.asarray(g.attrs[i]["value"], dtype=np.float64)  # type: ignore[index]
+            if value.ndim == 0 and t.name != "torch":
+                text = fmt_code(value, t.inf, t.nan)
+                self.operand[i] = f"({text})" if text.startswith("-") else text
+            else:
+                self.operand[i] = plan.ident[i]
+                self.constants += _assign(plan.ident[i], _array(t, value), plan.comment(i), "")
+
+    def prologue(self, inputs: set[int]) -> list[str]:
+        """The parameters the statements read, as float64 arrays (program order)."""
+        out: list[str] = []
+        for i in self.plan.inputs:
+            if i in inputs:
+                out += _assign(self.plan.ident[i], self.t.convert(self.plan.ident[i]), None, INDENT)
+        return out
+
+    def statements(self, nodes: list[int]) -> list[str]:
+        """One assignment per node, its comment naming the node and its line."""
+        plan, t, g = self.plan, self.t, self.plan.g
+        out: list[str] = []
+        for i in nodes:
+            code = code_for(plan, i, t.name)
+            args = g.args[i]
+            site = Site(
+                [self.operand[j] for j in args],
+                dict(g.attrs[i] or {}),
+                [plan.shape(j) for j in args],
+                plan.shape(i),
+                t.module,
+            )
+            expr = write(plan, i, t.name, code, site)
+            for h in code.helpers:
+                h = h.rstrip("\n")
+                if h not in self.helpers:
+                    self.helpers.append(h)
+            if code.note and code.note not in self.notes and t.name != "numpy":  # numpy does not differentiate
+                self.notes.append(code.note)
+            self.operand[i] = plan.ident[i]
+            out += _assign(plan.ident[i], expr, plan.comment(i), INDENT)
+        return out
+
+    def result(self, i: int) -> str:
+        """Node ``i`` as a returned value: a constant becomes a fresh array (a constant output is an array all
+        the same; a module-level constant is not handed out to be changed)."""
+        if i not in self.plan.consts:
+            return self.operand[i]
+        if self.operand[i] == self.plan.ident[i] and self.t.name != "torch":  # a module-level array
+            return f"np.array({self.operand[i]})"
+        return self.t.convert(self.operand[i])
+
+    def value_and_grad(self) -> list[str]:
+        """The forward statements, then the backward pass in reverse order, then the output and gradients."""
+        plan, g = self.plan, self.plan.g
+        reads = {j for i in plan.nodes + plan.backward for j in g.args[i]}
+        body = self.prologue({i for i in plan.inputs if i in reads})
+        body += self.statements(plan.nodes)
+        start = f"d_{plan.ident[plan.out]} = 1" if plan.out not in plan.inputs else "1"
+        body += _comment(
+            f"The backward pass, from {plan.name} back to the inputs: d_v holds ∂{plan.name}/∂v, starting from "
+            f"{start}; each step applies the derivative of the forward statement named on its right.",
+            INDENT,
+        )
+        body += self.statements(plan.backward)
+        value = self.result(plan.out)
+        entries = [f'"{g.names[i]}": {self.result(n)}' for i, n in plan.grads.items()]
+        one = f"{INDENT}return {value}, {{{', '.join(entries)}}}"
+        if len(one) <= WIDTH:
+            body.append(one)
+        else:
+            body += [f"{INDENT}return {value}, {{", *(f"{INDENT * 2}{e}," for e in entries), f"{INDENT}}}"]
+        return body
+
+
+def _function(name: str, params: list[str], doc: str, body: list[str]) -> str:
+    signature = f"def {name}({', '.join(params)}):"
+    if len(signature) > WIDTH:
+        signature = f"def {name}(\n" + "".join(f"{INDENT}{p},\n" for p in params) + "):"
+    return "\n".join([signature, *_docstring_lines(doc, INDENT), *body])
+
+
+def _docstring_lines(doc: str, indent: str) -> list[str]:
+    one = f'{indent}"""{doc}"""'
+    if len(one) <= WIDTH:
+        return [one]
+    lines = _wrap_words(f'"""{doc}', indent)
+    return [indent + lines[0], *lines[1:], f'{indent}"""']
+
+
+def _comment(text: str, indent: str) -> list[str]:
+    return [f"{indent}# {line}" for line in _wrap_words(text, "", WIDTH - len(indent) - 2)]
 
 
 def _array(t: Target, value: np.ndarray) -> str:
@@ -164,6 +230,11 @@ def _defaults(plan: Plan, t: Target) -> list[str]:
 
 def _fn_doc(plan: Plan) -> str:
     return f"The output {plan.name} (line {plan.line(plan.out)}), shape {fmt_shape(plan.shape(plan.out))}."
+
+
+def _grad_doc(plan: Plan) -> str:
+    name = plan.name
+    return f"The output {name} (line {plan.line(plan.out)}) and its gradients: ({name}, {{input: ∂{name}/∂input}})."
 
 
 def _imports(code: str) -> str:
@@ -236,12 +307,26 @@ def _usage(plan: Plan, t: Target) -> list[str]:
     missing = [plan.g.names[i] for i in plan.inputs if plan.g.names[i] not in plan.defaults]
     fill = f"  # and {', '.join(missing)}" if missing else ""
     if t.name == "numpy":
-        return [
-            "forward(**inputs) returns the output as a numpy array:",
+        lines = [
+            "forward(**inputs) returns the output as a numpy array"
+            + (", value_and_grad(**inputs) also its gradients:" if plan.gradients else ":"),
             "",
             f"    {call}{fill}",
             "    value = forward(**inputs)",
         ]
+        if plan.gradients:
+            lines += [
+                "    value, grads = value_and_grad(**inputs)  # grads[name]: the gradient of input name",
+                "",
+                "value_and_grad is the backward pass written out: after the forward statements, one statement",
+                "per step of reverse mode, from the output back to the inputs, each computing with the",
+                "derivative of the forward statement named in its comment (cgraph's own formulas).",
+            ]
+        else:
+            shape = plan.shape(plan.out)
+            lines += ["", f"No value_and_grad: the output has shape {fmt_shape(shape)}, and only a one-number"]
+            lines += ["output has a gradient (export sum(...) or mean(...) of it for one)."]
+        return lines
     if t.name == "jax":
         return [
             "f(**inputs) computes the output with jax.numpy, so JAX's transformations apply:",
@@ -263,10 +348,10 @@ def _usage(plan: Plan, t: Target) -> list[str]:
     ]
 
 
-def _wrap_words(text: str, indent: str) -> list[str]:
+def _wrap_words(text: str, indent: str, width: int = WIDTH - 4) -> list[str]:
     out, current = [], ""
     for word in text.split(" "):
-        if current and len(current) + 1 + len(word) > WIDTH - 4:
+        if current and len(current) + 1 + len(word) > width:
             out.append(current)
             current = indent + word
         else:
