@@ -29,7 +29,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping, Sequence, TextIO, Union
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence, TextIO, Union
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from cgraph_cli import notebook
 from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.present import tables
+from cgraph_cli.progress import Progress
 from cgraph_cli.run import examples as shipped_examples
 from cgraph_cli.run.request import OPTION, Options, Request, check_choice
 
@@ -338,15 +339,21 @@ class Program:
         of: str | None = None,
         seed: int | None = None,
         dtype: str | None = None,
+        progress: Progress | None = None,
     ) -> list[str]:
         """Evaluate at every row of the CSV file ``points`` (``cgraph eval --batch``), writing CSV to ``out``:
         the row's cells, the output, then ∂out/∂input for each input. Returns the warnings (the first row
-        whose value or gradient is not finite), an empty list when there is none."""
+        whose value or gradient is not finite), an empty list when there is none. ``progress(done, total)``
+        (:mod:`cgraph_cli.progress`) is told the bytes of the file done so far after each chunk of rows."""
         from cgraph_cli.run.batch import run_request
 
         warnings: list[str] = []
         run_request(
-            self._with(None, {}, of=of, seed=seed, dtype=dtype), os.fspath(points), out=out, warn=warnings.append
+            self._with(None, {}, of=of, seed=seed, dtype=dtype),
+            os.fspath(points),
+            out=out,
+            warn=warnings.append,
+            progress=progress,
         )
         return warnings
 
@@ -395,7 +402,7 @@ class Program:
         samples: int | None = None,
         all_entries: bool = False,
         seed: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
         order: int = 1,
         modes: bool = False,
         **inputs: Any,
@@ -771,7 +778,12 @@ class Evaluation:
     @property
     def tangent(self) -> Value:
         """Forward mode: the output's tangent ∂out/∂t along :attr:`direction` (``eval --mode forward``'s
-        ``jvp``); another mode raises :class:`CgraphError` (:meth:`jvp` gives it at the same point)."""
+        ``jvp``); another mode raises :class:`CgraphError` (:meth:`jvp` gives it at the same point).
+
+        >>> fwd = cg.load("examples/lecture.cg").eval(tangent={"b": 1})
+        >>> fwd.mode, fwd.direction, fwd.tangent
+        ('forward', {'a': 0.0, 'b': 1.0, 'c': 0.0}, 9.0)
+        """
         r = self.result
         if r.mode != "forward":
             raise CgraphError(
@@ -1285,9 +1297,10 @@ class Picture:
         """The DOT text (``cgraph render --format dot``)."""
         return self.graph_picture.dot()
 
-    def render(self, format: Format = "png", *, title: str | None = None) -> bytes:
+    def render(self, format: Format = "png", *, title: str | None = None, progress: Progress | None = None) -> bytes:
         """The picture as ``format`` bytes: png, svg, pdf (drawn by Graphviz), dot (the text, UTF-8) or html (an
-        interactive page titled ``title``, by default the program's name; UTF-8)."""
+        interactive page titled ``title``, by default the program's name; UTF-8). ``progress(done, 1)``
+        (:mod:`cgraph_cli.progress`) is called while Graphviz draws png, svg or pdf."""
         check_choice(format, PICTURE_FORMATS, "--format")
         if format == "html":
             from cgraph_cli.present.html import html_page
@@ -1298,7 +1311,7 @@ class Picture:
             return self.dot().encode("utf-8")
         from cgraph_cli.present.render import render_dot
 
-        return render_dot(self.dot(), format, self.timeout)
+        return render_dot(self.dot(), format, self.timeout, progress)
 
     def save(self, path: str | os.PathLike[str], *, format: Format | None = None) -> Path:
         """Write the picture to ``path`` atomically (nothing half-written); the format comes from the suffix
@@ -1365,8 +1378,9 @@ class Steps:
         """The frames in order: the forward steps, then the backward steps."""
         return iter(self.frames)
 
-    def render(self, format: Literal["svg", "png"] = "svg") -> list[bytes]:
-        """Every frame as ``format`` bytes, laid out once (kept: a second call costs nothing)."""
+    def render(self, format: Literal["svg", "png"] = "svg", *, progress: Progress | None = None) -> list[bytes]:
+        """Every frame as ``format`` bytes, laid out once (kept: a second call costs nothing).
+        ``progress(done, len(self))`` (:mod:`cgraph_cli.progress`) is told the frames drawn so far."""
         check_choice(format, ("svg", "png"), "--format")
         if format not in self._images:
             from cgraph_cli.present.render import render_frames
@@ -1374,7 +1388,8 @@ class Steps:
             gp = self.picture.graph_picture
             base = gp.dot(gp.base_state(self._plan))
             texts = (f.dot for f in self.frames)
-            with render_frames(base, texts, len(self.frames), format, self.picture.timeout) as paths:
+            n = len(self.frames)
+            with render_frames(base, texts, n, format, self.picture.timeout, progress=progress) as paths:
                 self._images[format] = [p.read_bytes() for p in paths]
         return self._images[format]
 

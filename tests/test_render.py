@@ -314,17 +314,13 @@ def test_timeout_is_an_error_that_writes_nothing(tmp_path):
 
 def test_graphviz_crash_is_an_error(monkeypatch):
     """A renderer killed by a signal becomes one clear error (simulated: the child kills itself)."""
-    import subprocess
-
     from cgraph_cli.errors import CgraphError
     from cgraph_cli.present import render
 
-    real = subprocess.run
+    def crashing() -> list[str]:
+        return [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
 
-    def crashing(cmd, **kw):
-        return real([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"], **kw)
-
-    monkeypatch.setattr(render.subprocess, "run", crashing)
+    monkeypatch.setattr(render, "child_command", crashing)
     with pytest.raises(CgraphError) as err:
         render.render_dot("digraph { a -> b }", "png", timeout=30)
     assert "crashed" in err.value.message and "--format dot" in err.value.hint

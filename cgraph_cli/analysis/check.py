@@ -48,6 +48,7 @@ from cgraph_cli.fmt import fmt_number, fmt_shape, fmt_value, json_number, json_v
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ir.names import node_names
 from cgraph_cli.ops import LEAF_OPS, OPS
+from cgraph_cli.progress import Progress
 
 
 @dataclass
@@ -282,7 +283,7 @@ def check_gradients(
     wrt: list[str] | None = None,
     samples: int | None = None,
     seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     method: str = "richardson",
 ) -> CheckReport:
     """Compare the engine's gradient of ``out`` with finite differences, entry by entry.

@@ -177,7 +177,11 @@ def run_eval(args: EvalArgs) -> int:
 
     program = Program.from_options(args.options)
     if args.batch is not None:
-        warnings = program.eval_batch(args.batch, sys.stdout)
+        from cgraph_cli.cli.progress import progress_bar
+
+        # a bar beside rows written to the same terminal would be torn by them: only for redirected output
+        with progress_bar("evaluating rows", unit="bytes", enabled=not _isatty(sys.stdout)) as progress:
+            warnings = program.eval_batch(args.batch, sys.stdout, progress=progress)
         _warn(warnings)
         return 1 if args.strict and warnings else 0
     tangent, cotangent = deriv.values()
@@ -205,6 +209,13 @@ def run_eval(args: EvalArgs) -> int:
     if args.strict and ev.nonfinite:
         return 1
     return 0
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def _warn(lines: list[str]) -> None:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from cgraph_cli.errors import CgraphError
+from cgraph_cli.progress import Progress, report
 
 DEFAULT_TIMEOUT = 30.0
 PNG_DPI = "144"
@@ -61,9 +62,13 @@ _BOOTSTRAP = (
 )
 
 
-def render_dot(dot: str, fmt: str, timeout: float = DEFAULT_TIMEOUT) -> bytes:
-    """Lay out and draw ``dot`` as png/svg/pdf bytes, within ``timeout`` seconds."""
-    with _run_child({"format": fmt, "dot": dot, "n_frames": None, "gif": False}, [], timeout) as paths:
+def render_dot(dot: str, fmt: str, timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None) -> bytes:
+    """Lay out and draw ``dot`` as png/svg/pdf bytes, within ``timeout`` seconds.
+
+    ``progress(done, 1)`` (:mod:`cgraph_cli.progress`) is called while Graphviz works (done 0) and once at the
+    end (done 1)."""
+    job = {"format": fmt, "dot": dot, "n_frames": None, "gif": False}
+    with _run_child(job, [], timeout, progress) as paths:
         return paths[0].read_bytes()
 
 
@@ -76,15 +81,18 @@ def render_frames(
     timeout: float = DEFAULT_TIMEOUT,
     gif: bool = False,
     palette_dot: str | None = None,
+    progress: Progress | None = None,
 ) -> Iterator[list[Path]]:
     """Lay ``base`` out once and draw each frame (the same graph, other labels and colours) with that layout.
 
     Yields the paths of the ``n_frames`` images (or of the one animated GIF) in a scratch folder that is
     removed afterwards. ``frames`` is consumed lazily; ``timeout`` bounds the whole job, from now. A GIF's
     colours are taken from ``palette_dot`` (the frame that shows the most: the last one).
+    ``progress(done, n_frames)`` (:mod:`cgraph_cli.progress`) is told the frames drawn so far, also while
+    Graphviz works on one (the same ``done`` again).
     """
     job = {"format": fmt, "dot": base, "n_frames": n_frames, "gif": gif, "palette_dot": palette_dot}
-    with _run_child(job, frames, timeout) as paths:
+    with _run_child(job, frames, timeout, progress) as paths:
         yield paths
 
 
@@ -103,7 +111,9 @@ def child_command() -> list[str]:
 
 
 @contextlib.contextmanager
-def _run_child(job: dict, frames: Iterable[str], timeout: float) -> Iterator[list[Path]]:
+def _run_child(
+    job: dict, frames: Iterable[str], timeout: float, progress: Progress | None = None
+) -> Iterator[list[Path]]:
     deadline = time.monotonic() + timeout
     if job["format"] not in FORMATS:
         raise CgraphError(f"cannot draw format '{job['format']}'")
@@ -128,11 +138,11 @@ def _run_child(job: dict, frames: Iterable[str], timeout: float) -> Iterator[lis
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _timeout_error(timeout, n_out)
+        total = 1 if n_out is None else n_out
+        report(progress, 0, total)
         try:
             with open(job_file, "rb") as stdin, open(Path(tmp) / "stderr", "wb") as stderr:
-                proc = subprocess.run(
-                    child_command(), stdin=stdin, stdout=subprocess.DEVNULL, stderr=stderr, timeout=remaining, env=env
-                )
+                proc = _run_reporting(stdin, stderr, env, deadline, total, progress)
         except subprocess.TimeoutExpired:
             raise _timeout_error(timeout, n_out) from None
         except OSError as e:
@@ -163,9 +173,79 @@ def _run_child(job: dict, frames: Iterable[str], timeout: float) -> Iterator[lis
         paths = [out_dir / name for name in names]
         if not all(p.is_file() for p in paths):
             raise CgraphError("Graphviz produced no image; nothing was written", hint=_hint(n_out))
+        report(progress, total, total)
         yield paths
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+PROGRESS_LINE = b"cgraph-render-frame\n"  # the child's stdout: one such line per frame drawn
+_POLL = 0.1  # seconds between two looks at the child (and two calls of ``progress``)
+
+
+def _run_reporting(
+    stdin, stderr, env: dict, deadline: float, total: int, progress: Progress | None
+) -> subprocess.CompletedProcess:
+    """Run the child until it ends or ``deadline`` passes (TimeoutExpired, the child killed), telling
+    ``progress`` the frames it reports on its stdout, and calling it again every :data:`_POLL` seconds."""
+    import selectors
+
+    # Ctrl-C or SIGTERM while the child is being started would leave it running unseen (Popen raises after the
+    # fork): they wait until ``proc`` is known, and then end the child below (it unblocks them for itself)
+    held = _hold_signals()
+    try:
+        proc = subprocess.Popen(child_command(), stdin=stdin, stdout=subprocess.PIPE, stderr=stderr, env=env)
+    except BaseException:
+        _release_signals(held)
+        raise
+    try:
+        _release_signals(held)
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        done = 0
+        pending = b""
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise subprocess.TimeoutExpired(proc.args, 0)
+                if sel.select(min(_POLL, remaining)):
+                    data = os.read(fd, 65536)
+                    if not data:
+                        break  # the child closed its stdout: it has ended
+                    pending += data
+                    lines = pending.split(b"\n")
+                    pending = lines.pop()  # a line not yet whole
+                    done = min(total, done + sum(1 for line in lines if line + b"\n" == PROGRESS_LINE))
+                report(progress, done, total)
+        proc.stdout.close()
+        proc.wait(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode)
+    finally:
+        if proc.returncode is None:  # timed out, interrupted (Ctrl-C): the child does not outlive us
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None and not proc.stdout.closed:
+            proc.stdout.close()
+
+
+_HELD = ("SIGINT", "SIGTERM")
+
+
+def _hold_signals() -> object:
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, [getattr(signal, name) for name in _HELD])
+
+
+def _release_signals(previous: object) -> None:
+    import signal
+
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # type: ignore[arg-type]
 
 
 def _timeout_error(timeout: float, n_out: int | None) -> CgraphError:
@@ -297,6 +377,7 @@ def _child() -> int:
         frame.close()
         if encoder is not None:
             encoder.add(target, 3000 if k == n_frames - 1 else 900)
+        os.write(1, PROGRESS_LINE)  # the parent counts these (progress); nothing else writes to stdout
     if encoder is not None:
         encoder.close()
         scratch.unlink()
@@ -414,6 +495,10 @@ def _gif_image_data(gif: bytes) -> bytes:
 
 
 def _child_main() -> None:
+    import signal
+
+    if hasattr(signal, "pthread_sigmask"):  # held by the parent while it started this process
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [getattr(signal, name) for name in _HELD])
     try:
         code = _child()
     except _Refused as e:

@@ -31,8 +31,10 @@ from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.reference import backward, forward
 from cgraph_cli.errors import CgraphError, Source, closest
 from cgraph_cli.fmt import csv_cell, csv_row_tails
+from cgraph_cli.fsutil import regular_size
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ops import LEAF_OPS, OPS
+from cgraph_cli.progress import Progress, report
 from cgraph_cli.run.request import Request
 
 CHUNK_ROWS = 1 << 14  # rows a chunk holds at least (a chunk is whole reads): small enough to stay in the caches
@@ -49,6 +51,7 @@ def run_request(
     out: Any = None,
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """``eval --batch``: :func:`run_batch` with the program, ``--at`` values and settings of ``request``."""
     return run_batch(
@@ -63,6 +66,7 @@ def run_request(
         use_cache=request.use_cache,
         strict=strict,
         warn=warn,
+        progress=progress,
     )
 
 
@@ -79,12 +83,15 @@ def run_batch(
     use_cache: bool = True,
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """Evaluate ``source`` at every row of the CSV ``batch_path``; write CSV to ``out`` (stdout).
 
     A warning names the first row (and its column) whose value or gradient is not finite; it goes to ``warn``
     (a line without its newline), by default to stderr. Returns the exit code: 1 if there is such a row and
-    ``strict`` is set (as ``eval --strict`` for one point), else 0.
+    ``strict`` is set (as ``eval --strict`` for one point), else 0. ``progress(done, total)`` (see
+    :mod:`cgraph_cli.progress`) is told the bytes of the CSV evaluated and written so far, out of the file's size
+    (None for a pipe or stdin), after each chunk of rows.
     """
     from cgraph_cli.run.program import DTYPES, compile_program, pick_output
     from cgraph_cli.run.values import bind_inputs
@@ -121,10 +128,19 @@ def run_batch(
         job = _Job(g, out_node, header, fixed, names, np_dtype, vectorised, shown, cols[len(header) :])
         output = _Output(stream, (_csv_line(cols) + "\n").encode())
         bad: tuple[int, str] | None = None
-        for chunk_bad in _results(job, _chunks(f, shown, first_line), output):
+        total = regular_size(f.buffer) if progress is not None else None
+        done = 0
+        report(progress, 0, total)
+        read = [0]
+        for chunk_bad in _results(job, _counting(_chunks(f, shown, first_line), read), output):
             if bad is None:
                 bad = chunk_bad
+            if progress is not None:  # the bytes read so far (workers may be a few chunks behind the reading)
+                done = max(done, _consumed(f, read))
+                report(progress, done if total is None else min(done, total), total)
         output.write(b"")  # the header, if there were no rows
+        if progress is not None:
+            report(progress, done if total is None else total, done if total is None else total)
         if bad is not None:
             message = (
                 f"warning: {shown}:{bad[0]}: a value or gradient is not finite (first such row; column '{bad[1]}')"
@@ -134,6 +150,22 @@ def run_batch(
             else:
                 sys.stderr.write(message + "\n")
     return 1 if strict and bad is not None else 0
+
+
+def _consumed(f, read: list[int]) -> int:
+    """Bytes of the CSV read so far: the binary stream's position, else (a pipe) the characters of the chunks read
+    (``read[0]``, counted by :func:`_counting`)."""
+    try:
+        return int(f.buffer.tell())
+    except (OSError, ValueError, AttributeError):
+        return read[0]
+
+
+def _counting(chunks: Iterator[tuple[str, int]], read: list[int]) -> Iterator[tuple[str, int]]:
+    """``chunks`` as they are, adding up their characters in ``read[0]``."""
+    for text, lineno in chunks:
+        read[0] += len(text)
+        yield text, lineno
 
 
 def _first_nonfinite(table: np.ndarray, linenos: list[int], names: list[str]) -> tuple[int, str] | None:

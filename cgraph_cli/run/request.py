@@ -150,6 +150,17 @@ DERIVATIVE_OPTIONS: tuple[OptionSpec, ...] = (
 )
 """How to differentiate (:mod:`cgraph_cli.run.derivatives`): ``eval`` takes them all, ``explain`` the first two."""
 
+WATCH_OPTION = OptionSpec(
+    "watch",
+    ("--watch",),
+    "flag",
+    False,
+    None,
+    "Run again whenever FILE (or --at-file) is saved: render draws again, eval and explain redraw their view;"
+    " an error is shown and the watch goes on; Ctrl-C ends it (exit 0).",
+)
+"""``--watch`` of ``eval``, ``render`` and ``explain`` (:mod:`cgraph_cli.cli.watch`)."""
+
 
 def _default(key: str) -> Any:
     return OPTION[key].default

@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from cgraph_cli.cli.commands.common import PARAM, out, out_json, print_rich, warn
+from cgraph_cli.cli.progress import progress_bar
 from cgraph_cli.run.request import Options, check_choice
 
 HELP = """Check every gradient entry against finite differences.
@@ -110,7 +111,7 @@ def check_command(
     check_choice(fmt, ("table", "json"), "--format")
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
     program = Program.from_options(options)  # float64: the finite differences are taken in float64
-    with _progress() as progress:
+    with progress_bar("checking gradients", min_total=PROGRESS_FROM) as progress:
         report = program.check(
             wrt=wrt,
             eps=eps,
@@ -136,54 +137,7 @@ def check_command(
         raise typer.Exit(1)
 
 
-PROGRESS_FROM = 200  # entries: a smaller check is over before a bar would be worth drawing
-
-
-class _progress:
-    """A progress bar on stderr while entries are checked, only when stderr is a terminal.
-
-    Used as ``with _progress() as progress``: ``progress`` is None (no bar) or a ``(done, total)``
-    callback for :func:`cgraph_cli.analysis.check.check_gradients`."""
-
-    def __init__(self) -> None:
-        self.bar = None
-        self.task = None
-
-    def __enter__(self):
-        import sys
-
-        try:
-            tty = sys.stderr.isatty()
-        except (AttributeError, ValueError, OSError):
-            tty = False
-        return self.update if tty else None
-
-    def update(self, done: int, total: int) -> None:
-        if self.bar is None:
-            if total < PROGRESS_FROM:
-                return
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            from cgraph_cli.cli.commands.common import make_console
-
-            self.bar = Progress(
-                TextColumn("checking gradients"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=make_console(stderr=True),
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("check", total=total)
-        self.bar.update(self.task, completed=done)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            try:
-                self.bar.stop()
-            except (OSError, ValueError):
-                pass
+PROGRESS_FROM = 200  # entries: a smaller check is over before a bar would be worth drawing (unless it takes 0.5 s)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,8 +7,10 @@ from typing import List, Optional
 import typer
 
 from cgraph_cli.cli.commands.common import PARAM, param
-from cgraph_cli.cli.fastpath import EVAL_OPTION, EvalArgs, run_eval
-from cgraph_cli.run.request import Options
+from cgraph_cli.cli.fastpath import EVAL_OPTION, FORMATS, EvalArgs, run_eval
+from cgraph_cli.cli.watch import check_watch, watch_paths
+from cgraph_cli.cli.watch import watch as watch_loop
+from cgraph_cli.run.request import WATCH_OPTION, Options, check_choice
 
 HELP = """Evaluate a program: every node's value and its gradient ∂out/∂node.
 
@@ -23,6 +25,8 @@ Examples:
   cgraph eval examples/lecture.cg --mode forward --tangent a=1,b=0,c=0
 
   cgraph eval -e 'y = x * x' --at x=[1,2,3] --jacobian
+
+  cgraph eval examples/lecture.cg --at a=-1,b=3,c=4 --watch   (again at every save; Ctrl-C ends)
 """
 
 
@@ -46,6 +50,7 @@ def eval_command(
     tangent: Optional[List[str]] = param(EVAL_OPTION["tangent"]),
     cotangent: Optional[str] = param(EVAL_OPTION["cotangent"]),
     jacobian: bool = param(EVAL_OPTION["jacobian"]),
+    watch: bool = param(WATCH_OPTION),
 ) -> None:
     options = Options(
         file=file,
@@ -58,21 +63,28 @@ def eval_command(
         max_memory=max_memory,
         no_cache=no_cache,
     )
-    code = run_eval(
-        EvalArgs(
-            options,
-            fmt=fmt,
-            all_nodes=all_nodes,
-            batch=batch,
-            strict=strict,
-            mode=mode,
-            tangent=tangent or None,
-            cotangent=cotangent,
-            jacobian=jacobian,
-            hessian=hessian,
-            hvp=hvp,
-        )
+    args = EvalArgs(
+        options,
+        fmt=fmt,
+        all_nodes=all_nodes,
+        batch=batch,
+        strict=strict,
+        mode=mode,
+        tangent=tangent or None,
+        cotangent=cotangent,
+        jacobian=jacobian,
+        hessian=hessian,
+        hvp=hvp,
     )
+    if watch:
+        check_watch(
+            file,
+            expr,
+            conflicts=[(batch is not None, "evaluates one point again and again; it cannot be combined with --batch")],
+        )
+        check_choice(fmt, FORMATS, EVAL_OPTION["fmt"].name)
+        raise typer.Exit(watch_loop(watch_paths(file, at_file), lambda: run_eval(args), redraw=True))
+    code = run_eval(args)
     if code:
         raise typer.Exit(code)
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
 from cgraph_cli.cli.commands.common import PARAM, out_json, param, print_rich, warn
+from cgraph_cli.cli.watch import check_watch, watch_paths
+from cgraph_cli.cli.watch import watch as watch_loop
 from cgraph_cli.errors import CgraphError
-from cgraph_cli.run.request import DERIVATIVE_OPTIONS, Options, check_choice
+from cgraph_cli.run.request import DERIVATIVE_OPTIONS, WATCH_OPTION, Options, check_choice
 
 DERIVATIVE_OPTION = {spec.key: spec for spec in DERIVATIVE_OPTIONS}
 
@@ -39,6 +41,8 @@ Examples:
   cgraph explain examples/lecture.cg --mode forward --tangent a=1
 
   cgraph explain examples/mlp.cg --cost
+
+  cgraph explain examples/lecture.cg --at a=-1,b=3,c=4 --watch   (again at every save; Ctrl-C ends)
 """
 
 
@@ -62,9 +66,9 @@ def explain_command(
         help="The cost of all the gradients instead: ops of one forward pass, of reverse mode and of forward"
         " mode (one pass per input entry), counted as the engine runs them, and their ratio.",
     ),
+    watch: bool = param(WATCH_OPTION),
 ) -> None:
-    from cgraph_cli.api import Program
-    from cgraph_cli.run.derivatives import Derivatives
+    from cgraph_cli.run.derivatives import Derivatives  # numpy and the engine: not when the app is built
 
     check_choice(fmt, ("text", "json"), "--format")
     deriv = Derivatives(mode, tangent or ())
@@ -72,6 +76,16 @@ def explain_command(
     if cost and deriv.given:
         raise CgraphError("--cost compares both modes: it cannot be combined with --mode or --tangent")
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
+    if watch:
+        check_watch(file, expr)
+        again = lambda: _explain(options, fmt, max_steps, deriv, cost)  # noqa: E731
+        raise typer.Exit(watch_loop(watch_paths(file, at_file), again, redraw=True))
+    _explain(options, fmt, max_steps, deriv, cost)
+
+
+def _explain(options: Options, fmt: str, max_steps: int, deriv: Any, cost: bool) -> None:
+    from cgraph_cli.api import Program
+
     program = Program.from_options(options, max_nodes=max_steps)
     if cost:
         _print_cost(program.request, fmt)

@@ -12,9 +12,12 @@ from typing import Any, List, Optional
 
 import typer
 
-from cgraph_cli.cli.commands.common import PARAM, out, warn
+from cgraph_cli.cli.commands.common import PARAM, out, param, warn
+from cgraph_cli.cli.progress import progress_bar
+from cgraph_cli.cli.watch import check_watch, watch_paths
+from cgraph_cli.cli.watch import watch as watch_loop
 from cgraph_cli.errors import CgraphError
-from cgraph_cli.run.request import Options, check_choice
+from cgraph_cli.run.request import WATCH_OPTION, Options, check_choice
 
 HELP = """Draw the computation graph: one box per node with its value and its gradient ∂out/∂node.
 
@@ -44,9 +47,14 @@ Step by step (one frame per forward and backward step, or an animated GIF):
   cgraph render examples/lecture.cg --steps frames/
 
   cgraph render examples/lecture.cg --steps lecture.gif
+
+Live (the picture follows the program: drawn again at every save, Ctrl-C ends):
+
+  cgraph render examples/lecture.cg --at a=-1,b=3,c=4 -o lecture.svg --watch
 """
 
 FORMATS = ("png", "svg", "pdf", "dot", "html")
+PROGRESS_FROM = 10  # --steps frames: fewer are drawn before a bar would be worth showing (unless they take 0.5 s)
 MAX_STEP_WORK = 80_000  # nodes × frames for --steps: about 200 nodes (two frames per node)
 _FRAME = re.compile(r"\d{3,}-(forward|backward)-[A-Za-z0-9_]+\.(png|svg)\Z")
 
@@ -107,6 +115,7 @@ def render_command(
     ),
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
+    watch: bool = param(WATCH_OPTION),
 ) -> None:
     from cgraph_cli.api import Program, check_picture_options
     from cgraph_cli.fsutil import atomic_write
@@ -123,60 +132,83 @@ def render_command(
         )
 
     options = Options(file=file, expr=expr, at=at or (), at_file=at_file, of=of, seed=seed, max_memory=max_memory)
-    program = Program.from_options(options, max_nodes=max_nodes)
-    picture = program.picture(
-        show_values=not no_values,
-        rankdir=rankdir,
-        edge_labels=edge_labels,
-        max_nodes=max_nodes,
-        timeout=timeout,
-        backward=backward,
-    )
-
-    if steps is not None and "\x00" in steps:
-        raise CgraphError(f"--steps: cannot write {steps!r}: a file name cannot contain a NUL byte")
-    if steps is not None and Path(steps).suffix.lower() in (".png", ".svg", ".pdf", ".dot", ".jpg", ".jpeg"):
-        raise CgraphError(
-            f"--steps writes many frames: give it a folder or a .gif file, not {steps}",
-            hint="for example --steps frames/ or --steps lecture.gif",
+    if watch:
+        check_watch(
+            file,
+            expr,
+            conflicts=[
+                (output == "-", "draws the picture again at every save; it cannot write it to standard output (-o -)")
+            ],
         )
-    notes = picture.notes  # the values and gradients are computed here
-    if steps is not None and not picture.has_values:
-        picture.steps()  # refused: the frames need every input's value
-    for note in picture.warnings + notes:
-        warn(note)
+        if output is not None and fmt is None and _format_of(output) is None:  # refused now, not at every save
+            raise CgraphError(
+                f"cannot tell the format from '{output}'",
+                hint="end the name in .png, .svg, .pdf, .dot or .html, or pass --format",
+            )
 
-    stem = "graph" if file in (None, "-") or expr is not None else Path(file).stem
-    if steps is not None:
-        _write_steps(picture.graph_picture, steps, fmt or "png", timeout)
-        return
-
-    if output is None:
-        fmt = fmt or "png"
-        target = f"{stem}.{fmt}"
-    else:
-        target = output
-        if fmt is None:
-            fmt = "png" if output == "-" else _format_of(output)
-            if fmt is None:
-                raise CgraphError(
-                    f"cannot tell the format from '{output}'",
-                    hint="end the name in .png, .svg, .pdf, .dot or .html, or pass --format",
-                )
-    if target == "-" and fmt in ("png", "pdf") and sys.stdout.isatty():  # as curl does: no binary on a terminal
-        raise CgraphError(
-            f"-o - would write a binary {fmt.upper()} image to the terminal",
-            hint=f"redirect it (cgraph render ... -o - > picture.{fmt}), give a file name with -o, or use --format svg",
+    def once() -> None:
+        kind = fmt
+        program = Program.from_options(options, max_nodes=max_nodes)
+        picture = program.picture(
+            show_values=not no_values,
+            rankdir=rankdir,
+            edge_labels=edge_labels,
+            max_nodes=max_nodes,
+            timeout=timeout,
+            backward=backward,
         )
-    title = file if file not in (None, "-") and expr is None else picture.graph.source.filename  # as the user wrote it
-    data = picture.render(fmt, title=title)  # type: ignore[arg-type]
-    if target == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-        return
-    atomic_write(target, data)
-    if Path(target).is_file():  # not for -o /dev/stdout, a pipe or a device: the image is the output
-        out(f"wrote {target}")
+
+        if steps is not None and "\x00" in steps:
+            raise CgraphError(f"--steps: cannot write {steps!r}: a file name cannot contain a NUL byte")
+        if steps is not None and Path(steps).suffix.lower() in (".png", ".svg", ".pdf", ".dot", ".jpg", ".jpeg"):
+            raise CgraphError(
+                f"--steps writes many frames: give it a folder or a .gif file, not {steps}",
+                hint="for example --steps frames/ or --steps lecture.gif",
+            )
+        notes = picture.notes  # the values and gradients are computed here
+        if steps is not None and not picture.has_values:
+            picture.steps()  # refused: the frames need every input's value
+        for note in picture.warnings + notes:
+            warn(note)
+
+        stem = "graph" if file in (None, "-") or expr is not None else Path(file).stem
+        if steps is not None:
+            _write_steps(picture.graph_picture, steps, kind or "png", timeout)
+            return None
+
+        if output is None:
+            kind = kind or "png"
+            target = f"{stem}.{kind}"
+        else:
+            target = output
+            if kind is None:
+                kind = "png" if output == "-" else _format_of(output)
+                if kind is None:
+                    raise CgraphError(
+                        f"cannot tell the format from '{output}'",
+                        hint="end the name in .png, .svg, .pdf, .dot or .html, or pass --format",
+                    )
+        if target == "-" and kind in ("png", "pdf") and sys.stdout.isatty():  # as curl does: no binary on a terminal
+            raise CgraphError(
+                f"-o - would write a binary {kind.upper()} image to the terminal",
+                hint=f"redirect it (cgraph render ... -o - > picture.{kind}), give a file name with -o, "
+                "or use --format svg",
+            )
+        # the title as the user wrote it
+        title = file if file not in (None, "-") and expr is None else picture.graph.source.filename
+        with progress_bar("drawing the graph") as progress:  # shown when Graphviz takes more than half a second
+            data = picture.render(kind, title=title, progress=progress)  # type: ignore[arg-type]
+        if target == "-":
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+            return None
+        atomic_write(target, data)
+        if Path(target).is_file():  # not for -o /dev/stdout, a pipe or a device: the image is the output
+            out(f"wrote {target}")
+
+    if watch:
+        raise typer.Exit(watch_loop(watch_paths(file, at_file), once))
+    once()
 
 
 def _write_steps(picture: Any, steps: str, fmt: str, timeout: float) -> None:
@@ -206,9 +238,11 @@ def _write_steps(picture: Any, steps: str, fmt: str, timeout: float) -> None:
     folder = None if gif else _StepsFolder(Path(steps), names)  # refusals come before any drawing
     texts = (picture.dot(state) for _, _, state in plan)
     last = picture.dot(plan[-1][2]) if gif and plan else None
-    with render_frames(
-        picture.dot(picture.base_state(plan)), texts, len(plan), fmt, timeout, gif=gif, palette_dot=last
-    ) as images:
+    base = picture.dot(picture.base_state(plan))
+    with (
+        progress_bar("drawing frames", min_total=PROGRESS_FROM) as progress,
+        render_frames(base, texts, len(plan), fmt, timeout, gif=gif, palette_dot=last, progress=progress) as images,
+    ):
         if gif:
             atomic_write(steps, images[0].read_bytes())
             out(f"wrote {steps} ({len(plan)} frames)")
