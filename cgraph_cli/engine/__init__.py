@@ -48,21 +48,22 @@ def evaluate(g: Graph, inputs: dict[str, np.ndarray], out: int | None = None, *,
     if strategy not in STRATEGIES:
         raise CgraphError(f"unknown engine strategy '{strategy}' (one of: {', '.join(STRATEGIES)})")
     if strategy != "generic":
-        plan = scalar_plan(g, inputs)
-        if plan is not None:
+        plan = scalar_plan(g)
+        xs = None if plan is None else plan.bind(inputs)  # every input a scalar, as a float
+        if plan is not None and xs is not None:
             kind = strategy
             if kind == "auto":
                 kind = "levels" if plan.wide(out) else "scalar"
             res = None
             if kind == "scalar":
-                res = plan.run_scalar(inputs, out)
+                res = plan.run_scalar(inputs, out, xs)
                 if res is not None:
                     return res
                 # a Python float exception (x / 0, math domain): numpy's rules apply
                 if strategy == "scalar" or not plan.wide(out):
                     kind = "generic"
             if kind == "levels" and plan.batchable():
-                return plan.run_levels(inputs, out)
+                return plan.run_levels(inputs, out, xs)
     vals = forward(g, inputs)
     check_scalar_output(g, out, np.shape(vals[out]))
     grads = backward(g, vals, out)
