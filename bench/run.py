@@ -359,6 +359,15 @@ def bench_parse(quick: bool, rounds: int) -> None:
                 f"≤ {target}x",
                 statistics.median(ratios) <= target,
             )
+
+
+def bench_repeat(quick: bool, rounds: int) -> None:
+    import workloads as w
+
+    print("\n== a repeat run of a compiled program ==")
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "big.cg"
+        p.write_text(w.program_text(50_000))
         # a repeat run: the same program, new input values, after a first run that filled the cache
         firsts, repeats = [], []
         for r in range(rounds):
@@ -473,6 +482,7 @@ PARTS = {
     "peers": bench_peers,
     "mlp": bench_mlp,
     "parse": bench_parse,
+    "repeat": bench_repeat,
     "startup": bench_startup,
     "batch": bench_batch,
     "memory": bench_memory,

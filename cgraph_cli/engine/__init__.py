@@ -60,21 +60,22 @@ def evaluate(
     if strategy not in STRATEGIES:
         raise CgraphError(f"unknown engine strategy '{strategy}' (one of: {', '.join(STRATEGIES)})")
     if strategy != "generic":
-        plan = scalar_plan(g, inputs)
-        if plan is not None:
+        plan = scalar_plan(g)
+        xs = None if plan is None else plan.bind(inputs)  # every input a scalar, as a float
+        if plan is not None and xs is not None:
             kind = strategy
             if kind == "auto":
                 kind = "levels" if plan.wide(out) else "scalar"
             res = None
             if kind == "scalar":
-                res = plan.run_scalar(inputs, out)
+                res = plan.run_scalar(inputs, out, xs)
                 if res is not None:
                     return _only(res, names) if pruned else res
                 # a Python float exception (x / 0, math domain): numpy's rules apply
                 if strategy == "scalar" or not plan.wide(out):
                     kind = "generic"
             if kind == "levels" and plan.batchable():
-                res = plan.run_levels(inputs, out)
+                res = plan.run_levels(inputs, out, xs)
                 return _only(res, names) if pruned else res
     vals = forward(g, inputs)
     check_scalar_output(g, out, np.shape(vals[out]))
