@@ -40,6 +40,17 @@ def stderr_is_terminal() -> bool:
         return False
 
 
+def _width() -> int | None:
+    """None (rich asks the terminal) unless COLUMNS says less than 40 columns (rich would draw nothing at 0)."""
+    import os
+
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        return None
+    return None if columns >= 40 else 80
+
+
 class progress_bar:  # noqa: N801 - used as a function: ``with progress_bar(...) as progress``
     """A progress bar for one piece of long work (see the module's docstring).
 
@@ -100,7 +111,9 @@ class progress_bar:  # noqa: N801 - used as a function: ``with progress_bar(...)
             TimeRemainingColumn,
         )
 
-        console = self.console if self.console is not None else Console(file=sys.stderr, highlight=False)
+        console = self.console
+        if console is None:
+            console = Console(file=sys.stderr, highlight=False, width=_width())
         amount = TaskProgressColumn() if self.unit == "bytes" else MofNCompleteColumn()
         self.bar = Progress(
             TextColumn(self.label),

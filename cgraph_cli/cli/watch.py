@@ -122,7 +122,7 @@ def _run_once(run: Callable[[], object]) -> None:
         run()
     except CgraphError as err:
         _write(sys.stderr, err.render().rstrip("\n") + "\n")
-    except (OutputClosed, KeyboardInterrupt, SystemExit):
+    except (OutputClosed, OSError):  # standard output gone or full: the command's usual exit (cli.main)
         raise
     except RecursionError:
         _write(sys.stderr, "error: the program is nested too deeply to process\n")
