@@ -114,7 +114,9 @@ def worker_mlp(dtype: str, variant: str, impl: str) -> dict:
         res = evaluate(g, inputs)
         loss, grads = w.mlp_numpy(variant, *(inputs[k] for k in w.MLP_NAMES))
         assert np.allclose(float(res.values[g.output]), loss, rtol=1e-4), (res.values[g.output], loss)
-        assert np.allclose(res.grads[g.inputs["W1"]], grads[2], rtol=1e-3, atol=1e-6)
+        for name, want in zip(("W1", "b1", "W2", "b2", "W3", "b3"), grads):
+            assert np.allclose(res.grads[g.inputs[name]], want, rtol=1e-3, atol=1e-6), name
+        assert res.grads[g.inputs["X"]] is None and res.grads[g.inputs["T"]] is None  # data: no gradient
         first, steady = _timed(lambda: evaluate(g, inputs), 9)
     elif impl == "numpy":
         args = [data[k] for k in w.MLP_NAMES]
@@ -357,6 +359,15 @@ def bench_parse(quick: bool, rounds: int) -> None:
                 f"≤ {target}x",
                 statistics.median(ratios) <= target,
             )
+
+
+def bench_repeat(quick: bool, rounds: int) -> None:
+    import workloads as w
+
+    print("\n== a repeat run of a compiled program ==")
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "big.cg"
+        p.write_text(w.program_text(50_000))
         # a repeat run: the same program, new input values, after a first run that filled the cache
         firsts, repeats = [], []
         for r in range(rounds):
@@ -471,6 +482,7 @@ PARTS = {
     "peers": bench_peers,
     "mlp": bench_mlp,
     "parse": bench_parse,
+    "repeat": bench_repeat,
     "startup": bench_startup,
     "batch": bench_batch,
     "memory": bench_memory,

@@ -290,8 +290,10 @@ def csv_row_tails(table: np.ndarray) -> list[bytes]:
 
     a = np.ascontiguousarray(a)
     text = orjson.dumps(a, option=orjson.OPT_SERIALIZE_NUMPY)  # [[1.0,2.0],[3.0,4.0]]
-    # 1.0,2.0],[3.0,4.0 -> ,1.0,2.0\n,3.0,4.0\n -> one piece per row
-    tails = (b"," + text[2:-2].translate(_TAILS, b"[") + b"\n").splitlines(keepends=True)
+    # -> 1.0,2.0\n,3.0,4.0\n\n -> a piece per row (the first without its comma) and a last \n
+    tails = text.translate(_TAILS, b"[").splitlines(keepends=True)
+    tails.pop()
+    tails[0] = b"," + tails[0]
     with np.errstate(invalid="ignore"):
         special = ~np.isfinite(a)
         size = np.abs(a)

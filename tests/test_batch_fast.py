@@ -330,3 +330,19 @@ def test_cli_bad_cell_late_in_the_file_with_worker_processes(tmp_path) -> None:
     assert f"error: {pts}:75002:3: 'abc' in column 'c' is not a number" in two.stderr
     assert one.stdout == two.stdout
     assert 0 < len(two.stdout.splitlines()) <= 75_001
+
+
+def test_worker_count_follows_idle_cpus_and_the_setting(monkeypatch) -> None:
+    monkeypatch.setattr(batch, "WORKERS", None)
+    monkeypatch.delenv("CGRAPH_BATCH_WORKERS", raising=False)
+    monkeypatch.setattr(batch.sys, "platform", "linux")
+    monkeypatch.setattr(batch.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    for load, want in ((0.1, 4), (1.2, 3), (3.6, 1), (20.0, 1)):
+        monkeypatch.setattr(batch.os, "getloadavg", lambda load=load: (load, load, load))
+        assert batch._workers() == want, load
+    monkeypatch.setenv("CGRAPH_BATCH_WORKERS", "3")
+    assert batch._workers() == 3  # the setting wins over the load
+    monkeypatch.setenv("CGRAPH_BATCH_WORKERS", "0")
+    assert batch._workers() == 1
+    monkeypatch.setattr(batch.sys, "platform", "darwin")
+    assert batch._workers() == 1  # no fork there

@@ -283,7 +283,17 @@ def test_evaluate_patches_no_attribute_onto_the_graph():
 
 
 def test_scalar_plan_parts_are_named():
-    from cgraph_cli.engine.scalar import Back, Edges, LevelGroup, LevelPlan, OpCall, ScalarCode, Unary, scalar_plan
+    from cgraph_cli.engine.scalar import (
+        FLOAT_VJP,
+        BackCode,
+        Edges,
+        FloatCode,
+        LevelGroup,
+        LevelPlan,
+        OpCall,
+        Unary,
+        scalar_plan,
+    )
     from cgraph_cli.ir.graph import build_graph
     from cgraph_cli.lang.parser import parse
 
@@ -293,12 +303,16 @@ def test_scalar_plan_parts_are_named():
     plan = scalar_plan(g, values)
     assert plan is not None and plan.wide(g.output)
     code = plan.code
-    assert isinstance(code, ScalarCode) and len(code.kernel) == len(code.back) == len(g)
+    assert isinstance(code, FloatCode) and code.nodes == [i for i, op in enumerate(g.ops) if op not in LEAF_OPS]
+    assert len(code.kernel) == len(code.back) == len(code.a0) == len(code.a1) == len(code.aux) == len(code.nodes)
     i = g.args[g.bindings["y3"]][1]  # y3 = ... - max(x0, x1): an 'NP' kernel, run by the record's functions
-    assert isinstance(code.extra[i], OpCall) and code.extra[i].op is OPS[g.ops[i]]
-    assert code.back[i] == Back.NP
-    kinds = {type(code.extra[j]) for j, op in enumerate(g.ops) if op not in LEAF_OPS and OPS[op].kernel.name == "NP1"}
+    k = code.nodes.index(i)
+    assert isinstance(code.aux[k], OpCall) and code.aux[k].op is OPS[g.ops[i]] and k in code.np_at
+    kinds = {type(code.aux[k]) for k, j in enumerate(code.nodes) if OPS[g.ops[j]].kernel.name == "NP1"}
     assert kinds == {Unary}  # tanh
+    assert {code.back[k] for k, j in enumerate(code.nodes) if g.ops[j] == "tanh"} == {FLOAT_VJP}  # tanh' on floats
+    back = plan.back(g.output)
+    assert isinstance(back, BackCode) and back.nodes == sorted(back.nodes, reverse=True)
     levels = plan.levels()
     assert isinstance(levels, LevelPlan) and isinstance(levels.edges, Edges)
     assert all(isinstance(grp, LevelGroup) for grp in levels.groups)

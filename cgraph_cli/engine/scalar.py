@@ -1,10 +1,22 @@
-"""The fast strategies for graphs of float64 scalars: a Python-float loop and level-batched numpy."""
+"""The fast strategies for graphs of float64 scalars: a Python-float loop and level-batched numpy.
+
+The float loop's plan is a few flat lists built once per graph (:class:`FloatCode`, kept in ``Graph.derived``)
+and, per differentiated output, once more (:class:`BackCode`): the op nodes in order with their kernels and
+operands, and the op nodes the backward pass visits, in decreasing order. The loops test nothing but the
+kernel: the forward loop visits only op nodes (the leaves are bound before it), the backward loop only the
+nodes that receive a gradient (found when the plan is built), and every gradient starts at ``-0.0``, the
+identity of IEEE addition (``-0.0 + x`` is ``x`` bit for bit for every ``x``, ``-0.0`` and NaN included), so
+adding every contribution gives exactly the reference's "the first one, then the sum with each next one".
+Values and gradients come back as two float64 arrays; the per-node list of the :class:`Result` is made from them.
+"""
 
 from __future__ import annotations
 
-import enum
 import math
+from bisect import bisect_right
 from collections.abc import Callable
+from itertools import compress, repeat
+from operator import and_, gt, itemgetter, not_
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -39,36 +51,10 @@ SIN, COS, SQRT, ABS, SQUARE = (
     Kernel.SQUARE.value,
 )
 RELU, NP1, NP = Kernel.RELU.value, Kernel.NP1.value, Kernel.NP.value
+# the backward code of an NP1 node whose record's VJP is plain arithmetic (Op.float_vjp): called on the floats
+FLOAT_VJP = max(k.value for k in Kernel) + 1
 
-
-class Back(enum.IntEnum):
-    """What a node passes on in the backward float loop: its kernel, and for a binary kernel which
-    operands need a gradient (``_LHS``: operand 0 only, ``_RHS``: operand 1 only, else both)."""
-
-    NONE = 0  # nothing: a leaf, or no operand needs a gradient
-    ID = 1
-    ADD = 2
-    ADD_LHS = 3
-    ADD_RHS = 4
-    SUB = 5
-    SUB_LHS = 6
-    SUB_RHS = 7
-    MUL = 8
-    MUL_LHS = 9
-    MUL_RHS = 10
-    DIV = 11
-    DIV_LHS = 12
-    DIV_RHS = 13
-    NEG = 14
-    SIN = 15
-    COS = 16
-    SQRT = 17
-    ABS = 18
-    SQUARE = 19
-    RELU = 20
-    NP1 = 21
-    NP = 22
-
+_first, _last = itemgetter(0), itemgetter(-1)
 
 _NAN = float("nan")
 
@@ -77,69 +63,221 @@ def _sign(a: float) -> float:
     return 1.0 if a > 0 else (-1.0 if a < 0 else (0.0 if a == 0 else _NAN))
 
 
-# binary kernel -> Back codes (both operands, operand 0 only, operand 1 only), as plain ints
-_BINARY_BACK = {
-    ADD: (Back.ADD.value, Back.ADD_LHS.value, Back.ADD_RHS.value),
-    SUB: (Back.SUB.value, Back.SUB_LHS.value, Back.SUB_RHS.value),
-    MUL: (Back.MUL.value, Back.MUL_LHS.value, Back.MUL_RHS.value),
-    DIV: (Back.DIV.value, Back.DIV_LHS.value, Back.DIV_RHS.value),
-}
-_UNARY_BACK = {
-    ID: Back.ID.value,
-    NEG: Back.NEG.value,
-    SIN: Back.SIN.value,
-    COS: Back.COS.value,
-    SQRT: Back.SQRT.value,
-    ABS: Back.ABS.value,
-    SQUARE: Back.SQUARE.value,
-    RELU: Back.RELU.value,
-    NP1: Back.NP1.value,
-}
-_BACK_NONE, _BACK_NP = Back.NONE.value, Back.NP.value
-
-
-def _backward_kernels(kernel: list[int], a0: list[int], a1: list[int], need: list[bool]) -> list[int]:
-    """Each node's :class:`Back` code (as a plain int, for the loop's comparisons)."""
-    out = [_BACK_NONE] * len(kernel)
-    for i, (c, a, b) in enumerate(zip(kernel, a0, a1)):
-        if c == LEAF or not need[i]:
-            continue
-        if c == NP:
-            out[i] = _BACK_NP
-        elif c in _BINARY_BACK:
-            both, lhs, rhs = _BINARY_BACK[c]
-            na, nb = need[a], need[b]
-            out[i] = both if (na and nb) else (lhs if na else (rhs if nb else _BACK_NONE))
-        elif need[a]:
-            out[i] = _UNARY_BACK[c]
-    return out
-
-
 class Unary(NamedTuple):
-    """An ``NP1`` node's functions: its record's forward and VJP, called on numpy float64 scalars."""
+    """An ``NP1`` node's functions: its record's forward and VJP (on numpy float64 scalars, or on the Python
+    floats themselves when the record says its VJP is exact on them)."""
 
     fwd: Callable[..., Any]
     vjp: Callable[..., Any]
 
 
 class OpCall(NamedTuple):
-    """An ``NP`` node: its record and attributes, run through the record's generic functions."""
+    """An ``NP`` node: its record and attributes, run through the record's generic functions, and the
+    operands a gradient flows to (those with a VJP rule)."""
 
     op: Op
     attrs: dict
+    grad_operands: tuple[int, ...]  # operand slots k whose VJP rule exists
 
 
-class ScalarCode(NamedTuple):
-    """A scalar graph compiled for the Python float loop: parallel lists, one entry per node."""
+class _Tables(NamedTuple):
+    """From the op records (made again when an op is registered): each op's Kernel code (LEAF for the leaves),
+    the NP1 ops' functions, the NP1 ops whose VJP runs on floats, and each op's backward code."""
 
-    kernel: list[int]  # the forward Kernel code, LEAF for an input or a constant
-    back: list[int]  # the Back code
-    a0: list[int]  # the first operand (0 when there is none)
-    a1: list[int]  # the last operand (the first again for one operand)
-    extra: list[Unary | OpCall | None]  # for an NP1 or NP node
-    arity: list[int]
-    need: list[bool]  # whether the node depends on an input
-    leaves: list[int]  # the inputs and constants, in order
+    kernel: dict[str, int]
+    unary: dict[str, Unary]
+    float_vjp: frozenset[str]
+    back: dict[str, int]
+
+
+_tables: list[Any] = [None, None]  # [the records (by identity), _Tables]
+
+
+def _op_tables() -> _Tables:
+    key = tuple(map(id, OPS.values()))
+    if _tables[0] != key:
+        kernel = {name: spec.kernel.value for name, spec in OPS.items()} | dict.fromkeys(LEAF_OPS, LEAF)
+        unary = {name: Unary(spec.fwd, spec.vjp_for(0)) for name, spec in OPS.items() if spec.kernel is Kernel.NP1}
+        fv = frozenset(name for name, spec in OPS.items() if spec.kernel is Kernel.NP1 and spec.float_vjp)
+        back = {name: FLOAT_VJP if name in fv else code for name, code in kernel.items()}
+        _tables[:] = [key, _Tables(kernel, unary, fv, back)]
+    return _tables[1]
+
+
+class FloatCode(NamedTuple):
+    """A scalar graph compiled for the Python float loop. The op nodes, in increasing order, as parallel lists
+    (``nodes``, ``kernel``, ``back``, ``a0``, ``a1``, ``aux``); the rest per node or per leaf."""
+
+    nodes: list[int]  # the op nodes
+    kernel: list[int]  # their forward Kernel codes
+    back: list[int]  # their backward codes: the Kernel code, or FLOAT_VJP
+    a0: list[int]  # their first operand
+    a1: list[int]  # their last operand (the first again for one operand)
+    aux: list[Unary | OpCall | None] | None  # an NP1 or NP node's functions (None: the graph has no such node)
+    np_at: list[int]  # the positions of the NP nodes in these lists
+    many: frozenset[int]  # the nodes of more than two operands (all NP)
+    need: list[bool]  # per node: whether it depends on an input
+    no_grad: list[int]  # the nodes that do not (their gradient is None)
+    input_nodes: list[int]
+    input_names: list[str]
+    consts: list[int]  # the constant nodes
+    init: list[float]  # per node: a constant's value, 0.0 elsewhere (the forward pass's starting list)
+
+
+class BackCode(NamedTuple):
+    """The backward pass to one output: the op nodes that receive a gradient, in decreasing order, as parallel
+    lists, and the nodes that depend on an input but do not reach the output (their gradient is 0)."""
+
+    nodes: list[int]
+    back: list[int]
+    a0: list[int]
+    a1: list[int]
+    aux: list[Unary | OpCall | None] | None
+    unreached: list[int]
+
+
+def compile_floats(g: Graph) -> FloatCode:
+    """The float loop's plan: a handful of passes over the node list, most of them in C (map, compress)."""
+    ops, args, attrs = g.ops, g.args, g.attrs
+    n = len(ops)
+    tables = _op_tables()
+    kernel = list(map(tables.kernel.__getitem__, ops))
+    nodes = list(compress(range(n), kernel))
+    kern = list(compress(kernel, kernel))
+    opargs = list(compress(args, kernel))
+    a0 = list(map(_first, opargs))
+    a1 = list(map(_last, opargs))
+    present = set(ops)
+    aux: list[Unary | OpCall | None] | None = None
+    if not present.isdisjoint(tables.unary):  # the NP1 nodes' functions, from their records (shared by an op's nodes)
+        aux = list(map(tables.unary.get, compress(ops, kernel)))
+    # the backward codes: the kernels, or FLOAT_VJP for an NP1 op whose VJP runs on the floats
+    back = kern if tables.float_vjp.isdisjoint(present) else list(map(tables.back.__getitem__, compress(ops, kernel)))
+    np_at = list(compress(range(len(kern)), map(NP.__eq__, kern))) if NP in kern else []
+    many = set()
+    for k in np_at:  # an NP node: its record and attributes
+        if aux is None:
+            aux = [None] * len(kern)
+        i = nodes[k]
+        spec = OPS[ops[i]]
+        t = opargs[k]
+        if len(t) > 2:
+            many.add(i)
+        grad_operands = tuple(s for s in range(len(t)) if spec.vjp_many is not None or spec.vjp_for(s) is not None)
+        aux[k] = OpCall(spec, attrs[i] or {}, grad_operands)
+    input_nodes = list(g.inputs.values())
+    consts = _positions(ops, "const")
+    if not many and _no_constant_op(consts, a0, a1):  # (the usual case) every op node depends on an input
+        need = [True] * n
+        for i in consts:
+            need[i] = False
+    else:
+        need = _needs(n, input_nodes, nodes, a0, a1, many, args)
+    init = [0.0] * n
+    for i in consts:
+        init[i] = float(attrs[i]["value"])  # type: ignore[index]
+    no_grad = consts if need.count(False) == len(consts) else list(compress(range(n), map(not_, need)))
+    return FloatCode(
+        nodes, kern, back, a0, a1, aux, np_at, frozenset(many), need, no_grad, input_nodes, list(g.inputs), consts, init
+    )
+
+
+def _no_constant_op(consts: list[int], a0: list[int], a1: list[int]) -> bool:
+    """Whether no op node has constants only as operands, shown by counting (in C) a few constants among the first
+    operands, and among the last: if none is ever a first operand (or none ever a last one), every op node depends
+    on an input (by induction along the nodes: each has an operand that is an input or an earlier op node).
+    False: not shown."""
+    if len(consts) > 8:
+        return False
+    return not any(map(a0.count, consts)) or not any(map(a1.count, consts))
+
+
+def _needs(n: int, input_nodes, nodes, a0, a1, many, args) -> list[bool]:
+    """Which nodes depend on an input, by one pass over the op nodes."""
+    need = [False] * n
+    for i in input_nodes:
+        need[i] = True
+    if many:
+        for i, a, b in zip(nodes, a0, a1):
+            if need[a] or need[b] or (i in many and any(need[j] for j in args[i])):
+                need[i] = True
+    else:
+        for i, a, b in zip(nodes, a0, a1):
+            if need[a] or need[b]:
+                need[i] = True
+    return need
+
+
+def _positions(items: list, x: Any) -> list[int]:
+    """The positions of ``x`` in ``items`` (by list.index, in C, when there are few)."""
+    count = items.count(x)
+    if count > len(items) // 64:
+        return [i for i, y in enumerate(items) if y == x]
+    out = []
+    i = -1
+    for _ in range(count):
+        i = items.index(x, i + 1)
+        out.append(i)
+    return out
+
+
+def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
+    """The op nodes that receive a gradient on the way back from ``out``: those that depend on an input and
+    reach ``out`` along operands that get one (every operand of a Kernel op; an NP op's operands with a VJP).
+
+    Reachability is marked along every edge (a node that needs no gradient has only such operands, so marking
+    them is harmless), then kept where a gradient is needed."""
+    need = code.need
+    n = len(need)
+    m = bisect_right(code.nodes, out)
+    reach = [False] * (n + 1)  # (the last slot: where the edges without a VJP point)
+    if need[out]:
+        reach[out] = True
+        a0, a1 = code.a0[:m], code.a1[:m]
+        args = g.args
+        for k in code.np_at[: bisect_right(code.np_at, m - 1)]:  # an NP node: the edges without a VJP lead nowhere
+            call = code.aux[k]  # type: ignore[index]
+            t = args[code.nodes[k]]
+            a0[k] = t[0] if 0 in call.grad_operands else n  # type: ignore[union-attr]
+            a1[k] = t[-1] if len(t) - 1 in call.grad_operands else n  # type: ignore[union-attr]
+        if not code.many:
+            for i, a, b in zip(code.nodes[m - 1 :: -1], a0[::-1], a1[::-1]):
+                if reach[i]:
+                    reach[a] = True
+                    reach[b] = True
+        else:
+            for i, a, b in zip(code.nodes[m - 1 :: -1], a0[::-1], a1[::-1]):
+                if reach[i]:
+                    reach[a] = True
+                    reach[b] = True
+                    if i in code.many:  # the operands between the first and the last
+                        t = args[i]
+                        for s in code.aux[code.nodes.index(i)].grad_operands:  # type: ignore[index, union-attr]
+                            reach[t[s]] = True
+    aux = code.aux
+    if reach.count(True) - reach[n] == out + 1 and code.no_grad is code.consts:
+        # every node up to the output reached, every op node needs a gradient (the usual case): the lists reversed
+        unreached = list(compress(range(out + 1, n), need[out + 1 :]))
+        return BackCode(
+            code.nodes[m - 1 :: -1],
+            code.back[m - 1 :: -1],
+            code.a0[m - 1 :: -1],
+            code.a1[m - 1 :: -1],
+            None if aux is None else aux[m - 1 :: -1],
+            unreached,
+        )
+    del reach[n]
+    reached = list(map(and_, reach, need))
+    unreached = list(compress(range(n), map(gt, need, reached)))
+    sel = list(map(reached.__getitem__, code.nodes))
+    return BackCode(
+        list(compress(code.nodes, sel))[::-1],
+        list(compress(code.back, sel))[::-1],
+        list(compress(code.a0, sel))[::-1],
+        list(compress(code.a1, sel))[::-1],
+        None if aux is None else list(compress(aux, sel))[::-1],
+        unreached,
+    )
 
 
 class Operands(NamedTuple):
@@ -185,22 +323,42 @@ class LevelPlan(NamedTuple):
 class ScalarPlan:
     """A scalar float64 graph compiled for the fast strategies (cached in ``Graph.derived``)."""
 
-    def __init__(self, g: Graph) -> None:
+    def __init__(self, g: Graph, code: FloatCode | None = None) -> None:
         self.g = g
         self.n = len(g.ops)
-        self.code = self._compile_scalar()  # one pass over the nodes: kernels, operands, which need a gradient
+        self.code = compile_floats(g) if code is None else code
         self.need = self.code.need
-        self.leaves = self.code.leaves
+        self._back: dict[int, BackCode] = {}
         self._operands: Operands | None = None
         self._levels: LevelPlan | None = None
         self._depth: np.ndarray | None = None
-        self._narrow = False  # found too deep for level batching
+        self._wide: bool | None = None
         self._need_array: np.ndarray | None = None
 
     def need_array(self) -> np.ndarray:
         if self._need_array is None:
-            self._need_array = np.array(self.need, dtype=bool)
+            a = np.ones(self.n, dtype=bool)
+            a[self.code.no_grad] = False
+            self._need_array = a
         return self._need_array
+
+    def back(self, out: int) -> BackCode:
+        """The backward pass's lists for output ``out`` (built once per output)."""
+        bc = self._back.get(out)
+        if bc is None:
+            bc = self._back[out] = compile_back(self.code, self.g, out)
+        return bc
+
+    def bind(self, inputs: dict[str, Any]) -> list[float] | None:
+        """Each input's value as a Python float, in the order of ``code.input_nodes``; None if one is missing or
+        is not a scalar (the graph is then not a scalar graph for these inputs)."""
+        xs = []
+        for name in self.code.input_names:
+            x = inputs.get(name)
+            if x is None or (getattr(x, "shape", None) != () and np.shape(x) != ()):
+                return None
+            xs.append(float(x))
+        return xs
 
     # -- shape of the graph ---------------------------------------------------------------------------------------
     def operands(self) -> Operands:
@@ -209,25 +367,47 @@ class ScalarPlan:
             names = sorted(set(g.ops))
             code = {name: k for k, name in enumerate(names)}
             opid = np.array([code[o] for o in g.ops], dtype=np.int32)
-            arity = np.array(self.code.arity, dtype=np.int32)
-            a0 = np.array(self.code.a0, dtype=np.int64)
-            a1 = np.array(self.code.a1, dtype=np.int64)
-            a0[arity < 1] = -1
+            arity = np.fromiter(map(len, g.args), dtype=np.int32, count=self.n)
+            a0 = np.full(self.n, -1, dtype=np.int64)
+            a1 = np.full(self.n, -1, dtype=np.int64)
+            nodes = np.array(self.code.nodes, dtype=np.int64)
+            if len(nodes):
+                a0[nodes] = self.code.a0
+                a1[nodes] = self.code.a1
             a1[arity < 2] = -1
             self._operands = Operands(names, opid, arity, a0, a1)
         return self._operands
 
     def batchable(self) -> bool:
         """Whether every op has at most two operands (the level-batched strategy's edge tables)."""
-        return int(self.operands().arity.max(initial=0)) <= 2
+        return not self.code.many
 
     def wide(self, out: int) -> bool:
         """Whether the graph is wide enough for level batching (its levels are found on the way)."""
-        if self.n < 4 * WIDE or not self.batchable() or self._narrow:
-            return False
-        wide = self.depths(give_up=True) is not None
-        self._narrow = not wide
-        return wide
+        if self._wide is None:
+            self._wide = (
+                self.n >= 4 * WIDE and self.batchable() and not self._deep() and self.depths(give_up=True) is not None
+            )
+        return self._wide
+
+    def _deep(self) -> bool:
+        """Whether some path from the last node back to a leaf is longer than the op nodes / WIDE (then the levels
+        hold fewer than WIDE nodes on average): two walks, one along the first operand that is an op, one along
+        the latest, each stopped at that length. (False does not mean wide: :meth:`depths` decides that.)"""
+        args = self.g.args
+        limit = len(self.code.nodes) // WIDE + 1
+        for latest in (False, True):
+            i = self.n - 1
+            steps = 0
+            while steps <= limit:
+                ops = [j for j in args[i] if args[j]]
+                if not ops:
+                    break
+                i = max(ops) if latest else ops[0]
+                steps += 1
+            if steps > limit:
+                return True
+        return False
 
     def depths(self, give_up: bool = False) -> np.ndarray | None:
         """Each node's level (longest path from a leaf), by Kahn's algorithm one level at a time.
@@ -270,77 +450,45 @@ class ScalarPlan:
         return lvl
 
     # -- the Python float loop --------------------------------------------------------------------------------------
-    def _compile_scalar(self) -> ScalarCode:
-        g = self.g
-        n = self.n
-        kernel = [LEAF] * n
-        a0 = [0] * n
-        a1 = [0] * n
-        arity = [0] * n
-        need = [False] * n
-        leaves = []
-        extra: list[Unary | OpCall | None] = [None] * n
-        kernels = {name: spec.kernel.value for name, spec in OPS.items()}
-        for i, (op, t, at) in enumerate(zip(g.ops, g.args, g.attrs)):
-            if op in LEAF_OPS:
-                leaves.append(i)
-                need[i] = op == "input"
-                continue
-            c = kernel[i] = kernels[op]
-            if c == NP1:  # one operand, numpy on the float
-                spec = OPS[op]
-                extra[i] = Unary(spec.fwd, spec.vjp_for(0))
-            elif c == NP:
-                extra[i] = OpCall(OPS[op], at or {})
-            k = len(t)
-            arity[i] = k
-            if k:
-                x = a0[i] = t[0]
-                y = a1[i] = t[-1]
-                need[i] = need[x] or need[y] or (k > 2 and any(need[j] for j in t))
-        back = _backward_kernels(kernel, a0, a1, need)
-        return ScalarCode(kernel, back, a0, a1, extra, arity, need, leaves)
-
-    def leaf_values(self, inputs: dict[str, Any]) -> list[float]:
-        g = self.g
-        v = [0.0] * self.n
-        for i in self.leaves:
-            if g.ops[i] == "const":
-                v[i] = float(g.attrs[i]["value"])  # type: ignore[index]
-            else:
-                v[i] = float(inputs[g.names[i]])  # type: ignore[index]
-        return v
-
-    def run_scalar(self, inputs: dict[str, Any], out: int) -> Result | None:
+    def run_scalar(self, inputs: dict[str, Any], out: int, xs: list[float] | None = None) -> Result | None:
+        """Forward and backward pass over Python floats; None if a float operation raised (x / 0, a math
+        domain error): then numpy's rules apply and the caller runs a numpy strategy. ``xs``: the inputs
+        as :meth:`bind` gives them."""
         code = self.code
-        kernel, A0, A1, extra = code.kernel, code.a0, code.a1, code.extra
-        v = self.leaf_values(inputs)
+        if xs is None:
+            xs = self.bind(inputs)
+            assert xs is not None
+        v = code.init.copy()
+        for i, x in zip(code.input_nodes, xs):
+            v[i] = x
         args = self.g.args
         sin, cos, sqrt = math.sin, math.cos, math.sqrt
+        f64 = np.float64
         # the kernels as local ints: the loop compares each node's code with them
-        leaf_, id_, add_, sub_, mul_, div_, neg_ = LEAF, ID, ADD, SUB, MUL, DIV, NEG
+        id_, add_, sub_, mul_, div_, neg_ = ID, ADD, SUB, MUL, DIV, NEG
         sin_, cos_, sqrt_, abs_, square_, relu_, np1_ = SIN, COS, SQRT, ABS, SQUARE, RELU, NP1
         try:
             with np.errstate(all="ignore"):
-                for i, c, a, b in zip(range(self.n), kernel, A0, A1):
-                    if c == leaf_:
-                        continue
+                aux = repeat(None) if code.aux is None else code.aux
+                for i, c, a, b, f in zip(code.nodes, code.kernel, code.a0, code.a1, aux):
                     if c == mul_:
                         v[i] = v[a] * v[b]
                     elif c == add_:
                         v[i] = v[a] + v[b]
                     elif c == sub_:
                         v[i] = v[a] - v[b]
+                    elif c == np1_:  # the record's function on the float (tanh, exp, log: numpy's, not math's)
+                        v[i] = float(f.fwd(v[a]))  # type: ignore[union-attr]
                     elif c == sin_:
                         v[i] = sin(v[a])
-                    elif c == id_:
-                        v[i] = v[a]
+                    elif c == cos_:
+                        v[i] = cos(v[a])
                     elif c == div_:
                         v[i] = v[a] / v[b]
                     elif c == neg_:
                         v[i] = -v[a]
-                    elif c == cos_:
-                        v[i] = cos(v[a])
+                    elif c == id_:
+                        v[i] = v[a]
                     elif c == sqrt_:
                         v[i] = sqrt(v[a])
                     elif c == abs_:
@@ -351,119 +499,67 @@ class ScalarPlan:
                     elif c == relu_:
                         x = v[a]
                         v[i] = x if (x > 0.0 or x != x) else 0.0
-                    elif c == np1_:  # a Unary
-                        fwd, _ = extra[i]  # type: ignore[misc]
-                        v[i] = float(fwd(v[a]))
-                    else:  # NP: an OpCall
-                        spec, at = extra[i]  # type: ignore[misc]
-                        xs = [np.float64(v[j]) for j in args[i]]
-                        v[i] = float(spec.fwd(*xs, **at))
-                G = self._backward_scalar(v, out)
+                    else:  # NP: an OpCall, the record's function on numpy scalars
+                        spec, at, _ = f  # type: ignore[misc]
+                        v[i] = float(spec.fwd(*[f64(v[j]) for j in args[i]], **at))
+                bc = self.back(out)
+                G = self._backward_scalar(v, out, bc)
         except (ArithmeticError, ValueError):
             return None
-        return self._result(inputs, out, v, G)
+        return self._result(inputs, out, v, G, bc)
 
-    def _backward_scalar(self, v: list[float], out: int) -> list[Any]:
+    def _backward_scalar(self, v: list[float], out: int, bc: BackCode) -> list[float]:
+        """Every node's gradient, starting at -0.0 (see the module's docstring); contributions go to the operands
+        in operand order, consumers in decreasing order, as the generic loop adds them."""
         code = self.code
-        back, A0, A1, extra, need = code.back, code.a0, code.a1, code.extra, code.need
-        args = self.g.args
-        G: list[Any] = [None] * self.n
+        args, need = self.g.args, code.need
+        G = [-0.0] * self.n
         if not need[out]:
             return G
         G[out] = 1.0
         sin, cos = math.sin, math.cos
+        f64 = np.float64
         backward_np = _backward_np
-        # the Back codes as local ints
-        b_none, b_id, b_neg, b_np = Back.NONE.value, Back.ID.value, Back.NEG.value, Back.NP.value
-        b_add, b_add0, b_add1 = Back.ADD.value, Back.ADD_LHS.value, Back.ADD_RHS.value
-        b_sub, b_sub0, b_sub1 = Back.SUB.value, Back.SUB_LHS.value, Back.SUB_RHS.value
-        b_mul, b_mul0, b_mul1 = Back.MUL.value, Back.MUL_LHS.value, Back.MUL_RHS.value
-        b_div, b_div0, b_div1 = Back.DIV.value, Back.DIV_LHS.value, Back.DIV_RHS.value
-        b_sin, b_cos, b_sqrt, b_abs = Back.SIN.value, Back.COS.value, Back.SQRT.value, Back.ABS.value
-        b_square, b_relu = Back.SQUARE.value, Back.RELU.value
-        # operands' contributions go in operand order, consumers in decreasing order (as the generic loop adds them)
-        for i, c, a, b in zip(range(out, -1, -1), back[out::-1], A0[out::-1], A1[out::-1]):
-            if c == b_none:
-                continue
+        id_, add_, sub_, mul_, div_, neg_ = ID, ADD, SUB, MUL, DIV, NEG
+        sin_, cos_, sqrt_, abs_, square_, relu_, np1_, fv_ = SIN, COS, SQRT, ABS, SQUARE, RELU, NP1, FLOAT_VJP
+        aux = repeat(None) if bc.aux is None else bc.aux
+        for i, c, a, b, f in zip(bc.nodes, bc.back, bc.a0, bc.a1, aux):
             gi = G[i]
-            if gi is None:
-                continue
-            if c == b_mul:  # mul, both operands
-                x = G[a]
-                d = gi * v[b]
-                G[a] = d if x is None else x + d
-                x = G[b]
-                d = gi * v[a]
-                G[b] = d if x is None else x + d
-            elif c == b_mul0:  # mul, operand 0
-                x = G[a]
-                d = gi * v[b]
-                G[a] = d if x is None else x + d
-            elif c == b_mul1:  # mul, operand 1
-                x = G[b]
-                d = gi * v[a]
-                G[b] = d if x is None else x + d
-            elif c == b_add:  # add, both
-                x = G[a]
-                G[a] = gi if x is None else x + gi
-                x = G[b]
-                G[b] = gi if x is None else x + gi
-            elif c == b_add0:
-                x = G[a]
-                G[a] = gi if x is None else x + gi
-            elif c == b_add1:
-                x = G[b]
-                G[b] = gi if x is None else x + gi
-            elif c == b_sin:  # sin
-                x = G[a]
-                d = gi * cos(v[a])
-                G[a] = d if x is None else x + d
-            elif c == b_sub:  # sub, both
-                x = G[a]
-                G[a] = gi if x is None else x + gi
-                x = G[b]
-                d = -gi
-                G[b] = d if x is None else x + d
-            elif c == b_sub0:
-                x = G[a]
-                G[a] = gi if x is None else x + gi
-            elif c == b_sub1:
-                x = G[b]
-                d = -gi
-                G[b] = d if x is None else x + d
-            elif c == b_div or c == b_div0 or c == b_div1:  # div
-                if c != b_div1:
-                    x = G[a]
-                    d = gi / v[b]
-                    G[a] = d if x is None else x + d
-                if c != b_div0:
-                    x = G[b]
-                    vb = v[b]
-                    d = -gi * v[a] / (vb * vb)
-                    G[b] = d if x is None else x + d
-            elif c == b_np:  # any op, through its record on numpy scalars
-                spec, at = extra[i]  # type: ignore[misc]
-                backward_np(G, v, i, spec, at, np.float64(gi), args[i], need)
-            else:  # unary ops whose operand needs a gradient
-                if c == b_id:
-                    d = gi
-                elif c == b_neg:
-                    d = -gi
-                elif c == b_cos:
-                    d = -gi * sin(v[a])
-                elif c == b_sqrt:
-                    d = gi / (2 * v[i])
-                elif c == b_abs:
-                    d = gi * _sign(v[a])
-                elif c == b_square:
-                    d = 2 * gi * v[a]
-                elif c == b_relu:
-                    d = gi * (1.0 if v[a] > 0 else 0.0)
-                else:  # Back.NP1: numpy on the float
-                    _, vjp = extra[i]  # type: ignore[misc]
-                    d = float(vjp(np.float64(gi), np.float64(v[i]), np.float64(v[a])))
-                x = G[a]
-                G[a] = d if x is None else x + d
+            if c == mul_:
+                G[a] += gi * v[b]
+                G[b] += gi * v[a]
+            elif c == add_:
+                G[a] += gi
+                G[b] += gi
+            elif c == sub_:
+                G[a] += gi
+                G[b] += -gi
+            elif c == fv_:  # the record's VJP, plain arithmetic, on the floats
+                G[a] += f.vjp(gi, v[i], v[a])  # type: ignore[union-attr]
+            elif c == sin_:
+                G[a] += gi * cos(v[a])
+            elif c == cos_:
+                G[a] += -gi * sin(v[a])
+            elif c == div_:
+                G[a] += gi / v[b]
+                vb = v[b]
+                G[b] += -gi * v[a] / (vb * vb)
+            elif c == neg_:
+                G[a] += -gi
+            elif c == id_:
+                G[a] += gi
+            elif c == sqrt_:
+                G[a] += gi / (2 * v[i])
+            elif c == abs_:
+                G[a] += gi * _sign(v[a])
+            elif c == square_:
+                G[a] += 2 * gi * v[a]
+            elif c == relu_:
+                G[a] += gi * (1.0 if v[a] > 0 else 0.0)
+            elif c == np1_:  # the record's VJP on numpy scalars
+                G[a] += float(f.vjp(f64(gi), f64(v[i]), f64(v[a])))  # type: ignore[union-attr]
+            else:  # NP: any op, through its record on numpy scalars
+                backward_np(G, v, i, f, f64(gi), args[i], need)  # type: ignore[arg-type]
         return G
 
     # -- level batching -----------------------------------------------------------------------------------------------
@@ -525,26 +621,23 @@ class ScalarPlan:
         level_start = np.searchsorted(elvl[by_level], np.arange(int(lvl.max(initial=0)) + 2))
         return LevelPlan(lvl, groups, groups_at, Edges(ei, ek, ej, index, by_level, level_start))
 
-    def run_levels(self, inputs: dict[str, Any], out: int) -> Result:
+    def run_levels(self, inputs: dict[str, Any], out: int, xs: list[float] | None = None) -> Result:
         plan = self.levels()
         g = self.g
-        V = np.empty(self.n, dtype=np.float64)
-        if self.leaves:
-            V[self.leaves] = self.leaf_values_array(inputs)
+        code = self.code
+        if xs is None:
+            xs = self.bind(inputs)
+            assert xs is not None
+        V = np.array(code.init, dtype=np.float64)
+        V[code.input_nodes] = xs
         with np.errstate(all="ignore"):
             for grp in plan.groups:
                 f = OPS[grp.op].row_fwd()
                 at = _attrs_of(g, grp.nodes[0])
                 V[grp.nodes] = f(V[grp.a0], V[grp.a1], **at) if grp.arity == 2 else f(V[grp.a0], **at)
             G, reached = self._backward_levels(V, out)
-        return self._result_arrays(inputs, out, V, G, reached)
-
-    def leaf_values_array(self, inputs: dict[str, Any]) -> np.ndarray:
-        g = self.g
-        return np.array(
-            [float(g.attrs[i]["value"]) if g.ops[i] == "const" else float(inputs[g.names[i]]) for i in self.leaves],
-            dtype=np.float64,
-        )
+        check_scalar_output(g, out, ())
+        return self._finish(inputs, out, V, np.where(reached, G, 0.0), [])
 
     def _backward_levels(self, V: np.ndarray, out: int) -> tuple[np.ndarray, np.ndarray]:
         """Gradients, and which nodes the output reached (the others' gradients are 0)."""
@@ -586,80 +679,118 @@ class ScalarPlan:
         return G, reached
 
     # -- results ----------------------------------------------------------------------------------------------------
-    def _result(self, inputs, out, v: list[float], G: list[Any]) -> Result:
-        """Values and gradients as numpy float64 scalars (so that arithmetic on them follows numpy's rules,
-        as on the generic path's); leaves keep their given arrays; None where no gradient is defined."""
-        g = self.g
-        check_scalar_output(g, out, ())
-        need = self.need
-        V = np.array(v, dtype=np.float64)
-        Ga = np.array(G, dtype=np.float64)  # None -> NaN
-        nones = G.count(None)
-        if nones != need.count(False):  # a node that needs a gradient was not reached: 0
-            for i in np.flatnonzero(np.isnan(Ga)).tolist():
-                if G[i] is None and need[i]:
-                    Ga[i] = 0.0
-        bad: list[tuple[str, int]] = []
-        fin = np.isfinite(V)
-        if not fin.all():
-            bad.append(("forward", int(np.argmin(fin))))
+    def _result(self, inputs, out, v: list[float], G: list[float], bc: BackCode) -> Result:
+        check_scalar_output(self.g, out, ())
+        return self._finish(inputs, out, v, G, bc.unreached if self.need[out] else None)
+
+    def _finish(self, inputs, out, v: Any, G: Any, unreached: list[int] | None) -> ArrayResult:
+        """The Result of the values and gradients ``v`` and ``G`` (lists of floats or float64 arrays, a gradient
+        wherever the backward pass wrote one; ``unreached``: the nodes whose gradient is 0, None: all), with the
+        non-finite scan: a finite sum means every term is finite (inf and NaN propagate through a sum), else
+        the arrays are scanned."""
+        res = ArrayResult(self.g, None, None, out, inputs, [])
+        res.plan, res.unreached, res.raw = self, unreached, (v, G)
+        res.value_array_ = res.grad_array_ = None
+        if _finite_sum(v) and _finite_sum(G):
+            res.masks = (np.zeros(self.n, dtype=bool), np.zeros(self.n, dtype=bool))
+            return res
+        vbad = ~np.isfinite(res.value_array)
+        gbad = ~np.isfinite(res.grad_array)
+        if vbad.any():
+            res.nonfinite.append(("forward", int(np.argmax(vbad))))
+        if gbad.any():
+            res.nonfinite.append(("backward", int(self.n - 1 - np.argmax(gbad[::-1]))))
+        res.masks = (vbad, gbad)
+        return res
+
+    def value_list(self, V: np.ndarray, inputs: dict[str, Any]) -> list[Any]:
+        """Every node's value as the generic path gives it: a numpy float64 scalar, a leaf its given array."""
+        code = self.code
         values: list[Any] = list(V)
+        for i, name in zip(code.input_nodes, code.input_names):
+            values[i] = inputs[name]
+        attrs = self.g.attrs
+        for i in code.consts:
+            values[i] = attrs[i]["value"]  # type: ignore[index]
+        return values
+
+    def grad_list(self, Ga: np.ndarray) -> list[Any]:
+        """Every node's gradient as the generic path gives it: a numpy float64 scalar, None where none is defined."""
         grads: list[Any] = list(Ga)
-        if nones:
-            for i in np.flatnonzero(np.isnan(Ga)).tolist():
-                if G[i] is None:
-                    grads[i] = None
-        gf = np.isfinite(Ga)
-        if not gf.all():
-            gf |= ~np.array(need, dtype=bool)
-            if not gf.all():
-                bad.append(("backward", int(self.n - 1 - np.argmin(gf[::-1]))))
-        for i in self.leaves:
-            values[i] = g.attrs[i]["value"] if g.ops[i] == "const" else inputs[g.names[i]]  # type: ignore[index]
-        return Result(g, values, grads, out, inputs, bad)
-
-    def _result_arrays(self, inputs, out, V: np.ndarray, G: np.ndarray, reached: np.ndarray) -> Result:
-        g = self.g
-        n = self.n
-        check_scalar_output(g, out, ())
-        need = self.need_array()
-        values: list[Any] = list(V)
-        for i in self.leaves:
-            values[i] = g.attrs[i]["value"] if g.ops[i] == "const" else inputs[g.names[i]]  # type: ignore[index]
-        G = np.where(reached, G, 0.0)
-        grads: list[Any] = list(G)
-        for i in np.nonzero(~need)[0].tolist():
+        for i in self.code.no_grad:
             grads[i] = None
-        bad: list[tuple[str, int]] = []
-        fin = np.isfinite(V)
-        if not fin.all():
-            bad.append(("forward", int(np.argmin(fin))))
-        gfin = np.isfinite(G) | ~need
-        if not gfin.all():
-            bad.append(("backward", int(n - 1 - np.argmin(gfin[::-1]))))
-        return Result(g, values, grads, out, inputs, bad)
+        return grads
 
 
-def _backward_np(G: list[Any], v: list[float], i: int, spec: Op, at: dict, gg: Any, args, need) -> None:
+class ArrayResult(Result):
+    """A fast strategy's :class:`Result`: every node's value and gradient as two float64 arrays,
+    :attr:`value_array` and :attr:`grad_array` (0 where no gradient is defined), made from the loop's two lists
+    when first read; the per-node lists ``values`` and ``grads`` (numpy float64 scalars, the leaves' given
+    arrays, None where no gradient is defined) are made from the arrays when first read. A caller that reads a
+    few nodes makes no object per node."""
+
+    plan: ScalarPlan
+    unreached: list[int] | None  # the nodes whose gradient is 0 though the loop may have written one; None: all
+    raw: tuple[Any, Any]  # the values and the gradients as the strategy left them (lists of floats or arrays)
+    value_array_: np.ndarray | None
+    grad_array_: np.ndarray | None
+
+    @property
+    def value_array(self) -> np.ndarray:
+        if self.value_array_ is None:
+            self.value_array_ = np.asarray(self.raw[0], dtype=np.float64)
+        return self.value_array_
+
+    @property
+    def grad_array(self) -> np.ndarray:
+        if self.grad_array_ is None:
+            Ga = np.array(self.raw[1], dtype=np.float64)
+            if self.unreached is None:
+                Ga[:] = 0.0
+            elif self.unreached:
+                Ga[self.unreached] = 0.0
+            Ga[self.plan.code.no_grad] = 0.0
+            self.grad_array_ = Ga
+        return self.grad_array_
+
+    @property  # type: ignore[override]
+    def values(self) -> list[Any]:
+        if self._values is None:
+            self._values = self.plan.value_list(self.value_array, self.inputs)
+        return self._values
+
+    @values.setter
+    def values(self, v: list[Any] | None) -> None:
+        self._values = v
+
+    @property  # type: ignore[override]
+    def grads(self) -> list[Any]:
+        if self._grads is None:
+            self._grads = self.plan.grad_list(self.grad_array)
+        return self._grads
+
+    @grads.setter
+    def grads(self, v: list[Any] | None) -> None:
+        self._grads = v
+
+
+def _finite_sum(x: Any) -> bool:
+    """Whether every term of ``x`` is finite, if the answer is yes: False may mean only that the sum overflowed."""
+    if type(x) is list:
+        return math.isfinite(sum(x))
+    with np.errstate(all="ignore"):
+        return bool(np.isfinite(np.sum(x)))
+
+
+def _backward_np(G: list[float], v: list[float], i: int, call: OpCall, gg: Any, args, need) -> None:
     """Pass node ``i``'s gradient ``gg`` to its operands by its record's VJPs on numpy scalars."""
+    spec, at, _ = call
     ans = np.float64(v[i])
     xs = [np.float64(v[j]) for j in args]
-    if spec.vjp_many is not None:  # max/min of n operands: one linear pass
-        ks = [k for k, j in enumerate(args) if need[j]]
-        ds = list(zip(ks, spec.vjps(ks, gg, ans, xs, at)))
-    else:
-        ds = []
-        for k, j in enumerate(args):
-            rule = spec.vjp_for(k) if need[j] else None
-            if rule is not None:
-                ds.append((k, rule(gg, ans, *xs, **at)))
-    for k, d in ds:
-        if d is None:
-            continue
-        j = args[k]
-        d = float(d)
-        x = G[j]
-        G[j] = d if x is None else x + d
+    ks = [k for k, j in enumerate(args) if need[j]]
+    for k, d in zip(ks, spec.vjps(ks, gg, ans, xs, at)):
+        if d is not None:
+            G[args[k]] += float(d)
 
 
 def _gather(edges: Edges, L: int, G, reached, contrib, valid, need) -> None:
@@ -691,34 +822,30 @@ def _attrs_of(g: Graph, i) -> dict:
 def _scalar_graph(g: Graph) -> bool:
     """Whether every node is a scalar of an op with a row form (an input's shape, unknown until it is
     bound, is checked then; an op's shape on scalar operands comes from its shape rule)."""
+    if any(OPS[op].rows is None for op in set(g.ops).difference(LEAF_OPS)):
+        return False
+    if g.shapes.count(()) == len(g.shapes):  # (in C: the usual case)
+        return True
     for s, op, args, at in zip(g.shapes, g.ops, g.args, g.attrs):
         if s != () and s is not None:
             return False
-        if op in LEAF_OPS:
-            continue
-        spec = OPS[op]
-        if spec.rows is None:
-            return False
-        if s is None and not spec.elementwise:
+        if s is None and op not in LEAF_OPS and not OPS[op].elementwise:
             try:
-                if spec.shape([()] * len(args), **(at or {})) != ():
+                if OPS[op].shape([()] * len(args), **(at or {})) != ():
                     return False
             except ValueError:
                 return False
     return True
 
 
-def scalar_plan(g: Graph, inputs: dict[str, Any]) -> ScalarPlan | None:
-    """The graph's fast-path plan if every node is a float64 scalar, else None."""
+def scalar_plan(g: Graph, inputs: dict[str, Any] | None = None) -> ScalarPlan | None:
+    """The graph's fast-path plan if every node is a float64 scalar (and, given ``inputs``, every input is a
+    scalar: see :meth:`ScalarPlan.bind`), else None."""
     if g.dtype is not np.float64 and g.dtype != np.float64:
         return None
     plan = g.derived.get("scalar_plan")
     if plan is None:
         plan = g.derived["scalar_plan"] = ScalarPlan(g) if _scalar_graph(g) else False
-    if plan is False:
+    if plan is False or (inputs is not None and plan.bind(inputs) is None):
         return None
-    for name in g.inputs:
-        v = inputs.get(name)
-        if v is None or np.shape(v) != ():
-            return None
     return plan

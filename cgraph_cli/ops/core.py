@@ -216,6 +216,9 @@ class Op:
     elementwise: bool = False  # acts entry by entry on broadcast operands
     rows: Rows | None = None  # how it runs on rows of scalars; None: it does not
     kernel: Kernel = Kernel.NP
+    # the VJP (of a one-operand NP1 op) is plain IEEE arithmetic on g, ans and x (no numpy function), so called on
+    # Python floats it gives numpy's float64 result bit for bit: the scalar loop calls it on its floats
+    float_vjp: bool = False
     complex_step: bool = False  # fwd is analytic on complex numbers: check --method complex may pass through
     # -- kinks and non-finite numbers
     kink: Kink | None = None

@@ -501,6 +501,7 @@ RECORDS = [
         lambda g, ans, a: g * ans,
         lambda k, L, A, at, sh: call("exp", L[0]),
         kernel=Kernel.NP1,
+        float_vjp=True,
         complex_step=True,
         lower=same_everywhere("exp", "Exp"),
         doc="e to the x",
@@ -511,6 +512,7 @@ RECORDS = [
         lambda g, ans, a: g / a,
         lambda k, L, A, at, sh: f"1/{paren(L[0])}",
         kernel=Kernel.NP1,
+        float_vjp=True,
         also=("ln",),
         hint=lambda xs, v: "log is defined only for positive values" if np.any(xs[0] <= 0) else None,
         grad_hint=lambda k, xs: "the derivative of log, 1/x, is infinite at x = 0" if np.any(xs[0] == 0) else None,
@@ -587,6 +589,7 @@ RECORDS = [
         lambda g, ans, a: g * (1 + ans * ans),
         lambda k, L, A, at, sh: f"1 + {call('tan', L[0])}^2",
         kernel=Kernel.NP1,
+        float_vjp=True,
         domain=(-1.2, 1.2),
         complex_step=True,
         lower=Lower(
@@ -603,6 +606,7 @@ RECORDS = [
         lambda g, ans, a: g * (1 - ans * ans),
         lambda k, L, A, at, sh: f"1 - {call('tanh', L[0])}^2",
         kernel=Kernel.NP1,
+        float_vjp=True,
         complex_step=True,
         lower=same_everywhere("tanh", "Tanh"),
         doc="hyperbolic tangent",
@@ -766,6 +770,7 @@ RECORDS = [
         lambda g, ans, a: g / (1 + a * a),
         lambda k, L, A, at, sh: f"1/(1 + {paren(L[0])}^2)",
         kernel=Kernel.NP1,
+        float_vjp=True,
         complex_step=True,
         lower=Lower(
             array=Code("{m}.arctan({0})"), torch=Code("torch.atan({0})"), onnx=lambda site: atan_onnx(site, site.xs[0])
@@ -778,6 +783,7 @@ RECORDS = [
         lambda g, ans, a: g / (1 + a),
         lambda k, L, A, at, sh: f"1/(1 + {L[0]})",
         kernel=Kernel.NP1,
+        float_vjp=True,
         hint=lambda xs, v: "log1p(x) is defined only for x > -1" if np.any(xs[0] <= -1) else None,
         grad_hint=lambda k, xs: (
             "the derivative of log1p, 1/(1 + x), is infinite at x = -1" if np.any(xs[0] == -1) else None

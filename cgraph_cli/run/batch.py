@@ -123,7 +123,7 @@ def run_batch(
         np_dtype = DTYPES[dtype]
         vectorised = _row_vectorisable(g, fixed)
         label = g.label(out_node)
-        names = list(g.inputs)
+        names = g.grad_inputs()  # a gradient column per input, but for inputs declared data
         cols = header + [label] + [f"d{label}/d{name}" for name in names]
         job = _Job(g, out_node, header, fixed, names, np_dtype, vectorised, shown, cols[len(header) :])
         output = _Output(stream, (_csv_line(cols) + "\n").encode())
