@@ -464,35 +464,21 @@ class Program:
         target = request.output(g)
         names = _wrt_names(wrt) if wrt else None
         by_default = samples is None and not all_entries
+        common = dict(
+            eps=eps,
+            rtol=rtol,
+            atol=atol,
+            wrt=names,
+            samples=check.DEFAULT_SAMPLES if by_default else samples,
+            seed=request.seed,
+            method=method,
+        )
         if order == 2:  # second derivatives against finite differences of the gradient
             from cgraph_cli.analysis.second import check_second_order
 
-            report = check_second_order(
-                g,
-                bound,
-                target,
-                eps=eps,
-                rtol=rtol,
-                atol=atol,
-                wrt=names,
-                samples=check.DEFAULT_SAMPLES if by_default else samples,
-                seed=request.seed,
-                method=method,
-            )
+            report = check_second_order(g, bound, target, **common)
         else:
-            report = check.check_gradients(
-                g,
-                bound,
-                target,
-                eps=eps,
-                rtol=rtol,
-                atol=atol,
-                wrt=names,
-                samples=check.DEFAULT_SAMPLES if by_default else samples,
-                seed=request.seed,
-                progress=progress,
-                method=method,
-            )
+            report = check.check_gradients(g, bound, target, progress=progress, **common)
             if modes:
                 report.modes = check.check_modes(g, bound, target, seed=request.seed)
         notes = []
