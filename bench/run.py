@@ -114,7 +114,9 @@ def worker_mlp(dtype: str, variant: str, impl: str) -> dict:
         res = evaluate(g, inputs)
         loss, grads = w.mlp_numpy(variant, *(inputs[k] for k in w.MLP_NAMES))
         assert np.allclose(float(res.values[g.output]), loss, rtol=1e-4), (res.values[g.output], loss)
-        assert np.allclose(res.grads[g.inputs["W1"]], grads[2], rtol=1e-3, atol=1e-6)
+        for name, want in zip(("W1", "b1", "W2", "b2", "W3", "b3"), grads):
+            assert np.allclose(res.grads[g.inputs[name]], want, rtol=1e-3, atol=1e-6), name
+        assert res.grads[g.inputs["X"]] is None and res.grads[g.inputs["T"]] is None  # data: no gradient
         first, steady = _timed(lambda: evaluate(g, inputs), 9)
     elif impl == "numpy":
         args = [data[k] for k in w.MLP_NAMES]

@@ -37,6 +37,8 @@ from cgraph_cli import notebook
 from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.present import tables
+from cgraph_cli.present.canvas import Look, check_font_size, parse_canvas
+from cgraph_cli.present.style import THEMES
 from cgraph_cli.progress import Progress
 from cgraph_cli.run import examples as shipped_examples
 from cgraph_cli.run.request import OPTION, Options, Request, check_choice
@@ -72,6 +74,7 @@ Mode = Literal["reverse", "forward"]
 PICTURE_FORMATS = ("png", "svg", "pdf", "dot", "html")
 RENDER_MAX_NODES = 1000  # render's --max-nodes default: a larger picture is unreadable
 RENDER_TIMEOUT = 30.0
+SMALL_TEXT = 6.0  # points on the slide: a drawing scaled down to fit a canvas below this gets a note
 EXPLAIN_MAX_STEPS = 10_000
 
 
@@ -101,6 +104,16 @@ def _merge(base: Mapping[str, Any], values: Mapping[str, Any] | None, inputs: Ma
 
 
 # -- the program ---------------------------------------------------------------------------------------------------
+
+
+def _wrt_names(wrt: str | Sequence[str]) -> list[str]:
+    """``wrt`` as a list of names: ``"W1, b1"`` (the command line's ``--wrt W1,b1``) or a sequence of names."""
+    if isinstance(wrt, str):
+        names = [w.strip() for w in wrt.split(",") if w.strip()]
+        if not names:
+            raise CgraphError("--wrt: no input named", hint="for example: --wrt W1,b1")
+        return names
+    return list(wrt)
 
 
 def _name_warnings(g: Graph) -> list[str]:
@@ -301,12 +314,17 @@ class Program:
         tangent: Mapping[str, Any] | None = None,
         cotangent: Any = None,
         jacobian: bool = False,
+        wrt: str | Sequence[str] | None = None,
         **inputs: Any,
     ) -> Evaluation:
         """Run the forward and backward passes (``cgraph eval``): every node's value and ∂out/∂node.
 
         ``of`` names the output to differentiate (default: the first output); ``seed`` seeds ``randn()``
-        and ``rand()``; ``dtype`` is ``"float64"`` (default) or ``"float32"``.
+        and ``rand()``; ``dtype`` is ``"float64"`` (default) or ``"float32"``. ``wrt`` (``eval --wrt``):
+        the inputs to differentiate, a list of names or ``"W1,b1"``; the other inputs get no gradient and
+        the backward pass skips what only they need (default: every input not declared ``input data``);
+        it works with reverse mode, ``cotangent`` and ``jacobian`` (the blocks of those inputs), not with
+        forward mode's ``tangent``.
 
         How to differentiate, as ``eval``'s options say it (the evaluation's :attr:`~Evaluation.mode`):
         ``mode="forward"`` or a ``tangent`` (input name -> its tangent; ``--mode forward --tangent``) runs
@@ -323,12 +341,22 @@ class Program:
         (5.0, 3.0)
         >>> cg.parse("y = relu(w * x + b)").eval(w=2, x=3, b=-1, tangent={"x": 1}).tangent
         2.0
+        >>> cg.parse("y = relu(w * x + b)").eval(w=2, x=3, b=-1, wrt="w,b").grad
+        {'w': 3.0, 'b': 1.0}
         """
         from cgraph_cli.run import derivatives
 
         request = self._with(values, inputs, of=of, seed=seed, dtype=dtype)
         return Evaluation(
-            self, derivatives.run(request, mode=mode, tangent=tangent, cotangent=cotangent, jacobian=jacobian)
+            self,
+            derivatives.run(
+                request,
+                mode=mode,
+                tangent=tangent,
+                cotangent=cotangent,
+                jacobian=jacobian,
+                wrt=None if wrt is None else _wrt_names(wrt),
+            ),
         )
 
     def eval_batch(
@@ -434,39 +462,23 @@ class Program:
         g = request.compile()
         bound = request.inputs(g)
         target = request.output(g)
-        names = (
-            ([w.strip() for w in wrt.split(",") if w.strip()] if isinstance(wrt, str) else list(wrt)) if wrt else None
-        )
+        names = _wrt_names(wrt) if wrt else None
         by_default = samples is None and not all_entries
+        common = dict(
+            eps=eps,
+            rtol=rtol,
+            atol=atol,
+            wrt=names,
+            samples=check.DEFAULT_SAMPLES if by_default else samples,
+            seed=request.seed,
+            method=method,
+        )
         if order == 2:  # second derivatives against finite differences of the gradient
             from cgraph_cli.analysis.second import check_second_order
 
-            report = check_second_order(
-                g,
-                bound,
-                target,
-                eps=eps,
-                rtol=rtol,
-                atol=atol,
-                wrt=names,
-                samples=check.DEFAULT_SAMPLES if by_default else samples,
-                seed=request.seed,
-                method=method,
-            )
+            report = check_second_order(g, bound, target, **common)
         else:
-            report = check.check_gradients(
-                g,
-                bound,
-                target,
-                eps=eps,
-                rtol=rtol,
-                atol=atol,
-                wrt=names,
-                samples=check.DEFAULT_SAMPLES if by_default else samples,
-                seed=request.seed,
-                progress=progress,
-                method=method,
-            )
+            report = check.check_gradients(g, bound, target, progress=progress, **common)
             if modes:
                 report.modes = check.check_modes(g, bound, target, seed=request.seed)
         notes = []
@@ -487,19 +499,27 @@ class Program:
         *,
         of: str | None = None,
         show_values: bool = True,
-        rankdir: str = "LR",
+        rankdir: str | None = None,
         edge_labels: str = "local",
         max_nodes: int = RENDER_MAX_NODES,
         timeout: float = RENDER_TIMEOUT,
         seed: int | None = None,
         backward: bool = False,
+        size: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        font_size: float | None = None,
+        theme: str = "light",
         **inputs: Any,
     ) -> Picture:
         """The annotated graph as ``cgraph render`` draws it: values and gradients when every input has a value
-        (``show_values=False``: the structure only). ``rankdir`` is ``"LR"`` or ``"TB"``, ``edge_labels``
-        ``"local"`` (∂child/∂parent on each edge) or ``"none"``; a graph of more than ``max_nodes`` nodes
-        is refused; drawing may take ``timeout`` seconds. ``backward``: draw the backward pass too, as the nodes
-        that compute the gradient (``render --backward``).
+        (``show_values=False``: the structure only). ``rankdir`` is ``"LR"``, ``"TB"`` or None (``"auto"``: the
+        one nearest the shape of ``size``, else LR), ``edge_labels`` ``"local"`` (∂child/∂parent on each edge)
+        or ``"none"``; a graph of more than ``max_nodes`` nodes is refused; drawing may take ``timeout``
+        seconds. ``backward``: draw the backward pass too, as the nodes that compute the gradient
+        (``render --backward``). ``size`` (``"16:9"``, ``"4:3"``, ``"1920x1080"``), ``width``, ``height``
+        (pixels), ``font_size`` (points) and ``theme`` (``"light"`` or ``"dark"``) are ``render``'s slide options
+        (:mod:`cgraph_cli.present.canvas`).
 
         >>> pic = cg.parse("z = x * y").picture(x=2, y=3)
         >>> pic.dot().count("->")  # two edges
@@ -507,7 +527,17 @@ class Program:
         """
         from cgraph_cli.ir.graph import TooManyNodes
 
-        check_picture_options(rankdir, edge_labels, max_nodes, timeout)
+        look = check_picture_options(
+            rankdir,
+            edge_labels,
+            max_nodes,
+            timeout,
+            size=size,
+            width=width,
+            height=height,
+            font_size=font_size,
+            theme=theme,
+        )
         request = self._with(values, inputs, of=of, seed=seed, max_nodes=max_nodes)
         try:
             g = request.compile()
@@ -521,7 +551,7 @@ class Program:
                 "or write only the DOT source with --format dot --max-nodes N",
             ) from None
         out = request.output(g)
-        return Picture(g, request, out, show_values, rankdir, edge_labels, timeout, backward=backward)
+        return Picture(g, request, out, show_values, rankdir, edge_labels, timeout, backward=backward, look=look)
 
     def render(
         self,
@@ -531,11 +561,16 @@ class Program:
         format: Format = "png",
         of: str | None = None,
         show_values: bool = True,
-        rankdir: str = "LR",
+        rankdir: str | None = None,
         edge_labels: str = "local",
         max_nodes: int = RENDER_MAX_NODES,
         timeout: float = RENDER_TIMEOUT,
         seed: int | None = None,
+        size: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        font_size: float | None = None,
+        theme: str = "light",
         **inputs: Any,
     ) -> bytes:
         """The picture as ``format`` bytes: ``"png"``, ``"svg"``, ``"pdf"``, ``"dot"`` or ``"html"`` (an interactive
@@ -554,6 +589,11 @@ class Program:
             max_nodes=max_nodes,
             timeout=timeout,
             seed=seed,
+            size=size,
+            width=width,
+            height=height,
+            font_size=font_size,
+            theme=theme,
             **inputs,
         )
         return pic.render(format)
@@ -618,12 +658,29 @@ class Program:
         return self.picture(show_values=False)
 
 
-def check_picture_options(rankdir: str, edge_labels: str, max_nodes: int, timeout: float) -> None:
-    """Refuse a picture's options as ``cgraph render`` does (the command checks them before reading anything)."""
+def check_picture_options(
+    rankdir: str | None,
+    edge_labels: str,
+    max_nodes: int,
+    timeout: float,
+    *,
+    size: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    font_size: float | None = None,
+    theme: str = "light",
+) -> Look:
+    """Refuse a picture's options as ``cgraph render`` does (the command checks them before reading anything);
+    the slide options, read."""
     import math
 
-    check_choice(rankdir, ("LR", "TB"), "--rankdir")
+    if rankdir is not None:
+        check_choice(rankdir, ("LR", "TB", "auto"), "--rankdir")
     check_choice(edge_labels, ("local", "none"), "--edge-labels")
+    check_choice(theme, tuple(THEMES), "--theme")
+    canvas = parse_canvas(size, width, height)
+    if font_size is not None:
+        check_font_size(font_size)
     if max_nodes < 1:
         raise CgraphError("--max-nodes must be at least 1")
     if not (math.isfinite(timeout) and timeout > 0):
@@ -631,6 +688,7 @@ def check_picture_options(rankdir: str, edge_labels: str, max_nodes: int, timeou
             f"--timeout must be a positive finite number of seconds, not {timeout:g}",
             hint="for example --timeout 120",
         )
+    return Look(canvas, None if font_size is None else float(font_size), theme)
 
 
 def parse(
@@ -734,7 +792,7 @@ class Evaluation:
         self.program = program
         self.result = result
         """The engine's result (graph, values and gradients by node id)."""
-        self._images: dict[str, bytes] = {}
+        self._images: dict[tuple, bytes] = {}
 
     @property
     def mode(self) -> str:
@@ -755,7 +813,8 @@ class Evaluation:
 
     @property
     def grad(self) -> dict[str, Value]:
-        """∂out/∂input for every input, by name (from a cotangent v: ``vᵀ ∂out/∂input``). A run in forward mode
+        """∂out/∂input for every input differentiated (``wrt``; default every input not declared data), by name
+        (from a cotangent v: ``vᵀ ∂out/∂input``). A run in forward mode
         or of the Jacobian has no gradient and raises :class:`CgraphError`: see :attr:`tangent`,
         :meth:`jacobian`, or :meth:`vjp` for a gradient at the same point.
 
@@ -773,7 +832,8 @@ class Evaluation:
                 hint=hint + ".vjp(1) gives the gradient of a scalar output at the same point",
             )
         g, grads = r.graph, r.grads
-        return {name: _py(0.0 if grads[i] is None else grads[i]) for name, i in g.inputs.items()}
+        ids = {name: g.inputs[name] for name in r.grad_inputs()}
+        return {name: _py(0.0 if grads[i] is None else grads[i]) for name, i in ids.items()}
 
     @property
     def tangent(self) -> Value:
@@ -1017,17 +1077,40 @@ class Evaluation:
 
         return Explanation(explain.explain(self.result, max_steps, "--max-steps"))
 
-    def picture(self, *, rankdir: str = "LR", edge_labels: str = "local", timeout: float = RENDER_TIMEOUT) -> Picture:
-        """The annotated graph of this run (see :meth:`Program.picture`)."""
-        check_picture_options(rankdir, edge_labels, RENDER_MAX_NODES, timeout)
+    def picture(
+        self,
+        *,
+        rankdir: str | None = None,
+        edge_labels: str = "local",
+        timeout: float = RENDER_TIMEOUT,
+        size: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        font_size: float | None = None,
+        theme: str = "light",
+    ) -> Picture:
+        """The annotated graph of this run (see :meth:`Program.picture`, also for the slide options)."""
+        look = check_picture_options(
+            rankdir,
+            edge_labels,
+            RENDER_MAX_NODES,
+            timeout,
+            size=size,
+            width=width,
+            height=height,
+            font_size=font_size,
+            theme=theme,
+        )
         r = self.result
-        return Picture(r.graph, None, r.out, True, rankdir, edge_labels, timeout, result=r)
+        return Picture(r.graph, None, r.out, True, rankdir, edge_labels, timeout, result=r, look=look)
 
-    def render(self, format: Format = "svg") -> bytes:
-        """The annotated graph as ``format`` bytes (kept: rendering again costs nothing)."""
-        if format not in self._images:
-            self._images[format] = self.picture().render(format)
-        return self._images[format]
+    def render(self, format: Format = "svg", **options: Any) -> bytes:
+        """The annotated graph as ``format`` bytes (kept: rendering again costs nothing); ``options`` are those of
+        :meth:`picture` (``size="16:9"``, ``theme="dark"``, ...)."""
+        key = (format, tuple(sorted(options.items())))
+        if key not in self._images:
+            self._images[key] = self.picture(**options).render(format)
+        return self._images[key]
 
     def save(self, path: str | os.PathLike[str], *, format: Format | None = None) -> Path:
         """Draw the annotated graph into ``path`` (format from the suffix unless given)."""
@@ -1226,23 +1309,58 @@ class Picture:
         request: Request | None,
         out: int,
         show_values: bool,
-        rankdir: str,
+        rankdir: str | None,
         edge_labels: str,
         timeout: float,
         *,
         result: Result | None = None,
         backward: bool = False,
+        look: Look | None = None,
     ) -> None:
         self.graph = g
         self._backward = backward
         self._request = request
         self._out = out
         self._show_values = show_values
-        self._rankdir = rankdir
+        self._rankdir = None if rankdir == "auto" else rankdir
         self._edge_labels = edge_labels
         self.timeout = timeout
         self._result = result
+        self.look = look or Look()
         self._made: tuple[GraphPicture, list[str]] | None = None
+        self._settled = not self._auto  # whether the rankdir is known (auto: once Graphviz has compared both)
+        self.fitted: dict[str, Any] = {}  # what the last drawing chose to fit the canvas: rankdir, zoom
+
+    @property
+    def _auto(self) -> bool:
+        """Whether the rankdir is chosen by the canvas's shape: not given, and both sides of the canvas fixed."""
+        canvas = self.look.canvas
+        return self._rankdir is None and canvas is not None and canvas.aspect is not None
+
+    @property
+    def rankdir(self) -> str:
+        """The direction the picture is laid out in (chosen by Graphviz when ``rankdir`` was left to the shape)."""
+        return self.settle().opts.rankdir
+
+    def fit_job(self) -> dict | None:
+        """What the renderer needs to fit the canvas (:func:`cgraph_cli.present.canvas.fit_job`); None without one."""
+        from cgraph_cli.present.canvas import fit_job
+
+        canvas = self.look.canvas
+        return None if canvas is None else fit_job(canvas, self.look.font_size is not None)
+
+    def settle(self) -> GraphPicture:
+        """The picture with its rankdir decided: compared by laying out both directions when it is automatic."""
+        gp = self.graph_picture
+        if not self._settled:
+            from cgraph_cli.present.render import choose_layout
+
+            fit = self.fit_job()
+            assert fit is not None
+            k = choose_layout(gp.dot(), [gp.dot(rankdir="TB")], fit, self.timeout)
+            gp.opts.rankdir = ("LR", "TB")[k]
+            self._settled = True
+        return gp
 
     def _make(self) -> tuple[GraphPicture, list[str]]:
         if self._made is None:
@@ -1269,7 +1387,21 @@ class Picture:
                 g, values = with_backward(g, out, values, given, limit, nodes or RENDER_MAX_NODES)
                 grads = None
                 self.graph = g
-            opts = DotOptions(rankdir=self._rankdir, edge_labels=self._edge_labels, backward_from=backward_from)
+            from cgraph_cli.present.style import FONT_SIZE, THEMES
+
+            look = self.look
+            canvas = look.canvas
+            fill = None
+            if canvas is not None and canvas.aspect is not None:  # the DOT text says the shape it fills
+                fill = canvas.inches()
+            opts = DotOptions(
+                rankdir=self._rankdir or "LR",
+                edge_labels=self._edge_labels,
+                backward_from=backward_from,
+                palette=THEMES[look.theme],
+                font_size=FONT_SIZE if look.font_size is None else look.font_size,
+                fill_size=fill,
+            )
             self._made = (GraphPicture(g, values, grads, out, opts), notes)
         return self._made
 
@@ -1294,8 +1426,9 @@ class Picture:
         return self.graph_picture.values is not None
 
     def dot(self) -> str:
-        """The DOT text (``cgraph render --format dot``)."""
-        return self.graph_picture.dot()
+        """The DOT text (``cgraph render --format dot``); with a canvas it says ``ratio="fill"`` and ``size``, so
+        that Graphviz's ``dot`` fills the same shape."""
+        return self.settle().dot()
 
     def render(self, format: Format = "png", *, title: str | None = None, progress: Progress | None = None) -> bytes:
         """The picture as ``format`` bytes: png, svg, pdf (drawn by Graphviz), dot (the text, UTF-8) or html (an
@@ -1305,13 +1438,44 @@ class Picture:
         if format == "html":
             from cgraph_cli.present.html import html_page
 
-            page = html_page(self.graph_picture, self.graph.source.filename if title is None else title, self.timeout)
-            return page.encode("utf-8")
+            gp = self.settle()
+            name = self.graph.source.filename if title is None else title
+            return html_page(gp, name, self.timeout, fit=self.fit_job()).encode("utf-8")
         if format == "dot":
             return self.dot().encode("utf-8")
         from cgraph_cli.present.render import render_dot
 
-        return render_dot(self.dot(), format, self.timeout, progress)
+        gp = self.graph_picture
+        info: dict[str, Any] = {}
+        if self._settled:
+            data = render_dot(gp.dot(), format, self.timeout, progress, fit=self.fit_job(), info=info)
+        else:  # one Graphviz run lays out both directions and draws the nearer one
+            alt = [gp.dot(rankdir="TB")]
+            data = render_dot(gp.dot(), format, self.timeout, progress, fit=self.fit_job(), alternatives=alt, info=info)
+            gp.opts.rankdir = ("LR", "TB")[int(info.get("choice", 0))]
+            self._settled = True
+        self.fitted = {"rankdir": gp.opts.rankdir, **{k: v for k, v in info.items() if k != "choice"}}
+        return data
+
+    @property
+    def layout_notes(self) -> list[str]:
+        """After :meth:`render` with a canvas: a note when the drawing had to shrink so much that its text is small
+        (less than :data:`SMALL_TEXT` points on the slide)."""
+        from cgraph_cli.present.canvas import SLIDE_DPI
+        from cgraph_cli.present.style import FONT_SIZE
+
+        zoom = self.fitted.get("zoom")
+        canvas = self.look.canvas
+        if zoom is None or canvas is None:
+            return []
+        pt = (self.look.font_size or FONT_SIZE) * zoom
+        if pt >= SMALL_TEXT:
+            return []
+        px = pt * SLIDE_DPI / 72
+        return [
+            f"note: to fit {canvas} pixels the drawing is scaled to {zoom:.0%}: its text is {pt:.1f} points "
+            f"({px:.0f} pixels high), small on a slide; a larger --size or a smaller program reads better"
+        ]
 
     def save(self, path: str | os.PathLike[str], *, format: Format | None = None) -> Path:
         """Write the picture to ``path`` atomically (nothing half-written); the format comes from the suffix
@@ -1363,7 +1527,7 @@ class Steps:
 
     def __init__(self, picture: Picture) -> None:
         self.picture = picture
-        gp = picture.graph_picture
+        gp = picture.settle()
         self._plan = gp.steps()
         self.frames: list[Frame] = [
             Frame(phase, i, gp.labels[i], st.caption or "", gp.dot(st)) for phase, i, st in self._plan
@@ -1388,8 +1552,9 @@ class Steps:
             gp = self.picture.graph_picture
             base = gp.dot(gp.base_state(self._plan))
             texts = (f.dot for f in self.frames)
+            fit = self.picture.fit_job()
             n = len(self.frames)
-            with render_frames(base, texts, n, format, self.picture.timeout, progress=progress) as paths:
+            with render_frames(base, texts, n, format, self.picture.timeout, progress=progress, fit=fit) as paths:
                 self._images[format] = [p.read_bytes() for p in paths]
         return self._images[format]
 

@@ -27,13 +27,16 @@ GOLDEN_CASES = [(f"{p.stem}.dot", [str(p.relative_to(ROOT))]) for p in sorted(EX
     ("lecture-at.dot", ["examples/lecture.cg", "--at", "a=-1,b=3,c=4"]),
     ("lecture-structure.dot", ["examples/lecture.cg", "--no-values"]),
     ("lecture-tb-nolabels.dot", ["examples/lecture.cg", "--rankdir", "TB", "--edge-labels", "none"]),
+    ("lecture-dark.dot", ["examples/lecture.cg", "--theme", "dark"]),  # the dark theme's palette
+    ("lecture-font16.dot", ["examples/lecture.cg", "--font-size", "16"]),  # every text size scaled by 16/12
 ]
 
 PICTURES = [
     ("lecture.png", ["examples/lecture.cg", "--at", "a=-1,b=3,c=4"]),
     ("lecture.svg", ["examples/lecture.cg", "--at", "a=-1,b=3,c=4"]),
     ("functions.png", ["examples/functions.cg"]),
-    ("mlp.png", ["examples/mlp.cg", "--rankdir", "TB"]),
+    ("mlp.png", ["examples/mlp.cg", "--size", "16:9"]),  # a slide: 1920 × 1080, the layout chosen to fill it
+    ("lecture-dark.png", ["examples/lecture.cg", "--at", "a=-1,b=3,c=4", "--size", "16:9", "--theme", "dark"]),
 ]
 
 STEPS = [("lecture-steps.gif", ["examples/lecture.cg", "--at", "a=-1,b=3,c=4"])]

@@ -55,7 +55,7 @@ def test_options_of_eval_are_those_of_its_tables() -> None:
         ("cgraph eval x.cg -f j", ["json"]),
         ("cgraph eval x.cg --dtype ", list(DTYPES)),
         ("cgraph render x.cg --format ", ["png", "svg", "pdf", "dot", "html"]),
-        ("cgraph render x.cg --rankdir ", ["LR", "TB"]),
+        ("cgraph render x.cg --rankdir ", ["LR", "TB", "auto"]),
         ("cgraph check x.cg --method ", ["richardson", "complex"]),
         ("cgraph check x.cg --format ", ["table", "json"]),
         ("cgraph explain x.cg --format ", ["text", "json"]),

@@ -73,10 +73,6 @@ def check_gradients(req, engines, tmp_path: Path, targets=("numpy", "onnx")) -> 
             assert_close(res[f"out:grad_{k}"], grads[k], f"onnx d/d{k} of {src!r}", gslack[k])
 
 
-def _has_prod(text: str) -> bool:
-    return "prod(" in text
-
-
 # -- against cgraph eval: every example, the kinks, the tensor ops, every function of the language --------------
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.cg"))
@@ -112,8 +108,6 @@ def test_tensor_ops(text, values, engines, tmp_path):
 
 @pytest.mark.parametrize("text,values", LANGUAGE_OPS, ids=range(len(LANGUAGE_OPS)))
 def test_every_function_of_the_language(text, values, engines, tmp_path):
-    if _has_prod(text):
-        text = text.replace("prod(", "sum(")  # prod's backward pass is not nodes yet: see the test of its error
     check_gradients(request_for(text, values), engines, tmp_path)
 
 
@@ -196,22 +190,54 @@ def test_backward_statements_come_in_reverse_order_one_per_node():
 # -- what cannot be exported: clear errors, nothing written ---------------------------------------------------
 
 
-def test_prod_gradient_is_a_clear_error(tmp_path):
-    prog = "y = x * 2\nz = prod(y) + 1"
-    r = run_inproc("export", "-e", prog, "--at", "x=[1,2]", "--to", "numpy", "-o", "m.py", cwd=tmp_path)
+PROD_PROGRAMS = [
+    ("y = prod(X) + sum(prod(X, axis=1)) + prod(X, axis=0)[2]", {"X": [[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]]}),
+    ("y = prod(v) + prod(v * v)", {"v": [0.0, 2.0, 3.0]}),  # a zero: the product of the others, no division
+    ("y = prod(v)", {"v": [0.0, 2.0, 0.0]}),  # two zeros
+    (
+        "y = sum(prod(T, axis=(0, 2), keepdims=true)) + prod(s)",
+        {"T": np.arange(1.0, 13.0).reshape(2, 3, 2) / 6, "s": 3.0},
+    ),
+]
+
+
+@pytest.mark.parametrize("text,values", PROD_PROGRAMS, ids=range(len(PROD_PROGRAMS)))
+def test_prod_gradient(text, values, engines, tmp_path):
+    """prod's derivative is the internal op prod_others (each entry's product of the others), written by every
+    target; through grad() it is in the forward graph, so JAX and PyTorch differentiate it too."""
+    check_gradients(request_for(text, values), engines, tmp_path)
+    x = "X" if "X" in values else "T" if "T" in values else "v"
+    inner = text.split("=", 1)[1].strip()
+    req = request_for(f"input {x}\ng = grad({inner}, {x})\ny = sum(g * {x})", {x: values[x], **values})
+    assert "prod_others" in req.compile().ops
+    verify(req, engines, tmp_path)
+    check_gradients(req, engines, tmp_path)
+
+
+def test_an_op_whose_derivative_is_not_operations_is_a_clear_error(monkeypatch, tmp_path):
+    """A VJP that leaves numpy the tracer can record (np.asarray here) cannot be exported as the backward pass:
+    an error at the op's line naming it, nothing written; --forward-only still exports."""
+    import dataclasses
+
+    from cgraph_cli.ops import OPS
+
+    op = OPS["tanh"]
+    monkeypatch.setitem(OPS, "tanh", dataclasses.replace(op, vjp=(lambda g, ans, x: g * (1 - np.asarray(ans) ** 2),)))
+    prog = "y = x * 2\nz = tanh(y) + 1"
+    r = run_inproc("export", "-e", prog, "--at", "x=0.5", "--to", "numpy", "-o", "m.py", cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.startswith(
-        "error: <expr>:2:5: cannot export the gradient of 'prod' to numpy: its derivative is not written as operations"
+        "error: <expr>:2:5: cannot export the gradient of 'tanh' to numpy: its derivative is not written as operations"
     ), r.stderr
     assert "hint: --forward-only writes forward() alone" in r.stderr and not (tmp_path / "m.py").exists()
-    r = run_inproc("export", "-e", prog, "--at", "x=[1,2]", "-o", "m.onnx", "--with-gradients", cwd=tmp_path)
-    assert r.returncode == 2 and "cannot export the gradient of 'prod' to ONNX" in r.stderr, r.stderr
+    r = run_inproc("export", "-e", prog, "--at", "x=0.5", "-o", "m.onnx", "--with-gradients", cwd=tmp_path)
+    assert r.returncode == 2 and "cannot export the gradient of 'tanh' to ONNX" in r.stderr, r.stderr
     assert list(tmp_path.iterdir()) == []
-    args = ("export", "-e", prog, "--at", "x=[1,2]", "--to", "numpy", "-o", "m.py", "--forward-only")
+    args = ("export", "-e", prog, "--at", "x=0.5", "--to", "numpy", "-o", "m.py", "--forward-only")
     r = run_inproc(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     mod = load((tmp_path / "m.py").read_bytes(), tmp_path)
-    assert mod.forward() == 9.0 and not hasattr(mod, "value_and_grad")
+    assert mod.forward() == np.tanh(1.0) + 1 and not hasattr(mod, "value_and_grad")
 
 
 def test_an_output_of_several_numbers_has_no_value_and_grad(tmp_path):

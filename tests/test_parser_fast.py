@@ -50,8 +50,11 @@ def gen_program(rng: random.Random) -> str:
         if r < 0.5:
             lines.append(f"{rng.choice(['x', 'y', 'z2', 'out'])} = {gen_expr(rng)}")
         elif r < 0.6:
-            items = rng.sample(["a", "b = -1", "c = [1, 2]", "W[2, 3]", "v[4]", "d = randn(2)"], rng.randint(1, 3))
-            lines.append("input " + ", ".join(items))
+            items = ["a", "b = -1", "c = [1, 2]", "W[2, 3]", "v[4]", "d = randn(2)", "data", "data[2]", "data = 1"]
+            items = rng.sample(items, rng.randint(1, 3))
+            # input data X, ...: inputs that are data ('data' is a word of its own only before a name)
+            data = rng.choice(["", "", "data ", "data\t", "data  "])
+            lines.append("input " + data + ", ".join(items))
         elif r < 0.67:
             lines.append("output " + ", ".join(rng.sample(["x", "y", "z2"], rng.randint(1, 2))))
         elif r < 0.77:
@@ -121,6 +124,7 @@ TOKENS = [
     "\n",
     " ",
     "input",
+    "data",
     "output",
     "def",
     "f",
@@ -156,6 +160,35 @@ def test_mutated_programs_agree(seed: int, where: int, how: str) -> None:
     elif i + 1 < len(text):
         text = text[:i] + text[i + 1] + text[i] + text[i + 2 :]
     check(text)
+
+
+@pytest.mark.parametrize(
+    "text, data, names",
+    [
+        ("input data X[2, 3], T\n", True, ["X", "T"]),
+        ("input data\tX\n", True, ["X"]),
+        ("input data data\n", True, ["data"]),  # an input named data that is data
+        ("input data\n", False, ["data"]),  # an input named data
+        ("input data = 2, x\n", False, ["data", "x"]),
+        ("input data[3]\n", False, ["data"]),
+        ("input data, y\n", False, ["data", "y"]),
+        ("data = 1\ny = data * 2\n", None, None),  # a name everywhere else
+        ("for data in range(2) { y = data }\n", None, None),
+    ],
+)
+def test_input_data_declarations(text: str, data, names) -> None:
+    stmts = parse_lark(Source(text, "<t>"))
+    assert parse_fast(text) == stmts
+    if data is not None:
+        assert stmts[0][0] == "input" and stmts[0][4] is data and [it[0] for it in stmts[0][3]] == names
+
+
+@pytest.mark.parametrize("text", ["input data 3\n", "input datax y\n", "input data \\\n X\n", "input data X Y\n"])
+def test_input_data_mistakes_are_lark_errors(text: str) -> None:
+    assert parse_fast(text) is None
+    check(text)
+    with pytest.raises(CgraphError, match="syntax error"):
+        parse_lark(Source(text, "<t>"))
 
 
 def test_deep_nesting_goes_to_lark() -> None:

@@ -65,12 +65,11 @@ def test_watch_runs_again_after_a_change_and_goes_on_after_an_error(tmp_path, mo
     def run() -> None:
         text = prog.read_text()
         seen.append(text)
+        if len(seen) < 3:  # the next save, while the watch waits
+            following = "z = broken\n" if len(seen) == 1 else "z = 3\n"
+            threading.Timer(0.05, lambda: prog.write_text(following)).start()
         if "broken" in text:
             raise CgraphError("the program is broken")
-        if len(seen) == 1:
-            threading.Timer(0.05, lambda: prog.write_text("z = broken\n")).start()
-        else:
-            threading.Timer(0.05, lambda: prog.write_text("z = 3\n")).start()
 
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
@@ -79,29 +78,28 @@ def test_watch_runs_again_after_a_change_and_goes_on_after_an_error(tmp_path, mo
     assert "error: the program is broken" in err.getvalue()
 
 
-def test_watch_ignores_a_save_that_changes_nothing_and_ends_on_ctrl_c(tmp_path):
-    import _thread
-
+def test_watch_ignores_a_save_that_changes_nothing_and_ends_on_ctrl_c(tmp_path, monkeypatch):
     from cgraph_cli.cli import watch as w
 
     prog = tmp_path / "p.cg"
     prog.write_text("z = 1\n")
     runs: list[str] = []
+    naps: list[float] = []
 
     def run() -> None:
         runs.append(prog.read_text())
         later = time.time_ns() + 5_000_000_000
         os.utime(prog, ns=(later, later))  # saved again, the same text
 
-    timer = threading.Timer(1.0, _thread.interrupt_main)  # Ctrl-C, while it waits
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        timer.start()
-        assert w.watch([str(prog)], run, poll=0.01, settle=0.02) == 0  # ended by Ctrl-C, quietly
-    finally:
-        timer.join()
-        signal.signal(signal.SIGINT, previous)
+    def nap(seconds: float) -> None:  # Ctrl-C after 40 looks at the file (no real signal: no thread to rely on)
+        naps.append(seconds)
+        if len(naps) >= 40:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(w.time, "sleep", nap)
+    assert w.watch([str(prog)], run, poll=0.01, settle=0.02) == 0  # ended by Ctrl-C, quietly
     assert runs == ["z = 1\n"]  # the touch changed no content: nothing ran again
+    assert 0.02 in naps  # the touch was seen (and debounced), then found unchanged
 
 
 # -- the real command: a subprocess, edited while it watches ------------------------------------------------------

@@ -43,7 +43,7 @@ import numpy as np
 from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.forward_mode import tangents
 from cgraph_cli.engine.reference import Result, backward, forward
-from cgraph_cli.errors import CgraphError, closest, format_located
+from cgraph_cli.errors import CgraphError, format_located
 from cgraph_cli.fmt import fmt_number, fmt_shape, fmt_value, json_number, json_value
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ir.names import node_names
@@ -239,18 +239,9 @@ def find_kinks(result: Result, eps: float) -> list[Kink]:
 
 
 def pick_inputs(g: Graph, wrt: list[str] | None) -> list[str]:
-    if not wrt:
-        return list(g.inputs)
-    unknown = [w for w in wrt if w not in g.inputs]
-    if unknown:
-        best = closest(unknown[0], list(g.inputs))
-        verb = "is not an input" if len(unknown) == 1 else "are not inputs"
-        raise CgraphError(
-            f"--wrt: {', '.join(repr(u) for u in unknown)} {verb} of the program;"
-            f" its inputs are: {', '.join(g.inputs) or 'none'}",
-            hint=f"did you mean '{best}'?" if best else None,
-        )
-    return list(dict.fromkeys(wrt))
+    """The inputs to check: ``wrt`` (refused if one is unknown or declared data), default every input not
+    declared ``input data`` (:meth:`Graph.grad_inputs`, as eval's ``--wrt``)."""
+    return g.grad_inputs(wrt or None)
 
 
 DEFAULT_SAMPLES = 1000  # the command line checks this many random entries of a larger input

@@ -39,6 +39,15 @@ EVAL_OPTIONS: tuple[OptionSpec, ...] = (
         "CSV of points (header = input names): one output row per point.",
     ),
     OptionSpec("strict", ("--strict",), "flag", False, None, "Exit 1 when a value or gradient is not finite."),
+    OptionSpec(
+        "wrt",
+        ("--wrt",),
+        "text",
+        None,
+        "NAME,...",
+        "Only the gradients of these inputs (the backward pass skips the rest; default: every input not"
+        " declared 'input data').",
+    ),
     OptionSpec("hessian", ("--hessian",), "flag", False, None, "Also the Hessian of the (scalar) output."),
     OptionSpec(
         "hvp",
@@ -66,6 +75,7 @@ class EvalArgs:
     all_nodes: bool = EVAL_OPTION["all_nodes"].default
     batch: str | None = EVAL_OPTION["batch"].default
     strict: bool = EVAL_OPTION["strict"].default
+    wrt: str | None = EVAL_OPTION["wrt"].default
     hessian: bool = EVAL_OPTION["hessian"].default
     hvp: str | None = EVAL_OPTION["hvp"].default
     mode: str | None = EVAL_OPTION["mode"].default
@@ -173,6 +183,15 @@ def run_eval(args: EvalArgs) -> int:
             f"{'--hessian' if args.hessian else '--hvp'} differentiates the gradient of reverse mode; it cannot be"
             " combined with --mode, --tangent, --cotangent or --jacobian"
         )
+    if args.wrt is not None and (args.hvp is not None or args.batch is not None or deriv.forward_pass):
+        flag = "--hvp" if args.hvp is not None else "--batch"
+        if args.hvp is None and args.batch is None:
+            flag = "--tangent" if deriv.tangent else "--mode forward"
+        raise CgraphError(
+            f"--wrt picks which gradients the reverse pass computes; it cannot be combined with {flag}",
+            hint="--wrt works with the reverse pass, --cotangent, --jacobian and --hessian (the blocks of the inputs"
+            " named)",
+        )
     from cgraph_cli.api import Program
 
     program = Program.from_options(args.options)
@@ -185,14 +204,20 @@ def run_eval(args: EvalArgs) -> int:
         _warn(warnings)
         return 1 if args.strict and warnings else 0
     tangent, cotangent = deriv.values()
-    ev = program.eval(mode=deriv.mode, tangent=tangent, cotangent=cotangent, jacobian=deriv.jacobian)  # type: ignore[arg-type]
+    ev = program.eval(
+        mode=deriv.mode,  # type: ignore[arg-type]
+        tangent=tangent,
+        cotangent=cotangent,
+        jacobian=deriv.jacobian,
+        wrt=args.wrt,
+    )
     hessian = hvp = None
     if args.hvp is not None:  # (before the Hessian: a bad direction is refused before that work)
         from cgraph_cli.run.second import parse_hvp
 
         hvp = ev.hvp(parse_hvp(args.hvp))
     if args.hessian:
-        hessian = ev.hessian()
+        hessian = ev.hessian(args.wrt)  # (--wrt: the blocks of those inputs)
     try:
         if args.fmt == "table":  # only through Typer (parse_eval_args leaves tables to it)
             from cgraph_cli.cli.commands.common import print_rich

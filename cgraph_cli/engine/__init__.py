@@ -37,13 +37,25 @@ __all__ = ["STRATEGIES", "Result", "backward", "evaluate", "forward"]
 STRATEGIES = ("auto", "generic", "scalar", "levels")
 
 
-def evaluate(g: Graph, inputs: dict[str, np.ndarray], out: int | None = None, *, strategy: str | None = None) -> Result:
+def evaluate(
+    g: Graph,
+    inputs: dict[str, np.ndarray],
+    out: int | None = None,
+    *,
+    strategy: str | None = None,
+    wrt: list[str] | None = None,
+) -> Result:
     """Forward and backward pass; the output must be a scalar (one element).
 
     ``strategy`` forces one of :data:`STRATEGIES` (default: ``$CGRAPH_ENGINE`` or ``auto``);
     a fast strategy that does not apply to the graph falls back to the generic one.
+    ``wrt``: the inputs to differentiate (default: every input not declared data; checked by
+    :meth:`Graph.grad_inputs`); nodes no requested gradient depends on get none (None), and the generic
+    strategy does not visit them in the backward pass.
     """
     out = g.output if out is None else out
+    names = g.grad_inputs(wrt)
+    pruned = len(names) < len(g.inputs)
     strategy = strategy or os.environ.get("CGRAPH_ENGINE") or "auto"
     if strategy not in STRATEGIES:
         raise CgraphError(f"unknown engine strategy '{strategy}' (one of: {', '.join(STRATEGIES)})")
@@ -58,14 +70,25 @@ def evaluate(g: Graph, inputs: dict[str, np.ndarray], out: int | None = None, *,
             if kind == "scalar":
                 res = plan.run_scalar(inputs, out, xs)
                 if res is not None:
-                    return res
+                    return _only(res, names) if pruned else res
                 # a Python float exception (x / 0, math domain): numpy's rules apply
                 if strategy == "scalar" or not plan.wide(out):
                     kind = "generic"
             if kind == "levels" and plan.batchable():
-                return plan.run_levels(inputs, out, xs)
+                res = plan.run_levels(inputs, out, xs)
+                return _only(res, names) if pruned else res
     vals = forward(g, inputs)
     check_scalar_output(g, out, np.shape(vals[out]))
-    grads = backward(g, vals, out)
+    grads = backward(g, vals, out, wrt=names)
     bad, masks = nonfinite_report(vals, grads)  # one scan of every node, kept for the presenters
-    return Result(g, vals, grads, out, inputs, bad, masks=masks)
+    return Result(g, vals, grads, out, inputs, bad, masks=masks, wrt=names if pruned else None)
+
+
+def _only(res: Result, names: list[str]) -> Result:
+    """A scalar strategy's result (every input differentiated) with the gradients of the nodes that depend on
+    none of ``names`` dropped. The gradients kept are the ones a pruned pass computes, bit for bit: a node's
+    gradient sums its consumers' contributions, and every consumer of a node that depends on ``names`` does too."""
+    need = res.graph.needs_grad(names)
+    grads = [gr if nd else None for gr, nd in zip(res.grads, need)]
+    bad, masks = nonfinite_report(res.values, grads)
+    return Result(res.graph, res.values, grads, res.out, res.inputs, bad, masks=masks, wrt=names)

@@ -55,8 +55,9 @@ def tangents(
 
 
 def default_direction(g: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """1 for the first input in source order (every entry), 0 for the others."""
-    return {name: (np.ones_like if k == 0 else np.zeros_like)(inputs[name]) for k, name in enumerate(g.inputs)}
+    """1 for the first input in source order (every entry), 0 for the others; inputs declared data have none."""
+    names = g.grad_inputs()
+    return {name: (np.ones_like if k == 0 else np.zeros_like)(inputs[name]) for k, name in enumerate(names)}
 
 
 def jvp(
@@ -78,21 +79,29 @@ def jvp(
 
 
 def vjp(
-    g: Graph, inputs: dict[str, np.ndarray], cotangent: Any, out: int | None = None, *, values: list[Any] | None = None
+    g: Graph,
+    inputs: dict[str, np.ndarray],
+    cotangent: Any,
+    out: int | None = None,
+    *,
+    values: list[Any] | None = None,
+    wrt: list[str] | None = None,
 ) -> Result:
     """Reverse mode from a given cotangent ``v`` of the output's shape: every node's ``vᵀ ∂out/∂node``.
-    ``values``: the forward pass's values when already known."""
+    ``values``: the forward pass's values when already known; ``wrt``: only for the nodes that depend on
+    these inputs, as :func:`cgraph_cli.engine.evaluate` (default: every input not declared data)."""
     out = g.output if out is None else out
     vals = forward(g, inputs) if values is None else values
     seed = np.asarray(np.broadcast_to(cotangent, np.shape(vals[out])), dtype=np.result_type(vals[out], np.float32))
-    grads = backward(g, vals, out, seed=seed)
+    grads = backward(g, vals, out, seed=seed, wrt=wrt)
     bad, masks = nonfinite_report(vals, grads)
-    return Result(g, vals, grads, out, inputs, bad, mode="cotangent", cotangent=seed, masks=masks)
+    return Result(g, vals, grads, out, inputs, bad, mode="cotangent", cotangent=seed, masks=masks, wrt=wrt)
 
 
 @dataclass
 class Jacobian:
-    """``blocks[x]``: ∂out/∂x of shape ``out.shape + x.shape``, for every input x (in source order)."""
+    """``blocks[x]``: ∂out/∂x of shape ``out.shape + x.shape``, for every input x differentiated (in source order,
+    or as ``--wrt`` names them)."""
 
     blocks: dict[str, np.ndarray]
     mode: str  # "forward" (a pass per input entry) or "reverse" (a pass per output entry)
@@ -109,11 +118,11 @@ def pick_mode(out_size: int, in_size: int) -> str:
 def jacobian(
     g: Graph, vals: list[Any], out: int, mode: str | None = None, *, wrt: Sequence[str] | None = None
 ) -> Jacobian:
-    """The Jacobian of node ``out`` with respect to every input (or those named in ``wrt``, in that order),
-    by forward or reverse passes.
+    """The Jacobian of node ``out`` with respect to every input not declared data (or those named in ``wrt``,
+    in that order), by forward or reverse passes.
 
     ``vals`` are the forward pass's values (shared by every pass); ``mode`` None picks by :func:`pick_mode`."""
-    names = list(g.inputs) if wrt is None else list(wrt)
+    names = g.grad_inputs() if wrt is None else list(wrt)
     oshape = tuple(np.shape(vals[out]))
     m = int(np.prod(oshape, dtype=np.int64))
     sizes = {x: int(np.size(vals[g.inputs[x]])) for x in names}
@@ -136,7 +145,7 @@ def jacobian(
             for r in range(m):
                 seed = np.zeros(m, dtype=dtype)
                 seed[r] = 1
-                grads = backward(g, vals, out, seed=seed.reshape(oshape))
+                grads = backward(g, vals, out, seed=seed.reshape(oshape), wrt=names)
                 for x in names:
                     blocks[x].reshape(m, sizes[x])[r] = np.reshape(grads[g.inputs[x]], -1)
             passes, other = m, n

@@ -44,7 +44,7 @@ class HvpProgram:
     def hvp(self, inputs: dict[str, np.ndarray], direction: dict[str, Any]) -> dict[str, np.ndarray]:
         """``(H v)[x]`` for every input ``x`` (``v``: a direction per input; a missing one is 0)."""
         res = self.run(inputs, direction)
-        return {x: np.asarray(res.grads[i]) for x, i in self.g.inputs.items()}
+        return {x: np.asarray(res.grads[self.g.inputs[x]]) for x in self.g.grad_inputs()}
 
 
 def hvp(g: Graph, inputs: dict[str, np.ndarray], out: int, direction: dict[str, Any], **kw: Any):
@@ -59,7 +59,7 @@ def hessian(
     ``x.shape + y.shape``: one Hessian-vector product per entry of those inputs (direction the unit vector of
     that entry)."""
     prog = HvpProgram(g, out, **kw)
-    names = list(g.inputs) if wrt is None else list(wrt)
+    names = g.grad_inputs() if wrt is None else list(wrt)  # inputs declared data have no derivatives
     shapes = {x: np.shape(inputs[x]) for x in names}
     out_h: dict[str, dict[str, np.ndarray]] = {
         x: {y: np.zeros(shapes[x] + shapes[y], dtype=g.dtype) for y in names} for x in names
@@ -77,5 +77,6 @@ def hessian(
 
 
 def hessian_size(g: Graph, inputs: dict[str, np.ndarray], wrt: Sequence[str] | None = None) -> int:
-    """The number of entries of the inputs (those named in ``wrt``): the Hessian's side."""
-    return sum(int(np.size(inputs[x])) for x in (g.inputs if wrt is None else wrt))
+    """The number of entries of the inputs (those named in ``wrt``; default every input not declared data):
+    the Hessian's side."""
+    return sum(int(np.size(inputs[x])) for x in (g.grad_inputs() if wrt is None else wrt))

@@ -49,6 +49,7 @@ from cgraph_cli.lang.parser import (
     FOR_VAR,
     INDEX_SUBS,
     INDEX_X,
+    INPUT_DATA,
     INPUT_ITEMS,
     KIND,
     KW_NAME,
@@ -158,6 +159,7 @@ class Graph:
     outputs: list[int] = field(default_factory=list)
     bindings: dict[str, int] = field(default_factory=dict)  # every name's newest node at the end
     dtype: Any = np.float64
+    data_inputs: set[str] = field(default_factory=set)  # inputs declared `input data X`: no gradient, ever
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # caches, e.g. the engine's plan
     warnings: list[tuple[str, Span]] = field(default_factory=list, compare=False)  # (message, span), from building
 
@@ -204,12 +206,50 @@ class Graph:
                     anc[j] = True
         return anc
 
-    def needs_grad(self) -> list[bool]:
-        """Which nodes depend on an input (only those get gradients)."""
+    def needs_grad(self, wrt: Iterable[str] | None = None) -> list[bool]:
+        """Which nodes depend on an input that is differentiated (only those get gradients): the inputs
+        ``wrt`` (default: :meth:`grad_inputs`, every input not declared data)."""
+        seeds = set(self.grad_inputs() if wrt is None else wrt)
         need = [False] * len(self.ops)
+        names = self.names
         for i, (op, args) in enumerate(zip(self.ops, self.args)):
-            need[i] = op == "input" or any(need[j] for j in args)
+            if op == "input":
+                need[i] = names[i] in seeds
+            else:
+                for j in args:
+                    if need[j]:
+                        need[i] = True
+                        break
         return need
+
+    def grad_inputs(self, wrt: Iterable[str] | None = None, *, option: str = "--wrt") -> list[str]:
+        """The inputs whose gradient is asked for: ``wrt`` in the order given (duplicates dropped), checked to
+        be inputs that are not data; default: every input not declared ``input data``, in source order. An
+        unknown name or a data input is a :class:`CgraphError` worded for ``option``."""
+        if wrt is None:
+            if not self.data_inputs:
+                return list(self.inputs)
+            return [x for x in self.inputs if x not in self.data_inputs]
+        names = list(dict.fromkeys(wrt))
+        unknown = [w for w in names if w not in self.inputs]
+        if unknown:
+            best = closest(unknown[0], list(self.inputs))
+            verb = "is not an input" if len(unknown) == 1 else "are not inputs"
+            raise CgraphError(
+                f"{option}: {', '.join(repr(u) for u in unknown)} {verb} of the program;"
+                f" its inputs are: {', '.join(self.inputs) or 'none'}",
+                hint=f"did you mean '{best}'?" if best else None,
+            )
+        data = [w for w in names if w in self.data_inputs]
+        if data:
+            i = self.inputs[data[0]]
+            raise CgraphError(
+                f"{option}: '{data[0]}' is declared as data (input data {data[0]}), so it has no gradient",
+                self.spans[i],
+                hint="declare it with plain 'input' to differentiate with respect to it",
+                source=self.source,
+            )
+        return names
 
     def copy(self) -> Graph:
         """A graph with the same nodes whose columns can be extended without touching this one."""
@@ -229,6 +269,7 @@ class Graph:
             list(self.outputs),
             dict(self.bindings),
             self.dtype,
+            set(self.data_inputs),
             warnings=list(self.warnings),
         )
 
@@ -327,7 +368,10 @@ def static_value(expr: tuple, consts: dict[str, int]) -> Any:
         if isinstance(a, (bool, tuple)) or isinstance(b, (bool, tuple)):
             raise _NotStatic(_span(expr))
         with np.errstate(all="ignore"):
-            v = float(OPS[expr[BIN_OP]].fwd(np.float64(a), np.float64(b)))
+            try:
+                v = float(OPS[expr[BIN_OP]].fwd(np.float64(a), np.float64(b)))
+            except (ValueError, TypeError):  # an op that takes no scalars (1 @ 1): not a static number
+                raise _NotStatic(_span(expr)) from None
         return int(v) if v.is_integer() else v
     if k == "tuple":
         items = []
@@ -523,7 +567,7 @@ class Builder:
             if kind == "assign":
                 self.assign(st[ASSIGN_NAME], st[ASSIGN_NAME_SPAN], st[ASSIGN_EXPR], _span(st))
             elif kind == "input":
-                self.declare_inputs(st[INPUT_ITEMS])
+                self.declare_inputs(st[INPUT_ITEMS], st[INPUT_DATA])
             elif kind == "output":
                 for name, span in st[OUTPUT_NAMES]:
                     if name not in g.bindings:
@@ -675,7 +719,7 @@ class Builder:
                 self.consts[var] = saved
         return total
 
-    def declare_inputs(self, items: list) -> None:
+    def declare_inputs(self, items: list, data: bool = False) -> None:
         g = self.g
         for name, span, kind, payload in items:
             if name in self.declared:
@@ -695,6 +739,8 @@ class Builder:
                 g.defaults[name] = self.constant_value(payload)
             i = self.new_input(name, span)
             g.bindings[name] = i
+            if data:
+                g.data_inputs.add(name)
 
     def constant_value(self, expr: tuple) -> np.ndarray:
         """Evaluate a constant expression (an input's default) now."""

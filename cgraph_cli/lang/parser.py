@@ -24,7 +24,8 @@ field is read by the name of its index, defined below for each kind:
 Statements:
 
 - ``("assign", s, e, name, name_span, expr)``
-- ``("input", s, e, items)`` with items ``(name, span, "name"|"default"|"shape", payload)``
+- ``("input", s, e, items, data)`` with items ``(name, span, "name"|"default"|"shape", payload)``; ``data`` is
+  True for ``input data X, Y`` (inputs that are data: no gradient), else False
 - ``("output", s, e, [(name, span), ...])``
 - ``("def", s, e, fname, fspan, [(param, span), ...], body)``
 - ``("bare", s, e, expr)``
@@ -60,7 +61,7 @@ SLICE_START, SLICE_STOP, SLICE_STEP = 1, 2, 3  # a subscript ("s", start, stop, 
 TENSOR_ITEMS = 3  # ("tensor", s, e, items)
 TUPLE_ITEMS = 3  # ("tuple", s, e, items)
 ASSIGN_NAME, ASSIGN_NAME_SPAN, ASSIGN_EXPR = 3, 4, 5  # ("assign", s, e, name, name_span, expr)
-INPUT_ITEMS = 3  # ("input", s, e, [(name, span, "name"|"default"|"shape", payload), ...])
+INPUT_ITEMS, INPUT_DATA = 3, 4  # ("input", s, e, [(name, span, "name"|"default"|"shape", payload), ...], data)
 OUTPUT_NAMES = 3  # ("output", s, e, [(name, span), ...])
 DEF_NAME, DEF_NAME_SPAN, DEF_PARAMS, DEF_BODY = 3, 4, 5, 6  # ("def", s, e, fname, fspan, params, body)
 BARE_EXPR = 3  # ("bare", s, e, expr)
@@ -103,6 +104,7 @@ _TERMINAL_NAMES = {
     "AT": "'@'",
     "POW": "'^'",
     "INPUT": "'input'",
+    "DATA": "a name",  # 'data' (input data X) is read only where a name is also expected
     "OUTPUT": "'output'",
     "DEF": "'def'",
     "$END": "end of input",
@@ -136,8 +138,9 @@ class AstBuilder:
 
     def input_decl(self, c):
         kw = c[0]
-        items = c[1:]
-        return ("input", kw.start_pos, items[-1][ITEM_SPAN][1], items)
+        data = isinstance(c[1], str)  # the DATA token (items are tuples)
+        items = c[2:] if data else c[1:]
+        return ("input", kw.start_pos, items[-1][ITEM_SPAN][1], items, data)
 
     def in_name(self, c):
         t = c[0]
@@ -761,6 +764,15 @@ class _FastParser:
 
     def input_decl(self) -> tuple:
         kw = self.expect("INPUT")
+        k, p, text = self.k, self.p, self.text
+        data = (  # as the grammar's DATA reads it: 'data', blanks, then a name
+            k[p] == "NAME"
+            and k[p + 1] == "NAME"
+            and text[self.s[p] : self.e[p]] == "data"
+            and _blanks(text, self.e[p], self.s[p + 1])
+        )
+        if data:
+            self.p += 1
         items = []
         while True:
             p = self.expect("NAME")
@@ -787,7 +799,7 @@ class _FastParser:
             if self.k[self.p] != ",":
                 break
             self.p += 1
-        return ("input", self.s[kw], items[-1][ITEM_SPAN][1], items)
+        return ("input", self.s[kw], items[-1][ITEM_SPAN][1], items, data)
 
     def output_decl(self) -> tuple:
         kw = self.expect("OUTPUT")

@@ -4,6 +4,8 @@ over ``axis=`` (an integer, a negative integer counting from the end, or a tuple
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from cgraph_cli.fmt import fmt_keyword, fmt_shape
@@ -22,6 +24,7 @@ from cgraph_cli.ops.core import (
     norm_axes,
     reduce_shape,
     reduced_count,
+    traceable,
 )
 from cgraph_cli.ops.elementwise import JAX_ABS
 from cgraph_cli.ops.text import call, keyword_call, keyword_label, paren
@@ -256,11 +259,9 @@ def _zero_variance(xs, ans, attrs, eps) -> bool:
 # -- prod ---------------------------------------------------------------------------------------------
 
 
-def _prod_others(x, axis=None):
-    """Each entry's product of the other entries of its reduction (no division: exact with zeros)."""
-    x = np.asarray(x)
-    if x.ndim == 0:
-        return np.ones_like(x)
+def _groups(x, axis=None):
+    """``x`` as rows of the entries each reduction over ``axis`` takes (the reduced axes moved last and
+    flattened: shape ``lead + (k,)``), and the function that puts an array of that shape back as ``x``."""
     axes = norm_axes(axis, x.ndim)
     axes = tuple(range(x.ndim)) if axes is None else axes
     rest = tuple(i for i in range(x.ndim) if i not in axes)
@@ -268,18 +269,102 @@ def _prod_others(x, axis=None):
     t = np.transpose(x, perm)
     lead = t.shape[: len(rest)]
     k = int(np.prod(t.shape[len(rest) :], dtype=np.int64))
-    if k == 0 or np.size(x) == 0:
+    return t.reshape(lead + (k,)), lambda r: np.transpose(r.reshape(t.shape), np.argsort(perm))
+
+
+@traceable
+def _prod_others(x, axis=None):
+    """Each entry's product of the other entries of its reduction (no division: exact with zeros): the
+    internal op ``prod_others``, prod's derivative."""
+    x = np.asarray(x)
+    if x.ndim == 0:
+        return np.ones_like(x)
+    if np.size(x) == 0:
         return np.zeros_like(x)
-    t = t.reshape(lead + (k,))
-    ones = np.ones(lead + (1,), dtype=t.dtype)
+    t, back = _groups(x, axis)
+    ones = np.ones(t.shape[:-1] + (1,), dtype=t.dtype)
     left = np.cumprod(np.concatenate([ones, t[..., :-1]], axis=-1), axis=-1)
     right = np.flip(np.cumprod(np.concatenate([ones, np.flip(t, -1)[..., :-1]], axis=-1), axis=-1), -1)
-    out = (left * right).reshape(np.transpose(x, perm).shape)
-    return np.transpose(out, np.argsort(perm))
+    return back(left * right)
+
+
+def _prod_others_vjp(g, ans, x, axis=None):
+    """``Σ_j g_j ∂others_j/∂x_i``, where ``∂others_j/∂x_i`` is the product of the entries other than i and j
+    (0 for i = j): a symmetric matrix, so this is also the JVP. O(k²) for k entries per reduction. Written
+    in traceable numpy, so prod can be differentiated again and again."""
+    if np.ndim(x) == 0 or np.size(x) == 0:
+        return np.zeros(np.shape(x))
+    t, back = _groups(x, axis)
+    h, _ = _groups(np.broadcast_to(g, np.shape(x)), axis)
+    k = t.shape[-1]
+    if k < 2:
+        return np.zeros(np.shape(x))
+    drop = np.array([[j for j in range(k) if j != i] for i in range(k)])  # row i: every entry but i
+    return back(np.sum(h[..., drop] * _prod_others(t[..., drop], -1), axis=-1))
 
 
 def _prod_vjp(g, ans, x, axis=None, keepdims=False):
     return expand_reduced(g, np.shape(x), axis, keepdims) * _prod_others(x, axis)
+
+
+NUMPY_PROD_OTHERS = """\
+def cg_prod_others(x, perm, rows, inverse):
+    t = np.reshape(np.transpose(x, perm), rows)  # each reduction's entries in a row
+    ones = np.ones(t.shape[:-1] + (1,))
+    left = np.cumprod(np.concatenate([ones, t[..., :-1]], axis=-1), axis=-1)
+    right = np.flip(np.cumprod(np.concatenate([ones, np.flip(t, -1)[..., :-1]], axis=-1), axis=-1), -1)
+    return np.transpose(np.reshape(left * right, np.transpose(x, perm).shape), inverse)
+"""
+
+TORCH_PROD_OTHERS = """\
+def cg_prod_others(x, perm, rows, inverse):
+    t = torch.reshape(torch.permute(x, perm), rows)  # each reduction's entries in a row
+    ones = torch.ones(t.shape[:-1] + (1,), dtype=torch.float64)
+    left = torch.cumprod(torch.cat([ones, t[..., :-1]], dim=-1), dim=-1)
+    right = torch.flip(torch.cumprod(torch.cat([ones, torch.flip(t, (-1,))[..., :-1]], dim=-1), dim=-1), (-1,))
+    return torch.permute(torch.reshape(left * right, torch.permute(x, perm).shape), inverse)
+"""
+
+
+def _prod_others_layout(site) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The permutation that moves the reduced axes last, the rows' shape, and the inverse permutation."""
+    shape = site.shapes[0]
+    axes = norm_axes(site.attrs.get("axis"), len(shape))
+    axes = tuple(range(len(shape))) if axes is None else axes
+    perm = tuple(i for i in range(len(shape)) if i not in axes) + tuple(axes)
+    lead = tuple(shape[i] for i in perm[: len(shape) - len(axes)])
+    rows = lead + (int(np.prod([shape[i] for i in axes], dtype=np.int64)),)
+    return perm, rows, tuple(int(i) for i in np.argsort(perm))
+
+
+def _prod_others_code(m: str):
+    def write(site: Site) -> str:
+        x = site.xs[0]
+        if not site.shapes[0]:
+            return f"{m}.ones_like({x})"
+        if math.prod(site.shapes[0]) == 0:
+            return f"{m}.zeros_like({x})"
+        perm, rows, inverse = _prod_others_layout(site)
+        return f"cg_prod_others({x}, {perm}, {rows}, {inverse})"
+
+    return write
+
+
+def _onnx_prod_others(site) -> str:
+    """Each row of entries repeated k times with the diagonal set to 1, then multiplied along the row."""
+    x = site.xs[0]
+    if not site.shapes[0]:
+        return site.node("Identity", [site.number(1.0)])
+    if math.prod(site.shapes[0]) == 0:
+        return site.node("Identity", [site.array(np.zeros(site.shapes[0]))])
+    perm, rows, inverse = _prod_others_layout(site)
+    k = rows[-1]
+    t = site.node("Reshape", [site.node("Transpose", [x], perm=list(perm)), site.ints(list(rows))])
+    square = site.node("Expand", [site.node("Unsqueeze", [t, site.ints([-2])]), site.ints([*rows[:-1], k, k])])
+    eye = site.node("Equal", [site.array(np.eye(k)), site.number(1.0)])
+    out = site.node("ReduceProd", [site.node("Where", [eye, site.number(1.0), square]), site.ints([-1])], keepdims=0)
+    moved = tuple(site.shapes[0][i] for i in perm)
+    return site.node("Transpose", [site.node("Reshape", [out, site.ints(list(moved))])], perm=list(inverse))
 
 
 def _has_zero(xs, ans, attrs, eps) -> bool:
@@ -672,6 +757,35 @@ RECORDS = [
             torch=Code(_torch_prod),
             onnx=lambda site: onnx_reduce(site, "ReduceProd", site.xs[0]),
         ),
+    ),
+    Op(  # made only by prod's backward pass as graph nodes (ir/backward.py)
+        "prod_others",
+        _prod_others,
+        (_prod_others_vjp,),
+        lambda shapes, axis=None, **_: shapes[0],
+        1,
+        "Π≠",
+        jvp=lambda ts, ans, x, axis=None: _prod_others_vjp(ts[0], ans, x, axis),
+        label=lambda at: "Π≠" if at.get("axis") is None else f"Π≠{fmt_keyword(at['axis'])}",
+        formula=lambda L, at: keyword_call("prod_others", L, at, {"axis": None}),
+        local=lambda k, L, A, at, sh: f"the product of the entries of {L[0]} other than the two",
+        vjp_text=lambda k, U, L, A, at, sh: (
+            f"Σ over the others j of {U}_j · (the product of the entries other than i and j{_along(at)})",
+            None,
+        ),
+        domain=(0.5, 2.0),
+        test_shapes=((2, 3),),
+        test_attrs={"axis": 1},
+        complex_step=True,
+        numpy=_prod_others,
+        numpy_static=("axis",),
+        lower=Lower(
+            numpy=Code(_prod_others_code("np"), helpers=(NUMPY_PROD_OTHERS,)),
+            jax=Code(_prod_others_code("jnp"), helpers=(NUMPY_PROD_OTHERS.replace("np.", "jnp."),)),
+            torch=Code(_prod_others_code("torch"), helpers=(TORCH_PROD_OTHERS,)),
+            onnx=_onnx_prod_others,
+        ),
+        internal=True,
     ),
     Op(
         "var",

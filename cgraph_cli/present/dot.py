@@ -49,20 +49,16 @@ from cgraph_cli.fmt import fmt_number, fmt_picture, fmt_shape, picture_grid
 from cgraph_cli.ir.graph import Graph, backward_graph, name_gradients
 from cgraph_cli.ir.names import node_names
 from cgraph_cli.ops import LEAF_OPS, OPS
+from cgraph_cli.present.style import CAPTION_CHAR, CAPTION_HEIGHT, FONT, FONT_SIZE, LIGHT, Palette, font_pt
 from cgraph_cli.run.values import bind_inputs
 
 FANOUT = 8  # a leaf with more uses than this is drawn as one copy per use
 
-VALUE_COLOR = "#0b5cad"  # forward pass: blue
-GRAD_COLOR = "#c2410c"  # backward pass: vermillion (the pair reads in colour-blind palettes too)
-EDGE_LABEL_COLOR = "#6b6b6b"
-MUTED = "#8a8a8a"
-OFF_PATH = "#a0a0a0"  # a node that does not reach the differentiated output: greyed, no gradient
-FONT = "DejaVu Sans"
-
-FILL = {"input": "#fdf6e3", "const": "#f1f1f1", "op": "#ffffff"}
-BORDER = {"input": "#b08d3c", "const": "#a8a8a8", "op": "#4d4d4d"}
-BACKWARD_FILL = "#fdece2"  # render --backward: the nodes of the backward pass, in the gradient's colour
+# the light theme's colours under their old names (for tests and tools); the picture takes them from its palette
+VALUE_COLOR = LIGHT.value
+GRAD_COLOR = LIGHT.grad
+OFF_PATH = LIGHT.off_path
+PAD = "0.08"  # inches of background around the drawing
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
 
@@ -111,6 +107,9 @@ class DotOptions:
     edge_labels: str = "local"  # local | none
     fanout: int = FANOUT
     backward_from: int | None = None  # nodes from this id on are the backward pass as nodes (render --backward)
+    palette: Palette = LIGHT  # the theme's colours (cgraph_cli.present.style)
+    font_size: float = FONT_SIZE  # points: a node's text; every other text scales with it
+    fill_size: tuple[float, float] | None = None  # inches: lay the drawing out to fill this box (render --size)
 
 
 @dataclass
@@ -181,6 +180,10 @@ class GraphPicture:
         )
 
     # -- text pieces ----------------------------------------------------------------
+    def _pt(self, kind: str) -> str:
+        """The point size of text ``kind`` (:data:`cgraph_cli.present.style.SIZES`) at this picture's font size."""
+        return font_pt(kind, self.opts.font_size)
+
     @property
     def out_name(self) -> str:
         return self.labels[self.out] if self.g.names[self.out] is not None else "out"
@@ -194,17 +197,18 @@ class GraphPicture:
         g = self.g
         op = g.ops[i]
         name = g.names[i]
+        muted = self.opts.palette.muted
         if op == "const":
             value = html_text(fmt_picture(g.attrs[i]["value"]))  # type: ignore[index]
             if name is not None:  # a named constant, such as x = [1, 2, 3]
-                return "<B>" + html_text(self.labels[i]) + "</B> " + f'<FONT COLOR="{MUTED}">' + value + "</FONT>"
+                return "<B>" + html_text(self.labels[i]) + "</B> " + f'<FONT COLOR="{muted}">' + value + "</FONT>"
             return "<B>" + value + "</B>"
         sym = "" if op == "input" else op_text(op, g.attrs[i])
         if name is None:
             return "<B>" + html_text(sym) + "</B>"
         head = "<B>" + html_text(self.labels[i]) + "</B>"
         if sym:
-            head += f' <FONT COLOR="{MUTED}">' + html_text(sym) + "</FONT>"
+            head += f' <FONT COLOR="{muted}">' + html_text(sym) + "</FONT>"
         return head
 
     def shape_text(self, i: int) -> str:
@@ -264,54 +268,49 @@ class GraphPicture:
         return cache[i]
 
     # -- DOT --------------------------------------------------------------------------
-    def dot(self, state: State | None = None) -> str:
+    def dot(self, state: State | None = None, rankdir: str | None = None) -> str:
+        """The DOT text of the picture in ``state`` (default: everything shown), laid out along ``rankdir``
+        (default: the options')."""
         st = state or State()
         g = self.g
         o = self.opts
-        lr = o.rankdir == "LR"
-        lines = [
-            "digraph cgraph {",
-            "  graph "
-            + _attrs(
-                {
-                    "bgcolor": "white",
-                    "fontname": FONT,
-                    "fontsize": "11",
-                    "label": self.legend(st),
-                    "labeljust": "l",
-                    "labelloc": "b",
-                    "nodesep": "0.3",
-                    "pad": "0.25",
-                    "rankdir": o.rankdir,
-                    "ranksep": "0.45",
-                }
-            )
-            + ";",
-            "  node "
-            + _attrs(
-                {
-                    "fontname": FONT,
-                    "fontsize": "12",
-                    "margin": "0.06,0.03",
-                    "penwidth": "1.2",
-                    "shape": "box",
-                    "style": "rounded,filled",
-                }
-            )
-            + ";",
-            "  edge "
-            + _attrs(
-                {
-                    "arrowsize": "0.7",
-                    "color": "#555555",
-                    "fontcolor": EDGE_LABEL_COLOR,
-                    "fontname": FONT,
-                    "fontsize": "10",
-                    "penwidth": "1.1",
-                }
-            )
-            + ";",
-        ]
+        pal = o.palette
+        rankdir = rankdir or o.rankdir
+        lr = rankdir == "LR"
+        graph = {
+            "bgcolor": pal.background,
+            "fontname": FONT,
+            "fontsize": self._pt("legend"),
+            "label": self.legend(st),
+            "labeljust": "l",
+            "labelloc": "b",
+            "nodesep": "0.3",
+            "pad": PAD,
+            "rankdir": rankdir,
+            "ranksep": "0.45",
+        }
+        if o.fill_size is not None:  # laid out to fill the box: node positions spread, sizes kept (render --size)
+            graph.update(ratio="fill", size=f"{o.fill_size[0]:.3f},{o.fill_size[1]:.3f}")
+        node = {
+            "fontname": FONT,
+            "fontsize": self._pt("node"),
+            "margin": "0.06,0.03",
+            "penwidth": "1.2",
+            "shape": "box",
+            "style": "rounded,filled",
+        }
+        if pal.text is not None:
+            node["fontcolor"] = pal.text
+        edge = {
+            "arrowsize": "0.7",
+            "color": pal.edge,
+            "fontcolor": pal.edge_label,
+            "fontname": FONT,
+            "fontsize": self._pt("edge"),
+            "penwidth": "1.1",
+        }
+        lines = ["digraph cgraph {", "  graph " + _attrs(graph) + ";"]
+        lines += ["  node " + _attrs(node) + ";", "  edge " + _attrs(edge) + ";"]
         # clusters: children lists, emitted with an explicit stack (frames nest)
         frames = g.frames
         members: dict[int, list[int]] = {}
@@ -335,8 +334,8 @@ class GraphPicture:
                     + "graph "
                     + _attrs(
                         {
-                            "color": "#9aa5b1",
-                            "fontcolor": "#52606d",
+                            "color": pal.cluster,
+                            "fontcolor": pal.cluster_label,
                             "label": Html("<I>" + html_text(frames[f].name) + "</I>"),
                             "labeljust": "l",
                             "style": "rounded,dashed",
@@ -358,42 +357,48 @@ class GraphPicture:
 
     def legend(self, st: State | None = None) -> Html:
         """The key under the picture (and the step's caption while stepping)."""
+        pal = self.opts.palette
         parts = []
         if self.values is not None:
-            parts.append(f'<FONT COLOR="{VALUE_COLOR}">■ value</FONT>')
+            parts.append(f'<FONT COLOR="{pal.value}">■ value</FONT>')
             if self.grads is not None:
-                parts.append(f'<FONT COLOR="{GRAD_COLOR}">■ gradient ∂{html_text(self.out_name)}/∂node</FONT>')
+                parts.append(f'<FONT COLOR="{pal.grad}">■ gradient ∂{html_text(self.out_name)}/∂node</FONT>')
             if self.opts.edge_labels == "local" and self.grads is not None:
                 tensors = any(sh for sh in self.g.shapes if sh is not None)
                 edge = "edge: local derivative ∂child/∂parent" + (
                     "; on a tensor edge, the operand's shape" if tensors else ""
                 )
-                parts.append(f'<FONT COLOR="{EDGE_LABEL_COLOR}">{html_text(edge)}</FONT>')
+                parts.append(f'<FONT COLOR="{pal.edge_label}">{html_text(edge)}</FONT>')
             if self.off_path is not None and any(self.off_path):
                 parts.append(
-                    f'<FONT COLOR="{OFF_PATH}">dashed grey: not on a path to {html_text(self.out_name)}</FONT>'
+                    f'<FONT COLOR="{pal.off_path}">dashed grey: not on a path to {html_text(self.out_name)}</FONT>'
                 )
         else:
-            parts.append(f'<FONT COLOR="{MUTED}">structure only (no input values)</FONT>')
+            parts.append(f'<FONT COLOR="{pal.muted}">structure only (no input values)</FONT>')
         if self.opts.backward_from is not None:
             what = f"backward pass as nodes: they compute ∂{html_text(self.out_name)}/∂input"
-            parts.append(f'<FONT COLOR="{GRAD_COLOR}">▭ {what}</FONT>')
+            parts.append(f'<FONT COLOR="{pal.grad}">▭ {what}</FONT>')
         rows = '<TR><TD ALIGN="LEFT">' + "&#160;&#160;&#160;&#160;".join(parts) + "</TD></TR>"
         if st is not None and st.caption is not None:
-            color = GRAD_COLOR if st.phase == "backward" else VALUE_COLOR
+            color = pal.grad if st.phase == "backward" else pal.value
+            height = f"{round(CAPTION_HEIGHT * self.opts.font_size / FONT_SIZE):d}"
             rows = (
-                f'<TR><TD ALIGN="LEFT" FIXEDSIZE="TRUE" WIDTH="{st.caption_width}" HEIGHT="22">'
-                f'<FONT COLOR="{color}" POINT-SIZE="13">' + html_text(st.caption) + "</FONT></TD></TR>" + rows
+                f'<TR><TD ALIGN="LEFT" FIXEDSIZE="TRUE" WIDTH="{st.caption_width}" HEIGHT="{height}">'
+                f'<FONT COLOR="{color}" POINT-SIZE="{self._pt("caption")}">'
+                + html_text(st.caption)
+                + "</FONT></TD></TR>"
+                + rows
             )
-        return Html('<TABLE BORDER="0" CELLSPACING="6" CELLPADDING="0">' + rows + "</TABLE>")
+        return Html('<TABLE BORDER="0" CELLSPACING="2" CELLPADDING="0">' + rows + "</TABLE>")
 
     def _node_lines(self, i: int, st: State, lr: bool) -> list[str]:
         g = self.g
         op = g.ops[i]
         kind = op if op in ("input", "const") else "op"
+        pal = self.opts.palette
         attrs = {
-            "color": BORDER[kind],
-            "fillcolor": FILL[kind],
+            "color": pal.border(kind),
+            "fillcolor": pal.fill(kind),
             "id": f"n{i}",
             "label": self._label(i, st, lr),
             "tooltip": self._tooltip(i),
@@ -401,26 +406,28 @@ class GraphPicture:
         if i == self.out:
             attrs["penwidth"] = "2.4"
         if self.off_path is not None and self.off_path[i]:
-            attrs.update(color=OFF_PATH, fillcolor="#f7f7f7", fontcolor=OFF_PATH, style="rounded,filled,dashed")
+            attrs.update(
+                color=pal.off_path, fillcolor=pal.off_path_fill, fontcolor=pal.off_path, style="rounded,filled,dashed"
+            )
             attrs["tooltip"] += f"; not on a path to {self.out_name}"
         if kind == "const":
-            attrs["fontsize"] = "10"
+            attrs["fontsize"] = self._pt("small")
         if self.backward(i):
-            attrs["color"] = GRAD_COLOR
+            attrs["color"] = pal.grad
             if kind != "const":
-                attrs["fillcolor"] = BACKWARD_FILL
+                attrs["fillcolor"] = pal.backward_fill
             attrs["style"] = "rounded,filled,dashed" if kind == "const" else "rounded,filled"
         if st.active == i:
-            attrs["color"] = GRAD_COLOR if st.phase == "backward" else VALUE_COLOR
+            attrs["color"] = pal.grad if st.phase == "backward" else pal.value
             attrs["penwidth"] = "3.2"
         out = [f"n{i} {_attrs(attrs)};"]
         if self.copied[i]:
             name = html_text(self.labels[i] if op == "input" else fmt_picture(g.attrs[i]["value"]))  # type: ignore[index]
             for e in self.out_edges[i]:
                 cattrs = {
-                    "color": BORDER[kind],
-                    "fillcolor": FILL[kind],
-                    "fontsize": "10",
+                    "color": pal.border(kind),
+                    "fillcolor": pal.fill(kind),
+                    "fontsize": self._pt("small"),
                     "id": f"n{i}_{e.copy}",
                     "label": Html(name),
                     "style": "rounded,filled,dashed",
@@ -428,7 +435,7 @@ class GraphPicture:
                 }
                 if e.id in st.active_edges:
                     cattrs["penwidth"] = "2.4"
-                    cattrs["color"] = GRAD_COLOR if st.phase == "backward" else VALUE_COLOR
+                    cattrs["color"] = pal.grad if st.phase == "backward" else pal.value
                 out.append(f"n{i}_{e.copy} {_attrs(cattrs)};")
         return out
 
@@ -447,32 +454,35 @@ class GraphPicture:
     def _label(self, i: int, st: State, lr: bool) -> Html:
         g = self.g
         op = g.ops[i]
+        pal = self.opts.palette
+        muted = pal.muted
         rows = []
         head = self.title(i)
         shape = self.shape_text(i)
         if shape:
-            head += f' <FONT COLOR="{MUTED}" POINT-SIZE="10">' + html_text(shape) + "</FONT>"
+            head += f' <FONT COLOR="{muted}" POINT-SIZE="{self._pt("small")}">' + html_text(shape) + "</FONT>"
         if self.copied[i]:
-            head += f' <FONT COLOR="{MUTED}" POINT-SIZE="10">(×{self.uses[i]} uses)</FONT>'
+            head += f' <FONT COLOR="{muted}" POINT-SIZE="{self._pt("small")}">(×{self.uses[i]} uses)</FONT>'
         if (st.caption is not None or st.names) and g.names[i] is None and op != "const":  # the captions name it
-            head += f' <FONT COLOR="{MUTED}" POINT-SIZE="9">' + html_text(self.labels[i]) + "</FONT>"
+            head += f' <FONT COLOR="{muted}" POINT-SIZE="{self._pt("hint")}">' + html_text(self.labels[i]) + "</FONT>"
         rows.append(f"<TR><TD>{head}</TD></TR>")
-        fill = FILL["const" if op == "const" else "input" if op == "input" else "op"]
+        fill = pal.fill("const" if op == "const" else "input" if op == "input" else "op")
         off = self.off_path is not None and self.off_path[i]
         if self.values is not None and op != "const":
             v = self.values[i]
             if v is not None:
-                color = (OFF_PATH if off else VALUE_COLOR) if st.values is None or i in st.values else fill
+                color = (pal.off_path if off else pal.value) if st.values is None or i in st.values else fill
                 rows.append(f"<TR><TD>{_number_html(v, color)}</TD></TR>")
         if self.grads is not None and self.grads[i] is not None and not off:
-            color = GRAD_COLOR if st.grads is None or i in st.grads else fill
+            color = pal.grad if st.grads is None or i in st.grads else fill
             rows.append(f"<TR><TD>{_number_html(self.grads[i], color, '∂ ')}</TD></TR>")
         content = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">' + "".join(rows) + "</TABLE>"
         names = self._port_names(i)
         if not names:
             return Html(content)
-        cell = '<TD PORT="p{k}" BGCOLOR="#eeeeee"><FONT POINT-SIZE="9" COLOR="#444444">{t}</FONT></TD>'
-        ports = [cell.format(k=k, t=html_text(t)) for k, t in enumerate(names)]
+        cell = '<TD PORT="p{k}" BGCOLOR="{bg}"><FONT POINT-SIZE="{pt}" COLOR="{fg}">{t}</FONT></TD>'
+        port = {"bg": pal.port_fill, "fg": pal.port_text, "pt": self._pt("port")}
+        ports = [cell.format(k=k, t=html_text(t), **port) for k, t in enumerate(names)]
         if lr:
             port_table = (
                 '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2" CELLPADDING="1">'
@@ -511,20 +521,21 @@ class GraphPicture:
         if self._port_names(e.dst):
             dst += f":p{e.k}:{'w' if lr else 'n'}"
         attrs = {"id": e.id}
+        pal = self.opts.palette
         if self.off_path is not None and self.off_path[e.dst]:  # no gradient flows back along it
-            attrs.update(color=OFF_PATH, style="dashed")
+            attrs.update(color=pal.off_path, style="dashed")
             text = ""
         if self.backward(e.dst):
-            attrs["color"] = GRAD_COLOR
+            attrs["color"] = pal.grad
             attrs["style"] = "dashed"
         if text:
             shown = st.values is None or e.dst in st.values
-            attrs["label"] = Html(html_text(text) if shown else _blank(text))
+            attrs["label"] = Html(html_text(text) if shown else _blank(text, pal.background))
         if e.id in st.active_edges:
-            attrs["color"] = GRAD_COLOR if st.phase == "backward" else VALUE_COLOR
+            attrs["color"] = pal.grad if st.phase == "backward" else pal.value
             attrs["penwidth"] = "2.6"
             if st.phase == "backward":
-                attrs["fontcolor"] = GRAD_COLOR
+                attrs["fontcolor"] = pal.grad
         return f"{src} -> {dst} {_attrs(attrs)};"
 
     # -- the animation -----------------------------------------------------------------
@@ -570,7 +581,7 @@ class GraphPicture:
             frames[-1][2].grads = {i for i, gr in enumerate(self.grads) if gr is not None}
         width = max([len(st.caption or "") for _, _, st in frames] + [20])
         for _, _, st in frames:
-            st.caption_width = int(width * 6.7) + 16
+            st.caption_width = int(width * CAPTION_CHAR * self.opts.font_size / FONT_SIZE) + 16
         return frames
 
     def base_state(self, frames: list[tuple[str, int, State]]) -> State:
@@ -621,9 +632,9 @@ def _number_html(v: Any, color: str, prefix: str = "") -> str:
     )
 
 
-def _blank(text: str) -> str:
+def _blank(text: str, background: str) -> str:
     """Invisible text of the same width: the label keeps its place in every frame."""
-    return f'<FONT COLOR="white">{html_text(text)}</FONT>'
+    return f'<FONT COLOR="{background}">{html_text(text)}</FONT>'
 
 
 def op_text(op: str, attrs: dict | None) -> str:
@@ -646,9 +657,12 @@ def graph_dot(
     *,
     rankdir: str = "LR",
     edge_labels: str = "local",
+    palette: Palette = LIGHT,
+    font_size: float = FONT_SIZE,
 ) -> str:
     """The DOT text `cgraph render --format dot` writes."""
-    return GraphPicture(g, values, grads, out, DotOptions(rankdir=rankdir, edge_labels=edge_labels)).dot()
+    opts = DotOptions(rankdir=rankdir, edge_labels=edge_labels, palette=palette, font_size=font_size)
+    return GraphPicture(g, values, grads, out, opts).dot()
 
 
 def ir_dot(g: Graph, given: dict[str, Any] | None = None) -> str:

@@ -36,8 +36,9 @@ import numpy as np
 
 from cgraph_cli.analysis.explain import MAX_STEPS, step_lines
 from cgraph_cli.fmt import fmt_list, fmt_norm, fmt_number, fmt_shape, fmt_value
-from cgraph_cli.present.dot import BORDER, FILL, GRAD_COLOR, VALUE_COLOR, GraphPicture, State, op_text
+from cgraph_cli.present.dot import GraphPicture, State, op_text
 from cgraph_cli.present.render import render_dot
+from cgraph_cli.present.style import DARK, Palette
 
 MATRIX_MAX = 400  # a tensor with at most this many entries is shown in full in the panel (e.g. 20 × 20)
 SOURCE_MAX = 200_000  # characters: a longer program is not embedded in the page (the panel keeps its lines)
@@ -213,14 +214,15 @@ def _sha256(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
 
 
-def page_css() -> str:
-    """``assets/page.css`` with the picture's colours (from :mod:`cgraph_cli.present.dot`) put in: its rules find
-    value and gradient text in the SVG by those colours, and its legend shows the boxes' colours."""
+def page_css(palette: Palette) -> str:
+    """``assets/page.css`` with the picture's colours (its theme's :class:`~cgraph_cli.present.style.Palette`) put
+    in: its rules find value and gradient text in the SVG by those colours, and its legend shows the boxes' colours;
+    the page's own dark theme takes the dark palette's value and gradient colours."""
     css = _asset("page.css")
-    colours = {"VALUE": VALUE_COLOR, "GRAD": GRAD_COLOR}
-    for kind in FILL:  # input, const, op
-        colours[f"FILL_{kind.upper()}"] = FILL[kind]
-        colours[f"BORDER_{kind.upper()}"] = BORDER[kind]
+    colours = {"VALUE": palette.value, "GRAD": palette.grad, "DARK_VALUE": DARK.value, "DARK_GRAD": DARK.grad}
+    for kind in ("input", "const", "op"):
+        colours[f"FILL_{kind.upper()}"] = palette.fill(kind)
+        colours[f"BORDER_{kind.upper()}"] = palette.border(kind)
     for name, colour in colours.items():
         css = css.replace(f"__{name}__", colour)
     return css
@@ -229,7 +231,8 @@ def page_css() -> str:
 def build_page(picture: GraphPicture, svg: str, title: str) -> str:
     """The whole page as text, from the picture and Graphviz's SVG of ``picture.dot(layout_state())``."""
     data = page_data(picture, title)
-    style = "\n" + page_css()
+    theme = picture.opts.palette.name
+    style = "\n" + page_css(picture.opts.palette)
     script = "\n" + _asset("page.js")
     csp = "; ".join(
         [
@@ -246,7 +249,7 @@ def build_page(picture: GraphPicture, svg: str, title: str) -> str:
     t = html.escape(title, quote=True)
     nsteps = len(data["steps"])
     return f"""<!DOCTYPE html>
-<html lang="en" data-theme="light">
+<html lang="en" data-theme="{theme}" data-picture="{theme}">
 <head>
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{csp}">
@@ -305,7 +308,9 @@ def build_page(picture: GraphPicture, svg: str, title: str) -> str:
 """
 
 
-def html_page(picture: GraphPicture, title: str, timeout: float) -> str:
-    """Lay the picture out with Graphviz (a child process, within ``timeout`` seconds) and build the page."""
-    svg = render_dot(picture.dot(layout_state()), "svg", timeout).decode("utf-8")
+def html_page(picture: GraphPicture, title: str, timeout: float, fit: dict | None = None) -> str:
+    """Lay the picture out with Graphviz (a child process, within ``timeout`` seconds; fitted to the canvas of
+    ``fit``, :func:`cgraph_cli.present.render.render_dot`) and build the page. The page opens in the picture's
+    theme when that is dark (else in the system's), and its other theme shows the picture's colours inverted."""
+    svg = render_dot(picture.dot(layout_state()), "svg", timeout, fit=fit).decode("utf-8")
     return build_page(picture, svg, title)

@@ -40,14 +40,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from cgraph_cli.errors import CgraphError
+from cgraph_cli.present.canvas import MAX_PIXELS, SLIDE_DPI
 from cgraph_cli.progress import Progress, report
 
 DEFAULT_TIMEOUT = 30.0
-PNG_DPI = "144"
-MAX_PIXELS = 12000  # the longest side of a PNG; larger graphs are scaled down (svg/pdf are not)
+PNG_DPI = str(SLIDE_DPI)  # MAX_PIXELS: the longest side of a PNG; larger graphs are scaled down (svg/pdf are not)
+FIT_INFO = "fit.json"  # what the child chose when fitting a canvas: {"choice": k, "zoom": z}
 FORMATS = ("png", "svg", "pdf")
 # --steps PNG/GIF: all frames together have at most this many pixels (drawing runs at about
 # 30 megapixels a second, a GIF frame costs about as much again), so a large graph gets
@@ -62,14 +63,39 @@ _BOOTSTRAP = (
 )
 
 
-def render_dot(dot: str, fmt: str, timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None) -> bytes:
+def render_dot(
+    dot: str,
+    fmt: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    progress: Progress | None = None,
+    *,
+    fit: dict | None = None,
+    alternatives: Sequence[str] = (),
+    info: dict | None = None,
+) -> bytes:
     """Lay out and draw ``dot`` as png/svg/pdf bytes, within ``timeout`` seconds.
 
     ``progress(done, 1)`` (:mod:`cgraph_cli.progress`) is called while Graphviz works (done 0) and once at the
-    end (done 1)."""
-    job = {"format": fmt, "dot": dot, "n_frames": None, "gif": False}
-    with _run_child(job, [], timeout, progress) as paths:
+    end (done 1). ``fit`` (:func:`cgraph_cli.present.canvas.fit_job`): fit the drawing to a canvas;
+    ``alternatives`` are other DOT texts of the same picture (another ``rankdir``), the one whose shape is
+    nearest the canvas is drawn. ``info`` receives what was chosen: ``choice`` (0 for ``dot``, k for
+    ``alternatives[k - 1]``) and ``zoom``."""
+    job = {"format": fmt, "dot": dot, "n_frames": None, "gif": False, "fit": fit, "alternatives": list(alternatives)}
+    with _run_child(job, [], timeout, progress, info) as paths:
         return paths[0].read_bytes()
+
+
+def choose_layout(dot: str, alternatives: Sequence[str], fit: dict, timeout: float = DEFAULT_TIMEOUT) -> int:
+    """Which of ``dot`` (0) and ``alternatives`` (1, 2, ...) has the shape nearest ``fit``'s canvas, by laying
+    each out with Graphviz (for ``--format dot``, which draws nothing)."""
+    if not alternatives or fit.get("width") is None or fit.get("height") is None:
+        return 0
+    info: dict = {}
+    job = {"format": "measure", "dot": dot, "n_frames": None, "gif": False, "fit": fit}
+    job["alternatives"] = list(alternatives)
+    with _run_child(job, [], timeout, None, info):
+        pass
+    return int(info.get("choice", 0))
 
 
 @contextlib.contextmanager
@@ -81,17 +107,19 @@ def render_frames(
     timeout: float = DEFAULT_TIMEOUT,
     gif: bool = False,
     palette_dot: str | None = None,
+    fit: dict | None = None,
     progress: Progress | None = None,
 ) -> Iterator[list[Path]]:
     """Lay ``base`` out once and draw each frame (the same graph, other labels and colours) with that layout.
 
     Yields the paths of the ``n_frames`` images (or of the one animated GIF) in a scratch folder that is
     removed afterwards. ``frames`` is consumed lazily; ``timeout`` bounds the whole job, from now. A GIF's
-    colours are taken from ``palette_dot`` (the frame that shows the most: the last one).
+    colours are taken from ``palette_dot`` (the frame that shows the most: the last one). ``fit``: every frame
+    fits this canvas (:func:`render_dot`).
     ``progress(done, n_frames)`` (:mod:`cgraph_cli.progress`) is told the frames drawn so far, also while
     Graphviz works on one (the same ``done`` again).
     """
-    job = {"format": fmt, "dot": base, "n_frames": n_frames, "gif": gif, "palette_dot": palette_dot}
+    job = {"format": fmt, "dot": base, "n_frames": n_frames, "gif": gif, "palette_dot": palette_dot, "fit": fit}
     with _run_child(job, frames, timeout, progress) as paths:
         yield paths
 
@@ -112,10 +140,10 @@ def child_command() -> list[str]:
 
 @contextlib.contextmanager
 def _run_child(
-    job: dict, frames: Iterable[str], timeout: float, progress: Progress | None = None
+    job: dict, frames: Iterable[str], timeout: float, progress: Progress | None = None, info: dict | None = None
 ) -> Iterator[list[Path]]:
     deadline = time.monotonic() + timeout
-    if job["format"] not in FORMATS:
+    if job["format"] not in FORMATS + ("measure",):
         raise CgraphError(f"cannot draw format '{job['format']}'")
     n_out = job["n_frames"]
     tmp = tempfile.mkdtemp(prefix="cgraph-render-")
@@ -166,7 +194,11 @@ def _run_child(
                 why = "Graphviz failed: " + (msgs[-1].split(":", 1)[1].strip() if msgs else "unknown error")
             raise CgraphError(f"{why} while drawing the graph; nothing was written", hint=_hint(n_out))
         ext = job["format"]
-        if job["gif"]:
+        if info is not None and (out_dir / FIT_INFO).is_file():
+            info.update(json.loads((out_dir / FIT_INFO).read_text(encoding="utf-8")))
+        if ext == "measure":
+            names = []
+        elif job["gif"]:
             names = [GIF_NAME]
         else:
             names = [f"{k}.{ext}" for k in range(1 if n_out is None else n_out)]
@@ -328,6 +360,155 @@ class _Refused(Exception):
     pass
 
 
+def _pad_inches(agraph) -> float:
+    try:
+        return float(str(agraph.graph_attr.get("pad") or "0.0555").split(",")[0])
+    except ValueError:
+        return 0.0555
+
+
+def _laid_out(pgv, text: str, **attrs: str):
+    g = pgv.AGraph(string=text)
+    g.graph_attr.update({"ratio": "", "size": "", **attrs})  # the canvas is the child's to fit, not the text's
+    g.layout(prog="dot")
+    return g
+
+
+def _fit_layout(pgv, dots: list[str], fit: dict, fmt: str):
+    """Lay the picture out to fit the canvas of ``fit`` and return (the laid-out graph, what was chosen).
+
+    Sizes are those of what is drawn (:func:`_drawn_box`: nodes, splines, labels, the legend), not Graphviz's
+    bounding box. With both sides fixed: lay out each of ``dots`` (the same picture, another rankdir) and keep
+    the one whose shape is nearest the canvas's, by the ratio of the two aspect ratios (the first on a tie);
+    zoom it by the largest factor that fits, at most ``max_zoom``; if that leaves room along one side, lay it
+    out again with ``ratio=fill`` so that its nodes spread over the canvas (node and text sizes kept). The
+    drawing is then centred in a window of exactly the canvas (``viewport``) with a margin of the graph's
+    ``pad``. With one side fixed: the first of ``dots``, zoomed to that side."""
+    dpi = float(fit["dpi"])
+    cw = fit["width"] * 72 / dpi if fit.get("width") else None  # points of the final picture
+    ch = fit["height"] * 72 / dpi if fit.get("height") else None
+    graphs = [_laid_out(pgv, t) for t in (dots if cw and ch else dots[:1])]
+    margin = _pad_inches(graphs[0]) * 72
+    boxes = [_drawn_box(g) for g in graphs]
+    k = 0
+    if cw and ch:
+        want = math.log((cw - 2 * margin) / (ch - 2 * margin))
+        k = min(range(len(graphs)), key=lambda j: (abs(math.log(_width(boxes[j]) / _height(boxes[j])) - want), j))
+    g, box = graphs[k], boxes[k]
+    for other in graphs:
+        if other is not g:
+            other.close()
+    if fmt == "measure":
+        return g, {"choice": k}
+    if cw and ch:
+        zoom = min((cw - 2 * margin) / _width(box), (ch - 2 * margin) / _height(box), float(fit["max_zoom"]))
+        target = ((cw - 2 * margin) / zoom, (ch - 2 * margin) / zoom)  # points of the layout
+        if target[0] > _width(box) * 1.01 or target[1] > _height(box) * 1.01:
+            # ratio=fill spreads the nodes' centres over the size asked for; what that leaves out (half a node
+            # at each edge, the legend below) is measured and the size asked for corrected, twice at most
+            ask = (target[0], target[1] - _label_height(g) * 72)
+            for _ in range(2):
+                g.close()
+                g = _laid_out(pgv, dots[k], ratio="fill", size=f"{ask[0] / 72:.4f},{max(ask[1], 1.0) / 72:.4f}")
+                g.graph_attr["ratio"] = ""  # applied already; drawing (nop2) would apply it again, and crash on labels
+                box = _drawn_box(g)
+                if abs(_width(box) / target[0] - 1) < 0.01 and abs(_height(box) / target[1] - 1) < 0.01:
+                    break
+                ask = (ask[0] + target[0] - _width(box), ask[1] + target[1] - _height(box))
+            zoom = min((cw - 2 * margin) / _width(box), (ch - 2 * margin) / _height(box), float(fit["max_zoom"]))
+    elif cw:
+        zoom = (cw - 2 * margin) / _width(box)
+        ch = _height(box) * zoom + 2 * margin
+    else:
+        assert ch
+        zoom = (ch - 2 * margin) / _height(box)
+        cw = _width(box) * zoom + 2 * margin
+    x0, y0, x1, y1 = box
+    g.graph_attr["viewport"] = f"{cw:.3f},{ch:.3f},{zoom:.5f},{(x0 + x1) / 2:.3f},{(y0 + y1) / 2:.3f}"
+    g.graph_attr.update(size="", dpi="")
+    return g, {"choice": k, "zoom": zoom}
+
+
+def _width(box: tuple[float, float, float, float]) -> float:
+    return max(box[2] - box[0], 1.0)
+
+
+def _height(box: tuple[float, float, float, float]) -> float:
+    return max(box[3] - box[1], 1.0)
+
+
+def _drawn_box(agraph) -> tuple[float, float, float, float]:
+    """What a laid-out graph draws, (x0, y0, x1, y1) in its coordinates (points): measured on a PNG at 72 dpi,
+    so that every piece counts (nodes, splines, edge labels, the legend) and nothing else (Graphviz's ``bb``
+    has room around the legend and the ``pad``)."""
+    import io
+
+    from PIL import Image, ImageChops
+
+    layout = _Layout(agraph)  # drawing writes some positions back in another form (bb with spaces): kept as laid out
+    agraph.graph_attr.update(dpi="72", size="", viewport="")
+    agraph.has_layout = True
+    data = agraph.draw(format="png", prog="nop2")
+    x0, y0, x1, y1 = (float(v) for v in str(agraph.graph_attr["bb"]).replace(" ", ",").split(","))  # as drawn
+    layout.apply(agraph)
+    pad = _pad_inches(agraph) * 72
+    with Image.open(io.BytesIO(data)) as im:
+        rgb = im.convert("RGB")
+    bg = _rgb(agraph.graph_attr.get("bgcolor") or "white")
+    # faint pixels do not count, nor the outermost ones: the background's own anti-aliased edge is drawn there
+    diff = ImageChops.difference(rgb, Image.new("RGB", rgb.size, bg)).convert("L").point([0] * 25 + [255] * 231)
+    found = diff.crop((2, 2, rgb.width - 2, rgb.height - 2)).getbbox()
+    if found is None:
+        return x0, y0, x1, y1
+    left, top, right, bottom = (v + 2 for v in found)
+    sx = rgb.width / (x1 - x0 + 2 * pad)  # pixels per point (the PNG is rounded to whole pixels)
+    sy = rgb.height / (y1 - y0 + 2 * pad)
+    return (
+        x0 + left / sx - pad - 0.5,
+        y1 - (bottom / sy - pad) - 0.5,
+        x0 + right / sx - pad + 0.5,
+        y1 - (top / sy - pad) + 0.5,
+    )
+
+
+def _label_height(agraph) -> float:
+    """Inches: the height of the graph's label (the legend under the picture)."""
+    try:
+        return float(agraph.graph_attr.get("lheight") or 0.0)
+    except ValueError:
+        return 0.0
+
+
+def _exact_size(fit: dict) -> tuple[int | None, int | None]:
+    return fit.get("width"), fit.get("height")
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    from PIL import ImageColor
+
+    try:
+        return ImageColor.getrgb(colour)[:3]  # type: ignore[return-value]
+    except ValueError:
+        return (255, 255, 255)
+
+
+def _exact_png(path: Path, size: tuple[int | None, int | None], background: tuple[int, int, int]) -> None:
+    """Make the PNG exactly ``size`` pixels (a side None: as drawn): Graphviz rounds the scaled drawing to a
+    pixel or two off; the difference is background, shared out evenly on both sides."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        w, h = size[0] or im.width, size[1] or im.height
+        if im.size == (w, h):
+            return
+        mode = im.mode if im.mode in ("RGB", "RGBA") else "RGBA"
+        fill = background + ((255,) if mode == "RGBA" else ())
+        canvas = Image.new(mode, (w, h), fill)
+        canvas.paste(im.convert(mode), ((w - im.width) // 2, (h - im.height) // 2))
+    canvas.save(path, format="PNG")
+
+
 def _child() -> int:
     import pygraphviz as pgv
 
@@ -335,15 +516,38 @@ def _child() -> int:
     job = json.loads(stdin.readline().decode("utf-8"))
     fmt = job["format"]
     out = Path(job["dir"])
-    base = pgv.AGraph(string=job["dot"])
-    base.layout(prog="dot")
+    fit = job.get("fit")
     n_frames = job["n_frames"]
+    if fit is not None:
+        base, info = _fit_layout(pgv, [job["dot"], *job.get("alternatives", [])], fit, fmt)
+        (out / FIT_INFO).write_text(json.dumps(info), encoding="utf-8")
+        if fmt == "measure":
+            return 0
+    else:
+        base = pgv.AGraph(string=job["dot"])
+        base.layout(prog="dot")
+    background = _rgb(base.graph_attr.get("bgcolor") or "white")
+    exact = _exact_size(fit) if fit is not None and fmt == "png" else None
     if n_frames is None:
-        _prepare(base, fmt)
-        base.draw(str(out / f"0.{fmt}"), format=fmt, prog="nop2")
+        _prepare(base, fmt, float(fit["dpi"]) if fit is not None else None)
+        target = out / f"0.{fmt}"
+        base.draw(str(target), format=fmt, prog="nop2")
+        if exact is not None:
+            _exact_png(target, exact, background)
         return 0
     dpi = None
-    if fmt == "png":
+    # the fitted window; a frame's own ratio=fill is the layout's, applied already (and nop2 crashes on it)
+    sized = {"ratio": "", "size": "", **{k: base.graph_attr[k] for k in ("viewport",) if base.graph_attr.get(k)}}
+    if fit is not None and fmt == "png":
+        dpi = float(fit["dpi"])
+        w, h = _bb_inches(base)
+        pixels = n_frames * (fit["width"] or w * dpi) * (fit["height"] or h * dpi)
+        if pixels > STEP_PIXEL_BUDGET:
+            raise _Refused(
+                f"{n_frames} frames of {fit['width'] or '?'} × {fit['height'] or '?'} pixels would take "
+                f"{pixels / 1e6:,.0f} megapixels, more than the {STEP_PIXEL_BUDGET / 1e6:,.0f} that --steps draws"
+            )
+    elif fmt == "png":
         w, h = _bb_inches(base)
         dpi = png_dpi(w, h, n_frames)
         if dpi < MIN_STEP_DPI:
@@ -358,23 +562,29 @@ def _child() -> int:
     encoder = None
     scratch = out / f"frame.{fmt}"
     if job["gif"]:
-        encoder = _GifWriter(out / GIF_NAME)
+        encoder = _GifWriter(out / GIF_NAME, background)
         if job.get("palette_dot"):  # the colours of the frame that shows the most
             frame = pgv.AGraph(string=job["palette_dot"])
             layout.apply(frame)
+            frame.graph_attr.update(sized)
             _prepare(frame, fmt, dpi)
             frame.has_layout = True
             frame.draw(str(scratch), format=fmt, prog="nop2")
             frame.close()
+            if exact is not None:
+                _exact_png(scratch, exact, background)
             encoder.take_palette(scratch)
     for k in range(n_frames):
         frame = pgv.AGraph(string=json.loads(stdin.readline().decode("utf-8")))
         layout.apply(frame)
+        frame.graph_attr.update(sized)
         _prepare(frame, fmt, dpi)
         frame.has_layout = True
         target = scratch if encoder is not None else out / f"{k}.{fmt}"
         frame.draw(str(target), format=fmt, prog="nop2")
         frame.close()
+        if exact is not None:
+            _exact_png(target, exact, background)
         if encoder is not None:
             encoder.add(target, 3000 if k == n_frames - 1 else 900)
         os.write(1, PROGRESS_LINE)  # the parent counts these (progress); nothing else writes to stdout
@@ -392,8 +602,9 @@ class _GifWriter:
     rectangle that changed since the previous one.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, background: tuple[int, int, int] = (255, 255, 255)) -> None:
         self.f = open(path, "wb")
+        self.background = background
         self.prev = None  # the previous frame, as palette indices
         self.palette = None  # a "P" image carrying the shared palette
 
@@ -402,7 +613,7 @@ class _GifWriter:
 
         with Image.open(png) as im:
             rgb = im.convert("RGB")
-        self.palette = _palette_of(rgb)
+        self.palette = _palette_of(rgb, self.background)
 
     def add(self, png: Path, duration_ms: int) -> None:
         from PIL import Image, ImageChops
@@ -410,10 +621,11 @@ class _GifWriter:
         with Image.open(png) as im:
             rgb = im.convert("RGB")
         if self.palette is None:
-            self.palette = _palette_of(rgb)
+            self.palette = _palette_of(rgb, self.background)
         frame = rgb.quantize(palette=self.palette, dither=Image.Dither.NONE)
-        # Pillow matches colours through a coarse cache: the white background would come out light grey
-        frame.paste(255, mask=rgb.convert("L").point([0] * 255 + [255]))
+        # Pillow matches colours through a coarse cache: the background would come out a shade off
+        same = ImageChops.difference(rgb, Image.new("RGB", rgb.size, self.background)).convert("L")
+        frame.paste(255, mask=same.point([255] + [0] * 255))
         del rgb
         if self.prev is None:
             self._header(frame)
@@ -447,15 +659,15 @@ class _GifWriter:
         self.f.close()
 
 
-def _palette_of(rgb):
-    """A "P" image whose palette has the picture's 255 main colours (median cut) and pure white: median cut
-    would average the white background with the faint anti-aliased pixels near it."""
+def _palette_of(rgb, background: tuple[int, int, int] = (255, 255, 255)):
+    """A "P" image whose palette has the picture's 255 main colours (median cut) and the background's exact
+    colour: median cut would average the background with the faint anti-aliased pixels near it."""
     from PIL import Image
 
     colours = (rgb.quantize(255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).getpalette() or [])[
         : 3 * 255
     ]
-    colours += [0] * (3 * 255 - len(colours)) + [255, 255, 255]
+    colours += [0] * (3 * 255 - len(colours)) + list(background)
     pal = Image.new("P", (1, 1))
     pal.putpalette(colours)
     return pal

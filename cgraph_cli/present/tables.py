@@ -70,7 +70,8 @@ def _document(result: Result, value: Any, nodes: Any = None, extra: dict[str, An
     else:
         if result.mode == "cotangent":
             doc["cotangent"] = value(result.cotangent)
-        doc["gradients"] = {k: value(second[i]) for k, i in g.inputs.items()}
+        # only the inputs differentiated (eval --wrt; not those declared data): the others have no key
+        doc["gradients"] = {k: value(second[g.inputs[k]]) for k in result.grad_inputs()}
     doc["outputs"] = {g.label(i): value(vals[i]) for i in g.outputs}
     doc["nodes"] = _node_records(result, value) if nodes is None else nodes
     doc["nonfinite"] = _anomalies(result)
@@ -597,8 +598,15 @@ def to_table(result: Result, all_nodes: bool = False):
             *([fmt_cell(second[i]) if on_path[i] else OFF_PATH_MARK] if key is not None else []),
             style=None if on_path[i] else "dim",
         )
+    captions = []
     if off:
-        t.caption = f"{OFF_PATH_MARK} {', '.join(off)}: not on a path to {out} (no gradient)"
+        captions.append(f"{OFF_PATH_MARK} {', '.join(off)}: not on a path to {out} (no gradient)")
+    if key == "grad" and result.wrt is not None:  # eval --wrt, or inputs declared data: say whose gradients these are
+        data = [x for x in g.inputs if x in g.data_inputs]
+        shown = ", ".join(result.wrt) or "no input"
+        captions.append(f"gradients with respect to {shown} only" + (f" ({', '.join(data)}: data)" if data else ""))
+    if captions:
+        t.caption = "\n".join(captions)
         t.caption_justify = "left"
     if result.mode == "jacobian":
         from rich.console import Group

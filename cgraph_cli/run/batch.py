@@ -123,7 +123,7 @@ def run_batch(
         np_dtype = DTYPES[dtype]
         vectorised = _row_vectorisable(g, fixed)
         label = g.label(out_node)
-        names = list(g.inputs)
+        names = g.grad_inputs()  # a gradient column per input, but for inputs declared data
         cols = header + [label] + [f"d{label}/d{name}" for name in names]
         job = _Job(g, out_node, header, fixed, names, np_dtype, vectorised, shown, cols[len(header) :])
         output = _Output(stream, (_csv_line(cols) + "\n").encode())
@@ -465,9 +465,9 @@ class _Job:
         if not lines:
             return b"", None
         if self.vectorised:
-            table = _eval_rows(
-                self.g, self.out, self.header, block.astype(self.dtype, copy=False), self.fixed, self.names
-            )
+            with np.errstate(over="ignore"):  # a cell beyond float32 becomes inf: cgraph's own warning says so
+                cells = block.astype(self.dtype, copy=False)
+            table = _eval_rows(self.g, self.out, self.header, cells, self.fixed, self.names)
         else:
             table = _eval_one_by_one(self.g, self.out, self.header, block, self.fixed, self.names)
         return _format_rows(lines, table), _first_nonfinite(table, linenos, self.result_cols)

@@ -53,6 +53,7 @@ _V2_MEMBERS = {"ops", "arity", "args", "ndim", "dims", "spans", "frames_of", "ci
 _V2_MEMBERS |= {"tdims", "tflat", "meta"}
 _V2_META = {"n", "opnames", "names", "attrs", "frames", "inputs", "declared_shapes", "defaults", "outputs"}
 _V2_META |= {"bindings", "dtype"}
+_META = _V2_META | {"data_inputs"}  # the document of a program with inputs declared data
 
 
 def cache_dir() -> Path:
@@ -334,6 +335,8 @@ def _to_arrays(g: Graph) -> dict[str, np.ndarray]:
         "bindings": list(g.bindings.items()),
         "dtype": np.dtype(g.dtype).name,
     }
+    if g.data_inputs:  # `input data X`: only then, so other programs' entries stay as they were
+        meta["data_inputs"] = sorted(g.data_inputs)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     return arrays
 
@@ -485,7 +488,7 @@ def _check(z: dict[str, np.ndarray], source: Source) -> dict:
     m = z["meta"]
     _require(m.dtype == np.uint8 and m.ndim == 1, "meta is not bytes")
     meta = json.loads(m.tobytes().decode("utf-8"))
-    _require(isinstance(meta, dict) and set(meta) == _V2_META, "meta has other keys")
+    _require(isinstance(meta, dict) and set(meta) in (_V2_META, _META), "meta has other keys")
     n = meta["n"]
     _require(_is_int(n) and n > 0, "n")
     _require(meta["dtype"] in _DTYPES, "dtype")
@@ -553,6 +556,8 @@ def _check(z: dict[str, np.ndarray], source: Source) -> dict:
     for item in meta["declared_shapes"]:
         _require(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str), "declared shapes")
         _require(isinstance(item[1], list) and all(_is_int(d) and d >= 0 for d in item[1]), "declared shapes")
+    data = meta.get("data_inputs", [])
+    _require(isinstance(data, list) and set(data) <= {k for k, _ in inputs}, "data inputs")
     outputs = meta["outputs"]
     _require(isinstance(outputs, list) and outputs, "outputs")
     _require(all(_is_int(i) and 0 <= i < n for i in outputs), "outputs")
@@ -632,5 +637,6 @@ def _from_arrays(z: dict[str, np.ndarray], source: Source) -> Graph:
         outputs=list(meta["outputs"]),
         bindings=dict((k, v) for k, v in meta["bindings"]),
         dtype=dtype,
+        data_inputs=set(meta.get("data_inputs", ())),
     )
     return g

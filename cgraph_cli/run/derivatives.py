@@ -73,6 +73,11 @@ class Derivatives:
         object.__setattr__(self, "tangent", tuple(self.tangent or ()))
 
     @property
+    def forward_pass(self) -> bool:
+        """Whether the options ask for forward mode's tangents along one direction (not a Jacobian)."""
+        return (self.mode == "forward" and not self.jacobian) or bool(self.tangent)
+
+    @property
     def given(self) -> bool:
         return self.mode is not None or bool(self.tangent) or self.cotangent is not None or self.jacobian
 
@@ -130,6 +135,7 @@ def direction(g: Graph, inputs: Mapping[str, np.ndarray], given: Mapping[str, An
                 f"--tangent: {name!r} is not an input of the program; its inputs are: {listed}",
                 hint=f"did you mean '{best}'?" if best else None,
             )
+        g.grad_inputs([name], option="--tangent")  # refuses an input declared data
         t = _array(name, v, "--tangent")
         want = np.shape(inputs[name])
         if t.ndim and t.shape != want:
@@ -139,7 +145,7 @@ def direction(g: Graph, inputs: Mapping[str, np.ndarray], given: Mapping[str, An
                 hint="give a tensor of the input's shape, or a number for every entry",
             )
         out[name] = np.broadcast_to(t, want).astype(g.dtype)
-    return {name: out.get(name, np.zeros_like(inputs[name])) for name in g.inputs}
+    return {name: out.get(name, np.zeros_like(inputs[name])) for name in g.grad_inputs()}
 
 
 def cotangent_of(g: Graph, out: int, v: Any, shape: tuple[int, ...], where: str = "--cotangent") -> np.ndarray:
@@ -164,18 +170,20 @@ def forward_mode(r: Result, tangent: Mapping[str, Any] | None) -> Result:
     return jvp(r.graph, r.inputs, direction(r.graph, r.inputs, tangent), r.out, values=r.values)
 
 
-def reverse_mode(r: Result, cotangent: Any, where: str = "--cotangent") -> Result:
-    """Reverse mode at the values of ``r`` from ``cotangent`` (of the output's shape, or a number)."""
+def reverse_mode(r: Result, cotangent: Any, where: str = "--cotangent", wrt: Sequence[str] | None = None) -> Result:
+    """Reverse mode at the values of ``r`` from ``cotangent`` (of the output's shape, or a number); ``wrt``:
+    only the gradients of these inputs (default: every input not declared data)."""
     v = cotangent_of(r.graph, r.out, cotangent, tuple(np.shape(r.values[r.out])), where)
-    return vjp(r.graph, r.inputs, v, r.out, values=r.values)
+    names = None if wrt is None else r.graph.grad_inputs(wrt)
+    return vjp(r.graph, r.inputs, v, r.out, values=r.values, wrt=names)
 
 
 def jacobian_of(r: Result, wrt: Sequence[str] | None = None, mode: str | None = None) -> Jacobian:
-    """The Jacobian of the output of ``r`` with respect to the inputs ``wrt`` (default: every input), by
-    ``mode`` (``"forward"``, ``"reverse"``; None: whichever takes fewer passes)."""
+    """The Jacobian of the output of ``r`` with respect to the inputs ``wrt`` (default: every input not declared
+    data), by ``mode`` (``"forward"``, ``"reverse"``; None: whichever takes fewer passes)."""
     if mode is not None:
         check_choice(mode, MODES, "--mode")
-    return jacobian(r.graph, r.values, r.out, mode, wrt=wrt)
+    return jacobian(r.graph, r.values, r.out, mode, wrt=r.graph.grad_inputs(None if wrt is None else list(wrt)))
 
 
 def run(
@@ -187,15 +195,23 @@ def run(
     jacobian: bool = False,
     api: bool = True,
     cotangent_key: bool = True,
+    wrt: Sequence[str] | None = None,
 ) -> Result:
     """Compile and run the request as asked: reverse mode (the default, :meth:`Request.run`), forward mode
     along ``tangent`` (``mode="forward"``; in Python a ``tangent`` alone implies it), reverse mode from
     ``cotangent``, or the whole Jacobian (by ``mode``'s passes, or whichever take fewer). The request's
     value ``"cotangent"`` (the ``--at-file`` key) is the cotangent unless an input has that name (or
-    ``cotangent_key`` is off)."""
+    ``cotangent_key`` is off). ``wrt``: only the gradients (or Jacobian blocks) of these inputs, default every
+    input not declared data; forward mode along a direction is refused with it."""
     key = cotangent_key and COTANGENT_KEY in request.values
+    if wrt is not None and (mode == "forward" or tangent is not None) and not jacobian:
+        raise CgraphError(
+            "--wrt picks which gradients the reverse pass computes; it cannot be combined with "
+            + ("--tangent" if tangent is not None else "--mode forward"),
+            hint="--wrt works with the reverse pass, --cotangent and --jacobian (the blocks of the inputs named)",
+        )
     if mode is None and tangent is None and cotangent is None and not jacobian and not key:
-        return request.run()  # the default, by the fastest engine
+        return request.run(wrt)  # the default, by the fastest engine
     g = request.compile()
     values = dict(request.values)
     where = "--cotangent"
@@ -213,12 +229,12 @@ def run(
         return forward_mode(base, tangent)
     if cotangent is not None:
         vals = forward(g, inputs)
-        return reverse_mode(Result(g, vals, [None] * len(vals), out, inputs, []), cotangent, where)
+        return reverse_mode(Result(g, vals, [None] * len(vals), out, inputs, []), cotangent, where, wrt)
     if jacobian:
         vals = forward(g, inputs)
         none: list[Any] = [None] * len(vals)
         base = Result(g, vals, none, out, inputs, [])
-        jac = jacobian_of(base, None, mode)
+        jac = jacobian_of(base, wrt, mode)
         bad, masks = nonfinite_report(vals, none)
         return Result(g, vals, none, out, inputs, bad, mode="jacobian", jacobian=jac, masks=masks)
-    return request.run()  # --mode reverse: the default
+    return request.run(wrt)  # --mode reverse: the default

@@ -169,11 +169,14 @@ def run(
     max_memory: int | None = None,
     max_nodes: int = MAX_NODES,
     use_cache: bool = True,
+    wrt: list[str] | None = None,
 ) -> Result:
-    """Compile, bind inputs, run forward and backward passes."""
+    """Compile, bind inputs, run forward and backward passes (``wrt``: the inputs to differentiate, default
+    every input not declared data; checked before the input values)."""
     g = compile_program(
         source, given, seed=seed, dtype=dtype, max_memory=max_memory, max_nodes=max_nodes, use_cache=use_cache
     )
+    names = None if wrt is None else g.grad_inputs(wrt)
     inputs = bind_inputs(g, given)
     out = pick_output(g, of)
-    return evaluate(g, inputs, out)
+    return evaluate(g, inputs, out, wrt=names)

@@ -309,8 +309,10 @@ class Request:
 
         return bind_inputs(g, dict(self.values), require=require)
 
-    def run(self) -> Result:
-        """Compile, bind the inputs, and run the forward and backward passes for the output."""
+    def run(self, wrt: Sequence[str] | None = None) -> Result:
+        """Compile, bind the inputs, and run the forward and backward passes for the output (``wrt``: only the
+        gradients of these inputs; default every input not declared ``input data``)."""
         from cgraph_cli.run.program import run
 
-        return run(self.source, dict(self.values), of=self.of, **self._settings())
+        names = None if wrt is None else list(wrt)
+        return run(self.source, dict(self.values), of=self.of, wrt=names, **self._settings())

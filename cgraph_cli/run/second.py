@@ -48,6 +48,7 @@ def hvp_direction(
                 f"{option}: '{name}' is not an input; the program's inputs are: {', '.join(g.inputs) or 'none'}",
                 hint=f"did you mean '{best}'?" if best else None,
             )
+        g.grad_inputs([name], option=option)  # refuses an input declared data
         if isinstance(value, (str, bytes)) or value is None:
             raise CgraphError(f"{option} {name}: {value!r} is not a number or a rectangular list of numbers")
         try:

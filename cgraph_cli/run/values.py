@@ -352,7 +352,8 @@ def bind_inputs(g: Graph, given: dict[str, Any], *, require: bool = True) -> dic
     missing = []
     for name in g.inputs:
         if name in given:
-            v = np.asarray(given[name], dtype=g.dtype)
+            with np.errstate(over="ignore"):  # beyond float32 becomes inf: the non-finite warning names the input
+                v = np.asarray(given[name], dtype=g.dtype)
         elif name in g.defaults:
             v = np.asarray(g.defaults[name], dtype=g.dtype)
         else:

@@ -26,6 +26,8 @@ Examples:
 
   cgraph eval -e 'y = x * x' --at x=[1,2,3] --jacobian
 
+  cgraph eval examples/mlp.cg --wrt W1,b1,W2,b2
+
   cgraph eval examples/lecture.cg --at a=-1,b=3,c=4 --watch   (again at every save; Ctrl-C ends)
 """
 
@@ -42,6 +44,7 @@ def eval_command(
     seed: int = PARAM["seed"],
     dtype: str = PARAM["dtype"],
     strict: bool = param(EVAL_OPTION["strict"]),
+    wrt: Optional[str] = param(EVAL_OPTION["wrt"]),
     hessian: bool = param(EVAL_OPTION["hessian"]),
     hvp: Optional[str] = param(EVAL_OPTION["hvp"]),
     max_memory: Optional[str] = PARAM["max_memory"],
@@ -69,6 +72,7 @@ def eval_command(
         all_nodes=all_nodes,
         batch=batch,
         strict=strict,
+        wrt=wrt,
         mode=mode,
         tangent=tangent or None,
         cotangent=cotangent,

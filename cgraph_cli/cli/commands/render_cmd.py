@@ -85,8 +85,13 @@ def render_command(
         help="png, svg, pdf, dot or html (an interactive page; default: from -o, else png).",
     ),
     of: Optional[str] = PARAM["of"],
-    rankdir: str = typer.Option(
-        "LR", "--rankdir", metavar="LR|TB", help="LR: inputs left, output right; TB: top to bottom."
+    rankdir: Optional[str] = typer.Option(
+        None,
+        "--rankdir",
+        metavar="LR|TB|auto",
+        help="LR: inputs left, output right; TB: top to bottom; auto (the default): with --size, the one whose "
+        "shape is nearer the size's, else LR.",
+        show_default=False,
     ),
     edge_labels: str = typer.Option(
         "local",
@@ -113,6 +118,24 @@ def render_command(
         "--backward",
         help="Draw the backward pass too, as the nodes that compute the gradient (styled apart).",
     ),
+    size: Optional[str] = typer.Option(
+        None,
+        "--size",
+        metavar="16:9|4:3|1920x1080",
+        help="A slide-shaped picture: an aspect ratio (1920 pixels along the longer side, or --width/--height) or "
+        "WIDTHxHEIGHT pixels; the layout fills it.",
+    ),
+    width: Optional[int] = typer.Option(None, "--width", metavar="PIXELS", help="The PNG's width in pixels."),
+    height: Optional[int] = typer.Option(None, "--height", metavar="PIXELS", help="The PNG's height in pixels."),
+    font_size: Optional[float] = typer.Option(
+        None,
+        "--font-size",
+        metavar="POINTS",
+        help="Node text size in points (default 12; on a --size slide, the size it is drawn at if it fits).",
+    ),
+    theme: str = typer.Option(
+        "light", "--theme", metavar="light|dark", help="Colours: light, or dark for dark slides."
+    ),
     seed: int = PARAM["seed"],
     max_memory: Optional[str] = PARAM["max_memory"],
     watch: bool = param(WATCH_OPTION),
@@ -122,7 +145,8 @@ def render_command(
 
     if fmt is not None:
         check_choice(fmt, FORMATS, "--format")
-    check_picture_options(rankdir, edge_labels, max_nodes, timeout)
+    look = dict(size=size, width=width, height=height, font_size=font_size, theme=theme)
+    check_picture_options(rankdir, edge_labels, max_nodes, timeout, **look)  # type: ignore[arg-type]
     if output is not None and steps is not None:
         raise CgraphError("give either -o or --steps, not both")
     if backward and steps is not None:
@@ -156,6 +180,7 @@ def render_command(
             max_nodes=max_nodes,
             timeout=timeout,
             backward=backward,
+            **look,  # type: ignore[arg-type]
         )
 
         if steps is not None and "\x00" in steps:
@@ -173,7 +198,7 @@ def render_command(
 
         stem = "graph" if file in (None, "-") or expr is not None else Path(file).stem
         if steps is not None:
-            _write_steps(picture.graph_picture, steps, kind or "png", timeout)
+            _write_steps(picture, steps, kind or "png", timeout)
             return None
 
         if output is None:
@@ -198,6 +223,8 @@ def render_command(
         title = file if file not in (None, "-") and expr is None else picture.graph.source.filename
         with progress_bar("drawing the graph") as progress:  # shown when Graphviz takes more than half a second
             data = picture.render(kind, title=title, progress=progress)  # type: ignore[arg-type]
+        for note in picture.layout_notes:
+            warn(note)
         if target == "-":
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
@@ -211,7 +238,8 @@ def render_command(
     once()
 
 
-def _write_steps(picture: Any, steps: str, fmt: str, timeout: float) -> None:
+def _write_steps(whole: Any, steps: str, fmt: str, timeout: float) -> None:
+    """Draw the frames of ``whole`` (an :class:`cgraph_cli.api.Picture`) into a folder or a GIF."""
     from cgraph_cli.fsutil import atomic_write
     from cgraph_cli.present.render import render_frames
 
@@ -220,12 +248,13 @@ def _write_steps(picture: Any, steps: str, fmt: str, timeout: float) -> None:
         raise CgraphError("an animated GIF is made of PNG frames; drop --format or write frames to a folder")
     if fmt not in ("png", "svg"):
         raise CgraphError(f"--steps draws png or svg frames, not {fmt}")
-    g = picture.g
     if gif:
         import importlib.util
 
         if importlib.util.find_spec("PIL") is None:
             raise CgraphError("writing a GIF needs Pillow", hint="pip install pillow, or give --steps a folder")
+    picture = whole.settle()  # the rankdir decided (auto: by the canvas's shape) before any frame's text is made
+    g = picture.g
     plan = picture.steps()
     work = len(g) * len(plan)  # each frame draws every node: the cost grows with nodes × frames
     if work > MAX_STEP_WORK:
@@ -241,7 +270,9 @@ def _write_steps(picture: Any, steps: str, fmt: str, timeout: float) -> None:
     base = picture.dot(picture.base_state(plan))
     with (
         progress_bar("drawing frames", min_total=PROGRESS_FROM) as progress,
-        render_frames(base, texts, len(plan), fmt, timeout, gif=gif, palette_dot=last, progress=progress) as images,
+        render_frames(
+            base, texts, len(plan), fmt, timeout, gif=gif, palette_dot=last, progress=progress, fit=whole.fit_job()
+        ) as images,
     ):
         if gif:
             atomic_write(steps, images[0].read_bytes())

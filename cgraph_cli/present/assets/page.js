@@ -385,9 +385,10 @@
     $("theme").textContent = t === "dark" ? "Light" : "Dark";
   }
   function themeOfHash() {
-    // page.html#dark or #light picks the theme; else the system's preference
+    // page.html#dark or #light picks the theme; else a dark picture's (render --theme dark), else the system's preference
     var m = /^#(light|dark)$/.exec(location.hash || "");
     if (m) return m[1];
+    if (root.getAttribute("data-picture") === "dark") return "dark";
     return window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
   }
   setTheme(themeOfHash());
