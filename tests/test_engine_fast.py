@@ -7,6 +7,7 @@ addition), NaN payloads aside, infinities and the order of every sum.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import struct
@@ -275,3 +276,36 @@ def test_a_mixed_graph_takes_the_float_loop_and_a_tensor_output_is_refused() -> 
         evaluate(g, values, g.bindings["v"], strategy="scalar")
     big = "v = [a, b, 1] * a\n" + "".join(f"w{k} = v * {k}\n" for k in range(12)) + "y = sum(w3)\n"
     assert scalar_plan(compile_src(big, values), values) is None  # mostly tensors: the generic loop
+
+
+def kernel_program(rng: random.Random, n: int) -> str:
+    """Statements over ops the float loop runs itself (no NP node), each on earlier names at random."""
+    names = ["i0", "i1", "i2"]
+    lines = []
+    for k in range(n):
+        a, b = rng.choice(names), rng.choice(names[-3:])
+        lines.append(f"t{k} = " + rng.choice([f"{a} + {b}", f"{a} * {b}", f"{a} - {b}", f"sin({a})", f"-{a}"]))
+        names.append(f"t{k}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_all_consumed_shortcut_gives_the_walks_backward_lists(seed: int, monkeypatch) -> None:
+    """compile_back skips its reachability walk when every node below the output has a consumer: the lists it
+    gives are the walk's, for every output of random programs (an output in the middle leaves nodes unreached)."""
+    from cgraph_cli.engine import scalar as S
+
+    rng = random.Random(700 + seed)
+    g = compile_src(kernel_program(rng, rng.randint(1, 30)), {f"i{k}": np.array(1.0) for k in range(3)})
+    plan = scalar_plan(g)
+    assert plan is not None and not plan.code.np_at
+    taken = []
+    for out in range(len(g)):
+        fast = S.compile_back(plan.code, g, out)
+        if S._all_consumed(plan.code.a0, plan.code.a1, bisect.bisect_right(plan.code.nodes, out), out):
+            taken.append(out)
+        with monkeypatch.context() as m:
+            m.setattr(S, "_all_consumed", lambda *a: False)
+            walked = S.compile_back(plan.code, g, out)
+        assert fast == walked, (out, g.ops)
+    assert taken  # (the last node at least)

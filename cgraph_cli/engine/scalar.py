@@ -274,7 +274,9 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
     n = len(need)
     m = bisect_right(code.nodes, out)
     reach = [False] * (n + 1)  # (the last slot: where the edges without a VJP point)
-    if need[out]:
+    if need[out] and not code.np_at and _all_consumed(code.a0, code.a1, m, out):
+        reach[: out + 1] = [True] * (out + 1)  # every node up to the output reaches it (see _all_consumed)
+    elif need[out]:
         reach[out] = True
         a0, a1 = code.a0[:m], code.a1[:m]
         args = g.args
@@ -321,6 +323,18 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
         None if aux is None else list(compress(aux, sel))[::-1],
         unreached,
     )
+
+
+def _all_consumed(a0: list[int], a1: list[int], m: int, out: int) -> bool:
+    """Whether every node below ``out`` is an operand of one of the first ``m`` op nodes (those up to ``out``),
+    counted in C. Then every node up to ``out`` reaches it along edges that carry a gradient (in a graph of
+    Kernel ops, where every operand gets one): a node's consumers come after it, so by induction from ``out``
+    down, each node has a consumer that reaches ``out``."""
+    if m == 0:
+        return out == 0
+    used = set(a0[:m])
+    used.update(a1[:m])
+    return len(used) == out  # (operands come before their node, so all of them are below ``out``)
 
 
 class Operands(NamedTuple):
