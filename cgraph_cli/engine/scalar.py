@@ -13,7 +13,7 @@ Values and gradients come back as two float64 arrays; the per-node list of the :
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from itertools import compress, repeat
 from operator import and_, gt, itemgetter, not_
@@ -274,10 +274,7 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
     n = len(need)
     m = bisect_right(code.nodes, out)
     reach = [False] * (n + 1)  # (the last slot: where the edges without a VJP point)
-    if need[out] and not code.np_at and _all_consumed(code.a0, code.a1, m, out):
-        reach[: out + 1] = [True] * (out + 1)  # every node up to the output reaches it (see _all_consumed)
-    elif need[out]:
-        reach[out] = True
+    if need[out]:
         a0, a1 = code.a0[:m], code.a1[:m]
         args = g.args
         for k in code.np_at[: bisect_right(code.np_at, m - 1)]:  # an NP node: the edges without a VJP lead nowhere
@@ -285,12 +282,22 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
             t = args[code.nodes[k]]
             a0[k] = t[0] if 0 in call.grad_operands else n  # type: ignore[union-attr]
             a1[k] = t[-1] if len(t) - 1 in call.grad_operands else n  # type: ignore[union-attr]
-        if not code.many:
+        inner = [  # the operands between the first and the last of a node of more than two, that get a gradient
+            args[i][s]
+            for i in code.many
+            if i <= out
+            for s in code.aux[bisect_left(code.nodes, i)].grad_operands  # type: ignore[union-attr, index]
+        ]
+        if _all_consumed(a0, a1, inner, n, out):
+            reach[: out + 1] = [True] * (out + 1)  # every node up to the output reaches it (see _all_consumed)
+        elif not code.many:
+            reach[out] = True
             for i, a, b in zip(code.nodes[m - 1 :: -1], a0[::-1], a1[::-1]):
                 if reach[i]:
                     reach[a] = True
                     reach[b] = True
         else:
+            reach[out] = True
             for i, a, b, f in zip(code.nodes[m - 1 :: -1], a0[::-1], a1[::-1], code.aux[m - 1 :: -1]):  # type: ignore[index]
                 if reach[i]:
                     reach[a] = True
@@ -325,16 +332,15 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
     )
 
 
-def _all_consumed(a0: list[int], a1: list[int], m: int, out: int) -> bool:
-    """Whether every node below ``out`` is an operand of one of the first ``m`` op nodes (those up to ``out``),
-    counted in C. Then every node up to ``out`` reaches it along edges that carry a gradient (in a graph of
-    Kernel ops, where every operand gets one): a node's consumers come after it, so by induction from ``out``
-    down, each node has a consumer that reaches ``out``."""
-    if m == 0:
-        return out == 0
-    used = set(a0[:m])
-    used.update(a1[:m])
-    return len(used) == out  # (operands come before their node, so all of them are below ``out``)
+def _all_consumed(a0: list[int], a1: list[int], inner: list[int], n: int, out: int) -> bool:
+    """Whether every node below ``out`` is an operand, along an edge that carries a gradient, of an op node up to
+    ``out`` (``a0``, ``a1``: the first and last operands of those op nodes, ``n`` where the edge carries none;
+    ``inner``: the other operands that get one), marked in one array. Then every node up to ``out`` reaches it: a
+    node's consumers come after it, so by induction from ``out`` down, each node has a consumer that does."""
+    used = np.zeros(n + 1, dtype=bool)
+    for ix in (a0, a1, inner):
+        used[np.fromiter(ix, dtype=np.intp, count=len(ix))] = True
+    return bool(used[:out].all())
 
 
 class Operands(NamedTuple):
