@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Callable
 from itertools import compress, repeat
 from operator import and_, gt, itemgetter, not_
@@ -55,6 +56,7 @@ RELU, NP1, NP = Kernel.RELU.value, Kernel.NP1.value, Kernel.NP.value
 FLOAT_VJP = max(k.value for k in Kernel) + 1
 
 _first, _last = itemgetter(0), itemgetter(-1)
+_value = itemgetter("value")  # a constant's value, from its attributes
 
 _NAN = float("nan")
 
@@ -157,9 +159,10 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
     tensor: set[int] = set()
     back = None
     if mixed:  # a node that is or takes a tensor: NP
-        scalar = [s == () for s in g.shapes]
-        tensor.update(i for i, s in zip(nodes, map(scalar.__getitem__, nodes)) if not s)
-        for k in [k for k, (i, a, b) in enumerate(zip(nodes, a0, a1)) if not (scalar[i] and scalar[a] and scalar[b])]:
+        scalar = np.fromiter(map(().__eq__, g.shapes), dtype=bool, count=n)
+        at = [np.fromiter(ix, dtype=np.intp, count=len(nodes)) for ix in (nodes, a0, a1)]
+        tensor.update(compress(nodes, (~scalar[at[0]]).tolist()))
+        for k in np.flatnonzero(~(scalar[at[0]] & scalar[at[1]] & scalar[at[2]])).tolist():
             kern[k] = NP  # (a node of more than two operands is NP already)
         if not present.isdisjoint(tables.float_vjp):
             back = list(map(tables.back.__getitem__, compress(ops, kernel)))
@@ -176,21 +179,24 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
         )
     np_at = list(compress(range(len(kern)), map(NP.__eq__, kern))) if NP in kern else []
     many = set()
-    with_vjp: dict[tuple[str, int], tuple[int, ...]] = {}  # (op, number of operands): the operands with a VJP
+    calls: dict[tuple[str, int, bool], OpCall] = {}  # the NP nodes without attributes share their OpCall
+    no_attrs: dict = {}
     if np_at and aux is None:
         aux = [None] * len(kern)
     for k in np_at:  # an NP node: its record and attributes
         i = nodes[k]
-        spec = OPS[ops[i]]
         t = opargs[k]
         if len(t) > 2:
             many.add(i)
-        grad_operands = with_vjp.get((spec.name, len(t)))
-        if grad_operands is None:
-            grad_operands = with_vjp[spec.name, len(t)] = tuple(
-                s for s in range(len(t)) if spec.vjp_many is not None or spec.vjp_for(s) is not None
-            )
-        aux[k] = OpCall(spec, attrs[i] or {}, grad_operands, i not in tensor)  # type: ignore[index]
+        key = (ops[i], len(t), i not in tensor)
+        call = calls.get(key)
+        if call is None:
+            spec = OPS[key[0]]
+            grad_operands = tuple(s for s in range(len(t)) if spec.vjp_many is not None or spec.vjp_for(s) is not None)
+            call = calls[key] = OpCall(spec, no_attrs, grad_operands, key[2])
+        if attrs[i]:
+            call = call._replace(attrs=attrs[i])
+        aux[k] = call  # type: ignore[index]
     input_nodes = list(g.inputs.values())
     consts = _positions(ops, "const")
     if not many and _no_constant_op(consts, a0, a1):  # (the usual case) every op node depends on an input
@@ -200,11 +206,16 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
     else:
         need = _needs(n, input_nodes, nodes, a0, a1, many, args)
     init: list[Any] = [0.0] * n
-    for i in consts:
-        value = attrs[i]["value"]  # type: ignore[index]
-        init[i] = value if mixed and np.ndim(value) else float(value)
+    values = list(map(_value, map(attrs.__getitem__, consts)))
+    if mixed:  # a tensor constant's value stays its array
+        big = list(map(().__ne__, map(g.shapes.__getitem__, consts)))
+        deque(map(init.__setitem__, compress(consts, big), compress(values, big)), maxlen=0)
+        small = list(map(not_, big))
+        deque(map(init.__setitem__, compress(consts, small), map(float, compress(values, small))), maxlen=0)
+    else:
+        deque(map(init.__setitem__, consts, map(float, values)), maxlen=0)
     no_grad = consts if need.count(False) == len(consts) else list(compress(range(n), map(not_, need)))
-    tensors = [i for i, s in enumerate(g.shapes) if s != ()] if mixed else []
+    tensors = list(compress(range(n), map(().__ne__, g.shapes))) if mixed else []
     return FloatCode(
         nodes,
         kern,
