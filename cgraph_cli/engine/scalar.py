@@ -408,6 +408,20 @@ class ScalarPlan:
         self._depth: np.ndarray | None = None
         self._wide: bool | None = None
         self._need_array: np.ndarray | None = None
+        self._pruned: dict[tuple[str, ...], ScalarPlan] = {}
+
+    def pruned(self, names: list[str]) -> ScalarPlan:
+        """This plan differentiating only the inputs ``names`` (``eval --wrt``, ``input data``): the nodes that
+        depend on none of them need no gradient, so the backward pass leaves them out. The gradients kept are the
+        whole pass's bit for bit: a node's gradient sums its consumers' contributions in the same order, and every
+        consumer of a node that depends on ``names`` does too."""
+        key = tuple(names)
+        plan = self._pruned.get(key)
+        if plan is None:
+            need = self.g.needs_grad(names)
+            no_grad = list(compress(range(self.n), map(not_, need)))
+            plan = self._pruned[key] = ScalarPlan(self.g, self.code._replace(need=need, no_grad=no_grad))
+        return plan
 
     def need_array(self) -> np.ndarray:
         if self._need_array is None:
