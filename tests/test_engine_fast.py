@@ -275,3 +275,42 @@ def test_a_mixed_graph_takes_the_float_loop_and_a_tensor_output_is_refused() -> 
         evaluate(g, values, g.bindings["v"], strategy="scalar")
     big = "v = [a, b, 1] * a\n" + "".join(f"w{k} = v * {k}\n" for k in range(12)) + "y = sum(w3)\n"
     assert scalar_plan(compile_src(big, values), values) is None  # mostly tensors: the generic loop
+
+
+def kernel_program(rng: random.Random, n: int) -> str:
+    """Statements over ops the float loop runs itself (no NP node), each on earlier names at random."""
+    names = ["i0", "i1", "i2"]
+    lines = []
+    for k in range(n):
+        a, b = rng.choice(names), rng.choice(names[-3:])
+        lines.append(f"t{k} = " + rng.choice([f"{a} + {b}", f"{a} * {b}", f"{a} - {b}", f"sin({a})", f"-{a}"]))
+        names.append(f"t{k}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_all_consumed_shortcut_gives_the_walks_backward_lists(seed: int, monkeypatch) -> None:
+    """compile_back skips its reachability walk when every node below the output has a consumer that passes it a
+    gradient: the lists it gives are the walk's, for every output of random programs (an output in the middle
+    leaves nodes unreached), of Kernel ops only and of every op (NP nodes, edges without a VJP, min of three)."""
+    from cgraph_cli.engine import scalar as S
+
+    rng = random.Random(700 + seed)
+    if seed % 2:
+        text = kernel_program(rng, rng.randint(1, 30))
+    else:
+        text = random_program(rng, rng.randint(1, 30), wide=rng.random() < 0.5)
+    g = compile_src(text, {f"i{k}": np.array(1.0) for k in range(3)})
+    plan = scalar_plan(g)
+    assert plan is not None
+    real = S._all_consumed
+    taken = []
+    for out in range(len(g)):
+        with monkeypatch.context() as m:
+            m.setattr(S, "_all_consumed", lambda *a, out=out: real(*a) and not taken.append(out))
+            fast = S.compile_back(plan.code, g, out)
+        with monkeypatch.context() as m:
+            m.setattr(S, "_all_consumed", lambda *a: False)
+            walked = S.compile_back(plan.code, g, out)
+        assert fast == walked, (out, text)
+    assert taken or not seed % 2  # (a program of Kernel ops: the last node at least)

@@ -13,7 +13,8 @@ Values and gradients come back as two float64 arrays; the per-node list of the :
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Callable
 from itertools import compress, repeat
 from operator import and_, gt, itemgetter, not_
@@ -55,6 +56,7 @@ RELU, NP1, NP = Kernel.RELU.value, Kernel.NP1.value, Kernel.NP.value
 FLOAT_VJP = max(k.value for k in Kernel) + 1
 
 _first, _last = itemgetter(0), itemgetter(-1)
+_value = itemgetter("value")  # a constant's value, from its attributes
 
 _NAN = float("nan")
 
@@ -157,9 +159,10 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
     tensor: set[int] = set()
     back = None
     if mixed:  # a node that is or takes a tensor: NP
-        scalar = [s == () for s in g.shapes]
-        tensor.update(i for i, s in zip(nodes, map(scalar.__getitem__, nodes)) if not s)
-        for k in [k for k, (i, a, b) in enumerate(zip(nodes, a0, a1)) if not (scalar[i] and scalar[a] and scalar[b])]:
+        scalar = np.fromiter(map(().__eq__, g.shapes), dtype=bool, count=n)
+        at = [np.fromiter(ix, dtype=np.intp, count=len(nodes)) for ix in (nodes, a0, a1)]
+        tensor.update(compress(nodes, (~scalar[at[0]]).tolist()))
+        for k in np.flatnonzero(~(scalar[at[0]] & scalar[at[1]] & scalar[at[2]])).tolist():
             kern[k] = NP  # (a node of more than two operands is NP already)
         if not present.isdisjoint(tables.float_vjp):
             back = list(map(tables.back.__getitem__, compress(ops, kernel)))
@@ -176,21 +179,24 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
         )
     np_at = list(compress(range(len(kern)), map(NP.__eq__, kern))) if NP in kern else []
     many = set()
-    with_vjp: dict[tuple[str, int], tuple[int, ...]] = {}  # (op, number of operands): the operands with a VJP
+    calls: dict[tuple[str, int, bool], OpCall] = {}  # the NP nodes without attributes share their OpCall
+    no_attrs: dict = {}
     if np_at and aux is None:
         aux = [None] * len(kern)
     for k in np_at:  # an NP node: its record and attributes
         i = nodes[k]
-        spec = OPS[ops[i]]
         t = opargs[k]
         if len(t) > 2:
             many.add(i)
-        grad_operands = with_vjp.get((spec.name, len(t)))
-        if grad_operands is None:
-            grad_operands = with_vjp[spec.name, len(t)] = tuple(
-                s for s in range(len(t)) if spec.vjp_many is not None or spec.vjp_for(s) is not None
-            )
-        aux[k] = OpCall(spec, attrs[i] or {}, grad_operands, i not in tensor)  # type: ignore[index]
+        key = (ops[i], len(t), i not in tensor)
+        call = calls.get(key)
+        if call is None:
+            spec = OPS[key[0]]
+            grad_operands = tuple(s for s in range(len(t)) if spec.vjp_many is not None or spec.vjp_for(s) is not None)
+            call = calls[key] = OpCall(spec, no_attrs, grad_operands, key[2])
+        if attrs[i]:
+            call = call._replace(attrs=attrs[i])
+        aux[k] = call  # type: ignore[index]
     input_nodes = list(g.inputs.values())
     consts = _positions(ops, "const")
     if not many and _no_constant_op(consts, a0, a1):  # (the usual case) every op node depends on an input
@@ -200,11 +206,16 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
     else:
         need = _needs(n, input_nodes, nodes, a0, a1, many, args)
     init: list[Any] = [0.0] * n
-    for i in consts:
-        value = attrs[i]["value"]  # type: ignore[index]
-        init[i] = value if mixed and np.ndim(value) else float(value)
+    values = list(map(_value, map(attrs.__getitem__, consts)))
+    if mixed:  # a tensor constant's value stays its array
+        big = list(map(().__ne__, map(g.shapes.__getitem__, consts)))
+        deque(map(init.__setitem__, compress(consts, big), compress(values, big)), maxlen=0)
+        small = list(map(not_, big))
+        deque(map(init.__setitem__, compress(consts, small), map(float, compress(values, small))), maxlen=0)
+    else:
+        deque(map(init.__setitem__, consts, map(float, values)), maxlen=0)
     no_grad = consts if need.count(False) == len(consts) else list(compress(range(n), map(not_, need)))
-    tensors = [i for i, s in enumerate(g.shapes) if s != ()] if mixed else []
+    tensors = list(compress(range(n), map(().__ne__, g.shapes))) if mixed else []
     return FloatCode(
         nodes,
         kern,
@@ -275,7 +286,6 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
     m = bisect_right(code.nodes, out)
     reach = [False] * (n + 1)  # (the last slot: where the edges without a VJP point)
     if need[out]:
-        reach[out] = True
         a0, a1 = code.a0[:m], code.a1[:m]
         args = g.args
         for k in code.np_at[: bisect_right(code.np_at, m - 1)]:  # an NP node: the edges without a VJP lead nowhere
@@ -283,12 +293,22 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
             t = args[code.nodes[k]]
             a0[k] = t[0] if 0 in call.grad_operands else n  # type: ignore[union-attr]
             a1[k] = t[-1] if len(t) - 1 in call.grad_operands else n  # type: ignore[union-attr]
-        if not code.many:
+        inner = [  # the operands between the first and the last of a node of more than two, that get a gradient
+            args[i][s]
+            for i in code.many
+            if i <= out
+            for s in code.aux[bisect_left(code.nodes, i)].grad_operands  # type: ignore[union-attr, index]
+        ]
+        if _all_consumed(a0, a1, inner, n, out):
+            reach[: out + 1] = [True] * (out + 1)  # every node up to the output reaches it (see _all_consumed)
+        elif not code.many:
+            reach[out] = True
             for i, a, b in zip(code.nodes[m - 1 :: -1], a0[::-1], a1[::-1]):
                 if reach[i]:
                     reach[a] = True
                     reach[b] = True
         else:
+            reach[out] = True
             for i, a, b, f in zip(code.nodes[m - 1 :: -1], a0[::-1], a1[::-1], code.aux[m - 1 :: -1]):  # type: ignore[index]
                 if reach[i]:
                     reach[a] = True
@@ -321,6 +341,17 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
         None if aux is None else list(compress(aux, sel))[::-1],
         unreached,
     )
+
+
+def _all_consumed(a0: list[int], a1: list[int], inner: list[int], n: int, out: int) -> bool:
+    """Whether every node below ``out`` is an operand, along an edge that carries a gradient, of an op node up to
+    ``out`` (``a0``, ``a1``: the first and last operands of those op nodes, ``n`` where the edge carries none;
+    ``inner``: the other operands that get one), marked in one array. Then every node up to ``out`` reaches it: a
+    node's consumers come after it, so by induction from ``out`` down, each node has a consumer that does."""
+    used = np.zeros(n + 1, dtype=bool)
+    for ix in (a0, a1, inner):
+        used[np.fromiter(ix, dtype=np.intp, count=len(ix))] = True
+    return bool(used[:out].all())
 
 
 class Operands(NamedTuple):
@@ -377,6 +408,20 @@ class ScalarPlan:
         self._depth: np.ndarray | None = None
         self._wide: bool | None = None
         self._need_array: np.ndarray | None = None
+        self._pruned: dict[tuple[str, ...], ScalarPlan] = {}
+
+    def pruned(self, names: list[str]) -> ScalarPlan:
+        """This plan differentiating only the inputs ``names`` (``eval --wrt``, ``input data``): the nodes that
+        depend on none of them need no gradient, so the backward pass leaves them out. The gradients kept are the
+        whole pass's bit for bit: a node's gradient sums its consumers' contributions in the same order, and every
+        consumer of a node that depends on ``names`` does too."""
+        key = tuple(names)
+        plan = self._pruned.get(key)
+        if plan is None:
+            need = self.g.needs_grad(names)
+            no_grad = list(compress(range(self.n), map(not_, need)))
+            plan = self._pruned[key] = ScalarPlan(self.g, self.code._replace(need=need, no_grad=no_grad))
+        return plan
 
     def need_array(self) -> np.ndarray:
         if self._need_array is None:
