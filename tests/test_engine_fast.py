@@ -223,3 +223,94 @@ def test_constant_subexpressions_get_no_gradient() -> None:
         res = evaluate(g, values, strategy="scalar")
         need = g.needs_grad()
         assert [gr is not None for gr in res.grads] == need
+
+
+# -- graphs with a few tensors: the float loop runs the tensor nodes through their records ----------------------------
+
+MIXED_FORMS = [
+    "x{k} = tanh(x{j} * 1.0001 + a)",
+    "x{k} = sin(x{j}) - b ^ 2 / 4",
+    "x{k} = max(tanh(x{j}), x{i} * 0.5, -0.5) + 0.1 * tanh(x{j})",
+    "x{k} = tanh(sum([x{j}, x{i}, 1.5e-3] * [1, 2, 3]))",
+    "x{k} = tanh(-x{j} + [x{i}, a][1] - relu(x{j} - x{i}))",
+    "v{k} = [x{j}, x{i}, a] + x{j}\nx{k} = sum(v{k} * v{k}) * 0.1 - x{i}",
+    "x{k} = mean(exp([x{j}, -x{i}]) * x{i})",
+    "x{k} = dot([x{j}, a], [b, x{i}]) * 0.5",
+    "x{k} = f(tanh(x{j}), c) / (1 + abs(x{i}))",
+    "x{k} = x{j} * x{j} - x{i} / 3",
+]
+
+
+def mixed_program(rng: random.Random, n: int) -> str:
+    lines = ["input a = 0.5, b = -1.25, c = 2", "def f(u, v) = u * v * 0.25 + sin(u) - v / 2", "x0 = a + b * c"]
+    for k in range(1, n):
+        lines.append(rng.choice(MIXED_FORMS).format(k=k, j=k - 1, i=rng.randrange(max(k - 8, 0), k)))
+    lines.append(f"out = x{n - 1} + x{rng.randrange(n)}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_mixed_programs_bit_for_bit(seed: int) -> None:
+    rng = random.Random(9000 + seed)
+    text = mixed_program(rng, rng.randint(2, 40))
+    a = rng.choice([0.5, -0.0, 0.0, 3.0, 1e300, -2.5])
+    values = {"a": np.array(a), "b": np.array(rng.choice([-1.25, 0.0, 7.0])), "c": np.array(2.0)}
+    g = compile_src(text, values)
+    plan = scalar_plan(g, values)
+    if any(s != () for s in g.shapes) and plan is not None:
+        assert plan.code.mixed and not plan.batchable()
+    check_bits(text, values)
+
+
+def test_a_mixed_graph_takes_the_float_loop_and_a_tensor_output_is_refused() -> None:
+    from cgraph_cli.errors import CgraphError
+
+    text = "v = [a, b, 1] * a\ny = sum(v) + a * b\n"
+    values = {"a": np.array(0.5), "b": np.array(2.0)}
+    g = compile_src(text, values)
+    plan = scalar_plan(g, values)
+    assert plan is not None and plan.code.mixed
+    check_bits(text, values)
+    with pytest.raises(CgraphError, match="only a scalar can be differentiated"):
+        evaluate(g, values, g.bindings["v"], strategy="scalar")
+    big = "v = [a, b, 1] * a\n" + "".join(f"w{k} = v * {k}\n" for k in range(12)) + "y = sum(w3)\n"
+    assert scalar_plan(compile_src(big, values), values) is None  # mostly tensors: the generic loop
+
+
+def kernel_program(rng: random.Random, n: int) -> str:
+    """Statements over ops the float loop runs itself (no NP node), each on earlier names at random."""
+    names = ["i0", "i1", "i2"]
+    lines = []
+    for k in range(n):
+        a, b = rng.choice(names), rng.choice(names[-3:])
+        lines.append(f"t{k} = " + rng.choice([f"{a} + {b}", f"{a} * {b}", f"{a} - {b}", f"sin({a})", f"-{a}"]))
+        names.append(f"t{k}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_all_consumed_shortcut_gives_the_walks_backward_lists(seed: int, monkeypatch) -> None:
+    """compile_back skips its reachability walk when every node below the output has a consumer that passes it a
+    gradient: the lists it gives are the walk's, for every output of random programs (an output in the middle
+    leaves nodes unreached), of Kernel ops only and of every op (NP nodes, edges without a VJP, min of three)."""
+    from cgraph_cli.engine import scalar as S
+
+    rng = random.Random(700 + seed)
+    if seed % 2:
+        text = kernel_program(rng, rng.randint(1, 30))
+    else:
+        text = random_program(rng, rng.randint(1, 30), wide=rng.random() < 0.5)
+    g = compile_src(text, {f"i{k}": np.array(1.0) for k in range(3)})
+    plan = scalar_plan(g)
+    assert plan is not None
+    real = S._all_consumed
+    taken = []
+    for out in range(len(g)):
+        with monkeypatch.context() as m:
+            m.setattr(S, "_all_consumed", lambda *a, out=out: real(*a) and not taken.append(out))
+            fast = S.compile_back(plan.code, g, out)
+        with monkeypatch.context() as m:
+            m.setattr(S, "_all_consumed", lambda *a: False)
+            walked = S.compile_back(plan.code, g, out)
+        assert fast == walked, (out, text)
+    assert taken or not seed % 2  # (a program of Kernel ops: the last node at least)

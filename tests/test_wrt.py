@@ -161,6 +161,26 @@ def test_backward_runs_no_vjp_for_what_nobody_asked() -> None:
     assert sum(last.values()) < sum(data.values()) < sum(every.values())
 
 
+def test_the_fast_strategies_leave_out_the_nodes_nobody_asked_for() -> None:
+    """The float loop's and the level-batched pass's backward lists hold only the nodes that depend on a requested
+    input (and reach the output); the whole pass's lists hold the others too."""
+    from cgraph_cli.engine.scalar import scalar_plan
+
+    text = "y = sin(a) * b\nz = cos(c) * c + exp(b)\nout = y + z\n"
+    values = {k: np.array(v) for k, v in {"a": 0.5, "b": 2.0, "c": -1.0}.items()}
+    g = compile_program(Source(text, "p"), values, use_cache=False)
+    plan = scalar_plan(g, values)
+    assert plan is not None
+    full = set(plan.back(g.output).nodes)
+    depends_on_a = set(np.flatnonzero(g.needs_grad(["a"])).tolist())
+    part = set(plan.pruned(["a"]).back(g.output).nodes)
+    assert part and part <= depends_on_a and part < full
+    assert {g.ops[i] for i in full - part} >= {"cos", "exp"}
+    for strategy in ("scalar", "levels"):
+        res = evaluate(g, values, strategy=strategy, wrt=["a"])
+        assert res.wrt == ["a"] and [i for i, gr in enumerate(res.grads) if gr is not None] == sorted(depends_on_a)
+
+
 # -- the command line and the API ------------------------------------------------------------------------------------
 
 

@@ -27,7 +27,14 @@ import os
 
 import numpy as np
 
-from cgraph_cli.engine.reference import Result, backward, check_scalar_output, forward, nonfinite_report
+from cgraph_cli.engine.reference import (
+    Result,
+    backward,
+    check_scalar_output,
+    forward,
+    nonfinite_report,
+    scan_plan,
+)
 from cgraph_cli.engine.scalar import scalar_plan
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.ir.graph import Graph
@@ -50,8 +57,8 @@ def evaluate(
     ``strategy`` forces one of :data:`STRATEGIES` (default: ``$CGRAPH_ENGINE`` or ``auto``);
     a fast strategy that does not apply to the graph falls back to the generic one.
     ``wrt``: the inputs to differentiate (default: every input not declared data; checked by
-    :meth:`Graph.grad_inputs`); nodes no requested gradient depends on get none (None), and the generic
-    strategy does not visit them in the backward pass.
+    :meth:`Graph.grad_inputs`); nodes no requested gradient depends on get none (None), and no strategy
+    visits them in the backward pass.
     """
     out = g.output if out is None else out
     names = g.grad_inputs(wrt)
@@ -63,6 +70,8 @@ def evaluate(
         plan = scalar_plan(g)
         xs = None if plan is None else plan.bind(inputs)  # every input a scalar, as a float
         if plan is not None and xs is not None:
+            if pruned:  # only the nodes the requested gradients depend on get one
+                plan = plan.pruned(names)
             kind = strategy
             if kind == "auto":
                 kind = "levels" if plan.wide(out) else "scalar"
@@ -70,25 +79,22 @@ def evaluate(
             if kind == "scalar":
                 res = plan.run_scalar(inputs, out, xs)
                 if res is not None:
-                    return _only(res, names) if pruned else res
+                    return _asked(res, names) if pruned else res
                 # a Python float exception (x / 0, math domain): numpy's rules apply
                 if strategy == "scalar" or not plan.wide(out):
                     kind = "generic"
             if kind == "levels" and plan.batchable():
                 res = plan.run_levels(inputs, out, xs)
-                return _only(res, names) if pruned else res
+                return _asked(res, names) if pruned else res
     vals = forward(g, inputs)
     check_scalar_output(g, out, np.shape(vals[out]))
     grads = backward(g, vals, out, wrt=names)
-    bad, masks = nonfinite_report(vals, grads)  # one scan of every node, kept for the presenters
+    # the nodes that could hide a NaN or an infinity first; every node (kept for the presenters) only if one does
+    bad, masks = nonfinite_report(vals, grads, plan=scan_plan(g, names))
     return Result(g, vals, grads, out, inputs, bad, masks=masks, wrt=names if pruned else None)
 
 
-def _only(res: Result, names: list[str]) -> Result:
-    """A scalar strategy's result (every input differentiated) with the gradients of the nodes that depend on
-    none of ``names`` dropped. The gradients kept are the ones a pruned pass computes, bit for bit: a node's
-    gradient sums its consumers' contributions, and every consumer of a node that depends on ``names`` does too."""
-    need = res.graph.needs_grad(names)
-    grads = [gr if nd else None for gr, nd in zip(res.grads, need)]
-    bad, masks = nonfinite_report(res.values, grads)
-    return Result(res.graph, res.values, grads, res.out, res.inputs, bad, masks=masks, wrt=names)
+def _asked(res: Result, names: list[str]) -> Result:
+    """A pruned fast strategy's result, saying which inputs it differentiated."""
+    res.wrt = names
+    return res

@@ -13,7 +13,8 @@ Values and gradients come back as two float64 arrays; the per-node list of the :
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Callable
 from itertools import compress, repeat
 from operator import and_, gt, itemgetter, not_
@@ -21,9 +22,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from cgraph_cli.engine.reference import Result, check_scalar_output
+from cgraph_cli.engine.reference import Result, _all_finite, check_scalar_output
 from cgraph_cli.ir.graph import Graph
-from cgraph_cli.ops import LEAF_OPS, OPS, Kernel, Op
+from cgraph_cli.ops import LEAF_OPS, OPS, Kernel, Op, unbroadcast
 
 # A graph whose average level holds at least this many nodes runs level-batched.
 WIDE = 48
@@ -55,6 +56,7 @@ RELU, NP1, NP = Kernel.RELU.value, Kernel.NP1.value, Kernel.NP.value
 FLOAT_VJP = max(k.value for k in Kernel) + 1
 
 _first, _last = itemgetter(0), itemgetter(-1)
+_value = itemgetter("value")  # a constant's value, from its attributes
 
 _NAN = float("nan")
 
@@ -78,6 +80,7 @@ class OpCall(NamedTuple):
     op: Op
     attrs: dict
     grad_operands: tuple[int, ...]  # operand slots k whose VJP rule exists
+    scalar: bool = True  # whether its value is a scalar (a Python float in the loop), else an array
 
 
 class _Tables(NamedTuple):
@@ -121,7 +124,9 @@ class FloatCode(NamedTuple):
     input_nodes: list[int]
     input_names: list[str]
     consts: list[int]  # the constant nodes
-    init: list[float]  # per node: a constant's value, 0.0 elsewhere (the forward pass's starting list)
+    init: list[Any]  # per node: a constant's value (a float; an array if a tensor), 0.0 elsewhere
+    mixed: bool = False  # some nodes are tensors (see compile_floats)
+    tensors: list[int] = []  # (mixed) the nodes whose value is an array
 
 
 class BackCode(NamedTuple):
@@ -136,8 +141,11 @@ class BackCode(NamedTuple):
     unreached: list[int]
 
 
-def compile_floats(g: Graph) -> FloatCode:
-    """The float loop's plan: a handful of passes over the node list, most of them in C (map, compress)."""
+def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
+    """The float loop's plan: a handful of passes over the node list, most of them in C (map, compress).
+
+    ``mixed``: some nodes are tensors (every shape known): a node runs its kernel only if it and its operands
+    are scalars, else it is an NP node whose value is the record's array (see :func:`_mixed_graph`)."""
     ops, args, attrs = g.ops, g.args, g.attrs
     n = len(ops)
     tables = _op_tables()
@@ -148,23 +156,47 @@ def compile_floats(g: Graph) -> FloatCode:
     a0 = list(map(_first, opargs))
     a1 = list(map(_last, opargs))
     present = set(ops)
+    tensor: set[int] = set()
+    back = None
+    if mixed:  # a node that is or takes a tensor: NP
+        scalar = np.fromiter(map(().__eq__, g.shapes), dtype=bool, count=n)
+        at = [np.fromiter(ix, dtype=np.intp, count=len(nodes)) for ix in (nodes, a0, a1)]
+        tensor.update(compress(nodes, (~scalar[at[0]]).tolist()))
+        for k in np.flatnonzero(~(scalar[at[0]] & scalar[at[1]] & scalar[at[2]])).tolist():
+            kern[k] = NP  # (a node of more than two operands is NP already)
+        if not present.isdisjoint(tables.float_vjp):
+            back = list(map(tables.back.__getitem__, compress(ops, kernel)))
+            for k, c in enumerate(kern):
+                if c == NP:
+                    back[k] = NP
     aux: list[Unary | OpCall | None] | None = None
     if not present.isdisjoint(tables.unary):  # the NP1 nodes' functions, from their records (shared by an op's nodes)
         aux = list(map(tables.unary.get, compress(ops, kernel)))
     # the backward codes: the kernels, or FLOAT_VJP for an NP1 op whose VJP runs on the floats
-    back = kern if tables.float_vjp.isdisjoint(present) else list(map(tables.back.__getitem__, compress(ops, kernel)))
+    if back is None:
+        back = (
+            kern if tables.float_vjp.isdisjoint(present) else list(map(tables.back.__getitem__, compress(ops, kernel)))
+        )
     np_at = list(compress(range(len(kern)), map(NP.__eq__, kern))) if NP in kern else []
     many = set()
+    calls: dict[tuple[str, int, bool], OpCall] = {}  # the NP nodes without attributes share their OpCall
+    no_attrs: dict = {}
+    if np_at and aux is None:
+        aux = [None] * len(kern)
     for k in np_at:  # an NP node: its record and attributes
-        if aux is None:
-            aux = [None] * len(kern)
         i = nodes[k]
-        spec = OPS[ops[i]]
         t = opargs[k]
         if len(t) > 2:
             many.add(i)
-        grad_operands = tuple(s for s in range(len(t)) if spec.vjp_many is not None or spec.vjp_for(s) is not None)
-        aux[k] = OpCall(spec, attrs[i] or {}, grad_operands)
+        key = (ops[i], len(t), i not in tensor)
+        call = calls.get(key)
+        if call is None:
+            spec = OPS[key[0]]
+            grad_operands = tuple(s for s in range(len(t)) if spec.vjp_many is not None or spec.vjp_for(s) is not None)
+            call = calls[key] = OpCall(spec, no_attrs, grad_operands, key[2])
+        if attrs[i]:
+            call = call._replace(attrs=attrs[i])
+        aux[k] = call  # type: ignore[index]
     input_nodes = list(g.inputs.values())
     consts = _positions(ops, "const")
     if not many and _no_constant_op(consts, a0, a1):  # (the usual case) every op node depends on an input
@@ -173,12 +205,34 @@ def compile_floats(g: Graph) -> FloatCode:
             need[i] = False
     else:
         need = _needs(n, input_nodes, nodes, a0, a1, many, args)
-    init = [0.0] * n
-    for i in consts:
-        init[i] = float(attrs[i]["value"])  # type: ignore[index]
+    init: list[Any] = [0.0] * n
+    values = list(map(_value, map(attrs.__getitem__, consts)))
+    if mixed:  # a tensor constant's value stays its array
+        big = list(map(().__ne__, map(g.shapes.__getitem__, consts)))
+        deque(map(init.__setitem__, compress(consts, big), compress(values, big)), maxlen=0)
+        small = list(map(not_, big))
+        deque(map(init.__setitem__, compress(consts, small), map(float, compress(values, small))), maxlen=0)
+    else:
+        deque(map(init.__setitem__, consts, map(float, values)), maxlen=0)
     no_grad = consts if need.count(False) == len(consts) else list(compress(range(n), map(not_, need)))
+    tensors = list(compress(range(n), map(().__ne__, g.shapes))) if mixed else []
     return FloatCode(
-        nodes, kern, back, a0, a1, aux, np_at, frozenset(many), need, no_grad, input_nodes, list(g.inputs), consts, init
+        nodes,
+        kern,
+        back,
+        a0,
+        a1,
+        aux,
+        np_at,
+        frozenset(many),
+        need,
+        no_grad,
+        input_nodes,
+        list(g.inputs),
+        consts,
+        init,
+        mixed,
+        tensors,
     )
 
 
@@ -232,7 +286,6 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
     m = bisect_right(code.nodes, out)
     reach = [False] * (n + 1)  # (the last slot: where the edges without a VJP point)
     if need[out]:
-        reach[out] = True
         a0, a1 = code.a0[:m], code.a1[:m]
         args = g.args
         for k in code.np_at[: bisect_right(code.np_at, m - 1)]:  # an NP node: the edges without a VJP lead nowhere
@@ -240,19 +293,29 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
             t = args[code.nodes[k]]
             a0[k] = t[0] if 0 in call.grad_operands else n  # type: ignore[union-attr]
             a1[k] = t[-1] if len(t) - 1 in call.grad_operands else n  # type: ignore[union-attr]
-        if not code.many:
+        inner = [  # the operands between the first and the last of a node of more than two, that get a gradient
+            args[i][s]
+            for i in code.many
+            if i <= out
+            for s in code.aux[bisect_left(code.nodes, i)].grad_operands  # type: ignore[union-attr, index]
+        ]
+        if _all_consumed(a0, a1, inner, n, out):
+            reach[: out + 1] = [True] * (out + 1)  # every node up to the output reaches it (see _all_consumed)
+        elif not code.many:
+            reach[out] = True
             for i, a, b in zip(code.nodes[m - 1 :: -1], a0[::-1], a1[::-1]):
                 if reach[i]:
                     reach[a] = True
                     reach[b] = True
         else:
-            for i, a, b in zip(code.nodes[m - 1 :: -1], a0[::-1], a1[::-1]):
+            reach[out] = True
+            for i, a, b, f in zip(code.nodes[m - 1 :: -1], a0[::-1], a1[::-1], code.aux[m - 1 :: -1]):  # type: ignore[index]
                 if reach[i]:
                     reach[a] = True
                     reach[b] = True
                     if i in code.many:  # the operands between the first and the last
                         t = args[i]
-                        for s in code.aux[code.nodes.index(i)].grad_operands:  # type: ignore[index, union-attr]
+                        for s in f.grad_operands:  # type: ignore[union-attr]
                             reach[t[s]] = True
     aux = code.aux
     if reach.count(True) - reach[n] == out + 1 and code.no_grad is code.consts:
@@ -278,6 +341,17 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
         None if aux is None else list(compress(aux, sel))[::-1],
         unreached,
     )
+
+
+def _all_consumed(a0: list[int], a1: list[int], inner: list[int], n: int, out: int) -> bool:
+    """Whether every node below ``out`` is an operand, along an edge that carries a gradient, of an op node up to
+    ``out`` (``a0``, ``a1``: the first and last operands of those op nodes, ``n`` where the edge carries none;
+    ``inner``: the other operands that get one), marked in one array. Then every node up to ``out`` reaches it: a
+    node's consumers come after it, so by induction from ``out`` down, each node has a consumer that does."""
+    used = np.zeros(n + 1, dtype=bool)
+    for ix in (a0, a1, inner):
+        used[np.fromiter(ix, dtype=np.intp, count=len(ix))] = True
+    return bool(used[:out].all())
 
 
 class Operands(NamedTuple):
@@ -323,10 +397,10 @@ class LevelPlan(NamedTuple):
 class ScalarPlan:
     """A scalar float64 graph compiled for the fast strategies (cached in ``Graph.derived``)."""
 
-    def __init__(self, g: Graph, code: FloatCode | None = None) -> None:
+    def __init__(self, g: Graph, code: FloatCode | None = None, *, mixed: bool = False) -> None:
         self.g = g
         self.n = len(g.ops)
-        self.code = compile_floats(g) if code is None else code
+        self.code = compile_floats(g, mixed) if code is None else code
         self.need = self.code.need
         self._back: dict[int, BackCode] = {}
         self._operands: Operands | None = None
@@ -334,6 +408,20 @@ class ScalarPlan:
         self._depth: np.ndarray | None = None
         self._wide: bool | None = None
         self._need_array: np.ndarray | None = None
+        self._pruned: dict[tuple[str, ...], ScalarPlan] = {}
+
+    def pruned(self, names: list[str]) -> ScalarPlan:
+        """This plan differentiating only the inputs ``names`` (``eval --wrt``, ``input data``): the nodes that
+        depend on none of them need no gradient, so the backward pass leaves them out. The gradients kept are the
+        whole pass's bit for bit: a node's gradient sums its consumers' contributions in the same order, and every
+        consumer of a node that depends on ``names`` does too."""
+        key = tuple(names)
+        plan = self._pruned.get(key)
+        if plan is None:
+            need = self.g.needs_grad(names)
+            no_grad = list(compress(range(self.n), map(not_, need)))
+            plan = self._pruned[key] = ScalarPlan(self.g, self.code._replace(need=need, no_grad=no_grad))
+        return plan
 
     def need_array(self) -> np.ndarray:
         if self._need_array is None:
@@ -379,8 +467,9 @@ class ScalarPlan:
         return self._operands
 
     def batchable(self) -> bool:
-        """Whether every op has at most two operands (the level-batched strategy's edge tables)."""
-        return not self.code.many
+        """Whether every op has at most two operands (the level-batched strategy's edge tables) and every node is
+        a scalar."""
+        return not self.code.many and not self.code.mixed
 
     def wide(self, out: int) -> bool:
         """Whether the graph is wide enough for level batching (its levels are found on the way)."""
@@ -499,9 +588,11 @@ class ScalarPlan:
                     elif c == relu_:
                         x = v[a]
                         v[i] = x if (x > 0.0 or x != x) else 0.0
-                    else:  # NP: an OpCall, the record's function on numpy scalars
-                        spec, at, _ = f  # type: ignore[misc]
-                        v[i] = float(spec.fwd(*[f64(v[j]) for j in args[i]], **at))
+                    else:  # NP: an OpCall, the record's function on numpy scalars (and arrays)
+                        spec, at, _, scalar = f  # type: ignore[misc]
+                        r = spec.fwd(*[f64(y) if type(y) is float else y for y in map(v.__getitem__, args[i])], **at)
+                        v[i] = float(r) if scalar else r
+                check_scalar_output(self.g, out, np.shape(v[out]))
                 bc = self.back(out)
                 G = self._backward_scalar(v, out, bc)
         except (ArithmeticError, ValueError):
@@ -513,7 +604,8 @@ class ScalarPlan:
         in operand order, consumers in decreasing order, as the generic loop adds them."""
         code = self.code
         args, need = self.g.args, code.need
-        G = [-0.0] * self.n
+        shapes = self.g.shapes if code.mixed else None
+        G: list[Any] = [-0.0] * self.n
         if not need[out]:
             return G
         G[out] = 1.0
@@ -559,7 +651,7 @@ class ScalarPlan:
             elif c == np1_:  # the record's VJP on numpy scalars
                 G[a] += float(f.vjp(f64(gi), f64(v[i]), f64(v[a])))  # type: ignore[union-attr]
             else:  # NP: any op, through its record on numpy scalars
-                backward_np(G, v, i, f, f64(gi), args[i], need)  # type: ignore[arg-type]
+                backward_np(G, v, i, f, gi, args[i], need, shapes)  # type: ignore[arg-type]
         return G
 
     # -- level batching -----------------------------------------------------------------------------------------------
@@ -679,9 +771,55 @@ class ScalarPlan:
         return G, reached
 
     # -- results ----------------------------------------------------------------------------------------------------
-    def _result(self, inputs, out, v: list[float], G: list[float], bc: BackCode) -> Result:
-        check_scalar_output(self.g, out, ())
+    def _result(self, inputs, out, v: list[Any], G: list[Any], bc: BackCode) -> Result:
+        if self.code.mixed:
+            return self._result_mixed(inputs, out, v, G, bc.unreached if self.need[out] else None)
         return self._finish(inputs, out, v, G, bc.unreached if self.need[out] else None)
+
+    def _result_mixed(self, inputs, out, v: list[Any], G: list[Any], unreached: list[int] | None) -> Result:
+        """A mixed graph's Result, with its per-node lists (numpy float64 scalars, and the tensors' arrays)."""
+        code, g, n = self.code, self.g, self.n
+        tensors = code.tensors
+        vs, gs = v.copy(), G.copy()
+        for i in tensors:
+            vs[i] = gs[i] = 0.0
+        V = np.array(vs, dtype=np.float64)
+        Ga = np.array(gs, dtype=np.float64)
+        if unreached is None:
+            Ga[:] = 0.0
+            unreached = list(compress(range(n), code.need))
+        elif unreached:
+            Ga[unreached] = 0.0
+        values: list[Any] = list(V)
+        grads: list[Any] = list(Ga)
+        vbad = ~np.isfinite(V)
+        gbad = ~np.isfinite(Ga) & self.need_array()
+        for i in tensors:
+            values[i] = v[i]
+            grads[i] = G[i] if type(G[i]) is not float else np.zeros(g.shapes[i], dtype=np.float64)
+        for i in unreached:
+            if type(G[i]) is not float:
+                grads[i] = np.zeros(g.shapes[i], dtype=np.float64)
+        if not _all_finite_many([v[i] for i in tensors]):
+            for i in tensors:
+                vbad[i] = not _all_finite(v[i])
+        if not _all_finite_many([grads[i] for i in tensors if code.need[i]]):
+            for i in tensors:
+                gbad[i] = code.need[i] and not _all_finite(grads[i])
+        for i, name in zip(code.input_nodes, code.input_names):
+            values[i] = inputs[name]
+        attrs = g.attrs
+        for i in code.consts:
+            values[i] = attrs[i]["value"]  # type: ignore[index]
+        for i in code.no_grad:
+            grads[i] = None
+            gbad[i] = False
+        bad: list[tuple[str, int]] = []
+        if vbad.any():
+            bad.append(("forward", int(np.argmax(vbad))))
+        if gbad.any():
+            bad.append(("backward", int(n - 1 - np.argmax(gbad[::-1]))))
+        return Result(g, values, grads, out, inputs, bad, masks=(vbad, gbad))
 
     def _finish(self, inputs, out, v: Any, G: Any, unreached: list[int] | None) -> ArrayResult:
         """The Result of the values and gradients ``v`` and ``G`` (lists of floats or float64 arrays, a gradient
@@ -774,6 +912,14 @@ class ArrayResult(Result):
         self._grads = v
 
 
+def _all_finite_many(arrays: list[np.ndarray]) -> bool:
+    """Whether every entry of every array is finite (one scan of them all)."""
+    if not arrays:
+        return True
+    with np.errstate(all="ignore"):
+        return bool(np.isfinite(np.concatenate(arrays, axis=None)).all())
+
+
 def _finite_sum(x: Any) -> bool:
     """Whether every term of ``x`` is finite, if the answer is yes: False may mean only that the sum overflowed."""
     if type(x) is list:
@@ -782,15 +928,26 @@ def _finite_sum(x: Any) -> bool:
         return bool(np.isfinite(np.sum(x)))
 
 
-def _backward_np(G: list[float], v: list[float], i: int, call: OpCall, gg: Any, args, need) -> None:
-    """Pass node ``i``'s gradient ``gg`` to its operands by its record's VJPs on numpy scalars."""
-    spec, at, _ = call
-    ans = np.float64(v[i])
-    xs = [np.float64(v[j]) for j in args]
+def _backward_np(G: list[Any], v: list[Any], i: int, call: OpCall, gi: Any, args, need, shapes) -> None:
+    """Pass node ``i``'s gradient ``gi`` to its operands by its record's VJPs on numpy scalars (and arrays, summed
+    back to an operand's shape as the generic loop does, when ``shapes`` are given: a mixed graph)."""
+    f64 = np.float64
+    spec, at, _, _ = call
+    gg = f64(gi) if type(gi) is float else gi
+    ans = v[i]
+    ans = f64(ans) if type(ans) is float else ans
+    xs = [f64(y) if type(y) is float else y for y in map(v.__getitem__, args)]
     ks = [k for k, j in enumerate(args) if need[j]]
     for k, d in zip(ks, spec.vjps(ks, gg, ans, xs, at)):
-        if d is not None:
-            G[args[k]] += float(d)
+        if d is None:
+            continue
+        j = args[k]
+        if shapes is not None:
+            d = unbroadcast(d, shapes[j], spec.name)
+        if type(v[j]) is float:
+            G[j] += float(d)
+        else:
+            G[j] = G[j] + d
 
 
 def _gather(edges: Edges, L: int, G, reached, contrib, valid, need) -> None:
@@ -838,6 +995,15 @@ def _scalar_graph(g: Graph) -> bool:
     return True
 
 
+def _mixed_graph(g: Graph) -> bool:
+    """Whether the float loop suits a graph with some tensors: every shape known, at least 3/4 of the nodes
+    scalars, and every input a scalar (a tensor node runs through its record on arrays, as the generic loop)."""
+    shapes = g.shapes
+    if None in shapes or shapes.count(()) * 4 < 3 * len(shapes):
+        return False
+    return all(shapes[i] == () for i in g.inputs.values())
+
+
 def scalar_plan(g: Graph, inputs: dict[str, Any] | None = None) -> ScalarPlan | None:
     """The graph's fast-path plan if every node is a float64 scalar (and, given ``inputs``, every input is a
     scalar: see :meth:`ScalarPlan.bind`), else None."""
@@ -845,7 +1011,13 @@ def scalar_plan(g: Graph, inputs: dict[str, Any] | None = None) -> ScalarPlan | 
         return None
     plan = g.derived.get("scalar_plan")
     if plan is None:
-        plan = g.derived["scalar_plan"] = ScalarPlan(g) if _scalar_graph(g) else False
+        if _scalar_graph(g):
+            plan = ScalarPlan(g)
+        elif _mixed_graph(g):
+            plan = ScalarPlan(g, mixed=True)
+        else:
+            plan = False
+        g.derived["scalar_plan"] = plan
     if plan is False or (inputs is not None and plan.bind(inputs) is None):
         return None
     return plan

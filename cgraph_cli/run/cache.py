@@ -31,6 +31,7 @@ import os
 import re
 import stat
 import tempfile
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -385,26 +386,17 @@ def load(k: str, source: Source) -> Graph | None:
 
 
 def _args_from_flat(arity: np.ndarray, flat: np.ndarray) -> list[tuple[int, ...]]:
-    """Operand tuples from the flat list: pairs are zipped in C, the other arities patched in."""
-    n = len(arity)
+    """Operand tuples from the flat list: the nodes of each number of operands at once, their tuples zipped and
+    put in place in C."""
     offs = np.cumsum(arity, dtype=np.int64) - arity
-    first = np.where(arity >= 1, flat[np.minimum(offs, max(len(flat) - 1, 0))] if len(flat) else 0, 0)
-    second = np.where(arity >= 2, flat[np.minimum(offs + 1, max(len(flat) - 1, 0))] if len(flat) else 0, 0)
-    args: list[tuple[int, ...]] = list(zip(first.tolist(), second.tolist()))
-    empty: tuple[int, ...] = ()
-    for i in np.flatnonzero(arity == 0).tolist():
-        args[i] = empty
-    f = first.tolist()
-    for i in np.flatnonzero(arity == 1).tolist():
-        args[i] = (f[i],)
-    more = np.flatnonzero(arity > 2)
-    if len(more):
-        fl = flat.tolist()
-        o = offs.tolist()
-        ar = arity.tolist()
-        for i in more.tolist():
-            args[i] = tuple(fl[o[i] : o[i] + ar[i]])
-    del n
+    args: list[tuple[int, ...]] = [()] * len(arity)
+    put = args.__setitem__
+    for k in np.unique(arity).tolist():
+        if k == 0:
+            continue
+        idx = np.flatnonzero(arity == k)
+        start = offs[idx]
+        deque(map(put, idx.tolist(), zip(*[flat[start + j].tolist() for j in range(k)])), maxlen=0)
     return args
 
 
@@ -537,7 +529,7 @@ def _check(z: dict[str, np.ndarray], source: Source) -> dict:
 
     names = meta["names"]
     _require(isinstance(names, list) and len(names) == n, "names")
-    _require(all(x is None or isinstance(x, str) for x in names), "names")
+    _require(set(map(type, names)) <= {str, type(None)}, "names")
     attrs = meta["attrs"]
     _require(isinstance(attrs, list), "attrs")
     seen: set[int] = set()
@@ -561,9 +553,15 @@ def _check(z: dict[str, np.ndarray], source: Source) -> dict:
     outputs = meta["outputs"]
     _require(isinstance(outputs, list) and outputs, "outputs")
     _require(all(_is_int(i) and 0 <= i < n for i in outputs), "outputs")
-    for item in meta["bindings"]:
-        _require(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str), "bindings")
-        _require(_is_int(item[1]) and 0 <= item[1] < n, "bindings")
+    bindings = meta["bindings"]
+    _require(isinstance(bindings, list), "bindings")
+    _require(  # (one expression: a program has a binding per statement)
+        all(
+            type(b) is list and len(b) == 2 and type(b[0]) is str and type(b[1]) is int and 0 <= b[1] < n
+            for b in bindings
+        ),
+        "bindings",
+    )
     return meta
 
 
@@ -574,15 +572,15 @@ def _from_arrays(z: dict[str, np.ndarray], source: Source) -> Graph:
     opnames = meta["opnames"]
     ops = [opnames[c] for c in z["ops"].tolist()]
     args = _args_from_flat(z["arity"], z["args"])
-    ndim = z["ndim"].tolist()
+    ndim = z["ndim"]
     dims = z["dims"].tolist()
-    shapes: list[Any] = []
+    shapes: list[Any] = [()] * n  # (most nodes are scalars: only the others are visited)
     p = 0
-    for d in ndim:
+    for i, d in zip(np.flatnonzero(ndim).tolist(), ndim[ndim != 0].tolist()):
         if d < 0:
-            shapes.append(None)
+            shapes[i] = None
         else:
-            shapes.append(tuple(dims[p : p + d]))
+            shapes[i] = tuple(dims[p : p + d])
             p += d
     attrs: list[Any] = [None] * n
     shared: dict[Any, dict] = {}  # equal scalar constants share one read-only array, as the builder's do
