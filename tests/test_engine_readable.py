@@ -268,6 +268,7 @@ def test_evaluate_patches_no_attribute_onto_the_graph():
     from dataclasses import fields
 
     from cgraph_cli.engine import STRATEGIES, evaluate
+    from cgraph_cli.engine.reference import ScanPlan
     from cgraph_cli.engine.scalar import ScalarPlan
     from cgraph_cli.ir.graph import Graph, build_graph
     from cgraph_cli.lang.parser import parse
@@ -279,7 +280,9 @@ def test_evaluate_patches_no_attribute_onto_the_graph():
     for strategy in STRATEGIES:
         evaluate(g, values, strategy=strategy)
         assert set(vars(g)) == declared
-    assert set(g.derived) == {"scalar_plan"} and isinstance(g.derived["scalar_plan"], ScalarPlan)
+    assert set(g.derived) == {"scalar_plan", "scan_plans"} and isinstance(g.derived["scalar_plan"], ScalarPlan)
+    # the generic strategy's non-finite scan plans, one per set of differentiated inputs
+    assert all(isinstance(p, ScanPlan) for p in g.derived["scan_plans"].values())
 
 
 def test_scalar_plan_parts_are_named():

@@ -27,7 +27,14 @@ import os
 
 import numpy as np
 
-from cgraph_cli.engine.reference import Result, backward, check_scalar_output, forward, nonfinite_report
+from cgraph_cli.engine.reference import (
+    Result,
+    backward,
+    check_scalar_output,
+    forward,
+    nonfinite_report,
+    scan_plan,
+)
 from cgraph_cli.engine.scalar import scalar_plan
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.ir.graph import Graph
@@ -82,7 +89,8 @@ def evaluate(
     vals = forward(g, inputs)
     check_scalar_output(g, out, np.shape(vals[out]))
     grads = backward(g, vals, out, wrt=names)
-    bad, masks = nonfinite_report(vals, grads)  # one scan of every node, kept for the presenters
+    # the nodes that could hide a NaN or an infinity first; every node (kept for the presenters) only if one does
+    bad, masks = nonfinite_report(vals, grads, plan=scan_plan(g, names))
     return Result(g, vals, grads, out, inputs, bad, masks=masks, wrt=names if pruned else None)
 
 

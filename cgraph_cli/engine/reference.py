@@ -166,12 +166,82 @@ def nonfinite_mask(items: list[Any]) -> np.ndarray:
     return bad
 
 
+@dataclass(frozen=True)
+class ScanPlan:
+    """The nodes a non-finite scan must look at, from the records' :class:`~cgraph_cli.ops.Carry` claims.
+
+    A node whose non-finite value its consumer always passes on (``Carry.value``) needs no scan of its own:
+    if the node held a NaN or an infinity, so would that consumer, and so on along the chain to a node that
+    is scanned. ``values`` are the nodes at the ends of such chains; ``value_by`` the consumers that vouch for
+    the others (a claim holds only for a result that is not empty: they are checked at run time). Likewise
+    for gradients, which flow the other way: a node whose VJP passes a non-finite gradient on to an operand
+    that gets a gradient (``Carry.grad``) is vouched for by that operand (``grad_by``, not empty), and only
+    the ``grads`` of the others are scanned."""
+
+    values: list[int]
+    value_by: list[int]
+    grads: list[int]
+    grad_by: list[int]
+
+
+def scan_plan(g: Graph, wrt: list[str]) -> ScanPlan:
+    """The scan plan of ``g`` for a backward pass differentiating the inputs ``wrt`` (kept in ``g.derived``)."""
+    key = (len(g.ops), tuple(wrt))
+    plans = g.derived.setdefault("scan_plans", {})
+    plan = plans.get(key)
+    if plan is None:
+        n = len(g.ops)
+        need = g.needs_grad(wrt)
+        vouch = [-1] * n  # a consumer showing the node's non-finite value
+        gvouch = [-1] * n  # an operand whose gradient shows the node's non-finite gradient
+        for i, (op, args) in enumerate(zip(g.ops, g.args)):
+            if op in LEAF_OPS:
+                continue
+            carry = OPS[op].carry
+            for k in carry.value_from(len(args)):
+                if vouch[args[k]] < 0:
+                    vouch[args[k]] = i
+            if need[i]:
+                for k in carry.grad_to(len(args)):
+                    if need[args[k]]:
+                        gvouch[i] = args[k]
+                        break
+        plan = ScanPlan(
+            values=[i for i in range(n) if vouch[i] < 0],
+            value_by=sorted({v for v in vouch if v >= 0}),
+            grads=[i for i in range(n) if need[i] and gvouch[i] < 0],
+            grad_by=sorted({v for v in gvouch if v >= 0}),
+        )
+        plans[key] = plan
+    return plan
+
+
+def _empty(v: Any) -> bool:
+    return getattr(v, "size", 1) == 0
+
+
+def all_finite_by(plan: ScanPlan, vals: list[Any], grads: list[Any]) -> bool:
+    """Whether every value and gradient is finite, scanning only the plan's nodes; False also when a node that
+    vouches for others is empty (then only a full scan can tell)."""
+    if any(_empty(vals[i]) for i in plan.value_by) or any(_empty(grads[i]) for i in plan.grad_by):
+        return False
+    return not (
+        nonfinite_mask([vals[i] for i in plan.values]).any() or nonfinite_mask([grads[i] for i in plan.grads]).any()
+    )
+
+
 def nonfinite_report(
-    vals: list[Any], grads: list[Any], tangents: list[Any] | None = None
+    vals: list[Any], grads: list[Any], tangents: list[Any] | None = None, *, plan: ScanPlan | None = None
 ) -> tuple[list[tuple[str, int]], tuple[np.ndarray, np.ndarray]]:
     """Every node scanned once: the first non-finite node of the forward pass (and of the tangents, in forward
     mode), the one where the backward pass first met one (the last in node order), and the masks of values and
-    gradients, which the presenters reuse."""
+    gradients, which the presenters reuse.
+
+    With a ``plan`` (:func:`scan_plan`; values and gradients from :func:`forward` and :func:`backward`), only
+    its nodes are scanned first; when they are all finite, so is every node, and the full scan is skipped."""
+    if plan is not None and tangents is None and all_finite_by(plan, vals, grads):
+        none = np.zeros(len(vals), dtype=bool)
+        return [], (none, none.copy())
     masks = (nonfinite_mask(vals), nonfinite_mask(grads))
     bad: list[tuple[str, int]] = []
     fi = first_true(masks[0])

@@ -12,6 +12,7 @@ from cgraph_cli.ops import arith, elementwise, reduce, tensor
 from cgraph_cli.ops.core import (
     ROWWISE,
     Call,
+    Carry,
     Derive,
     Kernel,
     Kink,
@@ -32,6 +33,7 @@ __all__ = [
     "OPS",
     "ROWWISE",
     "Call",
+    "Carry",
     "Derive",
     "Kernel",
     "Kink",

@@ -5,7 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 from cgraph_cli.fmt import fmt_number, fmt_shape
-from cgraph_cli.ops.core import ROWWISE, Call, Code, Derive, Kernel, Lower, Op, Rows, broadcast_shape, same_shape
+from cgraph_cli.ops.core import (
+    ALL,
+    CARRIES,
+    ROWWISE,
+    Call,
+    Carry,
+    Code,
+    Derive,
+    Kernel,
+    Lower,
+    Op,
+    Rows,
+    broadcast_shape,
+    same_shape,
+)
 from cgraph_cli.ops.text import call, paren, transposed
 
 # -- pow ---------------------------------------------------------------------------------
@@ -197,6 +211,7 @@ RECORDS = [
         rows=ROWWISE,
         kernel=Kernel.ID,
         complex_step=True,
+        carry=CARRIES,
         lower=Lower(array=Code("{0}"), torch=Code("{0}"), onnx="Identity"),
     ),
     Op(
@@ -216,6 +231,7 @@ RECORDS = [
         test_shapes=((3, 1), (4,)),
         complex_step=True,
         numpy=np.add,
+        carry=CARRIES,
         lower=Lower(array=Code("{0} + {1}"), torch=Code("{0} + {1}"), onnx="Add"),
     ),
     Op(
@@ -236,6 +252,7 @@ RECORDS = [
         test_shapes=((2, 3), (3,)),
         complex_step=True,
         numpy=np.subtract,
+        carry=CARRIES,
         lower=Lower(array=Code("{0} - {1}"), torch=Code("{0} - {1}"), onnx="Sub"),
     ),
     Op(
@@ -255,6 +272,7 @@ RECORDS = [
         test_shapes=((3,), (2, 1)),
         complex_step=True,
         numpy=np.multiply,
+        carry=CARRIES,
         lower=Lower(array=Code("{0} * {1}"), torch=Code("{0} * {1}"), onnx="Mul"),
     ),
     Op(
@@ -278,6 +296,7 @@ RECORDS = [
         test_shapes=((2, 3), (3,)),
         complex_step=True,
         numpy=np.divide,
+        carry=Carry(value=(0,), grad=ALL),  # a / inf = 0
         lower=Lower(array=Code("{0} / {1}"), torch=Code("{0} / {1}"), onnx="Div"),
     ),
     Op(
@@ -302,6 +321,7 @@ RECORDS = [
         test_shapes=((3,), ()),
         complex_step=True,
         numpy=np.power,
+        carry=Carry(grad=(1,)),  # nan^0 = 1^nan = 1; d/da is where-guarded (0 where b = 0)
         lower=Lower(
             numpy=Code("np.power({0}, {1})"),
             jax=Code(
@@ -330,6 +350,7 @@ RECORDS = [
         test_shapes=((2, 3), (3, 4)),
         complex_step=True,
         numpy=np.matmul,
+        carry=CARRIES,
         lower=Lower(array=Code("{0} @ {1}"), torch=Code("{0} @ {1}"), onnx=_matmul_onnx),
     ),
     Op(
@@ -348,6 +369,7 @@ RECORDS = [
         kernel=Kernel.NEG,
         complex_step=True,
         numpy=np.negative,
+        carry=CARRIES,
         lower=Lower(array=Code("-{0}"), torch=Code("-{0}"), onnx="Neg"),
     ),
 ]

@@ -103,6 +103,43 @@ class Kink:
     note: str | None = None
 
 
+ALL = "all"  # Carry: every operand (of a variadic op too)
+
+
+@dataclass(frozen=True)
+class Carry:
+    """Which non-finite numbers (NaN, ±inf) the op always passes on, whatever its other operands hold, so that
+    the engine's non-finite scan can skip the nodes whose NaN or infinity would show in a later node anyway
+    (:func:`cgraph_cli.engine.reference.scan_plan`); ``tests/test_nonfinite_carry.py`` checks every claim.
+
+    ``value``: the operands k such that a non-finite entry of operand k always makes some entry of the result
+    non-finite (unless the result is empty). True of add, mul, matmul (nan · 0 and inf · 0 are NaN; this
+    assumes a BLAS that does not skip zero products, as OpenBLAS, numpy's own, does not), log, sqrt, sum, a
+    reshape ...; not of a function that maps an infinity to a finite number (``tanh(inf) = 1``,
+    ``exp(-inf) = 0``, ``relu(-inf) = 0``, ``1 / inf = 0``, ``x^0 = 1``) nor of one that picks entries (max,
+    where, an index, a comparison, softmax). ``grad``: the operands k whose VJP has a non-finite entry whenever
+    the upstream gradient g has one (unless the operand is empty): a VJP that multiplies g entry by entry
+    (``g · f'(x)``: nan · 0 is NaN), sums or moves it; not one that selects from it (where, an operand's slice of
+    g for concat and stack) or returns zeros (sign, a comparison). ``ALL``: every operand.
+
+    The default claims nothing: the engine then scans the node itself (slower, never wrong)."""
+
+    value: tuple[int, ...] | str = ()
+    grad: tuple[int, ...] | str = ()
+
+    def value_from(self, n: int) -> tuple[int, ...] | range:
+        """The operands (of ``n``) whose non-finite entry the result always shows."""
+        return range(n) if self.value == ALL else self.value  # type: ignore[return-value]
+
+    def grad_to(self, n: int) -> tuple[int, ...] | range:
+        """The operands (of ``n``) whose VJP always shows a non-finite entry of the upstream gradient."""
+        return range(n) if self.grad == ALL else self.grad  # type: ignore[return-value]
+
+
+CARRIES = Carry(ALL, ALL)  # both: add, mul, log, sum, reshape ...
+CARRIES_GRAD = Carry(grad=ALL)  # the gradient only: tanh, exp, relu, max ... (their value can hide an infinity)
+
+
 @dataclass(frozen=True)
 class Call:
     """How the language spells a call of the op: ``name(x, ...)`` with ``min_args`` to
@@ -224,6 +261,7 @@ class Op:
     kink: Kink | None = None
     hint: Callable[[list[Any], Any], str | None] | None = None  # why its value is not finite
     grad_hint: Callable[[int, list[Any]], str | None] | None = None  # why a local derivative is not
+    carry: Carry = Carry()  # which non-finite numbers it always passes on (the engine scans the others' nodes)
     # -- the generated finite-difference tests
     domain: tuple[float, float] = (-2.0, 2.0)
     test_shapes: tuple[Shape, ...] | None = None

@@ -9,7 +9,11 @@ import numpy as np
 
 from cgraph_cli.fmt import fmt_index, fmt_shape
 from cgraph_cli.ops.core import (
+    ALL,
+    CARRIES,
+    CARRIES_GRAD,
     Call,
+    Carry,
     Code,
     Derive,
     Kernel,
@@ -621,6 +625,7 @@ RECORDS = [
         transpose_shape,
         1,
         "ᵀ",
+        carry=CARRIES,
         jvp=Derive.LINEAR,
         calls=(
             Call("transpose", doc="the axes reversed (a matrix transposed)"),
@@ -658,6 +663,7 @@ RECORDS = [
         reshape_shape,
         1,
         "reshape",
+        carry=CARRIES,
         jvp=Derive.LINEAR,
         calls=(
             Call(
@@ -716,6 +722,7 @@ RECORDS = [
         softmax_shape,
         1,
         "log_softmax",
+        carry=CARRIES,
         jvp=_log_softmax_jvp,
         calls=(
             Call(
@@ -748,6 +755,7 @@ RECORDS = [
         expand_dims_shape,
         1,
         "expand_dims",
+        carry=CARRIES,
         jvp=Derive.LINEAR,
         calls=(Call("expand_dims", 1, 2, "axis", keywords=("axis",), doc="a new axis of length 1 at axis (required)"),),
         formula=lambda L, at: keyword_call("expand_dims", L, at, {}, ("axis",)),
@@ -770,6 +778,7 @@ RECORDS = [
         squeeze_shape,
         1,
         "squeeze",
+        carry=CARRIES,
         jvp=Derive.LINEAR,
         calls=(Call("squeeze", 1, 2, "axis", keywords=("axis",), doc="axes of length 1 removed (all, or axis)"),),
         formula=lambda L, at: keyword_call("squeeze", L, at, {"axis": None}, ("axis",)),
@@ -794,6 +803,7 @@ RECORDS = [
         index_shape,
         1,
         "[]",
+        carry=CARRIES_GRAD,
         jvp=Derive.LINEAR,
         formula=lambda L, at: f"{paren(L[0])}{fmt_index(at.get('idx', ()))}",
         label=lambda at: fmt_index(at["idx"]),
@@ -820,6 +830,7 @@ RECORDS = [
         _stack_shape,
         None,
         "[ ]",
+        carry=Carry(value=ALL),
         jvp=Derive.LINEAR,
         calls=(
             Call(
@@ -850,6 +861,7 @@ RECORDS = [
         concat_shape,
         None,
         "concat",
+        carry=Carry(value=ALL),
         jvp=Derive.LINEAR,
         calls=(Call("concat", 1, None, keywords=("axis",), doc="joined along an existing axis"),),
         formula=lambda L, at: keyword_call("concat", L, at, {"axis": 0}),
@@ -897,6 +909,7 @@ RECORDS = [
         trace_shape,
         1,
         "trace",
+        carry=CARRIES_GRAD,
         jvp=Derive.LINEAR,
         calls=(Call("trace", doc="the sum of a matrix's diagonal"),),
         local=lambda k, L, A, at, sh: "I",
@@ -912,6 +925,7 @@ RECORDS = [
         outer_shape,
         2,
         "⊗",
+        carry=CARRIES,
         jvp=Derive.BILINEAR,
         call="outer",
         calls=(Call("outer", 2, 2, doc="the matrix a_i · b_j of two vectors"),),
@@ -932,6 +946,7 @@ RECORDS = [
         cumsum_shape,
         1,
         "cumsum",
+        carry=CARRIES,
         jvp=Derive.LINEAR,
         calls=(
             Call(
@@ -960,6 +975,7 @@ RECORDS = [
         lambda shapes, shape=(), **_: _checked_broadcast(shapes[0], tuple(shape)),
         1,
         "⇱",
+        carry=CARRIES,
         label=lambda at: f"⇱{fmt_shape(tuple(at['shape']))}",
         formula=lambda L, at: f"broadcast({L[0]}, {fmt_shape(tuple(at['shape']))})",
         local=lambda k, L, A, at, sh: "1",
@@ -984,6 +1000,7 @@ RECORDS = [
         lambda shapes, shape=(), **_: (_checked_broadcast(tuple(shape), shapes[0]), tuple(shape))[1],
         1,
         "Σ⇲",
+        carry=CARRIES,
         label=lambda at: f"Σ→{fmt_shape(tuple(at['shape']))}",
         formula=lambda L, at: f"sum_to({L[0]}, {fmt_shape(tuple(at['shape']))})",
         local=lambda k, L, A, at, sh: "1",
@@ -1008,6 +1025,7 @@ RECORDS = [
         lambda shapes, shape=(), idx=(), **_: tuple(shape),
         1,
         "[]⁻¹",
+        carry=Carry(value=ALL),
         label=lambda at: f"→{fmt_index(at.get('idx', ()))}",
         formula=lambda L, at: f"place({L[0]}, {fmt_index(at.get('idx', ()))})",
         local=lambda k, L, A, at, sh: "1",
