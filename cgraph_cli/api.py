@@ -203,6 +203,8 @@ class Program:
     def warnings(self) -> list[str]:
         """Warnings about the program itself (the command line prints them on stderr): a name that mixes
         alphabets confusably, such as a Cyrillic 'а' among Latin letters."""
+        if self.request.source.text.isascii():  # the common case: no name to look at, nothing to compile
+            return []
         return _name_warnings(self._structure())
 
     @property
