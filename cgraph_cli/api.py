@@ -478,7 +478,7 @@ class Program:
         if order == 2:  # second derivatives against finite differences of the gradient
             from cgraph_cli.analysis.second import check_second_order
 
-            report = check_second_order(g, bound, target, **common)
+            report = check_second_order(g, bound, target, progress=progress, **common)
         else:
             report = check.check_gradients(g, bound, target, progress=progress, **common)
             if modes:
