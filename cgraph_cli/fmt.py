@@ -179,9 +179,9 @@ def fmt_cell(v: Any) -> str:
         return fmt_number(a)
     if a.size == 0:
         return "[]"
-    if a.size <= SMALL:
-        return fmt_matrix(a, 4, "python")
-    return fmt_brief(a, 4, "python", "...")
+    if a.size <= SMALL:  # (entries spelled as a scalar cell spells them: NaN, and 0 for -0)
+        return fmt_matrix(a, 4, "plain")
+    return fmt_brief(a, 4, "plain", "...")
 
 
 def fmt_picture(v: Any) -> str:

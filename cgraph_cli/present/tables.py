@@ -567,6 +567,7 @@ def derivative_column(result: Result) -> tuple[str | None, list[Any]]:
 def to_table(result: Result, all_nodes: bool = False):
     """A rich Table: node, op, expression, shape, value, gradient (forward mode: the tangent; a Jacobian:
     the values, then :func:`jacobian_tables`)."""
+    from rich.markup import escape  # a cell is text, not markup: "[z, 1]" or "[inf, 1]" would read as a tag
     from rich.table import Table
 
     g = result.graph
@@ -592,10 +593,10 @@ def to_table(result: Result, all_nodes: bool = False):
         t.add_row(
             labels[i],
             g.ops[i],
-            g.short_text(i),
+            escape(g.short_text(i)),
             fmt_shape(tuple(np.shape(result.values[i]))) if np.ndim(result.values[i]) else "()",
-            fmt_cell(result.values[i]),
-            *([fmt_cell(second[i]) if on_path[i] else OFF_PATH_MARK] if key is not None else []),
+            escape(fmt_cell(result.values[i])),
+            *([escape(fmt_cell(second[i])) if on_path[i] else OFF_PATH_MARK] if key is not None else []),
             style=None if on_path[i] else "dim",
         )
     captions = []

@@ -1,0 +1,67 @@
+"""A table cell is text, never rich markup, and a tensor's entries are spelled as a scalar cell spells them.
+
+rich reads ``[z, 1]`` or ``[inf, 1]`` as a style tag and drops it: the expression of a tensor literal and the
+value of a tensor starting with inf or nan used to vanish from the eval table (and from the Hessian and HVP
+tables, and from ``Evaluation.table()`` printed by the user's own rich console).
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+import cgraph_cli as cg
+from tests.conftest import run_inproc
+
+PROGRAM = """input a = 1
+v = [exp(1000 * a), a]
+y = a * 0 - a * 0
+w = [-(y), a]
+out = sum(v * 0) + sum(w) + a
+"""
+
+
+def row(text: str, name: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(f"│ {name} "))
+
+
+@pytest.fixture(scope="module")
+def table() -> str:
+    r = run_inproc("eval", "-e", PROGRAM, "--all")
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_a_tensor_literal_and_an_inf_entry_stay_in_their_cells(table: str) -> None:
+    assert "[exp(1000 * a), a]" in row(table, "v")
+    assert "[inf, 1]" in row(table, "v")
+
+
+def test_a_tensor_entry_reads_like_a_scalar_cell(table: str) -> None:
+    # -0 is 0 in a table, NaN is NaN, whether the number is a scalar or an entry of a tensor (JSON keeps -0.0)
+    assert "[0, 1]" in row(table, "w") and "-0" not in row(table, "w")
+    assert "NaN" in row(table, "out")
+    r = run_inproc("eval", "-e", "input a = 1\nv = [log(a - 2), a]\nout = sum(v * 0) + a\n")
+    assert "[NaN, 1]" in row(r.stdout, "v")
+    doc = run_inproc("eval", "-e", PROGRAM, "--format", "json").stdout
+    assert '"value": [\n        -0.0' in doc or "-0.0" in doc
+
+
+def test_the_api_table_is_text_under_any_console() -> None:
+    from rich.console import Console
+
+    ev = cg.parse(PROGRAM).eval()
+    buf = io.StringIO()
+    Console(file=buf, width=200).print(ev.to_rich(all_nodes=True))  # a user's console, markup on
+    assert "[exp(1000 * a), a]" in buf.getvalue() and "[inf, 1]" in buf.getvalue()
+
+
+def test_hessian_and_hvp_blocks_are_text() -> None:
+    text = "input x[2]\nout = sum(x * x * x) / 6\n"
+    r = run_inproc("eval", "-e", text, "--at", "x=[1e200, 1]", "--hvp", "x=[1e200, 1]")
+    assert r.returncode == 0, r.stderr
+    assert "[inf, 1]" in r.stdout  # (H v) = x * v: 1e400 overflows
+    r = run_inproc("eval", "-e", text, "--at", "x=[1e200, 1]", "--hessian")
+    assert r.returncode == 0, r.stderr
+    assert "inf" in r.stdout
