@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence, Tex
 
 import numpy as np
 
-from cgraph_cli import notebook
 from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.present import tables
@@ -203,6 +202,8 @@ class Program:
     def warnings(self) -> list[str]:
         """Warnings about the program itself (the command line prints them on stderr): a name that mixes
         alphabets confusably, such as a Cyrillic 'а' among Latin letters."""
+        if self.request.source.text.isascii():  # the common case: no name to look at, nothing to compile
+            return []
         return _name_warnings(self._structure())
 
     @property
@@ -476,7 +477,7 @@ class Program:
         if order == 2:  # second derivatives against finite differences of the gradient
             from cgraph_cli.analysis.second import check_second_order
 
-            report = check_second_order(g, bound, target, **common)
+            report = check_second_order(g, bound, target, progress=progress, **common)
         else:
             report = check.check_gradients(g, bound, target, progress=progress, **common)
             if modes:
@@ -652,6 +653,8 @@ class Program:
     # -- notebook display --------------------------------------------------------------------------
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """The program's structure as SVG (PNG as a fallback) with its IR listing as text."""
+        from cgraph_cli import notebook  # (the notebook views: only when a notebook shows one)
+
         return notebook.picture_bundle(lambda fmt: self._structure_picture().render(fmt), self.ir())
 
     def _structure_picture(self) -> Picture:
@@ -1128,10 +1131,14 @@ class Evaluation:
     # -- notebook display --------------------------------------------------------------------------
     def _repr_html_(self) -> str:
         """The table of values and gradients as HTML."""
+        from cgraph_cli import notebook  # (the notebook views: only when a notebook shows one)
+
         return notebook.table_html(self.result)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """The table and the annotated graph (HTML), the graph alone (SVG, PNG) and a text table."""
+        from cgraph_cli import notebook  # (the notebook views: only when a notebook shows one)
+
         return notebook.evaluation_bundle(self.result, self.render)
 
 
@@ -1293,6 +1300,8 @@ class CheckReport:
 
     def _repr_html_(self) -> str:
         """The rows as an HTML table with the summary."""
+        from cgraph_cli import notebook  # (the notebook views: only when a notebook shows one)
+
         return notebook.check_html(self.rows, self.summary)
 
 
@@ -1505,6 +1514,8 @@ class Picture:
         return Steps(self)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from cgraph_cli import notebook  # (the notebook views: only when a notebook shows one)
+
         return notebook.picture_bundle(self.render, self.dot())
 
 
@@ -1560,7 +1571,11 @@ class Steps:
 
     def _repr_html_(self) -> str:
         """Every frame in a row with its caption (the static strip)."""
+        from cgraph_cli import notebook  # (the notebook views: only when a notebook shows one)
+
         return notebook.strip_html(self.render("svg"), [f.caption for f in self.frames])
 
     def _ipython_display_(self) -> None:
+        from cgraph_cli import notebook  # (the notebook views: only when a notebook shows one)
+
         notebook.show_steps(self.render("svg"), [f.caption for f in self.frames])

@@ -105,3 +105,16 @@ def test_folder_keeps_the_newest_entries(cache_dir, monkeypatch) -> None:
     for k in range(5):
         compile_program(Source(f"y = a * {k}\n", "p.cg"), {})
     assert len(list(cache_dir.glob("*.npz"))) == 3
+
+
+def test_the_builds_warnings_survive_the_cache(cache_dir) -> None:
+    """grad() of something that does not depend on its variable warns when the program is built; a run from the
+    cache (nothing is built) warns the same."""
+    src = Source("input a = 1, b = 2\ny = a * a\nd = grad(y, b)\nout = d + y\n", "w.cg")
+    built = compile_program(src, {})
+    assert built.warnings and "does not depend on 'b'" in built.warnings[0][0]
+    assert list(cache_dir.glob("*.npz"))
+    loaded = compile_program(src, {})
+    assert loaded is not built and loaded.warnings == built.warnings
+    quiet = Source("input a = 1\nout = a * a\n", "q.cg")
+    assert compile_program(quiet, {}).warnings == compile_program(quiet, {}).warnings == []

@@ -403,3 +403,25 @@ def test_keyword_attributes_survive_the_cache(tmp_path, monkeypatch):
     assert loaded is not None, "the cache refused its own entry"
     assert loaded.attrs == first.attrs and loaded.ops == first.ops
     assert any((at or {}).get("axis") == (0, 2) for at in loaded.attrs)
+
+
+@pytest.mark.parametrize(
+    "call, message, hint",
+    [
+        ("norm(x, 2)", "norm() takes 1 argument, got 2", "norm(…, axis=…, keepdims=…, p=…)"),
+        ("var(x, 0, 1)", "var() takes 1 to 2 arguments, got 3", "var(…, axis=…, keepdims=…, ddof=…)"),
+        ("sin(x, 2)", "sin() takes 1 argument, got 2", None),
+    ],
+)
+def test_a_parameter_given_by_position_is_pointed_to_its_name(call, message, hint):
+    """norm(x, 2) is numpy's spelling; cgraph takes p by name, and the error's hint says so (from the records'
+    keywords; a function without keywords gets no hint)."""
+    from tests.conftest import run_inproc
+
+    r = run_inproc("eval", "-e", f"input x[3]\ny = {call}", "--at", "x=[1,2,3]")
+    assert r.returncode == 2
+    lines = r.stderr.splitlines()
+    assert lines[0] == f"error: <expr>:2:5: {message}"
+    hints = [ln for ln in lines if ln.startswith("hint: ")]
+    name = call.split("(")[0]
+    assert hints == ([f"hint: {name}'s other parameters are given by name: {hint}"] if hint else [])

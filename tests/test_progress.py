@@ -43,6 +43,16 @@ def test_check_reports_every_entry(capsys):
     assert capsys.readouterr() == ("", "")
 
 
+def test_second_order_check_reports_every_entry(capsys):
+    calls: list[tuple[int, int | None]] = []
+    report = cg.parse("y = sum(sin(x)) * a + a * b").check(
+        {"x": np.linspace(-1, 1, 4), "a": 2.0, "b": 3.0}, order=2, progress=lambda d, t: calls.append((d, t))
+    )
+    assert report.ok
+    _assert_monotone_to_total(calls, 6)  # a gradient check per entry x[k], a, b
+    assert capsys.readouterr() == ("", "")
+
+
 def test_batch_reports_bytes_up_to_the_file_size(tmp_path, capsys, monkeypatch):
     from cgraph_cli.run import batch
 

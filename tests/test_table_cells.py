@@ -28,7 +28,7 @@ def row(text: str, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def table() -> str:
-    r = run_inproc("eval", "-e", PROGRAM, "--all")
+    r = run_inproc("eval", "-e", PROGRAM, "--all", env={"COLUMNS": "200"})  # (no cell folded onto two lines)
     assert r.returncode == 0, r.stderr
     return r.stdout
 
@@ -42,7 +42,7 @@ def test_a_tensor_entry_reads_like_a_scalar_cell(table: str) -> None:
     # -0 is 0 in a table, NaN is NaN, whether the number is a scalar or an entry of a tensor (JSON keeps -0.0)
     assert "[0, 1]" in row(table, "w") and "-0" not in row(table, "w")
     assert "NaN" in row(table, "out")
-    r = run_inproc("eval", "-e", "input a = 1\nv = [log(a - 2), a]\nout = sum(v * 0) + a\n")
+    r = run_inproc("eval", "-e", "input a = 1\nv = [log(a - 2), a]\nout = sum(v * 0) + a\n", env={"COLUMNS": "200"})
     assert "[NaN, 1]" in row(r.stdout, "v")
     doc = run_inproc("eval", "-e", PROGRAM, "--format", "json").stdout
     assert '"value": [\n        -0.0' in doc or "-0.0" in doc
@@ -59,9 +59,9 @@ def test_the_api_table_is_text_under_any_console() -> None:
 
 def test_hessian_and_hvp_blocks_are_text() -> None:
     text = "input x[2]\nout = sum(x * x * x) / 6\n"
-    r = run_inproc("eval", "-e", text, "--at", "x=[1e200, 1]", "--hvp", "x=[1e200, 1]")
+    r = run_inproc("eval", "-e", text, "--at", "x=[1e200, 1]", "--hvp", "x=[1e200, 1]", env={"COLUMNS": "200"})
     assert r.returncode == 0, r.stderr
     assert "[inf, 1]" in r.stdout  # (H v) = x * v: 1e400 overflows
-    r = run_inproc("eval", "-e", text, "--at", "x=[1e200, 1]", "--hessian")
+    r = run_inproc("eval", "-e", text, "--at", "x=[1e200, 1]", "--hessian", env={"COLUMNS": "200"})
     assert r.returncode == 0, r.stderr
     assert "inf" in r.stdout

@@ -112,6 +112,18 @@ def test_every_command_warns(command: list[str]) -> None:
     assert "warning: <expr>:1:2: the name 'yа' mixes alphabets: 'а' is U+0430" in r.stderr
 
 
+def test_batch_warns_too_and_strict_is_about_numbers(tmp_path) -> None:
+    """eval --batch says what every other command says about a confusable name; --strict fails on a non-finite
+    number only, as in a single evaluation."""
+    points = tmp_path / "p.csv"
+    points.write_text("xа,b\n1,2\n3,4\n", encoding="utf-8")
+    for extra in ([], ["--strict"]):
+        r = run_inproc("eval", "-e", "input xа, b\nout = xа * b", "--batch", str(points), *extra)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[1:] == ["1,2,2.0,2.0,1.0", "3,4,12.0,4.0,3.0"]
+        assert r.stderr.startswith("warning: <expr>:1:8: the name 'xа' mixes alphabets: 'а' is U+0430")
+
+
 def test_no_warning_for_plain_names() -> None:
     g = compile_program(Source("θ = α * σ1\nx = θ + 1", "<t>"), {"α": np.array(1.0), "σ1": np.array(2.0)})
     assert name_warnings(g.bindings, g.source) == []

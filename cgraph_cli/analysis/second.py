@@ -18,6 +18,7 @@ from cgraph_cli.analysis.check import CheckReport, check_gradients, find_kinks, 
 from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.second import HvpProgram
 from cgraph_cli.ir.graph import Graph
+from cgraph_cli.progress import Progress
 
 
 def _entry(name: str, shape: tuple[int, ...], k: int) -> str:
@@ -34,11 +35,13 @@ def check_second_order(
     wrt: list[str] | None = None,
     samples: int | None = None,
     seed: int = 0,
+    progress: Progress | None = None,
     **settings: Any,
 ) -> CheckReport:
     """Every second derivative ``∂²out/∂x[k]∂y[j]`` of the inputs ``wrt`` (default: all), checked as
     :func:`check_gradients` checks a gradient (``settings``: its ``eps``, ``rtol``, ``atol``, ``method``).
-    ``samples``: that many random entries ``x[k]`` per input, and as many ``y[j]`` per input."""
+    ``samples``: that many random entries ``x[k]`` per input, and as many ``y[j]`` per input.
+    ``progress(done, total)`` is called as the entries ``x[k]`` (a gradient check each) are done."""
     out = g.output if out is None else out
     names = pick_inputs(g, wrt)
     base = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
@@ -47,12 +50,17 @@ def check_second_order(
     rng = np.random.default_rng(seed)
     report: CheckReport | None = None
     checks = []
+    plan = []
     for x in names:
         shape = tuple(np.shape(base[x]))
         size = int(np.prod(shape, dtype=np.int64))
         entries = np.arange(size)
         if samples is not None and samples < size:
             entries = np.sort(rng.choice(size, samples, replace=False))
+        plan.append((x, shape, size, entries))
+    total = sum(len(entries) for *_, entries in plan)
+    done = 0
+    for x, shape, size, entries in plan:
         for k in entries:
             values = dict(base)
             for y, v in prog.names.items():
@@ -66,6 +74,9 @@ def check_second_order(
                 c.sampled = c.sampled or len(entries) < size
             checks.extend(sub.inputs)
             report = sub
+            done += 1
+            if progress is not None:
+                progress(done, total)
     how = report.how if report is not None else ("fixed" if settings.get("eps") is not None else "richardson")
     eps = report.eps if report is not None else settings.get("eps")
     rtol = report.rtol if report is not None else 0.0

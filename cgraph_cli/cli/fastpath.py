@@ -198,6 +198,8 @@ def run_eval(args: EvalArgs) -> int:
     if args.batch is not None:
         from cgraph_cli.cli.progress import progress_bar
 
+        _warn(program.warnings)  # (a name that mixes alphabets: as every other command says)
+
         # a bar beside rows written to the same terminal would be torn by them: only for redirected output
         with progress_bar("evaluating rows", unit="bytes", enabled=not _isatty(sys.stdout)) as progress:
             warnings = program.eval_batch(args.batch, sys.stdout, progress=progress)

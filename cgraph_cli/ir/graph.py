@@ -1022,7 +1022,12 @@ class Builder:
                 want = _n_args(least)
             else:
                 want = f"{least} to {most} arguments"
-            raise CgraphError(f"{fname}() takes {want}, got {n}", span)
+            keywords_taken = list(dict.fromkeys(k for c, _ in FUNCTIONS[fname] for k in c.keywords))
+            hint = None
+            if most is not None and n > most and keywords_taken:  # norm(x, 2): numpy's spelling, not cgraph's
+                shown = ", ".join(f"{k}=…" for k in keywords_taken)
+                hint = f"{fname}'s other parameters are given by name: {fname}(…, {shown})"
+            raise CgraphError(f"{fname}() takes {want}, got {n}", span, hint=hint)
         call, spec = picked
         op = spec.name
         attrs: dict | None = None

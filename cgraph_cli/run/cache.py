@@ -54,7 +54,7 @@ _V2_MEMBERS = {"ops", "arity", "args", "ndim", "dims", "spans", "frames_of", "ci
 _V2_MEMBERS |= {"tdims", "tflat", "meta"}
 _V2_META = {"n", "opnames", "names", "attrs", "frames", "inputs", "declared_shapes", "defaults", "outputs"}
 _V2_META |= {"bindings", "dtype"}
-_META = _V2_META | {"data_inputs"}  # the document of a program with inputs declared data
+_OPTIONAL_META = {"data_inputs", "warnings"}  # inputs declared data; warnings of the build (grad() of a constant)
 
 
 def cache_dir() -> Path:
@@ -338,6 +338,8 @@ def _to_arrays(g: Graph) -> dict[str, np.ndarray]:
     }
     if g.data_inputs:  # `input data X`: only then, so other programs' entries stay as they were
         meta["data_inputs"] = sorted(g.data_inputs)
+    if g.warnings:  # the build's warnings, shown again by a run from the cache
+        meta["warnings"] = [[message, list(span)] for message, span in g.warnings]
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     return arrays
 
@@ -480,7 +482,7 @@ def _check(z: dict[str, np.ndarray], source: Source) -> dict:
     m = z["meta"]
     _require(m.dtype == np.uint8 and m.ndim == 1, "meta is not bytes")
     meta = json.loads(m.tobytes().decode("utf-8"))
-    _require(isinstance(meta, dict) and set(meta) in (_V2_META, _META), "meta has other keys")
+    _require(isinstance(meta, dict) and _V2_META <= set(meta) <= _V2_META | _OPTIONAL_META, "meta has other keys")
     n = meta["n"]
     _require(_is_int(n) and n > 0, "n")
     _require(meta["dtype"] in _DTYPES, "dtype")
@@ -548,6 +550,11 @@ def _check(z: dict[str, np.ndarray], source: Source) -> dict:
     for item in meta["declared_shapes"]:
         _require(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str), "declared shapes")
         _require(isinstance(item[1], list) and all(_is_int(d) and d >= 0 for d in item[1]), "declared shapes")
+    warnings = meta.get("warnings", [])
+    _require(isinstance(warnings, list), "warnings")
+    for item in warnings:
+        _require(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str), "warnings")
+        _require(_is_span(item[1], size), "warnings")
     data = meta.get("data_inputs", [])
     _require(isinstance(data, list) and set(data) <= {k for k, _ in inputs}, "data inputs")
     outputs = meta["outputs"]
@@ -636,5 +643,6 @@ def _from_arrays(z: dict[str, np.ndarray], source: Source) -> Graph:
         bindings=dict((k, v) for k, v in meta["bindings"]),
         dtype=dtype,
         data_inputs=set(meta.get("data_inputs", ())),
+        warnings=[(message, (span[0], span[1])) for message, span in meta.get("warnings", ())],
     )
     return g
