@@ -16,14 +16,19 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.reference import nonfinite_report, scan_plan
-from cgraph_cli.errors import Source
+from cgraph_cli.errors import CgraphError, Source
+from cgraph_cli.ir.graph import build_graph
+from cgraph_cli.lang.parser import parse
 from cgraph_cli.ops import OPS, Op, unbroadcast
 from cgraph_cli.ops.core import CARRIES, CARRIES_GRAD, Carry
 from cgraph_cli.run.program import compile_program
 from cgraph_cli.run.values import bind_inputs
+from tests import test_fuzz
 from tests.conftest import run_inproc
 from tests.test_ops_fd import default_shapes
 
@@ -330,3 +335,36 @@ def test_hidden_nonfinite_numbers_are_named_as_before(tmp_path, program, at, exp
     assert len(warnings) == len(expected), r.stderr
     for got, want in zip(warnings, expected):
         assert got.startswith(want), (got, want)
+
+
+FINITE = [1.0, -1.0, 0.0, 0.5, 3.0, 1e308, -1e308]
+SPECIALS = [*FINITE, np.inf, -np.inf, np.nan]
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=250,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(
+    stmts=test_fuzz.programs(),
+    a=st.sampled_from(FINITE),
+    b=st.sampled_from(FINITE),
+    x=st.sampled_from(SPECIALS),
+)
+def test_programs_of_every_function_report_as_a_full_scan(stmts, a, b, x) -> None:
+    """test_fuzz's programs (every function of the language, tensor literals, indexing, reductions) at values
+    that overflow, divide by zero or are not finite: the engine's report is that of a scan of every node. (A
+    cross-check of the plumbing over every op in graphs; the claims themselves are checked op by op above, which
+    catches a wrong one far more surely than these programs do.)"""
+    text = test_fuzz.render_program(stmts)
+    values = {"a": np.array(a), "b": np.array(b), "c": np.array(-1.0), "x": np.array(x), "W": np.array(-2.0)}
+    src = Source(text, "<test>")
+    try:
+        g = build_graph(parse(src), src, values)
+        _same_as_full_scan(g, {k: values[k] for k in g.inputs})
+    except CgraphError:
+        assume(False)
