@@ -174,7 +174,17 @@ class _Writer:
             f"{start}; each step applies the derivative of the forward statement named on its right.",
             INDENT,
         )
-        body += self.statements(plan.backward)
+        backward = self.statements(plan.backward)
+        if any("np.where(" in line for line in backward):  # a formula computes both sides of a kink and keeps
+            # one: numpy's warnings about the side not kept (log(0) for 0^0, 0 * inf) would be false alarms
+            body += _comment(
+                "The derivative formulas compute both sides of a kink and keep one, so numpy's warnings about "
+                "the other side are silenced.",
+                INDENT,
+            )
+            body.append(f'{INDENT}with np.errstate(divide="ignore", invalid="ignore"):')
+            backward = [INDENT + line for line in backward]  # (a line may pass WIDTH by this indent)
+        body += backward
         value = self.result(plan.out)
         entries = [f'"{g.names[i]}": {self.result(n)}' for i, n in plan.grads.items()]
         one = f"{INDENT}return {value}, {{{', '.join(entries)}}}"
