@@ -17,7 +17,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
 from itertools import compress, repeat
-from operator import and_, gt, itemgetter, not_
+from operator import and_, attrgetter, gt, itemgetter, not_
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -57,6 +57,7 @@ FLOAT_VJP = max(k.value for k in Kernel) + 1
 
 _first, _last = itemgetter(0), itemgetter(-1)
 _value = itemgetter("value")  # a constant's value, from its attributes
+_shape = attrgetter("shape")
 
 _NAN = float("nan")
 
@@ -91,6 +92,7 @@ class _Tables(NamedTuple):
     unary: dict[str, Unary]
     float_vjp: frozenset[str]
     back: dict[str, int]
+    np_ops: frozenset[str]  # the ops whose kernel is NP
 
 
 _tables: list[Any] = [None, None]  # [the records (by identity), _Tables]
@@ -103,7 +105,8 @@ def _op_tables() -> _Tables:
         unary = {name: Unary(spec.fwd, spec.vjp_for(0)) for name, spec in OPS.items() if spec.kernel is Kernel.NP1}
         fv = frozenset(name for name, spec in OPS.items() if spec.kernel is Kernel.NP1 and spec.float_vjp)
         back = {name: FLOAT_VJP if name in fv else code for name, code in kernel.items()}
-        _tables[:] = [key, _Tables(kernel, unary, fv, back)]
+        np_ops = frozenset(name for name, code in kernel.items() if code == NP)
+        _tables[:] = [key, _Tables(kernel, unary, fv, back, np_ops)]
     return _tables[1]
 
 
@@ -177,7 +180,8 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
         back = (
             kern if tables.float_vjp.isdisjoint(present) else list(map(tables.back.__getitem__, compress(ops, kernel)))
         )
-    np_at = list(compress(range(len(kern)), map(NP.__eq__, kern))) if NP in kern else []
+    has_np = mixed or not present.isdisjoint(tables.np_ops)  # (without a scan of the kernels)
+    np_at = list(compress(range(len(kern)), map(NP.__eq__, kern))) if has_np else []
     many = set()
     calls: dict[tuple[str, int, bool], OpCall] = {}  # the NP nodes without attributes share their OpCall
     no_attrs: dict = {}
@@ -286,9 +290,11 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
     m = bisect_right(code.nodes, out)
     reach = [False] * (n + 1)  # (the last slot: where the edges without a VJP point)
     if need[out]:
-        a0, a1 = code.a0[:m], code.a1[:m]
+        np_here = code.np_at[: bisect_right(code.np_at, m - 1)]
+        # (the whole lists when nothing is patched and the output is the last op node: no copies)
+        a0, a1 = (code.a0, code.a1) if m == len(code.nodes) and not np_here else (code.a0[:m], code.a1[:m])
         args = g.args
-        for k in code.np_at[: bisect_right(code.np_at, m - 1)]:  # an NP node: the edges without a VJP lead nowhere
+        for k in np_here:  # an NP node: the edges without a VJP lead nowhere
             call = code.aux[k]  # type: ignore[index]
             t = args[code.nodes[k]]
             a0[k] = t[0] if 0 in call.grad_operands else n  # type: ignore[union-attr]
@@ -440,6 +446,12 @@ class ScalarPlan:
     def bind(self, inputs: dict[str, Any]) -> list[float] | None:
         """Each input's value as a Python float, in the order of ``code.input_nodes``; None if one is missing or
         is not a scalar (the graph is then not a scalar graph for these inputs)."""
+        values = list(map(inputs.get, self.code.input_names))
+        try:  # the usual case, in C: every input an array of shape ()
+            if set(map(_shape, values)) <= {()}:
+                return list(map(float, values))
+        except AttributeError:  # one is missing (None) or has no shape (a Python float): one by one
+            pass
         xs = []
         for name in self.code.input_names:
             x = inputs.get(name)
