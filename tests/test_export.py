@@ -118,9 +118,10 @@ def assert_close(got, want, what: str, scale: float | None = None, target: str =
         log_errors(target, what, g, w, scale)
     if not ok.all():
         i = np.flatnonzero(~ok)[0]
+        rel = err[i] / abs(w[i]) if w[i] else np.inf
         raise AssertionError(
             f"{what}: {got} != {want}\n(entry {i}: {g[i]!r} against cgraph's {w[i]!r}: relative error "
-            f"{err[i] / abs(w[i]):.3g} > {RTOL:g}, absolute error {err[i]:.3g} > max({FLOOR:g} S, TINY) = {floor:.3g})"
+            f"{rel:.3g} > {RTOL:g}, absolute error {err[i]:.3g} > max({FLOOR:g} S, TINY) = {floor:.3g})"
         )
 
 

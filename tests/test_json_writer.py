@@ -59,9 +59,9 @@ def test_writer_matches_json_dumps_with_a_nan_inside_a_tensor():
 
 
 def test_nonfinite_mask_matches_a_per_node_scan():
-    from cgraph_cli.engine.reference import _all_finite, nonfinite_mask
+    from cgraph_cli.engine.reference import all_finite, nonfinite_mask
 
     items = [None, np.float64(1.0), np.float64("nan"), np.asarray(np.inf), 2.5, np.ones(3), np.array([1, np.nan])]
     items += [np.ones(100), np.full(100, -np.inf), np.float32(np.inf), np.zeros((0, 3))]
-    expect = [v is not None and not _all_finite(v) for v in items]
+    expect = [v is not None and not all_finite(v) for v in items]
     assert nonfinite_mask(items).tolist() == expect

@@ -135,7 +135,7 @@ class Result:
 _SCAN_CHUNK = 1 << 18  # entries tested at a time in a large contiguous tensor (a bool temporary of 256 kB)
 
 
-def _all_finite(v: Any) -> bool:
+def all_finite(v: Any) -> bool:
     """Whether every entry of ``v`` is finite: numpy's vectorised ``isfinite`` (a float32 sum, the old test, is
     a scalar loop, 20 times slower), a chunk at a time in a large contiguous tensor."""
     a = np.asarray(v)
@@ -157,7 +157,7 @@ def nonfinite_mask(items: list[Any]) -> np.ndarray:
         if getattr(v, "ndim", 0) == 0:
             where.append(i)
             scalars.append(v)
-        elif not _all_finite(v):
+        elif not all_finite(v):
             bad[i] = True
     if scalars:
         fin = np.isfinite(np.fromiter(map(float, scalars), dtype=np.float64, count=len(scalars)))

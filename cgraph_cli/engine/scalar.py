@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from cgraph_cli.engine.reference import Result, _all_finite, check_scalar_output
+from cgraph_cli.engine.reference import Result, all_finite, check_scalar_output
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ops import LEAF_OPS, OPS, Kernel, Op, unbroadcast
 
@@ -814,10 +814,10 @@ class ScalarPlan:
                 grads[i] = np.zeros(g.shapes[i], dtype=np.float64)
         if not _all_finite_many([v[i] for i in tensors]):
             for i in tensors:
-                vbad[i] = not _all_finite(v[i])
+                vbad[i] = not all_finite(v[i])
         if not _all_finite_many([grads[i] for i in tensors if code.need[i]]):
             for i in tensors:
-                gbad[i] = code.need[i] and not _all_finite(grads[i])
+                gbad[i] = code.need[i] and not all_finite(grads[i])
         for i, name in zip(code.input_nodes, code.input_names):
             values[i] = inputs[name]
         attrs = g.attrs
