@@ -3,6 +3,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,38 @@ def run_cli(*args: str, input: str | None = None, env: dict | None = None, cwd=N
     return subprocess.run(
         exe + list(args), input=input, capture_output=True, text=True, env=e, cwd=cwd, timeout=timeout
     )
+
+
+def run_on_pty(args: list[str], env: dict | None = None, cwd=None) -> tuple[int, bytes, bytes]:
+    """Run the real `cgraph` with stderr on a pseudo-terminal and stdout piped: (exit code, stdout, what the
+    terminal got). The terminal is read while the command runs, so that it never blocks on it."""
+    pty = pytest.importorskip("pty")
+    master, slave = pty.openpty()
+    e = dict(os.environ)
+    e.pop("CGRAPH_DEBUG", None)
+    e.update(env or {})
+    exe = [str(CGRAPH)] if CGRAPH.exists() else [sys.executable, "-m", "cgraph_cli"]
+    proc = subprocess.Popen(exe + args, stdout=subprocess.PIPE, stderr=slave, env=e, cwd=cwd)
+    os.close(slave)
+    seen = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out = proc.stdout.read()
+    proc.wait(timeout=120)
+    reader.join(timeout=30)
+    os.close(master)
+    return proc.returncode, out, bytes(seen)
 
 
 @pytest.fixture

@@ -13,12 +13,11 @@ import os
 import shlex
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 
-from tests.conftest import CGRAPH, EXAMPLES, run_cli
+from tests.conftest import CGRAPH, EXAMPLES, run_cli, run_on_pty
 
 pytestmark = pytest.mark.slow  # the quick loop (make test-fast) leaves this file out
 
@@ -341,37 +340,9 @@ def test_check_all_entries_checks_everything(tmp_path):
 
 
 def test_check_shows_progress_on_a_terminal(tmp_path):
-    pty = pytest.importorskip("pty")
     p = tmp_path / "x.npz"
     np.savez(p, x=np.linspace(-1, 1, 3000))
-    master, slave = pty.openpty()
-    env = dict(os.environ)
-    env.pop("CGRAPH_DEBUG", None)
-    proc = subprocess.Popen(
-        EXE + ["check", "-e", "y = sum(sin(x))", "--at-file", str(p), "--format", "json"],
-        stdout=subprocess.PIPE,
-        stderr=slave,
-        env=env,
-    )
-    os.close(slave)
-    seen = bytearray()
-
-    def drain() -> None:  # read the terminal while the command runs, so that it never blocks on it
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            seen.extend(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    out = proc.stdout.read()
-    proc.wait(timeout=120)
-    reader.join(timeout=30)
-    os.close(master)
-    assert proc.returncode == 0
+    code, out, seen = run_on_pty(["check", "-e", "y = sum(sin(x))", "--at-file", str(p), "--format", "json"])
+    assert code == 0
     assert strict_json(out.decode())["checked"] == 1000
     assert b"checking" in seen, seen

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import cgraph_cli as cg
-from tests.conftest import CGRAPH, EXAMPLES
+from tests.conftest import CGRAPH, EXAMPLES, run_on_pty
 
 EXE = [str(CGRAPH)] if CGRAPH.exists() else [sys.executable, "-m", "cgraph_cli"]
 LECTURE = str(EXAMPLES / "lecture.cg")
@@ -182,36 +182,6 @@ def test_delay_setting_falls_back_to_the_default(env, monkeypatch):
 # -- the command line on a pseudo-terminal and piped ----------------------------------------------------------------
 
 
-def _run_on_pty(args: list[str], env: dict, cwd) -> tuple[int, bytes, bytes]:
-    """Run cgraph with stderr on a pseudo-terminal and stdout piped: (exit code, stdout, what the terminal got)."""
-    pty = pytest.importorskip("pty")
-    master, slave = pty.openpty()
-    e = dict(os.environ)
-    e.pop("CGRAPH_DEBUG", None)
-    e.update(env)
-    proc = subprocess.Popen(EXE + args, stdout=subprocess.PIPE, stderr=slave, env=e, cwd=cwd)
-    os.close(slave)
-    seen = bytearray()
-
-    def drain() -> None:
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            seen.extend(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    out = proc.stdout.read()
-    proc.wait(timeout=120)
-    reader.join(timeout=30)
-    os.close(master)
-    return proc.returncode, out, bytes(seen)
-
-
 def _run_piped(args: list[str], env: dict, cwd) -> subprocess.CompletedProcess:
     e = dict(os.environ)
     e.pop("CGRAPH_DEBUG", None)
@@ -222,7 +192,7 @@ def _run_piped(args: list[str], env: dict, cwd) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_steps_gif_shows_a_bar_on_a_terminal_and_nothing_piped(tmp_path):
     args = ["render", LECTURE, "--at", "a=-1,b=3,c=4", "--steps", "lecture.gif"]
-    code, out, seen = _run_on_pty(args, {}, tmp_path)  # 12 frames: over render's threshold of 10
+    code, out, seen = run_on_pty(args, {}, tmp_path)  # 12 frames: over render's threshold of 10
     assert code == 0, seen
     assert b"drawing frames" in seen, seen
     assert out == b"wrote lecture.gif (12 frames)\n"
@@ -237,7 +207,7 @@ def test_batch_shows_a_bar_on_a_terminal_and_the_same_bytes_piped(tmp_path):
     points.write_text("a,b,c\n" + "".join(f"{k * 0.5},{k - 3},{k % 5}\n" for k in range(2000)))
     args = ["eval", LECTURE, "--batch", str(points)]
     env = {"CGRAPH_PROGRESS_DELAY": "0"}  # show it at once, however fast the machine
-    code, out, seen = _run_on_pty(args, env, tmp_path)
+    code, out, seen = run_on_pty(args, env, tmp_path)
     assert code == 0, seen
     assert b"evaluating rows" in seen, seen
     piped = _run_piped(args, env, tmp_path)
@@ -249,7 +219,7 @@ def test_batch_shows_a_bar_on_a_terminal_and_the_same_bytes_piped(tmp_path):
 def test_check_bar_leaves_stdout_alone(tmp_path):
     args = ["check", "-e", "y = sum(sin(x))", "--at", "x=" + str([0.01 * k for k in range(40)])]
     env = {"CGRAPH_PROGRESS_DELAY": "0"}
-    code, out, seen = _run_on_pty(args, env, tmp_path)
+    code, out, seen = run_on_pty(args, env, tmp_path)
     assert code == 0, seen
     assert b"checking gradients" in seen
     piped = _run_piped(args, env, tmp_path)
