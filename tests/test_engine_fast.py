@@ -40,11 +40,15 @@ def bits(x) -> tuple:
 
 
 def check_bits(text: str, values: dict) -> None:
+    """Every fast strategy against the generic loop: the same output, and per node the same shape and the same
+    float64 bits of value and gradient; the same non-finite report."""
     ref = evaluate(compile_src(text, values), values, strategy="generic")
     for strategy in ("scalar", "levels", "auto"):
         g = compile_src(text, values)
         res = evaluate(g, values, strategy=strategy)
+        assert res.out == ref.out
         for i in range(len(g)):
+            assert np.shape(res.values[i]) == np.shape(ref.values[i]), (strategy, i, g.ops[i], text)
             assert bits(res.values[i]) == bits(ref.values[i]), (strategy, i, g.ops[i], res.values[i], ref.values[i])
             assert bits(res.grads[i]) == bits(ref.grads[i]), (strategy, i, g.ops[i], res.grads[i], ref.grads[i], text)
         assert res.nonfinite == ref.nonfinite, (strategy, text)

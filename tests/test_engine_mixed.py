@@ -17,7 +17,7 @@ from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.ir.graph import build_graph
 from cgraph_cli.lang.parser import parse
 from tests import test_fuzz
-from tests.test_engine_fast import bits
+from tests.test_engine_fast import check_bits
 
 SCALARS = [1.0, 2.0, -1.0, 0.0, -0.0, 0.5, 3.0, 1e308]
 
@@ -37,17 +37,8 @@ def test_programs_of_every_function_bit_for_bit(stmts, a, b) -> None:
     try:
         g = build_graph(parse(src), src, values)
         vals = {k: values[k] for k in g.inputs}
-        ref = evaluate(g, vals, strategy="generic")
+        evaluate(g, vals, strategy="generic")  # (a program the engine refuses is not one to compare)
     except CgraphError:
         assume(False)
-    g2 = build_graph(parse(src), src, values)
-    assume(scalar_plan(g2, vals) is not None)
-    res = evaluate(g2, vals, strategy="scalar")
-    assert res.out == ref.out
-    mixed = 0
-    for i in range(len(g)):
-        assert np.shape(res.values[i]) == np.shape(ref.values[i]), (i, g.ops[i], text)
-        mixed += np.ndim(ref.values[i]) > 0
-        assert bits(res.values[i]) == bits(ref.values[i]), (i, g.ops[i], res.values[i], ref.values[i], text)
-        assert bits(res.grads[i]) == bits(ref.grads[i]), (i, g.ops[i], res.grads[i], ref.grads[i], text)
-    assert res.nonfinite == ref.nonfinite, text
+    assume(scalar_plan(build_graph(parse(src), src, values), vals) is not None)
+    check_bits(text, vals)
