@@ -159,12 +159,12 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
     a0 = list(map(_first, opargs))
     a1 = list(map(_last, opargs))
     present = set(ops)
-    tensor: set[int] = set()
+    tensors = list(compress(range(n), map(().__ne__, g.shapes))) if mixed else []  # (mixed) the nodes not scalars
+    tensor = set(tensors)
     back = None
     if mixed:  # a node that is or takes a tensor: NP
         scalar = np.fromiter(map(().__eq__, g.shapes), dtype=bool, count=n)
         at = [np.fromiter(ix, dtype=np.intp, count=len(nodes)) for ix in (nodes, a0, a1)]
-        tensor.update(compress(nodes, (~scalar[at[0]]).tolist()))
         for k in np.flatnonzero(~(scalar[at[0]] & scalar[at[1]] & scalar[at[2]])).tolist():
             kern[k] = NP  # (a node of more than two operands is NP already)
         if not present.isdisjoint(tables.float_vjp):
@@ -219,7 +219,6 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
     else:
         deque(map(init.__setitem__, consts, map(float, values)), maxlen=0)
     no_grad = consts if need.count(False) == len(consts) else list(compress(range(n), map(not_, need)))
-    tensors = list(compress(range(n), map(().__ne__, g.shapes))) if mixed else []
     return FloatCode(
         nodes,
         kern,
