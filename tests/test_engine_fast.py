@@ -43,7 +43,7 @@ def check_bits(text: str, values: dict) -> None:
     """Every fast strategy against the generic loop: the same output, and per node the same shape and the same
     float64 bits of value and gradient; the same non-finite report."""
     ref = evaluate(compile_src(text, values), values, strategy="generic")
-    for strategy in ("scalar", "levels", "auto"):
+    for strategy in ("scalar", "levels", "auto", "compiled"):
         g = compile_src(text, values)
         res = evaluate(g, values, strategy=strategy)
         assert res.out == ref.out

@@ -41,7 +41,7 @@ from cgraph_cli.ir.graph import Graph
 
 __all__ = ["STRATEGIES", "Result", "backward", "evaluate", "forward"]
 
-STRATEGIES = ("auto", "generic", "scalar", "levels")
+STRATEGIES = ("auto", "generic", "scalar", "levels", "compiled")
 
 
 def evaluate(
@@ -73,8 +73,13 @@ def evaluate(
             if pruned:  # only the nodes the requested gradients depend on get one
                 plan = plan.pruned(names)
             kind = strategy
-            if kind == "auto":
-                kind = "levels" if plan.wide(out) else "scalar"
+            if kind in ("auto", "compiled"):  # a hot plan runs compiled (at once if asked), else as auto picks
+                fn = plan.hot(out, now=kind == "compiled")
+                res = None if fn is None else plan.run_compiled(fn, inputs, out, xs)
+                if res is not None:
+                    return _asked(res, names) if pruned else res
+                # not compiled (yet): as auto picks; a Python float exception: numpy's rules apply
+                kind = "levels" if plan.wide(out) else ("scalar" if fn is None else "generic")
             res = None
             if kind == "scalar":
                 res = plan.run_scalar(inputs, out, xs)

@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from cgraph_cli.engine import compiled
+from cgraph_cli.engine.compiled import FLOAT_VJP, Compiled
 from cgraph_cli.engine.reference import Result, all_finite, check_scalar_output
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ops import LEAF_OPS, OPS, Kernel, Op, unbroadcast
@@ -52,8 +54,6 @@ SIN, COS, SQRT, ABS, SQUARE = (
     Kernel.SQUARE.value,
 )
 RELU, NP1, NP = Kernel.RELU.value, Kernel.NP1.value, Kernel.NP.value
-# the backward code of an NP1 node whose record's VJP is plain arithmetic (Op.float_vjp): called on the floats
-FLOAT_VJP = max(k.value for k in Kernel) + 1
 
 _first, _last = itemgetter(0), itemgetter(-1)
 _value = itemgetter("value")  # a constant's value, from its attributes
@@ -414,6 +414,9 @@ class ScalarPlan:
         self._wide: bool | None = None
         self._need_array: np.ndarray | None = None
         self._pruned: dict[tuple[str, ...], ScalarPlan] = {}
+        self._runs: dict[int, int] = {}  # per output: the runs so far (until it is compiled)
+        self._compiled: dict[int, Compiled | None] = {}  # per output: its compiled passes (None: cannot be)
+        self._fixed_leaves: list[float] | None = None
 
     def pruned(self, names: list[str]) -> ScalarPlan:
         """This plan differentiating only the inputs ``names`` (``eval --wrt``, ``input data``): the nodes that
@@ -548,6 +551,31 @@ class ScalarPlan:
                 return None
         self._depth = lvl
         return lvl
+
+    # -- compiled passes -----------------------------------------------------------------------------------------------
+    def hot(self, out: int, now: bool = False) -> Compiled | None:
+        """The passes to ``out`` compiled to straight-line Python (:mod:`cgraph_cli.engine.compiled`), once this is
+        their HOT-th run (``now``: at once); None before, or if they cannot be compiled (NP nodes)."""
+        if out in self._compiled:
+            return self._compiled[out]
+        runs = self._runs[out] = self._runs.get(out, 0) + 1
+        if runs < compiled.HOT and not now:
+            return None
+        fn = self._compiled[out] = compiled.compile_passes(self.code, self.back(out) if self.need[out] else None, out)
+        return fn
+
+    def run_compiled(self, fn: Compiled, inputs: dict[str, Any], out: int, xs: list[float]) -> Result | None:
+        """:meth:`run_scalar` by the compiled passes ``fn``: the same values and gradients bit for bit, and None
+        likewise if a float operation raised."""
+        if self._fixed_leaves is None:  # the leaves that are not inputs, in compiled.leaf_order
+            init = self.code.init
+            self._fixed_leaves = [init[i] for i in compiled.leaf_order(self.code)[len(xs) :]]
+        try:
+            with np.errstate(all="ignore"):
+                v, G = fn(xs + self._fixed_leaves)
+        except (ArithmeticError, ValueError):
+            return None
+        return self._finish(inputs, out, v, G, self.back(out).unreached if self.need[out] else None)
 
     # -- the Python float loop --------------------------------------------------------------------------------------
     def run_scalar(self, inputs: dict[str, Any], out: int, xs: list[float] | None = None) -> Result | None:

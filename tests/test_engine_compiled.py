@@ -1,0 +1,122 @@
+"""The compiled passes of a hot scalar plan (engine/compiled.py) bit for bit against the float loop and the
+generic loop: every kernel's template on edge values, random programs (through test_engine_fast.check_bits,
+which runs the ``compiled`` strategy too), the tier-up after HOT runs, and the plans that are not compiled."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from test_engine_fast import EDGE, check_bits
+from test_engine_strategies import VALUES, compile_src, random_program
+
+from cgraph_cli.engine import compiled, evaluate
+from cgraph_cli.engine.compiled import TEMPLATES, source
+from cgraph_cli.engine.scalar import ArrayResult, scalar_plan
+from cgraph_cli.errors import CgraphError
+from cgraph_cli.ops import OPS, Kernel
+
+SPELLING = {"add": "a + b", "sub": "a - b", "mul": "a * b", "div": "a / b", "neg": "-a"}
+
+
+def kernel_programs() -> dict[int, list[str]]:
+    """Per Kernel the programs of each of its ops on inputs a and b (one statement more makes both operands of a
+    binary op get a gradient from a second consumer)."""
+    out: dict[int, list[str]] = {}
+    for name, op in OPS.items():
+        if op.kernel is Kernel.NP:
+            continue
+        text = f"y = {SPELLING.get(name, f'{name}(a)')}\nz = y * b + a * y\n"
+        try:  # (an op the language spells otherwise, or that takes more arguments, is left out)
+            compile_src(text, {"a": np.array(1.0), "b": np.array(1.0)})
+        except CgraphError:
+            continue
+        out.setdefault(op.kernel.value, []).append(text)
+    return out
+
+
+def test_every_kernel_has_a_template_and_a_program() -> None:
+    kernels = {k.value for k in Kernel if k is not Kernel.NP}
+    assert set(TEMPLATES) == kernels
+    assert set(kernel_programs()) == kernels
+
+
+@pytest.mark.parametrize("kernel", sorted(kernel_programs()), ids=lambda k: Kernel(k).name)
+def test_each_kernel_on_edge_values(kernel: int) -> None:
+    """Each template gives the float loop's and numpy's bits on edge values (inf, NaN, signed zeros, subnormals,
+    huge), or raises where the loop raises (then both hand the graph to numpy's rules)."""
+    xs = [*EDGE[::2], 0.1, -3.0]
+    for text in kernel_programs()[kernel]:
+        for a in xs:
+            for b in (1.5, -0.0, float("inf")):
+                check_bits(text, {"a": np.array(a), "b": np.array(b)})
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_programs_compiled_bit_for_bit(seed: int) -> None:
+    rng = random.Random(11000 + seed)
+    text = random_program(rng, rng.randint(3, 120), wide=seed % 3 == 0)
+    values = {f"i{k}": np.array(rng.choice(VALUES + [-0.0, 1e300, -1e-310])) for k in range(3)}
+    check_bits(text, values)
+    g = compile_src(text, values)
+    plan = scalar_plan(g, values)
+    if plan is not None and not plan.code.np_at:  # the kernel programs are the ones compiled
+        assert plan.hot(g.output, now=True) is not None
+
+
+def test_a_plan_is_compiled_on_its_hot_run(monkeypatch) -> None:
+    monkeypatch.setattr(compiled, "HOT", 4)
+    text = "x = a\n" + "x = sin(x) * 0.999 + b\n" * 30 + "y = tanh(x) / b\n"
+    values = {"a": np.array(0.3), "b": np.array(-1.25)}
+    g = compile_src(text, values)
+    ref = evaluate(compile_src(text, values), values, strategy="generic")
+    plan = scalar_plan(g, values)
+    for run in range(1, 7):
+        res = evaluate(g, values)
+        assert isinstance(res, ArrayResult)
+        assert (g.output in plan._compiled) == (run >= 4), run
+        assert res.value_array.tobytes() == np.array([float(v) for v in ref.values]).tobytes()
+        want = np.array([0.0 if x is None else float(x) for x in ref.grads])
+        assert res.grad_array.tobytes() == want.tobytes()
+    other = g.bindings["x"] - 3  # another output: its own count
+    evaluate(g, values, other)
+    assert other not in plan._compiled
+
+
+def test_plans_with_np_nodes_or_tensors_are_not_compiled() -> None:
+    for text in ("y = max(a, b, 1) * a\n", "v = [a, b, 1] * a\ny = sum(v) + a * b\n"):
+        values = {"a": np.array(0.5), "b": np.array(2.0)}
+        g = compile_src(text, values)
+        plan = scalar_plan(g, values)
+        assert plan is not None
+        assert plan.hot(g.output, now=True) is None
+        assert source(plan.code, plan.back(g.output), g.output) is None
+        check_bits(text, values)  # the compiled strategy falls back to the loop
+
+
+def test_the_source_is_one_statement_per_operation_and_skips_constants() -> None:
+    text = "c = 3\ny = a * c + sin(a)\n"
+    values = {"a": np.array(0.5)}
+    g = compile_src(text, values)
+    plan = scalar_plan(g, values)
+    src, _ = source(plan.code, plan.back(g.output), g.output)
+    c = g.bindings["c"]
+    lines = [line.strip() for line in src.splitlines()[2:-1]]
+    ops = [i for i, op in enumerate(g.ops) if op not in ("input", "const")]
+    assert lines[: len(ops)] == [
+        f"v{i} = " + {"mul": "v{0} * v{1}", "sin": "math_sin(v{0})", "add": "v{0} + v{1}"}[g.ops[i]].format(*g.args[i])
+        for i in ops
+    ]
+    assert not any(line.startswith(f"g{c} ") for line in lines)  # a constant needs no gradient
+    a = g.inputs["a"]
+    assert sum(line.startswith(f"g{a} ") for line in lines) == 2  # assigned once, then added to
+
+
+def test_a_float_exception_in_the_compiled_passes_follows_numpys_rules() -> None:
+    values = {"a": np.array(1.0), "b": np.array(0.0)}
+    for text in ("y = a / b + a\n", "y = sqrt(b - a) * a\n", "y = sin(a / b) + b\n"):
+        check_bits(text, values)
+        g = compile_src(text, values)
+        res = evaluate(g, values, strategy="compiled")
+        assert not isinstance(res, ArrayResult) or res.plan is None  # handed to the generic loop
