@@ -110,7 +110,20 @@ def test_the_source_is_one_statement_per_operation_and_skips_constants() -> None
     ]
     assert not any(line.startswith(f"g{c} ") for line in lines)  # a constant needs no gradient
     a = g.inputs["a"]
-    assert sum(line.startswith(f"g{a} ") for line in lines) == 2  # assigned once, then added to
+    (line,) = [line for line in lines if line.startswith(f"g{a} ")]  # written once: its contributions' sum
+    assert line.count(" + ") == 1
+
+
+def test_a_gradient_of_many_contributions_is_summed_in_bounded_statements() -> None:
+    text = "y = " + " + ".join(f"sin(a * {k / 7!r})" for k in range(1, 80)) + "\n"
+    values = {"a": np.array(0.3)}
+    g = compile_src(text, values)
+    plan = scalar_plan(g, values)
+    src, _ = source(plan.code, plan.back(g.output), g.output)
+    a = g.inputs["a"]
+    lines = [line.strip() for line in src.splitlines() if line.strip().startswith(f"g{a} ")]
+    assert [line.count(" + ") for line in lines] == [31, 32, 15]  # 79 terms: 32, then g + 32 more, g + 15
+    check_bits(text, values)
 
 
 def test_a_float_exception_in_the_compiled_passes_follows_numpys_rules() -> None:

@@ -5,13 +5,16 @@ The backward pass is reverse-mode autodiff: each node's gradient
 times the local derivative, accumulated on write as successors are visited in
 reverse topological order.
 
-:func:`evaluate` picks one of three strategies that give the same numbers:
+:func:`evaluate` picks one of four strategies that give the same numbers:
 
 - ``generic``: one numpy call per node (any shapes; the reference);
 - ``scalar``: every node a float64 scalar and the graph narrow (chains, running
   sums): a tight loop over Python floats with small per-op kernels;
 - ``levels``: every node a float64 scalar and the graph wide: nodes grouped by
   (depth, op) and each group evaluated with one numpy call over index arrays.
+- ``compiled``: the ``scalar`` loop's operations written out as straight-line
+  Python (:mod:`cgraph_cli.engine.compiled`); ``auto`` switches a plan to it on
+  its HOT-th run, ``compiled`` at once.
 
 The fast strategies are exact: the same IEEE operations as the generic path in
 the same order (operands' gradients are accumulated in decreasing order of the

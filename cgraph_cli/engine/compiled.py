@@ -1,26 +1,28 @@
 """A hot scalar plan as straight-line Python: the float loop with its dispatch compiled away.
 
 The float loop (:meth:`ScalarPlan.run_scalar`) spends most of its time choosing each node's kernel. Once a plan
-has run :data:`HOT` times (or at once with ``CGRAPH_ENGINE=compiled``), its forward and backward passes to
-an output are written out as one Python function, one statement per operation, every value and gradient a local
-variable::
+has run :data:`HOT` times to the same output (or at once with ``CGRAPH_ENGINE=compiled``), its forward and
+backward passes are written out as one Python function, one statement per operation, every value and gradient
+a local variable::
 
-    v5 = math_sin(v0)               # forward, in node order
+    v5 = math_sin(v0)                # forward, in node order
     v6 = v5 * v2
     ...
-    g6 = g7                     # backward: the first contribution to a gradient is assigned,
-    g1 += g7                    # the next ones added, in the float loop's order
-    g5 = g6 * v2
+    g5 = (g7 * v2)                   # backward, in decreasing node order: a node's gradient is written
+    g1 = g7 + g10 + (g13 * v4)       # once, when it is reached, as the sum of its contributions left to
+                                     # right in the loop's order (one that is another's: its name)
 
-Each line is the loop's own IEEE operation, written from the kernel's template below, so the results are the
-loop's bit for bit (``-0.0 + x`` is ``x`` for every ``x``, so assigning the first contribution is the loop's
-adding it to ``-0.0``). Contributions to nodes that need no gradient (constants; inputs not asked for) are left
-out: their gradients are reported as none anyway.
+Each operation is the loop's own IEEE operation, written from the kernel's template below, and every sum adds
+the same contributions in the same order (the first one stands alone: the loop adds it to ``-0.0``, which gives
+it back bit for bit), so the results are the loop's bit for bit; a float exception (``x / 0``) is raised by the
+same operation, and the graph goes to numpy's rules as from the loop. Contributions to nodes that need no
+gradient (constants, inputs not asked for) are left out: those gradients are reported as none anyway.
 
-Compiling costs about 100-200 runs of the loop (CPython compiles some 10^5 statements a second), so a plan is
-compiled only once it is hot: that many runs makes the compile cost at most what the loop had already spent
-(the ski-rental rule), and every later run about twice as fast. A plan with NP nodes (ops run by their records
-on numpy values, tensors) is not compiled.
+Compiling costs about as much as 100-150 runs of the loop (CPython compiles some 10^5 statements a second), and
+each later run takes about half the time. So a plan is compiled on its HOT-th run: by then the loop has spent
+about what compiling costs, so however many runs follow, the total is at most about twice the best choice made
+in hindsight (the ski-rental rule). A plan with NP nodes (ops run by their records on numpy values, tensors), or
+of more than :data:`MAX_STATEMENTS` statements, is not compiled.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ from cgraph_cli.ops import Kernel
 # the backward code of an NP1 node whose record's VJP is plain arithmetic (Op.float_vjp): called on the floats
 FLOAT_VJP = max(k.value for k in Kernel) + 1
 
-# A plan is compiled on its HOT-th run to the same output (see the module's docstring).
+# A plan is compiled on its HOT-th run to the same output: compiling costs about 100-150 runs of the float loop
+# (measured on the bench's chains and DAGs), see the module's docstring.
 HOT = 100
 # The most statements compiled: CPython's compiler holds about 3 kB per statement while it runs (so at most about
 # 100 MB, for a moment); a larger plan stays on the float loop.
 MAX_STATEMENTS = 32_768
+TERMS = 32  # the most contributions summed in one statement
 
 
 class Template(NamedTuple):
@@ -108,31 +112,39 @@ def source(code: Any, bc: Any, out: int) -> tuple[str, dict[str, Any]] | None:
         fwd = TEMPLATES[c].fwd.format(a=f"v{a}", b=f"v{b}", f=fname(f.fwd) if f is not None else "")
         lines.append(f"    v{i} = {fwd}")
     need = code.need
-    seen: set[int] = set()
+    # Each gradient is written once, when its node is reached (every consumer of a node comes before it on the way
+    # back): the sum of its contributions, left to right in the loop's order, which is the loop's additions.
+    pending: dict[int, list[str]] = {}
+    grad: dict[int, str] = {}  # node -> the name holding its gradient (another node's, if it is the same number)
+
+    def write(t: int, first: str) -> None:
+        terms = pending.pop(t, None) or [first]
+        if len(terms) == 1 and terms[0].isidentifier():  # g4 = g5: the same float, so no statement
+            grad[t] = terms[0]
+            return
+        grad[t] = f"g{t}"
+        for k in range(0, len(terms), TERMS):  # (a bounded expression for the compiler)
+            lead = [f"g{t}"] if k else []
+            lines.append(f"    g{t} = {' + '.join(lead + terms[k : k + TERMS])}")
+
     if bc is not None:
-        lines.append(f"    g{out} = 1.0")
-        seen.add(out)
+        pending[out] = ["1.0"]
         baux = bc.aux
         for k, (i, c, a, b) in enumerate(zip(bc.nodes, bc.back, bc.a0, bc.a1)):
-            if i not in seen:  # (no contribution reached it: the loop's -0.0)
-                lines.append(f"    g{i} = -0.0")
-                seen.add(i)
+            write(i, "-0.0")  # (-0.0: no contribution reached it, the loop's start)
             f = baux[k] if baux is not None else None
-            if c == FLOAT_VJP:
-                back: tuple[str, ...] = (FLOAT_VJP_TEMPLATE,)
-            else:
-                back = TEMPLATES[c].back
+            back = (FLOAT_VJP_TEMPLATE,) if c == FLOAT_VJP else TEMPLATES[c].back
             d = fname(f.vjp) if f is not None else ""
             for t, tmpl in zip((a, b), back):
-                if not need[t]:
-                    continue
-                expr = tmpl.format(g=f"g{i}", y=f"v{i}", a=f"v{a}", b=f"v{b}", d=d)
-                lines.append(f"    g{t} {'+=' if t in seen else '='} {expr}")
-                seen.add(t)
+                if need[t]:
+                    term = tmpl.format(g=grad[i], y=f"v{i}", a=f"v{a}", b=f"v{b}", d=d)
+                    pending.setdefault(t, []).append(term if term.isidentifier() else f"({term})")
+        for t in sorted(pending):  # the leaves
+            write(t, "-0.0")
     if len(lines) > MAX_STATEMENTS:
         return None
     values = "".join(f"v{i}, " for i in range(n))
-    grads = "".join(f"g{i}, " if i in seen else "-0.0, " for i in range(n))
+    grads = "".join(f"{grad.get(i, '-0.0')}, " for i in range(n))
     lines.append(f"    return [{values}], [{grads}]")
     lines[0] = f"def run(X, {', '.join(f'{k}={k}' for k in names)}):"  # (each name a local: a fast lookup)
     return "\n".join(lines) + "\n", names
