@@ -159,6 +159,7 @@ class Program:
         self._max_nodes = max_nodes
         self._lock = threading.Lock()
         self._structure_: Graph | None = None
+        self._graphs: dict[tuple, Graph] = {}  # eval's graphs by what they are built from (see _graph)
 
     @classmethod
     def from_options(cls, options: Options, *, max_nodes: int | None = None) -> Program:
@@ -233,6 +234,30 @@ class Program:
         g = self._structure()
         ins = ", ".join(g.inputs) or "none"
         return f"<cgraph Program {self.name}: inputs {ins}; outputs {', '.join(self.outputs)}; {len(g)} nodes>"
+
+    def _graph(self, request: Request) -> Graph:
+        """The request's graph, compiled once per input shapes and settings: a graph depends on the values only
+        through their shapes (as the compiled-program cache assumes), so :meth:`eval` in a loop runs one graph,
+        whose evaluation plan is then built once and gets hot (:mod:`cgraph_cli.engine.compiled`). The last
+        few are kept, with the program."""
+        import numpy as np
+
+        key = (
+            tuple((k, np.shape(v)) for k, v in request.values.items()),
+            request.seed,
+            request.dtype,
+            request.max_memory,
+            request.max_nodes,
+            request.use_cache,
+        )
+        g = self._graphs.get(key)
+        if g is None:
+            g = request.compile()
+            with self._lock:
+                if len(self._graphs) >= 4:
+                    self._graphs.pop(next(iter(self._graphs)))
+                self._graphs[key] = g
+        return g
 
     # -- requests ----------------------------------------------------------------------------------
     def _with(
@@ -352,6 +377,7 @@ class Program:
             self,
             derivatives.run(
                 request,
+                compiler=self._graph,
                 mode=mode,
                 tangent=tangent,
                 cotangent=cotangent,

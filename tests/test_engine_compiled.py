@@ -133,3 +133,24 @@ def test_a_float_exception_in_the_compiled_passes_follows_numpys_rules() -> None
         g = compile_src(text, values)
         res = evaluate(g, values, strategy="compiled")
         assert not isinstance(res, ArrayResult) or res.plan is None  # handed to the generic loop
+
+
+def test_program_eval_in_a_loop_reuses_its_graph_and_gets_hot(monkeypatch) -> None:
+    """Program.eval compiles the program once per input shapes (a graph depends on the values only through their
+    shapes), so a loop of evaluations runs one graph whose plan gets hot; every result is a fresh program's."""
+    import cgraph_cli as cg
+
+    monkeypatch.setattr(compiled, "HOT", 5)
+    text = "x = a\n" + "x = sin(x) * 0.999 + b\n" * 20 + "y = x * a\n"
+    p = cg.parse(text)
+    for k in range(8):
+        a = 0.3 + k / 7
+        ev = p.eval(a=a, b=-1.25)
+        ref = cg.parse(text).eval(a=a, b=-1.25)
+        assert (ev.value, ev.grad) == (ref.value, ref.grad)
+    (g,) = p._graphs.values()
+    assert list(g.derived["scalar_plan"]._compiled) == [g.output]
+    q = cg.parse("y = sum(a * b)")
+    for n in (2, 2, 3, 2, 4, 5, 6, 7):  # a graph per shape of a
+        assert q.eval(a=np.arange(n), b=0.5).value == 0.25 * n * (n - 1)
+    assert sorted(shapes[0][1] for shapes, *_ in q._graphs) == [(4,), (5,), (6,), (7,)]  # the last four kept

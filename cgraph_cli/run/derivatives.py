@@ -17,7 +17,7 @@ all by :mod:`cgraph_cli.engine.forward_mode`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -196,6 +196,7 @@ def run(
     api: bool = True,
     cotangent_key: bool = True,
     wrt: Sequence[str] | None = None,
+    compiler: Callable[[Request], Graph] | None = None,
 ) -> Result:
     """Compile and run the request as asked: reverse mode (the default, :meth:`Request.run`), forward mode
     along ``tangent`` (``mode="forward"``; in Python a ``tangent`` alone implies it), reverse mode from
@@ -211,8 +212,8 @@ def run(
             hint="--wrt works with the reverse pass, --cotangent and --jacobian (the blocks of the inputs named)",
         )
     if mode is None and tangent is None and cotangent is None and not jacobian and not key:
-        return request.run(wrt)  # the default, by the fastest engine
-    g = request.compile()
+        return request.run(wrt, compiler=compiler)  # the default, by the fastest engine
+    g = request.compile() if compiler is None else compiler(request)
     values = dict(request.values)
     where = "--cotangent"
     if key and COTANGENT_KEY not in g.inputs:

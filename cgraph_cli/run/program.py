@@ -170,11 +170,16 @@ def run(
     max_nodes: int = MAX_NODES,
     use_cache: bool = True,
     wrt: list[str] | None = None,
+    graph: Graph | None = None,
 ) -> Result:
     """Compile, bind inputs, run forward and backward passes (``wrt``: the inputs to differentiate, default
-    every input not declared data; checked before the input values)."""
-    g = compile_program(
-        source, given, seed=seed, dtype=dtype, max_memory=max_memory, max_nodes=max_nodes, use_cache=use_cache
+    every input not declared data; checked before the input values; ``graph``: the program compiled already)."""
+    g = (
+        graph
+        if graph is not None
+        else compile_program(
+            source, given, seed=seed, dtype=dtype, max_memory=max_memory, max_nodes=max_nodes, use_cache=use_cache
+        )
     )
     names = None if wrt is None else g.grad_inputs(wrt)
     inputs = bind_inputs(g, given)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.limits import DEFAULT_MAX_MEMORY, parse_size
@@ -309,10 +309,12 @@ class Request:
 
         return bind_inputs(g, dict(self.values), require=require)
 
-    def run(self, wrt: Sequence[str] | None = None) -> Result:
+    def run(self, wrt: Sequence[str] | None = None, compiler: Callable[[Request], Graph] | None = None) -> Result:
         """Compile, bind the inputs, and run the forward and backward passes for the output (``wrt``: only the
-        gradients of these inputs; default every input not declared ``input data``)."""
+        gradients of these inputs; default every input not declared ``input data``; ``compiler``: gives the
+        request's graph, instead of compiling it here)."""
         from cgraph_cli.run.program import run
 
         names = None if wrt is None else list(wrt)
-        return run(self.source, dict(self.values), of=self.of, wrt=names, **self._settings())
+        graph = None if compiler is None else compiler(self)
+        return run(self.source, dict(self.values), of=self.of, wrt=names, graph=graph, **self._settings())
