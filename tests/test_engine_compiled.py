@@ -8,8 +8,8 @@ import random
 
 import numpy as np
 import pytest
-from test_engine_fast import EDGE, check_bits
-from test_engine_strategies import VALUES, compile_src, random_program
+from test_engine_fast import EDGE
+from test_engine_strategies import VALUES, check_bits, compile_src, random_program
 
 from cgraph_cli.engine import compiled, evaluate
 from cgraph_cli.engine.compiled import TEMPLATES, source

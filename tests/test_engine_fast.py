@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import math
 import random
-import struct
 
 import numpy as np
 import pytest
-from test_engine_strategies import VALUES, compile_src, random_program
+from test_engine_strategies import VALUES, bits, check_bits, compile_src, random_program
 
 from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.scalar import ArrayResult, scalar_plan
@@ -29,30 +28,6 @@ def edge_values(n_random: int = 3000) -> list[float]:
     for scale in (1e-300, 1e-12, 1e-3, 0.5, 1.0, 5.0, 40.0, 1e4, 1e300):
         xs += (rng.standard_normal(n_random) * scale).tolist()
     return xs
-
-
-def bits(x) -> tuple:
-    """The float64 bits of a value (any NaN alike), None for None."""
-    if x is None:
-        return None  # type: ignore[return-value]
-    a = np.asarray(x, dtype=np.float64).ravel()
-    return tuple("nan" if v != v else struct.pack("<d", v) for v in a.tolist())
-
-
-def check_bits(text: str, values: dict) -> None:
-    """Every fast strategy against the generic loop: the same output, and per node the same shape and the same
-    float64 bits of value and gradient; the same non-finite report."""
-    ref = evaluate(compile_src(text, values), values, strategy="generic")
-    for strategy in ("scalar", "levels", "auto", "compiled"):
-        g = compile_src(text, values)
-        res = evaluate(g, values, strategy=strategy)
-        assert res.out == ref.out
-        for i in range(len(g)):
-            assert np.shape(res.values[i]) == np.shape(ref.values[i]), (strategy, i, g.ops[i], text)
-            assert bits(res.values[i]) == bits(ref.values[i]), (strategy, i, g.ops[i], res.values[i], ref.values[i])
-            assert bits(res.grads[i]) == bits(ref.grads[i]), (strategy, i, g.ops[i], res.grads[i], ref.grads[i], text)
-        assert res.nonfinite == ref.nonfinite, (strategy, text)
-        assert np.array_equal(res.nonfinite_nodes(), ref.nonfinite_nodes()), (strategy, text)
 
 
 @pytest.mark.parametrize("seed", range(40))

@@ -17,7 +17,7 @@ from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.ir.graph import build_graph
 from cgraph_cli.lang.parser import parse
 from tests import test_fuzz
-from tests.test_engine_fast import check_bits
+from tests.test_engine_strategies import check_bits
 
 SCALARS = [1.0, 2.0, -1.0, 0.0, -0.0, 0.5, 3.0, 1e308]
 

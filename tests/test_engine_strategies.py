@@ -9,6 +9,7 @@ it is easiest to get wrong.
 from __future__ import annotations
 
 import random
+import struct
 
 import numpy as np
 import pytest
@@ -97,23 +98,28 @@ def compile_src(text: str, values: dict):
     return build_graph(parse(src), src, values)
 
 
-def same(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return np.array_equal(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), equal_nan=True)
+def bits(x) -> tuple:
+    """The float64 bits of a value (any NaN alike), None for None."""
+    if x is None:
+        return None  # type: ignore[return-value]
+    a = np.asarray(x, dtype=np.float64).ravel()
+    return tuple("nan" if v != v else struct.pack("<d", v) for v in a.tolist())
 
 
-def check_all(text: str, values: dict) -> None:
-    g = compile_src(text, values)
-    ref = evaluate(g, values, strategy="generic")
-    for strategy in ("scalar", "levels", "auto"):
-        g2 = compile_src(text, values)
-        res = evaluate(g2, values, strategy=strategy)
+def check_bits(text: str, values: dict) -> None:
+    """Every fast strategy against the generic loop: the same output, and per node the same shape and the same
+    float64 bits of value and gradient; the same non-finite report."""
+    ref = evaluate(compile_src(text, values), values, strategy="generic")
+    for strategy in ("scalar", "levels", "auto", "compiled"):
+        g = compile_src(text, values)
+        res = evaluate(g, values, strategy=strategy)
         assert res.out == ref.out
         for i in range(len(g)):
-            assert same(res.values[i], ref.values[i]), (strategy, i, g.ops[i], res.values[i], ref.values[i], text)
-            assert same(res.grads[i], ref.grads[i]), (strategy, i, g.ops[i], res.grads[i], ref.grads[i], text)
+            assert np.shape(res.values[i]) == np.shape(ref.values[i]), (strategy, i, g.ops[i], text)
+            assert bits(res.values[i]) == bits(ref.values[i]), (strategy, i, g.ops[i], res.values[i], ref.values[i])
+            assert bits(res.grads[i]) == bits(ref.grads[i]), (strategy, i, g.ops[i], res.grads[i], ref.grads[i], text)
         assert res.nonfinite == ref.nonfinite, (strategy, text)
+        assert np.array_equal(res.nonfinite_nodes(), ref.nonfinite_nodes()), (strategy, text)
 
 
 @pytest.mark.parametrize("seed", range(60))
@@ -121,7 +127,7 @@ def test_random_narrow_programs(seed: int) -> None:
     rng = random.Random(seed)
     text = random_program(rng, rng.randint(3, 40))
     values = {f"i{k}": np.array(rng.choice(VALUES)) for k in range(3)}
-    check_all(text, values)
+    check_bits(text, values)
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -129,19 +135,19 @@ def test_random_wide_programs(seed: int) -> None:
     rng = random.Random(1000 + seed)
     text = random_program(rng, rng.randint(200, 400), n_inputs=8, wide=True)
     values = {f"i{k}": np.array(rng.choice(VALUES)) for k in range(8)}
-    check_all(text, values)
+    check_bits(text, values)
 
 
 def test_kinks_and_ties() -> None:
     text = "y = relu(a) + abs(b) + max(a, b, c) + min(a, c) + max(a) + relu(-a) * abs(a - c)\n"
     for vals in ([0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-1.0, -1.0, 2.0], [2.0, 2.0, 2.0]):
-        check_all(text, {k: np.array(v) for k, v in zip("abc", vals)})
+        check_bits(text, {k: np.array(v) for k, v in zip("abc", vals)})
 
 
 def test_domain_errors_fall_back_to_numpy_rules() -> None:
     # x / 0 and log(-1) raise on Python floats; numpy gives inf and nan with a warning
     for text in ("y = a / b + log(b - 1)\n", "y = sqrt(b - 1) * a\n", "y = sin(a / b)\n", "y = 1 / (a - a) * b\n"):
-        check_all(text, {"a": np.array(1.0), "b": np.array(0.0)})
+        check_bits(text, {"a": np.array(1.0), "b": np.array(0.0)})
 
 
 def test_wide_graph_chooses_levels_and_agrees() -> None:
@@ -154,7 +160,7 @@ def test_wide_graph_chooses_levels_and_agrees() -> None:
 
     plan = scalar_plan(g, values)
     assert plan is not None and plan.wide(g.output)
-    check_all(text, values)
+    check_bits(text, values)
 
 
 def test_deep_chain_has_no_recursion_limit() -> None:
@@ -168,7 +174,7 @@ def test_deep_chain_has_no_recursion_limit() -> None:
 
 def test_unreached_and_constant_nodes() -> None:
     text = "c = 2 * 3\nu = a * 5\ny = b * c\noutput y\n"
-    check_all(text, {"a": np.array(1.0), "b": np.array(2.0)})
+    check_bits(text, {"a": np.array(1.0), "b": np.array(2.0)})
     g = compile_src(text, {"a": np.array(1.0), "b": np.array(2.0)})
     res = evaluate(g, {"a": np.array(1.0), "b": np.array(2.0)})
     assert res.grads[g.bindings["c"]] is None  # does not depend on an input

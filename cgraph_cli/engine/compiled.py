@@ -23,6 +23,10 @@ each later run takes about half the time. So a plan is compiled on its HOT-th ru
 about what compiling costs, so however many runs follow, the total is at most about twice the best choice made
 in hindsight (the ski-rental rule). A plan with NP nodes (ops run by their records on numpy values, tensors), or
 of more than :data:`MAX_STATEMENTS` statements, is not compiled.
+
+This is the package's one ``exec``. The source is made of node numbers and the templates' fixed text only: no
+name, number or other text of the program reaches it (the leaves' values come in as ``X``), which
+``tests/test_security.py`` checks token by token on programs of arbitrary names.
 """
 
 from __future__ import annotations
