@@ -95,6 +95,17 @@ def test_plans_with_np_nodes_or_tensors_are_not_compiled() -> None:
         check_bits(text, values)  # the compiled strategy falls back to the loop
 
 
+def test_a_plan_of_too_many_statements_stays_on_the_loop(monkeypatch) -> None:
+    text = "x = a\n" + "x = sin(x) * 0.999 + a\n" * 10 + "y = x * a\n"  # 32 op nodes, 55 statements
+    values = {"a": np.array(0.5)}
+    for cap, compiles in ((31, False), (54, False), (55, True)):
+        monkeypatch.setattr(compiled, "MAX_STATEMENTS", cap)
+        g = compile_src(text, values)
+        plan = scalar_plan(g, values)
+        assert (plan.hot(g.output, now=True) is not None) == compiles, cap
+        check_bits(text, values)
+
+
 def test_the_source_is_one_statement_per_operation_and_skips_constants() -> None:
     text = "c = 3\ny = a * c + sin(a)\n"
     values = {"a": np.array(0.5)}

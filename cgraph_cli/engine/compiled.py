@@ -45,9 +45,10 @@ FLOAT_VJP = max(k.value for k in Kernel) + 1
 # A plan is compiled on its HOT-th run to the same output: compiling costs about 100-150 runs of the float loop
 # (measured on the bench's chains and DAGs), see the module's docstring.
 HOT = 100
-# The most statements compiled: CPython's compiler holds about 3 kB per statement while it runs (so at most about
-# 100 MB, for a moment); a larger plan stays on the float loop.
-MAX_STATEMENTS = 32_768
+# The most statements compiled (a scalar graph of 10,000 to 20,000 nodes): CPython's compiler holds about 4 kB per
+# statement while it runs (measured: 117 MB for a 16,000-node chain's 26,836), so at most about 100 MB for the
+# moment it compiles; a larger plan stays on the float loop.
+MAX_STATEMENTS = 24_576
 TERMS = 32  # the most contributions summed in one statement
 
 
@@ -93,7 +94,7 @@ def source(code: Any, bc: Any, out: int) -> tuple[str, dict[str, Any]] | None:
     two lists. Also the names the source uses. None if a node is an NP node."""
     if code.np_at or code.mixed:
         return None
-    if len(code.nodes) + (0 if bc is None else len(bc.nodes)) > MAX_STATEMENTS:  # (at least one line each)
+    if len(code.nodes) > MAX_STATEMENTS:  # (a line per op node in the forward pass: known before writing them)
         return None
     n = len(code.need)
     leaves = leaf_order(code)
@@ -145,7 +146,7 @@ def source(code: Any, bc: Any, out: int) -> tuple[str, dict[str, Any]] | None:
                     pending.setdefault(t, []).append(term if term.isidentifier() else f"({term})")
         for t in sorted(pending):  # the leaves
             write(t, "-0.0")
-    if len(lines) > MAX_STATEMENTS:
+    if len(lines) - 2 > MAX_STATEMENTS:  # (the operations' statements: not the def line and the unpacking)
         return None
     values = "".join(f"v{i}, " for i in range(n))
     grads = "".join(f"{grad.get(i, '-0.0')}, " for i in range(n))
