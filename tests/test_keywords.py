@@ -285,7 +285,7 @@ def test_scalar_programs_of_the_new_functions_agree_in_every_strategy(strategy, 
             assert np.array_equal(np.asarray(res.grads[i], float), np.asarray(ref.grads[i], float), equal_nan=True)
 
 
-@pytest.mark.parametrize("strategy", ["generic", "scalar", "levels", "auto"])
+@pytest.mark.parametrize("strategy", ["generic", "scalar", "levels", "auto", "compiled"])
 def test_a_level_of_one_op_with_different_keywords_keeps_each_nodes_keywords(strategy, monkeypatch):
     """The level-batched strategy runs one op's nodes of a level at once: norm(p=1) and norm(p=2) of 1e200 differ
     (sqrt(1e200^2) overflows), and var of one entry with ddof=1 is 0/0."""

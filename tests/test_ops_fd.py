@@ -180,7 +180,7 @@ def test_engine_reports_a_missing_rule_by_op_name(monkeypatch):
 # -- kinks (SPEC §2: PyTorch conventions) -------------------------------------------------------
 
 
-@pytest.fixture(params=["auto", "generic", "scalar", "levels"])
+@pytest.fixture(params=["auto", "generic", "scalar", "levels", "compiled"])
 def strategy(request, monkeypatch):
     """Run under each engine strategy: default, the generic reference path, the scalar fast paths."""
     monkeypatch.setenv("CGRAPH_ENGINE", request.param)

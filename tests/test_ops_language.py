@@ -188,7 +188,7 @@ def _grad(src, **at):
     return {n: res.grads[i] for n, i in res.graph.inputs.items()}
 
 
-@pytest.fixture(params=["generic", "scalar", "levels", "auto"])
+@pytest.fixture(params=["generic", "scalar", "levels", "auto", "compiled"])
 def strategy(request, monkeypatch):
     monkeypatch.setenv("CGRAPH_ENGINE", request.param)
     return request.param
