@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cgraph_cli.engine import evaluate
+from cgraph_cli.engine.forward_mode import vjp
 from cgraph_cli.engine.reference import nonfinite_report, scan_plan
 from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.ir.graph import build_graph
@@ -235,6 +236,12 @@ def _same_as_full_scan(g, inputs, wrt=None) -> tuple[list, np.ndarray]:
     bad, masks = nonfinite_report(res.values, res.grads)
     assert res.nonfinite == bad
     assert (res.masks[0] == masks[0]).all() and (res.masks[1] == masks[1]).all()
+    if np.size(res.values[res.out]) == 1:  # reverse mode from a cotangent (forward_mode.vjp) reports the same way
+        for seed in (1.0, -3.0, np.inf, np.nan):
+            r = vjp(g, inputs, seed, values=res.values, wrt=wrt)
+            want, wmasks = nonfinite_report(r.values, r.grads)
+            assert r.nonfinite == want, seed
+            assert (r.masks[0] == wmasks[0]).all() and (r.masks[1] == wmasks[1]).all(), seed
     return bad, masks[0] | masks[1]
 
 

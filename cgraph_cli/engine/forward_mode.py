@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cgraph_cli.engine.reference import Result, backward, forward, nonfinite_report
+from cgraph_cli.engine.reference import Result, backward, forward, nonfinite_report, scan_plan
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ops import OPS
 
@@ -94,7 +94,8 @@ def vjp(
     vals = forward(g, inputs) if values is None else values
     seed = np.asarray(np.broadcast_to(cotangent, np.shape(vals[out])), dtype=np.result_type(vals[out], np.float32))
     grads = backward(g, vals, out, seed=seed, wrt=wrt)
-    bad, masks = nonfinite_report(vals, grads)
+    # (the nodes that could hide a NaN or an infinity first, as evaluate: whatever the seed, the same ops carry them)
+    bad, masks = nonfinite_report(vals, grads, plan=scan_plan(g, g.grad_inputs(wrt)))
     return Result(g, vals, grads, out, inputs, bad, mode="cotangent", cotangent=seed, masks=masks, wrt=wrt)
 
 
