@@ -165,3 +165,20 @@ def test_program_eval_in_a_loop_reuses_its_graph_and_gets_hot(monkeypatch) -> No
     for n in (2, 2, 3, 2, 4, 5, 6, 7):  # a graph per shape of a
         assert q.eval(a=np.arange(n), b=0.5).value == 0.25 * n * (n - 1)
     assert sorted(shapes[0][1] for shapes, *_ in q._graphs) == [(4,), (5,), (6,), (7,)]  # the last four kept
+
+
+def test_the_first_node_as_the_output() -> None:
+    """An output before every op node (the first input, ``--of a``): no op node is on the way back, so an infinite
+    value elsewhere (-0.0 * inf) cannot reach its gradient, which is 1."""
+    import cgraph_cli as cg
+
+    for text in ("y = a * b\n", "y = a / b\nz = y * a\n"):
+        for b in (np.inf, 0.0, 2.0):
+            values = {"a": np.array(1.0), "b": np.array(b)}
+            g = compile_src(text, values)
+            ref = evaluate(g, values, g.inputs["a"], strategy="generic")
+            assert float(ref.grads[g.inputs["a"]]) == 1.0 and all(where == "forward" for where, _ in ref.nonfinite)
+            for strategy in ("scalar", "levels", "auto", "compiled"):
+                res = evaluate(g, values, g.inputs["a"], strategy=strategy)
+                assert float(res.grads[g.inputs["a"]]) == 1.0 and res.nonfinite == ref.nonfinite, (strategy, text, b)
+        assert cg.parse(text).eval(a=1, b=np.inf, of="a").grad["a"] == 1.0

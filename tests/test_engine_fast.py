@@ -293,3 +293,29 @@ def test_the_all_consumed_shortcut_gives_the_walks_backward_lists(seed: int, mon
             walked = S.compile_back(plan.code, g, out)
         assert fast == walked, (out, text)
     assert taken or not seed % 2  # (a program of Kernel ops: the last node at least)
+
+
+def test_row_forms_are_the_records_on_edge_values() -> None:
+    """Every op's row form (level batching, --batch) gives its record's forward on one 0-d operand bit for bit,
+    on edge values: numpy's sum of a scalar is 0.0 + x, so sum(-0.0) is +0.0, not the identity's -0.0."""
+    xs = [0.0, -0.0, 1.0, -1.0, math.inf, -math.inf, math.nan, 5e-324, 1e308, -2.5, 0.5]
+    checked = 0
+    with np.errstate(all="ignore"):
+        for name, op in OPS.items():
+            if op.rows is None or op.rows.fwd is None:
+                continue
+            for x in xs:
+                args = [x] * max(op.arity or 1, 1)
+                try:
+                    ref = op.fwd(*map(np.array, args))
+                except (ValueError, TypeError):
+                    continue
+                got = op.rows.fwd(*(np.array([a]) for a in args))
+                assert bits(np.asarray(got).ravel()[0]) == bits(ref), (name, x, got, ref)
+                checked += 1
+    assert checked > 50
+
+
+@pytest.mark.parametrize("text", ["y = sum(a) * b\n", "y = mean(a) * b\n", "y = sum(a)\n", "y = prod(a) + sum(a*b)\n"])
+def test_sum_and_mean_of_a_negative_zero(text: str) -> None:
+    check_bits(text, {"a": np.array(-0.0), "b": np.array(2.0)})

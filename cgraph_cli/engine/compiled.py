@@ -19,10 +19,11 @@ same operation, and the graph goes to numpy's rules as from the loop. Contributi
 gradient (constants, inputs not asked for) are left out: those gradients are reported as none anyway.
 
 Compiling costs about as much as 100-150 runs of the loop (CPython compiles some 10^5 statements a second), and
-each later run takes 45-80% of the time (about half on a chain). So a plan is compiled on its HOT-th run: by then the loop has spent
-about what compiling costs, so however many runs follow, the total is at most about twice the best choice made
-in hindsight (the ski-rental rule). A plan with NP nodes (ops run by their records on numpy values, tensors), or
-of more than :data:`MAX_STATEMENTS` statements, is not compiled.
+each later run takes 45-80% of the time (about half on a chain). So a plan is compiled on its HOT-th run: by then
+the loop has spent about what compiling costs, so however many runs follow, the total is at most about twice the
+best choice made in hindsight (the ski-rental rule). A plan with NP nodes (ops run by their records on numpy
+values, tensors), or of more than :data:`MAX_STATEMENTS` statements or nodes, is not compiled. Results are the
+loop's bit for bit, NaN payloads aside (as for every strategy: CPython may keep either NaN of a sum of two).
 
 This is the package's one ``exec``. The source is made of node numbers and the templates' fixed text only: no
 name, number or other text of the program reaches it (the leaves' values come in as ``X``), which

@@ -308,13 +308,13 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
             reach[: out + 1] = [True] * (out + 1)  # every node up to the output reaches it (see _all_consumed)
         elif not code.many:
             reach[out] = True
-            for i, a, b in zip(code.nodes[m - 1 :: -1], a0[::-1], a1[::-1]):
+            for i, a, b in zip(code.nodes[:m][::-1], a0[::-1], a1[::-1]):
                 if reach[i]:
                     reach[a] = True
                     reach[b] = True
         else:
             reach[out] = True
-            for i, a, b, f in zip(code.nodes[m - 1 :: -1], a0[::-1], a1[::-1], code.aux[m - 1 :: -1]):  # type: ignore[index]
+            for i, a, b, f in zip(code.nodes[:m][::-1], a0[::-1], a1[::-1], code.aux[:m][::-1]):  # type: ignore[index]
                 if reach[i]:
                     reach[a] = True
                     reach[b] = True
@@ -326,12 +326,12 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
     if reach.count(True) - reach[n] == out + 1 and code.no_grad is code.consts:
         # every node up to the output reached, every op node needs a gradient (the usual case): the lists reversed
         unreached = list(compress(range(out + 1, n), need[out + 1 :]))
-        return BackCode(
-            code.nodes[m - 1 :: -1],
-            code.back[m - 1 :: -1],
-            code.a0[m - 1 :: -1],
-            code.a1[m - 1 :: -1],
-            None if aux is None else aux[m - 1 :: -1],
+        return BackCode(  # (m may be 0, an input before every op node: then the lists are empty)
+            code.nodes[:m][::-1],
+            code.back[:m][::-1],
+            code.a0[:m][::-1],
+            code.a1[:m][::-1],
+            None if aux is None else aux[:m][::-1],
             unreached,
         )
     del reach[n]

@@ -662,8 +662,9 @@ RECORDS = [
         **_texts("sum"),
         local=lambda k, L, A, at, sh: "1",
         vjp_text=_sum_vjp_text,
-        rows=Rows(lambda x, axis=None, keepdims=False: x, (lambda g, ans, x, axis=None, keepdims=False: g,)),
-        kernel=Kernel.ID,
+        # (on a scalar numpy's sum is 0.0 + x: +0.0 for x = -0.0, so not the identity)
+        rows=Rows(lambda x, axis=None, keepdims=False: x + 0.0, (lambda g, ans, x, axis=None, keepdims=False: g,)),
+        kernel=Kernel.NP1,
         test_shapes=((2, 3),),
         test_attrs={"axis": 1},
         complex_step=True,
@@ -683,7 +684,9 @@ RECORDS = [
         **_texts("mean"),
         local=lambda k, L, A, at, sh: f"1/{_count(at, sh)}",
         vjp_text=_mean_vjp_text,
-        rows=Rows(lambda x, axis=None, keepdims=False: x / 1, (lambda g, ans, x, axis=None, keepdims=False: g / 1,)),
+        rows=Rows(  # (numpy's mean of a scalar is (0.0 + x) / 1: +0.0 for x = -0.0)
+            lambda x, axis=None, keepdims=False: (x + 0.0) / 1, (lambda g, ans, x, axis=None, keepdims=False: g / 1,)
+        ),
         test_shapes=((2, 3),),
         test_attrs={"axis": 0},
         complex_step=True,
