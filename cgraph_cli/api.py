@@ -94,6 +94,20 @@ def _input_value(name: str, v: Any) -> np.ndarray:
     return a
 
 
+def _frozen(g: Graph) -> Graph:
+    """``g`` with its constants' and inputs' default values read-only (views of them are then read-only too)."""
+    import numpy as np
+
+    for at in g.attrs:
+        value = at.get("value") if at else None
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    for value in g.defaults.values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    return g
+
+
 def _merge(base: Mapping[str, Any], values: Mapping[str, Any] | None, inputs: Mapping[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = dict(base)
     for given in (values or {}, inputs):
@@ -238,25 +252,29 @@ class Program:
     def _graph(self, request: Request) -> Graph:
         """The request's graph, compiled once per input shapes and settings: a graph depends on the values only
         through their shapes (as the compiled-program cache assumes), so :meth:`eval` in a loop runs one graph,
-        whose evaluation plan is then built once and gets hot (:mod:`cgraph_cli.engine.compiled`). The last
-        few are kept, with the program."""
+        whose evaluation plan is then built once and gets hot (:mod:`cgraph_cli.engine.compiled`). The four used
+        last are kept, with the program. Their constants and default values are made read-only, since every
+        evaluation hands them out (``ev["c"].value``) and they must stay what the program says."""
         import numpy as np
 
         key = (
-            tuple((k, np.shape(v)) for k, v in request.values.items()),
+            tuple(sorted((k, np.shape(v)) for k, v in request.values.items())),
             request.seed,
             request.dtype,
             request.max_memory,
             request.max_nodes,
             request.use_cache,
         )
-        g = self._graphs.get(key)
-        if g is None:
-            g = request.compile()
-            with self._lock:
-                if len(self._graphs) >= 4:
-                    self._graphs.pop(next(iter(self._graphs)))
-                self._graphs[key] = g
+        with self._lock:
+            g = self._graphs.pop(key, None)
+            if g is not None:
+                self._graphs[key] = g  # (the last used, last)
+                return g
+        g = _frozen(request.compile())
+        with self._lock:
+            self._graphs[key] = g
+            while len(self._graphs) > 4:
+                self._graphs.pop(next(iter(self._graphs)))
         return g
 
     # -- requests ----------------------------------------------------------------------------------

@@ -104,6 +104,11 @@ def test_a_plan_of_too_many_statements_stays_on_the_loop(monkeypatch) -> None:
         plan = scalar_plan(g, values)
         assert (plan.hot(g.output, now=True) is not None) == compiles, cap
         check_bits(text, values)
+    text = "".join(f"c{k} = {k}\n" for k in range(100)) + "y = a * 2\n"  # 2 statements, 103 nodes
+    for cap, compiles in ((60, False), (103, True)):
+        monkeypatch.setattr(compiled, "MAX_STATEMENTS", cap)
+        g = compile_src(text, values)
+        assert (scalar_plan(g, values).hot(g.output, now=True) is not None) == compiles, cap
 
 
 def test_the_source_is_one_statement_per_operation_and_skips_constants() -> None:
@@ -182,3 +187,46 @@ def test_the_first_node_as_the_output() -> None:
                 res = evaluate(g, values, g.inputs["a"], strategy=strategy)
                 assert float(res.grads[g.inputs["a"]]) == 1.0 and res.nonfinite == ref.nonfinite, (strategy, text, b)
         assert cg.parse(text).eval(a=1, b=np.inf, of="a").grad["a"] == 1.0
+
+
+def test_a_programs_graphs_are_kept_by_last_use_and_their_constants_are_read_only() -> None:
+    import cgraph_cli as cg
+
+    q = cg.parse("input x = [1, 2]\nc = [1, 2, 3]\nt = transpose(c)\ny = sum(x * a) + sum(c) + sum(t) + sum(v)\n")
+    for n in (2, 3, 2, 4, 5, 6, 2, 7):  # last used: 4, 5, 6, 2, 7 -> the last four: 5, 6, 2, 7
+        q.eval(a=1.0, v=np.ones(n))
+    assert [dict(shapes)["v"] for shapes, *_ in q._graphs] == [(5,), (6,), (2,), (7,)]
+    q.eval(v=np.ones(7), a=1.0)  # the same shapes in another order: the same graph
+    assert len(q._graphs) == 4
+    ev = q.eval(a=2.0, v=np.ones(2))
+    for name in ("x", "c", "t"):  # handed out by every evaluation: the program's own values stay as written
+        with pytest.raises(ValueError, match="read-only"):
+            ev[name].value[...] *= 50
+    assert q.eval(a=2.0, v=np.ones(2)).value == 6 + 6 + 6 + 2
+
+
+def test_threads_sharing_a_hot_plan_compile_it_once(monkeypatch) -> None:
+    import threading
+
+    monkeypatch.setattr(compiled, "HOT", 20)
+    made = []
+    real = compiled.compile_passes
+    monkeypatch.setattr(compiled, "compile_passes", lambda *a: made.append(1) or real(*a))
+    text = "x = a\n" + "x = sin(x) * 0.999 + b\n" * 40 + "y = x * a\n"
+    values = {"a": np.array(0.3), "b": np.array(-1.25)}
+    g = compile_src(text, values)
+    want = evaluate(compile_src(text, values), values, strategy="scalar")
+    bad = []
+
+    def work() -> None:
+        for _ in range(60):
+            res = evaluate(g, values)
+            if res.grad_array.tobytes() != want.grad_array.tobytes():
+                bad.append(res)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == [] and made == [1]

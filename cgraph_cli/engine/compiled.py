@@ -46,9 +46,9 @@ FLOAT_VJP = max(k.value for k in Kernel) + 1
 # A plan is compiled on its HOT-th run to the same output: compiling costs about 100-150 runs of the float loop
 # (measured on the bench's chains and DAGs), see the module's docstring.
 HOT = 100
-# The most statements compiled (a scalar graph of 10,000 to 20,000 nodes): CPython's compiler holds about 4 kB per
-# statement while it runs (measured: 117 MB for a 16,000-node chain's 26,836), so at most about 100 MB for the
-# moment it compiles; a larger plan stays on the float loop.
+# The most statements, and nodes, compiled (a scalar graph of 10,000 to 20,000 nodes): CPython's compiler holds
+# about 4 kB per statement while it runs (measured: 117 MB for a 16,000-node chain's 26,836), and about 1 kB per
+# name in the returned lists, so at most about 150 MB for the moment it compiles; a larger plan stays on the loop.
 MAX_STATEMENTS = 24_576
 TERMS = 32  # the most contributions summed in one statement
 
@@ -95,7 +95,7 @@ def source(code: Any, bc: Any, out: int) -> tuple[str, dict[str, Any]] | None:
     two lists. Also the names the source uses. None if a node is an NP node."""
     if code.np_at or code.mixed:
         return None
-    if len(code.nodes) > MAX_STATEMENTS:  # (a line per op node in the forward pass: known before writing them)
+    if len(code.need) > MAX_STATEMENTS:  # (every node is named in the returned lists, and op nodes have a line each)
         return None
     n = len(code.need)
     leaves = leaf_order(code)

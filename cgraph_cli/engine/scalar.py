@@ -13,6 +13,7 @@ Values and gradients come back as two float64 arrays; the per-node list of the :
 from __future__ import annotations
 
 import math
+import threading
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
@@ -417,6 +418,7 @@ class ScalarPlan:
         self._runs: dict[int, int] = {}  # per output: the runs so far (until it is compiled)
         self._compiled: dict[int, Compiled | None] = {}  # per output: its compiled passes (None: cannot be)
         self._fixed_leaves: list[float] | None = None
+        self._compiling = threading.Lock()  # one thread compiles a plan's passes
 
     def pruned(self, names: list[str]) -> ScalarPlan:
         """This plan differentiating only the inputs ``names`` (``eval --wrt``, ``input data``): the nodes that
@@ -561,8 +563,15 @@ class ScalarPlan:
         runs = self._runs[out] = self._runs.get(out, 0) + 1
         if runs < compiled.HOT and not now:
             return None
-        fn = self._compiled[out] = compiled.compile_passes(self.code, self.back(out) if self.need[out] else None, out)
-        return fn
+        if not self._compiling.acquire(blocking=False):  # another thread compiles: this run takes the loop
+            return None
+        try:
+            if out not in self._compiled:
+                bc = self.back(out) if self.need[out] else None
+                self._compiled[out] = compiled.compile_passes(self.code, bc, out)
+            return self._compiled[out]
+        finally:
+            self._compiling.release()
 
     def run_compiled(self, fn: Compiled, inputs: dict[str, Any], out: int, xs: list[float]) -> Result | None:
         """:meth:`run_scalar` by the compiled passes ``fn``: the same values and gradients bit for bit, and None
