@@ -25,7 +25,7 @@ import numpy as np
 
 from cgraph_cli.engine import compiled
 from cgraph_cli.engine.compiled import FLOAT_VJP, Compiled
-from cgraph_cli.engine.reference import Result, all_finite, check_scalar_output
+from cgraph_cli.engine.reference import Result, all_finite, check_scalar_output, scan_plan
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ops import LEAF_OPS, OPS, Kernel, Op, unbroadcast
 
@@ -403,7 +403,9 @@ class LevelPlan(NamedTuple):
 class ScalarPlan:
     """A scalar float64 graph compiled for the fast strategies (cached in ``Graph.derived``)."""
 
-    def __init__(self, g: Graph, code: FloatCode | None = None, *, mixed: bool = False) -> None:
+    def __init__(
+        self, g: Graph, code: FloatCode | None = None, *, mixed: bool = False, wrt: list[str] | None = None
+    ) -> None:
         self.g = g
         self.n = len(g.ops)
         self.code = compile_floats(g, mixed) if code is None else code
@@ -419,6 +421,8 @@ class ScalarPlan:
         self._compiled: dict[int, Compiled | None] = {}  # per output: its compiled passes (None: cannot be)
         self._fixed_leaves: list[float] | None = None
         self._compiling = threading.Lock()  # one thread compiles a plan's passes
+        self._scan: tuple[Callable, Callable] | None = None  # (compiled runs) pick the nodes scan_plan scans
+        self.wrt: list[str] = list(g.inputs) if wrt is None else wrt  # the inputs differentiated
 
     def pruned(self, names: list[str]) -> ScalarPlan:
         """This plan differentiating only the inputs ``names`` (``eval --wrt``, ``input data``): the nodes that
@@ -430,7 +434,7 @@ class ScalarPlan:
         if plan is None:
             need = self.g.needs_grad(names)
             no_grad = list(compress(range(self.n), map(not_, need)))
-            plan = self._pruned[key] = ScalarPlan(self.g, self.code._replace(need=need, no_grad=no_grad))
+            plan = self._pruned[key] = ScalarPlan(self.g, self.code._replace(need=need, no_grad=no_grad), wrt=names)
         return plan
 
     def need_array(self) -> np.ndarray:
@@ -584,7 +588,11 @@ class ScalarPlan:
                 v, G = fn(xs + self._fixed_leaves)
         except (ArithmeticError, ValueError):
             return None
-        return self._finish(inputs, out, v, G, self.back(out).unreached if self.need[out] else None)
+        if self._scan is None:  # the nodes that could hide a NaN or an infinity (as the generic path scans)
+            scan = scan_plan(self.g, self.wrt)
+            self._scan = (_picker(scan.values), _picker(scan.grads))
+        finite = math.isfinite(sum(self._scan[0](v))) and math.isfinite(sum(self._scan[1](G)))
+        return self._finish(inputs, out, v, G, self.back(out).unreached if self.need[out] else None, finite)
 
     # -- the Python float loop --------------------------------------------------------------------------------------
     def run_scalar(self, inputs: dict[str, Any], out: int, xs: list[float] | None = None) -> Result | None:
@@ -869,15 +877,17 @@ class ScalarPlan:
             bad.append(("backward", int(n - 1 - np.argmax(gbad[::-1]))))
         return Result(g, values, grads, out, inputs, bad, masks=(vbad, gbad))
 
-    def _finish(self, inputs, out, v: Any, G: Any, unreached: list[int] | None) -> ArrayResult:
+    def _finish(
+        self, inputs, out, v: Any, G: Any, unreached: list[int] | None, finite: bool | None = None
+    ) -> ArrayResult:
         """The Result of the values and gradients ``v`` and ``G`` (lists of floats or float64 arrays, a gradient
         wherever the backward pass wrote one; ``unreached``: the nodes whose gradient is 0, None: all), with the
         non-finite scan: a finite sum means every term is finite (inf and NaN propagate through a sum), else
-        the arrays are scanned."""
+        the arrays are scanned. ``finite``: every value and gradient is known to be finite already."""
         res = ArrayResult(self.g, None, None, out, inputs, [])
         res.plan, res.unreached, res.raw = self, unreached, (v, G)
         res.value_array_ = res.grad_array_ = None
-        if _finite_sum(v) and _finite_sum(G):
+        if finite or (_finite_sum(v) and _finite_sum(G)):
             res.masks = (np.zeros(self.n, dtype=bool), np.zeros(self.n, dtype=bool))
             return res
         vbad = ~np.isfinite(res.value_array)
@@ -966,6 +976,13 @@ def _all_finite_many(arrays: list[np.ndarray]) -> bool:
         return True
     with np.errstate(all="ignore"):
         return bool(np.isfinite(np.concatenate(arrays, axis=None)).all())
+
+
+def _picker(ix: list[int]) -> Callable[[list], Any]:
+    """The entries ``ix`` of a list, picked in C."""
+    if len(ix) > 1:
+        return itemgetter(*ix)
+    return (lambda x: (x[ix[0]],)) if ix else (lambda x: ())
 
 
 def _finite_sum(x: Any) -> bool:
