@@ -16,7 +16,9 @@ Each operation is the loop's own IEEE operation, written from the kernel's templ
 the same contributions in the same order (the first one stands alone: the loop adds it to ``-0.0``, which gives
 it back bit for bit), so the results are the loop's bit for bit; a float exception (``x / 0``) is raised by the
 same operation, and the graph goes to numpy's rules as from the loop. Contributions to nodes that need no
-gradient (constants, inputs not asked for) are left out: those gradients are reported as none anyway.
+gradient (constants, inputs not asked for) are left out: those gradients are reported as none anyway. A compiled
+run looks for NaN and infinities only in the nodes that could hide one, as the generic path does
+(:func:`cgraph_cli.engine.reference.scan_plan`).
 
 Compiling costs about as much as 100-150 runs of the loop (CPython compiles some 10^5 statements a second), and
 each later run takes 45-80% of the time (about half on a chain). So a plan is compiled on its HOT-th run: by then
