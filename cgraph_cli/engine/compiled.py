@@ -83,7 +83,8 @@ TEMPLATES: dict[int, Template] = {
 FLOAT_VJP_TEMPLATE = "{d}({g}, {y}, {a})"
 
 
-def _sign(a: float) -> float:
+def float_sign(a: float) -> float:
+    """numpy's sign of a Python float (NaN for NaN): the derivative of abs in the float loop and here."""
     return 1.0 if a > 0 else (-1.0 if a < 0 else (0.0 if a == 0 else math.nan))
 
 
@@ -102,7 +103,7 @@ def source(code: Any, bc: Any, out: int) -> tuple[str, dict[str, Any]] | None:
     n = len(code.need)
     leaves = leaf_order(code)
     names: dict[str, Any] = {"math_sin": math.sin, "math_cos": math.cos, "math_sqrt": math.sqrt}
-    names |= {"float_sign": _sign, "f64": np.float64}
+    names |= {"float_sign": float_sign, "f64": np.float64}
     funcs: dict[int, str] = {}  # id of an NP1 node's function -> its name in the source
 
     def fname(fn: Any) -> str:

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from cgraph_cli.engine import compiled
-from cgraph_cli.engine.compiled import FLOAT_VJP, Compiled
+from cgraph_cli.engine.compiled import FLOAT_VJP, Compiled, float_sign
 from cgraph_cli.engine.reference import Result, all_finite, check_scalar_output, scan_plan
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ops import LEAF_OPS, OPS, Kernel, Op, unbroadcast
@@ -59,12 +59,6 @@ RELU, NP1, NP = Kernel.RELU.value, Kernel.NP1.value, Kernel.NP.value
 _first, _last = itemgetter(0), itemgetter(-1)
 _value = itemgetter("value")  # a constant's value, from its attributes
 _shape = attrgetter("shape")
-
-_NAN = float("nan")
-
-
-def _sign(a: float) -> float:
-    return 1.0 if a > 0 else (-1.0 if a < 0 else (0.0 if a == 0 else _NAN))
 
 
 class Unary(NamedTuple):
@@ -699,7 +693,7 @@ class ScalarPlan:
             elif c == sqrt_:
                 G[a] += gi / (2 * v[i])
             elif c == abs_:
-                G[a] += gi * _sign(v[a])
+                G[a] += gi * float_sign(v[a])
             elif c == square_:
                 G[a] += 2 * gi * v[a]
             elif c == relu_:
