@@ -98,9 +98,9 @@ def source(code: Any, bc: Any, out: int) -> tuple[str, dict[str, Any]] | None:
     two lists. Also the names the source uses. None if a node is an NP node."""
     if code.np_at or code.mixed:
         return None
-    if len(code.need) > MAX_STATEMENTS:  # (every node is named in the returned lists, and op nodes have a line each)
-        return None
     n = len(code.need)
+    if n > MAX_STATEMENTS:  # (every node is named in the returned lists, and op nodes have a line each)
+        return None
     leaves = leaf_order(code)
     names: dict[str, Any] = {"math_sin": math.sin, "math_cos": math.cos, "math_sqrt": math.sqrt}
     names |= {"float_sign": float_sign, "f64": np.float64}

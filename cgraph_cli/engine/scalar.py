@@ -416,7 +416,7 @@ class ScalarPlan:
         self._fixed_leaves: list[float] | None = None
         self._compiling = threading.Lock()  # one thread compiles a plan's passes
         self._scan: tuple[Callable, Callable] | None = None  # (compiled runs) pick the nodes scan_plan scans
-        self.wrt: list[str] = list(g.inputs) if wrt is None else wrt  # the inputs differentiated
+        self._wrt = wrt  # the inputs differentiated (None: every input)
 
     def pruned(self, names: list[str]) -> ScalarPlan:
         """This plan differentiating only the inputs ``names`` (``eval --wrt``, ``input data``): the nodes that
@@ -583,7 +583,7 @@ class ScalarPlan:
         except (ArithmeticError, ValueError):
             return None
         if self._scan is None:  # the nodes that could hide a NaN or an infinity (as the generic path scans)
-            scan = scan_plan(self.g, self.wrt)
+            scan = scan_plan(self.g, list(self.g.inputs) if self._wrt is None else self._wrt)
             self._scan = (_picker(scan.values), _picker(scan.grads))
         finite = math.isfinite(sum(self._scan[0](v))) and math.isfinite(sum(self._scan[1](G)))
         return self._finish(inputs, out, v, G, self.back(out).unreached if self.need[out] else None, finite)
@@ -877,11 +877,14 @@ class ScalarPlan:
         """The Result of the values and gradients ``v`` and ``G`` (lists of floats or float64 arrays, a gradient
         wherever the backward pass wrote one; ``unreached``: the nodes whose gradient is 0, None: all), with the
         non-finite scan: a finite sum means every term is finite (inf and NaN propagate through a sum), else
-        the arrays are scanned. ``finite``: every value and gradient is known to be finite already."""
+        the arrays are scanned. ``finite``: the caller's answer to that question already (True: every value and
+        gradient is finite; False: maybe not, scan)."""
         res = ArrayResult(self.g, None, None, out, inputs, [])
         res.plan, res.unreached, res.raw = self, unreached, (v, G)
         res.value_array_ = res.grad_array_ = None
-        if finite or (_finite_sum(v) and _finite_sum(G)):
+        if finite is None:
+            finite = _finite_sum(v) and _finite_sum(G)
+        if finite:
             res.masks = (np.zeros(self.n, dtype=bool), np.zeros(self.n, dtype=bool))
             return res
         vbad = ~np.isfinite(res.value_array)
