@@ -96,8 +96,6 @@ def _input_value(name: str, v: Any) -> np.ndarray:
 
 def _frozen(g: Graph) -> Graph:
     """``g`` with its constants' and inputs' default values read-only (views of them are then read-only too)."""
-    import numpy as np
-
     for at in g.attrs:
         value = at.get("value") if at else None
         if isinstance(value, np.ndarray):
@@ -255,8 +253,6 @@ class Program:
         whose evaluation plan is then built once and gets hot (:mod:`cgraph_cli.engine.compiled`). The four used
         last are kept, with the program. Their constants and default values are made read-only, since every
         evaluation hands them out (``ev["c"].value``) and they must stay what the program says."""
-        import numpy as np
-
         key = (
             tuple(sorted((k, np.shape(v)) for k, v in request.values.items())),
             request.seed,

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from cgraph_cli.fmt import fmt_cell, fmt_number, fmt_shape
+from cgraph_cli.fmt import fmt_number, fmt_shape
 from cgraph_cli.ir.graph import Graph
+from cgraph_cli.present.tables import text_cell
 
 MATRIX_SIDE = 12  # a Hessian with at most this many input entries in all is shown as one matrix
 
@@ -21,7 +22,6 @@ def _entry_names(name: str, shape: tuple[int, ...]) -> list[str]:
 def hessian_tables(g: Graph, out: int, hess: dict[str, dict[str, np.ndarray]]) -> list[Any]:
     """Rich tables: one matrix ``∂²out/∂u∂v`` over every entry of every input when there are at most
     :data:`MATRIX_SIDE` entries, else one row per pair of inputs (shape, largest entry, symmetry)."""
-    from rich.markup import escape
     from rich.table import Table
 
     names = list(hess)
@@ -46,13 +46,12 @@ def hessian_tables(g: Graph, out: int, hess: dict[str, dict[str, np.ndarray]]) -
         for y in names:
             h = hess[x][y]
             big = float(np.max(np.abs(h))) if np.size(h) else 0.0
-            t.add_row(x, y, fmt_shape(np.shape(h)), fmt_number(big), escape(fmt_cell(h)))  # text, not markup
+            t.add_row(x, y, fmt_shape(np.shape(h)), fmt_number(big), text_cell(h))
     return [t]
 
 
 def hvp_table(g: Graph, out: int, hvp: dict[str, np.ndarray]) -> Any:
     """A rich table: each input, its shape and its entry of the Hessian-vector product."""
-    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=f"Hessian-vector product (∇²{g.label(out)}) v", title_justify="left")
@@ -60,5 +59,5 @@ def hvp_table(g: Graph, out: int, hvp: dict[str, np.ndarray]) -> Any:
     t.add_column("shape", style="dim", no_wrap=True)
     t.add_column("(H v)[input]", justify="right", style="magenta", overflow="fold")
     for x, v in hvp.items():
-        t.add_row(x, fmt_shape(np.shape(v)) if np.ndim(v) else "()", escape(fmt_cell(v)))  # text, not markup
+        t.add_row(x, fmt_shape(np.shape(v)) if np.ndim(v) else "()", text_cell(v))
     return t

@@ -564,10 +564,18 @@ def derivative_column(result: Result) -> tuple[str | None, list[Any]]:
     return grad_header(result.graph, result.out), second
 
 
+def text_cell(v: Any) -> str:
+    """A value as a rich table cell: :func:`fmt_cell`'s text, escaped, since a cell is read as markup and
+    ``[z, 1]`` or ``[inf, 1]`` would read as a tag and vanish."""
+    from rich.markup import escape
+
+    return escape(fmt_cell(v))
+
+
 def to_table(result: Result, all_nodes: bool = False):
     """A rich Table: node, op, expression, shape, value, gradient (forward mode: the tangent; a Jacobian:
     the values, then :func:`jacobian_tables`)."""
-    from rich.markup import escape  # a cell is text, not markup: "[z, 1]" or "[inf, 1]" would read as a tag
+    from rich.markup import escape  # (the expression: text, not markup, as text_cell's values)
     from rich.table import Table
 
     g = result.graph
@@ -595,8 +603,8 @@ def to_table(result: Result, all_nodes: bool = False):
             g.ops[i],
             escape(g.short_text(i)),
             fmt_shape(tuple(np.shape(result.values[i]))) if np.ndim(result.values[i]) else "()",
-            escape(fmt_cell(result.values[i])),
-            *([escape(fmt_cell(second[i])) if on_path[i] else OFF_PATH_MARK] if key is not None else []),
+            text_cell(result.values[i]),
+            *([text_cell(second[i]) if on_path[i] else OFF_PATH_MARK] if key is not None else []),
             style=None if on_path[i] else "dim",
         )
     captions = []
