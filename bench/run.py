@@ -100,10 +100,10 @@ def worker_scalar(kind: str, n: str, impl: str) -> dict:
     else:
         raise SystemExit(f"unknown impl {impl}")
     nodes = sum(1 for o in g.ops if o not in ("input", "const"))
-    out = {"first": first, "steady": steady, "nodes": nodes, "inputs": len(g.inputs)}
+    result = {"first": first, "steady": steady, "nodes": nodes, "inputs": len(g.inputs)}
     if impl == "engine-hot":
-        out["hot"] = hot
-    return out
+        result["hot"] = hot
+    return result
 
 
 def worker_mlp(dtype: str, variant: str, impl: str) -> dict:
