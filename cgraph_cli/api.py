@@ -75,6 +75,7 @@ RENDER_MAX_NODES = 1000  # render's --max-nodes default: a larger picture is unr
 RENDER_TIMEOUT = 30.0
 SMALL_TEXT = 6.0  # points on the slide: a drawing scaled down to fit a canvas below this gets a note
 EXPLAIN_MAX_STEPS = 10_000
+KEEP_GRAPHS = 4  # eval's graphs a Program keeps (by input shapes and settings: Program._graph)
 
 
 def _py(v: Any) -> Value:
@@ -172,6 +173,7 @@ class Program:
         self._lock = threading.Lock()
         self._structure_: Graph | None = None
         self._graphs: dict[tuple, Graph] = {}  # eval's graphs by what they are built from (see _graph)
+        self._keep = KEEP_GRAPHS  # how many of them (a command line's program evaluates once: none)
 
     @classmethod
     def from_options(cls, options: Options, *, max_nodes: int | None = None) -> Program:
@@ -179,7 +181,9 @@ class Program:
         ``--dtype``, ``--max-memory``, ``--no-cache``): they are read, checked and loaded by
         :meth:`Options.build <cgraph_cli.run.request.Options.build>` when the first method needs them, so a
         command's own option checks come first, as the command line has always ordered its errors."""
-        return cls(options=options, max_nodes=max_nodes)
+        program = cls(options=options, max_nodes=max_nodes)
+        program._keep = 0
+        return program
 
     # -- what a program is ------------------------------------------------------------------------
     @property
@@ -250,9 +254,12 @@ class Program:
     def _graph(self, request: Request) -> Graph:
         """The request's graph, compiled once per input shapes and settings: a graph depends on the values only
         through their shapes (as the compiled-program cache assumes), so :meth:`eval` in a loop runs one graph,
-        whose evaluation plan is then built once and gets hot (:mod:`cgraph_cli.engine.compiled`). The four used
-        last are kept, with the program. Their constants and default values are made read-only, since every
-        evaluation hands them out (``ev["c"].value``) and they must stay what the program says."""
+        whose evaluation plan is then built once and gets hot (:mod:`cgraph_cli.engine.compiled`). The
+        :data:`KEEP_GRAPHS` used last are kept, with the program (none for a command line's program, which
+        evaluates once). Their constants and default values are made read-only, since every evaluation hands
+        them out (``ev["c"].value``) and they must stay what the program says."""
+        if not self._keep:
+            return request.compile()
         key = (
             tuple(sorted((k, np.shape(v)) for k, v in request.values.items())),
             request.seed,
@@ -269,7 +276,7 @@ class Program:
         g = _frozen(request.compile())
         with self._lock:
             self._graphs[key] = g
-            while len(self._graphs) > 4:
+            while len(self._graphs) > self._keep:
                 self._graphs.pop(next(iter(self._graphs)))
         return g
 

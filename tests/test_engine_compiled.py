@@ -230,3 +230,22 @@ def test_threads_sharing_a_hot_plan_compile_it_once(monkeypatch) -> None:
     for t in threads:
         t.join()
     assert bad == [] and made == [1]
+
+
+def test_a_command_lines_program_keeps_no_graph() -> None:
+    """``cgraph eval`` evaluates once: its Program (from the options) compiles the graph for that evaluation and
+    keeps none, so it neither holds the graph nor makes its constants read-only; a parsed program keeps them."""
+    from cgraph_cli.api import KEEP_GRAPHS, Program
+    from cgraph_cli.run.request import Options
+
+    text = "c = [1, 2]\ny = sum(c * a)\n"
+    p = Program.from_options(Options(expr=text, at=("a=2",)))
+    ev = p.eval()
+    assert ev.value == 6.0 and p._graphs == {}
+    assert ev["c"].value.flags.writeable  # (no graph is shared with a later evaluation)
+    assert p.eval().value == 6.0 and p._graphs == {}
+    import cgraph_cli as cg
+
+    q = cg.parse(text)
+    assert q.eval(a=2).value == 6.0 and len(q._graphs) == 1 and KEEP_GRAPHS == 4
+    assert not q.eval(a=2)["c"].value.flags.writeable
