@@ -10,7 +10,9 @@ How it measures, so that the ratios can be trusted on a shared machine:
 - every process runs with ``OPENBLAS_NUM_THREADS=1`` (and OMP/MKL likewise): one BLAS thread;
 - cgraph and its baseline alternate, A B, B A, A B ... for R rounds (interleaved), and the ratio is
   taken per round; the table shows the median ratio and its spread (lowest and highest round);
-- in-process timings exclude interpreter start-up and take the median of a few repeats after a warm-up;
+- in-process timings exclude interpreter start-up: the first call is timed alone ("end to end"), then the
+  further calls as ``timeit`` times them (the garbage collector run before them and off while they run; at
+  least a few calls, more for a fast function until they take 0.2 s) and the median is taken ("steady");
   command-line timings are whole-process wall times.
 
 Workloads and baselines are in ``bench/workloads.py``.  micrograd and PyTorch are peers measured when
@@ -45,18 +47,28 @@ if not Path(CGRAPH[0]).exists():
 # -- workers: one measurement in a fresh process, printed as JSON -------------------------------
 
 
-def _timed(fn, repeat: int) -> tuple[float, float]:
-    """(first call, median of ``repeat`` further calls) in seconds."""
+def _timed(fn, repeat: int, budget: float = 0.2, most: int = 200) -> tuple[float, float]:
+    """(first call, median of the further calls) in seconds. The further calls are timed as ``timeit`` times
+    them: the garbage collector runs once before them and is off while they run, so no call pays for another's
+    garbage (micrograd's graphs are cycles) and no collection evicts the caches between calls; at least
+    ``repeat`` calls and, for a fast function, more until they have taken ``budget`` seconds (at most ``most``),
+    so that a median of sub-millisecond calls is not a median of five samples."""
     gc.collect()
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+    if repeat == 0:  # (one call only: a long one)
+        return first, first
+    times: list[float] = []
+    gc.collect()
+    gc.disable()
+    try:
+        while len(times) < repeat or (sum(times) < budget and len(times) < most):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    finally:
+        gc.enable()
     return first, statistics.median(times)
 
 
