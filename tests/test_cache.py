@@ -118,3 +118,33 @@ def test_the_builds_warnings_survive_the_cache(cache_dir) -> None:
     assert loaded is not built and loaded.warnings == built.warnings
     quiet = Source("input a = 1\nout = a * a\n", "q.cg")
     assert compile_program(quiet, {}).warnings == compile_program(quiet, {}).warnings == []
+
+
+def test_the_collector_is_paused_while_a_graph_is_built_or_loaded_and_restored_after(cache_dir, monkeypatch) -> None:
+    """Building and loading a graph (acyclic) run with the garbage collector paused; its state is what it was
+    afterwards, after an error too, and a nested pause leaves it to the outer one."""
+    import gc
+
+    from cgraph_cli import gcpause
+
+    seen = []
+    real = cache._from_arrays
+    monkeypatch.setattr(cache, "_from_arrays", lambda *a: seen.append(gc.isenabled()) or real(*a))
+    src = Source(PROGRAMS[0], "p.cg")
+    assert gc.isenabled()
+    compile_program(src, {})  # builds and stores
+    compile_program(src, {})  # loads
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(ZeroDivisionError), gcpause.paused():
+        with gcpause.paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+        raise ZeroDivisionError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gcpause.paused():
+            pass
+        assert not gc.isenabled()  # (it was off: left off)
+    finally:
+        gc.enable()

@@ -169,6 +169,10 @@ def _bad(name: str):
         "index out of the shape": meta_edit(
             lambda m: [a.__setitem__("idx", [{"slice": [1, 3, None]}, 99]) for _, a in m["attrs"] if "idx" in a]
         ),
+        # equal attributes are checked once per op and shapes: the same index on another node is checked there
+        "an index copied to another": meta_edit(
+            lambda m: (lambda idx: idx[-1].__setitem__("idx", idx[0]["idx"]))([a for _, a in m["attrs"] if "idx" in a])
+        ),
         "bad dtype name": meta_edit(lambda m: m.__setitem__("dtype", "object")),
         "frame parent out of range": meta_edit(lambda m: m["frames"].append(["g", [0, 1], 40])),
     }[name]
@@ -211,6 +215,7 @@ BAD = [
     "attr on a constant",
     "slice step zero",
     "index out of the shape",
+    "an index copied to another",
     "bad dtype name",
     "frame parent out of range",
 ]

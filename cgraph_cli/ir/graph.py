@@ -96,6 +96,7 @@ class Spans:
 
     @classmethod
     def from_columns(cls, starts, ends) -> Spans:
+        """From the starts and the ends: sequences of ints, or each as the bytes of native int64s."""
         sp = cls()
         sp.starts = array("q", starts)
         sp.ends = array("q", ends)

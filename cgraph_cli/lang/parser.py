@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cgraph_cli import gcpause
 from cgraph_cli.errors import CgraphError, Source
 from cgraph_cli.fsutil import user_cache_home
 from cgraph_cli.version import __version__
@@ -653,20 +654,14 @@ def parse_fast(text: str) -> list[tuple] | None:
     The text (which ends with a newline) is parsed in blocks of whole statements (:func:`fast_blocks`); the
     garbage collector is paused meanwhile, as the AST is made of acyclic tuples only.
     """
-    import gc
-
-    enabled = gc.isenabled()
-    gc.disable()
     try:
-        out: list[tuple] = []
-        for block in fast_blocks(text):
-            out.extend(block)
-        return out
+        with gcpause.paused():
+            out: list[tuple] = []
+            for block in fast_blocks(text):
+                out.extend(block)
+            return out
     except NotFast:
         return None
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _FastParser:

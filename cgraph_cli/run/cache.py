@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from cgraph_cli import limits
+from cgraph_cli import gcpause, limits
 from cgraph_cli.errors import Source
 from cgraph_cli.fsutil import user_cache_home
 from cgraph_cli.ir.graph import Frame, Graph, Spans
@@ -382,7 +382,8 @@ def load(k: str, source: Source) -> Graph | None:
         if seal.get("format") != FORMAT or seal.get("key") != k or seal.get("digest") != _digest(arrays):
             return None
         del arrays[_MARK]
-        return _from_arrays(arrays, source)
+        with gcpause.paused():  # (the graph is acyclic, as when it is built)
+            return _from_arrays(arrays, source)
     except Exception:  # missing, truncated or damaged in any way (BadZipFile, numpy's header TokenError...): rebuild
         return None
 
@@ -610,17 +611,29 @@ def _from_arrays(z: dict[str, np.ndarray], source: Source) -> Graph:
         attrs[i] = {"value": tflat[p : p + size].reshape(shape).copy()}
         p += size
     _require(p == len(tflat), "tensor constants' values")
+    # equal attributes share one dict (as equal constants share theirs), and whether they fit an op's operands is
+    # checked once per op, attributes and shapes
+    made: dict[str, dict] = {}
+    fits: set[tuple] = set()
     for i, a in meta["attrs"]:
-        attrs[i] = {k: _attr_from_json(k, v) for k, v in a.items()}
+        text = repr(a)
+        at = made.get(text)
+        if at is None:
+            at = made[text] = {k: _attr_from_json(k, v) for k, v in a.items()}
+        attrs[i] = at
         operand_shapes = [shapes[j] for j in args[i]]
         if all(s is not None for s in operand_shapes):  # the attributes fit the operands
+            seen = (ops[i], text, tuple(operand_shapes), shapes[i])
+            if seen in fits:
+                continue
             try:
                 ok = OPS[ops[i]].shape(operand_shapes, **attrs[i]) == shapes[i]
             except Exception:
                 ok = False
             _require(ok, "attributes")
+            fits.add(seen)
     sp = z["spans"]
-    spans = Spans.from_columns(sp[:, 0].tolist(), sp[:, 1].tolist())
+    spans = Spans.from_columns(*(np.ascontiguousarray(sp[:, k], dtype=np.int64).tobytes() for k in (0, 1)))
     inputs = dict((k, v) for k, v in meta["inputs"])
     defaults = {name: z[f"d_{name}"] for name in meta["defaults"]}
     for name, v in defaults.items():

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from cgraph_cli import limits
+from cgraph_cli import gcpause, limits
 from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import CgraphError, Source
@@ -104,15 +104,8 @@ def compile_program(
                 if len(g) > max_nodes:
                     raise TooManyNodes(f"the program expands to more than {max_nodes:,} nodes")
                 return g
-    import gc
-
-    enabled = gc.isenabled()
-    gc.disable()  # the AST and the IR are acyclic: collections while building them are pure cost
-    try:
+    with gcpause.paused():  # the AST and the IR are acyclic: collections while building them are pure cost
         g = _parse_and_build(source, values, seed, DTYPES[dtype], max_memory, max_nodes)
-    finally:
-        if enabled:
-            gc.enable()
     if key is not None:
         cache.store(key, g)
     return g
