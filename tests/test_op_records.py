@@ -167,3 +167,24 @@ def test_cumsum_and_atan2_through_every_command(tmp_path):
     # check names atan2's kink at the origin
     r = run_cli("check", "-e", "z = atan2(a, b)", "--at", "a=0,b=0")
     assert "atan2 is not differentiable at y = x = 0" in r.stderr
+
+
+def test_stack_along_the_first_axis_is_numpys_stack_bit_for_bit():
+    """The record stacks along axis 0 by ``np.array`` of the operands (a tenth of ``np.stack``'s cost for
+    scalars): the same entries, signed zeros and NaN included, the same shape and the same promoted dtype."""
+    fwd = OPS["stack"].fwd
+    rng = np.random.default_rng(5)
+    edge = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, 1e30, -1.5])
+    for shape in [(), (1,), (3,), (2, 3), (0,), (2, 0, 1)]:
+        for dtypes in [("float64",), ("float32",), ("float32", "float64"), ("complex128", "float64"), ("int64",)]:
+            for count in (1, 2, 3, 5):
+                ops = []
+                for k in range(count):
+                    x = rng.choice(edge, size=shape).astype(dtypes[k % len(dtypes)]) if dtypes[0] != "int64" else None
+                    x = np.full(shape, k) if x is None else x
+                    ops.append(x[()] if k % 2 else x)  # numpy scalars (of a 0-d shape) and arrays alike
+                got, want = fwd(*ops), np.stack(ops)
+                assert got.dtype == want.dtype and got.shape == want.shape, (shape, dtypes, count)
+                assert got.tobytes() == want.tobytes(), (shape, dtypes, count)
+                for axis in range(-1, np.ndim(want)):
+                    assert np.array_equal(fwd(*ops, axis=axis), np.stack(ops, axis=axis), equal_nan=True)

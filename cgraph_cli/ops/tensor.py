@@ -261,6 +261,13 @@ def outer_shape(shapes, **_):
     return (a[0], b[0])
 
 
+def _stack(*a, axis=0):
+    """``np.stack(a, axis)``; along axis 0 that is ``np.array(a)`` of the operands (equal shapes, by the shape
+    rule: the same copy in the same promoted dtype), which costs a tenth for small operands ([x, y, z] of
+    scalars: 0.4 µs against 4)."""
+    return np.array(a) if axis == 0 else np.stack(a, axis=axis)
+
+
 def _index_vjp(g, ans, x, idx=()):
     """The gradient placed where the entries came from; an entry picked several times (``x[[0, 0]]``, integer
     arrays) gets the sum of its gradients (scatter-add): :func:`cgraph_cli.ops.core.place`."""
@@ -825,7 +832,7 @@ RECORDS = [
     ),
     Op(
         "stack",
-        lambda *a, axis=0: np.stack(a, axis=axis),
+        _stack,
         lambda ks, g, ans, args, axis=0: [g[k] if axis == 0 else np.take(g, k, axis=axis) for k in ks],
         _stack_shape,
         None,
