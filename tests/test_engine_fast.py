@@ -319,3 +319,26 @@ def test_row_forms_are_the_records_on_edge_values() -> None:
 @pytest.mark.parametrize("text", ["y = sum(a) * b\n", "y = mean(a) * b\n", "y = sum(a)\n", "y = prod(a) + sum(a*b)\n"])
 def test_sum_and_mean_of_a_negative_zero(text: str) -> None:
     check_bits(text, {"a": np.array(-0.0), "b": np.array(2.0)})
+
+
+def test_every_strategy_runs_with_the_collector_paused_and_restores_it(monkeypatch) -> None:
+    """An evaluation builds acyclic plans and results: the garbage collector is paused while it runs (whichever
+    strategy, an error included) and as it was afterwards."""
+    import gc
+
+    from cgraph_cli import engine
+    from cgraph_cli.engine import scalar
+    from cgraph_cli.errors import CgraphError
+
+    seen = []
+    for mod, name in ((scalar, "compile_floats"), (engine, "forward")):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, _real=real, **k: seen.append(gc.isenabled()) or _real(*a, **k))
+    g = compile_src("x = a * b\ny = sin(x) + a\n", {"a": np.array(0.5), "b": np.array(2.0)})
+    for strategy in ("auto", "generic", "scalar", "levels", "compiled"):
+        evaluate(g, {"a": np.array(0.5), "b": np.array(2.0)}, strategy=strategy)
+        assert gc.isenabled()
+    assert seen == [False, False]  # the plan (built once) and the generic forward pass
+    with pytest.raises(CgraphError, match="only a scalar can be differentiated"):
+        evaluate(compile_src("y = a * [1, 2]\n", {"a": np.array(1.0)}), {"a": np.array(1.0)})
+    assert gc.isenabled()

@@ -135,7 +135,21 @@ def test_engine_ir_parser_are_in_no_cycle():
 # (foundation modules first; notebook turns results into notebook displays; api is the typed Python API the CLI is
 # built on; the package itself, cgraph_cli/__init__.py, is the public face that re-exports the api: nothing inside
 # the package imports it)
-LAYERS = ["version", "errors", "fmt", "limits", "fsutil", "progress", "ops", "lang", "ir", "engine", "analysis", "run"]
+LAYERS = [
+    "version",
+    "errors",
+    "fmt",
+    "limits",
+    "fsutil",
+    "gcpause",
+    "progress",
+    "ops",
+    "lang",
+    "ir",
+    "engine",
+    "analysis",
+    "run",
+]
 LAYERS += ["present", "notebook", "api", "cli", "__main__", "cgraph_cli"]
 
 

@@ -30,6 +30,7 @@ import os
 
 import numpy as np
 
+from cgraph_cli import gcpause
 from cgraph_cli.engine.reference import (
     Result,
     backward,
@@ -62,8 +63,14 @@ def evaluate(
     ``wrt``: the inputs to differentiate (default: every input not declared data; checked by
     :meth:`Graph.grad_inputs`); nodes no requested gradient depends on get none (None), and no strategy
     visits them in the backward pass.
+
+    The garbage collector is paused meanwhile (:mod:`cgraph_cli.gcpause`): a plan and a result are acyclic.
     """
-    out = g.output if out is None else out
+    with gcpause.paused():
+        return _evaluate(g, inputs, g.output if out is None else out, strategy, wrt)
+
+
+def _evaluate(g: Graph, inputs: dict[str, np.ndarray], out: int, strategy: str | None, wrt: list[str] | None) -> Result:
     names = g.grad_inputs(wrt)
     pruned = len(names) < len(g.inputs)
     strategy = strategy or os.environ.get("CGRAPH_ENGINE") or "auto"
