@@ -156,27 +156,22 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
     present = set(ops)
     tensors = list(compress(range(n), map(().__ne__, g.shapes))) if mixed else []  # (mixed) the nodes not scalars
     tensor = set(tensors)
-    back = None
     if mixed:  # a node that is or takes a tensor: NP
-        scalar = np.fromiter(map(().__eq__, g.shapes), dtype=bool, count=n)
+        scalar = np.ones(n, dtype=bool)
+        scalar[tensors] = False
         at = [np.fromiter(ix, dtype=np.intp, count=len(nodes)) for ix in (nodes, a0, a1)]
         for k in np.flatnonzero(~(scalar[at[0]] & scalar[at[1]] & scalar[at[2]])).tolist():
             kern[k] = NP  # (a node of more than two operands is NP already)
-        if not present.isdisjoint(tables.float_vjp):
-            back = list(map(tables.back.__getitem__, compress(ops, kernel)))
-            for k, c in enumerate(kern):
-                if c == NP:
-                    back[k] = NP
     aux: list[Unary | OpCall | None] | None = None
     if not present.isdisjoint(tables.unary):  # the NP1 nodes' functions, from their records (shared by an op's nodes)
         aux = list(map(tables.unary.get, compress(ops, kernel)))
-    # the backward codes: the kernels, or FLOAT_VJP for an NP1 op whose VJP runs on the floats
-    if back is None:
-        back = (
-            kern if tables.float_vjp.isdisjoint(present) else list(map(tables.back.__getitem__, compress(ops, kernel)))
-        )
     has_np = mixed or not present.isdisjoint(tables.np_ops)  # (without a scan of the kernels)
     np_at = list(compress(range(len(kern)), map(NP.__eq__, kern))) if has_np else []
+    # the backward codes: the kernels, or FLOAT_VJP for an NP1 op whose VJP runs on the floats (NP where it is one)
+    back = kern
+    if not tables.float_vjp.isdisjoint(present):
+        back = list(map(tables.back.__getitem__, compress(ops, kernel)))
+        deque(map(back.__setitem__, np_at, repeat(NP)), maxlen=0)
     many = set()
     calls: dict[tuple[str, int, bool], OpCall] = {}  # the NP nodes without attributes share their OpCall
     no_attrs: dict = {}
@@ -194,7 +189,7 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
             grad_operands = tuple(s for s in range(len(t)) if spec.vjp_many is not None or spec.vjp_for(s) is not None)
             call = calls[key] = OpCall(spec, no_attrs, grad_operands, key[2])
         if attrs[i]:
-            call = call._replace(attrs=attrs[i])
+            call = OpCall(call.op, attrs[i], call.grad_operands, call.scalar)
         aux[k] = call  # type: ignore[index]
     input_nodes = list(g.inputs.values())
     consts = _positions(ops, "const")
