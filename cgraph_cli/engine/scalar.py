@@ -163,14 +163,16 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
         for k in np.flatnonzero(~(scalar[at[0]] & scalar[at[1]] & scalar[at[2]])).tolist():
             kern[k] = NP  # (a node of more than two operands is NP already)
     aux: list[Unary | OpCall | None] | None = None
+    opk = None  # the op nodes' op names, if needed
     if not present.isdisjoint(tables.unary):  # the NP1 nodes' functions, from their records (shared by an op's nodes)
-        aux = list(map(tables.unary.get, compress(ops, kernel)))
+        opk = list(compress(ops, kernel))
+        aux = list(map(tables.unary.get, opk))
     has_np = mixed or not present.isdisjoint(tables.np_ops)  # (without a scan of the kernels)
     np_at = list(compress(range(len(kern)), map(NP.__eq__, kern))) if has_np else []
     # the backward codes: the kernels, or FLOAT_VJP for an NP1 op whose VJP runs on the floats (NP where it is one)
     back = kern
     if not tables.float_vjp.isdisjoint(present):
-        back = list(map(tables.back.__getitem__, compress(ops, kernel)))
+        back = list(map(tables.back.__getitem__, compress(ops, kernel) if opk is None else opk))
         deque(map(back.__setitem__, np_at, repeat(NP)), maxlen=0)
     many = set()
     calls: dict[tuple[str, int, bool], OpCall] = {}  # the NP nodes without attributes share their OpCall
