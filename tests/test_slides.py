@@ -84,6 +84,25 @@ def test_requested_pixel_size_is_exact(tmp_path, args, size):
     assert max(margins(a)) < 0.05, margins(a)
 
 
+@pytest.mark.parametrize(
+    "args, size",
+    [
+        (("--size", "2000x20"), (2000, 20)),
+        (("--size", "16x16"), (16, 16)),
+        (("--size", "16x12000"), (16, 12000)),
+        (("--width", "16"), None),
+        (("--height", "16"), None),
+    ],
+)
+def test_a_canvas_smaller_than_two_pads_is_drawn_too(tmp_path, args, size):
+    """Every side from 16 pixels is accepted: on a canvas of fewer points than two of the graph's pads, the room
+    around the drawing shrinks (to a quarter of the side) instead of leaving none, or less than none."""
+    out, r = render(tmp_path, LECTURE, *AT, *args)
+    a = pixels(out)
+    assert size is None or (a.shape[1], a.shape[0]) == size
+    assert "-" not in r.stderr.split("scaled to")[-1].split("%")[0]  # a positive scale
+
+
 def test_one_side_keeps_the_drawings_own_shape(tmp_path):
     plain, _ = render(tmp_path, LECTURE, *AT, name="plain.png")
     wide, _ = render(tmp_path, LECTURE, *AT, "--width", "1500", name="wide.png")

@@ -388,7 +388,9 @@ def _fit_layout(pgv, dots: list[str], fit: dict, fmt: str):
     cw = fit["width"] * 72 / dpi if fit.get("width") else None  # points of the final picture
     ch = fit["height"] * 72 / dpi if fit.get("height") else None
     graphs = [_laid_out(pgv, t) for t in (dots if cw and ch else dots[:1])]
-    margin = _pad_inches(graphs[0]) * 72
+    # the room left around the drawing: the graph's pad, but at most a quarter of a side asked for (a canvas of
+    # 16 pixels is smaller than two pads)
+    margin = min(_pad_inches(graphs[0]) * 72, *(side / 4 for side in (cw, ch) if side))
     boxes = [_drawn_box(g) for g in graphs]
     k = 0
     if cw and ch:
