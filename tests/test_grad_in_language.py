@@ -8,6 +8,7 @@ the refusals with their exact messages and carets.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -131,3 +132,24 @@ def test_grad_nodes_are_ordinary_nodes_in_the_ir():
     r = run_cli("ir", "-e", "y = x * x\ng = grad(y, x)", "--at", "x=3")
     assert r.returncode == 0, r.stderr
     assert "g = " in r.stdout and "mul" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "src, want",
+    [
+        ("y = grad(x^3, x)", 3 * 1.5**2),  # x is an input, first read by grad's own loss
+        ("y = grad(grad(grad(x^4, x), x), x)", 24 * 1.5),
+        ("y = grad(sin(x) * x, x) + x", math.cos(1.5) * 1.5 + math.sin(1.5) + 1.5),
+    ],
+)
+def test_grad_with_respect_to_an_input_its_loss_reads_first(src, want):
+    """A name read before any assignment is an input, declared or not: grad(x^3, x) on the first line
+    differentiates with respect to it, as it would after ``input x``."""
+    declared = compile_program(Source("input x\n" + src), {"x": np.asarray(1.5)}, use_cache=False)
+    g = compile_program(Source(src), {"x": np.asarray(1.5)}, use_cache=False)
+    assert list(g.inputs) == ["x"]
+    for graph in (g, declared):
+        res = evaluate(graph, bind_inputs(graph, {"x": np.asarray(1.5)}))
+        assert float(res.values[res.out]) == pytest.approx(want, rel=1e-14)
+    r = run_cli("eval", "-e", src, "--at", "x=1.5", "--format", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)["value"] == pytest.approx(want, rel=1e-14), r.stderr

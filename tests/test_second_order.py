@@ -283,6 +283,21 @@ def test_cli_hessian_json_keys_and_shapes():
     assert doc["value"] == 28.0 and doc["gradients"]["s"] == 14.0  # the rest of the document is unchanged
 
 
+@pytest.mark.parametrize(
+    "v, want",
+    [
+        ([1, 2, 3], [[0, 3, 2], [3, 0, 1], [2, 1, 0]]),
+        ([0, 2, 3], [[0, 3, 2], [3, 0, 0], [2, 0, 0]]),  # a zero entry: the products of the others, no division
+        ([0, 0, 3], [[0, 3, 0], [3, 0, 0], [0, 0, 0]]),
+    ],
+)
+def test_prod_has_second_derivatives_with_zeros_too(v, want):
+    """The Hessian of prod(v) (as the README says): entry (i, j) the product of the entries but i and j."""
+    r = run_cli("eval", "-e", "input v[3]\ny = prod(v)", "--at", f"v={v}".replace(" ", ""), "--hessian", "-f", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["hessian"]["v"]["v"] == want
+
+
 def test_cli_hvp_json():
     r = run_cli("eval", "-e", "y = sum(x * x) * s", "--at", "x=[1,2,3],s=2", "--hvp", "x=[1,0,0]", "-f", "json")
     assert r.returncode == 0, r.stderr

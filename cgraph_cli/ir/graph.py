@@ -332,6 +332,17 @@ def subexprs(e: tuple) -> tuple:
     return ()
 
 
+def _reads(e: tuple, name: str) -> bool:
+    """Whether the expression ``e`` reads the name ``name`` anywhere."""
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if x[KIND] == "name" and x[NAME_ID] == name:
+            return True
+        stack.extend(subexprs(x))
+    return False
+
+
 class _NotStatic(Exception):
     """An expression that is not a constant known when the program is compiled (at ``span``)."""
 
@@ -1063,7 +1074,9 @@ class Builder:
             )
         name = w[NAME_ID]
         known = self.g.bindings if env is None else env
-        if name not in known:
+        # a name the loss reads before any assignment is an input (declared or not), made as the loss is lowered:
+        # grad(x^3, x) on the first line differentiates with respect to the input x
+        if name not in known and not (env is None and name not in self.consts and _reads(args[0], name)):
             raise CgraphError(
                 f"'{name}' is not a node: grad() differentiates with respect to an input or a value assigned "
                 "before it" + _suggest_plain(name, known),
