@@ -65,3 +65,31 @@ def test_hessian_and_hvp_blocks_are_text() -> None:
     r = run_inproc("eval", "-e", text, "--at", "x=[1e200, 1]", "--hessian", env={"COLUMNS": "200"})
     assert r.returncode == 0, r.stderr
     assert "inf" in r.stdout
+
+
+@pytest.mark.parametrize("columns", [40, 45, 60])
+def test_a_narrow_terminal_keeps_every_number_whole_and_the_gradient_column(columns):
+    """A terminal narrower than the table's words: the expression, shape and op columns are left out, in that
+    order and only as far as needed (a caption says which), so that no number is cut and the gradient stays."""
+    from tests.conftest import EXAMPLES
+
+    ev = cg.load(EXAMPLES / "mlp.cg").eval()
+    r = run_inproc("eval", str(EXAMPLES / "mlp.cg"), env={"COLUMNS": str(columns)})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert max(map(len, lines)) <= columns, r.stdout
+    assert "∂loss/∂node" in r.stdout and "value" in r.stdout and "node" in r.stdout
+    words = set(r.stdout.replace(",", " ").replace("[", " ").replace("]", " ").split())
+    for name in ("W1", "b2"):  # each entry of these values and gradients, as tensor cells write them (4 digits)
+        for v in (ev[name].value, ev.grad.get(name, ev[name].grad)):
+            for x in np_flat(v):
+                assert f"{x:.4g}".replace("e-0", "e-") in words, (name, x, r.stdout)
+    assert "(too narrow for the expression" in r.stdout
+    wide = run_inproc("eval", str(EXAMPLES / "mlp.cg"), env={"COLUMNS": "200"})
+    assert "expression" in wide.stdout and "too narrow" not in wide.stdout
+
+
+def np_flat(v):
+    import numpy as np
+
+    return [float(x) for x in np.ravel(v)]

@@ -624,6 +624,62 @@ def to_table(result: Result, all_nodes: bool = False):
     return t
 
 
+# the columns a table too narrow for its terminal leaves out, in this order, so that each row keeps its node, its
+# value and its derivative whole (the numbers a table is read for) instead of every column cut to a sliver
+SPARE_COLUMNS = ("expression", "shape", "op")
+
+
+def _extent(column: Any) -> tuple[int, int]:
+    """A rich Column's (longest word, longest line) over its header and cells, in terminal cells (a word: text
+    between spaces, such as a number of a tensor cell; cells are markup, read as rich reads them)."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    word = line = 1
+    for text in (column.header, *column._cells):
+        if isinstance(text, (str, Text)):
+            text = text.plain if isinstance(text, Text) else Text.from_markup(text).plain if "[" in text else text
+            word = max(word, *map(cell_len, text.split() or [""]))
+            line = max(line, *map(cell_len, text.split("\n")))
+    return word, line
+
+
+def narrowed(table: Any, width: int) -> Any:
+    """``table`` (a rich Table) made to fit ``width`` terminal columns with every word whole, when it is wider:
+    without its :data:`SPARE_COLUMNS`, one at a time, until its longest words fit (a caption says which were
+    left out), then each column given its longest word and a share of the room left by what its longest line
+    lacks (rich, left to itself, cuts numbers and headers to share the room evenly)."""
+    if not any(c.header in SPARE_COLUMNS for c in table.columns):  # (not eval's table: as rich draws it)
+        return table
+    border = 1 + 3 * len(table.columns)  # a border left of each column and after the last; a space either side
+    extents = [_extent(c) for c in table.columns]
+    if border + sum(line for _, line in extents) <= width:
+        return table
+    left_out = []
+    for name in SPARE_COLUMNS:
+        if border + sum(word for word, _ in extents) <= width:
+            break
+        keep = [k for k, c in enumerate(table.columns) if c.header != name]
+        if len(keep) < len(table.columns):
+            table.columns[:] = [table.columns[k] for k in keep]
+            extents = [extents[k] for k in keep]
+            border = 1 + 3 * len(table.columns)
+            left_out.append(name)
+    widths = [word for word, _ in extents]
+    room = width - border - sum(widths)
+    lack = [line - word for word, line in extents]
+    if room > 0 and sum(lack):
+        share = [room * x // sum(lack) for x in lack]
+        widths = [w + min(s, x) for w, s, x in zip(widths, share, lack)]
+    for column, w in zip(table.columns, widths):
+        column.width = w
+    if left_out:
+        note = f"(too narrow for the {', '.join(left_out)} column{'s' if len(left_out) > 1 else ''})"
+        table.caption = note if not table.caption else f"{table.caption}\n{note}"
+        table.caption_justify = "left"
+    return table
+
+
 OFF_PATH_MARK = "(off path)"
 JAC_ROWS, JAC_COLS = 12, 8  # a Jacobian block larger than this is shown by its corner and its size
 

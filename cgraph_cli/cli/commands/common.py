@@ -126,12 +126,18 @@ def _fit_encoding(renderable: Any, encoding: str) -> Any:
 MAX_PIPED_WIDTH = 240
 
 
+def _columns_given() -> bool:
+    """Whether COLUMNS asks for a width (garbage is ignored)."""
+    import os
+
+    return os.environ.get("COLUMNS", "").strip().lstrip("-").isdigit()
+
+
 def piped_width(console: Any, renderable: Any) -> int:
     """The width of a table written to a file or a pipe: COLUMNS if set, else the table's own width (at least
     80 columns, at most :data:`MAX_PIPED_WIDTH`), so that a matrix in a cell keeps its rows whole."""
-    import os
 
-    if os.environ.get("COLUMNS", "").strip().lstrip("-").isdigit():  # a width asked for (garbage is ignored)
+    if _columns_given():
         return console.width
     try:
         natural = console.measure(renderable, options=console.options.update_width(MAX_PIPED_WIDTH)).maximum
@@ -141,12 +147,22 @@ def piped_width(console: Any, renderable: Any) -> int:
 
 
 def print_rich(renderable: Any) -> None:
+    from rich.table import Table
+
     from cgraph_cli.errors import OutputClosed
 
     if not can_encode(sys.stdout):
         renderable = _fit_encoding(renderable, sys.stdout.encoding)
     try:
         console = make_console()
+        if sys.stdout.isatty() or _columns_given():  # a table too wide for its terminal: the columns that matter
+            from rich.console import Group
+
+            from cgraph_cli.present.tables import narrowed
+
+            for table in renderable.renderables if isinstance(renderable, Group) else [renderable]:
+                if isinstance(table, Table):
+                    narrowed(table, console.width)
         if sys.stdout.isatty():
             console.print(renderable)
         else:  # piped: the same text without the padding rich adds to titles (no trailing spaces)
