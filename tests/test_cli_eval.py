@@ -233,3 +233,21 @@ def test_piped_tables_have_no_trailing_spaces():
         lines = r.stdout.split("\n")
         assert lines[0] in ("z = 14", "∂z/∂input: 3 entries of a, b, c: ok")
         assert [ln for ln in lines if ln != ln.rstrip()] == []
+
+
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("Infinity", [np.inf]),
+        ("-Infinity", [-np.inf]),
+        ("inf", [np.inf]),
+        ("-INF", [-np.inf]),
+        ("[1, infinity, NaN, -inf]", [1.0, np.inf, np.nan, -np.inf]),
+    ],
+)
+def test_at_reads_infinity_as_json_writes_it(text, want):
+    """--at reads the spellings cgraph writes (JSON's "Infinity") and Python's (inf), in any case."""
+    from cgraph_cli.run.values import parse_value
+
+    got = np.ravel(parse_value(text, "--at a"))
+    assert np.array_equal(got, want, equal_nan=True)

@@ -180,6 +180,10 @@ def test_a_bracket_never_closed_is_named() -> None:
     assert "hint: close it with ')'" in err
     err = fails("eval", "-e", "for i in range(2) {\n  h = i\n")
     assert err.splitlines()[0] == "error: <expr>:1:19: syntax error: '{' is never closed; expected '}'"
+    # the text ends inside a bracket on its own line, with or without a last newline (-e has none)
+    for text in ("y = (a + b", "y = (a + b\n", "y = [a, (b", "x = 1\ny = sin(a"):
+        err = fails("eval", "-e", text)
+        assert "syntax error: '(' is never closed; expected ')'" in err.splitlines()[0], (text, err)
     # a bracket closed later: the error is where it happens
     err = fails("eval", "-e", "y = f(a,\n b c)")
     assert err.startswith("error: <expr>:2:4: syntax error: unexpected 'c'"), err

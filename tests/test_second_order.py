@@ -323,6 +323,9 @@ def test_cli_hessian_table_shows_a_matrix():
         (["-e", "y = sum(x * x)", "--at", "x=[1,2]", "--hvp", "x=[1,2,3]"], "has shape (3,), but 'x' has shape (2,)"),
         (["-e", "y = x * x", "--at", "x=1", "--hvp", "x"], "--hvp: expected name=value"),
         (["-e", "y = x * x", "--at", "x=1", "--hessian", "-f", "csv"], "--hessian is shown as a table or as JSON"),
+        (["-e", "y = x * x", "--at", "x=1", "--hessian", "-f", "csv"], "hint: use --format json"),
+        (["-e", "y = x * x", "--hessian", "--batch", "B"], "--hessian is shown as a table or as JSON"),
+        (["-e", "y = x * x", "--hvp", "x=1", "--batch", "B"], "hint: evaluate one point at a time (--at)"),
     ],
 )
 def test_cli_bad_second_order_requests_exit_2(args, message):

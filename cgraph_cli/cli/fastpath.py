@@ -169,7 +169,9 @@ def run_eval(args: EvalArgs) -> int:
         raise CgraphError(
             f"{flag} is shown as a table or as JSON; it cannot be combined with "
             + ("--batch" if args.batch is not None else "--format csv"),
-            hint="use --format json",
+            hint="evaluate one point at a time (--at), as a table or with --format json"
+            if args.batch is not None
+            else "use --format json",
         )
     deriv = args.derivatives
     if args.batch is not None and deriv.given:

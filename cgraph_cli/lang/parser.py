@@ -405,8 +405,9 @@ _CLOSER = {"(": ")", "[": "]", "{": "}"}
 
 
 def _unclosed(text: str, pos: int) -> int | None:
-    """The offset of the innermost bracket open at ``pos`` that was opened on an earlier line and is never
-    closed in the whole text (a statement went on over the lines after it), or None."""
+    """The offset of the innermost bracket open at ``pos`` that is never closed in the whole text and was opened
+    on an earlier line (a statement went on over the lines after it) or ``pos`` is the end of the text (it ended
+    inside the bracket, with or without a last newline), or None."""
     stack: list[int] = []
     low = None  # the fewest brackets open after pos
     for m in _BRACKET_RE.finditer(text):
@@ -426,7 +427,7 @@ def _unclosed(text: str, pos: int) -> int | None:
     if low == 0:
         return None
     b = stack[low - 1] if low <= len(stack) else None
-    if b is None or b >= pos or "\n" not in text[b:pos]:
+    if b is None or b >= pos or ("\n" not in text[b:pos] and text[pos:].strip()):
         return None
     return b
 

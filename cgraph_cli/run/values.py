@@ -14,7 +14,7 @@ from cgraph_cli.ir.graph import Graph
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<open>\[)|(?P<close>\])|(?P<comma>,)|"
-    r"(?P<num>[-+]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|inf|infinity|nan))|(?P<pi>[-+]?pi))\s*",
+    r"(?P<num>[-+]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|infinity|inf|nan))|(?P<pi>[-+]?pi))\s*",
     re.IGNORECASE,
 )
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")
