@@ -409,3 +409,15 @@ def test_check_order_2_finds_a_wrong_second_derivative(monkeypatch):
 def test_check_order_must_be_1_or_2():
     r = run_cli("check", "-e", "y = x * x", "--at", "x=1", "--order", "3")
     assert r.returncode == 2 and "--order must be 1 or 2" in r.stderr
+
+
+def test_hessian_of_a_program_whose_inputs_are_all_data_says_so_in_a_line():
+    """Every input declared data: no input is differentiated, so the Hessian has no entries; the table's
+    caption and a line say so (it drew a title broken over four lines above a table of no columns)."""
+    r = run_cli("eval", "-e", "input data X\ny = X^2", "--at", "X=2", "--hessian")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "no input is differentiated (X: data)" in lines
+    assert lines[-1] == "Hessian ∂²y/∂u∂v: no entries (no input is differentiated)"
+    doc = json.loads(run_cli("eval", "-e", "input data X\ny = X^2", "--at", "X=2", "--hessian", "-f", "json").stdout)
+    assert doc["hessian"] == {}

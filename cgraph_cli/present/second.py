@@ -28,6 +28,10 @@ def hessian_tables(g: Graph, out: int, hess: dict[str, dict[str, np.ndarray]]) -
     shapes = {x: tuple(np.shape(hess[x][x]))[: len(np.shape(hess[x][x])) // 2] for x in names}
     entries = [(x, lab) for x in names for lab in _entry_names(x, shapes[x])]
     title = f"Hessian ∂²{g.label(out)}/∂u∂v"
+    if not entries:  # every input declared data (or --wrt of none): a line, not a table of no columns
+        from rich.text import Text
+
+        return [Text(f"{title}: no entries (no input is differentiated)")]
     if len(entries) <= MATRIX_SIDE:
         t = Table(title=title, title_justify="left")
         t.add_column("", style="bold", no_wrap=True)

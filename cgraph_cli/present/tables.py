@@ -612,8 +612,8 @@ def to_table(result: Result, all_nodes: bool = False):
         captions.append(f"{OFF_PATH_MARK} {', '.join(off)}: not on a path to {out} (no gradient)")
     if key == "grad" and result.wrt is not None:  # eval --wrt, or inputs declared data: say whose gradients these are
         data = [x for x in g.inputs if x in g.data_inputs]
-        shown = ", ".join(result.wrt) or "no input"
-        captions.append(f"gradients with respect to {shown} only" + (f" ({', '.join(data)}: data)" if data else ""))
+        said = f"gradients with respect to {', '.join(result.wrt)} only" if result.wrt else "no input is differentiated"
+        captions.append(said + (f" ({', '.join(data)}: data)" if data else ""))
     if captions:
         t.caption = "\n".join(captions)
         t.caption_justify = "left"
