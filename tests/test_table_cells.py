@@ -93,3 +93,34 @@ def np_flat(v):
     import numpy as np
 
     return [float(x) for x in np.ravel(v)]
+
+
+def _programs_for_the_plain_layout():
+    from tests.conftest import EXAMPLES
+
+    yield [str(EXAMPLES / "mlp.cg")]  # matrices: cells of several lines
+    yield [str(EXAMPLES / "lecture.cg"), "--at", "a=-1,b=3,c=4"]
+    yield ["-e", "θ = a * 2\nŷ = θ + 1\n漢字 = ŷ * ŷ\nq = b * 0\nz = 漢字 + a", "--at", "a=1.5,b=2"]  # wide characters
+    yield ["-e", "x = [1, 2] * a\ny = sum(x)\nu = b * 2", "--at", "a=1,b=2", "--of", "y"]  # off path, a caption
+    yield ["-e", "y = a / b", "--at", "a=1,b=0"]  # inf
+    yield ["-e", "input x[3]\ny = sum(x * x)", "--at", "x=[1,2,3]", "--mode", "forward", "--tangent", "x=[1,0,0]"]
+    yield ["-e", "input W[2, 2]\ny = sum(W @ W)", "--at", "W=[[1,2],[3,4]]", "--dtype", "float32"]
+    long = "\n".join(f"x{i} = sin(x{i - 1}) * 0.5 + a" for i in range(1, 60))
+    yield ["-e", f"x0 = a\n{long}\nvery_long_name_for_the_last_output_of_all = x59 * 2", "--at", "a=0.3"]
+
+
+@pytest.mark.parametrize("args", list(_programs_for_the_plain_layout()))
+def test_a_long_table_laid_out_without_rich_is_rich_text_to_the_byte(args, monkeypatch):
+    """Tables of more than FAST_ROWS rows written to a file or a pipe are laid out by plain_text, rich
+    drawing only the frame: the text must be exactly rich's (here every table takes that way)."""
+    from cgraph_cli.present import tables
+
+    want = run_inproc("eval", *args, "--all")
+    monkeypatch.setattr(tables, "FAST_ROWS", 0)
+    laid_out = []
+    real = tables.plain_text
+    monkeypatch.setattr(tables, "plain_text", lambda *a: laid_out.append(real(*a)) or laid_out[-1])
+    got = run_inproc("eval", *args, "--all")
+    assert want.returncode == got.returncode == 0, got.stderr
+    assert laid_out and all(text is not None for text in laid_out)  # (not handed back to rich)
+    assert got.stdout == want.stdout

@@ -680,6 +680,91 @@ def narrowed(table: Any, width: int) -> Any:
     return table
 
 
+FAST_ROWS = 500  # a longer table written to a file or a pipe is laid out by plain_text, not by rich
+
+
+def plain_text(table: Any, console: Any, max_width: int) -> str | None:
+    """The text rich writes for ``table`` (a rich Table) to a file or a pipe (no styles) at its natural width,
+    laid out here: rich takes seconds for a table of 10,000 rows (it measures and renders every cell as a
+    renderable), this a few hundredths. Rich still draws the frame (title, header, borders, caption) around one
+    row of the columns' widths, and that row, written here too, must come out as rich wrote it, or None is
+    returned; None also when the table needs more than ``max_width`` columns (rich then wraps its cells) or has
+    what this does not lay out (fixed widths, sections, tabs or control characters in a cell). ``console``'s
+    width is set to the table's."""
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
+    columns = table.columns
+    if not columns or any(c.width is not None or c.max_width is not None for c in columns):
+        return None
+    if any(row.end_section for row in table.rows) or table.show_lines or not table.show_header:
+        return None
+    cells: list[list[list[str]]] = []  # per column, per row: its lines
+    for column in columns:
+        lines = []
+        for cell in column._cells:
+            if isinstance(cell, Text):
+                text = cell.plain
+            elif isinstance(cell, str):
+                text = Text.from_markup(cell).plain if "[" in cell else cell
+            else:
+                return None
+            if not text.isprintable() and any(ch != "\n" and not ch.isprintable() for ch in text):
+                return None
+            lines.append(text.split("\n"))
+        cells.append(lines)
+    headers = [str(c.header) for c in columns]
+    widths = [
+        max(column.min_width or 1, cell_len(header), *(cell_len(line) for cell in col for line in cell))
+        for column, header, col in zip(columns, headers, cells)
+    ]
+    width = 1 + sum(w + 3 for w in widths)
+    if width > max_width:
+        return None
+    frame = Table(
+        *[],
+        title=table.title,
+        caption=table.caption,
+        title_justify=table.title_justify,
+        caption_justify=table.caption_justify,
+        box=table.box,
+        padding=table.padding,
+    )
+    for column, header in zip(columns, headers):
+        frame.add_column(header, justify=column.justify, min_width=column.min_width)
+    frame.add_row(*["x" * w for w in widths])
+    console.width = width  # (rich draws no wider than its console)
+    with console.capture() as captured:
+        console.print(frame)
+    drawn = [line.rstrip() for line in captured.get().split("\n")]
+    vertical = table.box.mid_vertical if table.box is not None else ""
+    left, right = (table.box.mid_left, table.box.mid_right) if table.box is not None else ("", "")
+
+    def row_lines(row: list[list[str]]) -> list[str]:
+        out = []
+        for k in range(max(map(len, row))):
+            parts = []
+            for lines, w, column in zip(row, widths, columns):
+                text = lines[k] if k < len(lines) else ""
+                gap = w - cell_len(text)
+                if column.justify == "right":
+                    parts.append(" " * gap + text)
+                elif column.justify == "center":
+                    parts.append(" " * (gap // 2) + text + " " * (gap - gap // 2))
+                else:
+                    parts.append(text + " " * gap)
+            out.append((left + vertical.join(f" {p} " for p in parts) + right).rstrip())
+        return out
+
+    probe = row_lines([["x" * w] for w in widths])[0]
+    if drawn.count(probe) != 1:  # the frame is not what this lays out: rich lays the table out
+        return None
+    at = drawn.index(probe)
+    body = [line for r in range(len(table.rows)) for line in row_lines([col[r] for col in cells])]
+    return "\n".join(drawn[:at] + body + drawn[at + 1 :])
+
+
 OFF_PATH_MARK = "(off path)"
 JAC_ROWS, JAC_COLS = 12, 8  # a Jacobian block larger than this is shown by its corner and its size
 

@@ -150,6 +150,7 @@ def print_rich(renderable: Any) -> None:
     from rich.table import Table
 
     from cgraph_cli.errors import OutputClosed
+    from cgraph_cli.present.tables import FAST_ROWS, narrowed, plain_text
 
     if not can_encode(sys.stdout):
         renderable = _fit_encoding(renderable, sys.stdout.encoding)
@@ -158,14 +159,17 @@ def print_rich(renderable: Any) -> None:
         if sys.stdout.isatty() or _columns_given():  # a table too wide for its terminal: the columns that matter
             from rich.console import Group
 
-            from cgraph_cli.present.tables import narrowed
-
             for table in renderable.renderables if isinstance(renderable, Group) else [renderable]:
                 if isinstance(table, Table):
                     narrowed(table, console.width)
         if sys.stdout.isatty():
             console.print(renderable)
         else:  # piped: the same text without the padding rich adds to titles (no trailing spaces)
+            if isinstance(renderable, Table) and len(renderable.rows) > FAST_ROWS:  # laid out here, not by rich
+                text = plain_text(renderable, console, console.width if _columns_given() else MAX_PIPED_WIDTH)
+                if text is not None:
+                    sys.stdout.write(text)
+                    return
             console.width = piped_width(console, renderable)
             with console.capture() as captured:
                 console.print(renderable)
