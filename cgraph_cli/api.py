@@ -89,6 +89,8 @@ def _input_value(name: str, v: Any) -> np.ndarray:
     if isinstance(v, (str, bytes)) or v is None:
         raise CgraphError(f"input {name!r}: {v!r} is not a number or a rectangular list of numbers")
     try:
+        if np.asarray(v).dtype.kind == "b":  # True would be 1, as --at-file and .npz archives refuse too
+            raise CgraphError(f"input {name!r}: booleans are not numbers here; give 1.0 and 0.0")
         a = np.array(v, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
         raise CgraphError(f"input {name!r}: the value is not a number or a rectangular list of numbers") from None

@@ -227,6 +227,8 @@ def test_errors_carry_place_hint_and_the_clis_message() -> None:
     [
         (lambda: cg.parse("y = x").eval(x="1"), "input 'x'"),
         (lambda: cg.parse("y = x").eval(x=[[1, 2], [3]]), "rectangular"),
+        (lambda: cg.parse("y = x").eval(x=True), "input 'x': booleans are not numbers here"),  # as --at-file
+        (lambda: cg.parse("y = sum(x)").eval(x=np.array([1, 0], dtype=bool)), "booleans are not numbers"),
         (lambda: cg.parse("y = x").eval(x=1, seed=-1), "--seed: -1 is out of range"),
         (lambda: cg.parse("y = x").eval(x=1, dtype="int8"), "--dtype: 'int8' is not one of"),
         (lambda: cg.parse("y = x").eval(z=1), "unknown input 'z'"),

@@ -303,6 +303,19 @@ def test_at_file_json_and_npz(tmp_path):
         assert doc["gradients"] == {"a": 6.0, "x": [3.0, 3.0, 3.0]}
 
 
+def test_at_file_reads_back_the_non_finite_numbers_cgraph_writes(tmp_path):
+    """Strict JSON has no NaN or infinity: cgraph writes "NaN", "Infinity" and "-Infinity", and --at-file reads
+    those strings back as the numbers (eval's --format json inputs fed back in)."""
+    out = run_cli("eval", "-e", "y = a + sum(x)", "--at", "a=nan,x=[1,inf,-inf]", "--format", "json")
+    inputs = json.loads(out.stdout)["inputs"]
+    assert inputs == {"a": "NaN", "x": [1.0, "Infinity", "-Infinity"]}
+    p = tmp_path / "v.json"
+    p.write_text(json.dumps(inputs))
+    back = run_cli("eval", "-e", "y = a + sum(x)", "--at-file", str(p), "--format", "json")
+    assert back.returncode == 0, back.stderr
+    assert json.loads(back.stdout)["inputs"] == inputs
+
+
 @pytest.mark.parametrize(
     "name,content,needle",
     [
@@ -311,6 +324,9 @@ def test_at_file_json_and_npz(tmp_path):
         ("str.json", '{"a": "hi"}', "not a number"),
         ("ragged.json", '{"a": [[1, 2], [3]]}', "not a number or a rectangular list"),
         ("key.json", '{"1a": 1}', "not a valid input name"),
+        ("twice.json", '{"a": 1, "a": 2}', "'a' is given twice"),  # as --at a=1 --at a=2
+        ("nan.json", '{"a": "nan"}', "is a string, not a number"),  # only the spellings cgraph writes
+        ("inner.json", '{"a": [1, "inf"]}', "holds a string at a[1], not a number"),
     ],
 )
 def test_bad_at_file_json(tmp_path, name, content, needle):

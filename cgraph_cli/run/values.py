@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -150,7 +151,7 @@ def read_at_file(path: str, max_memory: int | None = None) -> dict[str, np.ndarr
             return _read_npz(f, head, size, path, limit)
         data = _read_json_bytes(f, head, size, path)
     try:
-        data = json.loads(data.decode("utf-8-sig"))  # a BOM is accepted, as in programs and CSV files
+        data = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_once_each)  # (a BOM is accepted, as in programs)
     except UnicodeDecodeError as e:
         raise CgraphError(f"--at-file: {path} is not UTF-8 text (byte {e.start} cannot be decoded)") from None
     except json.JSONDecodeError as e:
@@ -164,8 +165,17 @@ def read_at_file(path: str, max_memory: int | None = None) -> dict[str, np.ndarr
         name = input_name(str(k))
         if name is None:
             raise CgraphError(f"--at-file: {k!r} is not a valid input name")
-        _check_json_numbers(v, str(k))
-        out[name] = _json_array(v, str(k), path)
+        out[name] = _json_array(_check_json_numbers(v, str(k)), str(k), path)
+    return out
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (``{"a": 1, "a": 2}`` is refused, as ``--at a=1 --at a=2``)."""
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise CgraphError(f"--at-file: {twice!r} is given twice")
     return out
 
 
@@ -274,12 +284,19 @@ def _json_word(x: Any) -> str:
     return type(x).__name__  # pragma: no cover - json.loads makes nothing else
 
 
-def _check_json_numbers(v: Any, name: str) -> None:
-    """Refuse a JSON value that holds anything but numbers and lists (true, false, null, strings, objects),
-    naming the first such item by its place, such as ``a[1][0]``. numpy would read ``true`` as 1, ``"1.5"``
-    as 1.5 and ``null`` as NaN without a word."""
+# the strings cgraph's JSON writes for non-finite numbers (strict JSON has no token for them), read back as those
+_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _check_json_numbers(v: Any, name: str) -> Any:
+    """``v`` with the strings of :data:`_NONFINITE` read as their numbers (in place in lists); refuse a JSON value
+    that holds anything else but numbers and lists (true, false, null, other strings, objects), naming the first
+    such item by its place, such as ``a[1][0]``. numpy would read ``true`` as 1, ``"1.5"`` as 1.5 and ``null`` as
+    NaN without a word."""
     if type(v) in _NUMBER_TYPES:
-        return
+        return v
+    if type(v) is str and v in _NONFINITE:
+        return _NONFINITE[v]
     if not isinstance(v, list):
         raise CgraphError(f"--at-file: the value of {name!r} is {_json_word(v)}, not a number")
     stack: list[tuple[list, str]] = [(v, name)]
@@ -292,6 +309,9 @@ def _check_json_numbers(v: Any, name: str) -> None:
         for i, x in enumerate(items):
             if type(x) in _NUMBER_TYPES:
                 continue
+            if type(x) is str and x in _NONFINITE:
+                items[i] = _NONFINITE[x]
+                continue
             if isinstance(x, list):
                 sub.append((x, f"{where}[{i}]"))
                 continue
@@ -300,6 +320,7 @@ def _check_json_numbers(v: Any, name: str) -> None:
                 hint="values are numbers or rectangular lists of numbers",
             )
         stack.extend(reversed(sub))  # depth first, in reading order: the first bad item is the one named
+    return v
 
 
 def _json_array(v: Any, name: str, path: str) -> np.ndarray:
