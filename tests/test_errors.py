@@ -64,7 +64,7 @@ def test_syntax_error_in_a_file(tmp_path):
 @pytest.mark.parametrize(
     "src,where,expected",
     [
-        ("y = (a + b", "1:11", "')'"),
+        ("y = (a + b", "1:5", "'(' is never closed; expected ')'"),  # the text ends inside the bracket
         ("y = a $ b", "1:7", "expected"),
         ("y = a +", "1:8", "a name or a number"),
         ("y = = 2", "1:5", "expected"),
@@ -72,7 +72,7 @@ def test_syntax_error_in_a_file(tmp_path):
         ("y = f(1,,2)", "1:9", "expected"),
         ("input 3", "1:7", "a name"),
         ("def (u) = u", "1:5", "a name"),
-        ("y = [1, 2", "1:10", "']'"),
+        ("y = [1, 2", "1:5", "'[' is never closed; expected ']'"),
         ("y = x[1:2:3:4]", "1:12", "expected"),
         ("y = 1 @@ 2", "1:8", "expected"),
         ("y = 2 ^ * 3", "1:9", "expected"),
