@@ -43,6 +43,17 @@ def test_the_mlp_forward_mode_costs_a_pass_per_parameter():
     assert d["ratio"] > 10  # reverse mode: one backward pass for all 31 gradients
 
 
+def test_data_inputs_cost_no_pass_in_either_mode():
+    """An input declared data has no gradient: reverse mode runs no VJP toward it and forward mode no pass
+    for it (it counted a pass per entry of X, which inflated the ratio)."""
+    src = "input data X[3]\ny = sum(X * w)"
+    d = _json("explain", "-e", src, "--at", "X=[1,2,3],w=2", "--cost", "--format", "json")
+    assert [(i["name"], i["entries"]) for i in d["inputs"]] == [("w", 1)]
+    assert d["forward_mode_passes"] == 1
+    text = run_cli("explain", "-e", src, "--at", "X=[1,2,3],w=2", "--cost").stdout
+    assert "= 1 pass, one per input entry" in text and "(1 input entry, 1 output entry)" in text
+
+
 def test_the_counts_are_the_ops_the_engine_ran():
     """Independently: the forward pass runs one op per op node on the way to the output; the backward pass
     one VJP per (op node, operand that depends on an input)."""

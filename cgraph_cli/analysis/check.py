@@ -642,7 +642,8 @@ def summary(report: CheckReport) -> str:
     modes = "" if report.modes is None else "\n" + modes_summary(report.modes)
     if n == 0:
         return f"ok: nothing to check: {out} has no inputs to differentiate with respect to"
-    what = "gradient entries" if report.order == 1 else "second-derivative entries"
+    kind = "gradient" if report.order == 1 else "second-derivative"
+    what = f"{kind} entr{'y' if n == 1 else 'ies'}"
     against = "finite differences" if report.order == 1 else "finite differences of the gradient"
     onesided = sum(1 for c in report.inputs for k in range(len(c.index)) if c.note(k))
     domain = (
@@ -652,7 +653,8 @@ def summary(report: CheckReport) -> str:
         else ""
     )
     if bad == 0:
-        return f"ok: all {n} {what} of {out} match {against}{sampled} ({tol}){domain}{modes}"
+        every = f"all {n} {what} of {out} match" if n > 1 else f"the {what} of {out} matches"
+        return f"ok: {every} {against}{sampled} ({tol}){domain}{modes}"
     worst = max(
         ((c, k) for c in report.inputs for k in range(len(c.index)) if not c.ok[k]),
         key=lambda ck: np.nan_to_num(ck[0].abs_error[ck[1]], nan=np.inf),

@@ -753,7 +753,7 @@ def cost(g: Graph, inputs: dict[str, Any], out: int) -> Cost:
     bwd: Counter = Counter()
     backward(g, vals, out, count=bwd)
     per_input = []
-    for name in g.inputs:
+    for name in g.grad_inputs():  # (the inputs declared data have no gradient, in either mode)
         x = np.asarray(inputs[name])
         jv: Counter = Counter()
         if x.size:
@@ -780,7 +780,11 @@ def cost_lines(c: Cost) -> list[list[Seg]]:
         [
             ("  forward mode, all gradients:       ", None),
             (f"{c.forward_mode:,} ops", "cyan"),
-            (f"  = {c.passes:,} passes, one per input entry, each running the values and the tangents", "dim"),
+            (
+                f"  = {c.passes:,} pass{'' if c.passes == 1 else 'es'}, one per input entry, each running the values"
+                " and the tangents",
+                "dim",
+            ),
         ],
     ]
     width = max((len(x) for x, _, _ in c.inputs), default=1)
@@ -792,7 +796,9 @@ def cost_lines(c: Cost) -> list[list[Seg]]:
             ]
         )
     ratio = "n/a" if not c.reverse else f"{c.ratio:.3g}×"
-    entries = f"  ({c.passes:,} input entries, {n:,} output entr{'y' if n == 1 else 'ies'})"
+    entries = (
+        f"  ({c.passes:,} input entr{'y' if c.passes == 1 else 'ies'}, {n:,} output entr{'y' if n == 1 else 'ies'})"
+    )
     rows.append([("  forward mode / reverse mode:       ", None), (ratio, "bold"), (entries, "dim")])
     return rows
 
