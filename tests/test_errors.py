@@ -143,6 +143,7 @@ def test_unknown_name_inside_def_suggests_a_parameter():
         ("y = reshape(a)", "reshape() takes at least 2 arguments, got 1"),
         ("y = eye(2, 3)", "eye() takes 1 argument, got 2"),
         ("def f(u, v) = u\ny = f(a)", "f() takes 2 arguments, got 1"),
+        ("y = sin(a=1)", "hint: sin() takes no keyword arguments: give its arguments in order, without names"),
     ],
 )
 def test_wrong_arity(src, needle):

@@ -1039,6 +1039,8 @@ class Builder:
             if most is not None and n > most and keywords_taken:  # norm(x, 2): numpy's spelling, not cgraph's
                 shown = ", ".join(f"{k}=…" for k in keywords_taken)
                 hint = f"{fname}'s other parameters are given by name: {fname}(…, {shown})"
+            elif keywords and not keywords_taken:  # sin(x=1): a name given to an argument that has none
+                hint = f"{fname}() takes no keyword arguments: give its arguments in order, without names"
             raise CgraphError(f"{fname}() takes {want}, got {n}", span, hint=hint)
         call, spec = picked
         op = spec.name
