@@ -349,3 +349,20 @@ def test_check_shows_progress_on_a_terminal(tmp_path):
     assert code == 0
     assert strict_json(out.decode())["checked"] == 1000
     assert b"checking" in seen, seen
+
+
+def test_non_ascii_arguments_under_the_c_locale_are_read_as_utf8():
+    """LC_ALL=C without UTF-8 mode: Python decodes the arguments as ASCII and keeps the other bytes as surrogates
+    (θ arrives as '\\udcce\\udcb8'); cgraph reads them as the UTF-8 they are, in the program and in --at."""
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "LANG": "C"}
+    env.pop("PYTHONIOENCODING", None)
+    for extra in BOTH_PATHS:
+        r = subprocess.run(
+            [*EXE, "eval", "-e", "ŷ = θ * 2", "--at", "θ=1.5", "--format", "json"],
+            capture_output=True,
+            env={**env, **extra},
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr.decode(errors="replace")
+        doc = strict_json(r.stdout.decode("ascii"))
+        assert doc["value"] == 3.0 and doc["gradients"] == {"θ": 2.0}

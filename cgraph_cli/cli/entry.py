@@ -308,10 +308,26 @@ class _NotRaised(Exception):
     """Stands in for Typer's exception classes when the fast path runs without Typer."""
 
 
+def utf8_args(args: list[str]) -> list[str]:
+    """The arguments as UTF-8 text where the locale could not decode them: under ``LC_ALL=C`` without UTF-8 mode
+    Python keeps each byte it cannot read as a surrogate, so ``θ`` arrives as ``'\\udcce\\udcb8'``; its bytes
+    are UTF-8 (what a terminal and a shell script send), and read as such it is ``θ`` again."""
+    out = []
+    for a in args:
+        if any("\udc80" <= ch <= "\udcff" for ch in a):
+            try:
+                a = os.fsencode(a).decode("utf-8")
+            except UnicodeDecodeError:  # not UTF-8 either: as it came (the message names the bad bytes)
+                pass
+        out.append(a)
+    return out
+
+
 def _main(argv: list[str] | None) -> None:
     from cgraph_cli.cli.fastpath import parse_eval_args
 
-    fast = parse_eval_args(list(sys.argv[1:] if argv is None else argv))
+    argv = utf8_args(list(sys.argv[1:] if argv is None else argv))
+    fast = parse_eval_args(argv)
     if fast is None:
         from typer.exceptions import Abort, Exit, TyperException
     else:
