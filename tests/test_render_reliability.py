@@ -324,3 +324,23 @@ def test_timeout_must_be_positive_and_finite(value, tmp_path):
     assert code == 2, err
     assert err.startswith("error: --timeout must be a positive finite number of seconds"), err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_steps_default_timeout_grows_with_the_frames(tmp_path, monkeypatch):
+    """--steps without --timeout may take 30 s and 3 ms for each node of each frame (newton's frames took 36 s
+    and were refused at the old 30 s); a --timeout given is used as given."""
+    from cgraph_cli.cli.commands import render_cmd
+    from cgraph_cli.present import render
+
+    seen = []
+    real = render.render_frames
+    monkeypatch.setattr(render, "render_frames", lambda *a, **k: seen.append(a[4]) or real(*a, **k))
+    lecture = str(EXAMPLES / "lecture.cg")
+    code, out, err = cli_inproc("render", lecture, "--at", "a=-1,b=3,c=4", "--steps", str(tmp_path / "f"))
+    assert code == 0, err
+    frames = len(list((tmp_path / "f").glob("*.png")))
+    assert frames > 0 and seen[-1] == pytest.approx(30 + render_cmd.STEP_SECONDS * 6 * frames)  # 6 nodes
+    code, out, err = cli_inproc(
+        "render", lecture, "--at", "a=-1,b=3,c=4", "--steps", str(tmp_path / "g"), "--timeout", "45"
+    )
+    assert code == 0 and seen[-1] == 45.0, err

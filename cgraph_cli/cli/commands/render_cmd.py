@@ -56,6 +56,7 @@ Live (the picture follows the program: drawn again at every save, Ctrl-C ends):
 FORMATS = ("png", "svg", "pdf", "dot", "html")
 PROGRESS_FROM = 10  # --steps frames: fewer are drawn before a bar would be worth showing (unless they take 0.5 s)
 MAX_STEP_WORK = 80_000  # nodes × frames for --steps: about 200 nodes (two frames per node)
+STEP_SECONDS = 0.003  # --steps' default timeout: this for each node of each frame, beyond RENDER_TIMEOUT
 _FRAME = re.compile(r"\d{3,}-(forward|backward)-[A-Za-z0-9_]+\.(png|svg)\Z")
 
 
@@ -107,11 +108,12 @@ def render_command(
         metavar="DIR",
         help="Write one frame per forward and backward step into DIR (or an animated DIR.gif).",
     ),
-    timeout: float = typer.Option(
-        30.0,
+    timeout: Optional[float] = typer.Option(
+        None,
         "--timeout",
         metavar="SECONDS",
-        help="Seconds the whole drawing may take (layout and every --steps frame) before cgraph gives up.",
+        help="Seconds the whole drawing may take (layout and every --steps frame) before cgraph gives up "
+        "(default: 30, and with --steps 3 ms more for each node of each frame).",
     ),
     backward: bool = typer.Option(
         False,
@@ -140,13 +142,14 @@ def render_command(
     max_memory: Optional[str] = PARAM["max_memory"],
     watch: bool = param(WATCH_OPTION),
 ) -> None:
-    from cgraph_cli.api import Program, check_picture_options
+    from cgraph_cli.api import RENDER_TIMEOUT, Program, check_picture_options
     from cgraph_cli.fsutil import atomic_write
 
     if fmt is not None:
         check_choice(fmt, FORMATS, "--format")
     look = dict(size=size, width=width, height=height, font_size=font_size, theme=theme)
-    check_picture_options(rankdir, edge_labels, max_nodes, timeout, **look)  # type: ignore[arg-type]
+    whole = RENDER_TIMEOUT if timeout is None else timeout  # (--steps: more for more frames, see _write_steps)
+    check_picture_options(rankdir, edge_labels, max_nodes, whole, **look)  # type: ignore[arg-type]
     if output is not None and steps is not None:
         raise CgraphError("give either -o or --steps, not both")
     if backward and steps is not None:
@@ -178,7 +181,7 @@ def render_command(
             rankdir=rankdir,
             edge_labels=edge_labels,
             max_nodes=max_nodes,
-            timeout=timeout,
+            timeout=whole,
             backward=backward,
             **look,  # type: ignore[arg-type]
         )
@@ -238,8 +241,10 @@ def render_command(
     once()
 
 
-def _write_steps(whole: Any, steps: str, fmt: str, timeout: float) -> None:
-    """Draw the frames of ``whole`` (an :class:`cgraph_cli.api.Picture`) into a folder or a GIF."""
+def _write_steps(whole: Any, steps: str, fmt: str, timeout: float | None) -> None:
+    """Draw the frames of ``whole`` (an :class:`cgraph_cli.api.Picture`) into a folder or a GIF, within
+    ``timeout`` seconds (None: 30 and :data:`STEP_SECONDS` for each node of each frame)."""
+    from cgraph_cli.api import RENDER_TIMEOUT
     from cgraph_cli.fsutil import atomic_write
     from cgraph_cli.present.render import render_frames
 
@@ -263,6 +268,8 @@ def _write_steps(whole: Any, steps: str, fmt: str, timeout: float) -> None:
             f"at most {MAX_STEP_WORK:,}, about 200 nodes), which takes too long",
             hint="render a smaller program step by step, or draw the whole graph without --steps",
         )
+    if timeout is None:  # the default grows with the frames (newton's 180 frames of 116 nodes took 36 s)
+        timeout = RENDER_TIMEOUT + STEP_SECONDS * work
     names = [_frame_name(k, phase, g.label(i) if g.names[i] else g.ops[i], fmt) for k, (phase, i, _) in enumerate(plan)]
     folder = None if gif else _StepsFolder(Path(steps), names)  # refusals come before any drawing
     texts = (picture.dot(state) for _, _, state in plan)
