@@ -148,3 +148,26 @@ def test_the_collector_is_paused_while_a_graph_is_built_or_loaded_and_restored_a
         assert not gc.isenabled()  # (it was off: left off)
     finally:
         gc.enable()
+    # threads entering and leaving at once: the last one out turns it back on (a thread that read "off" while
+    # another was inside used to leave it off for good)
+    import sys
+    import threading
+
+    def work() -> None:
+        for _ in range(20000):
+            with gcpause.paused():
+                pass
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(3):  # (the old two-step pause was left off in 2 of 3 such rounds)
+            threads = [threading.Thread(target=work) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert gc.isenabled()
+    finally:
+        sys.setswitchinterval(interval)
+        gc.enable()

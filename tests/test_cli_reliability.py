@@ -366,3 +366,18 @@ def test_non_ascii_arguments_under_the_c_locale_are_read_as_utf8():
         assert r.returncode == 0, r.stderr.decode(errors="replace")
         doc = strict_json(r.stdout.decode("ascii"))
         assert doc["value"] == 3.0 and doc["gradients"] == {"θ": 2.0}
+
+
+def test_a_non_ascii_file_name_under_the_c_locale_opens(tmp_path):
+    """Paths stay the bytes the OS gave (only program text and names are read as UTF-8): a file named θ.cg opens
+    under LC_ALL=C, and its program's names are read too."""
+    (tmp_path / "θ.cg").write_text("ŷ = θ * 2\n", encoding="utf-8")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "LANG": "C"}
+    env.pop("PYTHONIOENCODING", None)
+    for extra in BOTH_PATHS:
+        for at in (["--at", "θ=2"], ["--at=θ=2"]):
+            r = subprocess.run(
+                [*EXE, "eval", "θ.cg", *at, "--format", "json"], capture_output=True, env={**env, **extra}, cwd=tmp_path
+            )
+            assert r.returncode == 0, r.stderr.decode(errors="replace")
+            assert strict_json(r.stdout.decode("ascii"))["value"] == 4.0

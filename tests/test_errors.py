@@ -325,7 +325,8 @@ def test_at_file_reads_back_the_non_finite_numbers_cgraph_writes(tmp_path):
         ("str.json", '{"a": "hi"}', "not a number"),
         ("ragged.json", '{"a": [[1, 2], [3]]}', "not a number or a rectangular list"),
         ("key.json", '{"1a": 1}', "not a valid input name"),
-        ("twice.json", '{"a": 1, "a": 2}', "'a' is given twice"),  # as --at a=1 --at a=2
+        ("twice.json", '{"a": 1, "a": 2}', "input 'a' is given twice"),  # as --at a=1 --at a=2
+        ("same.json", '{"a": 1, "\\uff41": 2}', "input 'a' is given twice"),  # ａ is a, as the program reads it
         ("nan.json", '{"a": "nan"}', "is a string, not a number"),  # only the spellings cgraph writes
         ("inner.json", '{"a": [1, "inf"]}', "holds a string at a[1], not a number"),
     ],

@@ -102,6 +102,7 @@ def test_newton_example_takes_newton_steps():
     [
         ("y = x * [1, 2]\ng = grad(y, x)", "grad() differentiates a scalar, but its first argument has shape (2,)", 10),
         ("y = x * x\ng = grad(y, q)", "'q' is not a node", 13),
+        ("y = grad(pi * x, pi)", "'pi' is not a node", 18),  # a built-in constant, not an input
         ("y = x * x\ng = grad(y, 2 * x)", "the second argument of grad() must be the name of a node", 13),
         ("y = x * x\ng = grad(y)", "grad() takes 2 arguments, got 1", 5),
         ("y = x * x\ng = grad(y, x, x)", "grad() takes 2 arguments, got 3", 5),

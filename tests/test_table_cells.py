@@ -105,6 +105,7 @@ def _programs_for_the_plain_layout():
     yield ["-e", "y = a / b", "--at", "a=1,b=0"]  # inf
     yield ["-e", "input x[3]\ny = sum(x * x)", "--at", "x=[1,2,3]", "--mode", "forward", "--tangent", "x=[1,0,0]"]
     yield ["-e", "input W[2, 2]\ny = sum(W @ W)", "--at", "W=[[1,2],[3,4]]", "--dtype", "float32"]
+    yield ["-e", "y = (a  # :thumbs_up: [b]\n + 2)", "--at", "a=1"]  # an emoji code and brackets: the text as written
     long = "\n".join(f"x{i} = sin(x{i - 1}) * 0.5 + a" for i in range(1, 60))
     yield ["-e", f"x0 = a\n{long}\nvery_long_name_for_the_last_output_of_all = x59 * 2", "--at", "a=0.3"]
 
@@ -124,3 +125,24 @@ def test_a_long_table_laid_out_without_rich_is_rich_text_to_the_byte(args, monke
     assert want.returncode == got.returncode == 0, got.stderr
     assert laid_out and all(text is not None for text in laid_out)  # (not handed back to rich)
     assert got.stdout == want.stdout
+
+
+def test_an_expression_is_shown_as_written_not_as_emoji():
+    r = run_inproc("eval", "-e", "y = (a  # :thumbs_up:\n + 2)", "--at", "a=1")
+    assert r.returncode == 0 and ":thumbs_up:" in r.stdout and "👍" not in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, columns, whole",
+    [
+        (["-e", "y = sin(a*b) * 0.5 + exp(b)", "--at", "a=1.5,b=-2.25", "--all"], 44, ["(sin(a*b) * 0.5)"]),
+        (["-e", "input W[2,2]\ny = sum(W @ W)", "--at", "W=[[1,2],[3,4]]"], 50, ["(2, 2)"]),
+    ],
+)
+def test_a_narrow_terminal_cuts_no_node_name_or_shape(args, columns, whole):
+    """The node, op and shape columns do not wrap: a narrow terminal gives them their longest line, or leaves
+    them out, never '…' (two nodes cut alike would read as one)."""
+    r = run_inproc("eval", *args, env={"COLUMNS": str(columns)})
+    assert r.returncode == 0 and "…" not in r.stdout, r.stdout
+    assert all(w in r.stdout for w in whole), r.stdout
+    assert max(map(len, r.stdout.splitlines())) <= columns

@@ -308,17 +308,26 @@ class _NotRaised(Exception):
     """Stands in for Typer's exception classes when the fast path runs without Typer."""
 
 
+# the options whose values are program text or the program's names (not paths, which stay as the OS gave them)
+_TEXT_OPTIONS = ("-e", "--expr", "--at", "--of", "--wrt", "--tangent", "--hvp")
+
+
 def utf8_args(args: list[str]) -> list[str]:
-    """The arguments as UTF-8 text where the locale could not decode them: under ``LC_ALL=C`` without UTF-8 mode
-    Python keeps each byte it cannot read as a surrogate, so ``θ`` arrives as ``'\\udcce\\udcb8'``; its bytes
-    are UTF-8 (what a terminal and a shell script send), and read as such it is ``θ`` again."""
+    """The program text and names among the arguments (the values of :data:`_TEXT_OPTIONS`) as UTF-8 text where
+    the locale could not decode them: under ``LC_ALL=C`` without UTF-8 mode Python keeps each byte it cannot read
+    as a surrogate, so ``θ`` arrives as ``'\\udcce\\udcb8'``; its bytes are UTF-8 (what a terminal and a shell
+    script send), and read as such it is ``θ`` again. Paths are left alone: the OS opens them by those bytes."""
     out = []
+    value = False  # the previous argument is one of the options: this is its value
     for a in args:
-        if any("\udc80" <= ch <= "\udcff" for ch in a):
+        text = value or (a.startswith("--") and a.split("=", 1)[0] in _TEXT_OPTIONS and "=" in a)
+        text = text or (a.startswith("-e") and not a.startswith("--") and len(a) > 2)  # -e'TEXT'
+        if text and any("\udc80" <= ch <= "\udcff" for ch in a):
             try:
                 a = os.fsencode(a).decode("utf-8")
             except UnicodeDecodeError:  # not UTF-8 either: as it came (the message names the bad bytes)
                 pass
+        value = a in _TEXT_OPTIONS
         out.append(a)
     return out
 

@@ -1078,7 +1078,8 @@ class Builder:
         known = self.g.bindings if env is None else env
         # a name the loss reads before any assignment is an input (declared or not), made as the loss is lowered:
         # grad(x^3, x) on the first line differentiates with respect to the input x
-        if name not in known and not (env is None and name not in self.consts and _reads(args[0], name)):
+        implicit = env is None and name != "pi" and name not in self.consts and _reads(args[0], name)
+        if name not in known and not implicit:
             raise CgraphError(
                 f"'{name}' is not a node: grad() differentiates with respect to an input or a value assigned "
                 "before it" + _suggest_plain(name, known),

@@ -635,25 +635,30 @@ SPARE_COLUMNS = ("expression", "shape", "op")
 
 
 def _extent(column: Any) -> tuple[int, int]:
-    """A rich Column's (longest word, longest line) over its header and cells, in terminal cells (a word: text
-    between spaces, such as a number of a tensor cell; cells are markup, read as rich reads them)."""
+    """A rich Column's (narrowest, widest) width over its header and cells, in terminal cells: the longest word
+    (text between spaces, such as a number of a tensor cell; the longest line where the column does not wrap)
+    and the longest line. Cells are markup, read as rich reads them."""
     from rich.cells import cell_len
     from rich.text import Text
 
     word = line = 1
     for text in (column.header, *column._cells):
         if isinstance(text, (str, Text)):
-            text = text.plain if isinstance(text, Text) else Text.from_markup(text).plain if "[" in text else text
+            if isinstance(text, Text):
+                text = text.plain
+            elif "[" in text:
+                text = Text.from_markup(text, emoji=False).plain
             word = max(word, *map(cell_len, text.split() or [""]))
             line = max(line, *map(cell_len, text.split("\n")))
-    return word, line
+    return (line if column.no_wrap else word), line
 
 
 def narrowed(table: Any, width: int) -> Any:
     """``table`` (a rich Table) made to fit ``width`` terminal columns with every word whole, when it is wider:
-    without its :data:`SPARE_COLUMNS`, one at a time, until its longest words fit (a caption says which were
-    left out), then each column given its longest word and a share of the room left by what its longest line
-    lacks (rich, left to itself, cuts numbers and headers to share the room evenly)."""
+    without its :data:`SPARE_COLUMNS`, one at a time, until its narrowest widths fit (:func:`_extent`; a caption
+    says which were left out), then each column given its narrowest width and a share of the room left by what
+    its longest line lacks (rich, left to itself, cuts numbers and names to share the room evenly). If even the
+    narrowest widths do not fit, rich shares out the room."""
     if not any(c.header in SPARE_COLUMNS for c in table.columns):  # (not eval's table: as rich draws it)
         return table
     border = 1 + 3 * len(table.columns)  # a border left of each column and after the last; a space either side
@@ -672,6 +677,8 @@ def narrowed(table: Any, width: int) -> Any:
             left_out.append(name)
     widths = [word for word, _ in extents]
     room = width - border - sum(widths)
+    if room < 0:  # not even the narrowest words fit: rich shares the room (the columns left out stay out)
+        widths = []
     lack = [line - word for word, line in extents]
     if room > 0 and sum(lack):
         share = [room * x // sum(lack) for x in lack]
@@ -701,6 +708,8 @@ def plain_text(table: Any, console: Any, max_width: int) -> str | None:
     from rich.text import Text
 
     columns = table.columns
+    if console.color_system is not None:  # (FORCE_COLOR on a pipe: rich would colour every row)
+        return None
     if not columns or any(c.width is not None or c.max_width is not None for c in columns):
         return None
     if any(row.end_section for row in table.rows) or table.show_lines or not table.show_header:
@@ -711,8 +720,8 @@ def plain_text(table: Any, console: Any, max_width: int) -> str | None:
         for cell in column._cells:
             if isinstance(cell, Text):
                 text = cell.plain
-            elif isinstance(cell, str):
-                text = Text.from_markup(cell).plain if "[" in cell else cell
+            elif isinstance(cell, str):  # markup (and emoji codes, if the console reads them), as rich reads it
+                text = console.render_str(cell).plain if "[" in cell or ":" in cell else cell
             else:
                 return None
             if not text.isprintable() and any(ch != "\n" and not ch.isprintable() for ch in text):

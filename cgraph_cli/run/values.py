@@ -151,7 +151,8 @@ def read_at_file(path: str, max_memory: int | None = None) -> dict[str, np.ndarr
             return _read_npz(f, head, size, path, limit)
         data = _read_json_bytes(f, head, size, path)
     try:
-        data = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_once_each)  # (a BOM is accepted, as in programs)
+        objects: list[list[tuple[str, Any]]] = []  # each object's pairs, innermost first: the document's is last
+        data = json.loads(data.decode("utf-8-sig"), object_pairs_hook=lambda p: objects.append(p) or dict(p))
     except UnicodeDecodeError as e:
         raise CgraphError(f"--at-file: {path} is not UTF-8 text (byte {e.start} cannot be decoded)") from None
     except json.JSONDecodeError as e:
@@ -160,22 +161,14 @@ def read_at_file(path: str, max_memory: int | None = None) -> dict[str, np.ndarr
         raise CgraphError(f"--at-file: {path} is nested too deeply to be a tensor") from None
     if not isinstance(data, dict):
         raise CgraphError(f'--at-file: {path} must hold a JSON object such as {{"a": 1, "x": [1, 2]}}')
-    out = {}
-    for k, v in data.items():
+    out: dict[str, np.ndarray] = {}
+    for k, v in objects[-1]:  # (the pairs as written: a key given twice is seen twice)
         name = input_name(str(k))
         if name is None:
             raise CgraphError(f"--at-file: {k!r} is not a valid input name")
+        if name in out:  # as --at a=1 --at a=2 (ｘ is x: names are read as the program reads them)
+            raise CgraphError(f"--at-file: input {name!r} is given twice")
         out[name] = _json_array(_check_json_numbers(v, str(k)), str(k), path)
-    return out
-
-
-def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose keys are all different (``{"a": 1, "a": 2}`` is refused, as ``--at a=1 --at a=2``)."""
-    out = dict(pairs)
-    if len(out) < len(pairs):
-        seen: set[str] = set()
-        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise CgraphError(f"--at-file: {twice!r} is given twice")
     return out
 
 

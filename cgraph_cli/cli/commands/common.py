@@ -104,7 +104,8 @@ def make_console(stderr: bool = False):
             raise OutputClosed()
 
     stream = sys.stderr if stderr else sys.stdout
-    return _Console(highlight=False, soft_wrap=False, width=console_width(stream), stderr=stderr)
+    # (emoji=False: an expression is the program's text, so '# :thumbs_up:' in a comment stays as written)
+    return _Console(highlight=False, soft_wrap=False, emoji=False, width=console_width(stream), stderr=stderr)
 
 
 def _fit_encoding(renderable: Any, encoding: str) -> Any:
