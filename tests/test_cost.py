@@ -52,6 +52,9 @@ def test_data_inputs_cost_no_pass_in_either_mode():
     assert d["forward_mode_passes"] == 1
     text = run_cli("explain", "-e", src, "--at", "X=[1,2,3],w=2", "--cost").stdout
     assert "= 1 pass, one per input entry" in text and "(1 input entry, 1 output entry)" in text
+    text = run_cli("explain", "-e", "input data X\ny = X * 2", "--at", "X=1", "--cost").stdout
+    assert "one forward pass (the values):     1 op\n" in text and "(0 VJPs)" in text  # (1 op, not 1 ops)
+    assert "forward mode / reverse mode:       n/a" in text  # no input is differentiated: no ratio (was 0×)
 
 
 def test_the_counts_are_the_ops_the_engine_ran():

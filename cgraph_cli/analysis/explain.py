@@ -767,19 +767,24 @@ def cost(g: Graph, inputs: dict[str, Any], out: int) -> Cost:
 def cost_lines(c: Cost) -> list[list[Seg]]:
     """The cost as the lecture argues it, on this graph."""
     n = c.out_size
-    back = f"one backward pass ({c.backward_ops} VJPs)" if n == 1 else f"{n} backward passes of {c.backward_ops} VJPs"
+
+    def ops(k: int, what: str = "op") -> str:
+        return f"{k:,} {what}{'s' if k != 1 else ''}"
+
+    vjps = ops(c.backward_ops, "VJP")
+    back = f"one backward pass ({vjps})" if n == 1 else f"{n} backward passes of {vjps}"
     title = f"Cost of all the derivatives of {c.out}, counted in the ops the engine ran on this graph"
     rows: list[list[Seg]] = [
         [(title, "bold underline")],
-        [("  one forward pass (the values):     ", None), (f"{c.forward_ops:,} ops", "cyan")],
+        [("  one forward pass (the values):     ", None), (ops(c.forward_ops), "cyan")],
         [
             ("  reverse mode, all gradients:       ", None),
-            (f"{c.reverse:,} ops", "cyan"),
+            (ops(c.reverse), "cyan"),
             (f"  = {c.forward_ops:,} + {n * c.backward_ops:,}: the forward pass, then {back}", "dim"),
         ],
         [
             ("  forward mode, all gradients:       ", None),
-            (f"{c.forward_mode:,} ops", "cyan"),
+            (ops(c.forward_mode), "cyan"),
             (
                 f"  = {c.passes:,} pass{'' if c.passes == 1 else 'es'}, one per input entry, each running the values"
                 " and the tangents",
@@ -795,7 +800,7 @@ def cost_lines(c: Cost) -> list[list[Seg]]:
                 (f"{entries:,} × ({c.forward_ops:,} + {j:,}) = {entries * (c.forward_ops + j):,}", "dim"),
             ]
         )
-    ratio = "n/a" if not c.reverse else f"{c.ratio:.3g}×"
+    ratio = "n/a" if not c.reverse or not c.passes else f"{c.ratio:.3g}×"  # (no pass: no input is differentiated)
     entries = (
         f"  ({c.passes:,} input entr{'y' if c.passes == 1 else 'ies'}, {n:,} output entr{'y' if n == 1 else 'ies'})"
     )
