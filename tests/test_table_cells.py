@@ -110,20 +110,27 @@ def _programs_for_the_plain_layout():
     yield ["-e", f"x0 = a\n{long}\nvery_long_name_for_the_last_output_of_all = x59 * 2", "--at", "a=0.3"]
 
 
+@pytest.mark.parametrize("colour", [False, True], ids=["plain", "colour"])
 @pytest.mark.parametrize("args", list(_programs_for_the_plain_layout()))
-def test_a_long_table_laid_out_without_rich_is_rich_text_to_the_byte(args, monkeypatch):
-    """Tables of more than FAST_ROWS rows written to a file or a pipe are laid out by plain_text, rich
-    drawing only the frame: the text must be exactly rich's (here every table takes that way)."""
+def test_a_long_table_laid_out_without_rich_is_rich_text_to_the_byte(args, colour, monkeypatch):
+    """Tables of more than FAST_ROWS rows are laid out by plain_text, rich drawing only the frame and a probe
+    row per row style: the text must be exactly rich's, colours included (as on a terminal), here for every
+    table."""
     from cgraph_cli.present import tables
 
-    want = run_inproc("eval", *args, "--all")
+    env = {"FORCE_COLOR": "1"} if colour else {}
+    want = run_inproc("eval", *args, "--all", env=env)
+    plain = run_inproc("eval", *args, "--all").stdout
+    several = any(line.startswith("│ ") and not line[2:].split("│")[0].strip() for line in plain.splitlines())
+    assert ("\x1b[" in want.stdout) == colour
     monkeypatch.setattr(tables, "FAST_ROWS", 0)
     laid_out = []
     real = tables.plain_text
     monkeypatch.setattr(tables, "plain_text", lambda *a: laid_out.append(real(*a)) or laid_out[-1])
-    got = run_inproc("eval", *args, "--all")
+    got = run_inproc("eval", *args, "--all", env=env)
     assert want.returncode == got.returncode == 0, got.stderr
-    assert laid_out and all(text is not None for text in laid_out)  # (not handed back to rich)
+    # (not handed back to rich; in colour, a row of cells over several lines is)
+    assert laid_out and all((text is not None) != (colour and several) for text in laid_out)
     assert got.stdout == want.stdout
 
 

@@ -696,20 +696,18 @@ FAST_ROWS = 500  # a longer table written to a file or a pipe is laid out by pla
 
 
 def plain_text(table: Any, console: Any, max_width: int) -> str | None:
-    """The text rich writes for ``table`` (a rich Table) to a file or a pipe (no styles) at its natural width,
-    laid out here: rich takes seconds for a table of 10,000 rows (it measures and renders every cell as a
-    renderable), this a few hundredths. Rich still draws the frame (title, header, borders, caption) around one
-    row of the columns' widths, and that row, written here too, must come out as rich wrote it, or None is
-    returned; None also when the table needs more than ``max_width`` columns (rich then wraps its cells) or has
-    what this does not lay out (fixed widths, sections, tabs or control characters in a cell). ``console``'s
-    width is set to the table's."""
+    """The text rich writes for ``table`` (a rich Table) on ``console`` at its natural width, laid out here: rich
+    takes seconds for a table of 10,000 rows (it measures and renders every cell as a renderable), this a few
+    hundredths. Rich still draws the frame (title, header, borders, caption) around a probe row of the columns'
+    widths per row style, and each row is that probe's line with its cells in place of the probe's (so its
+    borders, padding and colours are rich's own). None when the table needs more than ``max_width`` columns
+    (rich then wraps its cells) or has what this does not lay out (fixed widths, sections, tabs or control
+    characters in a cell). ``console``'s width is set to the table's."""
     from rich.cells import cell_len
     from rich.table import Table
     from rich.text import Text
 
     columns = table.columns
-    if console.color_system is not None:  # (FORCE_COLOR on a pipe: rich would colour every row)
-        return None
     if not columns or any(c.width is not None or c.max_width is not None for c in columns):
         return None
     if any(row.end_section for row in table.rows) or table.show_lines or not table.show_header:
@@ -728,6 +726,8 @@ def plain_text(table: Any, console: Any, max_width: int) -> str | None:
                 return None
             lines.append(text.split("\n"))
         cells.append(lines)
+    if console.color_system is not None and any(len(cell) > 1 for col in cells for cell in col):
+        return None  # (in colour, rich writes a cell's blank lines below its text as one segment: it lays them out)
     headers = [str(c.header) for c in columns]
     widths = [
         max(column.min_width or 1, cell_len(header), *(cell_len(line) for cell in col for line in cell))
@@ -737,29 +737,56 @@ def plain_text(table: Any, console: Any, max_width: int) -> str | None:
     if width > max_width:
         return None
     frame = Table(
-        *[],
         title=table.title,
         caption=table.caption,
         title_justify=table.title_justify,
         caption_justify=table.caption_justify,
         box=table.box,
         padding=table.padding,
+        style=table.style,
+        border_style=table.border_style,
+        header_style=table.header_style,
+        title_style=table.title_style,
+        caption_style=table.caption_style,
     )
     for column, header in zip(columns, headers):
-        frame.add_column(header, justify=column.justify, min_width=column.min_width)
-    frame.add_row(*["x" * w for w in widths])
+        frame.add_column(
+            header,
+            justify=column.justify,
+            min_width=column.min_width,
+            style=column.style,
+            header_style=column.header_style,
+        )
+    styles = list(dict.fromkeys(row.style for row in table.rows))  # a probe row per row style, each its letter
+    letters = "xyzuvw"
+    if len(styles) > len(letters):
+        return None
+    for letter, style in zip(letters, styles):
+        frame.add_row(*[letter * w for w in widths], style=style)
     console.width = width  # (rich draws no wider than its console)
     with console.capture() as captured:
         console.print(frame)
     drawn = [line.rstrip() for line in captured.get().split("\n")]
-    vertical = table.box.mid_vertical if table.box is not None else ""
-    left, right = (table.box.mid_left, table.box.mid_right) if table.box is not None else ("", "")
+    templates = {}  # row style -> the probe's line cut around its cells
+    for letter, style in zip(letters, styles):
+        found = [k for k, line in enumerate(drawn) if letter * widths[0] in line]
+        if len(found) != 1:  # the frame is not one line per probe row: rich lays the table out
+            return None
+        line, pieces, at = drawn[found[0]], [], 0
+        for w in widths:
+            start = line.find(letter * w, at)
+            if start < 0:
+                return None
+            pieces.append(line[at:start])
+            at = start + w
+        pieces.append(line[at:])
+        templates[style] = (found[0], pieces)
 
-    def row_lines(row: list[list[str]]) -> list[str]:
+    def row_lines(row: list[list[str]], pieces: list[str]) -> list[str]:
         out = []
         for k in range(max(map(len, row))):
-            parts = []
-            for lines, w, column in zip(row, widths, columns):
+            parts = [pieces[0]]
+            for lines, w, column, piece in zip(row, widths, columns, pieces[1:]):
                 text = lines[k] if k < len(lines) else ""
                 gap = w - cell_len(text)
                 if column.justify == "right":
@@ -768,15 +795,19 @@ def plain_text(table: Any, console: Any, max_width: int) -> str | None:
                     parts.append(" " * (gap // 2) + text + " " * (gap - gap // 2))
                 else:
                     parts.append(text + " " * gap)
-            out.append((left + vertical.join(f" {p} " for p in parts) + right).rstrip())
+                parts.append(piece)
+            out.append("".join(parts).rstrip())
         return out
 
-    probe = row_lines([["x" * w] for w in widths])[0]
-    if drawn.count(probe) != 1:  # the frame is not what this lays out: rich lays the table out
+    first, last = min(t[0] for t in templates.values()), max(t[0] for t in templates.values())
+    if last - first + 1 != len(templates):  # (the probe rows one after another)
         return None
-    at = drawn.index(probe)
-    body = [line for r in range(len(table.rows)) for line in row_lines([col[r] for col in cells])]
-    return "\n".join(drawn[:at] + body + drawn[at + 1 :])
+    body = [
+        line
+        for r, row in enumerate(table.rows)
+        for line in row_lines([col[r] for col in cells], templates[row.style][1])
+    ]
+    return "\n".join(drawn[:first] + body + drawn[last + 1 :])
 
 
 OFF_PATH_MARK = "(off path)"

@@ -163,14 +163,15 @@ def print_rich(renderable: Any) -> None:
             for table in renderable.renderables if isinstance(renderable, Group) else [renderable]:
                 if isinstance(table, Table):
                     narrowed(table, console.width)
+        if isinstance(renderable, Table) and len(renderable.rows) > FAST_ROWS:  # laid out here, not by rich
+            tty = sys.stdout.isatty()
+            text = plain_text(renderable, console, console.width if tty or _columns_given() else MAX_PIPED_WIDTH)
+            if text is not None:
+                sys.stdout.write(text)
+                return
         if sys.stdout.isatty():
             console.print(renderable)
         else:  # piped: the same text without the padding rich adds to titles (no trailing spaces)
-            if isinstance(renderable, Table) and len(renderable.rows) > FAST_ROWS:  # laid out here, not by rich
-                text = plain_text(renderable, console, console.width if _columns_given() else MAX_PIPED_WIDTH)
-                if text is not None:
-                    sys.stdout.write(text)
-                    return
             console.width = piped_width(console, renderable)
             with console.capture() as captured:
                 console.print(renderable)
