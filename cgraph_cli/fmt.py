@@ -66,15 +66,20 @@ def shortest(v: Any) -> Any:
     return np.array([float(str(x)) for x in a.ravel()], dtype=np.float64).reshape(a.shape)
 
 
+# strict JSON has no token for a non-finite number: cgraph writes these strings, and reads them back (--at-file)
+JSON_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def json_nonfinite(x: float) -> str:
+    """The string of :data:`JSON_NONFINITE` for a NaN or an infinity."""
+    return "NaN" if x != x else ("Infinity" if x > 0 else "-Infinity")
+
+
 def json_number(x: Any) -> Any:
-    """Strict JSON: non-finite numbers become the strings NaN / Infinity / -Infinity; float32 numbers keep
+    """Strict JSON: non-finite numbers become the strings of :data:`JSON_NONFINITE`; float32 numbers keep
     their own shortest text (:func:`shortest`)."""
     x = float(shortest(x))
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    return x
+    return x if math.isfinite(x) else json_nonfinite(x)
 
 
 def json_data(obj: Any) -> Any:

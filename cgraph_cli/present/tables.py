@@ -12,7 +12,17 @@ import numpy as np
 from cgraph_cli.analysis import anomaly
 from cgraph_cli.engine.reference import Result
 from cgraph_cli.errors import format_located
-from cgraph_cli.fmt import csv_cell, fmt_cell, fmt_number, fmt_shape, fmt_value, json_number, json_value, shortest
+from cgraph_cli.fmt import (
+    csv_cell,
+    fmt_cell,
+    fmt_number,
+    fmt_shape,
+    fmt_value,
+    json_nonfinite,
+    json_number,
+    json_value,
+    shortest,
+)
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ir.names import node_names
 
@@ -174,9 +184,7 @@ def _number_texts(chunk: np.ndarray, quote: str = '"') -> list[str]:
     fin = np.isfinite(c)
     if not fin.all():
         for k in np.flatnonzero(~fin).tolist():
-            x = c[k]
-            word = "NaN" if x != x else ("Infinity" if x > 0 else "-Infinity")
-            texts[k] = quote + word + quote
+            texts[k] = quote + json_nonfinite(c[k]) + quote
     return texts
 
 

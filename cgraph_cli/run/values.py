@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Any
 
 import numpy as np
 
 from cgraph_cli.errors import CgraphError, closest
-from cgraph_cli.fmt import fmt_shape
+from cgraph_cli.fmt import JSON_NONFINITE, fmt_shape
 from cgraph_cli.ir.graph import Graph
 
 _TOKEN = re.compile(
@@ -277,19 +276,15 @@ def _json_word(x: Any) -> str:
     return type(x).__name__  # pragma: no cover - json.loads makes nothing else
 
 
-# the strings cgraph's JSON writes for non-finite numbers (strict JSON has no token for them), read back as those
-_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
 def _check_json_numbers(v: Any, name: str) -> Any:
-    """``v`` with the strings of :data:`_NONFINITE` read as their numbers (in place in lists); refuse a JSON value
-    that holds anything else but numbers and lists (true, false, null, other strings, objects), naming the first
-    such item by its place, such as ``a[1][0]``. numpy would read ``true`` as 1, ``"1.5"`` as 1.5 and ``null`` as
-    NaN without a word."""
+    """``v`` with the strings of :data:`~cgraph_cli.fmt.JSON_NONFINITE` read as their numbers (in place in
+    lists); refuse a JSON value that holds anything else but numbers and lists (true, false, null, other strings,
+    objects), naming the first such item by its place, such as ``a[1][0]``. numpy would read ``true`` as 1,
+    ``"1.5"`` as 1.5 and ``null`` as NaN without a word."""
     if type(v) in _NUMBER_TYPES:
         return v
-    if type(v) is str and v in _NONFINITE:
-        return _NONFINITE[v]
+    if type(v) is str and v in JSON_NONFINITE:
+        return JSON_NONFINITE[v]
     if not isinstance(v, list):
         raise CgraphError(f"--at-file: the value of {name!r} is {_json_word(v)}, not a number")
     stack: list[tuple[list, str]] = [(v, name)]
@@ -302,8 +297,8 @@ def _check_json_numbers(v: Any, name: str) -> Any:
         for i, x in enumerate(items):
             if type(x) in _NUMBER_TYPES:
                 continue
-            if type(x) is str and x in _NONFINITE:
-                items[i] = _NONFINITE[x]
+            if type(x) is str and x in JSON_NONFINITE:
+                items[i] = JSON_NONFINITE[x]
                 continue
             if isinstance(x, list):
                 sub.append((x, f"{where}[{i}]"))
