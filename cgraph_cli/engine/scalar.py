@@ -1001,12 +1001,10 @@ def _backward_np(G: list[Any], v: list[Any], i: int, call: OpCall, gi: Any, args
         if d is None:
             continue
         j = args[k]
-        if type(v[j]) is float and type(d) is f64:  # a scalar's gradient, a scalar: nothing to sum back
-            G[j] += float(d)
-            continue
-        if shapes is not None:
+        scalar = type(v[j]) is float
+        if shapes is not None and not (scalar and type(d) is f64):  # (a scalar's gradient, a scalar: as it is)
             d = unbroadcast(d, shapes[j], spec.name)
-        if type(v[j]) is float:
+        if scalar:
             G[j] += float(d)
         else:
             G[j] = G[j] + d

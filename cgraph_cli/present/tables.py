@@ -642,35 +642,44 @@ def to_table(result: Result, all_nodes: bool = False):
 SPARE_COLUMNS = ("expression", "shape", "op")
 
 
-def _extent(column: Any) -> tuple[int, int]:
-    """A rich Column's (narrowest, widest) width over its header and cells, in terminal cells: the longest word
-    (text between spaces, such as a number of a tensor cell; the longest line where the column does not wrap)
-    and the longest line. Cells are markup, read as rich reads them."""
-    from rich.cells import cell_len
+def _cell_text(cell: Any, console: Any) -> str | None:
+    """A table cell's text as ``console`` shows it (a str is markup, and emoji codes if the console reads them);
+    None for a renderable that is not text."""
     from rich.text import Text
 
+    if isinstance(cell, Text):
+        return cell.plain
+    if isinstance(cell, str):
+        return console.render_str(cell).plain if "[" in cell or ":" in cell else cell
+    return None
+
+
+def _extent(column: Any, console: Any) -> tuple[int, int]:
+    """A rich Column's (narrowest, widest) width over its header and cells, in terminal cells: the longest word
+    (text between spaces, such as a number of a tensor cell; the longest line where the column does not wrap)
+    and the longest line."""
+    from rich.cells import cell_len
+
     word = line = 1
-    for text in (column.header, *column._cells):
-        if isinstance(text, (str, Text)):
-            if isinstance(text, Text):
-                text = text.plain
-            elif "[" in text:
-                text = Text.from_markup(text, emoji=False).plain
+    for cell in (column.header, *column._cells):
+        text = _cell_text(cell, console)
+        if text is not None:
             word = max(word, *map(cell_len, text.split() or [""]))
             line = max(line, *map(cell_len, text.split("\n")))
     return (line if column.no_wrap else word), line
 
 
-def narrowed(table: Any, width: int) -> Any:
-    """``table`` (a rich Table) made to fit ``width`` terminal columns with every word whole, when it is wider:
+def narrowed(table: Any, console: Any) -> Any:
+    """``table`` (a rich Table) made to fit ``console``'s width with every word whole, when it is wider:
     without its :data:`SPARE_COLUMNS`, one at a time, until its narrowest widths fit (:func:`_extent`; a caption
     says which were left out), then each column given its narrowest width and a share of the room left by what
     its longest line lacks (rich, left to itself, cuts numbers and names to share the room evenly). If even the
     narrowest widths do not fit, rich shares out the room."""
     if not any(c.header in SPARE_COLUMNS for c in table.columns):  # (not eval's table: as rich draws it)
         return table
+    width = console.width
     border = 1 + 3 * len(table.columns)  # a border left of each column and after the last; a space either side
-    extents = [_extent(c) for c in table.columns]
+    extents = [_extent(c, console) for c in table.columns]
     if border + sum(line for _, line in extents) <= width:
         return table
     left_out = []
@@ -713,7 +722,6 @@ def plain_text(table: Any, console: Any, max_width: int) -> str | None:
     characters in a cell). ``console``'s width is set to the table's."""
     from rich.cells import cell_len
     from rich.table import Table
-    from rich.text import Text
 
     columns = table.columns
     if not columns or any(c.width is not None or c.max_width is not None for c in columns):
@@ -724,11 +732,8 @@ def plain_text(table: Any, console: Any, max_width: int) -> str | None:
     for column in columns:
         lines = []
         for cell in column._cells:
-            if isinstance(cell, Text):
-                text = cell.plain
-            elif isinstance(cell, str):  # markup (and emoji codes, if the console reads them), as rich reads it
-                text = console.render_str(cell).plain if "[" in cell or ":" in cell else cell
-            else:
+            text = _cell_text(cell, console)
+            if text is None:
                 return None
             if not text.isprintable() and any(ch != "\n" and not ch.isprintable() for ch in text):
                 return None

@@ -157,19 +157,20 @@ def print_rich(renderable: Any) -> None:
         renderable = _fit_encoding(renderable, sys.stdout.encoding)
     try:
         console = make_console()
-        if sys.stdout.isatty() or _columns_given():  # a table too wide for its terminal: the columns that matter
+        tty = sys.stdout.isatty()
+        sized = tty or _columns_given()  # a width to keep to (else a pipe's table is as wide as it needs)
+        if sized:  # a table too wide for its terminal: the columns that matter
             from rich.console import Group
 
             for table in renderable.renderables if isinstance(renderable, Group) else [renderable]:
                 if isinstance(table, Table):
-                    narrowed(table, console.width)
+                    narrowed(table, console)
         if isinstance(renderable, Table) and len(renderable.rows) > FAST_ROWS:  # laid out here, not by rich
-            tty = sys.stdout.isatty()
-            text = plain_text(renderable, console, console.width if tty or _columns_given() else MAX_PIPED_WIDTH)
+            text = plain_text(renderable, console, console.width if sized else MAX_PIPED_WIDTH)
             if text is not None:
                 sys.stdout.write(text)
                 return
-        if sys.stdout.isatty():
+        if tty:
             console.print(renderable)
         else:  # piped: the same text without the padding rich adds to titles (no trailing spaces)
             console.width = piped_width(console, renderable)
