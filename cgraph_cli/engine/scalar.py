@@ -150,9 +150,10 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
     kernel = list(map(tables.kernel.__getitem__, ops))
     nodes = list(compress(range(n), kernel))
     kern = list(compress(kernel, kernel))
-    opargs = list(compress(args, kernel))
-    a0 = list(map(_first, opargs))
-    a1 = list(map(_last, opargs))
+    # (no list of the op nodes' operand tuples, nor of their op names: on a machine where fresh memory is slow to
+    # touch, each list of the op nodes costs as much as a pass)
+    a0 = list(map(_first, compress(args, kernel)))
+    a1 = list(map(_last, compress(args, kernel)))
     present = set(ops)
     tensors = list(compress(range(n), map(().__ne__, g.shapes))) if mixed else []  # (mixed) the nodes not scalars
     tensor = set(tensors)
@@ -163,16 +164,14 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
         for k in np.flatnonzero(~(scalar[at[0]] & scalar[at[1]] & scalar[at[2]])).tolist():
             kern[k] = NP  # (a node of more than two operands is NP already)
     aux: list[Unary | OpCall | None] | None = None
-    opk = None  # the op nodes' op names, if needed
     if not present.isdisjoint(tables.unary):  # the NP1 nodes' functions, from their records (shared by an op's nodes)
-        opk = list(compress(ops, kernel))
-        aux = list(map(tables.unary.get, opk))
+        aux = list(map(tables.unary.get, compress(ops, kernel)))
     has_np = mixed or not present.isdisjoint(tables.np_ops)  # (without a scan of the kernels)
     np_at = list(compress(range(len(kern)), map(NP.__eq__, kern))) if has_np else []
     # the backward codes: the kernels, or FLOAT_VJP for an NP1 op whose VJP runs on the floats (NP where it is one)
     back = kern
     if not tables.float_vjp.isdisjoint(present):
-        back = list(map(tables.back.__getitem__, compress(ops, kernel) if opk is None else opk))
+        back = list(map(tables.back.__getitem__, compress(ops, kernel)))
         deque(map(back.__setitem__, np_at, repeat(NP)), maxlen=0)
     many = set()
     calls: dict[tuple[str, int, bool], OpCall] = {}  # the NP nodes without attributes share their OpCall
@@ -181,7 +180,7 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
         aux = [None] * len(kern)
     for k in np_at:  # an NP node: its record and attributes
         i = nodes[k]
-        t = opargs[k]
+        t = args[i]
         if len(t) > 2:
             many.add(i)
         key = (ops[i], len(t), i not in tensor)
@@ -279,7 +278,7 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
     need = code.need
     n = len(need)
     m = bisect_right(code.nodes, out)
-    reach = [False] * (n + 1)  # (the last slot: where the edges without a VJP point)
+    aux = code.aux
     if need[out]:
         np_here = code.np_at[: bisect_right(code.np_at, m - 1)]
         # (the whole lists when nothing is patched and the output is the last op node: no copies)
@@ -296,36 +295,35 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
             if i <= out
             for s in code.aux[bisect_left(code.nodes, i)].grad_operands  # type: ignore[union-attr, index]
         ]
-        if _all_consumed(a0, a1, inner, n, out):
-            reach[: out + 1] = [True] * (out + 1)  # every node up to the output reaches it (see _all_consumed)
-        elif not code.many:
+        consumed = _all_consumed(a0, a1, inner, n, out)  # every node up to the output reaches it
+        if consumed and code.no_grad is code.consts:  # and every op node needs a gradient (the usual case)
+            return BackCode(  # the lists reversed (m may be 0, an input before every op node: then they are empty)
+                _head_reversed(code.nodes, m),
+                _head_reversed(code.back, m),
+                _head_reversed(code.a0, m),
+                _head_reversed(code.a1, m),
+                None if aux is None else _head_reversed(aux, m),
+                list(compress(range(out + 1, n), need[out + 1 :])),
+            )
+        reach = [True] * (out + 1) + [False] * (n - out) if consumed else [False] * (n + 1)
+        if not consumed:
             reach[out] = True
-            for i, a, b in zip(code.nodes[:m][::-1], a0[::-1], a1[::-1]):
-                if reach[i]:
-                    reach[a] = True
-                    reach[b] = True
-        else:
-            reach[out] = True
-            for i, a, b, f in zip(code.nodes[:m][::-1], a0[::-1], a1[::-1], code.aux[:m][::-1]):  # type: ignore[index]
-                if reach[i]:
-                    reach[a] = True
-                    reach[b] = True
-                    if i in code.many:  # the operands between the first and the last
-                        t = args[i]
-                        for s in f.grad_operands:  # type: ignore[union-attr]
-                            reach[t[s]] = True
-    aux = code.aux
-    if reach.count(True) - reach[n] == out + 1 and code.no_grad is code.consts:
-        # every node up to the output reached, every op node needs a gradient (the usual case): the lists reversed
-        unreached = list(compress(range(out + 1, n), need[out + 1 :]))
-        return BackCode(  # (m may be 0, an input before every op node: then the lists are empty)
-            code.nodes[:m][::-1],
-            code.back[:m][::-1],
-            code.a0[:m][::-1],
-            code.a1[:m][::-1],
-            None if aux is None else aux[:m][::-1],
-            unreached,
-        )
+            if not code.many:
+                for i, a, b in zip(_head_reversed(code.nodes, m), a0[::-1], a1[::-1]):
+                    if reach[i]:
+                        reach[a] = True
+                        reach[b] = True
+            else:
+                for i, a, b, f in zip(_head_reversed(code.nodes, m), a0[::-1], a1[::-1], _head_reversed(aux, m)):  # type: ignore[arg-type]
+                    if reach[i]:
+                        reach[a] = True
+                        reach[b] = True
+                        if i in code.many:  # the operands between the first and the last
+                            t = args[i]
+                            for s in f.grad_operands:  # type: ignore[union-attr]
+                                reach[t[s]] = True
+    else:
+        reach = [False] * (n + 1)
     del reach[n]
     reached = list(map(and_, reach, need))
     unreached = list(compress(range(n), map(gt, need, reached)))
@@ -338,6 +336,13 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
         None if aux is None else list(compress(aux, sel))[::-1],
         unreached,
     )
+
+
+def _head_reversed(items: list, m: int) -> list:
+    """``items[:m][::-1]`` in one copy."""
+    if m == len(items):
+        return items[::-1]
+    return items[m - 1 :: -1] if m else []
 
 
 def _all_consumed(a0: list[int], a1: list[int], inner: list[int], n: int, out: int) -> bool:
