@@ -12,8 +12,8 @@ from test_engine_fast import EDGE
 from test_engine_strategies import VALUES, check_bits, compile_src, random_program
 
 from cgraph_cli.engine import compiled, evaluate
-from cgraph_cli.engine.compiled import TEMPLATES, source
-from cgraph_cli.engine.scalar import ArrayResult, scalar_plan
+from cgraph_cli.engine.compiled import FLOAT_VJP, TEMPLATES, source
+from cgraph_cli.engine.scalar import ArrayResult, _op_tables, scalar_plan
 from cgraph_cli.errors import CgraphError
 from cgraph_cli.ops import OPS, Kernel
 
@@ -21,9 +21,10 @@ SPELLING = {"add": "a + b", "sub": "a - b", "mul": "a * b", "div": "a / b", "neg
 
 
 def kernel_programs() -> dict[int, list[str]]:
-    """Per Kernel the programs of each of its ops on inputs a and b (one statement more makes both operands of a
-    binary op get a gradient from a second consumer)."""
+    """Per code of the loops (a Kernel, or FLOAT_VJP) the programs of each of its ops on inputs a and b (one
+    statement more makes both operands of a binary op get a gradient from a second consumer)."""
     out: dict[int, list[str]] = {}
+    codes = _op_tables().kernel
     for name, op in OPS.items():
         if op.kernel is Kernel.NP:
             continue
@@ -32,17 +33,22 @@ def kernel_programs() -> dict[int, list[str]]:
             compile_src(text, {"a": np.array(1.0), "b": np.array(1.0)})
         except CgraphError:
             continue
-        out.setdefault(op.kernel.value, []).append(text)
+        out.setdefault(codes[name], []).append(text)
     return out
 
 
+def _code_name(code: int) -> str:
+    return "FLOAT_VJP" if code == FLOAT_VJP else Kernel(code).name
+
+
 def test_every_kernel_has_a_template_and_a_program() -> None:
-    kernels = {k.value for k in Kernel if k is not Kernel.NP}
+    kernels = {k.value for k in Kernel if k is not Kernel.NP} | {FLOAT_VJP}
     assert set(TEMPLATES) == kernels
     assert set(kernel_programs()) == kernels
+    assert {"tanh", "exp", "log"} <= {name for name in OPS if _op_tables().kernel[name] == FLOAT_VJP}
 
 
-@pytest.mark.parametrize("kernel", sorted(kernel_programs()), ids=lambda k: Kernel(k).name)
+@pytest.mark.parametrize("kernel", sorted(kernel_programs()), ids=_code_name)
 def test_each_kernel_on_edge_values(kernel: int) -> None:
     """Each template gives the float loop's and numpy's bits on edge values (inf, NaN, signed zeros, subnormals,
     huge), or raises where the loop raises (then both hand the graph to numpy's rules)."""

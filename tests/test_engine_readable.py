@@ -321,13 +321,13 @@ def test_scalar_plan_parts_are_named():
     assert plan is not None and plan.wide(g.output)
     code = plan.code
     assert isinstance(code, FloatCode) and code.nodes == [i for i, op in enumerate(g.ops) if op not in LEAF_OPS]
-    assert len(code.kernel) == len(code.back) == len(code.a0) == len(code.a1) == len(code.aux) == len(code.nodes)
+    assert len(code.kernel) == len(code.a0) == len(code.a1) == len(code.aux) == len(code.nodes)
     i = g.args[g.bindings["y3"]][1]  # y3 = ... - max(x0, x1): an 'NP' kernel, run by the record's functions
     k = code.nodes.index(i)
     assert isinstance(code.aux[k], OpCall) and code.aux[k].op is OPS[g.ops[i]] and k in code.np_at
     kinds = {type(code.aux[k]) for k, j in enumerate(code.nodes) if OPS[g.ops[j]].kernel.name == "NP1"}
     assert kinds == {Unary}  # tanh
-    assert {code.back[k] for k, j in enumerate(code.nodes) if g.ops[j] == "tanh"} == {FLOAT_VJP}  # tanh' on floats
+    assert {code.kernel[k] for k, j in enumerate(code.nodes) if g.ops[j] == "tanh"} == {FLOAT_VJP}  # tanh' on floats
     back = plan.back(g.output)
     assert isinstance(back, BackCode) and back.nodes == sorted(back.nodes, reverse=True)
     levels = plan.levels()

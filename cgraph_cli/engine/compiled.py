@@ -42,7 +42,8 @@ import numpy as np
 
 from cgraph_cli.ops import Kernel
 
-# the backward code of an NP1 node whose record's VJP is plain arithmetic (Op.float_vjp): called on the floats
+# the code of an NP1 node whose record's VJP is plain arithmetic (Op.float_vjp): forward as NP1, its VJP called on
+# the floats
 FLOAT_VJP = max(k.value for k in Kernel) + 1
 
 # A plan is compiled on its HOT-th run to the same output: compiling costs about 100-150 runs of the float loop
@@ -79,8 +80,8 @@ TEMPLATES: dict[int, Template] = {
     Kernel.RELU.value: Template("{a} if ({a} > 0.0 or {a} != {a}) else 0.0", ("{g} * (1.0 if {a} > 0 else 0.0)",)),
     # an NP1 op: its record's functions {f} (forward) and {d} (VJP) on numpy scalars, or its VJP on the floats
     Kernel.NP1.value: Template("float({f}({a}))", ("float({d}(f64({g}), f64({y}), f64({a})))",)),
+    FLOAT_VJP: Template("float({f}({a}))", ("{d}({g}, {y}, {a})",)),
 }
-FLOAT_VJP_TEMPLATE = "{d}({g}, {y}, {a})"
 
 
 def float_sign(a: float) -> float:
@@ -139,10 +140,10 @@ def source(code: Any, bc: Any, out: int) -> tuple[str, dict[str, Any]] | None:
     if bc is not None:
         pending[out] = ["1.0"]
         baux = bc.aux
-        for k, (i, c, a, b) in enumerate(zip(bc.nodes, bc.back, bc.a0, bc.a1)):
+        for k, (i, c, a, b) in enumerate(zip(bc.nodes, bc.kernel, bc.a0, bc.a1)):
             write(i, "-0.0")  # (-0.0: no contribution reached it, the loop's start)
             f = baux[k] if baux is not None else None
-            back = (FLOAT_VJP_TEMPLATE,) if c == FLOAT_VJP else TEMPLATES[c].back
+            back = TEMPLATES[c].back
             d = fname(f.vjp) if f is not None else ""
             for t, tmpl in zip((a, b), back):
                 if need[t]:

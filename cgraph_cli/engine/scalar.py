@@ -80,13 +80,11 @@ class OpCall(NamedTuple):
 
 
 class _Tables(NamedTuple):
-    """From the op records (made again when an op is registered): each op's Kernel code (LEAF for the leaves),
-    the NP1 ops' functions, the NP1 ops whose VJP runs on floats, and each op's backward code."""
+    """From the op records (made again when an op is registered): each op's code in the loops (its Kernel code,
+    FLOAT_VJP for an NP1 op whose VJP runs on the floats, LEAF for the leaves) and the NP1 ops' functions."""
 
     kernel: dict[str, int]
     unary: dict[str, Unary]
-    float_vjp: frozenset[str]
-    back: dict[str, int]
     np_ops: frozenset[str]  # the ops whose kernel is NP
 
 
@@ -96,22 +94,22 @@ _tables: list[Any] = [None, None]  # [the records (by identity), _Tables]
 def _op_tables() -> _Tables:
     key = tuple(map(id, OPS.values()))
     if _tables[0] != key:
-        kernel = {name: spec.kernel.value for name, spec in OPS.items()} | dict.fromkeys(LEAF_OPS, LEAF)
+        kernel = {
+            name: FLOAT_VJP if spec.kernel is Kernel.NP1 and spec.float_vjp else spec.kernel.value
+            for name, spec in OPS.items()
+        } | dict.fromkeys(LEAF_OPS, LEAF)
         unary = {name: Unary(spec.fwd, spec.vjp_for(0)) for name, spec in OPS.items() if spec.kernel is Kernel.NP1}
-        fv = frozenset(name for name, spec in OPS.items() if spec.kernel is Kernel.NP1 and spec.float_vjp)
-        back = {name: FLOAT_VJP if name in fv else code for name, code in kernel.items()}
         np_ops = frozenset(name for name, code in kernel.items() if code == NP)
-        _tables[:] = [key, _Tables(kernel, unary, fv, back, np_ops)]
+        _tables[:] = [key, _Tables(kernel, unary, np_ops)]
     return _tables[1]
 
 
 class FloatCode(NamedTuple):
     """A scalar graph compiled for the Python float loop. The op nodes, in increasing order, as parallel lists
-    (``nodes``, ``kernel``, ``back``, ``a0``, ``a1``, ``aux``); the rest per node or per leaf."""
+    (``nodes``, ``kernel``, ``a0``, ``a1``, ``aux``); the rest per node or per leaf."""
 
     nodes: list[int]  # the op nodes
-    kernel: list[int]  # their forward Kernel codes
-    back: list[int]  # their backward codes: the Kernel code, or FLOAT_VJP
+    kernel: list[int]  # their Kernel codes (FLOAT_VJP: an NP1 node whose VJP runs on the floats)
     a0: list[int]  # their first operand
     a1: list[int]  # their last operand (the first again for one operand)
     aux: list[Unary | OpCall | None] | None  # an NP1 or NP node's functions (None: the graph has no such node)
@@ -132,7 +130,7 @@ class BackCode(NamedTuple):
     lists, and the nodes that depend on an input but do not reach the output (their gradient is 0)."""
 
     nodes: list[int]
-    back: list[int]
+    kernel: list[int]
     a0: list[int]
     a1: list[int]
     aux: list[Unary | OpCall | None] | None
@@ -168,11 +166,6 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
         aux = list(map(tables.unary.get, compress(ops, kernel)))
     has_np = mixed or not present.isdisjoint(tables.np_ops)  # (without a scan of the kernels)
     np_at = list(compress(range(len(kern)), map(NP.__eq__, kern))) if has_np else []
-    # the backward codes: the kernels, or FLOAT_VJP for an NP1 op whose VJP runs on the floats (NP where it is one)
-    back = kern
-    if not tables.float_vjp.isdisjoint(present):
-        back = list(map(tables.back.__getitem__, compress(ops, kernel)))
-        deque(map(back.__setitem__, np_at, repeat(NP)), maxlen=0)
     many = set()
     calls: dict[tuple[str, int, bool], OpCall] = {}  # the NP nodes without attributes share their OpCall
     no_attrs: dict = {}
@@ -213,7 +206,6 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
     return FloatCode(
         nodes,
         kern,
-        back,
         a0,
         a1,
         aux,
@@ -299,7 +291,7 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
         if consumed and code.no_grad is code.consts:  # and every op node needs a gradient (the usual case)
             return BackCode(  # the lists reversed (m may be 0, an input before every op node: then they are empty)
                 _head_reversed(code.nodes, m),
-                _head_reversed(code.back, m),
+                _head_reversed(code.kernel, m),
                 _head_reversed(code.a0, m),
                 _head_reversed(code.a1, m),
                 None if aux is None else _head_reversed(aux, m),
@@ -330,7 +322,7 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
     sel = list(map(reached.__getitem__, code.nodes))
     return BackCode(
         list(compress(code.nodes, sel))[::-1],
-        list(compress(code.back, sel))[::-1],
+        list(compress(code.kernel, sel))[::-1],
         list(compress(code.a0, sel))[::-1],
         list(compress(code.a1, sel))[::-1],
         None if aux is None else list(compress(aux, sel))[::-1],
@@ -607,7 +599,7 @@ class ScalarPlan:
         f64 = np.float64
         # the kernels as local ints: the loop compares each node's code with them
         id_, add_, sub_, mul_, div_, neg_ = ID, ADD, SUB, MUL, DIV, NEG
-        sin_, cos_, sqrt_, abs_, square_, relu_, np1_ = SIN, COS, SQRT, ABS, SQUARE, RELU, NP1
+        sin_, cos_, sqrt_, abs_, square_, relu_, np1_, fv_ = SIN, COS, SQRT, ABS, SQUARE, RELU, NP1, FLOAT_VJP
         try:
             with np.errstate(all="ignore"):
                 aux = repeat(None) if code.aux is None else code.aux
@@ -618,7 +610,7 @@ class ScalarPlan:
                         v[i] = v[a] + v[b]
                     elif c == sub_:
                         v[i] = v[a] - v[b]
-                    elif c == np1_:  # the record's function on the float (tanh, exp, log: numpy's, not math's)
+                    elif c == fv_ or c == np1_:  # the record's function on the float (tanh, exp, log: numpy's)
                         v[i] = float(f.fwd(v[a]))  # type: ignore[union-attr]
                     elif c == sin_:
                         v[i] = sin(v[a])
@@ -667,7 +659,7 @@ class ScalarPlan:
         id_, add_, sub_, mul_, div_, neg_ = ID, ADD, SUB, MUL, DIV, NEG
         sin_, cos_, sqrt_, abs_, square_, relu_, np1_, fv_ = SIN, COS, SQRT, ABS, SQUARE, RELU, NP1, FLOAT_VJP
         aux = repeat(None) if bc.aux is None else bc.aux
-        for i, c, a, b, f in zip(bc.nodes, bc.back, bc.a0, bc.a1, aux):
+        for i, c, a, b, f in zip(bc.nodes, bc.kernel, bc.a0, bc.a1, aux):
             gi = G[i]
             if c == mul_:
                 G[a] += gi * v[b]
