@@ -592,8 +592,7 @@ class ScalarPlan:
             xs = self.bind(inputs)
             assert xs is not None
         v = code.init.copy()
-        for i, x in zip(code.input_nodes, xs):
-            v[i] = x
+        deque(map(v.__setitem__, code.input_nodes, xs), maxlen=0)  # (in C)
         args = self.g.args
         sin, cos, sqrt = math.sin, math.cos, math.sqrt
         f64 = np.float64
