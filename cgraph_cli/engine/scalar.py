@@ -18,7 +18,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
 from itertools import compress, repeat
-from operator import and_, attrgetter, gt, itemgetter, not_
+from operator import and_, attrgetter, eq, gt, itemgetter, not_
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -153,7 +153,8 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
     a0 = list(map(_first, compress(args, kernel)))
     a1 = list(map(_last, compress(args, kernel)))
     present = set(ops)
-    tensors = list(compress(range(n), map(().__ne__, g.shapes))) if mixed else []  # (mixed) the nodes not scalars
+    # (mixed) the nodes not scalars: a shape is a tuple, and only a scalar's, (), is false (every shape is known)
+    tensors = list(compress(range(n), g.shapes)) if mixed else []
     tensor = set(tensors)
     if mixed:  # a node that is or takes a tensor: NP
         scalar = np.ones(n, dtype=bool)
@@ -165,7 +166,7 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
     if not present.isdisjoint(tables.unary):  # the NP1 nodes' functions, from their records (shared by an op's nodes)
         aux = list(map(tables.unary.get, compress(ops, kernel)))
     has_np = mixed or not present.isdisjoint(tables.np_ops)  # (without a scan of the kernels)
-    np_at = list(compress(range(len(kern)), map(NP.__eq__, kern))) if has_np else []
+    np_at = list(compress(range(len(kern)), map(eq, kern, repeat(NP)))) if has_np else []
     many = set()
     calls: dict[tuple[str, int, bool], OpCall] = {}  # the NP nodes without attributes share their OpCall
     no_attrs: dict = {}
@@ -196,7 +197,7 @@ def compile_floats(g: Graph, mixed: bool = False) -> FloatCode:
     init: list[Any] = [0.0] * n
     values = list(map(_value, map(attrs.__getitem__, consts)))
     if mixed:  # a tensor constant's value stays its array
-        big = list(map(().__ne__, map(g.shapes.__getitem__, consts)))
+        big = list(map(bool, map(g.shapes.__getitem__, consts)))
         deque(map(init.__setitem__, compress(consts, big), compress(values, big)), maxlen=0)
         small = list(map(not_, big))
         deque(map(init.__setitem__, compress(consts, small), map(float, compress(values, small))), maxlen=0)
