@@ -142,6 +142,7 @@ LAYERS = [
     "limits",
     "fsutil",
     "gcpause",
+    "allocator",
     "progress",
     "ops",
     "lang",

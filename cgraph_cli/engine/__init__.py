@@ -30,7 +30,7 @@ import os
 
 import numpy as np
 
-from cgraph_cli import gcpause
+from cgraph_cli import allocator, gcpause
 from cgraph_cli.engine.reference import (
     Result,
     backward,
@@ -64,8 +64,10 @@ def evaluate(
     :meth:`Graph.grad_inputs`); nodes no requested gradient depends on get none (None), and no strategy
     visits them in the backward pass.
 
-    The garbage collector is paused meanwhile (:mod:`cgraph_cli.gcpause`): a plan and a result are acyclic.
+    The garbage collector is paused meanwhile (:mod:`cgraph_cli.gcpause`): a plan and a result are acyclic. The
+    first evaluation in a process has glibc keep freed memory for the next (:mod:`cgraph_cli.allocator`).
     """
+    allocator.retain()
     with gcpause.paused():
         return _evaluate(g, inputs, g.output if out is None else out, strategy, wrt)
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from cgraph_cli import limits
+from cgraph_cli import allocator, limits
 from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.reference import backward, forward
 from cgraph_cli.errors import CgraphError, Source, closest
@@ -679,6 +679,7 @@ def _eval_rows(
     g: Graph, out: int, header: list[str], block: np.ndarray, fixed: dict[str, np.ndarray], names: list[str]
 ) -> np.ndarray:
     """Values and gradients for all rows: (rows, 1 + inputs) array (the engine's passes, row-wise ops)."""
+    allocator.retain()  # (each chunk's arrays reuse the last one's memory)
     m = len(block)
     dt = g.dtype
     col = {name: k for k, name in enumerate(header)}
