@@ -39,6 +39,13 @@ ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_TH
 ENV.pop("CGRAPH_DEBUG", None)
 ENV.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed package has its byte code: start-up must not compile it
 ENV.pop("CGRAPH_ENGINE", None)
+# every process, cgraph's and the baselines', runs with the allocator thresholds cgraph sets for itself at its first
+# evaluation (cgraph_cli/allocator.py), so that no baseline is charged for glibc's defaults (hand-written numpy's
+# float64 MLP took its arrays fresh from the kernel on every call: 0.78x without this)
+sys.path.insert(0, str(ROOT))
+from cgraph_cli.allocator import MMAP_MAX, TRIM  # noqa: E402
+
+ENV.update(MALLOC_MMAP_THRESHOLD_=str(MMAP_MAX), MALLOC_TRIM_THRESHOLD_=str(TRIM))
 CGRAPH = [str(Path(sys.executable).parent / "cgraph")]
 if not Path(CGRAPH[0]).exists():
     CGRAPH = [sys.executable, "-m", "cgraph_cli"]
