@@ -5,9 +5,10 @@ glibc's defaults, a block above the mmap threshold (which glibc raises as such b
 mapped for its allocation and unmapped when freed, and free memory beyond the trim threshold at the top of the heap
 is handed back to the system: the next evaluation then gets its memory fresh from the kernel, a page fault per
 4 kB page, each page zeroed. Measured on the bench's MLP (784-512-512-10, batch 256, float32): 2,000 page faults
-(8 MB) per evaluation, 14.3 ms against 9.8 ms with the memory kept; hand-written numpy, whose arrays are freed as
-it goes, has none. Every repeated evaluation of a program whose arrays take megabytes (``Program.eval`` in a loop,
-``--batch`` chunks, finite differences) paid that on each run.
+(8 MB) per evaluation, 14.3 ms against 10.2 ms with the memory kept (hand-written numpy 9.2 ms, with no page fault
+in float32; in float64 it took 2,810 pages per call itself, 25.4 ms against 19.5 ms with these thresholds). Every
+repeated evaluation of a program whose arrays take megabytes (``Program.eval`` in a loop, ``--batch`` chunks,
+finite differences) paid that on each run.
 
 :func:`retain` sets both thresholds once per process, at its first evaluation: blocks up to :data:`MMAP_MAX` come
 from the heap and up to :data:`TRIM` of free memory stays with the process, so the next evaluation reuses it. The
