@@ -15,6 +15,7 @@ import io
 import os
 import sys
 
+from cgraph_cli import allocator
 from cgraph_cli.cli import completion
 from cgraph_cli.cli.terminal import FALLBACK_ERRORS, ascii_fallback, can_encode
 from cgraph_cli.errors import CgraphError, OutputClosed
@@ -259,6 +260,7 @@ def _run_main(argv: list[str] | None) -> None:
         previous = None
     try:
         _setup_streams()
+        allocator.claim()  # (the process is the command line's: evaluations keep freed memory for the next)
         try:
             _main(argv)  # ends with SystemExit
         except SystemExit:
