@@ -41,6 +41,7 @@ from cgraph_cli.present.style import THEMES
 from cgraph_cli.progress import Progress
 from cgraph_cli.run import examples as shipped_examples
 from cgraph_cli.run.request import OPTION, Options, Request, check_choice
+from cgraph_cli.run.values import VALUE_KIND_WORDS
 
 if TYPE_CHECKING:
     from cgraph_cli.analysis.check import CheckReport as _Report
@@ -85,16 +86,43 @@ def _py(v: Any) -> Value:
 
 
 def _input_value(name: str, v: Any) -> np.ndarray:
-    """A Python value given for an input (a number, a nested list, an array) as a float64 array."""
+    """A Python value given for an input (a number, a nested list, an array of integers or floats) as a float64
+    array. Anything numpy would turn into a number without a word is refused, as ``--at-file`` and .npz archives
+    refuse it: booleans (True would be 1), complex numbers (the imaginary part dropped), text ("1.5"), dates,
+    and None (NaN) in a list."""
     if isinstance(v, (str, bytes)) or v is None:
         raise CgraphError(f"input {name!r}: {v!r} is not a number or a rectangular list of numbers")
+    if isinstance(v, (list, tuple)):
+        _check_items(name, v)
     try:
-        if np.asarray(v).dtype.kind == "b":  # True would be 1, as --at-file and .npz archives refuse too
-            raise CgraphError(f"input {name!r}: booleans are not numbers here; give 1.0 and 0.0")
-        a = np.array(v, dtype=np.float64)
+        kind = np.asarray(v).dtype.kind
+    except (TypeError, ValueError, OverflowError):
+        kind = "?"
+    if kind == "b":
+        raise CgraphError(f"input {name!r}: booleans are not numbers here; give 1.0 and 0.0")
+    if kind not in "fiuO?":
+        raise CgraphError(
+            f"input {name!r}: {VALUE_KIND_WORDS.get(kind, 'its values')} are not numbers here",
+            hint="convert it first, for example with numpy: x.real or x.astype(float)" if kind == "c" else None,
+        )
+    try:
+        return np.array(v, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
         raise CgraphError(f"input {name!r}: the value is not a number or a rectangular list of numbers") from None
-    return a
+
+
+def _check_items(name: str, v: list | tuple) -> None:
+    """Refuse a boolean, None, text or a complex number anywhere in nested lists (numpy would read True as 1.0,
+    None as NaN, "2" as 2.0, and drop an imaginary part)."""
+    stack = [v]
+    while stack:
+        for x in stack.pop():
+            if isinstance(x, (list, tuple)):
+                stack.append(x)
+            elif isinstance(x, (bool, np.bool_)):
+                raise CgraphError(f"input {name!r}: booleans are not numbers here; give 1.0 and 0.0")
+            elif x is None or isinstance(x, (str, bytes, complex, np.complexfloating)):
+                raise CgraphError(f"input {name!r}: {x!r} in the list is not a number")
 
 
 def _frozen(g: Graph) -> Graph:

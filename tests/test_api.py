@@ -229,6 +229,19 @@ def test_errors_carry_place_hint_and_the_clis_message() -> None:
         (lambda: cg.parse("y = x").eval(x=[[1, 2], [3]]), "rectangular"),
         (lambda: cg.parse("y = x").eval(x=True), "input 'x': booleans are not numbers here"),  # as --at-file
         (lambda: cg.parse("y = sum(x)").eval(x=np.array([1, 0], dtype=bool)), "booleans are not numbers"),
+        # numpy would read these as numbers without a word (a new user's review): refused, as --at-file does
+        (lambda: cg.parse("y = sum(x)").eval(x=[1.0, True, 3.0]), "input 'x': booleans are not numbers here"),
+        (lambda: cg.parse("y = sum(x)").eval(x=[[1.0], [np.True_]]), "booleans are not numbers here"),
+        (lambda: cg.parse("y = sum(x)").eval(x=np.array([1, 2], dtype=complex)), "complex numbers are not numbers"),
+        (lambda: cg.parse("y = x").eval(x=np.array(1 + 5j)), "input 'x': complex numbers are not numbers here"),
+        (lambda: cg.parse("y = sum(x)").eval(x=[1.0, 2j]), "input 'x': 2j in the list is not a number"),
+        (lambda: cg.parse("y = sum(x)").eval(x=["1", "2"]), "input 'x': '1' in the list is not a number"),
+        (lambda: cg.parse("y = sum(x)").eval(x=np.array(["1", "2"])), "input 'x': text are not numbers"),
+        (lambda: cg.parse("y = sum(x)").eval(x=[1.0, None]), "input 'x': None in the list is not a number"),
+        (
+            lambda: cg.parse("y = sum(x)").eval(x=np.array(["2020-01-01"] * 2, dtype="datetime64[D]")),
+            "input 'x': dates and times are not numbers here",
+        ),
         (lambda: cg.parse("y = x").eval(x=1, seed=-1), "--seed: -1 is out of range"),
         (lambda: cg.parse("y = x").eval(x=1, dtype="int8"), "--dtype: 'int8' is not one of"),
         (lambda: cg.parse("y = x").eval(z=1), "unknown input 'z'"),

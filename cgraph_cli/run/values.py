@@ -241,7 +241,7 @@ def _read_npz(f, head: bytes, size: int | None, path: str, limit: int) -> dict[s
                 if arr.dtype.kind not in "iuf":
                     raise CgraphError(
                         f"--at-file: the array {k!r} in {path} has dtype {arr.dtype} "
-                        f"({_KIND_WORDS.get(arr.dtype.kind, 'not numbers')}); values must be real numbers "
+                        f"({VALUE_KIND_WORDS.get(arr.dtype.kind, 'not numbers')}); values must be real numbers "
                         "(integers or floats)",
                         hint=f"convert it first, for example with numpy: {k}.real or {k}.astype(float)",
                     )
@@ -251,7 +251,7 @@ def _read_npz(f, head: bytes, size: int | None, path: str, limit: int) -> dict[s
     return out
 
 
-_KIND_WORDS = {
+VALUE_KIND_WORDS = {  # what an array of a numpy kind holds, in words (.npz inputs, the Python API)
     "b": "booleans",
     "c": "complex numbers",
     "M": "dates and times",
