@@ -11,14 +11,17 @@ repeated evaluation of a program whose arrays take megabytes (``Program.eval`` i
 finite differences) paid that on each run.
 
 :func:`retain` sets both thresholds once per process, at its first evaluation, in the command line's process only
-(:func:`claim`, called by ``cli/entry.py``): blocks up to :data:`MMAP_MAX` then come from the heap and freed memory
-stays with the process, so the next evaluation reuses it. The peak of memory is what an evaluation holds at once;
-what changes is that the process's resident memory stays near its peak instead of falling back after each
-evaluation. The Python API changes no global state, so a program that imports cgraph keeps its allocator as it is
-(it can set glibc's own ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` before Python starts, for the same
-effect): with these thresholds, a host that frees many 1 MB arrays of its own keeps their memory (measured: 844 MB
-resident after freeing 760 MB of them, against 85 MB). ``CGRAPH_KEEP_MEMORY=0`` (or ``false``, ``no``, ``off``)
-leaves glibc's settings alone in the command line too. Elsewhere (macOS, Windows, musl) nothing is done.
+(:func:`claim`, called by ``cli/entry.py``): blocks up to :data:`MMAP_MAX` then come from the heap, and glibc hands
+the free top of the heap back only once it passes :data:`TRIM`, so an evaluation that holds less than that reuses
+the memory the last one freed (a larger one is handed back and taken fresh, as before), and the process's resident
+memory stays near its peak between evaluations. The Python API changes no global state: a program that imports
+cgraph keeps its allocator as it is. (In a host program these thresholds would keep the memory of its own freed
+arrays too: 844 MB resident after freeing 760 MB of 1 MB arrays, against 85 MB; and glibc gives each thread its own
+pools, so a second thread's evaluation raised the peak from 126 to 208 MB.) Such a program can set glibc's own
+``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` before Python starts. cgraph leaves the allocator alone
+when ``CGRAPH_KEEP_MEMORY`` is ``0`` (or ``false``, ``no``, ``off``), when the user tunes glibc's malloc through its
+own variables (any ``MALLOC_*``, or a ``glibc.malloc`` tunable in ``GLIBC_TUNABLES``), with another C library
+(macOS, Windows, musl), and in a Python without ctypes.
 """
 
 from __future__ import annotations
@@ -49,8 +52,18 @@ def retain() -> bool | None:
     return _state[0]
 
 
+def _tuned_by_user(env: dict[str, str]) -> bool:
+    """Whether the user tunes glibc's malloc through its own variables (``MALLOC_TRIM_THRESHOLD_``,
+    ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_ARENA_MAX``..., or a ``glibc.malloc`` tunable): then cgraph leaves it as
+    they set it."""
+    return any(k.startswith("MALLOC_") for k in env) or "glibc.malloc." in env.get("GLIBC_TUNABLES", "")
+
+
 def _set_thresholds() -> bool:
-    if os.environ.get("CGRAPH_KEEP_MEMORY", "").strip().lower() in _OFF or not sys.platform.startswith("linux"):
+    env = os.environ
+    if env.get("CGRAPH_KEEP_MEMORY", "").strip().lower() in _OFF or _tuned_by_user(dict(env)):
+        return False
+    if not sys.platform.startswith("linux"):
         return False
     try:
         import ctypes  # (numpy has loaded it: numpy._core._internal)
@@ -59,6 +72,8 @@ def _set_thresholds() -> bool:
         mallopt = libc.mallopt
         if not hasattr(libc, "gnu_get_libc_version"):  # not glibc (musl's mallopt does nothing)
             return False
-    except (OSError, AttributeError):
+        mmap_set = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_MAX))
+        trim_set = bool(mallopt(_M_TRIM_THRESHOLD, TRIM))
+    except Exception:  # (a Python without ctypes, a libc without mallopt: nothing is done, and nothing raised)
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM))
+    return mmap_set or trim_set

@@ -72,8 +72,10 @@ HOST = textwrap.dedent(
 
 
 def _run(code: str, *args: str, **env: str) -> dict:
+    """Run ``code`` in a fresh Python, in this environment without malloc tuning of its own, plus ``env``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES", "CGRAPH_KEEP"))}
     out = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=120
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env={**base, **env}, timeout=120
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -118,3 +120,32 @@ def test_the_api_leaves_the_host_allocator_alone() -> None:
     r = _run(HOST)
     assert r["state"] is None
     assert r["rss"] < 400, r
+
+
+@pytest.mark.skipif(not GLIBC, reason="the thresholds are glibc's")
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"MALLOC_TRIM_THRESHOLD_": "131072"},
+        {"MALLOC_ARENA_MAX": "2"},
+        {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=131072"},
+    ],
+)
+def test_the_users_own_malloc_tuning_is_left_alone(env: dict) -> None:
+    assert _run(PROBE, "claim", **env)["after"] is False
+
+
+def test_no_ctypes_no_error() -> None:
+    """A Python built without ctypes evaluates as before: nothing set, nothing raised (the command line's process
+    included), and not tried again at every evaluation."""
+    code = (
+        "import sys, json\n"
+        "sys.modules['ctypes'] = None\n"
+        "sys.modules['_ctypes'] = None\n"
+        "import cgraph_cli as cg\n"
+        "from cgraph_cli import allocator\n"
+        "allocator.claim()\n"
+        "values = [cg.parse('y = a * 2').eval(a=1.0).value for _ in range(2)]\n"
+        "print(json.dumps({'values': values, 'state': allocator._state[0]}))\n"
+    )
+    assert _run(code) == {"values": [2.0, 2.0], "state": False}
