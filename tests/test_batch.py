@@ -100,6 +100,12 @@ def test_missing_column_takes_default_and_quoted_header(tmp_path) -> None:
     [
         ("a,b,q\n1,2,3\n", "column 'q' is not an input"),
         ("a,b\n1,2\n1,x\n", "points.csv:3:2: 'x' in column 'b' is not a number"),
+        # float() reads these (and numpy's text conversion too), --at does not: a typo is not a number
+        ("a,b\n1,2\n1,1_5\n", "points.csv:3:2: '1_5' in column 'b' is not a number"),
+        ("a,b\n1,2\n1_000,2\n", "points.csv:3:1: '1_000' in column 'a' is not a number"),
+        ("a,b\n1,2\n1,\u0661\u0662\n", "points.csv:3:2: '\u0661\u0662' in column 'b' is not a number"),
+        ("a,b\n1,2\n\uff11,2\n", "points.csv:3:1: '\uff11' in column 'a' is not a number"),
+        ('a,b\n1,2\n"1_0",2\n', "points.csv:3:1: '1_0' in column 'a' is not a number"),
         ("a,b\n1,2\n1,2,3\n", "points.csv:3: this row has 3 cells but the header has 2"),
         ("a,b\n1,2\n1\n", "points.csv:3: this row has 1 cell but the header has 2"),
         ("a,b\n1,\n", "points.csv:2:2: the cell in column 'b' is empty"),

@@ -343,7 +343,7 @@ def _parse_chunk(
         cells = body.replace("\n", ",").split(",")
         if len(cells) == len(lines) * ncols:
             arr = _parse_numbers(body, len(lines), ncols)
-            if arr is None:
+            if arr is None and body.isascii() and "_" not in body:  # (else the careful path refuses the cell)
                 try:
                     arr = np.array(cells, dtype=np.float64).reshape(len(lines), ncols)
                 except ValueError:
@@ -413,6 +413,8 @@ def _parse_careful(
         vals = []
         for c, cell in enumerate(row):
             try:
+                if "_" in cell or not cell.isascii():  # float() reads 1_000, '١٢' and '１' too; --at does not
+                    raise ValueError(cell)
                 vals.append(float(cell))
             except ValueError:
                 shown = cell.strip()
