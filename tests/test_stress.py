@@ -136,3 +136,27 @@ def test_many_calls_of_a_user_function():
     for _ in range(2000):
         want, dwant = (want * want + 1) * 0.5, dwant * want
     assert v == pytest.approx(want, rel=1e-10) and g["x"] == pytest.approx(dwant, rel=1e-9, abs=1e-300)
+
+
+def test_an_elided_expression_is_cut_between_words() -> None:
+    """A long expression's middle is elided at word boundaries: no name or number is cut (a17 read as the
+    constant 17, found by a new user's review)."""
+    import re
+
+    from cgraph_cli.ir.graph import build_graph
+    from cgraph_cli.lang.parser import parse
+
+    text = "out = " + " + ".join(f"a{k}" for k in range(31)) + " * 1.5e-3\n"
+    src = Source(text, "<t>")
+    g = build_graph(parse(src), src, {})
+    names = set(re.findall(r"[A-Za-z_]\w*|\d[\w.+-]*", text))
+    for i in range(len(g.ops)):
+        short = g.short_text(i)
+        assert len(short) <= 160 + 3
+        if " … " in short:
+            head, tail = short.split(" … ")
+            assert head == head.rstrip() and tail == tail.lstrip()
+            # the words next to the cut are whole names or numbers of the program
+            for word in (re.findall(r"[\w.]+$", head) + re.findall(r"^[\w.]+", tail))[:2]:
+                assert word in names, (word, short)
+    assert " … " in g.short_text(g.output) and g.short_text(g.output).endswith("a30 * 1.5e-3")

@@ -142,6 +142,11 @@ class Frame:
     defs: dict = field(default_factory=dict, repr=False)  # functions visible inside
 
 
+def _in_word(c: str) -> bool:
+    """Whether ``c`` can be inside a name or a number (``x1``, ``θ``, ``1.5e3``)."""
+    return c.isalnum() or c in "_."
+
+
 @dataclass
 class Graph:
     source: Source
@@ -178,10 +183,18 @@ class Graph:
         Each node of a long left-associative sum covers a prefix of the line, so the full
         texts of all nodes grow quadratically; listings and JSON use this instead."""
         s, e = self.spans[i]
+        text = self.source.text
         if e - s <= limit:
-            return self.source.text[s:e]
+            return text[s:e]
         half = limit // 2
-        return self.source.text[s : s + half] + " … " + self.source.text[e - half : e]
+        head, tail = s + half, e - half
+        # no cut inside a name or a number (a17 must not read as 17): each end moves to the nearest word boundary,
+        # by at most a quarter of the limit
+        while head > s + half // 2 and _in_word(text[head - 1]) and _in_word(text[head]):
+            head -= 1
+        while tail < e - half // 2 and _in_word(text[tail - 1]) and _in_word(text[tail]):
+            tail += 1
+        return text[s:head].rstrip() + " … " + text[tail:e].lstrip()
 
     def line_col(self, i: int) -> tuple[int, int]:
         return self.source.line_col(self.spans[i][0])
