@@ -125,6 +125,17 @@ def _check_items(name: str, v: list | tuple) -> None:
                 raise CgraphError(f"input {name!r}: {x!r} in the list is not a number")
 
 
+def _dtype_name(dtype: Any) -> Any:
+    """``dtype`` as its name: numpy's spellings (``np.float32``, ``np.dtype("float32")``) read as ``"float32"``;
+    anything else is left for the option's check to refuse."""
+    if isinstance(dtype, str):
+        return dtype
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return dtype
+
+
 def _frozen(g: Graph) -> Graph:
     """``g`` with its constants' and inputs' default values read-only (views of them are then read-only too)."""
     for at in g.attrs:
@@ -150,12 +161,10 @@ def _merge(base: Mapping[str, Any], values: Mapping[str, Any] | None, inputs: Ma
 
 def _wrt_names(wrt: str | Sequence[str]) -> list[str]:
     """``wrt`` as a list of names: ``"W1, b1"`` (the command line's ``--wrt W1,b1``) or a sequence of names."""
-    if isinstance(wrt, str):
-        names = [w.strip() for w in wrt.split(",") if w.strip()]
-        if not names:
-            raise CgraphError("--wrt: no input named", hint="for example: --wrt W1,b1")
-        return names
-    return list(wrt)
+    names = [w.strip() for w in wrt.split(",") if w.strip()] if isinstance(wrt, str) else list(wrt)
+    if not names:  # (an empty list too: it would differentiate nothing, without a word)
+        raise CgraphError("--wrt: no input named", hint="for example: --wrt W1,b1")
+    return names
 
 
 def _name_warnings(g: Graph) -> list[str]:
@@ -328,6 +337,7 @@ class Program:
             OPTION["seed"].check(seed)
             changes["seed"] = seed
         if dtype is not None:
+            dtype = _dtype_name(dtype)
             OPTION["dtype"].check(dtype)
             changes["dtype"] = dtype
         if of is not None:

@@ -244,6 +244,8 @@ def test_errors_carry_place_hint_and_the_clis_message() -> None:
         ),
         (lambda: cg.parse("y = x").eval(x=1, seed=-1), "--seed: -1 is out of range"),
         (lambda: cg.parse("y = x").eval(x=1, dtype="int8"), "--dtype: 'int8' is not one of"),
+        (lambda: cg.parse("y = x").eval(x=1, dtype=np.float16), "--dtype: 'float16' is not one of"),
+        (lambda: cg.parse("y = x").eval(x=1, wrt=[]), "--wrt: no input named"),  # (as wrt="")
         (lambda: cg.parse("y = x").eval(z=1), "unknown input 'z'"),
         (lambda: cg.parse("y = x").eval(x=1, of="q"), "--of: 'q' is not a name"),
         (lambda: cg.parse("y = x").render(x=1, format="gif"), "--format: 'gif'"),
@@ -383,3 +385,11 @@ def test_batch_goes_through_the_api(calls, tmp_path) -> None:
     points.write_text("a\n1\n", encoding="utf-8")
     assert run_main("eval", LECTURE, "--batch", str(points)).returncode == 0
     assert calls == ["eval_batch"]
+
+
+def test_dtype_may_be_numpys_spelling() -> None:
+    p = cg.parse("y = x * 3")
+    want = p.eval(x=0.1, dtype="float32")
+    for dtype in (np.float32, np.dtype("float32")):
+        ev = p.eval(x=0.1, dtype=dtype)
+        assert ev.to_json() == want.to_json() and ev.value == want.value != p.eval(x=0.1).value
