@@ -147,3 +147,26 @@ def test_batch_refuses_options_it_cannot_honour(cli, tmp_path, extra: list[str],
         assert r.returncode == 2
         assert r.stdout == ""
         assert r.stderr == f"error: --batch writes CSV (one row per point); it cannot be combined with {named}\n"
+
+
+@pytest.mark.parametrize(
+    "program, text, message, hint",
+    [
+        (
+            "z = x * y * w",
+            "x\n1\n",
+            "missing values for inputs: y, w",
+            "add a column named y to the CSV, or give them with --at, for example: --at y=1,w=1",
+        ),
+        ("z = x * y", "x\n1\n", "missing value for input: y", "add a column named y to the CSV, or give it with --at"),
+        ("z = a * b", "a;b\n1;2\n", "column 1 of the header, 'a;b', is not an input name", "not ';'"),
+        ("z = a * b", "a\tb\n1\t2\n", "column 1 of the header, 'a\\tb', is not an input name", "not '\\t'"),
+    ],
+)
+def test_batch_hints_point_to_the_csv(tmp_path, program: str, text: str, message: str, hint: str) -> None:
+    """Under --batch a missing input is a missing column (not only an --at value), and a header split by another
+    separator is named as such (a new user's review)."""
+    with pytest.raises(CgraphError) as e:
+        batch_text(program, text, tmp_path=tmp_path)
+    assert message in e.value.message and hint in (e.value.hint or "")
+    assert e.value.exit_code == 2

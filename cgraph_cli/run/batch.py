@@ -119,7 +119,15 @@ def run_batch(
         if clash:
             raise CgraphError(f"input '{clash[0]}' is given both as a column of {shown} and by --at/--at-file")
         out_node = pick_output(g, of)
-        fixed = bind_inputs(g, placeholder)  # checks missing inputs and declared shapes
+        missing = [name for name in g.inputs if name not in placeholder and name not in g.defaults]
+        if missing:  # (bind_inputs would say so too, with a hint for --at alone)
+            many = len(missing) > 1
+            raise CgraphError(
+                f"missing value{'s' * many} for input{'s' * many}: {', '.join(missing)}",
+                hint=f"add a column named {missing[0]} to the CSV, or give {'them' if many else 'it'} with --at, "
+                f"for example: --at {','.join(f'{m}=1' for m in missing[:3])}",
+            )
+        fixed = bind_inputs(g, placeholder)  # checks declared shapes
         np_dtype = DTYPES[dtype]
         vectorised = _row_vectorisable(g, fixed)
         label = g.label(out_node)
@@ -234,7 +242,11 @@ def _read_header(f, path: str) -> tuple[list[str], int]:
         if not name:
             raise CgraphError(f"{path}:{lineno}: column {k + 1} of the header has no name")
         if not name.isidentifier():
-            raise CgraphError(f"{path}:{lineno}: column {k + 1} of the header, {name!r}, is not an input name")
+            other = next((sep for sep in (";", "\t", "|") if sep in name), None)
+            raise CgraphError(
+                f"{path}:{lineno}: column {k + 1} of the header, {name!r}, is not an input name",
+                hint=f"columns are separated by commas, not {other!r}" if other else None,
+            )
     if not all(map(str.isascii, header)):  # names as the program spells them (NFKC, as the parser reads them)
         import unicodedata
 
