@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 from cgraph_cli.errors import CgraphError
@@ -29,6 +28,8 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise CgraphError(f"cannot write {shown}: the folder {folder} does not exist")
+    import tempfile  # (only to write a file: 4 ms of start-up otherwise)
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=folder)
     except OSError as e:

@@ -89,11 +89,27 @@ def test_json_eval_does_not_import_typer_or_rich() -> None:
         "    main(['eval', '-e', 'x^2', '--at', 'x=3', '--format', 'json'])\n"
         "except SystemExit:\n"
         "    pass\n"
-        "sys.stderr.write(repr(sorted(m for m in ('typer', 'rich', 'click', 'lark') if m in sys.modules)))\n"
+        "heavy = ('typer', 'rich', 'click', 'lark', 'numpy.random', 'tempfile')\n"
+        "sys.stderr.write(repr(sorted(m for m in heavy if m in sys.modules)))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert '"value": 9.0' in r.stdout
+    # (numpy.random, 10 ms, only for a program that draws random numbers; tempfile, 4 ms, only to write a file)
     assert r.stderr == "[]"
+
+
+def test_a_program_that_draws_random_numbers_draws_the_same_ones() -> None:
+    """The generator of randn() and rand() is made at the first draw (ir.graph.LazyRng): the same numbers for a
+    --seed as numpy's generator made up front, an input's default and the program drawing from one stream."""
+    import numpy as np
+
+    import cgraph_cli as cg
+
+    p = cg.parse("input W = randn(2, 3)\nu = rand(3)\ny = sum(W @ u)\n")
+    ev = p.eval(seed=7)
+    rng = np.random.default_rng(7)
+    W, u = rng.standard_normal((2, 3)), rng.random(3)
+    assert np.array_equal(ev["W"].value, W) and np.array_equal(ev["u"].value, u)
 
 
 def test_fast_parser_gives_typed_options() -> None:

@@ -142,6 +142,22 @@ class Frame:
     defs: dict = field(default_factory=dict, repr=False)  # functions visible inside
 
 
+class LazyRng:
+    """The random generator of ``randn()`` and ``rand()``, seeded by ``--seed``, made at the first draw: most
+    programs draw nothing, and importing numpy.random costs about 10 ms of a command's start-up."""
+
+    __slots__ = ("seed", "_gen")
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._gen: np.random.Generator | None = None
+
+    def get(self) -> np.random.Generator:
+        if self._gen is None:
+            self._gen = np.random.default_rng(self.seed)
+        return self._gen
+
+
 def _in_word(c: str) -> bool:
     """Whether ``c`` can be inside a name or a number (``x1``, ``θ``, ``1.5e3``)."""
     return c.isalnum() or c in "_."
@@ -454,13 +470,13 @@ class Builder:
         seed: int = 0,
         dtype: Any = np.float64,
         constants_only: bool = False,
-        rng: np.random.Generator | None = None,
+        rng: LazyRng | None = None,
         max_nodes: int = MAX_NODES,
         max_memory: int | None = None,
     ) -> None:
         self.g = Graph(source, dtype=dtype)
         self.values = values or {}
-        self.rng = rng if rng is not None else np.random.default_rng(seed)
+        self.rng = rng if rng is not None else LazyRng(seed)  # (shared with the builders of input defaults)
         self.seed = seed
         self.dtype = dtype
         self.constants_only = constants_only
@@ -1215,9 +1231,9 @@ class Builder:
         elif fname == "eye":
             v = np.eye(dims[0])
         elif fname == "randn":
-            v = self.rng.standard_normal(shape)
+            v = self.rng.get().standard_normal(shape)
         else:
-            v = self.rng.random(shape)
+            v = self.rng.get().random(shape)
         return self.const(v, span, frame)
 
 

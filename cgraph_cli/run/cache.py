@@ -30,7 +30,6 @@ import math
 import os
 import re
 import stat
-import tempfile
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -151,6 +150,8 @@ def store(k: str, g: Graph) -> None:
             return
         arrays = _to_arrays(g)
         arrays[_MARK] = _seal(k, arrays)
+        import tempfile  # (only to store an entry: 4 ms of a cached run's start-up otherwise)
+
         fd, tmp = tempfile.mkstemp(prefix=f".{k[:16]}.", suffix=".part", dir=folder)
         try:
             with os.fdopen(fd, "wb") as f:
