@@ -171,3 +171,31 @@ def test_the_collector_is_paused_while_a_graph_is_built_or_loaded_and_restored_a
     finally:
         sys.setswitchinterval(interval)
         gc.enable()
+
+
+def test_a_cached_run_imports_nothing_it_does_not_use(cli, tmp_path) -> None:
+    """A repeat run loads the graph from the cache: no parser of record (lark), no Typer or rich, no numpy.ma (numpy's
+    np.unique imports it), no numpy.random for a program that draws nothing, no tempfile (nothing is written)."""
+    import subprocess
+    import sys
+
+    prog = tmp_path / "big.cg"
+    prog.write_text("x = a\n" + "x = sin(x) * 0.9 + b\n" * 3000)
+    env = {"CGRAPH_CACHE_DIR": str(tmp_path / "c")}
+    assert cli("eval", str(prog), "--at", "a=0.5,b=0.1", "--format", "csv", env=env).returncode == 0
+    code = (
+        "import sys\n"
+        "from cgraph_cli.cli.entry import main\n"
+        f"try:\n    main(['eval', {str(prog)!r}, '--at', 'a=0.25,b=0.1', '--format', 'csv'])\n"
+        "except SystemExit:\n    pass\n"
+        "heavy = ('lark', 'typer', 'rich', 'numpy.ma', 'numpy.random', 'tempfile')\n"
+        "sys.stderr.write(repr(sorted(m for m in heavy if m in sys.modules)))\n"
+    )
+    import os
+
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ, **env}
+    )
+    want = cli("eval", str(prog), "--at", "a=0.25,b=0.1", "--format", "csv", "--no-cache", env=env)
+    assert r.stdout == want.stdout and r.stdout.count("\n") == 3004  # the header, a, b and the 3,001 x's
+    assert r.stderr == "[]"

@@ -395,7 +395,7 @@ def _args_from_flat(arity: np.ndarray, flat: np.ndarray) -> list[tuple[int, ...]
     offs = np.cumsum(arity, dtype=np.int64) - arity
     args: list[tuple[int, ...]] = [()] * len(arity)
     put = args.__setitem__
-    for k in np.unique(arity).tolist():
+    for k in np.flatnonzero(np.bincount(arity)).tolist():  # (the arities present: np.unique imports numpy.ma)
         if k == 0:
             continue
         idx = np.flatnonzero(arity == k)
