@@ -41,7 +41,7 @@ from cgraph_cli.present.style import THEMES
 from cgraph_cli.progress import Progress
 from cgraph_cli.run import examples as shipped_examples
 from cgraph_cli.run.request import OPTION, Options, Request, check_choice
-from cgraph_cli.run.values import VALUE_KIND_WORDS
+from cgraph_cli.run.values import real_array
 
 if TYPE_CHECKING:
     from cgraph_cli.analysis.check import CheckReport as _Report
@@ -86,43 +86,8 @@ def _py(v: Any) -> Value:
 
 
 def _input_value(name: str, v: Any) -> np.ndarray:
-    """A Python value given for an input (a number, a nested list, an array of integers or floats) as a float64
-    array. Anything numpy would turn into a number without a word is refused, as ``--at-file`` and .npz archives
-    refuse it: booleans (True would be 1), complex numbers (the imaginary part dropped), text ("1.5"), dates,
-    and None (NaN) in a list."""
-    if isinstance(v, (str, bytes)) or v is None:
-        raise CgraphError(f"input {name!r}: {v!r} is not a number or a rectangular list of numbers")
-    if isinstance(v, (list, tuple)):
-        _check_items(name, v)
-    try:
-        kind = np.asarray(v).dtype.kind
-    except (TypeError, ValueError, OverflowError):
-        kind = "?"
-    if kind == "b":
-        raise CgraphError(f"input {name!r}: booleans are not numbers here; give 1.0 and 0.0")
-    if kind not in "fiuO?":
-        raise CgraphError(
-            f"input {name!r}: {VALUE_KIND_WORDS.get(kind, 'its values')} are not numbers here",
-            hint="convert it first, for example with numpy: x.real or x.astype(float)" if kind == "c" else None,
-        )
-    try:
-        return np.array(v, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        raise CgraphError(f"input {name!r}: the value is not a number or a rectangular list of numbers") from None
-
-
-def _check_items(name: str, v: list | tuple) -> None:
-    """Refuse a boolean, None, text or a complex number anywhere in nested lists (numpy would read True as 1.0,
-    None as NaN, "2" as 2.0, and drop an imaginary part)."""
-    stack = [v]
-    while stack:
-        for x in stack.pop():
-            if isinstance(x, (list, tuple)):
-                stack.append(x)
-            elif isinstance(x, (bool, np.bool_)):
-                raise CgraphError(f"input {name!r}: booleans are not numbers here; give 1.0 and 0.0")
-            elif x is None or isinstance(x, (str, bytes, complex, np.complexfloating)):
-                raise CgraphError(f"input {name!r}: {x!r} in the list is not a number")
+    """A Python value given for an input as a float64 array (:func:`cgraph_cli.run.values.real_array`)."""
+    return real_array(v, f"input {name!r}")
 
 
 def _dtype_name(dtype: Any) -> Any:

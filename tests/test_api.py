@@ -232,15 +232,27 @@ def test_errors_carry_place_hint_and_the_clis_message() -> None:
         # numpy would read these as numbers without a word (a new user's review): refused, as --at-file does
         (lambda: cg.parse("y = sum(x)").eval(x=[1.0, True, 3.0]), "input 'x': booleans are not numbers here"),
         (lambda: cg.parse("y = sum(x)").eval(x=[[1.0], [np.True_]]), "booleans are not numbers here"),
-        (lambda: cg.parse("y = sum(x)").eval(x=np.array([1, 2], dtype=complex)), "complex numbers are not numbers"),
-        (lambda: cg.parse("y = x").eval(x=np.array(1 + 5j)), "input 'x': complex numbers are not numbers here"),
+        (lambda: cg.parse("y = sum(x)").eval(x=np.array([1, 2], dtype=complex)), "holds complex numbers, not real"),
+        (lambda: cg.parse("y = x").eval(x=np.array(1 + 5j)), "input 'x': the value holds complex numbers"),
         (lambda: cg.parse("y = sum(x)").eval(x=[1.0, 2j]), "input 'x': 2j in the list is not a number"),
         (lambda: cg.parse("y = sum(x)").eval(x=["1", "2"]), "input 'x': '1' in the list is not a number"),
-        (lambda: cg.parse("y = sum(x)").eval(x=np.array(["1", "2"])), "input 'x': text are not numbers"),
+        (lambda: cg.parse("y = sum(x)").eval(x=np.array(["1", "2"])), "input 'x': the value holds text, not real"),
         (lambda: cg.parse("y = sum(x)").eval(x=[1.0, None]), "input 'x': None in the list is not a number"),
+        # ... and in object arrays, arrays inside lists, byte buffers (a review of the above)
+        (lambda: cg.parse("y = sum(x)").eval(x=np.array([1, True], dtype=object)), "booleans are not numbers"),
+        (lambda: cg.parse("y = sum(x)").eval(x=np.array([1, "2"], dtype=object)), "'2' in the value is not a"),
+        (lambda: cg.parse("y = sum(x)").eval(x=np.array([1, None], dtype=object)), "None in the value is not a"),
+        (lambda: cg.parse("y = sum(x)").eval(x=[[1.0, 2.0], np.array([True, False])]), "booleans are not numbers"),
+        (lambda: cg.parse("y = sum(x)").eval(x=[1.0, np.array(True)]), "booleans are not numbers"),
+        (lambda: cg.parse("y = sum(x)").eval(x=[1.0, np.datetime64("2020-01-01")]), "in the list is not a number"),
+        (lambda: cg.parse("y = sum(x)").eval(x=bytearray(b"12")), "is not a number or a rectangular list"),
+        (lambda: cg.parse("y = sum(x)").eval(x=memoryview(b"12")), "is not a number or a rectangular list"),
+        (lambda: cg.load(LECTURE).eval(tangent={"a": [True]}), "--tangent a: booleans are not numbers"),
+        (lambda: cg.load(LECTURE).eval(cotangent=True), "--cotangent: booleans are not numbers"),
+        (lambda: cg.load(LECTURE).eval().vjp("1"), "--cotangent: '1' is not a number"),
         (
             lambda: cg.parse("y = sum(x)").eval(x=np.array(["2020-01-01"] * 2, dtype="datetime64[D]")),
-            "input 'x': dates and times are not numbers here",
+            "input 'x': the value holds dates and times, not real numbers",
         ),
         (lambda: cg.parse("y = x").eval(x=1, seed=-1), "--seed: -1 is out of range"),
         (lambda: cg.parse("y = x").eval(x=1, dtype="int8"), "--dtype: 'int8' is not one of"),
@@ -393,3 +405,28 @@ def test_dtype_may_be_numpys_spelling() -> None:
     for dtype in (np.float32, np.dtype("float32")):
         ev = p.eval(x=0.1, dtype=dtype)
         assert ev.to_json() == want.to_json() and ev.value == want.value != p.eval(x=0.1).value
+
+
+def test_a_list_that_holds_itself_is_refused_not_a_hang() -> None:
+    looped: list = [1.0]
+    looped.append(looped)
+    with pytest.raises(cg.CgraphError, match="not a number or a rectangular list of numbers"):
+        cg.parse("y = sum(x)").eval(x=looped)
+
+
+def test_numbers_of_every_kind_are_still_numbers() -> None:
+    from decimal import Decimal
+    from fractions import Fraction
+
+    p = cg.parse("y = sum(x * 2)")
+    for x, want in [
+        ([1, 2, Fraction(1, 2)], 7.0),
+        ([Decimal("1.5"), 2], 7.0),
+        (np.arange(3, dtype=np.int8), 6.0),
+        (np.float32(2), 4.0),
+        ([np.array(1.0), np.array(2.0)], 6.0),
+        ((1, 2), 6.0),
+        (np.array([1.0, 2.0], dtype=object), 6.0),
+        ([np.int64(1), np.float16(2)], 6.0),
+    ]:
+        assert p.eval(x=x).value == want, x

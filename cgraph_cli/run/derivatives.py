@@ -27,7 +27,7 @@ from cgraph_cli.errors import CgraphError, closest
 from cgraph_cli.fmt import fmt_shape
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.run.request import MODES, Request, check_choice
-from cgraph_cli.run.values import bind_inputs, parse_value, split_top_level
+from cgraph_cli.run.values import bind_inputs, parse_value, real_array, split_top_level
 
 COTANGENT_KEY = "cotangent"  # the --at-file key that holds the cotangent (unless an input has that name)
 
@@ -111,16 +111,6 @@ def parse_tangent(specs: Sequence[str]) -> dict[str, np.ndarray]:
     return given
 
 
-def _array(name: str, v: Any, where: str) -> np.ndarray:
-    """A value given in Python (a number, nested list or array) as a float64 array."""
-    if isinstance(v, (str, bytes)) or v is None:
-        raise CgraphError(f"{where} {name}: {v!r} is not a number or a rectangular list of numbers")
-    try:
-        return np.array(v, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        raise CgraphError(f"{where} {name}: the value is not a number or a rectangular list of numbers") from None
-
-
 def direction(g: Graph, inputs: Mapping[str, np.ndarray], given: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
     """Forward mode's direction: each input's tangent, a value of the input's shape or a number for every
     entry; an input not named has tangent 0; None: the default (1 for the first input, 0 for the others)."""
@@ -136,7 +126,7 @@ def direction(g: Graph, inputs: Mapping[str, np.ndarray], given: Mapping[str, An
                 hint=f"did you mean '{best}'?" if best else None,
             )
         g.grad_inputs([name], option="--tangent")  # refuses an input declared data
-        t = _array(name, v, "--tangent")
+        t = real_array(v, f"--tangent {name}")
         want = np.shape(inputs[name])
         if t.ndim and t.shape != want:
             raise CgraphError(
@@ -150,12 +140,7 @@ def direction(g: Graph, inputs: Mapping[str, np.ndarray], given: Mapping[str, An
 
 def cotangent_of(g: Graph, out: int, v: Any, shape: tuple[int, ...], where: str = "--cotangent") -> np.ndarray:
     """A cotangent of the output's shape (a number fills every entry)."""
-    if isinstance(v, (str, bytes)) or v is None:
-        raise CgraphError(f"{where}: {v!r} is not a number or a rectangular list of numbers")
-    try:
-        a = np.array(v, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        raise CgraphError(f"{where}: the value is not a number or a rectangular list of numbers") from None
+    a = real_array(v, where)
     if a.ndim and a.shape != shape:
         raise CgraphError(
             f"{where}: the cotangent has shape {fmt_shape(a.shape)} but the output '{g.label(out)}' has shape"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import numbers
 import re
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -262,6 +264,68 @@ VALUE_KIND_WORDS = {  # what an array of a numpy kind holds, in words (.npz inpu
     "V": "raw records",
 }
 _NUMBER_TYPES = {int, float}
+_REAL = (numbers.Real, np.integer, np.floating, Decimal)  # what a value's entries may be (bool aside)
+
+
+def real_array(v: Any, where: str) -> np.ndarray:
+    """A value given in Python (a number, nested lists or tuples, an array of integers or floats) as a float64
+    array; ``where`` starts the message of a refusal (``"input 'x'"``, ``"--tangent x"``). numpy would read much
+    else as numbers without a word, and each is refused as ``--at-file`` refuses it: booleans (True as 1.0), text
+    ("2" as 2.0), None (NaN), complex numbers (the imaginary part dropped), dates (days since 1970), byte buffers
+    (their byte codes), in an array, a list or an object array alike; and a list that is not rectangular (or
+    holds itself)."""
+    if v is None or isinstance(v, (str, bytes, bytearray, memoryview)):
+        raise CgraphError(f"{where}: {v!r} is not a number or a rectangular list of numbers")
+    kind = getattr(getattr(v, "dtype", None), "kind", None)
+    if kind is not None and kind in "fiu":  # (an array or a numpy number: as it is)
+        return np.array(v, dtype=np.float64)
+    if kind is not None and kind != "O":
+        raise _kind_refusal(where, kind)
+    try:  # every entry once, whatever holds it (lists, tuples, object arrays, 0-d arrays inside lists)
+        leaves = np.array(v, dtype=object)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        leaves = None
+    if leaves is not None:
+        for t in set(map(type, leaves.flat)):
+            if issubclass(t, (bool, np.bool_)):
+                raise _kind_refusal(where, "b")
+            holder = "list" if isinstance(v, (list, tuple)) else "value"
+            if issubclass(t, np.ndarray):  # a 0-d array in a list: by its kind, or its item's type
+                for x in leaves.flat:
+                    if type(x) is not t:
+                        continue
+                    if x.ndim:
+                        raise _not_rectangular(where)
+                    if x.dtype.kind == "O" and not _is_real(x.item()):
+                        raise CgraphError(f"{where}: {x.item()!r} in the {holder} is not a number")
+                    if x.dtype.kind not in "fiuO":
+                        raise _kind_refusal(where, x.dtype.kind)
+            elif issubclass(t, (list, tuple)):  # not rectangular, or a list that holds itself
+                raise _not_rectangular(where)
+            elif not issubclass(t, _REAL):
+                x = next(x for x in leaves.flat if type(x) is t)
+                raise CgraphError(f"{where}: {x!r} in the {holder} is not a number")
+    try:
+        return np.array(v, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        raise _not_rectangular(where) from None
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, _REAL) and not isinstance(x, (bool, np.bool_))
+
+
+def _kind_refusal(where: str, kind: str) -> CgraphError:
+    if kind == "b":
+        return CgraphError(f"{where}: booleans are not numbers here; give 1.0 and 0.0")
+    return CgraphError(
+        f"{where}: the value holds {VALUE_KIND_WORDS.get(kind, 'something else')}, not real numbers",
+        hint="convert it first, for example with numpy: x.real or x.astype(float)" if kind == "c" else None,
+    )
+
+
+def _not_rectangular(where: str) -> CgraphError:
+    return CgraphError(f"{where}: the value is not a number or a rectangular list of numbers")
 
 
 def _json_word(x: Any) -> str:
