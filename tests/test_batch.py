@@ -170,3 +170,10 @@ def test_batch_hints_point_to_the_csv(tmp_path, program: str, text: str, message
         batch_text(program, text, tmp_path=tmp_path)
     assert message in e.value.message and hint in (e.value.hint or "")
     assert e.value.exit_code == 2
+
+
+def test_unicode_white_space_around_a_number_is_still_white_space(tmp_path) -> None:
+    """Only the number itself must be ASCII: a no-break or em space around it is white space, as float() and
+    --at read it (a review: my first check refused the cell, and showed it stripped, as '1.5')."""
+    got = batch_text("y = a * 2", "a\n\u00a01.5\n2\u2003\n", tmp_path=tmp_path)
+    assert got.splitlines()[1:] == ["1.5,3.0,2.0", "2,4.0,2.0"]

@@ -425,7 +425,8 @@ def _parse_careful(
         vals = []
         for c, cell in enumerate(row):
             try:
-                if "_" in cell or not cell.isascii():  # float() reads 1_000, '١٢' and '１' too; --at does not
+                digits = cell.strip()  # (float() and --at allow any white space around a number)
+                if "_" in digits or not digits.isascii():  # float() reads 1_000, '١٢' and '１' too; --at does not
                     raise ValueError(cell)
                 vals.append(float(cell))
             except ValueError:
