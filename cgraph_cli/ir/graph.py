@@ -15,6 +15,7 @@ Nothing here recurses over the program.
 from __future__ import annotations
 
 import math
+import re
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -158,9 +159,31 @@ class LazyRng:
         return self._gen
 
 
-def _in_word(c: str) -> bool:
-    """Whether ``c`` can be inside a name or a number (``x1``, ``θ``, ``1.5e3``)."""
-    return c.isalnum() or c in "_."
+# a name (with its combining marks, as in x̂) or a number (2.5e-3): the words a cut must not split
+_WORD = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|(?:\w|[\u0300-\u036f\u1ab0-\u1aff\u20d0-\u20ff])+")
+_REACH = 40  # the longest word a cut moves past (a longer one is cut where it falls)
+
+
+def _word_start(text: str, cut: int, lowest: int) -> int:
+    """``cut``, or the start of the word it falls inside if that is not below ``lowest`` (else ``cut``)."""
+    lo = max(0, cut - _REACH)
+    for m in _WORD.finditer(text, lo, min(len(text), cut + _REACH)):
+        if m.start() >= cut:
+            break
+        if cut < m.end():  # (a word that may begin before the window, or below lowest, is cut where it falls)
+            return m.start() if m.start() >= lowest and (m.start() > lo or lo == 0) else cut
+    return cut
+
+
+def _word_end(text: str, cut: int, highest: int) -> int:
+    """``cut``, or the end of the word it falls inside if that is not above ``highest`` (else ``cut``)."""
+    hi = min(len(text), cut + _REACH)
+    for m in _WORD.finditer(text, max(0, cut - _REACH), hi):
+        if m.start() >= cut:
+            break
+        if cut < m.end():
+            return m.end() if m.end() <= highest and (m.end() < hi or hi == len(text)) else cut
+    return cut
 
 
 @dataclass
@@ -203,13 +226,10 @@ class Graph:
         if e - s <= limit:
             return text[s:e]
         half = limit // 2
-        head, tail = s + half, e - half
-        # no cut inside a name or a number (a17 must not read as 17): each end moves to the nearest word boundary,
-        # by at most a quarter of the limit
-        while head > s + half // 2 and _in_word(text[head - 1]) and _in_word(text[head]):
-            head -= 1
-        while tail < e - half // 2 and _in_word(text[tail - 1]) and _in_word(text[tail]):
-            tail += 1
+        # no cut inside a name or a number (a17 must not read as 17, nor 2.5e-3 as 3): each end moves out of the
+        # word it falls in, by at most a quarter of the limit
+        head = _word_start(text, s + half, s + half // 2)
+        tail = _word_end(text, e - half, e - half // 2)
         return text[s:head].rstrip() + " … " + text[tail:e].lstrip()
 
     def line_col(self, i: int) -> tuple[int, int]:
