@@ -1,4 +1,4 @@
-from cgraph_cli.cli.entry import main
+from cgraph_cli.cli.entry import console
 
 if __name__ == "__main__":
-    main()
+    console()

@@ -91,16 +91,38 @@ def test_command_line_process_keeps_freed_memory_for_the_next_evaluation() -> No
 
 
 @pytest.mark.skipif(not GLIBC, reason="the thresholds are glibc's")
-def test_the_command_line_claims_its_process() -> None:
-    code = (
-        "import json\n"
-        "from cgraph_cli import allocator\n"
-        "from cgraph_cli.cli.entry import main\n"
-        "try:\n    main(['eval', '-e', 'y = x^2', '--at', 'x=3', '--format', 'json'])\n"
-        "except SystemExit:\n    pass\n"
-        "print(json.dumps({'own': allocator._own[0], 'state': allocator._state[0]}))\n"
+def test_the_command_line_claims_its_process_and_a_host_calling_main_does_not() -> None:
+    """The console script (and python -m cgraph_cli) claims its process; a program that calls main() itself is not
+    claimed, even after main() ran an evaluation (a review: it stayed claimed for the rest of the process)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "cgraph_cli", "eval", "-e", "y = x^2", "--at", "x=3", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert _run(code) == {"own": True, "state": True}
+    assert out.returncode == 0 and '"value": 9.0' in out.stdout
+    code = (
+        "import json, sys\n"
+        "from cgraph_cli import allocator\n"
+        "from cgraph_cli.cli import entry\n"
+        "if sys.argv[1:] == ['console']:\n"
+        "    sys.argv = ['cgraph', 'eval', '-e', 'y = x^2', '--at', 'x=3', '--format', 'json']\n"
+        "    run = entry.console\n"
+        "else:\n"
+        "    run = lambda: entry.main(['eval', '-e', 'y = x^2', '--at', 'x=3', '--format', 'json'])\n"
+        "try:\n    run()\n"
+        "except SystemExit:\n    pass\n"
+        "import cgraph_cli as cg\n"
+        "cg.parse('y = x * 2').eval(x=1.0)\n"
+        "sys.stderr.write(json.dumps({'own': allocator._own[0], 'state': allocator._state[0]}))\n"
+    )
+
+    def report(*args: str) -> dict:
+        r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        return json.loads(r.stderr.strip().splitlines()[-1])
+
+    assert report("console") == {"own": True, "state": True}
+    assert report() == {"own": False, "state": None}
 
 
 @pytest.mark.skipif(not GLIBC, reason="the thresholds are glibc's")

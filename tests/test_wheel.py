@@ -72,7 +72,7 @@ def test_wheel_contains_the_grammar(wheel):
     shipped = sorted(n for n in names if n.startswith("cgraph_cli/examples/"))
     assert shipped == sorted(f"cgraph_cli/examples/{p.name}" for p in EXAMPLES.glob("*.cg"))  # the .cg files only
     meta = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "cgraph = cgraph_cli.cli.entry:main" in zipfile.ZipFile(wheel).read(meta).decode()
+    assert "cgraph = cgraph_cli.cli.entry:console" in zipfile.ZipFile(wheel).read(meta).decode()
 
 
 @pytest.fixture(scope="module")

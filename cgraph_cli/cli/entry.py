@@ -243,6 +243,14 @@ def _quiet_exit(code: int) -> None:
     raise SystemExit(code)
 
 
+def console() -> None:
+    """The ``cgraph`` command's process (its console script, ``python -m cgraph_cli``): the process is the command
+    line's own, so its evaluations keep freed memory for the next (:mod:`cgraph_cli.allocator`); a program that
+    calls :func:`main` itself keeps its allocator as it is."""
+    allocator.claim()
+    main()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``cgraph`` command."""
     try:
@@ -260,7 +268,6 @@ def _run_main(argv: list[str] | None) -> None:
         previous = None
     try:
         _setup_streams()
-        allocator.claim()  # (the process is the command line's: evaluations keep freed memory for the next)
         try:
             _main(argv)  # ends with SystemExit
         except SystemExit:
