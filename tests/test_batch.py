@@ -159,6 +159,20 @@ def test_batch_refuses_options_it_cannot_honour(cli, tmp_path, extra: list[str],
             "add a column named y to the CSV, or give them with --at, for example: --at y=1,w=1",
         ),
         ("z = x * y", "x\n1\n", "missing value for input: y", "add a column named y to the CSV, or give it with --at"),
+        # a tensor input is no CSV column: --at with a value of its shape (a review)
+        (
+            "input W[2]\nz = sum(W) * x",
+            "x\n1\n",
+            "missing value for input: W",
+            "give it with --at, for example: --at W=[1, 1]",
+        ),
+        (
+            "input W[2, 5], b\nz = sum(W) * x * b",
+            "x\n1\n",
+            "missing values for inputs: W, b",
+            "add a column named b to the CSV, or give them with --at, for example: --at b=1"
+            " (or --at-file for W of shape (2, 5))",
+        ),
         ("z = a * b", "a;b\n1;2\n", "column 1 of the header, 'a;b', is not an input name", "not ';'"),
         ("z = a * b", "a\tb\n1\t2\n", "column 1 of the header, 'a\\tb', is not an input name", "not '\\t'"),
     ],
