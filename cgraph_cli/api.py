@@ -127,8 +127,11 @@ def _merge(base: Mapping[str, Any], values: Mapping[str, Any] | None, inputs: Ma
 def _wrt_names(wrt: str | Sequence[str]) -> list[str]:
     """``wrt`` as a list of names: ``"W1, b1"`` (the command line's ``--wrt W1,b1``) or a sequence of names."""
     names = [w.strip() for w in wrt.split(",") if w.strip()] if isinstance(wrt, str) else list(wrt)
-    if not names:  # (an empty list too: it would differentiate nothing, without a word)
+    if not names:  # (an empty list too: it would differentiate nothing, or everything, without a word)
         raise CgraphError("--wrt: no input named", hint="for example: --wrt W1,b1")
+    odd = [wrt] if isinstance(wrt, (bytes, bytearray)) else [w for w in names if not isinstance(w, str)]
+    if odd:
+        raise CgraphError(f"--wrt: {odd[0]!r} is not an input's name")
     return names
 
 
@@ -515,7 +518,7 @@ class Program:
         g = request.compile()
         bound = request.inputs(g)
         target = request.output(g)
-        names = _wrt_names(wrt) if wrt else None
+        names = None if wrt is None else _wrt_names(wrt)
         by_default = samples is None and not all_entries
         common = dict(
             eps=eps,
@@ -997,9 +1000,7 @@ class Evaluation:
     def _wrt(self, wrt: str | Sequence[str] | None) -> list[str]:
         from cgraph_cli.analysis.check import pick_inputs
 
-        if isinstance(wrt, str):
-            wrt = [w.strip() for w in wrt.split(",") if w.strip()]
-        return pick_inputs(self.result.graph, list(wrt) if wrt else None)
+        return pick_inputs(self.result.graph, None if wrt is None else _wrt_names(wrt))
 
     @property
     def inputs(self) -> dict[str, Value]:

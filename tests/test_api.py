@@ -258,6 +258,12 @@ def test_errors_carry_place_hint_and_the_clis_message() -> None:
         (lambda: cg.parse("y = x").eval(x=1, dtype="int8"), "--dtype: 'int8' is not one of"),
         (lambda: cg.parse("y = x").eval(x=1, dtype=np.float16), "--dtype: 'float16' is not one of"),
         (lambda: cg.parse("y = x").eval(x=1, wrt=[]), "--wrt: no input named"),  # (as wrt="")
+        (lambda: cg.load(LECTURE).eval().jacobian([]), "--wrt: no input named"),  # (it meant every input)
+        (lambda: cg.load(LECTURE).eval().hessian(""), "--wrt: no input named"),
+        (lambda: cg.load(LECTURE).check(wrt=[]), "--wrt: no input named"),
+        (lambda: cg.parse("y = x").eval(x=1, wrt=[1]), "--wrt: 1 is not an input's name"),  # (a TypeError)
+        (lambda: cg.parse("y = x").eval(x=1, wrt=[None]), "--wrt: None is not an input's name"),
+        (lambda: cg.parse("y = x").eval(x=1, wrt=b"x"), "--wrt: b'x' is not an input's name"),
         (lambda: cg.parse("y = x").eval(z=1), "unknown input 'z'"),
         (lambda: cg.parse("y = x").eval(x=1, of="q"), "--of: 'q' is not a name"),
         (lambda: cg.parse("y = x").render(x=1, format="gif"), "--format: 'gif'"),
