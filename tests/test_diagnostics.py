@@ -165,3 +165,28 @@ def test_constant_operands_are_shown_by_value():
     r = run_cli("eval", "-e", "y = 1/x", "--at", "x=0", "--format", "csv")
     assert r.returncode == 0
     assert "at node y (div) from 1, x = 0" in r.stderr and "%" not in r.stderr
+
+
+def test_a_misspelt_name_is_named_where_it_is_used() -> None:
+    """A name never assigned is an input (the language's rule), so a typo quietly became one: the missing value
+    is now pointed at where it is used, with the assigned name it may mean (a teacher's review)."""
+    import cgraph_cli as cg
+
+    text = "x = a + b\ny = b + c\nz = x * yy\n"
+    with pytest.raises(cg.CgraphError) as e:
+        cg.parse(text).eval(a=-1, b=3, c=4)
+    err = e.value
+    assert str(err) == "missing value for input: yy" and (err.line, err.column) == (3, 9)
+    assert err.hint.startswith("'yy' is never assigned, so it is an input: did you mean 'y'?")
+    with pytest.raises(cg.CgraphError) as e:  # nothing close: the hint as before, and no place
+        cg.parse("z = x * q7\n").eval(x=1)
+    assert e.value.hint == "give it with --at, for example: --at q7=1" and e.value.line is None
+
+
+def test_an_undeclared_name_in_a_program_that_declares_its_inputs_is_a_warning() -> None:
+    import cgraph_cli as cg
+
+    ev = cg.parse("input a = -1, b = 3, c = 4\nx = a + b\ny = b + c\nz = x * yy\n").eval(yy=1)
+    assert ev.value == 2.0  # still an input, as the language says
+    assert any("'yy' is not declared with 'input', so it is an input; did you mean 'y'?" in w for w in ev.warnings)
+    assert cg.parse("x = a + b\ny = b + c\nz = x * y\n").eval(a=-1, b=3, c=4).warnings == []  # none declared: fine

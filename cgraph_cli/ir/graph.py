@@ -885,6 +885,15 @@ class Builder:
         if name == "pi":
             return self.const(math.pi, span, frame)
         i = self.new_input(name, span)
+        if self.declared and not self.constants_only:  # a program that declares its inputs: this one may be a typo
+            best = closest(name, list(g.bindings))
+            g.warnings.append(
+                (
+                    f"'{name}' is not declared with 'input', so it is an input"
+                    + (f"; did you mean '{best}'?" if best else ""),
+                    span,
+                )
+            )
         g.bindings[name] = i
         return i
 

@@ -440,8 +440,16 @@ def bind_inputs(g: Graph, given: dict[str, Any], *, require: bool = True) -> dic
         out[name] = v
     if missing and require:
         example = ",".join(f"{m}=1" for m in missing[:3])
+        hint = f"give {'them' if len(missing) > 1 else 'it'} with --at, for example: --at {example}"
+        assigned = [b for b in g.bindings if b not in g.inputs]
+        typo = next(((m, best) for m in missing if (best := closest(m, assigned))), None)
+        if typo is not None:  # a name never assigned is an input: a misspelt one would quietly become one
+            m, best = typo
+            hint = f"'{m}' is never assigned, so it is an input: did you mean '{best}'? Otherwise " + hint
         raise CgraphError(
             f"missing value{'s' * (len(missing) > 1)} for input{'s' * (len(missing) > 1)}: {', '.join(missing)}",
-            hint=f"give {'them' if len(missing) > 1 else 'it'} with --at, for example: --at {example}",
+            None if typo is None else g.spans[g.inputs[typo[0]]],
+            hint=hint,
+            source=None if typo is None else g.source,
         )
     return out
