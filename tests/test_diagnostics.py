@@ -190,3 +190,13 @@ def test_an_undeclared_name_in_a_program_that_declares_its_inputs_is_a_warning()
     assert ev.value == 2.0  # still an input, as the language says
     assert any("'yy' is not declared with 'input', so it is an input; did you mean 'y'?" in w for w in ev.warnings)
     assert cg.parse("x = a + b\ny = b + c\nz = x * y\n").eval(a=-1, b=3, c=4).warnings == []  # none declared: fine
+
+
+def test_a_quotients_derivative_hint_names_no_variable() -> None:
+    """The hint spoke of 'a / b (b = 0)', which names the student's own b with another value (a teacher's
+    review): it says the divisor is 0."""
+    import cgraph_cli as cg
+
+    ev = cg.parse("z = a / (b - 3)").eval(a=1, b=3)
+    text = "\n".join(ev.warnings)
+    assert "the divisor is 0: the derivatives of a quotient divide by it" in text and "a / b" not in text

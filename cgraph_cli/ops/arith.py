@@ -291,7 +291,10 @@ RECORDS = [
         rows=ROWWISE,
         kernel=Kernel.DIV,
         hint=lambda xs, v: "division by zero" if np.any(xs[1] == 0) else None,
-        grad_hint=lambda k, xs: "division by zero in the derivative of a / b (b = 0)" if np.any(xs[1] == 0) else None,
+        # (words, not a / b: the program's own b may be another value)
+        grad_hint=lambda k, xs: (
+            "the divisor is 0: the derivatives of a quotient divide by it" if np.any(xs[1] == 0) else None
+        ),
         domain=(0.5, 2.0),
         test_shapes=((2, 3), (3,)),
         complex_step=True,
