@@ -200,3 +200,14 @@ def test_a_quotients_derivative_hint_names_no_variable() -> None:
     ev = cg.parse("z = a / (b - 3)").eval(a=1, b=3)
     text = "\n".join(ev.warnings)
     assert "the divisor is 0: the derivatives of a quotient divide by it" in text and "a / b" not in text
+
+
+def test_a_middle_dot_copied_from_explain_is_named() -> None:
+    """explain writes '·' for a product, and '·' may be part of a Python name, so x·w is one input (a teacher's
+    review): the missing value says so, at its place."""
+    import cgraph_cli as cg
+
+    with pytest.raises(cg.CgraphError) as e:
+        cg.parse("y = x·w").eval()
+    assert (e.value.line, e.value.column) == (1, 5)
+    assert e.value.hint == "'x·w' is one name ('·' may be part of a name): to multiply, write x * w"

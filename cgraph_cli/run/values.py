@@ -446,6 +446,11 @@ def bind_inputs(g: Graph, given: dict[str, Any], *, require: bool = True) -> dic
         if typo is not None:  # a name never assigned is an input: a misspelt one would quietly become one
             m, best = typo
             hint = f"'{m}' is never assigned, so it is an input: did you mean '{best}'? Otherwise " + hint
+        dotted = next((m for m in missing if "·" in m), None)
+        if dotted is not None:  # (explain writes · for a product; Python's names may hold it)
+            typo = (dotted, "")
+            product = dotted.replace("·", " * ")
+            hint = f"'{dotted}' is one name ('·' may be part of a name): to multiply, write {product}"
         raise CgraphError(
             f"missing value{'s' * (len(missing) > 1)} for input{'s' * (len(missing) > 1)}: {', '.join(missing)}",
             None if typo is None else g.spans[g.inputs[typo[0]]],
