@@ -508,3 +508,21 @@ def test_binary_image_to_a_terminal_is_refused():
     # piped, the bytes are the output
     r = run_cli("render", str(EXAMPLES / "lecture.cg"), "-o", "-", "--format", "svg")
     assert r.returncode == 0 and "<svg" in r.stdout
+
+
+def test_constants_nothing_reads_are_not_drawn() -> None:
+    """grad() leaves constants nothing reads; drawn, they made a column of stray boxes (a teacher's review:
+    gradient_descent's picture was three times as tall). A constant the program names is still drawn."""
+    src = Source("input x = 2\nk = 3\ny = grad(x^3, x)\n", "p.cg")
+    g = build_graph(parse(src), src, {})
+    uses = [0] * len(g.ops)
+    for args in g.args:
+        for j in args:
+            uses[j] += 1
+    unused = [i for i, op in enumerate(g.ops) if op == "const" and not uses[i] and g.names[i] is None]
+    assert unused, "the program should leave an unused anonymous constant behind"
+    text = GraphPicture(g).dot()
+    drawn = set(re.findall(r"^\s*n(\d+) \[", text, flags=re.M))
+    assert not drawn & {str(i) for i in unused}
+    assert str(g.bindings["k"]) in drawn  # named, though nothing reads it
+    assert {str(i) for i, op in enumerate(g.ops) if op != "const" or uses[i]} <= drawn

@@ -157,6 +157,11 @@ class GraphPicture:
             for j in args:
                 uses[j] += 1
         self.uses = uses
+        # a constant nothing reads, that the program did not name (grad() leaves some behind): not drawn, as it
+        # says nothing (a column of them made gradient_descent's picture three times as tall)
+        self.unused_constant = [
+            op == "const" and not uses[i] and g.names[i] is None and i not in g.outputs for i, op in enumerate(g.ops)
+        ]
         self.copied = [g.ops[i] in ("input", "const") and uses[i] > self.opts.fanout for i in range(n)]
         self.edges: list[Edge] = []
         self.in_edges: list[list[Edge]] = [[] for _ in range(n)]
@@ -344,7 +349,8 @@ class GraphPicture:
                     + ";"
                 )
             for i in members.get(f, []):
-                body.extend(ind + line for line in self._node_lines(i, st, lr))
+                if not self.unused_constant[i]:
+                    body.extend(ind + line for line in self._node_lines(i, st, lr))
             if f >= 0:
                 stack.append(("close", f, depth))
             for k in reversed(kids.get(f, [])):
