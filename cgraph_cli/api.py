@@ -457,7 +457,7 @@ class Program:
         or a ``tangent`` (as for :meth:`eval`): forward mode's dual numbers instead of the backward pass.
 
         >>> print(cg.parse("z = x * y").explain(x=2, y=3).text.splitlines()[-1])
-          ∂z/∂x = y = 3
+          ∂z/∂y = x = 2
         >>> print(cg.parse("z = x * y").explain(x=2, y=3, tangent={"x": 1}).text.splitlines()[-1])
         ∂z/∂t = ż = 3
         """
@@ -1210,7 +1210,8 @@ class Explanation:
 
     @property
     def backward(self) -> list[Any]:
-        """The backward steps, in reverse topological order: node, label, terms, gradient."""
+        """The backward steps, from the output back as the lecture takes them (by distance from the output, then in
+        the program's order): node, label, terms, gradient."""
         return self.explanation.backward
 
     @property

@@ -19,16 +19,17 @@ LECTURE_LINES = [
     "  y = b + c = 3 + 4 = 7",
     "  z = x * y = 2 * 7 = 14",
     "",
-    "Backward pass: ∂z/∂node, from z back to the inputs (reverse topological order)",
+    # the lecture's order: z, then x and y, then a, b and c (a teacher's review: it was z, y, x, c, b, a)
+    "Backward pass: ∂z/∂node, from z back to the inputs (each node after every node it feeds)",
     "  ∂z/∂z = 1",
-    "  ∂z/∂y = x = 2",
     "  ∂z/∂x = y = 7",
-    "  ∂z/∂c = ∂z/∂y · ∂y/∂c = 2 · 1 = 2",
-    "      where ∂y/∂c = 1",
-    "  ∂z/∂b = ∂z/∂x · ∂x/∂b + ∂z/∂y · ∂y/∂b = 7 · 1 + 2 · 1 = 9",
-    "      where ∂x/∂b = 1, ∂y/∂b = 1",
+    "  ∂z/∂y = x = 2",
     "  ∂z/∂a = ∂z/∂x · ∂x/∂a = 7 · 1 = 7",
     "      where ∂x/∂a = 1",
+    "  ∂z/∂b = ∂z/∂x · ∂x/∂b + ∂z/∂y · ∂y/∂b = 7 · 1 + 2 · 1 = 9",
+    "      where ∂x/∂b = 1, ∂y/∂b = 1",
+    "  ∂z/∂c = ∂z/∂y · ∂y/∂c = 2 · 1 = 2",
+    "      where ∂y/∂c = 1",
 ]
 
 
@@ -95,9 +96,16 @@ def test_json_steps_agree_with_eval(path):
     # every input reaching the output gets a backward step
     for name, i in ((n["name"], n["id"]) for n in ev["nodes"] if n["op"] == "input"):
         assert i in seen, name
-    # reverse topological order
+    # the lecture's order: each node after every node it feeds (its successors), by its longest distance from the
+    # output, then in the program's order
     order = [st["node"] for st in ex["backward"]]
-    assert order == sorted(order, reverse=True)
+    pos = {i: k for k, i in enumerate(order)}
+    far: dict[int, int] = {}
+    for st in ex["backward"]:
+        succs = [t["successor_node"] for t in st["terms"]]
+        assert all(pos[j] < pos[st["node"]] for j in succs), st
+        far[st["node"]] = 1 + max((far[j] for j in succs), default=-1)
+    assert order == sorted(order, key=lambda i: (far[i], i))
 
 
 MLP = """

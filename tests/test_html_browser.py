@@ -102,20 +102,22 @@ def test_lecture_page_steps_hovers_and_stays_offline(driver, lecture, tmp_path):
         "e1",
         "e2",
     ]
-    # a's gradient is not known yet at this step: hidden in the picture and pending in the panel
-    assert js(d, "return document.getElementById('n0').classList.contains('ng')") is True
+    # (the lecture's order: z, x, y, a, b, c) a's gradient is shown; c's is not known yet at this step: hidden in the
+    # picture and pending in the panel
+    assert js(d, "return document.getElementById('n0').classList.contains('ng')") is False
+    assert js(d, "return document.getElementById('n2').classList.contains('ng')") is True
     hover(d, "n1")
     p = panel(d)
     assert p["name"].startswith("b") and p["value"] == "3" and p["grad"] == "9"
     assert "∂z/∂b = ∂z/∂x · ∂x/∂b + ∂z/∂y · ∂y/∂b = 7 · 1 + 2 · 1 = 9\n    where ∂x/∂b = 1, ∂y/∂b = 1" in p["steps"]
-    hover(d, "n0")
+    hover(d, "n2")
     p = panel(d)
-    assert p["name"].startswith("a") and p["value"] == "-1" and p["pending"] == ["not computed yet at this step"]
+    assert p["name"].startswith("c") and p["value"] == "4" and p["pending"] == ["not computed yet at this step"]
     # back and forth: ← and the buttons
     press(d, Keys.ARROW_LEFT)
     assert text(d, "position") == "10 / 12"
     js(d, "document.getElementById('last').click()")
-    assert text(d, "caption").startswith("backward 6/6:  ∂z/∂a")
+    assert text(d, "caption").startswith("backward 6/6:  ∂z/∂c")
     assert js(d, "return document.querySelectorAll('#graph .nv, #graph .ng').length") == 0  # the last: all
     js(d, "document.getElementById('first').click()")
     assert text(d, "position") == "0 / 12"
@@ -138,9 +140,9 @@ def test_lecture_page_steps_hovers_and_stays_offline(driver, lecture, tmp_path):
     )
     # the pinned node's panel goes to its steps (c: forward 3 of 6, backward 4 of 6: the stepper's 3rd and 10th)
     buttons = js(d, "return [...document.querySelectorAll('#info button.goto')].map(b => b.textContent)")
-    assert buttons == ["show step 3 / 12", "show step 10 / 12"]
+    assert buttons == ["show step 3 / 12", "show step 12 / 12"]  # c: the last backward step (the lecture's order)
     js(d, "document.querySelectorAll('#info button.goto')[1].click()")
-    assert text(d, "caption") == "backward 4/6:  ∂z/∂c = ∂z/∂y · ∂y/∂c = 2 · 1 = 2"
+    assert text(d, "caption") == "backward 6/6:  ∂z/∂c = ∂z/∂y · ∂y/∂c = 2 · 1 = 2"
     assert browser.console_errors(d) == []
     urls = browser.requests(d)
     assert urls and all(u.startswith("file://") for u in urls), urls

@@ -116,10 +116,12 @@ def test_rendered_svg_frames_carry_the_explain_lines(tmp_path, args):
     assert_captions_match(captions, explained)
 
 
-def test_lecture_frame_007_says_what_explain_says():
-    """The issue's example: the frame read ∂z/∂y = ∂z/∂z · ∂z/∂y = 1 · 2 = 2 (circular)."""
+def test_lecture_frame_of_dz_dy_says_what_explain_says():
+    """The issue's example: the frame read ∂z/∂y = ∂z/∂z · ∂z/∂y = 1 · 2 = 2 (circular). (Frame 008 since the
+    backward steps go in the lecture's order: z, x, y, a, b, c.)"""
     caps = captions_of(LECTURE, "a=-1,b=3,c=4")
-    assert caps[7] == "backward 2/6:  ∂z/∂y = x = 2"
+    assert caps[7] == "backward 2/6:  ∂z/∂x = y = 7"
+    assert caps[8] == "backward 3/6:  ∂z/∂y = x = 2"
     assert "∂z/∂y = x = 2" in run_cli("explain", LECTURE, "--at", "a=-1,b=3,c=4").stdout
 
 
@@ -127,7 +129,7 @@ def test_anonymous_nodes_are_named_by_their_text_in_the_frames(tmp_path):
     prog = tmp_path / "z.cg"
     prog.write_text("z = (a + b) * (b + c)\n")
     caps = captions_of(str(prog), "a=-1,b=3,c=4")
-    assert "backward 2/6:  ∂z/∂(b + c) = (a + b) = 2" in caps
+    assert "backward 3/6:  ∂z/∂(b + c) = (a + b) = 2" in caps
     assert not any("%" in c for c in caps)
     # the boxes of the frames carry the same name as the captions
     src = load_source(str(prog), None)

@@ -336,7 +336,7 @@ def test_steps_frames(tmp_path):
     names = sorted(p.name for p in d.iterdir() if not p.name.startswith("."))  # not cgraph's record of them
     assert len(names) == 6 + 6  # six forward steps, six nodes get a gradient
     assert names[0] == "000-forward-a.png" and names[5] == "005-forward-z.png"
-    assert names[6] == "006-backward-z.png" and names[-1] == "011-backward-a.png"
+    assert names[6] == "006-backward-z.png" and names[-1] == "011-backward-c.png"  # (the lecture's order)
     sizes = {png_size((d / n).read_bytes()) for n in names}
     assert len(sizes) == 1  # one layout, one size
 

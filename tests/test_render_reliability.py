@@ -295,7 +295,7 @@ def test_steps_replace_their_own_frames_and_remove_only_those(tmp_path):
     r = run_cli("render", LECTURE, "--at", AT, "--steps", str(d))  # 12 frames
     assert r.returncode == 0, r.stderr
     (d / "notes.txt").write_text("mine")
-    (d / "011-backward-a.png").write_bytes(b"edited by the user")  # changed since: no longer cgraph's
+    (d / "011-backward-c.png").write_bytes(b"edited by the user")  # changed since: no longer cgraph's
     r = run_cli("render", "-e", "input a = 1; z = 2 * a", "--steps", str(d))  # 4 frames, 000-forward-a.png too
     assert r.returncode == 0, r.stderr
     names = sorted(p.name for p in d.iterdir() if not p.name.startswith("."))
@@ -304,10 +304,10 @@ def test_steps_replace_their_own_frames_and_remove_only_those(tmp_path):
         "001-forward-z.png",
         "002-backward-z.png",
         "003-backward-a.png",
-        "011-backward-a.png",
+        "011-backward-c.png",
         "notes.txt",
     ]
-    assert (d / "011-backward-a.png").read_bytes() == b"edited by the user"
+    assert (d / "011-backward-c.png").read_bytes() == b"edited by the user"
     manifest = json.loads((d / ".cgraph-steps.json").read_text())
     assert sorted(manifest["frames"]) == names[:4]
     # the run after that replaces its own frames without complaint

@@ -5,7 +5,8 @@ numbers, then the value::
 
     x = a + b = -1 + 3 = 2
 
-The backward pass gives one line per node in reverse topological order: the node's gradient as the
+The backward pass gives one line per node, from the output back as the lecture goes (by distance from the output,
+then in the program's order): the node's gradient as the
 sum over its successors of (the successor's gradient) · (the local derivative), first symbolically,
 then with the numbers, then the result, followed by the local derivatives it used::
 
@@ -163,7 +164,7 @@ def explain(
         return ex
     if not backward:
         return ex
-    # the backward pass: reverse topological order, nodes that depend on an input and reach the output
+    # the backward pass (in _backward_order): nodes that depend on an input and reach the output
     need = g.needs_grad()
     rel = [anc[i] and need[i] for i in range(len(g))]
     succ: dict[int, list[int]] = {}
@@ -174,15 +175,25 @@ def explain(
             if rel[j2]:
                 succ.setdefault(j2, []).append(j)
     cache: dict[int, _Succ] = {}
-    for i in range(out, -1, -1):
-        if not rel[i]:
-            continue
+    for i in _backward_order(rel, succ, out):
         if i == out:
             ex.backward.append(BackwardStep(i, labels[i], [], grads[i], seed=True, shape=np.shape(vals[i])))
             continue
         terms = [_term(g, labels, vals, grads, i, j, out, cache) for j in succ.get(i, [])]
         ex.backward.append(BackwardStep(i, labels[i], terms, grads[i], shape=np.shape(vals[i])))
     return ex
+
+
+def _backward_order(rel: list[bool], succ: dict[int, list[int]], out: int) -> list[int]:
+    """The backward steps' order, as the lecture takes them: the output, then the nodes one step from it, then
+    those two steps from it, ... (by the longest path to the output, so every node comes after every node it
+    feeds: its gradient's terms are all known), and within a distance in the program's order (x before y, then
+    a, b, c)."""
+    far = [0] * (out + 1)
+    for i in range(out - 1, -1, -1):
+        if rel[i]:
+            far[i] = 1 + max((far[j] for j in succ.get(i, ())), default=-1)
+    return sorted((i for i in range(out + 1) if rel[i]), key=lambda i: (far[i], i))
 
 
 def _formula(g: Graph, i: int, L: list[str]) -> str:
@@ -365,7 +376,7 @@ def lines(ex: Explanation) -> list[list[Seg]]:
     res: list[list[Seg]] = [[("Forward pass: each node's value, in topological order", "bold underline")]]
     res += [_forward_line(st) for st in ex.forward]
     res.append([])
-    title = f"Backward pass: ∂{outl}/∂node, from {outl} back to the inputs (reverse topological order)"
+    title = f"Backward pass: ∂{outl}/∂node, from {outl} back to the inputs (each node after every node it feeds)"
     res.append([(title, "bold underline")])
     if not ex.backward:
         res.append([(f"  {outl} does not depend on any input: there is nothing to differentiate", "dim")])

@@ -18,7 +18,8 @@ DERIVATIVE_OPTION = {spec.key: spec for spec in DERIVATIVE_OPTIONS}
 HELP = """Explain backpropagation step by step: the forward pass, then the backward pass.
 
 The forward pass shows each node's formula, then with the numbers, then its value:
-'x = a + b = -1 + 3 = 2'. The backward pass, in reverse topological order, shows each
+'x = a + b = -1 + 3 = 2'. The backward pass, from the output back as the lecture goes
+(the output, then the nodes one step from it, ...), shows each
 gradient as the sum over the node's successors of (successor's gradient) · (local
 derivative), first symbolically, then with the numbers, then the result:
 '∂z/∂b = ∂z/∂x · ∂x/∂b + ∂z/∂y · ∂y/∂b = 7 · 1 + 2 · 1 = 9', and the local
