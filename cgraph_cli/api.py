@@ -570,7 +570,7 @@ class Program:
     ) -> Picture:
         """The annotated graph as ``cgraph render`` draws it: values and gradients when every input has a value
         (``show_values=False``: the structure only). ``rankdir`` is ``"LR"``, ``"TB"`` or None (``"auto"``: the
-        one nearest the shape of ``size``, else LR), ``edge_labels`` ``"local"`` (∂child/∂parent on each edge)
+        one nearest the shape of ``size``, else LR), ``edge_labels`` ``"local"`` (∂successor/∂node on each edge)
         or ``"none"``; a graph of more than ``max_nodes`` nodes is refused; drawing may take ``timeout``
         seconds. ``backward``: draw the backward pass too, as the nodes that compute the gradient
         (``render --backward``). ``size`` (``"16:9"``, ``"4:3"``, ``"1920x1080"``), ``width``, ``height``

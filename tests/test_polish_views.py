@@ -70,5 +70,5 @@ def test_the_legend_says_a_tensor_edge_shows_the_operands_shape() -> None:
     dot, _ = _dot(str(EXAMPLES / "mlp.cg"))
     assert "on a tensor edge, the operand's shape" in html.unescape(dot) and "its shape for tensors" not in dot
     scalar, _ = _dot(str(EXAMPLES / "lecture.cg"))
-    assert "edge: local derivative ∂child/∂parent<" in html.unescape(scalar).replace("</FONT>", "<")
+    assert "edge: local derivative ∂successor/∂node<" in html.unescape(scalar).replace("</FONT>", "<")
     assert "tensor edge" not in scalar

@@ -19,7 +19,7 @@ Layout choices, each for the reader of the picture:
 - a node used twice by one op (``x * x``) gets two edges; the operands of
   non-commutative ops enter through labelled ports (``+``/``−`` for ``a - b``,
   ``num``/``den`` for ``/``, ...), so ``a - b`` and ``b - a`` look different;
-- ``--edge-labels local`` writes the local derivative ``∂child/∂parent`` on each
+- ``--edge-labels local`` writes the local derivative ``∂successor/∂node`` on each
   edge (a number for scalars, the operand's shape for tensors);
 - calls of user functions are (nested) clusters;
 - a leaf used by more than :data:`FANOUT` nodes is drawn once with its value and
@@ -58,6 +58,8 @@ FANOUT = 8  # a leaf with more uses than this is drawn as one copy per use
 VALUE_COLOR = LIGHT.value
 GRAD_COLOR = LIGHT.grad
 OFF_PATH = LIGHT.off_path
+# what an edge's label is, in the lecture's words (an edge runs from a node to its successor): every legend says it
+EDGE_MEANING = "local derivative ∂successor/∂node"
 PAD = "0.08"  # inches of background around the drawing
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
@@ -230,7 +232,7 @@ class GraphPicture:
         return self.local(e)
 
     def local(self, e: Edge) -> str:
-        """The local derivative ∂child/∂parent of an edge: a number for scalars, the operand's shape otherwise."""
+        """The local derivative ∂successor/∂node of an edge: a number for scalars, the operand's shape otherwise."""
         if self.values is None or self.grads is None:
             return ""
         if self.grads[e.src] is None:  # no gradient flows into a constant
@@ -371,9 +373,7 @@ class GraphPicture:
                 parts.append(f'<FONT COLOR="{pal.grad}">■ gradient ∂{html_text(self.out_name)}/∂node</FONT>')
             if self.opts.edge_labels == "local" and self.grads is not None:
                 tensors = any(sh for sh in self.g.shapes if sh is not None)
-                edge = "edge: local derivative ∂child/∂parent" + (
-                    "; on a tensor edge, the operand's shape" if tensors else ""
-                )
+                edge = f"edge: {EDGE_MEANING}" + ("; on a tensor edge, the operand's shape" if tensors else "")
                 parts.append(f'<FONT COLOR="{pal.edge_label}">{html_text(edge)}</FONT>')
             if self.off_path is not None and any(self.off_path):
                 parts.append(

@@ -36,7 +36,7 @@ import numpy as np
 
 from cgraph_cli.analysis.explain import MAX_STEPS, step_lines
 from cgraph_cli.fmt import fmt_list, fmt_norm, fmt_number, fmt_shape, fmt_value
-from cgraph_cli.present.dot import GraphPicture, State, op_text
+from cgraph_cli.present.dot import EDGE_MEANING, GraphPicture, State, op_text
 from cgraph_cli.present.render import render_dot
 from cgraph_cli.present.style import DARK, Palette
 
@@ -292,7 +292,7 @@ def build_page(picture: GraphPicture, svg: str, title: str) -> str:
 <ul>
 <li><span class="swatch value"></span> value (forward pass)</li>
 <li><span class="swatch grad"></span> gradient ∂{html.escape(data["output"])}/∂node (backward pass)</li>
-<li><span class="swatch edge"></span> edge label: local derivative ∂child/∂parent</li>
+<li><span class="swatch edge"></span> edge label: {EDGE_MEANING}</li>
 <li><span class="swatch box input"></span> input <span class="swatch box const"></span> constant
 <span class="swatch box op"></span> operation</li>
 <li><span class="swatch box active"></span> the current step's node</li>

@@ -22,7 +22,7 @@ from cgraph_cli.run.request import WATCH_OPTION, Options, check_choice
 HELP = """Draw the computation graph: one box per node with its value and its gradient ∂out/∂node.
 
 Inputs are on the left and the output on the right; values are blue, gradients
-vermillion, and each edge carries its local derivative ∂child/∂parent. Calls of
+vermillion, and each edge carries its local derivative ∂successor/∂node. Calls of
 your own functions are drawn as labelled boxes. Graphviz comes with the
 pygraphviz wheel: no system 'dot' is needed.
 
@@ -98,7 +98,7 @@ def render_command(
         "local",
         "--edge-labels",
         metavar="local|none",
-        help="local: label edges with ∂child/∂parent; none: no edge labels.",
+        help="local: label edges with ∂successor/∂node; none: no edge labels.",
     ),
     no_values: bool = typer.Option(False, "--no-values", help="Draw the structure only (needs no input values)."),
     max_nodes: int = typer.Option(1000, "--max-nodes", metavar="N", help="Refuse graphs with more nodes than this."),
