@@ -211,3 +211,22 @@ def test_a_middle_dot_copied_from_explain_is_named() -> None:
         cg.parse("y = x·w").eval()
     assert (e.value.line, e.value.column) == (1, 5)
     assert e.value.hint == "'x·w' is one name ('·' may be part of a name): to multiply, write x * w"
+
+
+@pytest.mark.parametrize(
+    "text, hint",
+    [
+        ("z = (a + b)(b + c)\n", "to multiply, write '*' between them, as in (a + b) * (b + c)"),
+        ("z = 2(a + b)\n", "to multiply, write '*' between them, as in (a + b) * (b + c)"),
+        ("x = 1\nwhile x < 3 {\n  x = x + 1\n}\n", "there is no while loop: a loop runs a fixed number of times"),
+        ("for i in range(3):\n  x = 1\n", "a loop's body goes in braces: for i in range(n) { ... }"),
+    ],
+)
+def test_common_mistakes_get_a_hint(text: str, hint: str) -> None:
+    """A product without '*' and a Python-style loop got only the parser's expected tokens (a teacher's
+    review)."""
+    import cgraph_cli as cg
+
+    with pytest.raises(cg.CgraphError) as e:
+        cg.parse(text)
+    assert str(e.value).startswith("syntax error: unexpected") and hint in (e.value.hint or "")

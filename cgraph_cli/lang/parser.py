@@ -388,6 +388,24 @@ def _syntax(what: str, span: tuple[int, int], expected) -> CgraphError:
     return CgraphError(f"syntax error: {what}" + (f"; {exp}" if exp else ""), span)
 
 
+_LINE_START = re.compile(r"[ \t]*(\w+)")
+
+
+def _mistake_hint(text: str, pos: int, shown: str) -> str | None:
+    """A hint for a common mistake at an unexpected token: a product written without '*' (``(a + b)(b + c)``), a
+    Python-style loop (``while``, or ``for ...:``)."""
+    line_start = text.rfind("\n", 0, pos) + 1
+    first = _LINE_START.match(text, line_start)
+    before = text[line_start:pos].rstrip()
+    if first is not None and first.group(1) == "while":
+        return "there is no while loop: a loop runs a fixed number of times, for i in range(n) { ... }"
+    if shown == ":" and first is not None and first.group(1) == "for":
+        return "a loop's body goes in braces: for i in range(n) { ... }"
+    if shown == "(" and before and (before[-1] in ")]" or before[-1].isdigit()):  # (after a name it is a call)
+        return "to multiply, write '*' between them, as in (a + b) * (b + c)"
+    return None
+
+
 def _accepted(err: Any, fallback) -> Any:
     """The terminals the parser would really accept at the error (LALR's merged states list more,
     such as ')' after `y = 3` at the top level)."""
@@ -467,7 +485,9 @@ def _translate(err: Any, text: str) -> CgraphError:
             pos = tok.start_pos + len(str(tok)) - len(str(tok).lstrip(" \t"))
             return _syntax(what, (pos, pos + 1), expected)
         shown = str(tok)
-        return _syntax(f"unexpected '{shown}'", (tok.start_pos, tok.end_pos), expected)
+        err_ = _syntax(f"unexpected '{shown}'", (tok.start_pos, tok.end_pos), expected)
+        err_.hint = _mistake_hint(text, tok.start_pos, shown)
+        return err_
     if isinstance(err, UnexpectedEOF):
         pos = len(text)
         return _syntax("unexpected end of input", (pos, pos), err.expected)
