@@ -18,7 +18,6 @@ import collections
 import csv
 import io
 import itertools
-import math
 import os
 import re
 import signal
@@ -31,7 +30,7 @@ from cgraph_cli import allocator, limits
 from cgraph_cli.engine import evaluate
 from cgraph_cli.engine.reference import backward, forward
 from cgraph_cli.errors import CgraphError, Source, closest
-from cgraph_cli.fmt import csv_cell, csv_row_tails, fmt_shape
+from cgraph_cli.fmt import csv_cell, csv_row_tails
 from cgraph_cli.fsutil import regular_size
 from cgraph_cli.ir.graph import Graph
 from cgraph_cli.ops import LEAF_OPS, OPS
@@ -120,22 +119,7 @@ def run_batch(
         if clash:
             raise CgraphError(f"input '{clash[0]}' is given both as a column of {shown} and by --at/--at-file")
         out_node = pick_output(g, of)
-        missing = [name for name in g.inputs if name not in placeholder and name not in g.defaults]
-        if missing:  # (bind_inputs would say so too, with a hint for --at alone)
-            many = len(missing) > 1
-            scalar = [m for m in missing if not g.declared_shapes.get(m)]  # (a CSV cell is a number)
-            shapes = {m: tuple(g.declared_shapes.get(m) or ()) for m in missing[:3]}
-            examples = {m: _literal(sh) for m, sh in shapes.items()}
-            example = ",".join(f"{m}={x}" for m, x in examples.items() if x is not None)
-            large = [f"{m} of shape {fmt_shape(shapes[m])}" for m, x in examples.items() if x is None]
-            raise CgraphError(
-                f"missing value{'s' * many} for input{'s' * many}: {', '.join(missing)}",
-                hint=(f"add a column named {scalar[0]} to the CSV, or give " if scalar else "give ")
-                + f"{'them' if many else 'it'} with --at"
-                + (f", for example: --at {example}" if example else "")
-                + (f" (or --at-file for {', '.join(large)})" if large else ""),
-            )
-        fixed = bind_inputs(g, placeholder)  # checks declared shapes
+        fixed = bind_inputs(g, placeholder, csv=True)  # checks missing inputs and declared shapes
         np_dtype = DTYPES[dtype]
         vectorised = _row_vectorisable(g, fixed)
         label = g.label(out_node)
@@ -224,16 +208,6 @@ def _readline(f, path: str, lineno: int) -> str:
     if len(line.rstrip("\r\n")) > limit:
         raise limits.line_too_long(path, lineno)
     return line
-
-
-def _literal(shape: tuple[int, ...]) -> str | None:
-    """A value of ``shape`` to show in a hint (1, [1, 1], [[1, 1], [1, 1]]); None past six entries."""
-    if math.prod(shape) > 6:
-        return None
-    text = "1"
-    for n in reversed(shape):
-        text = "[" + ", ".join([text] * n) + "]"
-    return text
 
 
 def _read_header(f, path: str) -> tuple[list[str], int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import re
 from decimal import Decimal
@@ -408,8 +409,9 @@ def gather_values(at: list[str] | None, at_file: str | None, max_memory: int | N
     return values
 
 
-def bind_inputs(g: Graph, given: dict[str, Any], *, require: bool = True) -> dict[str, np.ndarray]:
-    """Every input's value: given, else its default. Unknown names and missing values are errors."""
+def bind_inputs(g: Graph, given: dict[str, Any], *, require: bool = True, csv: bool = False) -> dict[str, np.ndarray]:
+    """Every input's value: given, else its default. Unknown names and missing values are errors (``csv``: the
+    values of ``--batch``, whose scalar inputs may be columns of the CSV)."""
     unknown = [k for k in given if k not in g.inputs]
     if unknown:
         listed = ", ".join(g.inputs) or "none"
@@ -439,22 +441,51 @@ def bind_inputs(g: Graph, given: dict[str, Any], *, require: bool = True) -> dic
             )
         out[name] = v
     if missing and require:
-        example = ",".join(f"{m}=1" for m in missing[:3])
-        hint = f"give {'them' if len(missing) > 1 else 'it'} with --at, for example: --at {example}"
-        assigned = [b for b in g.bindings if b not in g.inputs]
-        typo = next(((m, best) for m in missing if (best := closest(m, assigned))), None)
-        if typo is not None:  # a name never assigned is an input: a misspelt one would quietly become one
-            m, best = typo
-            hint = f"'{m}' is never assigned, so it is an input: did you mean '{best}'? Otherwise " + hint
-        dotted = next((m for m in missing if "·" in m), None)
-        if dotted is not None:  # (explain writes · for a product; Python's names may hold it)
-            typo = (dotted, "")
-            product = dotted.replace("·", " * ")
-            hint = f"'{dotted}' is one name ('·' may be part of a name): to multiply, write {product}"
-        raise CgraphError(
-            f"missing value{'s' * (len(missing) > 1)} for input{'s' * (len(missing) > 1)}: {', '.join(missing)}",
-            None if typo is None else g.spans[g.inputs[typo[0]]],
-            hint=hint,
-            source=None if typo is None else g.source,
-        )
+        raise _missing_values(g, missing, csv)
     return out
+
+
+def _missing_values(g: Graph, missing: list[str], csv: bool) -> CgraphError:
+    """The error for inputs that have no value, with how to give them: under ``--batch`` (``csv``) a scalar input
+    may be a column of the CSV and a tensor one is given with ``--at`` (a value of its shape); otherwise with
+    ``--at``, the place of a name that may be a typo (a name never assigned is an input) and what it may mean."""
+    many = len(missing) > 1
+    them = "them" if many else "it"
+    message = f"missing value{'s' * many} for input{'s' * many}: {', '.join(missing)}"
+    if csv:
+        scalar = [m for m in missing if not g.declared_shapes.get(m)]  # (a CSV cell is a number)
+        shapes = {m: tuple(g.declared_shapes.get(m) or ()) for m in missing[:3]}
+        examples = {m: _literal(sh) for m, sh in shapes.items()}
+        example = ",".join(f"{m}={x}" for m, x in examples.items() if x is not None)
+        large = [f"{m} of shape {fmt_shape(shapes[m])}" for m, x in examples.items() if x is None]
+        return CgraphError(
+            message,
+            hint=(f"add a column named {scalar[0]} to the CSV, or give " if scalar else "give ")
+            + f"{them} with --at"
+            + (f", for example: --at {example}" if example else "")
+            + (f" (or --at-file for {', '.join(large)})" if large else ""),
+        )
+    hint = f"give {them} with --at, for example: --at {','.join(f'{m}=1' for m in missing[:3])}"
+    at = None  # the input whose use the error points at
+    dotted = next((m for m in missing if "·" in m), None)
+    assigned = [b for b in g.bindings if b not in g.inputs]
+    typo = next(((m, best) for m in missing if (best := closest(m, assigned))), None)
+    if dotted is not None:  # (explain writes · for a product; Python's names may hold it)
+        at = dotted
+        hint = f"'{dotted}' is one name ('·' may be part of a name): to multiply, write {dotted.replace('·', ' * ')}"
+    elif typo is not None:  # a misspelt name would quietly become an input
+        at, best = typo
+        hint = f"'{at}' is never assigned, so it is an input: did you mean '{best}'? Otherwise " + hint
+    if at is None:
+        return CgraphError(message, hint=hint)
+    return CgraphError(message, g.spans[g.inputs[at]], hint=hint, source=g.source)
+
+
+def _literal(shape: tuple[int, ...]) -> str | None:
+    """A value of ``shape`` to show in a hint (1, [1, 1], [[1, 1], [1, 1]]); None past six entries."""
+    if math.prod(shape) > 6:
+        return None
+    text = "1"
+    for n in reversed(shape):
+        text = "[" + ", ".join([text] * n) + "]"
+    return text
