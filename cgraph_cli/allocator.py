@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 
 MMAP_MAX = 32 << 20  # glibc's largest mmap threshold on 64-bit systems: larger blocks are still mapped
 TRIM = 256 << 20  # the most free memory kept at the top of the heap
@@ -52,7 +53,7 @@ def retain() -> bool | None:
     return _state[0]
 
 
-def _tuned_by_user(env: dict[str, str]) -> bool:
+def _tuned_by_user(env: Mapping[str, str]) -> bool:
     """Whether the user tunes glibc's malloc through its own variables (``MALLOC_TRIM_THRESHOLD_``,
     ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_ARENA_MAX``..., or a ``glibc.malloc`` tunable): then cgraph leaves it as
     they set it."""
@@ -61,7 +62,7 @@ def _tuned_by_user(env: dict[str, str]) -> bool:
 
 def _set_thresholds() -> bool:
     env = os.environ
-    if env.get("CGRAPH_KEEP_MEMORY", "").strip().lower() in _OFF or _tuned_by_user(dict(env)):
+    if env.get("CGRAPH_KEEP_MEMORY", "").strip().lower() in _OFF or _tuned_by_user(env):
         return False
     if not sys.platform.startswith("linux"):
         return False

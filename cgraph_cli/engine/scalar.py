@@ -298,8 +298,10 @@ def compile_back(code: FloatCode, g: Graph, out: int) -> BackCode:
                 None if aux is None else _head_reversed(aux, m),
                 list(compress(range(out + 1, n), need[out + 1 :])),
             )
-        reach = [True] * (out + 1) + [False] * (n - out) if consumed else [False] * (n + 1)
-        if not consumed:
+        if consumed:
+            reach = [True] * (out + 1) + [False] * (n - out)
+        else:
+            reach = [False] * (n + 1)
             reach[out] = True
             if not code.many:
                 for i, a, b in zip(_head_reversed(code.nodes, m), a0[::-1], a1[::-1]):

@@ -164,26 +164,19 @@ _WORD = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|(?:\w|[\u0300-\u036f\u
 _REACH = 40  # the longest word a cut moves past (a longer one is cut where it falls)
 
 
-def _word_start(text: str, cut: int, lowest: int) -> int:
-    """``cut``, or the start of the word it falls inside if that is not below ``lowest`` (else ``cut``)."""
-    lo = max(0, cut - _REACH)
-    for m in _WORD.finditer(text, lo, min(len(text), cut + _REACH)):
-        if m.start() >= cut:
-            break
-        if cut < m.end():  # (a word that may begin before the window, or below lowest, is cut where it falls)
-            return m.start() if m.start() >= lowest and (m.start() > lo or lo == 0) else cut
-    return cut
-
-
-def _word_end(text: str, cut: int, highest: int) -> int:
-    """``cut``, or the end of the word it falls inside if that is not above ``highest`` (else ``cut``)."""
-    hi = min(len(text), cut + _REACH)
-    for m in _WORD.finditer(text, max(0, cut - _REACH), hi):
+def _word_around(text: str, cut: int) -> tuple[int | None, int | None] | None:
+    """The word ``cut`` falls inside, as (start, end), None for an end that may lie past the search window (a word
+    longer than :data:`_REACH`); None if ``cut`` falls between words."""
+    lo, hi = max(0, cut - _REACH), min(len(text), cut + _REACH)
+    for m in _WORD.finditer(text, lo, hi):
         if m.start() >= cut:
             break
         if cut < m.end():
-            return m.end() if m.end() <= highest and (m.end() < hi or hi == len(text)) else cut
-    return cut
+            return (
+                m.start() if m.start() > lo or lo == 0 else None,
+                m.end() if m.end() < hi or hi == len(text) else None,
+            )
+    return None
 
 
 @dataclass
@@ -228,8 +221,13 @@ class Graph:
         half = limit // 2
         # no cut inside a name or a number (a17 must not read as 17, nor 2.5e-3 as 3): each end moves out of the
         # word it falls in, by at most a quarter of the limit
-        head = _word_start(text, s + half, s + half // 2)
-        tail = _word_end(text, e - half, e - half // 2)
+        head, tail = s + half, e - half
+        word = _word_around(text, head)
+        if word is not None and word[0] is not None and word[0] >= s + half // 2:
+            head = word[0]
+        word = _word_around(text, tail)
+        if word is not None and word[1] is not None and word[1] <= e - half // 2:
+            tail = word[1]
         return text[s:head].rstrip() + " … " + text[tail:e].lstrip()
 
     def line_col(self, i: int) -> tuple[int, int]:

@@ -383,9 +383,9 @@ def _describe_expected(expected) -> str:
     return "expected " + (names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1])
 
 
-def _syntax(what: str, span: tuple[int, int], expected) -> CgraphError:
+def _syntax(what: str, span: tuple[int, int], expected, hint: str | None = None) -> CgraphError:
     exp = _describe_expected(expected)
-    return CgraphError(f"syntax error: {what}" + (f"; {exp}" if exp else ""), span)
+    return CgraphError(f"syntax error: {what}" + (f"; {exp}" if exp else ""), span, hint=hint)
 
 
 _LINE_START = re.compile(r"[ \t]*(\w+)")
@@ -485,9 +485,8 @@ def _translate(err: Any, text: str) -> CgraphError:
             pos = tok.start_pos + len(str(tok)) - len(str(tok).lstrip(" \t"))
             return _syntax(what, (pos, pos + 1), expected)
         shown = str(tok)
-        err_ = _syntax(f"unexpected '{shown}'", (tok.start_pos, tok.end_pos), expected)
-        err_.hint = _mistake_hint(text, tok.start_pos, shown)
-        return err_
+        span = (tok.start_pos, tok.end_pos)
+        return _syntax(f"unexpected '{shown}'", span, expected, _mistake_hint(text, tok.start_pos, shown))
     if isinstance(err, UnexpectedEOF):
         pos = len(text)
         return _syntax("unexpected end of input", (pos, pos), err.expected)
